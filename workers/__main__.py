@@ -1,0 +1,32 @@
+"""``python -m workers``: the commands that are not a single pod's step."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: python -m workers COMMAND [...]
+
+commands:
+  pipeline   run produce -> split -> shards in parallel -> merge on this machine
+
+steps (what a pod runs):
+  python -m workers.produce | workers.split | workers.shard | workers.merge   (each has --help)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if args[0] == "pipeline":
+        from workers.pipeline import main as pipeline_main
+
+        return pipeline_main(args[1:])
+    sys.stderr.write(f"python -m workers: unknown command {args[0]!r}\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

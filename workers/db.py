@@ -1,0 +1,517 @@
+"""Databases chosen by SQLAlchemy URL.
+
+PostgreSQL goes straight to psycopg 3 for its fast paths (COPY in, COPY out or a
+server-side cursor for streaming), which also spares a shard pod the SQLAlchemy
+import. Every other URL (SQLite by default) takes SQLAlchemy's generic path.
+Identifiers are validated and quoted; values are always bound or quoted literals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers.errors import ProcessingError, TransientError, UsageError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str, what: str = "identifier") -> str:
+    """Accept plain SQL identifiers only (optionally ``schema.table`` for tables)."""
+    parts = name.split(".") if what == "table" else [name]
+    if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+        raise UsageError(
+            f"invalid {what} name {name!r}: use letters, digits and _ (not starting with a digit)"
+            + (", optionally schema.table" if what == "table" else "")
+        )
+    return name
+
+
+def quote(name: str) -> str:
+    """Quote a validated identifier (``schema.table`` quotes each part)."""
+    return ".".join('"' + p + '"' for p in name.split("."))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a run's rows live: table, key column, optional run column, optional JSON column.
+
+    With ``data_column`` set, a row is the JSON object stored there; without it, a
+    row is a dict of every column of the table.
+    """
+
+    table: str
+    key_column: str = "key"
+    run_column: str | None = "run_id"
+    data_column: str | None = "data"
+
+    def __post_init__(self) -> None:
+        check_identifier(self.table, "table")
+        check_identifier(self.key_column, "column")
+        if self.run_column:
+            check_identifier(self.run_column, "column")
+        if self.data_column:
+            check_identifier(self.data_column, "column")
+
+
+@dataclass(frozen=True)
+class KeyStats:
+    rows: int
+    min_key: int | None
+    max_key: int | None
+
+
+def is_postgres(url: str) -> bool:
+    scheme = url.split(":", 1)[0].lower()
+    return scheme.split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def connect(url: str, connect_timeout: float = 10.0) -> Database:
+    """Open the database a URL names; PostgreSQL through psycopg, the rest through SQLAlchemy."""
+    if is_postgres(url):
+        return PostgresDatabase(url, connect_timeout)
+    return SqlAlchemyDatabase(url, connect_timeout)
+
+
+class Database:
+    """What the steps need from a database; one subclass per access path."""
+
+    dialect = "generic"
+
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
+        """Replace every row of ``run_id`` with ``rows`` (JSON objects) in one transaction."""
+        raise NotImplementedError
+
+    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
+        raise NotImplementedError
+
+    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
+        """Keys at row positions every, 2*every, ... (in key order): exact equal-row cut points."""
+        raise NotImplementedError
+
+    def stream_rows(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def stream_json_lines(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]] | None:
+        """Blocks of JSON Lines straight from the server with their row counts, or None if unsupported."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _where(
+    source: Source, run_id: str | None, lo: int | None, hi: int | None, style: str
+) -> tuple[str, dict[str, Any]]:
+    """WHERE clause for a key range; ``style`` is 'pg' (%(x)s) or 'sa' (:x) placeholders."""
+    ph = (lambda n: f"%({n})s") if style == "pg" else (lambda n: f":{n}")
+    conds: list[str] = []
+    params: dict[str, Any] = {}
+    if source.run_column and run_id is not None:
+        conds.append(f"{quote(source.run_column)} = {ph('run')}")
+        params["run"] = run_id
+    if lo is not None:
+        conds.append(f"{quote(source.key_column)} >= {ph('lo')}")
+        params["lo"] = lo
+    if hi is not None:
+        conds.append(f"{quote(source.key_column)} <= {ph('hi')}")
+        params["hi"] = hi
+    return (" WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+def _copy_escape_needed(data: bytes) -> bool:
+    return b"\\" in data
+
+
+class PostgresDatabase(Database):
+    """psycopg 3: COPY FROM STDIN to load, COPY TO STDOUT or a named cursor to stream."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, connect_timeout: float) -> None:
+        import psycopg  # deferred: only PostgreSQL users need it
+
+        self._psycopg = psycopg
+        # psycopg takes libpq URIs; drop SQLAlchemy's "+driver" suffix.
+        _scheme, rest = url.split("://", 1)
+        conninfo = "postgresql://" + rest
+        try:
+            self.conn = psycopg.connect(
+                conninfo,
+                connect_timeout=max(1, round(connect_timeout)),
+                application_name="workers",
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=int(connect_timeout * 1000) * 3,
+            )
+        except psycopg.OperationalError as exc:
+            raise TransientError(f"cannot connect to PostgreSQL: {_pg_message(exc)}") from None
+        except psycopg.ProgrammingError as exc:
+            raise UsageError(f"invalid PostgreSQL URL: {_pg_message(exc)}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _table_exists(self, source: Source) -> bool:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (quote(source.table),))
+            row = cur.fetchone()
+        return bool(row and row[0])
+
+    def _require_table(self, source: Source) -> None:
+        if not self._table_exists(source):
+            self.conn.rollback()
+            raise UsageError(f"table {source.table!r} does not exist")
+
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
+        t = quote(source.table)
+        run_c, key_c, data_c = (
+            quote(source.run_column or "run_id"),
+            quote(source.key_column),
+            quote(source.data_column or "data"),
+        )
+        n = 0
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            # One writer per (table, run): a second produce for the same run waits, then replaces.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{source.table}\x00{run_id}",),
+            )
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} ({run_c} text NOT NULL, {key_c} bigint NOT NULL, "
+                f"{data_c} json NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
+            )
+            cur.execute(f"DELETE FROM {t} WHERE {run_c} = %s", (run_id,))
+            prefix = _copy_text(run_id.encode()) + b"\t"
+            with cur.copy(f"COPY {t} ({run_c}, {key_c}, {data_c}) FROM STDIN") as copy:
+                buf: list[bytes] = []
+                size = 0
+                for data in rows:
+                    n += 1
+                    if b"\\" in data:
+                        data = data.replace(b"\\", b"\\\\")
+                    line = b"%b%d\t%b\n" % (prefix, n, data)
+                    buf.append(line)
+                    size += len(line)
+                    if size >= 1 << 20:
+                        copy.write(b"".join(buf))
+                        buf.clear()
+                        size = 0
+                if buf:
+                    copy.write(b"".join(buf))
+        return n
+
+    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
+        self._require_table(source)
+        where, params = _where(source, run_id, None, None, "pg")
+        k = quote(source.key_column)
+        with self.conn.cursor() as cur:
+            cur.execute(
+                f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}", params
+            )
+            row = cur.fetchone()
+        self.conn.rollback()
+        assert row is not None
+        return KeyStats(int(row[0]), row[1], row[2])
+
+    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
+        self._require_table(source)
+        where, params = _where(source, run_id, None, None, "pg")
+        k = quote(source.key_column)
+        params["every"] = every
+        sql = (
+            f"SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn "
+            f"FROM {quote(source.table)}{where}) s WHERE rn %% %(every)s = 0 ORDER BY k"
+        )
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            keys = [int(r[0]) for r in cur.fetchall()]
+        self.conn.rollback()
+        return keys
+
+    def _select(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> tuple[str, dict]:
+        where, params = _where(source, run_id, lo, hi, "pg")
+        cols = quote(source.data_column) if source.data_column else "*"
+        return (
+            f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}",
+            params,
+        )
+
+    def stream_rows(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        from psycopg.types.json import set_json_loads
+
+        self._require_table(source)
+        set_json_loads(orjson.loads, self.conn)
+        sql, params = self._select(source, run_id, lo, hi)
+        # A named cursor keeps the result on the server: memory stays bounded by one batch.
+        with self.conn.transaction(), self.conn.cursor(name="workers_shard") as cur:
+            cur.itersize = batch
+            cur.execute(sql, params)
+            names = [d.name for d in cur.description or []]
+            while True:
+                fetched = cur.fetchmany(batch)
+                if not fetched:
+                    break
+                if source.data_column:
+                    yield [_as_object(r[0]) for r in fetched]
+                else:
+                    yield [dict(zip(names, r, strict=True)) for r in fetched]
+
+    def stream_json_lines(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]] | None:
+        if not source.data_column:
+            return None
+        return self._copy_out(source, run_id, lo, hi)
+
+    def _copy_out(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]]:
+        from psycopg import sql as pgsql
+
+        self._require_table(source)
+        sql, params = self._select(source, run_id, lo, hi)
+        # COPY takes no bind parameters: inline them as quoted literals.
+        query = pgsql.SQL(sql.replace("%(", "{").replace(")s", "}")).format(  # type: ignore[arg-type]
+            **{k: pgsql.Literal(v) for k, v in params.items()}
+        )
+        with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(query) as copy:
+            buf: list[bytes] = []
+            size = 0
+            for row in copy:
+                buf.append(bytes(row))
+                size += len(row)
+                if size >= 1 << 20:
+                    yield _copy_lines_to_jsonl(b"".join(buf), len(buf))
+                    buf.clear()
+                    size = 0
+            if buf:
+                yield _copy_lines_to_jsonl(b"".join(buf), len(buf))
+
+
+_COPY_UNESCAPE = {
+    b"\\": b"\\",
+    b"n": b"\n",
+    b"t": b"\t",
+    b"r": b"\r",
+    b"b": b"\b",
+    b"f": b"\f",
+    b"v": b"\v",
+}
+_COPY_ESCAPE_RE = re.compile(rb"\\(.)", re.S)
+
+
+def _copy_text(value: bytes) -> bytes:
+    """Escape a value for COPY's text format."""
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
+
+
+def _copy_lines_to_jsonl(block: bytes, rows: int) -> tuple[bytes, int]:
+    """Turn COPY text rows of one JSON column into JSON Lines, one value per line."""
+    if b"\\" not in block:
+        return block, rows
+    if not re.search(rb"\\[^\\]", block.replace(b"\\\\", b"")):
+        return block.replace(b"\\\\", b"\\"), rows
+    # A stored value holds raw control characters (whitespace between JSON tokens):
+    # re-serialize those rows so each value stays on one line.
+    out = []
+    for line in block.split(b"\n")[:-1]:
+        raw = _COPY_ESCAPE_RE.sub(lambda m: _COPY_UNESCAPE.get(m.group(1), m.group(1)), line)
+        out.append(orjson.dumps(orjson.loads(raw)) if b"\n" in raw or b"\r" in raw else raw)
+    return b"\n".join(out) + b"\n", rows
+
+
+def _as_object(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _pg_message(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class SqlAlchemyDatabase(Database):
+    """SQLAlchemy Core with text SQL: SQLite by default, any dialect SQLAlchemy knows."""
+
+    def __init__(self, url: str, connect_timeout: float) -> None:
+        import sqlalchemy as sa  # deferred: costs ~100 ms of start-up
+
+        self._sa = sa
+        try:
+            u = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise UsageError(f"invalid database URL: {exc}") from None
+        self.dialect = u.get_backend_name()
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            connect_args["timeout"] = connect_timeout
+        try:
+            self.engine = sa.create_engine(u, connect_args=connect_args)
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:
+            raise UsageError(
+                f"database driver for {u.drivername!r} is not installed: {exc}"
+            ) from None
+        if self.dialect == "sqlite":
+            self._sqlite_pragmas()
+
+    def _sqlite_pragmas(self) -> None:
+        sa = self._sa
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _on_connect(dbapi_conn: Any, record: Any) -> None:
+            # WAL lets parallel shard readers run while a writer commits.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _wrap(self, exc: Exception) -> Exception:
+        sa = self._sa
+        msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if isinstance(exc, sa.exc.OperationalError):
+            low = msg.lower()
+            if "no such table" in low or "no such column" in low or "doesn't exist" in low:
+                return UsageError(msg)
+            if "unable to open database" in low:
+                return UsageError(f"cannot open database: {msg}")
+            return TransientError(f"database unavailable: {msg}")
+        if isinstance(exc, (sa.exc.InterfaceError, sa.exc.DisconnectionError)):
+            return TransientError(f"database unavailable: {msg}")
+        if isinstance(exc, sa.exc.ProgrammingError):
+            return UsageError(msg)
+        return exc
+
+    def _require_table(self, conn: Any, source: Source) -> None:
+        schema, _, name = source.table.rpartition(".")
+        if not self._sa.inspect(conn).has_table(name, schema=schema or None):
+            raise UsageError(f"table {source.table!r} does not exist")
+
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
+        sa = self._sa
+        t = quote(source.table)
+        run_c, key_c, data_c = (
+            quote(source.run_column or "run_id"),
+            quote(source.key_column),
+            quote(source.data_column or "data"),
+        )
+        insert = sa.text(f"INSERT INTO {t} ({run_c}, {key_c}, {data_c}) VALUES (:r, :k, :d)")
+        n = 0
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "sqlite":
+                    # Take the write lock now, so concurrent producers serialize instead of failing late.
+                    conn.exec_driver_sql("SELECT 1")
+                conn.execute(
+                    sa.text(
+                        f"CREATE TABLE IF NOT EXISTS {t} ({run_c} VARCHAR(128) NOT NULL, {key_c} BIGINT NOT NULL, "
+                        f"{data_c} TEXT NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
+                    )
+                )
+                conn.execute(sa.text(f"DELETE FROM {t} WHERE {run_c} = :r"), {"r": run_id})
+                batch: list[dict[str, Any]] = []
+                for data in rows:
+                    n += 1
+                    batch.append({"r": run_id, "k": n, "d": data.decode()})
+                    if len(batch) >= 10_000:
+                        conn.execute(insert, batch)
+                        batch = []
+                if batch:
+                    conn.execute(insert, batch)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+        return n
+
+    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
+        sa = self._sa
+        where, params = _where(source, run_id, None, None, "sa")
+        k = quote(source.key_column)
+        try:
+            with self.engine.connect() as conn:
+                self._require_table(conn, source)
+                row = conn.execute(
+                    sa.text(
+                        f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}"
+                    ),
+                    params,
+                ).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+        return KeyStats(int(row[0]), row[1], row[2])
+
+    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
+        sa = self._sa
+        where, params = _where(source, run_id, None, None, "sa")
+        k = quote(source.key_column)
+        params["every"] = every
+        sql = (
+            f"SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn "
+            f"FROM {quote(source.table)}{where}) s WHERE rn % :every = 0 ORDER BY k"
+        )
+        try:
+            with self.engine.connect() as conn:
+                self._require_table(conn, source)
+                return [int(r[0]) for r in conn.execute(sa.text(sql), params)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+
+    def stream_rows(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        sa = self._sa
+        where, params = _where(source, run_id, lo, hi, "sa")
+        cols = quote(source.data_column) if source.data_column else "*"
+        sql = f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}"
+        try:
+            with self.engine.connect() as conn:
+                self._require_table(conn, source)
+                result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+                    sa.text(sql), params
+                )
+                names = list(result.keys())
+                for part in result.partitions(batch):
+                    if source.data_column:
+                        yield [_as_object(r[0]) for r in part]
+                    else:
+                        yield [dict(zip(names, r, strict=True)) for r in part]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+
+
+def json_rows(objects: Iterable[Any], what: str = "generator") -> Iterator[bytes]:
+    """Serialize generator output with orjson; a non-object or unserializable row is a ProcessingError."""
+    dumps = orjson.dumps
+    for i, obj in enumerate(objects, 1):
+        if not isinstance(obj, dict):
+            raise ProcessingError(f"{what} row {i} is a {type(obj).__name__}, expected a dict")
+        try:
+            yield dumps(obj)
+        except TypeError as exc:
+            raise ProcessingError(f"{what} row {i} is not JSON-serializable: {exc}") from None

@@ -1,0 +1,28 @@
+"""Process exit codes shared by every step; the README documents them.
+
+Argo's ``retryStrategy`` should retry :data:`TRANSIENT` only: every other
+non-zero code is permanent and retrying it wastes a pod start.
+"""
+
+OK = 0
+"""The step did its work and wrote its declared outputs."""
+
+USAGE = 2
+"""Bad input: a flag, a shard item, a count file, a name. Permanent (argparse also uses 2)."""
+
+PROCESSING = 3
+"""The user's generator or processor failed, or produced values we cannot serialize."""
+
+INCOMPLETE = 4
+"""The fan-in found missing, unverified or inconsistent shards and wrote nothing."""
+
+TRANSIENT = 75
+"""Database or storage unreachable, reset or timed out: retry (EX_TEMPFAIL from sysexits.h)."""
+
+ALL = {
+    "OK": OK,
+    "USAGE": USAGE,
+    "PROCESSING": PROCESSING,
+    "INCOMPLETE": INCOMPLETE,
+    "TRANSIENT": TRANSIENT,
+}

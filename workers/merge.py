@@ -1,0 +1,363 @@
+"""Step 4, merge: the fan-in. Proves every shard is committed and verified, then writes one document.
+
+With a plan (``--store``), merge reads ``plan.json`` and each shard's commit
+record by name, checks run, bounds, row counts, sizes and sha256, and writes
+nothing if anything is missing or wrong. Without one it is a drop-in for
+``jq -s .`` over explicit paths or a ``--glob``. Either way memory is bounded by
+the largest part, and the output appears atomically or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers import cli, layout, storage
+from workers.config import Environment
+from workers.errors import IncompleteError, UsageError
+from workers.jsonparts import to_json_lines
+from workers.log import Logger, rate
+
+FORMATS = ("json", "jsonl")
+
+EPILOG = (
+    """examples:
+  # fan-in of a run: verify every shard of STORE/plan.json, write STORE/merged.json + summary.json
+  python -m workers.merge --store /mnt/shared/my-run
+
+  # JSON Lines to a bucket
+  python -m workers.merge --store s3://bucket/runs/my-run --format jsonl --output s3://bucket/out/my-run.jsonl
+
+  # drop-in for `jq -s . /mnt/shared/message-*.json` (byte order of names, output to stdout)
+  python -m workers.merge --glob '/mnt/shared/message-*.json'
+  python -m workers.merge a.json b.json c.json --output all.json
+
+"""
+    + cli.EXIT_CODES_EPILOG
+)
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    store: str | None
+    paths: tuple[str, ...]
+    glob: str | None
+    output: str | None
+    format: str
+    summary: str | None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.Parser(prog="python -m workers.merge", description=__doc__, epilog=EPILOG)
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="part files to merge without a plan (like jq -s .)"
+    )
+    p.add_argument(
+        "--store", metavar="URL", help="run folder/URL holding plan.json, parts/ and commits/"
+    )
+    p.add_argument(
+        "--glob", metavar="PATTERN", help="merge the files matching PATTERN, in byte order of names"
+    )
+    p.add_argument(
+        "--output",
+        metavar="URL",
+        help="output (default: STORE/merged.json[l], or stdout without a store)",
+    )
+    p.add_argument(
+        "--format",
+        default="json",
+        help="json: one array, like jq -s . (default); jsonl: one value per line",
+    )
+    p.add_argument(
+        "--summary", metavar="URL", help="run summary JSON (default: STORE/summary.json)"
+    )
+    return p
+
+
+def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown --format {args.format!r}: choose json or jsonl")
+    modes = sum(bool(x) for x in (args.store, args.paths, args.glob))
+    if modes != 1:
+        raise UsageError("give exactly one of --store, --glob or PATH...")
+    output = args.output
+    if args.store and not output:
+        output = storage.join(
+            args.store, "merged.json" if args.format == "json" else "merged.jsonl"
+        )
+    summary = args.summary
+    if args.store and not summary:
+        summary = storage.join(args.store, "summary.json")
+    return MergeConfig(args.store, tuple(args.paths), args.glob, output, args.format, summary)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One input of the merge and what its commit record vouches for (nothing without a plan)."""
+
+    url: str
+    index: int | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    record: Any = None
+
+
+def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
+    """Every shard of the plan has a commit record for this run whose numbers add up."""
+    plan = layout.read_plan(layout.plan_url(store))
+    problems: list[str] = []
+    parts: list[Part] = []
+    total_in = 0
+    for s in plan.shards:
+        url = layout.commit_url(store, s.index)
+        try:
+            rec = orjson.loads(storage.read_bytes(url))
+        except FileNotFoundError:
+            problems.append(f"{s.name} missing (no commit record)")
+            continue
+        except orjson.JSONDecodeError:
+            problems.append(f"{s.name} has a corrupt commit record")
+            continue
+        if not isinstance(rec, dict):
+            problems.append(f"{s.name} has a corrupt commit record")
+            continue
+        if rec.get("run_id") != plan.run_id:
+            problems.append(
+                f"{s.name} was committed by run {rec.get('run_id')!r}, not {plan.run_id!r}"
+            )
+            continue
+        if (rec.get("index"), rec.get("lo"), rec.get("hi")) != (s.index, s.lo, s.hi):
+            problems.append(f"{s.name} was committed for other key bounds")
+            continue
+        rows_in = rec.get("rows_in")
+        if s.rows is not None and rows_in != s.rows:
+            problems.append(f"{s.name} read {rows_in} rows, the plan expects {s.rows}")
+            continue
+        if not all(isinstance(rec.get(k), int) for k in ("rows", "bytes")) or not isinstance(
+            rec.get("sha256"), str
+        ):
+            problems.append(f"{s.name} has an incomplete commit record")
+            continue
+        total_in += int(rows_in or 0)
+        parts.append(
+            Part(
+                layout.part_url(store, s.index),
+                s.index,
+                rec["rows"],
+                rec["bytes"],
+                rec["sha256"],
+                rec,
+            )
+        )
+    if problems:
+        raise IncompleteError(_listing(problems, len(plan.shards)))
+    if plan.total is not None and total_in != plan.total:
+        raise IncompleteError(
+            f"shards read {total_in} rows in all, the producer committed {plan.total}"
+        )
+    return plan, parts
+
+
+def _listing(problems: list[str], n_shards: int) -> str:
+    shown = "; ".join(problems[:MAX_LISTED])
+    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"{len(problems)} of {n_shards} shards not usable: {shown}{more}"
+
+
+def _read(part: Part) -> bytes:
+    try:
+        return storage.read_bytes(part.url)
+    except FileNotFoundError:
+        name = f"part-{part.index:05d}" if part.index is not None else part.url
+        raise IncompleteError(f"{name} data file is missing: {part.url}") from None
+
+
+def _prefetched(parts: Sequence[Part]) -> Iterator[tuple[Part, bytes]]:
+    """Read the next part while the current one is parsed: I/O overlaps CPU, two parts in memory at most."""
+    if not parts:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt: Future[bytes] = pool.submit(_read, parts[0])
+        for i, part in enumerate(parts):
+            data = nxt.result()
+            if i + 1 < len(parts):
+                nxt = pool.submit(_read, parts[i + 1])
+            yield part, data
+
+
+def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) -> int:
+    """Stream every part into ``writer``, verifying each against its record; returns the value count."""
+    total = 0
+    first = True
+    if fmt == "json":
+        writer.write(b"[")
+    for part, data in _prefetched(parts):
+        label = f"part-{part.index:05d}" if part.index is not None else part.url
+        if part.bytes is not None and len(data) != part.bytes:
+            raise IncompleteError(
+                f"{label} is {len(data)} bytes, its commit record says {part.bytes}"
+            )
+        if part.sha256 is not None and hashlib.sha256(data).hexdigest() != part.sha256:
+            raise IncompleteError(f"{label} does not match the sha256 of its commit record")
+        lines, n = to_json_lines(data, part.url)
+        if part.rows is not None and n != part.rows:
+            raise IncompleteError(
+                f"{label} holds {n} JSON values, its commit record says {part.rows}"
+            )
+        total += n
+        if not n:
+            continue
+        if fmt == "json":
+            if not first:
+                writer.write(b",")
+            writer.write(lines[:-1].replace(b"\n", b","))
+        else:
+            writer.write(lines)
+        first = False
+    if fmt == "json":
+        writer.write(b"]\n")
+    return total
+
+
+def summarize(
+    plan: layout.Plan, parts: Sequence[Part], output: str, fmt: str, seconds: float
+) -> dict[str, Any]:
+    per_shard = [
+        {
+            "index": p.index,
+            "rows": p.rows,
+            "bytes": p.bytes,
+            "duration_s": p.record.get("duration_s"),
+            "attempt": p.record.get("attempt"),
+        }
+        for p in parts
+    ]
+    durations = [
+        (float(s["duration_s"]), s["index"])
+        for s in per_shard
+        if isinstance(s["duration_s"], (int, float))
+    ]
+    summary: dict[str, Any] = {
+        "run_id": plan.run_id,
+        "output": output,
+        "format": fmt,
+        "totals": {
+            "shards": len(parts),
+            "rows": sum(p.rows or 0 for p in parts),
+            "rows_expected": plan.total,
+            "bytes": sum(p.bytes or 0 for p in parts),
+            "merge_seconds": round(seconds, 4),
+        },
+        "shards": per_shard,
+    }
+    if durations:
+        slow, fast = max(durations), min(durations)
+        median = statistics.median(d for d, _ in durations)
+        summary["skew"] = {
+            "slowest": {"index": slow[1], "duration_s": slow[0]},
+            "fastest": {"index": fast[1], "duration_s": fast[0]},
+            "median_s": round(median, 4),
+            "slowest_over_median": round(slow[0] / median, 3) if median > 0 else None,
+            "shard_seconds_total": round(sum(d for d, _ in durations), 4),
+        }
+    return summary
+
+
+def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
+    """Run the fan-in; returns the summary (plan mode) or a small report (plain mode)."""
+    t0 = time.perf_counter()
+    plan: layout.Plan | None = None
+    if cfg.store:
+        plan, parts = verify_commits(cfg.store)
+    else:
+        urls = list(cfg.paths) if cfg.paths else storage.glob(cfg.glob or "")
+        if cfg.glob and not urls:
+            raise UsageError(f"--glob {cfg.glob!r} matches no file")
+        parts = [Part(u) for u in urls]
+    # stdout gets the document only once it is complete: spool to a temp file first.
+    target = (
+        _StdoutSpool()
+        if cfg.output is None or cfg.output == "-"
+        else storage.AtomicWriter(cfg.output)
+    )
+    with target as writer:
+        values = write_merged(parts, writer, cfg.format)
+        writer.commit()
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any]
+    if plan is not None:
+        report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds)
+        if cfg.summary:
+            storage.write_bytes(
+                cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+            )
+    else:
+        report = {
+            "output": cfg.output or "-",
+            "format": cfg.format,
+            "totals": {"files": len(parts), "rows": values},
+        }
+        if cfg.summary:
+            storage.write_bytes(
+                cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+            )
+    report["_values"] = values
+    report["_bytes"] = writer.bytes
+    return report
+
+
+class _StdoutSpool(storage.AtomicWriter):
+    """An AtomicWriter whose commit copies the finished spool to stdout."""
+
+    def __init__(self) -> None:
+        super().__init__("spool://stdout")
+
+    def commit(self) -> None:
+        self._file.flush()
+        self._file.seek(0)
+        shutil.copyfileobj(self._file, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+        self.abort()
+        self._committed = True
+
+
+def _work(cfg: MergeConfig, log: Logger) -> int:
+    log.info(
+        "start", store=cfg.store, inputs=len(cfg.paths) or None, glob=cfg.glob, format=cfg.format
+    )
+    report = merge(cfg, log)
+    seconds = report.get("totals", {}).get("merge_seconds") or 0.0
+    values = report.pop("_values")
+    size = report.pop("_bytes")
+    log.info(
+        "merged",
+        rows=values,
+        bytes=size,
+        shards=report["totals"].get("shards"),
+        seconds=seconds or None,
+        rows_per_s=rate(values, seconds) if seconds else None,
+        output=cfg.output or "-",
+        summary=cfg.summary,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_step("merge", build_parser(), argv, build_config, _work)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

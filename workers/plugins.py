@@ -1,0 +1,39 @@
+"""Load user functions named by import path: ``package.module:function``."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from workers.errors import UsageError
+
+_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def load(path: str, flag: str) -> Callable[..., Any]:
+    """Import ``module:attr``; any failure is a UsageError naming the flag, not a traceback."""
+    if not _PATH.match(path):
+        raise UsageError(f"{flag} {path!r} is not an import path like 'package.module:function'")
+    module_name, _, attr = path.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        # Like `python -m`, let users name modules in the working folder.
+        sys.path.insert(0, "")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(
+            f"{flag} {path!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(
+                f"{flag} {path!r}: {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not callable(obj):
+        raise UsageError(f"{flag} {path!r} is not callable")
+    return obj  # type: ignore[no-any-return]

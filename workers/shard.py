@@ -1,0 +1,264 @@
+"""Step 3, shard: pull one shard's key range, apply the processor, commit JSON Lines to storage.
+
+Data goes to ``STORE/parts/part-NNNNN.jsonl`` through an atomic writer, then a
+commit record (rows, bytes, sha256, attempt, duration) goes to
+``STORE/commits/part-NNNNN.json``. A reader never sees a partial part; a retry or
+a duplicate attempt rewrites the same name and converges to one verified result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers import cli, db, layout, plugins, storage
+from workers.config import DEFAULT_TABLE, Environment, check_run_id
+from workers.errors import IncompleteError, ProcessingError, UsageError
+from workers.log import Logger, rate
+from workers.shards import Shard, parse_item
+
+EPILOG = (
+    """examples:
+  # one item of split's output, rows from the embedded SQLite database, parts to a local folder
+  python -m workers.shard --shard '{"index":0,"lo":1,"hi":50000,"rows":50000}' \\
+    --run-id my-run --store ./workers-data/my-run
+
+  # in a template: the item from withParam, your processor, a bucket
+  python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
+    --processor mypkg.proc:enrich --store s3://bucket/runs/{{workflow.name}} --attempt '{{retries}}'
+
+  # Argo passes arguments over 128 KB as @file: so do we
+  python -m workers.shard --shard @/tmp/item.json --run-id my-run --store /mnt/shared/my-run
+
+A processor is a function taking a list of row dicts and returning an iterable of
+JSON-serializable values; the default passes rows through unchanged.
+
+"""
+    + cli.EXIT_CODES_EPILOG
+)
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    shard: Shard
+    run_id: str
+    store: str
+    database_url: str
+    connect_timeout: float
+    source: db.Source
+    processor: str | None
+    batch_size: int
+    attempt: int
+    force: bool
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.Parser(prog="python -m workers.shard", description=__doc__, epilog=EPILOG)
+    p.add_argument(
+        "--shard", required=True, metavar="JSON|@PATH", help="one item of split's output, or @file"
+    )
+    p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
+    p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
+    p.add_argument(
+        "--processor", metavar="MODULE:FUNC", help="processor import path (default: identity)"
+    )
+    p.add_argument("--table", default=DEFAULT_TABLE, help=f"source table (default {DEFAULT_TABLE})")
+    p.add_argument("--key-column", default="key", help="integer key column (default key)")
+    p.add_argument(
+        "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
+    )
+    p.add_argument(
+        "--data-column", default="data", help="JSON row column, '' for all columns (default data)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=cli.positive_int,
+        default=5000,
+        help="rows per processor call (default 5000)",
+    )
+    p.add_argument(
+        "--attempt",
+        type=cli.non_negative_int,
+        help="attempt number for the commit record (Argo: {{retries}})",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="recompute even if a verified commit exists"
+    )
+    return p
+
+
+def read_item(value: str) -> Shard:
+    if value.startswith("@"):
+        return parse_item(storage.read_local_or_url_text(value[1:]))
+    return parse_item(value)
+
+
+def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
+    shard = read_item(args.shard)
+    run_id = args.run_id or env.run_id
+    if not run_id:
+        raise UsageError("a run id is required: pass --run-id or set WORKERS_RUN_ID")
+    check_run_id(run_id)
+    return ShardConfig(
+        shard=shard,
+        run_id=run_id,
+        store=args.store or env.store or storage.join("workers-data", run_id),
+        database_url=env.effective_database_url,
+        connect_timeout=env.connect_timeout,
+        source=db.Source(
+            args.table, args.key_column, args.run_column or None, args.data_column or None
+        ),
+        processor=args.processor,
+        batch_size=args.batch_size,
+        attempt=args.attempt if args.attempt is not None else (env.attempt or 0),
+        force=args.force,
+    )
+
+
+def committed_record(cfg: ShardConfig) -> dict[str, Any] | None:
+    """The existing commit record if it is for this run and shard and its data still verifies."""
+    try:
+        record = orjson.loads(storage.read_bytes(layout.commit_url(cfg.store, cfg.shard.index)))
+        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    s = cfg.shard
+    if not isinstance(record, dict) or (
+        record.get("run_id"),
+        record.get("lo"),
+        record.get("hi"),
+    ) != (cfg.run_id, s.lo, s.hi):
+        return None
+    if record.get("bytes") != len(data) or record.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    return record
+
+
+def _processed(
+    func: Callable[..., Any], path: str, batches: Iterable[list[dict[str, Any]]]
+) -> Iterable[tuple[bytes, int, int]]:
+    """Apply the processor per batch; yield (JSON Lines block, rows in, values out)."""
+    dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    for batch in batches:
+        try:
+            out = list(func(batch))
+        except Exception as exc:
+            raise ProcessingError(f"processor {path} raised {type(exc).__name__}: {exc}") from None
+        try:
+            block = b"".join([dumps(v, option=opt) for v in out])
+        except TypeError as exc:
+            raise ProcessingError(
+                f"processor {path} returned a value that is not JSON-serializable: {exc}"
+            ) from None
+        yield block, len(batch), len(out)
+
+
+def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
+    """Produce and commit one shard; returns its commit record."""
+    s = cfg.shard
+    if not cfg.force:
+        existing = committed_record(cfg)
+        if existing is not None:
+            if log:
+                log.info(
+                    "already-committed", rows=existing.get("rows"), sha256=existing.get("sha256")
+                )
+            return existing
+    func = plugins.load(cfg.processor, "--processor") if cfg.processor else None
+    part, commit = layout.part_url(cfg.store, s.index), layout.commit_url(cfg.store, s.index)
+    storage.remove_stale_temps(part)
+    storage.remove_stale_temps(commit)
+    started = time.time()
+    t0 = time.perf_counter()
+    rows_in = rows_out = 0
+    first_row_s: float | None = None
+    with (
+        db.connect(cfg.database_url, cfg.connect_timeout) as database,
+        storage.AtomicWriter(part) as writer,
+    ):
+        fast = (
+            database.stream_json_lines(cfg.source, cfg.run_id, s.lo, s.hi) if func is None else None
+        )
+        if fast is not None:
+            for block, n in fast:
+                if first_row_s is None:
+                    first_row_s = time.perf_counter() - t0
+                writer.write(block)
+                rows_in += n
+            rows_out = rows_in
+        else:
+            batches = database.stream_rows(cfg.source, cfg.run_id, s.lo, s.hi, cfg.batch_size)
+            from workers.synth import identity
+
+            for block, n_in, n_out in _processed(
+                func or identity, cfg.processor or "identity", batches
+            ):
+                if first_row_s is None:
+                    first_row_s = time.perf_counter() - t0
+                writer.write(block)
+                rows_in += n_in
+                rows_out += n_out
+        if s.rows is not None and rows_in != s.rows:
+            raise IncompleteError(
+                f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
+                "did the table change after split?"
+            )
+        writer.commit()
+    seconds = time.perf_counter() - t0
+    record = {
+        "run_id": cfg.run_id,
+        "index": s.index,
+        "lo": s.lo,
+        "hi": s.hi,
+        "rows_in": rows_in,
+        "rows": rows_out,
+        "bytes": writer.bytes,
+        "sha256": writer.sha256,
+        "attempt": cfg.attempt,
+        "started": round(started, 3),
+        "duration_s": round(seconds, 4),
+        "first_row_s": round(first_row_s, 4) if first_row_s is not None else None,
+        "processor": cfg.processor or "identity",
+        "path": f"parts/{s.name}.jsonl",
+    }
+    storage.write_bytes(commit, orjson.dumps(record) + b"\n")
+    return record
+
+
+def _work(cfg: ShardConfig, log: Logger) -> int:
+    log.info(
+        "start", lo=cfg.shard.lo, hi=cfg.shard.hi, expected_rows=cfg.shard.rows, attempt=cfg.attempt
+    )
+    rec = run_shard(cfg, log)
+    seconds = float(rec.get("duration_s") or 0)
+    log.info(
+        "committed",
+        rows=rec.get("rows"),
+        rows_in=rec.get("rows_in"),
+        bytes=rec.get("bytes"),
+        seconds=seconds,
+        rows_per_s=rate(int(rec.get("rows_in") or 0), seconds),
+        part=layout.part_url(cfg.store, cfg.shard.index),
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_step(
+        "shard",
+        build_parser(),
+        argv,
+        build_config,
+        _work,
+        context=lambda c: {"run_id": c.run_id, "shard": c.shard.index},
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""Step 2, split: turn a row count (or a table's keys) into the shard list for ``withParam``.
+
+The list goes to stdout and to ``--output-file`` (templates should read the file:
+Argo keeps only the end of stdout). With ``--store`` the full plan is also written
+there, so the fan-in knows every shard without listing a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from workers import cli, db, layout, shards, storage
+from workers.config import DEFAULT_TABLE, Environment, check_run_id
+from workers.errors import UsageError
+from workers.log import Logger
+
+EPILOG = (
+    """examples:
+  # 1,000,000 rows, 100,000 per shard -> 10 shards
+  python -m workers.split --count 1000000 --rows-per-shard 100000
+
+  # in a template: count from produce, list to a file for withParam, plan for the fan-in
+  python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \\
+    --run-id my-run --store /mnt/shared/my-run --output-file /tmp/shards.json
+
+  # cut an existing table by its keys (quantiles when keys are sparse)
+  python -m workers.split --from-db --table events --key-column id --run-column '' \\
+    --data-column '' --rows-per-shard 200000 --run-id events-2026-11-23 --store s3://bucket/runs/x
+
+Each item: {"index": 0, "lo": 1, "hi": 50000, "rows": 50000}; lo/hi are inclusive
+key bounds, null for an open end. A count of 0 gives [].
+
+"""
+    + cli.EXIT_CODES_EPILOG
+)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    count: int | None
+    count_file: str | None
+    from_db: bool
+    database_url: str
+    connect_timeout: float
+    source: db.Source
+    rows_per_shard: int
+    max_shards: int
+    run_id: str | None
+    store: str | None
+    output_file: str | None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.Parser(prog="python -m workers.split", description=__doc__, epilog=EPILOG)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--count", type=cli.non_negative_int, help="number of rows (keys 1..N)")
+    src.add_argument(
+        "--count-file", metavar="PATH", help="file holding the row count (produce's --count-file)"
+    )
+    src.add_argument(
+        "--from-db", action="store_true", help="read the key range of --table instead of a count"
+    )
+    p.add_argument(
+        "--rows-per-shard",
+        type=cli.positive_int,
+        default=100_000,
+        help="rows per shard (default 100000)",
+    )
+    p.add_argument(
+        "--max-shards",
+        type=cli.positive_int,
+        default=shards.DEFAULT_MAX_SHARDS,
+        help=f"refuse to fan out wider than this (default {shards.DEFAULT_MAX_SHARDS})",
+    )
+    p.add_argument(
+        "--table", default=DEFAULT_TABLE, help=f"table for --from-db (default {DEFAULT_TABLE})"
+    )
+    p.add_argument("--key-column", default="key", help="integer key column (default key)")
+    p.add_argument(
+        "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
+    )
+    p.add_argument(
+        "--data-column", default="data", help="JSON row column, '' for all columns (default data)"
+    )
+    p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
+    p.add_argument(
+        "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"
+    )
+    p.add_argument(
+        "--output-file", metavar="PATH", help="also write the shard list here (for valueFrom.path)"
+    )
+    return p
+
+
+def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
+    run_id = args.run_id or env.run_id
+    if run_id:
+        check_run_id(run_id)
+    if args.store and not run_id:
+        raise UsageError("--store needs a run id: pass --run-id or set WORKERS_RUN_ID")
+    return SplitConfig(
+        count=args.count,
+        count_file=args.count_file,
+        from_db=args.from_db,
+        database_url=env.effective_database_url,
+        connect_timeout=env.connect_timeout,
+        source=db.Source(
+            args.table, args.key_column, args.run_column or None, args.data_column or None
+        ),
+        rows_per_shard=args.rows_per_shard,
+        max_shards=args.max_shards,
+        run_id=run_id,
+        store=args.store,
+        output_file=args.output_file,
+    )
+
+
+def plan_shards(cfg: SplitConfig) -> tuple[int, list[shards.Shard], str]:
+    """The shards for this configuration, the expected total, and how they were cut."""
+    if cfg.count is not None:
+        return cfg.count, shards.by_count(cfg.count, cfg.rows_per_shard, cfg.max_shards), "count"
+    if cfg.count_file:
+        count = shards.parse_count(
+            storage.read_local_or_url_text(cfg.count_file), f"count file {cfg.count_file}"
+        )
+        return count, shards.by_count(count, cfg.rows_per_shard, cfg.max_shards), "count"
+    with db.connect(cfg.database_url, cfg.connect_timeout) as database:
+        run = cfg.run_id if cfg.source.run_column else None
+        if cfg.source.run_column and not run:
+            raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
+        stats = database.key_stats(cfg.source, run)
+        if stats.rows == 0 or stats.min_key is None or stats.max_key is None:
+            return 0, [], "db-empty"
+        n = math.ceil(stats.rows / cfg.rows_per_shard)
+        shards.by_count(
+            stats.rows, cfg.rows_per_shard, cfg.max_shards
+        )  # guard before the heavy query
+        if stats.max_key - stats.min_key + 1 == stats.rows:
+            return (
+                stats.rows,
+                shards.by_dense_range(
+                    stats.min_key, stats.rows, cfg.rows_per_shard, cfg.max_shards
+                ),
+                "db-dense",
+            )
+        cuts = database.key_boundaries(cfg.source, run, cfg.rows_per_shard) if n > 1 else []
+        return (
+            stats.rows,
+            shards.by_boundaries(cuts, stats.rows, cfg.rows_per_shard),
+            "db-quantiles",
+        )
+
+
+def _work(cfg: SplitConfig, log: Logger) -> int:
+    t0 = time.perf_counter()
+    total, items, mode = plan_shards(cfg)
+    data = shards.encode(items)
+    if cfg.store:
+        assert cfg.run_id
+        meta = {"rows_per_shard": cfg.rows_per_shard, "mode": mode, "created": time.time()}
+        if cfg.from_db:
+            meta["source"] = {"table": cfg.source.table, "key_column": cfg.source.key_column}
+        layout.write_plan(cfg.store, layout.Plan(cfg.run_id, total, tuple(items), meta))
+    if cfg.output_file:
+        storage.write_bytes(cfg.output_file, data + b"\n")
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.flush()
+    log.info(
+        "planned",
+        rows=total,
+        shards=len(items),
+        mode=mode,
+        bytes=len(data),
+        seconds=round(time.perf_counter() - t0, 4),
+        plan=layout.plan_url(cfg.store) if cfg.store else None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_step(
+        "split", build_parser(), argv, build_config, _work, context=lambda c: {"run_id": c.run_id}
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Storage chosen by URL: a local path (or ``file://``) uses the OS directly, anything else fsspec.
+
+Every write a reader may see is atomic. Locally: a hidden temp file in the same
+folder, fsync, ``os.replace``, fsync of the folder. On object stores: the data is
+spooled to a local temp file and uploaded in one ``put_file``, and an object only
+becomes visible when its upload completes. s3fs/gcsfs are imported by fsspec only
+when a URL with their protocol is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import tempfile
+from typing import IO, Any
+
+from workers.errors import UsageError
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def local_path(url: str) -> str:
+    return url[len("file://") :] if url.startswith("file://") else url
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts under a base URL; parts come from code, never from user input."""
+    for part in parts:
+        if not part or part.startswith("/") or ".." in part.split("/"):
+            raise UsageError(f"invalid storage path component {part!r}")
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    import fsspec  # deferred: local runs never pay for it
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
+
+
+def exists(url: str) -> bool:
+    if is_local(url):
+        return os.path.exists(local_path(url))
+    fs, path = _fs(url)
+    return bool(fs.exists(path))
+
+
+def size(url: str) -> int:
+    if is_local(url):
+        return os.path.getsize(local_path(url))
+    fs, path = _fs(url)
+    return int(fs.size(path))
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole object; callers bound memory by reading one part at a time."""
+    if is_local(url):
+        with open(local_path(url), "rb") as f:
+            return f.read()
+    fs, path = _fs(url)
+    return bytes(fs.cat_file(path))
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Atomically replace ``url`` with ``data``."""
+    with AtomicWriter(url) as w:
+        w.write(data)
+        w.commit()
+
+
+def remove(url: str) -> None:
+    if is_local(url):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(local_path(url))
+        return
+    fs, path = _fs(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def glob(pattern: str) -> list[str]:
+    """Matches in byte order (what a shell glob gives under LC_ALL=C): a deterministic order."""
+    if is_local(pattern):
+        import glob as _glob
+
+        return sorted(_glob.glob(local_path(pattern)))
+    fs, path = _fs(pattern)
+    protocol = pattern.split("://", 1)[0]
+    return sorted(f"{protocol}://{p}" for p in fs.glob(path))
+
+
+def remove_stale_temps(url: str) -> int:
+    """Remove temp files a killed writer left for ``url`` (local only; remote spools are local)."""
+    if not is_local(url):
+        return 0
+    path = local_path(url)
+    folder, name = os.path.split(path)
+    prefix = f".{name}.tmp-"
+    removed = 0
+    try:
+        entries = os.listdir(folder or ".")
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.startswith(prefix):
+            try:
+                os.unlink(os.path.join(folder, entry))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+class AtomicWriter:
+    """Streams bytes to ``url``; nothing is visible under that name until :meth:`commit`.
+
+    Tracks size and sha256 of what was written so a commit record can vouch for it.
+    Leaving the ``with`` block without committing discards everything.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.bytes = 0
+        self._sha = hashlib.sha256()
+        self._committed = False
+        self._local = is_local(url)
+        self._file: IO[bytes]
+        if self._local:
+            self._path = local_path(url)
+            folder, name = os.path.split(self._path)
+            os.makedirs(folder or ".", exist_ok=True)
+            self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+            self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        else:
+            self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
+            self._tmp = self._file.name
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file.write(data)
+        self._sha.update(data)
+        self.bytes += len(data)
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self._local:
+            os.replace(self._tmp, self._path)
+            _fsync_dir(os.path.dirname(self._path) or ".")
+        else:
+            fs, path = _fs(self.url)
+            parent = path.rsplit("/", 1)[0]
+            if parent and parent != path:
+                # Buckets have no folders; creating one may be refused, and that is fine.
+                with contextlib.suppress(OSError, NotImplementedError):
+                    fs.makedirs(parent, exist_ok=True)
+            fs.put_file(self._tmp, path)
+            os.unlink(self._tmp)
+        self._committed = True
+
+    def abort(self) -> None:
+        if self._committed:
+            return
+        try:
+            self._file.close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_local_or_url_text(ref: str) -> str:
+    """Read a small text input (count file, shard item) from a path or URL."""
+    try:
+        return read_bytes(ref).decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"file not found: {ref}") from None
+    except IsADirectoryError:
+        raise UsageError(f"is a folder, not a file: {ref}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"not UTF-8 text: {ref}") from None
