@@ -191,7 +191,7 @@ class PostgresDatabase(Database):
             # One writer per (table, run): a second produce for the same run waits, then replaces.
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"{source.table}\x00{run_id}",),
+                (f"{source.table}|{run_id}",),
             )
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} ({run_c} text NOT NULL, {key_c} bigint NOT NULL, "
