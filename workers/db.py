@@ -292,7 +292,8 @@ class PostgresDatabase(Database):
         self._require_table(source)
         sql, params = self._select(source, run_id, lo, hi)
         # COPY takes no bind parameters: inline them as quoted literals.
-        query = pgsql.SQL(sql.replace("%(", "{").replace(")s", "}")).format(  # type: ignore[arg-type]
+        copy_sql = f"COPY ({sql}) TO STDOUT"
+        query = pgsql.SQL(copy_sql.replace("%(", "{").replace(")s", "}")).format(  # type: ignore[arg-type]
             **{k: pgsql.Literal(v) for k, v in params.items()}
         )
         with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(query) as copy:

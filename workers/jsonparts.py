@@ -57,7 +57,8 @@ def _scan(data: bytes, name: str) -> tuple[bytes, int]:
         try:
             value, stop = _DECODER.raw_decode(text, pos)
         except ValueError as exc:
-            at = getattr(exc, "pos", pos)
+            # A truncated value fails at the end of the text: name the line it is on, not the one after.
+            at = min(getattr(exc, "pos", pos), len(text.rstrip()) - 1)
             line = text.count("\n", 0, at) + 1
             reason = getattr(exc, "msg", str(exc))
             raise UsageError(f"{name}: line {line}: invalid JSON: {reason}") from None

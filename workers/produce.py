@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> ProduceConfig:
+    if args.generator:
+        plugins.load(args.generator, "--generator")  # fail before any work, with the flag's name
     return ProduceConfig(
         database_url=env.effective_database_url,
         connect_timeout=env.connect_timeout,

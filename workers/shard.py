@@ -105,6 +105,8 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     if not run_id:
         raise UsageError("a run id is required: pass --run-id or set WORKERS_RUN_ID")
     check_run_id(run_id)
+    if args.processor:
+        plugins.load(args.processor, "--processor")  # fail before any work, with the flag's name
     return ShardConfig(
         shard=shard,
         run_id=run_id,

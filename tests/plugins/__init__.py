@@ -1,0 +1,1 @@
+"""User-code stand-ins the tests pass as --generator / --processor import paths."""

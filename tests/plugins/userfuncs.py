@@ -1,0 +1,44 @@
+"""Generators and processors used by the tests, named as ``plugins.userfuncs:<name>``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+def sparse_rows(rows: int) -> Iterator[dict[str, Any]]:
+    """A user generator that declares only ``rows``."""
+    for i in range(rows):
+        yield {"n": i, "text": f"row {i}", "quote": 'a "quoted" \\ back\tslash\nnewline'}
+
+
+def broken_generator(rows: int) -> Iterator[dict[str, Any]]:
+    yield {"n": 1}
+    raise RuntimeError("generator exploded")
+
+
+def not_dicts(rows: int) -> list[int]:
+    return list(range(rows))
+
+
+def double(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Emit two values per row: the processor may change the number of values."""
+    for row in batch:
+        yield {"id": row["id"], "half": 0}
+        yield {"id": row["id"], "half": 1}
+
+
+def explode(batch: list[dict[str, Any]]) -> Iterable[Any]:
+    raise ValueError("processor exploded")
+
+
+def unserializable(batch: list[dict[str, Any]]) -> Iterable[Any]:
+    return [{"when": object()} for _ in batch]
+
+
+def slow(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Sleep per batch so a test can kill the process mid-write (WORKERS_TEST_SLOW seconds)."""
+    time.sleep(float(os.environ.get("WORKERS_TEST_SLOW", "0.2")))
+    return batch

@@ -1,0 +1,193 @@
+"""Pure functions: shard planning, item and count parsing, part parsing, redaction."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import orjson
+import pytest
+
+from workers import shards
+from workers.config import redact
+from workers.errors import UsageError
+from workers.jsonparts import to_json_lines
+
+
+@pytest.mark.parametrize(
+    ("count", "per", "expected"),
+    [
+        (0, 10, []),
+        (1, 10, [(1, 1, 1)]),
+        (10, 10, [(1, 10, 10)]),
+        (11, 10, [(1, 10, 10), (11, 11, 1)]),
+        (25, 10, [(1, 10, 10), (11, 20, 10), (21, 25, 5)]),
+    ],
+)
+def test_by_count_covers_every_key_once(
+    count: int, per: int, expected: list[tuple[int, int, int]]
+) -> None:
+    got = shards.by_count(count, per)
+    assert [(s.lo, s.hi, s.rows) for s in got] == expected
+    assert [s.index for s in got] == list(range(len(expected)))
+    assert sum(s.rows or 0 for s in got) == count
+
+
+def test_guard_names_the_flag_to_change() -> None:
+    with pytest.raises(
+        UsageError, match=r"--max-shards 1000: raise --rows-per-shard to at least 1001"
+    ):
+        shards.by_count(1_000_001, 1000)
+
+
+def test_500_billion_rows_fit_the_default_guard() -> None:
+    items = shards.by_count(500_000_000_000, 1_000_000_000)
+    data = shards.encode(items)
+    assert len(items) == 500
+    assert len(data) < 64 * 1024
+
+
+def test_list_over_200kb_is_refused_naming_the_flag() -> None:
+    items = shards.by_count(5000, 1, max_shards=10_000)
+    with pytest.raises(UsageError, match="raise --rows-per-shard"):
+        shards.encode(items)
+
+
+def test_sparse_boundaries_leave_open_ends() -> None:
+    keys = [3, 7, 8, 20, 21, 40, 41, 90]  # 8 rows, 3 per shard -> cuts at rows 3 and 6
+    cuts = [keys[2], keys[5]]
+    got = shards.by_boundaries(cuts, len(keys), 3)
+    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, 8, 3), (9, 40, 3), (41, None, 2)]
+    for k in keys:  # every key falls in exactly one shard
+        hits = [s for s in got if (s.lo is None or s.lo <= k) and (s.hi is None or k <= s.hi)]
+        assert len(hits) == 1
+
+
+def test_dense_range_opens_both_ends() -> None:
+    got = shards.by_dense_range(101, 25, 10)
+    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, 110, 10), (111, 120, 10), (121, None, 5)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"index":0,"lo":1,"hi":10,"rows":10}',
+        '{"index":3,"lo":null,"hi":null,"rows":null}',
+        '{"index":1}',
+    ],
+)
+def test_parse_item_accepts(text: str) -> None:
+    s = shards.parse_item(text)
+    assert s.to_dict()["index"] == json.loads(text)["index"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"index":0,"lo":1,"hi":10', "not valid JSON"),
+        ("[1,2]", "must be a JSON object"),
+        ('{"lo":1}', "'index' is required"),
+        ('{"index":"0"}', "'index' must be an integer"),
+        ('{"index":true}', "'index' must be an integer"),
+        ('{"index":0,"lo":1.5}', "'lo' must be an integer"),
+        ('{"index":0,"lo":10,"hi":1}', "lo 10 is above hi 1"),
+        ('{"index":-1}', "out of range"),
+        ('{"index":0,"rows":-5}', "out of range"),
+        ('{"index":0,"lo":99999999999999999999}', "'lo' must be an integer"),
+        ('{"index":0,"hi":9223372036854775808}', "out of range"),
+        ('{"index":0,"extra":1}', "unknown fields: extra"),
+        ("", "not valid JSON"),
+    ],
+)
+def test_parse_item_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        shards.parse_item(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("0\n", 0), ("42", 42), ("  7 \n", 7)])
+def test_parse_count_accepts(text: str, value: int) -> None:
+    assert shards.parse_count(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("\n", "empty"),
+        ("-3", "non-negative integer"),
+        ("1.5", "non-negative integer"),
+        ("abc", "non-negative integer"),
+        ("1e9", "non-negative integer"),
+        ("99999999999999999999", "too large"),
+        ("١٢", "non-negative integer"),
+    ],
+)
+def test_parse_count_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        shards.parse_count(text)
+
+
+PART_CASES = {
+    "jsonl": b'{"a":1}\n{"a":2}\n',
+    "no-final-newline": b'{"a":1}\n{"a":2}',
+    "pretty": b'{\n  "a": 1,\n  "b": [1,\n 2]\n}\n{"c": 3}\n',
+    "same-line": b'1 2 3\n"x" {"y":null}\n',
+    "glued-objects": b'{"a":1}{"b":2}[3]\n',
+    "blank-lines": b'\n\n{"a":1}\n\n\n{"a":2}\n\n',
+    "crlf": b'{"a":1}\r\n{"a":2}\r\n',
+    "scalars": b'true\nfalse\nnull\n1.5e3\n-0\n"s"\n',
+    "unicode": '{"é":"日本","emoji":"\U0001f600"}\n'.encode(),
+    "empty": b"",
+    "whitespace-only": b"  \n\t\n",
+    "commas-in-strings": b'"a,b"\n"c\\nd"\n',
+    "big-int": b"123456789012345678901234567890\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PART_CASES))
+def test_part_parsing_matches_jq(name: str, jq: str) -> None:
+    data = PART_CASES[name]
+    lines, n = to_json_lines(data, name)
+    expected = subprocess.run(
+        [jq, "-s", "-c", "."], input=data, capture_output=True, check=True
+    ).stdout
+    ours = b"[" + lines[:-1].replace(b"\n", b",") + b"]" if n else b"[]"
+    # jq reads numbers as doubles; we keep the original digits, which parse to the same double.
+    assert json.loads(ours, parse_int=float) == json.loads(expected, parse_int=float)
+    assert n == len(json.loads(expected))
+    assert all(line for line in lines.split(b"\n")[:-1])  # one value per line, no blanks
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b'{"a":1}\n{"a":\n', 2),
+        (b'{"a":1}\n{"a":2}\n{oops}\n', 3),
+        (b"[1,2,]\n", 1),
+        (b'"raw\nnewline"\n', 1),
+        (b"NaN\n", 1),
+        (b'{"a":1}\n\xff\xfe\n', 2),
+    ],
+)
+def test_invalid_part_names_file_and_line(data: bytes, line: int) -> None:
+    with pytest.raises(UsageError, match=rf"^p\.jsonl: line {line}: invalid"):
+        to_json_lines(data, "p.jsonl")
+
+
+def test_fast_path_does_not_swallow_a_raw_newline_in_a_string() -> None:
+    # Joining lines with commas would turn this into the valid "a,b": counts must catch it.
+    with pytest.raises(UsageError):
+        to_json_lines(b'{"k":"a\nb"}\n', "p")
+
+
+def test_redact_removes_passwords() -> None:
+    text = "cannot reach postgresql://app:s3cr%40t@db:5432/x (s3cr@t)"
+    out = redact(text, ("s3cr%40t", "s3cr@t"))
+    assert "s3cr" not in out
+    assert "postgresql://app:***@db:5432/x" in out
+
+
+def test_encode_is_compact_json() -> None:
+    data = shards.encode(shards.by_count(3, 2))
+    assert data == b'[{"index":0,"lo":1,"hi":2,"rows":2},{"index":1,"lo":3,"hi":3,"rows":1}]'
+    assert orjson.loads(data)[1]["rows"] == 1
