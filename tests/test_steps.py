@@ -508,3 +508,16 @@ def test_readme_step_examples_parse() -> None:
             module.build_parser().parse_args(args)
             seen += 1
     assert seen >= 5
+
+
+@pytest.mark.slow
+def test_a_million_rows_through_postgres_in_ten_shards(
+    run_step: RunStep, pg_db: str, tmp_path: Path, jq: str
+) -> None:
+    """The issue's acceptance run: rows reconcile and the fan-in equals `jq -s .` of the parts."""
+    pipe = Pipeline(run_step, pg_db, str(tmp_path / "store"), tmp_path)
+    items = pipe.run_all(1_000_000, 100_000)
+    assert len(items) == 10
+    merged = json.loads(pipe.read("merged.json"))
+    assert len(merged) == 1_000_000 == count_rows(pg_db, pipe.run_id)[0]
+    assert merged == jq_of_parts(jq, pipe, 10)
