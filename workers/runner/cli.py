@@ -105,8 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"workflow {name} from {doc.kind}/{doc.name} ({doc.source})\n"
         f"  sandbox: {run.mode} ({run.mode_reason})\n  run folder: {run_dir}\n"
     )
-    for text in notes.ignored:
-        progress(f"ignored locally: {text}", None)
+    if notes.ignored:
+        progress(
+            f"ignored locally (no meaning outside Kubernetes; each use is listed in run.json): "
+            f"{report.ignored_summary(notes.ignored)}",
+            None,
+        )
     run.prepare()
     try:
         root = run.execute()

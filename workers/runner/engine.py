@@ -94,6 +94,7 @@ class Node:
     children: list[str] = field(default_factory=list)
     loop_phases: list[str] = field(default_factory=list)
     loop_total: int = 0
+    index: int = -1  # position in its loop, for ordering
     handled: bool = False  # a failure a continueOn or a depends clause takes care of
 
     @property
@@ -195,8 +196,9 @@ class Run:
 
     def warn(self, text: str) -> None:
         with self.lock:
-            if text not in self.warnings:
-                self.warnings.append(text)
+            if text in self.warnings:
+                return
+            self.warnings.append(text)
         self.progress(f"note: {text}", None)
 
     # ---------------------------------------------------------------- templates
@@ -340,7 +342,8 @@ class Run:
                 value = p["value"]
             else:
                 raise ParamError(f"{where}: inputs.parameters.{pname} was not supplied")
-            text = params.render(value)
+            # defaults such as "{{workflow.name}}" see the workflow's variables
+            text = params.substitute(params.render(value), self.scope, f"{where}: input {pname}")
             enum = p.get("enum")
             if enum and text not in [params.render(e) for e in enum]:
                 raise ParamError(
@@ -419,6 +422,11 @@ class Run:
                     if vf.get("default") is None:
                         raise
                     outs[p["name"]] = params.render(vf["default"])
+            elif "expression" in vf:
+                value = expr.evaluate(str(vf["expression"]), scope)
+                if value is None and vf.get("default") is not None:
+                    value = vf["default"]
+                outs[p["name"]] = params.render(value)
             elif p.get("value") is not None:
                 outs[p["name"]] = params.render(p["value"])
         if outs:
@@ -464,7 +472,7 @@ class Run:
             iscope = {**scope, **params.item_scope(item)}
 
             def work(i: int = i, iscope: dict[str, str] = iscope, label: str = label) -> None:
-                children[i] = self.run_item(
+                children[i] = child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
@@ -475,6 +483,7 @@ class Run:
                     limiter,
                     where,
                 )
+                child.index = i
 
             threads.append(_start(work, self, f"{name}{label}"))
         for t in threads:
@@ -721,20 +730,24 @@ class Run:
                 float(params.substitute(str(deadline_raw), ascope, where)) if deadline_raw else None
             )
             mounts = self.mounts(tmpl, c, pod_dir, tmp_dir, where)
+            workdir = str(self.work_dir)
+            if c.get("workingDir"):
+                wd = str(c["workingDir"])
+                if any(wd == m.target or wd.startswith(m.target.rstrip("/") + "/") for m in mounts):
+                    workdir = wd
+                else:
+                    self.warn(
+                        f"{where}: workingDir {wd} is in the image; the run's work folder is used"
+                    )
+            if self.mode == "remap":
+                # Only the template's own strings: the runner's paths (sys.executable,
+                # PYTHONPATH) are host paths already, and may lie under a mount target.
+                c = _remap_container(c, mounts)
             env = self.environment(c, where)
             argv = self.argv(c, kind, pod_dir, where)
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
         attempt.mounts = [(m.target, str(m.host)) for m in mounts]
-        workdir = str(self.work_dir)
-        if c.get("workingDir"):
-            wd = str(c["workingDir"])
-            if any(wd == m.target or wd.startswith(m.target.rstrip("/") + "/") for m in mounts):
-                workdir = wd
-            else:
-                self.warn(
-                    f"{where}: workingDir {wd} is in the image; the run's work folder is used"
-                )
         if self.mode == "bwrap":
             keep = [
                 (self.work_dir, True),
@@ -746,13 +759,9 @@ class Run:
             cmd = sandbox.bwrap_command(argv, mounts, keep, workdir)
             cwd = None
         else:
-            cmd = [sandbox.remap_text(a, mounts) for a in argv]
-            env = {k: sandbox.remap_text(v, mounts) for k, v in env.items()}
+            cmd = argv
             env["TMPDIR"] = str(tmp_dir)
             cwd = str(sandbox.host_path(workdir, mounts))
-            if kind == "script":
-                script = Path(argv[-1])
-                script.write_text(sandbox.remap_text(script.read_text(), mounts))
         attempt.stdout = str(pod_dir / "stdout.log")
         attempt.stderr = str(pod_dir / "stderr.log")
         self.progress("start", node)
@@ -1019,6 +1028,22 @@ def _start(work: Callable[[], None], run: Run, name: str) -> threading.Thread:
     t = threading.Thread(target=guarded, name=name, daemon=True)
     t.start()
     return t
+
+
+def _remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str, Any]:
+    def r(v: Any) -> Any:
+        return sandbox.remap_text(v, mounts) if isinstance(v, str) else v
+
+    out = dict(c)
+    for key in ("command", "args"):
+        if out.get(key):
+            out[key] = [r(a) for a in out[key]]
+    if out.get("source"):
+        out["source"] = r(out["source"])
+    out["env"] = [
+        {**e, "value": r(e["value"])} if "value" in e else e for e in out.get("env") or []
+    ]
+    return out
 
 
 def _limiter(

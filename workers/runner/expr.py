@@ -25,13 +25,14 @@ _TOKEN = re.compile(
     r"""\s*(?:
       (?P<num>-?\d+(?:\.\d+)?(?![\w.-]))
     | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-    | (?P<op>==|!=|<=|>=|=~|&&|\|\||[<>!(),\[\]])
+    | (?P<op>==|!=|<=|>=|=~|&&|\|\||[<>!(),\[\]?:.])
     | (?P<name>[A-Za-z0-9_][\w.\-/:]*)
     )""",
     re.VERBOSE,
 )
 
 _KEYWORDS = {"and": "&&", "or": "||", "not": "!"}
+_WORD_OPS = ("in", "matches", "contains", "startsWith", "endsWith")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _tokenize(text: str) -> list[_Tok]:
         value = m.group(kind)
         if kind == "name" and value in _KEYWORDS:
             kind, value = "op", _KEYWORDS[value]
-        elif kind == "name" and value == "in":
+        elif kind == "name" and value in _WORD_OPS:
             kind = "op"
         tokens.append(_Tok(kind, value))
     tokens.append(_Tok("end", ""))
@@ -137,8 +138,19 @@ def _truth(value: Any) -> bool:
     raise ExprError(f"{value!r} is not a boolean")
 
 
+@dataclass(frozen=True)
+class _Path:
+    """A partial name (``steps``, ``inputs.parameters``) waiting for ``.field`` or ``['field']``."""
+
+    text: str
+
+
 class _Parser:
-    """Recursive descent: or > and > not > comparison > primary."""
+    """Recursive descent: ternary > or > and > not > comparison > postfix > primary.
+
+    Branches that are not taken (``?:``, short-circuit ``&&``/``||``) are parsed with
+    ``dead`` set and not evaluated, so they may name outputs that do not exist, as in expr-lang.
+    """
 
     def __init__(self, text: str, names: Mapping[str, Any], bare_words: bool) -> None:
         self.text = text
@@ -146,6 +158,7 @@ class _Parser:
         self.i = 0
         self.names = names
         self.bare_words = bare_words
+        self.dead = 0
 
     def peek(self) -> _Tok:
         return self.tokens[self.i]
@@ -158,53 +171,118 @@ class _Parser:
         return tok
 
     def parse(self) -> Any:
-        value = self.or_()
+        value = self.value(self.ternary())
         if self.peek().kind != "end":
             raise ExprError(f"unexpected {self.peek().text!r} in {self.text!r}")
         return value
+
+    def truth(self, value: Any) -> bool:
+        return False if self.dead else _truth(self.value(value))
+
+    def value(self, value: Any) -> Any:
+        if self.dead or not isinstance(value, _Path):
+            return value
+        if value.text in self.names:
+            return self.names[value.text]
+        if self.bare_words:
+            return value.text
+        raise ExprError(f"unknown name {value.text!r} in {self.text!r}")
+
+    def branch(self, live: bool, parse: Callable[[], Any]) -> Any:
+        if live:
+            return self.value(parse())
+        self.dead += 1
+        try:
+            parse()
+        finally:
+            self.dead -= 1
+        return None
+
+    def ternary(self) -> Any:
+        cond = self.or_()
+        if self.peek().text != "?":
+            return cond
+        self.take("?")
+        yes = self.truth(cond)
+        first = self.branch(yes and not self.dead, self.ternary)
+        self.take(":")
+        second = self.branch(not yes and not self.dead, self.ternary)
+        return first if yes else second
 
     def or_(self) -> Any:
         value = self.and_()
         while self.peek().text == "||":
             self.take()
-            right = self.and_()
-            value = _truth(value) or _truth(right)
+            left = self.truth(value)
+            right = self.branch(not left and not self.dead, self.and_)
+            value = left or (not self.dead and _truth(right))
         return value
 
     def and_(self) -> Any:
         value = self.not_()
         while self.peek().text == "&&":
             self.take()
-            right = self.not_()
-            value = _truth(value) and _truth(right)
+            left = self.truth(value)
+            right = self.branch(left and not self.dead, self.not_)
+            value = left and _truth(right)
         return value
 
     def not_(self) -> Any:
         if self.peek().kind == "op" and self.peek().text == "!":
             self.take()
-            return not _truth(self.not_())
+            operand = self.not_()
+            return None if self.dead else not self.truth(operand)
         return self.comparison()
 
     def comparison(self) -> Any:
-        left = self.primary()
+        left = self.postfix()
         tok = self.peek()
-        if tok.kind == "op" and tok.text in ("==", "!=", "<", ">", "<=", ">="):
-            self.take()
-            return _compare(tok.text, left, self.primary())
-        if tok.kind == "op" and tok.text == "=~":
-            self.take()
-            pattern = self.primary()
+        if tok.kind != "op" or tok.text not in ("==", "!=", "<", ">", "<=", ">=", "=~", *_WORD_OPS):
+            return left
+        self.take()
+        right = self.postfix()
+        if self.dead:
+            return None
+        a, b = self.value(left), self.value(right)
+        if tok.text in ("=~", "matches"):
             try:
-                return re.search(_string(pattern), _string(left)) is not None
+                return re.search(_string(b), _string(a)) is not None
             except re.error as exc:
-                raise ExprError(f"bad regular expression {pattern!r}: {exc}") from None
-        if tok.kind == "op" and tok.text == "in":
-            self.take()
-            container = self.primary()
-            if isinstance(container, list):
-                return any(_compare("==", left, c) for c in container)
-            return _string(left) in _string(container)
-        return left
+                raise ExprError(f"bad regular expression {b!r}: {exc}") from None
+        if tok.text == "in":
+            if isinstance(b, list):
+                return any(_compare("==", a, c) for c in b)
+            return _string(a) in _string(b)
+        if tok.text == "contains":
+            return _string(b) in _string(a)
+        if tok.text == "startsWith":
+            return _string(a).startswith(_string(b))
+        if tok.text == "endsWith":
+            return _string(a).endswith(_string(b))
+        return _compare(tok.text, a, b)
+
+    def postfix(self) -> Any:
+        value = self.primary()
+        while self.peek().text in ("[", "."):
+            if self.take().text == "[":
+                key = self.value(self.ternary())
+                self.take("]")
+            else:
+                tok = self.take()
+                if tok.kind != "name":
+                    raise ExprError(f"expected a field name after '.' in {self.text!r}")
+                key = tok.text
+            if self.dead:
+                continue
+            if isinstance(value, _Path):
+                value = _Path(f"{value.text}.{key}")
+            elif isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and _number(key) is not None:
+                value = value[int(_number(key) or 0)]
+            else:
+                raise ExprError(f"cannot index {value!r} with {key!r} in {self.text!r}")
+        return value
 
     def primary(self) -> Any:
         tok = self.take()
@@ -214,13 +292,13 @@ class _Parser:
             body = tok.text[1:-1]
             return re.sub(r"\\(.)", r"\1", body)
         if tok.kind == "op" and tok.text == "(":
-            value = self.or_()
+            value = self.ternary()
             self.take(")")
             return value
         if tok.kind == "op" and tok.text == "[":
             items: list[Any] = []
             while self.peek().text != "]":
-                items.append(self.primary())
+                items.append(self.value(self.ternary()))
                 if self.peek().text == ",":
                     self.take()
             self.take("]")
@@ -233,18 +311,14 @@ class _Parser:
                         f"function {tok.text}() is not supported (supported: {', '.join(FUNCTIONS)})"
                     )
                 self.take("(")
-                arg = self.or_()
+                arg = self.value(self.ternary())
                 self.take(")")
-                return func(arg)
+                return None if self.dead else func(arg)
             if tok.text in ("true", "false"):
                 return tok.text == "true"
-            if tok.text in self.names:
-                return self.names[tok.text]
-            if self.bare_words:
-                return tok.text
-            raise ExprError(
-                f"unknown name {tok.text!r} in {self.text!r} (known: {', '.join(sorted(self.names))})"
-            )
+            if tok.text in ("nil", "null"):
+                return None
+            return _Path(tok.text)
         raise ExprError(f"unexpected {tok.text or 'end'!r} in {self.text!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import sys
 import threading
 import time
@@ -187,8 +188,7 @@ def timeline_html(run: Run, root: Node, finished: float) -> str:
     """A self-contained Gantt chart: one row per node, attempts as bars, gaps labelled."""
     t0 = run.created
     span = max(finished - t0, 1e-3)
-    rows = [n for n in run.nodes.values() if n.type not in ("StepGroup",) and n.started]
-    rows.sort(key=lambda n: (n.started or 0, n.name))
+    rows = [n for n in tree(run, root) if n.type not in ("StepGroup",) and n.started]
     pods = sorted(
         (n for n in rows if n.type == "Pod" and n.finished),
         key=lambda n: n.started or 0,
@@ -297,7 +297,7 @@ def summary_text(run: Run, root: Node) -> str:
         + (f" ({root.message})" if root.message and root.phase != "Succeeded" else "")
     ]
     lines.append(f"{'NODE':44} {'PHASE':10} {'ATT':>3} {'DURATION':>9}  OUTPUTS")
-    for n in sorted(run.nodes.values(), key=lambda n: (n.started or 0, n.name)):
+    for n in tree(run, root):
         if n.type in ("StepGroup",) or n is root:
             continue
         outs = dict(n.outputs.get("parameters") or {})
@@ -316,6 +316,31 @@ def summary_text(run: Run, root: Node) -> str:
                 tail = _tail(Path(n.attempts[-1].stderr))
                 lines.extend(f"{'':46}| {t}" for t in tail)
     return redact("\n".join(lines), tuple(run.secret_values))
+
+
+def tree(run: Run, root: Node) -> list[Node]:
+    """Nodes depth-first from the root; loop items by index, others by start time."""
+    out: list[Node] = []
+
+    def walk(node: Node) -> None:
+        out.append(node)
+        kids = [run.nodes[c] for c in node.children if c in run.nodes]
+        for kid in sorted(kids, key=lambda k: (k.index, k.started or 0, k.name)):
+            walk(kid)
+
+    walk(root)
+    return out
+
+
+def ignored_summary(notes: list[str]) -> str:
+    """``image x5, metrics x4, ...``: which ignored fields occur, without one line per use."""
+    counts: dict[str, int] = {}
+    for note in notes:
+        path = note.rsplit(": ", 1)[-1].removesuffix(" ignored locally")
+        field = re.sub(r"\[[^]]*\]", "", path).split(".")
+        key = ".".join(field[-2:]) if field[-2:-1] in (["container"], ["script"]) else field[-1]
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(counts.items()))
 
 
 def _tail(path: Path, n: int = 5) -> list[str]:

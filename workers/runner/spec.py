@@ -101,7 +101,7 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
-    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF},
+    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": LEAF},
 }
 
 ARGUMENTS: Schema = {"parameters": [PARAMETER]}

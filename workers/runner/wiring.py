@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from workers.runner import expr, params
-from workers.runner.spec import Document, Library, Notes, SpecError, validate
+from workers.runner.spec import IGNORED, TEMPLATE, Document, Library, Notes, SpecError, validate
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
 GLOBALS = (
@@ -175,7 +175,9 @@ class Wiring:
         else:
             self.check_pod(tmpl, where)
         prefix = "steps" if "steps" in tmpl else "tasks"
-        for path, text in _strings(dict(tmpl), ""):
+        # fields ignored locally (metrics: {{status}}, {{duration}}) are never substituted here
+        meaningful = {k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED}
+        for path, text in _strings(meaningful, ""):
             for m in params.TAG.finditer(text):
                 self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
         for s in steps:
