@@ -761,7 +761,12 @@ class Run:
         else:
             cmd = argv
             env["TMPDIR"] = str(tmp_dir)
-            cwd = str(sandbox.host_path(workdir, mounts))
+            # the run's work folder is a host path already; a container workingDir is not
+            cwd = (
+                str(sandbox.host_path(workdir, mounts))
+                if workdir != str(self.work_dir)
+                else workdir
+            )
         attempt.stdout = str(pod_dir / "stdout.log")
         attempt.stderr = str(pod_dir / "stderr.log")
         self.progress("start", node)

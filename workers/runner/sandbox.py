@@ -142,16 +142,19 @@ def bwrap_command(
     return args
 
 
-def _pattern(target: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w.\-/])" + re.escape(target.rstrip("/")) + r"(?=/|$|[^\w.\-])")
-
-
 def remap_text(text: str, mounts: Sequence[Mount]) -> str:
-    """Rewrite container paths in ``text`` to their host folders (longest mount path first)."""
-    for m in sorted(mounts, key=lambda m: len(m.target), reverse=True):
-        host = str(m.host)
-        text = _pattern(m.target).sub(lambda _m, h=host: h, text)  # type: ignore[misc]
-    return text
+    """Rewrite container paths in ``text`` to their host folders.
+
+    One pass over one alternation, longest target first: a host folder that itself lies
+    under another target (a run folder below /tmp) must not be rewritten again.
+    """
+    ordered = sorted(mounts, key=lambda m: len(m.target), reverse=True)
+    if not ordered:
+        return text
+    hosts = {m.target.rstrip("/"): str(m.host) for m in ordered}
+    alternation = "|".join(re.escape(m.target.rstrip("/")) for m in ordered)
+    pattern = re.compile(r"(?<![\w.\-/])(" + alternation + r")(?=/|$|[^\w.\-])")
+    return pattern.sub(lambda m: hosts[m.group(1)], text)
 
 
 def host_path(path: str, mounts: Sequence[Mount]) -> Path:
