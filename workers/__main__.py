@@ -9,6 +9,8 @@ USAGE = """usage: python -m workers COMMAND [...]
 
 commands:
   pipeline   run produce -> split -> shards in parallel -> merge on this machine
+  run        run an Argo Workflow/WorkflowTemplate from manifests/ with local processes
+             (python -m workers run workers-pipeline; see python -m workers run --help)
 
 steps (what a pod runs):
   python -m workers.produce | workers.split | workers.shard | workers.merge   (each has --help)
@@ -24,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from workers.pipeline import main as pipeline_main
 
         return pipeline_main(args[1:])
+    if args[0] == "run":
+        from workers.runner.cli import main as run_main
+
+        return run_main(args[1:])
     sys.stderr.write(f"python -m workers: unknown command {args[0]!r}\n{USAGE}")
     return 2
 

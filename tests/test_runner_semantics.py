@@ -1,0 +1,219 @@
+"""The local runner against Argo's documented semantics, with workflows written from Argo's docs.
+
+Each test runs a YAML from tests/argo_examples/ through ``python -m workers run``
+(in-process) and reads the run log it writes; none depends on manifests/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.runner import expr, sandbox
+from workers.runner.cli import main
+
+EXAMPLES = Path(__file__).parent / "argo_examples"
+MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
+
+
+def run(
+    tmp_path: Path, name: str, *args: str, sandbox_mode: str = "auto"
+) -> tuple[int, dict[str, Any]]:
+    runs = tmp_path / "runs"
+    code = main([str(EXAMPLES / name), "--runs", str(runs), "--sandbox", sandbox_mode, *args])
+    logs = list(runs.glob("*/run.json"))
+    record = json.loads(logs[0].read_text()) if logs else {}
+    return code, record
+
+
+def nodes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Nodes by display name (loop items keep their ``(i:item)`` suffix)."""
+    return {n["displayName"]: n for n in record["nodes"]}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loops_and_aggregation_shapes(tmp_path: Path, mode: str) -> None:
+    code, rec = run(tmp_path, "loops-aggregate.yaml", sandbox_mode=mode)
+    assert code == 0, rec
+    by = nodes(rec)
+    assert by["per-item"]["outputs"]["parameters"]["tag"] == '["debian-12","alpine-3.20"]'
+    assert by["seq"]["outputs"]["result"] == "[4,9,16]"  # count 3 from 2: 2, 3, 4 squared
+    assert json.loads(by["fmt"]["outputs"]["result"]) == ["node-05", "node-04", "node-03"]
+    assert json.loads(by["words"]["outputs"]["result"]) == ["hello a", "hello b", "hello c"]
+    assert by['per-item(0:{"os":"debian","version":12})']["inputs"]["parameters"] == {
+        "os": "debian",
+        "version": "12",
+    }
+    collect = by["collect"]["outputs"]["result"]
+    assert 'tags=["debian-12","alpine-3.20"]' in collect
+    assert "squares=[4,9,16]" in collect
+    root = rec["nodes"][0]
+    assert root["outputs"]["parameters"]["summary"] == collect
+
+
+def test_empty_withparam_skips_the_step(tmp_path: Path) -> None:
+    code, rec = run(tmp_path, "empty-withparam.yaml")
+    assert code == 0
+    by = nodes(rec)
+    assert by["each"]["phase"] == "Skipped"
+    assert by["after"]["outputs"]["result"] == "after Skipped"
+    assert rec["phase"] == "Succeeded"
+
+
+def test_retries_until_success_with_backoff(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    code, rec = run(tmp_path, "retry.yaml")
+    assert code == 0
+    node = nodes(rec)["retry-" + rec["workflow"].removeprefix("retry-")]
+    attempts = node["attempts"]
+    assert [a["exitCode"] for a in attempts] == [75, 75, 0]
+    assert [a["backoff_s"] for a in attempts] == [0.0, 0.2, 0.4]
+    assert time.monotonic() - t0 >= 0.6
+    assert "attempt 2 of pod" in node["outputs"]["result"]
+    assert len({a["podName"] for a in attempts}) == 3
+
+
+def test_retries_stop_at_the_limit(tmp_path: Path) -> None:
+    code, rec = run(tmp_path, "retry.yaml", "-p", "succeed-at=99", "-p", "limit=2")
+    assert code == 1
+    root = rec["nodes"][0]
+    assert root["phase"] == "Failed"
+    assert len(root["attempts"]) == 3
+
+
+def test_retry_expression_refuses_a_permanent_exit_code(tmp_path: Path) -> None:
+    code, rec = run(tmp_path, "retry.yaml", "-p", "code=3")
+    assert code == 1
+    assert [a["exitCode"] for a in rec["nodes"][0]["attempts"]] == [3]
+
+
+def test_depends_results_and_handled_failure(tmp_path: Path) -> None:
+    code, rec = run(tmp_path, "dag-depends.yaml")
+    by = nodes(rec)
+    assert by["fail"]["phase"] == "Failed"
+    assert by["on-failure"]["phase"] == "Succeeded"
+    assert by["on-success"]["phase"] == "Omitted"
+    assert by["skipped"]["phase"] == "Skipped"
+    assert by["after-skip"]["phase"] == "Succeeded"
+    assert by["completed"]["phase"] == "Succeeded"
+    assert by["legacy"]["phase"] == "Succeeded"
+    # the failure is handled by a task that depends on fail.Failed: the DAG succeeds
+    assert code == 0, rec["nodes"][0]["message"]
+
+
+def test_unhandled_failure_fails_the_dag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, rec = run(tmp_path, "dag-unhandled.yaml")
+    assert code == 1
+    by = nodes(rec)
+    assert by["a"]["phase"] == "Failed"
+    assert by["a"]["attempts"][0]["exitCode"] == 3
+    assert by["b"]["phase"] == "Omitted"
+    out = capsys.readouterr().out
+    assert "boom" in out  # the failed pod's stderr tail is shown
+
+
+def test_when_conditions(tmp_path: Path) -> None:
+    code, rec = run(tmp_path, "when.yaml")
+    assert code == 0
+    phases = {k: v["phase"] for k, v in nodes(rec).items()}
+    assert phases["heads"] == "Succeeded"
+    assert phases["tails"] == "Skipped"
+    assert phases["big"] == "Succeeded"
+    assert phases["small"] == "Skipped"
+    assert phases["regex"] == "Succeeded"
+    code, rec = run(tmp_path / "again", "when.yaml", "-p", "count=3")
+    phases = {k: v["phase"] for k, v in nodes(rec).items()}
+    assert phases["big"] == "Skipped"
+    assert phases["small"] == "Succeeded"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_pod_has_its_own_tmp_and_shares_volumes(tmp_path: Path, mode: str) -> None:
+    code, rec = run(tmp_path, "pod-filesystem.yaml", sandbox_mode=mode)
+    assert code == 0, rec
+    by = nodes(rec)
+    gathered = json.loads(by["gather"]["outputs"]["result"])
+    assert gathered["parts"] == ["part-0", "part-1", "part-2", "part-3"]
+    # four pods wrote /tmp/out at once: each read back its own value
+    assert gathered["values"] == ["0", "1", "2", "3"]
+    assert gathered["param"] == [0, 1, 2, 3]
+    assert by["write"]["outputs"]["parameters"]["fallback"] == '["none","none","none","none"]'
+    assert rec["sandbox"]["mode"] == mode
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_active_deadline_kills_the_process_group(tmp_path: Path, mode: str) -> None:
+    t0 = time.monotonic()
+    code, rec = run(tmp_path, "deadline.yaml", sandbox_mode=mode)
+    assert code == 1
+    assert time.monotonic() - t0 < 10
+    root = rec["nodes"][0]
+    assert root["phase"] == "Failed"
+    assert "deadline" in root["message"]
+
+
+def test_unsupported_field_fails_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, rec = run(tmp_path, "unsupported.yaml")
+    assert code == 2
+    assert rec == {}
+    err = capsys.readouterr().err
+    assert "spec.templates[main].memoize" in err
+    assert "unsupported.yaml" in err
+
+
+def test_secret_from_environment_is_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_API_TOKEN", "s3cr3t-value")
+    code, rec = run(tmp_path, "secrets.yaml")
+    assert code == 0
+    text = (tmp_path / "runs" / rec["workflow"] / "run.json").read_text()
+    assert "s3cr3t-value" not in text
+    assert "token ***" in text
+
+
+def test_timeline_is_self_contained(tmp_path: Path) -> None:
+    _, rec = run(tmp_path, "dag-depends.yaml")
+    html = (tmp_path / "runs" / rec["workflow"] / "timeline.html").read_text()
+    assert "<svg" in html and "on-failure" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_unknown_parameter_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run(tmp_path, "retry.yaml", "-p", "nope=1")
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "expected"),
+    [
+        ("asInt(lastRetry.exitCode) == 75", {"lastRetry.exitCode": "75"}, True),
+        ('lastRetry.status in ["Error", "Failed"]', {"lastRetry.status": "Failed"}, True),
+        (
+            "!(asInt(lastRetry.exitCode) > 1) || lastRetry.status == 'Error'",
+            {"lastRetry.exitCode": "2", "lastRetry.status": "Failed"},
+            False,
+        ),
+        (
+            "inputs.parameters['x'] == 'a' ? steps['gone'].outputs.result : 'b'",
+            {"inputs.parameters.x": "z"},
+            "b",
+        ),
+    ],
+)
+def test_expression_subset(text: str, names: dict[str, str], expected: Any) -> None:
+    assert expr.evaluate(text, names) == expected
+
+
+def test_expression_never_evaluates_python() -> None:
+    with pytest.raises(expr.ExprError):
+        expr.evaluate("__import__('os').system('true')", {})

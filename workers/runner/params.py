@@ -1,0 +1,133 @@
+"""Argo's ``{{...}}`` substitution, loop expansion and output aggregation.
+
+Values in a scope are strings, as in Argo; items and aggregated outputs are
+rendered as compact JSON with sorted keys, like the controller's Go ``json.Marshal``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+class ParamError(ValueError):
+    """A ``{{...}}`` reference, loop or parameter that cannot be resolved."""
+
+
+def render(value: Any) -> str:
+    """An item or parameter value as Argo prints it into a template."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
+    """Replace every ``{{name}}`` in strings of ``value``; an unknown name is an error."""
+    if isinstance(value, str):
+
+        def one(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key in scope:
+                return scope[key]
+            raise ParamError(f"{where}: cannot resolve {{{{{key}}}}}")
+
+        return TAG.sub(one, value)
+    if isinstance(value, list):
+        return [substitute(v, scope, where) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, scope, where) for k, v in value.items()}
+    return value
+
+
+def item_scope(item: Any) -> dict[str, str]:
+    """``{{item}}`` and ``{{item.field}}`` (nested fields joined by dots) for one loop item."""
+    scope = {"item": render(item)}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                scope[f"{prefix}.{k}"] = render(sub)
+                walk(f"{prefix}.{k}", sub)
+
+    walk("item", item)
+    return scope
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ParamError(f"{what}: expected an integer, got {value!r}") from None
+
+
+def sequence(spec: Mapping[str, Any], where: str) -> list[str]:
+    """``withSequence``: count or end (inclusive, either direction), start, printf format."""
+    start = _int(spec.get("start", 0), f"{where}.start")
+    if "count" in spec and "end" in spec:
+        raise ParamError(f"{where}: give count or end, not both")
+    if "count" in spec:
+        count = _int(spec["count"], f"{where}.count")
+        numbers = list(range(start, start + count))
+    elif "end" in spec:
+        end = _int(spec["end"], f"{where}.end")
+        step = 1 if end >= start else -1
+        numbers = list(range(start, end + step, step))
+    else:
+        raise ParamError(f"{where}: needs count or end")
+    fmt = spec.get("format")
+    if not fmt:
+        return [str(n) for n in numbers]
+    try:
+        return [str(fmt) % n for n in numbers]
+    except (TypeError, ValueError) as exc:
+        raise ParamError(f"{where}.format {fmt!r}: {exc}") from None
+
+
+def parse_list(text: str, where: str) -> list[Any]:
+    """``withParam``: the substituted value must be a JSON array."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamError(f"{where}: withParam value is not JSON ({exc}): {text[:200]!r}") from None
+    if not isinstance(value, list):
+        raise ParamError(f"{where}: withParam value is not a JSON list: {text[:200]!r}")
+    return value
+
+
+def aggregate(values: list[str]) -> str:
+    """Looped outputs as one JSON array: parsed values if every one is JSON, else the strings."""
+    parsed: list[Any] = []
+    for v in values:
+        try:
+            parsed.append(json.loads(v))
+        except (json.JSONDecodeError, TypeError):
+            return json.dumps(values, separators=(",", ":"))
+    return json.dumps(parsed, separators=(",", ":"))
+
+
+def aggregate_results(values: list[str]) -> str:
+    """Looped ``outputs.result``: each stdout parsed as JSON when it is JSON, else kept as a string."""
+    out: list[Any] = []
+    for v in values:
+        try:
+            out.append(json.loads(v))
+        except (json.JSONDecodeError, TypeError):
+            out.append(v)
+    return json.dumps(out, separators=(",", ":"))
+
+
+def loop_label(index: int, item: Any) -> str:
+    text = render(item)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"({index}:{text})"

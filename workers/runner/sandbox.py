@@ -1,0 +1,170 @@
+"""Each node's own filesystem view: its /tmp, its emptyDirs and the run's volumes at their mountPaths.
+
+With bubblewrap the process runs in a mount namespace: the host root read-only,
+the node's folder over ``/tmp``, volume folders at their ``mountPath``s, and the
+run's work folder (where the embedded SQLite database lives) writable at its
+own path. Without bubblewrap (macOS, CI runners that forbid user namespaces) the
+container paths are rewritten to the host folders in command, args, env, script
+source and output paths; that is weaker (a path built at run time escapes it),
+so the run log says which mode ran.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder seen at ``target`` inside the node."""
+
+    host: Path
+    target: str
+    readonly: bool = False
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> tuple[bool, str]:
+    """Whether bubblewrap can create a mount namespace here (it cannot in every CI)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return False, "bwrap not installed"
+    try:
+        proc = subprocess.run(
+            [exe, *_base_args(), "--", "true"],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bwrap failed to start: {exc}"
+    if proc.returncode != 0:
+        return False, "bwrap cannot create namespaces: " + proc.stderr.decode(
+            errors="replace"
+        ).strip()
+    return True, exe
+
+
+def choose(mode: str) -> tuple[str, str]:
+    """``bwrap`` or ``remap`` for a requested mode (auto, bwrap, remap) and why."""
+    if sys.platform != "linux" and mode != "remap":
+        if mode == "bwrap":
+            raise RuntimeError("--sandbox bwrap needs Linux")
+        return "remap", f"{sys.platform}: no mount namespaces"
+    if mode == "remap":
+        return "remap", "requested"
+    ok, why = bwrap_works()
+    if ok:
+        return "bwrap", why
+    if mode == "bwrap":
+        raise RuntimeError(f"--sandbox bwrap: {why}")
+    return "remap", why
+
+
+def _base_args() -> list[str]:
+    return ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+
+
+def _existing_ancestor(target: str) -> str:
+    p = Path(target)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return str(p)
+
+
+def _shadow(folder: str) -> list[str]:
+    """Make ``folder`` writable (a tmpfs) while showing the host's entries again, read-only.
+
+    bwrap must create a mount point for a target that does not exist on the host
+    (``/mnt/shared``), which the read-only root forbids.
+    """
+    args = ["--tmpfs", folder]
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return args
+    for entry in entries:
+        path = os.path.join(folder, entry.name)
+        if folder == "/" and entry.name in ("proc", "dev"):
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(path), path]
+        else:
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def bwrap_command(
+    argv: Sequence[str],
+    mounts: Sequence[Mount],
+    keep: Sequence[tuple[Path, bool]],
+    cwd: str,
+) -> list[str]:
+    """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible."""
+
+    def under_other_mount(target: str) -> bool:
+        return any(
+            o.target != target and target.startswith(o.target.rstrip("/") + "/") for o in mounts
+        )
+
+    # A missing target under another mount is created in that (writable) host folder.
+    shadows = sorted(
+        {
+            _existing_ancestor(m.target)
+            for m in mounts
+            if not os.path.isdir(m.target) and not under_other_mount(m.target)
+        },
+        key=len,
+    )
+    args = ["bwrap"]
+    if "/" in shadows:
+        args += [*_shadow("/"), "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+        shadows.remove("/")
+    else:
+        args += _base_args()
+    for folder in shadows:
+        args += _shadow(folder)
+    for m in sorted(mounts, key=lambda m: m.target.count("/")):
+        args += ["--ro-bind" if m.readonly else "--bind", str(m.host), m.target]
+    # A host path under a mount target (a run folder below /tmp, a venv below /mnt) would be
+    # hidden by the mount: bind it back at its own path.
+    for path, writable in keep:
+        args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
+    args += ["--die-with-parent", "--chdir", cwd, "--", *argv]
+    return args
+
+
+def remap_text(text: str, mounts: Sequence[Mount]) -> str:
+    """Rewrite container paths in ``text`` to their host folders.
+
+    One pass over one alternation, longest target first: a host folder that itself lies
+    under another target (a run folder below /tmp) must not be rewritten again.
+    """
+    ordered = sorted(mounts, key=lambda m: len(m.target), reverse=True)
+    if not ordered:
+        return text
+    hosts = {m.target.rstrip("/"): str(m.host) for m in ordered}
+    alternation = "|".join(re.escape(m.target.rstrip("/")) for m in ordered)
+    pattern = re.compile(r"(?<![\w.\-/])(" + alternation + r")(?=/|$|[^\w.\-])")
+    return pattern.sub(lambda m: hosts[m.group(1)], text)
+
+
+def host_path(path: str, mounts: Sequence[Mount]) -> Path:
+    """Where a path inside the node lives on the host (outside every mount: the host path)."""
+    best: Mount | None = None
+    for m in mounts:
+        t = m.target.rstrip("/") or "/"
+        if (path == t or path.startswith(t + "/")) and (best is None or len(t) > len(best.target)):
+            best = m
+    if best is None:
+        return Path(path)
+    rest = path[len(best.target.rstrip("/")) :].lstrip("/")
+    return best.host / rest if rest else best.host

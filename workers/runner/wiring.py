@@ -1,0 +1,267 @@
+"""Checks before anything runs: the workflow spec, its parameters, and the wiring between templates.
+
+A renamed input, an output a later step reads but the template no longer
+declares, a volume mount without a volume: each is reported with its template
+and file before the first process starts, instead of after the slow steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from workers.runner import expr, params
+from workers.runner.spec import IGNORED, TEMPLATE, Document, Library, Notes, SpecError, validate
+
+NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
+GLOBALS = (
+    "workflow.name",
+    "workflow.namespace",
+    "workflow.uid",
+    "workflow.creationTimestamp",
+    "workflow.serviceAccountName",
+    "workflow.parameters",
+    "retries",
+    "pod.name",
+    "node.name",
+)
+
+
+def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, Any]:
+    """The workflow spec to run: ``workflowTemplateRef`` resolved, the Workflow's fields winning."""
+    validate(doc, notes)
+    spec = doc.spec
+    ref = spec.get("workflowTemplateRef")
+    if not ref:
+        return spec
+    base_doc = library.get(str(ref.get("name")), f"{doc.source}: spec.workflowTemplateRef")
+    validate(base_doc, notes)
+    base = base_doc.spec
+    merged = {**base, **{k: v for k, v in spec.items() if k != "workflowTemplateRef"}}
+    by_name: dict[str, dict[str, Any]] = {}
+    for p in (base.get("arguments") or {}).get("parameters") or []:
+        by_name[p["name"]] = dict(p)
+    for p in (spec.get("arguments") or {}).get("parameters") or []:
+        by_name[p["name"]] = {**by_name.get(p["name"], {}), **p}
+    merged["arguments"] = {"parameters": list(by_name.values())}
+    names = {t["name"] for t in spec.get("templates") or []}
+    merged["templates"] = [
+        *(spec.get("templates") or []),
+        *(t for t in base.get("templates") or [] if t["name"] not in names),
+    ]
+    return merged
+
+
+def workflow_parameters(
+    spec: Mapping[str, Any], overrides: Mapping[str, str], source: str
+) -> dict[str, str]:
+    """``spec.arguments.parameters`` with ``-p`` values applied; enum and presence checked."""
+    declared = (spec.get("arguments") or {}).get("parameters") or []
+    names = [str(p["name"]) for p in declared]
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise SpecError(
+            f"{source}: -p {unknown[0]}: no such workflow parameter (declared: {', '.join(names) or 'none'})"
+        )
+    out: dict[str, str] = {}
+    for p in declared:
+        name = str(p["name"])
+        if name in overrides:
+            value: Any = overrides[name]
+        elif p.get("value") is not None:
+            value = p["value"]
+        elif p.get("default") is not None:
+            value = p["default"]
+        else:
+            raise SpecError(
+                f"{source}: spec.arguments.parameters[{name}] has no value: pass -p {name}=..."
+            )
+        text = params.render(value)
+        enum = p.get("enum")
+        if enum and text not in [params.render(e) for e in enum]:
+            raise SpecError(f"{source}: parameter {name}={text!r} is not one of {enum}")
+        out[name] = text
+    return out
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}")
+
+
+class Wiring:
+    """Walks every template reachable from the entrypoint, following template and templateRef."""
+
+    def __init__(
+        self,
+        doc: Document,
+        spec: Mapping[str, Any],
+        library: Library,
+        parameters: Mapping[str, str],
+        notes: Notes,
+    ) -> None:
+        self.doc = doc
+        self.spec = spec
+        self.library = library
+        self.parameters = parameters
+        self.notes = notes
+        self.seen: set[tuple[str, str, str]] = set()
+        self.validated: set[str] = {doc.source + doc.name}
+        volumes = {v["name"] for v in spec.get("volumes") or []}
+        volumes |= {v["metadata"]["name"] for v in spec.get("volumeClaimTemplates") or []}
+        self.volumes = volumes
+
+    def template(self, doc: Document, ref: Mapping[str, Any], where: str) -> tuple[Document, Any]:
+        if ref.get("templateRef"):
+            tref = ref["templateRef"]
+            target = self.library.get(str(tref.get("name")), f"{where}.templateRef")
+            if target.source + target.name not in self.validated:
+                validate(target, self.notes)
+                self.validated.add(target.source + target.name)
+            tmpl = target.template(str(tref.get("template")))
+            if tmpl is None:
+                raise SpecError(
+                    f"{where}.templateRef: WorkflowTemplate {target.name} ({target.source}) "
+                    f"has no template {tref.get('template')!r}"
+                )
+            return target, tmpl
+        name = str(ref.get("template") or "")
+        if doc is self.doc:
+            tmpl = next((t for t in self.spec.get("templates") or [] if t["name"] == name), None)
+        else:
+            tmpl = doc.template(name)
+        if tmpl is None:
+            raise SpecError(f"{where}: no template named {name!r} in {doc.source}")
+        return doc, tmpl
+
+    def check(self) -> None:
+        entry = str(self.spec.get("entrypoint") or "")
+        if not entry:
+            raise SpecError(f"{self.doc.source}: spec.entrypoint is required")
+        doc, tmpl = self.template(
+            self.doc, {"template": entry}, f"{self.doc.source}: spec.entrypoint"
+        )
+        self.visit(doc, tmpl)
+
+    def visit(self, doc: Document, tmpl: Mapping[str, Any]) -> None:
+        key = (doc.source, doc.name, str(tmpl.get("name")))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        where = f"{doc.source}: template {tmpl.get('name')}"
+        inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
+        children: dict[str, tuple[Document, Any]] = {}
+        steps: list[dict[str, Any]] = []
+        if "steps" in tmpl or "dag" in tmpl:
+            for field in ("retryStrategy", "activeDeadlineSeconds"):
+                if field in tmpl:
+                    raise SpecError(
+                        f"{where}: {field} on a steps/dag template is not supported locally "
+                        "(put it on the container or script templates)"
+                    )
+            if "steps" in tmpl:
+                steps = [s for group in tmpl["steps"] or [] for s in group or []]
+            else:
+                steps = list(tmpl["dag"].get("tasks") or [])
+            for s in steps:
+                swhere = f"{where}: step {s.get('name')}"
+                children[str(s["name"])] = self.template(doc, s, swhere)
+        else:
+            self.check_pod(tmpl, where)
+        prefix = "steps" if "steps" in tmpl else "tasks"
+        # fields ignored locally (metrics: {{status}}, {{duration}}) are never substituted here
+        meaningful = {k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED}
+        for path, text in _strings(meaningful, ""):
+            for m in params.TAG.finditer(text):
+                self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
+        for s in steps:
+            sdoc, stmpl = children[str(s["name"])]
+            given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
+            for p in (stmpl.get("inputs") or {}).get("parameters") or []:
+                if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
+                    continue
+                raise SpecError(
+                    f"{where}: step {s['name']} does not supply input parameter {p['name']!r} "
+                    f"of template {stmpl.get('name')} ({sdoc.source})"
+                )
+            if "depends" in s:
+                try:
+                    for dep in expr.depends_names(str(s["depends"])):
+                        if dep not in children:
+                            raise SpecError(
+                                f"{where}: task {s['name']} depends on unknown task {dep!r}"
+                            )
+                except expr.ExprError as exc:
+                    raise SpecError(f"{where}: task {s['name']}: {exc}") from None
+            self.visit(sdoc, stmpl)
+
+    def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
+        kind = "script" if "script" in tmpl else "container"
+        c = tmpl[kind] or {}
+        own = {v["name"] for v in tmpl.get("volumes") or []}
+        for vm in c.get("volumeMounts") or []:
+            if vm["name"] not in own | self.volumes:
+                raise SpecError(
+                    f"{where}: {kind}.volumeMounts[{vm['name']}]: no volume or "
+                    "volumeClaimTemplate of that name"
+                )
+        for e in c.get("env") or []:
+            if "value" not in e and "valueFrom" not in e:
+                raise SpecError(f"{where}: {kind}.env[{e.get('name')}] needs value or valueFrom")
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            if "path" not in (p.get("valueFrom") or {}) and p.get("value") is None:
+                raise SpecError(
+                    f"{where}: outputs.parameters[{p['name']}]: a {kind} output needs valueFrom.path"
+                )
+
+    def check_tag(
+        self,
+        tag: str,
+        inputs: set[str],
+        children: Mapping[str, tuple[Document, Any]],
+        prefix: str,
+        where: str,
+    ) -> None:
+        if tag in GLOBALS or tag == "item" or tag.startswith("item."):
+            return
+        if tag.startswith("inputs.parameters."):
+            name = tag.removeprefix("inputs.parameters.")
+            if name not in inputs:
+                raise SpecError(
+                    f"{where}: {{{{{tag}}}}} but the template declares no input {name!r}"
+                )
+            return
+        if tag.startswith("workflow.parameters."):
+            name = tag.removeprefix("workflow.parameters.")
+            if name not in self.parameters:
+                raise SpecError(
+                    f"{where}: {{{{{tag}}}}} but the workflow has no parameter {name!r}"
+                )
+            return
+        if tag.startswith(("steps.", "tasks.")):
+            head, _, rest = tag.partition(".")
+            step, _, field = rest.partition(".")
+            if head != prefix or step not in children:
+                raise SpecError(f"{where}: {{{{{tag}}}}}: no {head[:-1]} named {step!r} here")
+            if field in NODE_FIELDS:
+                return
+            if field.startswith("outputs.parameters."):
+                pname = field.removeprefix("outputs.parameters.")
+                _, target = children[step]
+                declared = {
+                    str(p["name"]) for p in (target.get("outputs") or {}).get("parameters") or []
+                }
+                if pname not in declared:
+                    raise SpecError(
+                        f"{where}: {{{{{tag}}}}}: template {target.get('name')} declares no "
+                        f"output parameter {pname!r}"
+                    )
+                return
+            raise SpecError(f"{where}: {{{{{tag}}}}}: unsupported field {field!r}")
+        raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
