@@ -41,6 +41,7 @@ DONE = (SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED)
 PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
 
 # The environment a pod would inherit from its image, not from the user's shell.
+_DATABASE_ENV = ("WORKERS_DATABASE_URL", "DATABASE_URL")
 _BASE_ENV = (
     "PATH",
     "HOME",
@@ -154,6 +155,7 @@ class Run:
         limit = spec.get("parallelism")
         self.wf_limit = threading.BoundedSemaphore(int(limit)) if limit else None
         self._dotenv: dict[str, str] | None = None
+        self._warned_once: set[str] = set()
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -933,6 +935,11 @@ class Run:
             mounts.append(sandbox.Mount(host, target, bool(vm.get("readOnly"))))
         return mounts
 
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned_once:
+            self._warned_once.add(message)
+            self.warn(message)
+
     def environment(self, container: Mapping[str, Any], where: str) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         pythonpath = [str(PACKAGE_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -948,6 +955,17 @@ class Run:
                 continue
             value, looked = self.secret(str(ref.get("name")), str(ref.get("key")), name)
             if value is None:
+                if name in _DATABASE_ENV:
+                    # Pods of one run must share one database: the embedded default is a
+                    # SQLite file in the working folder, which differs per pod, so point
+                    # every pod at one file in the run's work folder instead.
+                    env[name] = f"sqlite:///{self.work_dir / 'workers.db'}"
+                    self.warn_once(
+                        f"secret {ref.get('name')}/{ref.get('key')} not found locally (looked for "
+                        f"{', '.join(looked)} in the environment and .env): every pod uses the "
+                        f"embedded SQLite database {self.work_dir / 'workers.db'}"
+                    )
+                    continue
                 if not ref.get("optional"):
                     self.warn(
                         f"{where}: env {name}: secret {ref.get('name')}/{ref.get('key')} not found "

@@ -136,7 +136,8 @@ def bwrap_command(
         args += ["--ro-bind" if m.readonly else "--bind", str(m.host), m.target]
     # A host path under a mount target (a run folder below /tmp, a venv below /mnt) would be
     # hidden by the mount: bind it back at its own path.
-    for path, writable in keep:
+    # Shallow paths first: binding the repo after a run folder inside it would hide the latter.
+    for path, writable in sorted(keep, key=lambda k: len(Path(k[0]).parts)):
         args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
     args += ["--die-with-parent", "--chdir", cwd, "--", *argv]
     return args
