@@ -200,10 +200,8 @@ def s3_store(s3_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sto
     yield store
     _clear_instance_cache("s3fs.S3FileSystem")
     # Best effort: moto keeps everything in memory for the whole session.
-    try:
+    with contextlib.suppress(Exception):
         services.s3_delete_bucket(s3_server.endpoint_url, bucket)
-    except Exception:
-        pass
 
 
 @pytest.fixture
@@ -222,10 +220,8 @@ def gcs_store(gcs_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     )
     yield store
     _clear_instance_cache("gcsfs.GCSFileSystem")
-    try:
+    with contextlib.suppress(Exception):
         services.gcs_delete_bucket(gcs_server.endpoint_url, bucket)
-    except Exception:
-        pass
 
 
 # ----------------------------------------------------------------------- subprocesses

@@ -55,6 +55,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 LOCALHOST = "127.0.0.1"
 
@@ -104,8 +105,7 @@ def wait_until(
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise ServiceUnavailable(
-                f"{what} exited with code {proc.returncode} before it was ready"
-                + _log_tail(log)
+                f"{what} exited with code {proc.returncode} before it was ready" + _log_tail(log)
             )
         with contextlib.suppress(Exception):
             if check():
@@ -277,11 +277,8 @@ class PgCluster:
                 "-c max_connections=200",
             ]
         )
-        res = self._run(
-            [self.pg_ctl, "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60"]
-            + ["-o", options, "start"],
-            timeout=90,
-        )
+        ctl = [self.pg_ctl, "-D", str(self.datadir), "-l", str(self.log)]
+        res = self._run([*ctl, "-w", "-t", "60", "-o", options, "start"], timeout=90)
         if res.returncode != 0:
             raise ServiceUnavailable(
                 f"pg_ctl start failed ({res.returncode}): {res.stdout}{res.stderr}"
@@ -317,11 +314,8 @@ def throwaway_pg_cluster() -> Iterator[PgCluster]:
     try:
         if user is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
-        res = cluster._run(
-            [initdb, "-D", str(cluster.datadir), "-U", cluster.superuser, "-A", "trust"]
-            + ["-E", "UTF8", "--locale=C", "--no-sync"],
-            timeout=120,
-        )
+        init = [initdb, "-D", str(cluster.datadir), "-U", cluster.superuser, "-A", "trust"]
+        res = cluster._run([*init, "-E", "UTF8", "--locale=C", "--no-sync"], timeout=120)
         if res.returncode != 0:
             raise ServiceUnavailable(f"initdb failed ({res.returncode}): {res.stdout}{res.stderr}")
         # The port can be taken between free_port() and the server binding it.
@@ -439,30 +433,24 @@ def gcs_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
-def s3_create_bucket(endpoint_url: str, bucket: str) -> None:
+def _s3_admin(endpoint_url: str) -> Any:
     import s3fs
 
-    fs = s3fs.S3FileSystem(
-        key="testing",
-        secret="testing",
-        endpoint_url=endpoint_url,
-        client_kwargs={"region_name": "us-east-1"},
-        skip_instance_cache=True,
+    # Explicit arguments and no instance cache: bucket setup must not depend on, or
+    # leak into, the environment-driven configuration that the tests exercise. No
+    # region here: s3fs would send it as a LocationConstraint, which moto rejects for
+    # us-east-1 exactly like AWS does.
+    return s3fs.S3FileSystem(
+        key="testing", secret="testing", endpoint_url=endpoint_url, skip_instance_cache=True
     )
-    fs.mkdir(bucket)
+
+
+def s3_create_bucket(endpoint_url: str, bucket: str) -> None:
+    _s3_admin(endpoint_url).mkdir(bucket)
 
 
 def s3_delete_bucket(endpoint_url: str, bucket: str) -> None:
-    import s3fs
-
-    fs = s3fs.S3FileSystem(
-        key="testing",
-        secret="testing",
-        endpoint_url=endpoint_url,
-        client_kwargs={"region_name": "us-east-1"},
-        skip_instance_cache=True,
-    )
-    fs.rm(bucket, recursive=True)
+    _s3_admin(endpoint_url).rm(bucket, recursive=True)
 
 
 def gcs_create_bucket(endpoint_url: str, bucket: str) -> None:

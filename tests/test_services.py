@@ -16,7 +16,6 @@ from pathlib import Path
 import fsspec
 import psycopg
 import pytest
-
 import services
 from services import Store
 
