@@ -107,7 +107,12 @@ def pg_url() -> Iterator[str]:
         try:
             cluster = stack.enter_context(services.throwaway_pg_cluster())
         except ServiceUnavailable as exc:
-            unavailable(f"no PostgreSQL: set WORKERS_TEST_DATABASE_URL or install it ({exc})")
+            reason = str(exc)
+        else:
+            reason = ""
+        # Outside the except block, so the report is not a chained traceback.
+        if reason:
+            unavailable(f"no PostgreSQL: set WORKERS_TEST_DATABASE_URL or install it ({reason})")
         yield cluster.url
 
 
@@ -141,7 +146,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             server = stack.enter_context(services.moto_server(tmp_path_factory.mktemp("moto")))
         except (ServiceUnavailable, OSError) as exc:
-            unavailable(f"moto_server could not start (pip install 'moto[server]'): {exc}")
+            reason = str(exc)
+        else:
+            reason = ""
+        if reason:
+            unavailable(f"moto_server could not start (pip install 'moto[server]'): {reason}")
         yield server
 
 
@@ -151,7 +160,11 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             server = stack.enter_context(services.gcs_emulator(tmp_path_factory.mktemp("gcs")))
         except (ServiceUnavailable, OSError) as exc:
-            unavailable(f"gcp-storage-emulator could not start: {exc}")
+            reason = str(exc)
+        else:
+            reason = ""
+        if reason:
+            unavailable(f"gcp-storage-emulator could not start: {reason}")
         yield server
 
 
