@@ -171,6 +171,9 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def _apply_env(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str], protocol: str) -> None:
     import fsspec.config
 
+    # A developer's own cloud session must not mix with the emulator's dummy keys.
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     # fsspec turns FSSPEC_* variables into config only at import, which has happened
