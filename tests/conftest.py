@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -63,6 +64,18 @@ _FIXTURE_MARKS = {
     "gcs_server": "gcs",
     "gcs_store": "gcs",
 }
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI runners and IDEs stop a run with SIGTERM, which by default kills
+    # Python without running fixture teardown, leaving the daemonized throwaway
+    # postgres and the emulators running. As KeyboardInterrupt, teardown still runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def unavailable(reason: str) -> NoReturn:
