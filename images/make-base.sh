@@ -23,6 +23,9 @@ CACHE_DIR="${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workers-image}"
 export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
 FORCE="${FORCE:-0}"
 
+# buildah 1.28 ignores $STORAGE_DRIVER in the environment; pass it as a flag
+# so every call agrees on one store.
+buildah() { command buildah --storage-driver "$STORAGE_DRIVER" "$@"; }
 log() { printf '[make-base] %s\n' "$*" >&2; }
 
 # Reuse whatever mirror apt on this host already trusts: on locked-down
