@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Image for the `workers` steps. One image serves every step: the Argo
 # template picks the step with `command: [python, -m, workers.<step>]`, so no
 # ENTRYPOINT is baked in.
@@ -13,7 +12,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS builder
 # Optional CA bundle path for TLS-intercepting egress proxies; build.sh mounts
 # the file with --volume so it never lands in a layer. Builder-only ARG.
-ARG PIP_CERT=
+ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore

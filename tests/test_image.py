@@ -77,7 +77,8 @@ def test_dockerfile_user_is_numeric_uid_arg() -> None:
     users = re.findall(r"^USER\s+(\S+)\s*$", text, re.M)
     assert users == ["${UID}:${GID}"] or users == [USER], users
     assert IMAGE_UID == 10001 and IMAGE_GID == 10001
-    assert not re.search(r"^ENTRYPOINT\s+(?!\[\s*\]\s*$)", text, re.M), "a step must not be baked in"
+    baked = re.search(r"^ENTRYPOINT\s+(?!\[\s*\]\s*$)", text, re.M)
+    assert not baked, "the Argo template picks the step; no ENTRYPOINT may bake one in"
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +126,23 @@ class BuildahRun:
 
     def __call__(self, *cmd: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["buildah", "--storage-driver", STORAGE_DRIVER, "run", "--isolation", "chroot",
-             "--user", USER, self.container, "--", *cmd],
-            capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        )  # fmt: skip
+            [
+                "buildah",
+                "--storage-driver",
+                STORAGE_DRIVER,
+                "run",
+                "--isolation",
+                "chroot",
+                "--user",
+                USER,
+                self.container,
+                "--",
+                *cmd,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
 
     def read(self, path: str) -> str:
         proc = self("cat", path)
@@ -169,16 +183,38 @@ exec chroot --userspec="$user" "$root" "$@"
 
     def __call__(self, *cmd: str) -> subprocess.CompletedProcess[str]:
         inner: Sequence[str] = [
-            "/usr/bin/env", "-i", *self.env,
-            "/bin/sh", "-c", 'cd "$0" && exec "$@"', self.workdir, *cmd,
-        ]  # fmt: skip
+            "/usr/bin/env",
+            "-i",
+            *self.env,
+            "/bin/sh",
+            "-c",
+            'cd "$0" && exec "$@"',
+            self.workdir,
+            *cmd,
+        ]
         return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "--fork", "--",
-             "sh", "-euc", self._SETUP, "sh", str(self.mountpoint), USER,
-             str(self.volumes["/tmp"]), str(self.volumes["/work"]), *inner],
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--fork",
+                "--",
+                "sh",
+                "-euc",
+                self._SETUP,
+                "sh",
+                str(self.mountpoint),
+                USER,
+                str(self.volumes["/tmp"]),
+                str(self.volumes["/work"]),
+                *inner,
+            ],
             env={**os.environ, "ROOTFS": self.rootfs},
-            capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
 
     def read(self, path: str) -> str:
         for prefix, host in self.volumes.items():
@@ -231,7 +267,11 @@ def test_read_only_root_filesystem(container: str, config: dict, tmp_path: Path)
 @pytest.mark.parametrize("runner", ["buildah-run", "read-only-root"])
 def test_pipeline_in_image(runner: str, container: str, config: dict, tmp_path: Path) -> None:
     """produce -> split -> shard (each item) -> merge on embedded defaults (SQLite in /work)."""
-    run = BuildahRun(container) if runner == "buildah-run" else ReadOnlyRun(container, config, tmp_path)
+    run: BuildahRun | ReadOnlyRun
+    if runner == "buildah-run":
+        run = BuildahRun(container)
+    else:
+        run = ReadOnlyRun(container, config, tmp_path)
 
     def step(*argv: str) -> subprocess.CompletedProcess[str]:
         proc = run("python", "-m", *argv)
@@ -239,12 +279,25 @@ def test_pipeline_in_image(runner: str, container: str, config: dict, tmp_path: 
         return proc
 
     step("workers.produce", "--rows", "100", "--run-id", "t1", "--count-file", "/tmp/count")
-    step("workers.split", "--count-file", "/tmp/count", "--rows-per-shard", "30",
-         "--run-id", "t1", "--store", "/tmp/store", "--output-file", "/tmp/shards.json")  # fmt: skip
+    step(
+        "workers.split",
+        "--count-file",
+        "/tmp/count",
+        "--rows-per-shard",
+        "30",
+        "--run-id",
+        "t1",
+        "--store",
+        "/tmp/store",
+        "--output-file",
+        "/tmp/shards.json",
+    )
     shards = json.loads(run.read("/tmp/shards.json"))
     assert isinstance(shards, list) and len(shards) == 4
     for item in shards:
-        step("workers.shard", "--shard", json.dumps(item), "--run-id", "t1", "--store", "/tmp/store")
+        step(
+            "workers.shard", "--shard", json.dumps(item), "--run-id", "t1", "--store", "/tmp/store"
+        )
     step("workers.merge", "--store", "/tmp/store", "--output", "/tmp/store/merged.json")
     merged = json.loads(run.read("/tmp/store/merged.json"))
     assert isinstance(merged, list) and len(merged) == 100
