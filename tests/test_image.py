@@ -242,6 +242,11 @@ def test_shard_help_as_non_root(container: str) -> None:
     assert "--shard" in proc.stdout
 
 
+def test_default_cmd_is_harmless(container: str, config: dict) -> None:
+    proc = BuildahRun(container)(*config["Cmd"])
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_runs_as_image_uid(container: str) -> None:
     run = BuildahRun(container)
     assert run("id", "-u").stdout.strip() == str(IMAGE_UID)
