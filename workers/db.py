@@ -292,9 +292,10 @@ class PostgresDatabase(Database):
         self._require_table(source)
         sql, params = self._select(source, run_id, lo, hi)
         # COPY takes no bind parameters: inline them as quoted literals.
-        query = pgsql.SQL(sql.replace("%(", "{").replace(")s", "}")).format(  # type: ignore[arg-type]
+        select = pgsql.SQL(sql.replace("%(", "{").replace(")s", "}")).format(  # type: ignore[arg-type]
             **{k: pgsql.Literal(v) for k, v in params.items()}
         )
+        query = pgsql.SQL("COPY ({}) TO STDOUT").format(select)
         with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(query) as copy:
             buf: list[bytes] = []
             size = 0
