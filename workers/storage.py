@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
-import tempfile
 from typing import IO, Any
 
 from workers.errors import UsageError
@@ -136,9 +134,11 @@ class AtomicWriter:
             self._path = local_path(url)
             folder, name = os.path.split(self._path)
             os.makedirs(folder or ".", exist_ok=True)
-            self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+            self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
             self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
         else:
+            import tempfile  # deferred with random/shutil: only remote URLs spool
+
             self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
             self._tmp = self._file.name
 
