@@ -60,14 +60,23 @@ def parse_part(data: bytes, name: str) -> tuple[bytes, int, memoryview | None]:
     """
     if not data:
         return b"", 0, None
-    body = data[:-1] if data.endswith(b"\n") else data
-    if body and b"\r" not in body and not body.startswith(b"\n") and b"\n\n" not in body:
-        framed = b"[" + body.replace(b"\n", b",") + b"]"
+    lines = data if data.endswith(b"\n") else data + b"\n"
+    # On ``lines`` (one final newline) these are the tests on the body without it:
+    # no CR, no empty line anywhere (a trailing one included), not empty.
+    if (
+        len(lines) > 1
+        and b"\r" not in lines
+        and not lines.startswith(b"\n")
+        and b"\n\n" not in lines
+    ):
+        commas = lines.replace(b"\n", b",")
+        # Two copies of the part in all (no slice of the body): "[" + values + "]".
+        framed = b"".join((b"[", memoryview(commas)[:-1], b"]"))
+        del commas
         n = _count_array(framed)
         # Equal counts prove every newline separated two top-level values: a comma
         # that landed inside a string (a raw newline there) would merge two lines.
-        if n is not None and n == body.count(b"\n") + 1:
-            lines = data if data.endswith(b"\n") else data + b"\n"
+        if n is not None and n == lines.count(b"\n"):
             return lines, n, memoryview(framed)[1:-1]
     lines, n = _scan(data, name)
     return lines, n, None
