@@ -1,6 +1,6 @@
 """Databases chosen by SQLAlchemy URL.
 
-PostgreSQL goes straight to psycopg 3 for its fast paths (COPY in, COPY out or a
+PostgreSQL goes straight to psycopg 3 for its fast paths (COPY in, chunked rows or a
 server-side cursor for streaming), which also spares a shard pod the SQLAlchemy
 import. Every other URL (SQLite by default) takes SQLAlchemy's generic path.
 Identifiers are validated and quoted; values are always bound or quoted literals.
@@ -154,7 +154,7 @@ def _where(
 
 
 class PostgresDatabase(Database):
-    """psycopg 3: COPY FROM STDIN to load, COPY TO STDOUT or a named cursor to stream."""
+    """psycopg 3: COPY FROM STDIN to load; chunked rows or a named cursor to stream."""
 
     dialect = "postgresql"
 
@@ -321,7 +321,7 @@ class PostgresDatabase(Database):
 
 
 _JSON_BATCH = 10_000
-"""Rows per FETCH of the shard fast path: ~1 MB of typical rows, one round trip each."""
+"""Rows per batch of the shard fast path: ~1 MB of typical rows."""
 
 
 def _text_rows_to_jsonl(values: list[Any]) -> bytes:
@@ -329,7 +329,8 @@ def _text_rows_to_jsonl(values: list[Any]) -> bytes:
     if None in values:
         values = ["null" if v is None else v for v in values]
     if values and isinstance(values[0], bytes):  # a SQL_ASCII database hands back bytes
-        values = [v.decode() if isinstance(v, bytes) else v for v in values]
+        # surrogateescape carries any byte through to the output unchanged, as COPY would.
+        values = [v.decode(errors="surrogateescape") for v in values]
     text = "\n".join(values)
     if text.count("\n") != len(values) - 1 or "\r" in text:
         # A stored value holds raw newlines (whitespace between JSON tokens):
@@ -337,7 +338,7 @@ def _text_rows_to_jsonl(values: list[Any]) -> bytes:
         text = "\n".join(
             orjson.dumps(orjson.loads(v)).decode() if "\n" in v or "\r" in v else v for v in values
         )
-    return text.encode() + b"\n"
+    return text.encode(errors="surrogateescape") + b"\n"
 
 
 def _copy_text(value: bytes) -> bytes:
