@@ -10,7 +10,6 @@ import argparse
 import errno
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -166,6 +165,8 @@ def run_step(
     except BaseException as exc:
         err = classify(exc)
         if env is not None and env.debug:
+            import traceback  # deferred: only WORKERS_DEBUG prints one
+
             traceback.print_exc(file=sys.stderr)
     secrets = env.secrets if env else ()
     message = redact(str(err), secrets)

@@ -2,13 +2,18 @@
 
 The result is JSON Lines (one compact value per line) plus the value count, from
 which merge writes either an array or JSON Lines. The common case, one value per
-line, is validated in a single orjson call over the whole part.
+line, is validated in a single call over the whole part: simdjson when it is
+installed (it validates without building Python objects, several times faster
+than orjson), else orjson. Anything the fast path refuses goes the slow way,
+so both give the same result and the same errors.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+from typing import Any
 
 import orjson
 
@@ -16,24 +21,65 @@ from workers.errors import UsageError
 
 _WS = re.compile(r"[ \t\n\r]*")
 
+try:
+    import simdjson as _simdjson
+except ImportError:  # optional: orjson validates too, only slower
+    _simdjson = None  # type: ignore[assignment]
+
+_local = threading.local()
+
+
+def _count_array(framed: bytes) -> int | None:
+    """Length of the JSON array ``framed`` if it is valid JSON, else None."""
+    if _simdjson is not None:
+        parser: Any = getattr(_local, "parser", None)
+        if parser is None:
+            # One parser per thread: it keeps its buffers between parts, and is not thread-safe.
+            parser = _local.parser = _simdjson.Parser()
+        try:
+            return len(parser.parse(framed))
+        except Exception:  # its refusals include big integers, which orjson takes: ask orjson
+            pass
+    try:
+        return len(orjson.loads(framed))
+    except orjson.JSONDecodeError:
+        return None
+
 
 def to_json_lines(data: bytes, name: str) -> tuple[bytes, int]:
     """Return (JSON Lines, value count) for a part; invalid JSON is a UsageError naming file and line."""
+    lines, n, _ = parse_part(data, name)
+    return lines, n
+
+
+def parse_part(data: bytes, name: str) -> tuple[bytes, int, memoryview | None]:
+    """Like :func:`to_json_lines`, plus the values joined by commas when the fast path found them.
+
+    The joined form is what a JSON array of the part holds between its brackets,
+    so merge can write it without another pass over the data.
+    """
     if not data:
-        return b"", 0
-    body = data[:-1] if data.endswith(b"\n") else data
-    if body and b"\r" not in body and not body.startswith(b"\n") and b"\n\n" not in body:
-        joined = body.replace(b"\n", b",")
-        try:
-            values = orjson.loads(b"[" + joined + b"]")
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            # Equal counts prove every newline separated two top-level values: a comma
-            # that landed inside a string (a raw newline there) would merge two lines.
-            if len(values) == body.count(b"\n") + 1:
-                return body + b"\n", len(values)
-    return _scan(data, name)
+        return b"", 0, None
+    lines = data if data.endswith(b"\n") else data + b"\n"
+    # On ``lines`` (one final newline) these are the tests on the body without it:
+    # no CR, no empty line anywhere (a trailing one included), not empty.
+    if (
+        len(lines) > 1
+        and b"\r" not in lines
+        and not lines.startswith(b"\n")
+        and b"\n\n" not in lines
+    ):
+        commas = lines.replace(b"\n", b",")
+        # Two copies of the part in all (no slice of the body): "[" + values + "]".
+        framed = b"".join((b"[", memoryview(commas)[:-1], b"]"))
+        del commas
+        n = _count_array(framed)
+        # Equal counts prove every newline separated two top-level values: a comma
+        # that landed inside a string (a raw newline there) would merge two lines.
+        if n is not None and n == lines.count(b"\n"):
+            return lines, n, memoryview(framed)[1:-1]
+    lines, n = _scan(data, name)
+    return lines, n, None
 
 
 def _reject_constant(token: str) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
-import tempfile
 from typing import IO, Any
 
 from workers.errors import UsageError
@@ -120,14 +118,15 @@ def remove_stale_temps(url: str) -> int:
 class AtomicWriter:
     """Streams bytes to ``url``; nothing is visible under that name until :meth:`commit`.
 
-    Tracks size and sha256 of what was written so a commit record can vouch for it.
+    Tracks size and sha256 of what was written so a commit record can vouch for it
+    (``checksum=False`` skips the hashing for writers nobody asks the digest of).
     Leaving the ``with`` block without committing discards everything.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, checksum: bool = True) -> None:
         self.url = url
         self.bytes = 0
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if checksum else None
         self._committed = False
         self._local = is_local(url)
         self._file: IO[bytes]
@@ -135,20 +134,25 @@ class AtomicWriter:
             self._path = local_path(url)
             folder, name = os.path.split(self._path)
             os.makedirs(folder or ".", exist_ok=True)
-            self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+            self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
             self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
         else:
+            import tempfile  # deferred with random/shutil: only remote URLs spool
+
             self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
             self._tmp = self._file.name
 
     @property
     def sha256(self) -> str:
+        if self._sha is None:
+            raise RuntimeError(f"AtomicWriter({self.url!r}) was made with checksum=False")
         return self._sha.hexdigest()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
-        self._sha.update(data)
-        self.bytes += len(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        self.bytes += len(data) if not isinstance(data, memoryview) else data.nbytes
 
     def commit(self) -> None:
         self._file.flush()

@@ -1,0 +1,72 @@
+"""The benchmark runs end to end at its quick size and writes a table with every pair.
+
+Speed is what the benchmark shows, not what this test asserts: no timing here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def _postgres_available() -> bool:
+    if os.environ.get("WORKERS_BENCH_DATABASE_URL"):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
+    except psycopg.Error:
+        # run.py can start a throwaway cluster when the server binaries are installed.
+        return bool(
+            shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        )
+    return True
+
+
+@pytest.mark.skipif(not shutil.which("psql") or not shutil.which("jq"), reason="needs psql and jq")
+@pytest.mark.skipif(not _postgres_available(), reason="needs PostgreSQL")
+def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["size"] == "quick"
+    assert result["machine"]["nproc"] >= 1
+    pairs = {(r["step"], r["raw_tool"]) for r in result["rows"]}
+    assert pairs == {
+        ("produce", "psql \\copy from file"),
+        ("shard", "psql \\copy (select) to file"),
+        ("shard depth", "shard (first)"),
+        ("merge", "jq -s ."),
+        ("merge", "cat (I/O floor)"),
+        ("start-up", "python -c pass"),
+        ("start-up", "python + psycopg connect + select 1"),
+        ("split", "python -c pass"),
+    }
+    for row in result["rows"]:
+        assert row["workers_s"] > 0 and row["raw_s"] > 0, row
+        assert row["workers_peak_mb"] > 0 and row["raw_peak_mb"] > 0, row
+        assert row["met"] in (True, False), row
+        assert row["target"], row
+    # The printed table is the same table.
+    for row in result["rows"]:
+        assert row["workers"] in proc.stdout
