@@ -184,6 +184,11 @@ def exists(store: str, rel: str) -> bool:
     return bool(fs.exists(path))
 
 
+def read(store: str, rel: str) -> bytes:
+    fs, path = fresh_fs(f"{store.rstrip('/')}/{rel}")
+    return bytes(fs.cat_file(path))
+
+
 def remove(store: str, rel: str) -> None:
     fs, path = fresh_fs(f"{store.rstrip('/')}/{rel}")
     with contextlib.suppress(FileNotFoundError):

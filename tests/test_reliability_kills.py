@@ -34,6 +34,7 @@ from reliability_helpers import (
     TcpProxy,
     exists,
     fresh_fs,
+    read,
     remove,
     multipart_uploads,
     run_attempt,
@@ -94,7 +95,7 @@ def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
     proc = pipe.merge()
     assert proc.returncode in (0, 4), proc.stderr
     if proc.returncode == 0:
-        merged = json.loads(pipe.read("merged.json"))
+        merged = json.loads(read(pipe.store, "merged.json"))
         assert [r["id"] for r in merged] == expected_ids
     else:
         assert "not usable" in error_of(proc)["message"] or "missing" in error_of(proc)["message"]
@@ -174,10 +175,10 @@ def kill_campaign(
         assert proc.returncode == 0, proc.stderr
     check_store(pipe, len(items))
     assert check_merge(pipe, expected) == 0
-    merged = json.loads(pipe.read("merged.json"))
+    merged = json.loads(read(pipe.store, "merged.json"))
     ids = [r["id"] for r in merged]
     assert len(ids) == len(set(ids)) == len(expected)  # rows merged == rows produced, 0 duplicates
-    summary = json.loads(pipe.read("summary.json"))
+    summary = json.loads(read(pipe.store, "summary.json"))
     assert summary["totals"]["rows"] == summary["totals"]["rows_expected"] == len(expected)
 
 
@@ -257,12 +258,12 @@ def test_two_attempts_at_once_on_a_bucket_commit_one_clean_result(
         assert codes == [0, 0]
     clean = Pipeline(run_step, sqlite_url, str(tmp_path / "clean"), tmp_path, env=ENV)
     assert clean.shard(item).returncode == 0
-    assert pipe.read("parts/part-00000.jsonl") == clean.read("parts/part-00000.jsonl")
-    rec = json.loads(pipe.read("commits/part-00000.json"))
-    assert rec["sha256"] == hashlib.sha256(clean.read("parts/part-00000.jsonl")).hexdigest()
+    assert read(pipe.store, "parts/part-00000.jsonl") == read(clean.store, "parts/part-00000.jsonl")
+    rec = json.loads(read(pipe.store, "commits/part-00000.json"))
+    assert rec["sha256"] == hashlib.sha256(read(clean.store, "parts/part-00000.jsonl")).hexdigest()
     assert set(store_files(store)) == {"plan.json", "parts/part-00000.jsonl", "commits/part-00000.json"}
     assert pipe.merge().returncode == 0
-    assert len(json.loads(pipe.read("merged.json"))) == 1500
+    assert len(json.loads(read(pipe.store, "merged.json"))) == 1500
 
 
 # ------------------------------------------------------------------ storage dies mid-write
@@ -296,7 +297,7 @@ def test_object_store_gone_mid_write_is_transient_and_leaves_nothing(
         assert multipart_uploads(store) == []
     assert pipe.shard(item).returncode == 0
     assert pipe.merge().returncode == 0
-    assert len(json.loads(pipe.read("merged.json"))) == 3000
+    assert len(json.loads(read(pipe.store, "merged.json"))) == 3000
 
 
 def _tmpfs(path: Path, size: str) -> bool:
@@ -367,12 +368,12 @@ def test_bucket_merge_is_byte_identical_and_refuses_damage(
     store = request.getfixturevalue(f"{backend}_store")
     pipe = Pipeline(run_step, sqlite_url, store.url, tmp_path, env={**store.env, **ENV})
     items = pipe.run_all(500, 100)
-    first, summary = pipe.read("merged.json"), pipe.read("summary.json")
+    first, summary = read(pipe.store, "merged.json"), read(pipe.store, "summary.json")
     assert pipe.merge().returncode == 0
-    assert pipe.read("merged.json") == first
-    assert json.loads(pipe.read("summary.json"))["totals"] == {
+    assert read(pipe.store, "merged.json") == first
+    assert json.loads(read(pipe.store, "summary.json"))["totals"] == {
         **json.loads(summary)["totals"],
-        "merge_seconds": json.loads(pipe.read("summary.json"))["totals"]["merge_seconds"],
+        "merge_seconds": json.loads(read(pipe.store, "summary.json"))["totals"]["merge_seconds"],
     }
     fs, root = fresh_fs(store.url)
     part, rec = f"{root}/parts/part-00003.jsonl", f"{root}/commits/part-00003.json"
@@ -380,22 +381,23 @@ def test_bucket_merge_is_byte_identical_and_refuses_damage(
     damages = {
         "flip-byte": lambda: fs.pipe_file(part, good_part[:5] + bytes([good_part[5] ^ 1]) + good_part[6:]),
         "truncate": lambda: fs.pipe_file(part, good_part[:-20]),
-        "drop-part": lambda: fs.rm_file(part),
-        "drop-record": lambda: fs.rm_file(rec),
+        "drop-part": lambda: remove(store.url, "parts/part-00003.jsonl"),
+        "drop-record": lambda: remove(store.url, "commits/part-00003.json"),
         "bad-record": lambda: fs.pipe_file(rec, b"{not json"),
     }
     for name, damage in damages.items():
-        fs.rm_file(f"{root}/merged.json")
-        fs.rm_file(f"{root}/summary.json")
+        remove(store.url, "merged.json")
+        remove(store.url, "summary.json")
         damage()
         proc = pipe.merge()
         assert proc.returncode == 4, (name, proc.stderr)
         assert "part-00003" in error_of(proc)["message"], name
-        assert not fs.exists(f"{root}/merged.json") and not fs.exists(f"{root}/summary.json"), name
+        assert not exists(store.url, "merged.json"), name
+        assert not exists(store.url, "summary.json"), name
         fs.pipe_file(part, good_part)
         fs.pipe_file(rec, good_rec)
     assert pipe.merge().returncode == 0
-    assert pipe.read("merged.json") == first
+    assert read(pipe.store, "merged.json") == first
     assert len(items) == 5
 
 
