@@ -7,6 +7,7 @@ Everything runs real processes against real servers on 127.0.0.1; nothing is moc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -248,7 +249,7 @@ class Attempt:
     def windows(self) -> list[tuple[str, float, float]]:
         """(phase, from, to) intervals of a finished attempt: where a kill can be aimed."""
         marks = sorted(self.times.items(), key=lambda kv: kv[1])
-        return [(a, t, u) for (a, t), (_b, u) in zip(marks, marks[1:], strict=False)]
+        return [(a, t, u) for (a, t), (_b, u) in itertools.pairwise(marks)]
 
 
 def run_attempt(

@@ -80,16 +80,31 @@ BAD_INPUTS: list[tuple[str, list[str], dict[str, bytes], int, str]] = [
         3,
         "not JSON-serializable",
     ),
-    ("shard", ["--shard", '{"index":0}', *R, "--processor", "plugins.broken_import:f"], {}, 2,
-     "cannot import"),
-    ("shard", ["--shard", '{"index":0}', *R, "--processor", "plugins.userfuncs:nothing"], {}, 2,
-     "has no attribute"),
-    ("shard", ["--shard", '{"index":0}', *R, "--processor", "plugins.userfuncs:not_callable"], {},
-     2, "is not callable"),
+    (
+        "shard",
+        ["--shard", '{"index":0}', *R, "--processor", "plugins.broken_import:f"],
+        {},
+        2,
+        "cannot import",
+    ),
+    (
+        "shard",
+        ["--shard", '{"index":0}', *R, "--processor", "plugins.userfuncs:nothing"],
+        {},
+        2,
+        "has no attribute",
+    ),
+    (
+        "shard",
+        ["--shard", '{"index":0}', *R, "--processor", "plugins.userfuncs:not_callable"],
+        {},
+        2,
+        "is not callable",
+    ),
     # part files (plain merge): invalid JSON names the file and the line
     ("merge", ["PART"], {"PART": b'{"a":1}\n{"a":2}\n{"a":\n'}, 2, "PART: line 3: invalid JSON"),
     ("merge", ["PART"], {"PART": b'{"a":1}\n\n[1,2\n'}, 2, "PART: line 3: invalid JSON"),
-    ("merge", ["PART"], {"PART": b'1\n2\n3x\n'}, 2, "PART: line 3: invalid JSON"),
+    ("merge", ["PART"], {"PART": b"1\n2\n3x\n"}, 2, "PART: line 3: invalid JSON"),
     ("merge", ["PART"], {"PART": b'{"a":NaN}\n'}, 2, "PART: line 1: invalid JSON"),
     ("merge", ["PART"], {"PART": b'"ok"\n"\xff"\n'}, 2, "PART: line 2: invalid UTF-8"),
     ("merge", ["PART"], {"PART": b"[" * 100_000}, 2, "PART: line 1: invalid JSON"),
@@ -119,9 +134,14 @@ def test_bad_input(
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    subst = {"STORE": str(tmp_path / "store"), **{n.split("/")[0]: str(tmp_path / n.split("/")[0]) for n in files}}
-    args = [re.sub(r"\b(" + "|".join(map(re.escape, subst)) + r")\b", lambda m: subst[m.group(1)], a)
-            for a in args]
+    subst = {
+        "STORE": str(tmp_path / "store"),
+        **{n.split("/")[0]: str(tmp_path / n.split("/")[0]) for n in files},
+    }
+    args = [
+        re.sub(r"\b(" + "|".join(map(re.escape, subst)) + r")\b", lambda m: subst[m.group(1)], a)
+        for a in args
+    ]
     env = {"WORKERS_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite", **ENV}
     before = {p for p in tmp_path.rglob("*")}
     proc = run_step(step, *args, env=env, cwd=tmp_path)
@@ -151,7 +171,9 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -231,7 +253,12 @@ def reference_values(data: bytes) -> list[object] | None:
             value, stop = _REF.raw_decode(text, pos)
             nxt = _WS.match(text, stop).end()  # type: ignore[union-attr]
             word = re.compile(r"[0-9A-Za-z.+-]")
-            if nxt == stop and nxt < len(text) and word.match(text[stop - 1]) and word.match(text[nxt]):
+            if (
+                nxt == stop
+                and nxt < len(text)
+                and word.match(text[stop - 1])
+                and word.match(text[nxt])
+            ):
                 return None
             out.append(value)
             pos = nxt
@@ -240,7 +267,9 @@ def reference_values(data: bytes) -> list[object] | None:
     return out
 
 
-separators = st.lists(st.sampled_from([" ", "\n", "\t", "\r\n", "\n\n", "  \n "]), min_size=1, max_size=2).map("".join)
+separators = st.lists(
+    st.sampled_from([" ", "\n", "\t", "\r\n", "\n\n", "  \n "]), min_size=1, max_size=2
+).map("".join)
 
 
 @FUZZ

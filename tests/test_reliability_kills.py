@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pytest
 import services
 from pipeline_helpers import Pipeline, RunStep, error_of
@@ -34,9 +32,9 @@ from reliability_helpers import (
     TcpProxy,
     exists,
     fresh_fs,
+    multipart_uploads,
     read,
     remove,
-    multipart_uploads,
     run_attempt,
     shard_cmd,
     store_files,
@@ -120,6 +118,7 @@ def kill_campaign(
         cwd / "home", {"WORKERS_DATABASE_URL": pipe.db_url, **env, "WORKERS_TEST_PAUSE": str(PAUSE)}
     )
     expected = list(range(1, sum(i["rows"] for i in items) + 1))
+
     # Calibrate: a clean attempt gives the interval of each phase (read, before/after the part
     # is published, before/after its record is); each kill aims at a random phase, then at a
     # uniform point inside it, so the narrow windows get as many kills as the long read.
@@ -227,7 +226,7 @@ def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
     env = {**ENV, "WORKERS_TEST_SLOW": "0.03", "WORKERS_TEST_BREAK": "direct-write"}
     extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
     rng = random.Random(SEED)
-    with pytest.raises(AssertionError, match="torn part|sha mismatch|exited|assert"):
+    with pytest.raises(AssertionError, match=r"torn part|sha mismatch|exited|assert"):
         kill_campaign(pipe, items, env, rng, 4, extra, collections.Counter())
 
 
@@ -245,13 +244,20 @@ def test_two_attempts_at_once_on_a_bucket_commit_one_clean_result(
         {"WORKERS_DATABASE_URL": sqlite_url, **env, "WORKERS_TEST_SLOW": "0.03"},
     )
     cmd = shard_cmd(
-        item, pipe.run_id, store, "--processor", "plugins.userfuncs:slow", "--batch-size", "100",
+        item,
+        pipe.run_id,
+        store,
+        "--processor",
+        "plugins.userfuncs:slow",
+        "--batch-size",
+        "100",
         "--force",
     )
     for _ in range(3):
         procs = [
-            subprocess.Popen(cmd + ["--attempt", str(n)], env=step_env, cwd=tmp_path,
-                             stderr=subprocess.PIPE)
+            subprocess.Popen(
+                [*cmd, "--attempt", str(n)], env=step_env, cwd=tmp_path, stderr=subprocess.PIPE
+            )
             for n in range(2)
         ]
         codes = [p.wait(120) for p in procs]
@@ -261,7 +267,11 @@ def test_two_attempts_at_once_on_a_bucket_commit_one_clean_result(
     assert read(pipe.store, "parts/part-00000.jsonl") == read(clean.store, "parts/part-00000.jsonl")
     rec = json.loads(read(pipe.store, "commits/part-00000.json"))
     assert rec["sha256"] == hashlib.sha256(read(clean.store, "parts/part-00000.jsonl")).hexdigest()
-    assert set(store_files(store)) == {"plan.json", "parts/part-00000.jsonl", "commits/part-00000.json"}
+    assert set(store_files(store)) == {
+        "plan.json",
+        "parts/part-00000.jsonl",
+        "commits/part-00000.json",
+    }
     assert pipe.merge().returncode == 0
     assert len(json.loads(read(pipe.store, "merged.json"))) == 1500
 
@@ -281,8 +291,9 @@ def test_object_store_gone_mid_write_is_transient_and_leaves_nothing(
     pipe.produce(3000)
     item = pipe.split(3000)[0]
     host, port = store.endpoint_url.removeprefix("http://").split(":")
-    with TcpProxy((host, int(port)), mode="reset", after_bytes=64 * 1024, direction="up",
-                  dead_after_trip=True) as proxy:
+    with TcpProxy(
+        (host, int(port)), mode="reset", after_bytes=64 * 1024, direction="up", dead_after_trip=True
+    ) as proxy:
         endpoint = f"http://{proxy.address}"
         via = {k: (endpoint if v == store.endpoint_url else v) for k, v in store.env.items()}
         t0 = time.monotonic()
@@ -304,8 +315,11 @@ def _tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return False
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
     return res.returncode == 0
 
 
@@ -338,10 +352,18 @@ def test_killed_multipart_upload_is_aborted_by_the_retry(
     pipe = Pipeline(run_step, sqlite_url, s3_store.url, tmp_path, env={**s3_store.env, **ENV})
     pipe.produce(110)
     item = pipe.split(110)[0]
-    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url,
-                                                **s3_store.env, **ENV})
-    cmd = shard_cmd(item, pipe.run_id, s3_store.url, "--processor", "plugins.userfuncs:megabyte",
-                    "--batch-size", "10")
+    env = services.step_env(
+        tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **s3_store.env, **ENV}
+    )
+    cmd = shard_cmd(
+        item,
+        pipe.run_id,
+        s3_store.url,
+        "--processor",
+        "plugins.userfuncs:megabyte",
+        "--batch-size",
+        "10",
+    )
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not multipart_uploads(s3_store):
@@ -379,7 +401,9 @@ def test_bucket_merge_is_byte_identical_and_refuses_damage(
     part, rec = f"{root}/parts/part-00003.jsonl", f"{root}/commits/part-00003.json"
     good_part, good_rec = fs.cat_file(part), fs.cat_file(rec)
     damages = {
-        "flip-byte": lambda: fs.pipe_file(part, good_part[:5] + bytes([good_part[5] ^ 1]) + good_part[6:]),
+        "flip-byte": lambda: fs.pipe_file(
+            part, good_part[:5] + bytes([good_part[5] ^ 1]) + good_part[6:]
+        ),
         "truncate": lambda: fs.pipe_file(part, good_part[:-20]),
         "drop-part": lambda: remove(store.url, "parts/part-00003.jsonl"),
         "drop-record": lambda: remove(store.url, "commits/part-00003.json"),

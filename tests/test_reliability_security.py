@@ -34,7 +34,7 @@ HOSTILE_NAMES = [
     "victim--",
     "a.b.c",
     "tablé",
-    "ｖｉｃｔｉｍ",
+    "\uff56\uff49\uff43\uff54\uff49\uff4d",  # fullwidth "victim"
     "x y",
     "`victim`",
     "[victim]",
@@ -90,8 +90,10 @@ def test_hostile_table_and_column_names_are_rejected_never_executed(
                 calls.append(("split", ["--from-db", "--run-id", "r", flag, name]))
                 calls.append(("shard", ["--shard", item, "--run-id", pipe.run_id, flag, name]))
         for step, args in calls:
-            proc = pipe.step(step, *args, "--store", pipe.store) if step == "shard" else pipe.step(
-                step, *args
+            proc = (
+                pipe.step(step, *args, "--store", pipe.store)
+                if step == "shard"
+                else pipe.step(step, *args)
             )
             assert proc.returncode == 2, (step, args, proc.stderr)
             assert "invalid" in error_of(proc)["message"]
@@ -159,9 +161,7 @@ def _canary_free(*texts: str) -> None:
         assert CANARY.replace("-", "%2D") not in text
 
 
-def test_canary_password_appears_nowhere(
-    pg_db: str, run_step: RunStep, tmp_path: Path
-) -> None:
+def test_canary_password_appears_nowhere(pg_db: str, run_step: RunStep, tmp_path: Path) -> None:
     """The test server trusts 127.0.0.1, so a password in the URL is accepted and ignored: the
     whole pipeline runs with the canary in its URL, then fails in every way we can provoke."""
     host = pg_db.split("@", 1)[1].split("/", 1)[0]
@@ -201,17 +201,26 @@ def test_canary_password_appears_nowhere(
                 proc = run_step(
                     step,
                     *args,
-                    env={"WORKERS_DATABASE_URL": bad, "WORKERS_DEBUG": debug,
-                         "WORKERS_CONNECT_TIMEOUT": "2"},
+                    env={
+                        "WORKERS_DATABASE_URL": bad,
+                        "WORKERS_DEBUG": debug,
+                        "WORKERS_CONNECT_TIMEOUT": "2",
+                    },
                     cwd=tmp_path,
                 )
                 outputs += [proc.stdout, proc.stderr]
     target = tuple(host.split(":"))
-    with TcpProxy((target[0], int(target[1])), mode="reset", after_bytes=300, direction="up") as proxy:
-        proc = pipe.shard(items[0], "--force", env={
-            "WORKERS_DATABASE_URL": pg_url_via(pg_db, proxy.address, CANARY),
-            "WORKERS_DEBUG": "1",
-        })
+    with TcpProxy(
+        (target[0], int(target[1])), mode="reset", after_bytes=300, direction="up"
+    ) as proxy:
+        proc = pipe.shard(
+            items[0],
+            "--force",
+            env={
+                "WORKERS_DATABASE_URL": pg_url_via(pg_db, proxy.address, CANARY),
+                "WORKERS_DEBUG": "1",
+            },
+        )
         assert proc.returncode == 75
         outputs += [proc.stdout, proc.stderr]
     _canary_free(*outputs)
@@ -220,14 +229,26 @@ def test_canary_password_appears_nowhere(
 # ---------------------------------------------------------------- Pod Security Standard
 
 ALLOWED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-    "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
 }
 
 
@@ -242,29 +263,57 @@ Rule = tuple[str, Callable[[dict[str, Any], dict[str, Any]], bool]]
 PSS_RULES: list[Rule] = [
     ("runAsNonRoot true", lambda p, c: _eff(p, c, "runAsNonRoot") is True),
     ("runAsUser not 0", lambda p, c: _eff(p, c, "runAsUser") != 0),
-    ("allowPrivilegeEscalation false",
-     lambda p, c: (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is False),
-    ("capabilities drop ALL",
-     lambda p, c: "ALL" in ((c.get("securityContext") or {}).get("capabilities") or {}).get("drop", [])),
-    ("capabilities add only NET_BIND_SERVICE",
-     lambda p, c: set(((c.get("securityContext") or {}).get("capabilities") or {}).get("add", []))
-     <= {"NET_BIND_SERVICE"}),
-    ("seccomp RuntimeDefault or Localhost",
-     lambda p, c: (_eff(p, c, "seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")),
+    (
+        "allowPrivilegeEscalation false",
+        lambda p, c: (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is False,
+    ),
+    (
+        "capabilities drop ALL",
+        lambda p, c: (
+            "ALL" in ((c.get("securityContext") or {}).get("capabilities") or {}).get("drop", [])
+        ),
+    ),
+    (
+        "capabilities add only NET_BIND_SERVICE",
+        lambda p, c: (
+            set(((c.get("securityContext") or {}).get("capabilities") or {}).get("add", []))
+            <= {"NET_BIND_SERVICE"}
+        ),
+    ),
+    (
+        "seccomp RuntimeDefault or Localhost",
+        lambda p, c: (
+            (_eff(p, c, "seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
+        ),
+    ),
     ("not privileged", lambda p, c: (c.get("securityContext") or {}).get("privileged") is not True),
     ("no hostPorts", lambda p, c: not any(port.get("hostPort") for port in c.get("ports") or [])),
-    ("procMount Default",
-     lambda p, c: (c.get("securityContext") or {}).get("procMount", "Default") == "Default"),
-    ("no hostNetwork/hostPID/hostIPC",
-     lambda p, c: not any(p.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))),
-    ("volume types allowed (no hostPath)",
-     lambda p, c: all(set(v) - {"name"} <= ALLOWED_VOLUMES for v in p.get("volumes") or [])),
-    ("sysctls safe",
-     lambda p, c: all(s.get("name") in SAFE_SYSCTLS
-                      for s in (p.get("securityContext") or {}).get("sysctls") or [])),
-    ("seLinux type allowed",
-     lambda p, c: (_eff(p, c, "seLinuxOptions") or {}).get("type", "")
-     in ("", "container_t", "container_init_t", "container_kvm_t", "container_engine_t")),
+    (
+        "procMount Default",
+        lambda p, c: (c.get("securityContext") or {}).get("procMount", "Default") == "Default",
+    ),
+    (
+        "no hostNetwork/hostPID/hostIPC",
+        lambda p, c: not any(p.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")),
+    ),
+    (
+        "volume types allowed (no hostPath)",
+        lambda p, c: all(set(v) - {"name"} <= ALLOWED_VOLUMES for v in p.get("volumes") or []),
+    ),
+    (
+        "sysctls safe",
+        lambda p, c: all(
+            s.get("name") in SAFE_SYSCTLS
+            for s in (p.get("securityContext") or {}).get("sysctls") or []
+        ),
+    ),
+    (
+        "seLinux type allowed",
+        lambda p, c: (
+            (_eff(p, c, "seLinuxOptions") or {}).get("type", "")
+            in ("", "container_t", "container_init_t", "container_kvm_t", "container_engine_t")
+        ),
+    ),
 ]
 
 
@@ -272,7 +321,12 @@ def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any],
     """(where, pod view, containers) for every template that starts a pod."""
     out = []
     for doc in docs:
-        if doc.get("kind") not in ("WorkflowTemplate", "Workflow", "CronWorkflow", "ClusterWorkflowTemplate"):
+        if doc.get("kind") not in (
+            "WorkflowTemplate",
+            "Workflow",
+            "CronWorkflow",
+            "ClusterWorkflowTemplate",
+        ):
             continue
         spec = mc.workflow_spec(doc)
         for tmpl in spec.get("templates") or []:
@@ -282,8 +336,10 @@ def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any],
             if not containers:
                 continue
             pod = {
-                "securityContext": {**(spec.get("securityContext") or {}),
-                                    **(tmpl.get("securityContext") or {})},
+                "securityContext": {
+                    **(spec.get("securityContext") or {}),
+                    **(tmpl.get("securityContext") or {}),
+                },
                 "volumes": list(spec.get("volumes") or []) + list(tmpl.get("volumes") or []),
                 **{k: spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")},
             }
@@ -322,22 +378,26 @@ def _both(t: dict[str, Any], **values: Any) -> None:
 MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "runAsNonRoot true": lambda t: _both(t, runAsNonRoot=False),
     "runAsUser not 0": lambda t: _both(t, runAsUser=0),
-    "allowPrivilegeEscalation false":
-        lambda t: t["container"]["securityContext"].pop("allowPrivilegeEscalation"),
+    "allowPrivilegeEscalation false": lambda t: t["container"]["securityContext"].pop(
+        "allowPrivilegeEscalation"
+    ),
     "capabilities drop ALL": lambda t: t["container"]["securityContext"].pop("capabilities"),
-    "capabilities add only NET_BIND_SERVICE":
-        lambda t: t["container"]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
-    "seccomp RuntimeDefault or Localhost":
-        lambda t: _both(t, seccompProfile={"type": "Unconfined"}),
+    "capabilities add only NET_BIND_SERVICE": lambda t: t["container"]["securityContext"][
+        "capabilities"
+    ].update(add=["SYS_ADMIN"]),
+    "seccomp RuntimeDefault or Localhost": lambda t: _both(
+        t, seccompProfile={"type": "Unconfined"}
+    ),
     "not privileged": lambda t: t["container"]["securityContext"].update(privileged=True),
     "no hostPorts": lambda t: t["container"].update(ports=[{"containerPort": 80, "hostPort": 80}]),
     "procMount Default": lambda t: t["container"]["securityContext"].update(procMount="Unmasked"),
-    "volume types allowed (no hostPath)":
-        lambda t: t["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
-    "sysctls safe":
-        lambda t: t["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
-    "seLinux type allowed":
-        lambda t: t["securityContext"].update(seLinuxOptions={"type": "spc_t"}),
+    "volume types allowed (no hostPath)": lambda t: t["volumes"].append(
+        {"name": "h", "hostPath": {"path": "/"}}
+    ),
+    "sysctls safe": lambda t: t["securityContext"].update(
+        sysctls=[{"name": "kernel.msgmax", "value": "1"}]
+    ),
+    "seLinux type allowed": lambda t: t["securityContext"].update(seLinuxOptions={"type": "spc_t"}),
 }
 
 

@@ -13,13 +13,14 @@ by the test that proves the suite has teeth, never by production code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 
 
 def _phase(name: str) -> None:
-    sys.stderr.write('{"level":"debug","event":"phase","phase":"%s"}\n' % name)
+    sys.stderr.write(f'{{"level":"debug","event":"phase","phase":"{name}"}}\n')
     sys.stderr.flush()
 
 
@@ -62,7 +63,5 @@ def _install() -> None:
         storage.AtomicWriter.__init__ = init  # type: ignore[method-assign]
 
 
-try:
+with contextlib.suppress(ImportError):  # not a workers process
     _install()
-except ImportError:  # not a workers process
-    pass
