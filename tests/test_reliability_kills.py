@@ -226,7 +226,8 @@ def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
     env = {**ENV, "WORKERS_TEST_SLOW": "0.03", "WORKERS_TEST_BREAK": "direct-write"}
     extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
     rng = random.Random(SEED)
-    with pytest.raises(AssertionError, match=r"torn part|sha mismatch|exited|assert"):
+    # A torn part under an old record fails the sha check; a torn record fails to parse.
+    with pytest.raises((AssertionError, ValueError)):
         kill_campaign(pipe, items, env, rng, 4, extra, collections.Counter())
 
 
