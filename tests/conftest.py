@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -63,6 +64,18 @@ _FIXTURE_MARKS = {
     "gcs_server": "gcs",
     "gcs_store": "gcs",
 }
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI runners and IDEs stop a run with SIGTERM, which by default kills
+    # Python without running fixture teardown, leaving the daemonized throwaway
+    # postgres and the emulators running. As KeyboardInterrupt, teardown still runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -107,7 +120,12 @@ def pg_url() -> Iterator[str]:
         try:
             cluster = stack.enter_context(services.throwaway_pg_cluster())
         except ServiceUnavailable as exc:
-            unavailable(f"no PostgreSQL: set WORKERS_TEST_DATABASE_URL or install it ({exc})")
+            reason = str(exc)
+        else:
+            reason = ""
+        # Outside the except block, so the report is not a chained traceback.
+        if reason:
+            unavailable(f"no PostgreSQL: set WORKERS_TEST_DATABASE_URL or install it ({reason})")
         yield cluster.url
 
 
@@ -141,7 +159,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             server = stack.enter_context(services.moto_server(tmp_path_factory.mktemp("moto")))
         except (ServiceUnavailable, OSError) as exc:
-            unavailable(f"moto_server could not start (pip install 'moto[server]'): {exc}")
+            reason = str(exc)
+        else:
+            reason = ""
+        if reason:
+            unavailable(f"moto_server could not start (pip install 'moto[server]'): {reason}")
         yield server
 
 
@@ -151,13 +173,20 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             server = stack.enter_context(services.gcs_emulator(tmp_path_factory.mktemp("gcs")))
         except (ServiceUnavailable, OSError) as exc:
-            unavailable(f"gcp-storage-emulator could not start: {exc}")
+            reason = str(exc)
+        else:
+            reason = ""
+        if reason:
+            unavailable(f"gcp-storage-emulator could not start: {reason}")
         yield server
 
 
 def _apply_env(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str], protocol: str) -> None:
     import fsspec.config
 
+    # A developer's own cloud session must not mix with the emulator's dummy keys.
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     # fsspec turns FSSPEC_* variables into config only at import, which has happened

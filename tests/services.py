@@ -523,15 +523,16 @@ def run_step(
 
     Never raises on a non-zero exit: exit codes are part of the contract under test.
     """
-    if home is None:
-        home = Path(tempfile.mkdtemp(prefix="workers-home-"))
-    return subprocess.run(
-        [sys.executable, "-m", f"workers.{step}", *args],
-        env=step_env(home, env),
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        check=False,
-    )
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="workers-home-")))
+        return subprocess.run(
+            [sys.executable, "-m", f"workers.{step}", *args],
+            env=step_env(home, env),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
+        )
