@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -126,6 +128,29 @@ def _alarm(signum: int, frame: Any) -> None:
     raise _Deadline()
 
 
+DEADLINE_GRACE_S = 5.0
+"""After the step deadline, how long unwinding (rollback, closing a stalled socket) may take."""
+
+
+def _watchdog(timeout: float, log: Logger) -> threading.Timer:
+    """Exit 75 even when the deadline's exception cannot unwind: a driver blocked on a stalled
+    connection (its rollback waits for a server that never answers) never returns to Python."""
+
+    def fire() -> None:
+        log.error(
+            "failed",
+            error="TransientError",
+            message=f"step deadline of {timeout:g}s exceeded; clean-up stalled, exiting",
+            exit_code=exitcodes.TRANSIENT,
+        )
+        os._exit(exitcodes.TRANSIENT)
+
+    timer = threading.Timer(timeout + DEADLINE_GRACE_S, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run_step(
     step: str,
     parser: argparse.ArgumentParser,
@@ -138,6 +163,7 @@ def run_step(
     """Parse, configure, run ``work`` under the step deadline; map every failure to an exit code."""
     env: Environment | None = None
     timeout: float | None = None
+    watchdog: threading.Timer | None = None
     log = Logger(step)
     try:
         args = parser.parse_args(argv)
@@ -150,11 +176,14 @@ def run_step(
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
+            watchdog = _watchdog(timeout, log)
         try:
             return work(cfg, log)
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            if watchdog is not None:
+                watchdog.cancel()
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else exitcodes.OK
     except KeyboardInterrupt:

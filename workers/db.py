@@ -159,7 +159,13 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
 
     def __init__(self, url: str, connect_timeout: float) -> None:
+        import logging
+
         import psycopg  # deferred: only PostgreSQL users need it
+
+        # psycopg logs clean-up errors after a lost connection ("error ignored in rollback");
+        # without a handler they reach stderr as plain text, between the JSON log lines.
+        logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
         self._psycopg = psycopg
         # psycopg takes libpq URIs; drop SQLAlchemy's "+driver" suffix.

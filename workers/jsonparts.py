@@ -108,6 +108,9 @@ def _scan(data: bytes, name: str) -> tuple[bytes, int]:
             line = text.count("\n", 0, at) + 1
             reason = getattr(exc, "msg", str(exc))
             raise UsageError(f"{name}: line {line}: invalid JSON: {reason}") from None
+        except RecursionError:
+            line = text.count("\n", 0, pos) + 1
+            raise UsageError(f"{name}: line {line}: invalid JSON: nested too deeply") from None
         raw = text[pos:stop]
         out.append(
             raw

@@ -94,9 +94,10 @@ def glob(pattern: str) -> list[str]:
 
 
 def remove_stale_temps(url: str) -> int:
-    """Remove temp files a killed writer left for ``url`` (local only; remote spools are local)."""
+    """Remove what a killed writer left for ``url``: local temp files; on S3, the incomplete
+    multipart upload of a part over s3fs's 100 MiB threshold (invisible, but stored and billed)."""
     if not is_local(url):
-        return 0
+        return _abort_multipart_uploads(url) if url.startswith(("s3://", "s3a://")) else 0
     path = local_path(url)
     folder, name = os.path.split(path)
     prefix = f".{name}.tmp-"
@@ -112,6 +113,27 @@ def remove_stale_temps(url: str) -> int:
                 removed += 1
             except FileNotFoundError:
                 pass
+    return removed
+
+
+def _abort_multipart_uploads(url: str) -> int:
+    """Abort the incomplete S3 multipart uploads of exactly this key; best effort when the
+    credentials may not list or abort them (a bucket lifecycle rule covers that case)."""
+    fs, path = _fs(url)
+    bucket, _, key = path.partition("/")
+    removed = 0
+    try:
+        res = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        for upload in res.get("Uploads", []):
+            if upload.get("Key") == key:
+                fs.call_s3(
+                    "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                )
+                removed += 1
+    except (ConnectionError, TimeoutError):
+        raise
+    except (OSError, NotImplementedError):
+        pass  # not allowed or not supported by this S3-compatible server
     return removed
 
 

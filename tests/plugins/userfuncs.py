@@ -42,3 +42,29 @@ def slow(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """Sleep per batch so a test can kill the process mid-write (WORKERS_TEST_SLOW seconds)."""
     time.sleep(float(os.environ.get("WORKERS_TEST_SLOW", "0.2")))
     return batch
+
+
+def megabyte(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """About 1 MiB of JSON per row: parts big enough for s3fs's multipart upload (> 100 MiB)."""
+    return [{"id": row["id"], "blob": "x" * (1 << 20)} for row in batch]
+
+
+def raising_generator(rows: int) -> Iterable[dict[str, Any]]:
+    """Raises when called, before returning anything."""
+    raise OSError("generator could not open its source")
+
+
+def not_iterable(rows: int) -> int:
+    return rows
+
+
+def unserializable_rows(rows: int) -> Iterator[dict[str, Any]]:
+    for i in range(rows):
+        yield {"n": i, "when": {1, 2}}
+
+
+not_callable = 42
+
+
+def returns_none(batch: list[dict[str, Any]]) -> None:
+    return None

@@ -1,0 +1,67 @@
+"""Test-only hooks for step subprocesses, active only when PYTHONPATH includes this folder.
+
+``WORKERS_TEST_PAUSE=SECONDS`` widens the windows of the commit protocol so that a kill can
+land in each of them: every ``AtomicWriter.commit`` sleeps before it publishes (the data is
+complete but not visible) and after (the part is visible, its commit record not yet). Each
+phase is announced as a JSON log line on stderr (``{"event": "phase", "phase": ...}``), so the
+fault-injection tests can tell where a SIGKILL struck.
+
+``WORKERS_TEST_BREAK=direct-write`` deliberately breaks the protocol (local stores only): the
+writer streams straight into the final name. The reliability suite must then fail; it is used
+by the test that proves the suite has teeth, never by production code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+
+def _phase(name: str) -> None:
+    sys.stderr.write(f'{{"level":"debug","event":"phase","phase":"{name}"}}\n')
+    sys.stderr.flush()
+
+
+def _install() -> None:
+    pause = float(os.environ.get("WORKERS_TEST_PAUSE") or 0)
+    breakage = os.environ.get("WORKERS_TEST_BREAK", "")
+    if not pause and not breakage:
+        return
+    from workers import storage
+
+    original_commit = storage.AtomicWriter.commit
+    original_init = storage.AtomicWriter.__init__
+
+    def what(url: str) -> str:
+        return "record" if "/commits/" in url else "part" if "/parts/" in url else "other"
+
+    def commit(self: storage.AtomicWriter) -> None:
+        kind = what(self.url)
+        _phase(f"before-publish-{kind}")
+        if pause:
+            time.sleep(pause)
+        original_commit(self)
+        _phase(f"after-publish-{kind}")
+        if pause:
+            time.sleep(pause)
+
+    storage.AtomicWriter.commit = commit  # type: ignore[method-assign]
+
+    if breakage == "direct-write":
+
+        def init(self: storage.AtomicWriter, url: str) -> None:
+            original_init(self, url)
+            if self._local:
+                # Broken on purpose: write into the final name, so a kill leaves a torn file.
+                self._file.close()
+                os.unlink(self._tmp)
+                self._tmp = self._path
+                self._file = open(self._path, "wb")  # noqa: SIM115
+
+        storage.AtomicWriter.__init__ = init  # type: ignore[method-assign]
+
+
+with contextlib.suppress(ImportError):  # not a workers process
+    _install()

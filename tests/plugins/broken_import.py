@@ -1,0 +1,3 @@
+"""A plugin module that fails at import time."""
+
+raise ImportError("this plugin's dependency is not installed")

@@ -1,0 +1,435 @@
+"""Reliability: shard workers SIGKILLed at random points (spot eviction, OOM kill), zombie
+attempts, storage that dies mid-write, and the fan-in's verification, over a local folder, S3
+(moto server) and GCS (emulator).
+
+Kill delays come from ``random.Random(seed)``: set ``WORKERS_RELIABILITY_SEED`` to replay a run
+(the seed in use is printed by ``-rA``/on failure). The figures of a run are collected in
+``KILL_FIGURES`` and printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import services
+from pipeline_helpers import Pipeline, RunStep, error_of
+from reliability_helpers import (
+    FINAL_NAME,
+    LOCAL_TEMP,
+    STEP_PYTHONPATH,
+    Attempt,
+    TcpProxy,
+    exists,
+    fresh_fs,
+    multipart_uploads,
+    read,
+    remove,
+    run_attempt,
+    shard_cmd,
+    store_files,
+)
+
+pytestmark = pytest.mark.reliability
+
+SEED = int(os.environ.get("WORKERS_RELIABILITY_SEED", "20261123"))
+ENV = {"PYTHONPATH": STEP_PYTHONPATH}
+ROWS, PER_SHARD, ROUNDS = 600, 150, 9  # 4 shards x 9 rounds = 36 kill attempts per backend
+PAUSE = 0.06  # WORKERS_TEST_PAUSE: width of the before/after-publish windows
+KILL_FIGURES: dict[str, collections.Counter[str]] = {}
+
+
+def _store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> tuple[str, dict]:
+    if backend.startswith("local"):
+        return str(tmp_path / "store"), {}
+    store = request.getfixturevalue(f"{backend}_store")
+    return store.url, dict(store.env)
+
+
+def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
+    """Invariants that must hold at any instant, whatever was killed where.
+
+    Every commit record vouches for the bytes at its part's final name; nothing but final
+    names and (local) hidden temp files exists; returns what the store holds.
+    """
+    files = store_files(pipe.store)
+    seen: collections.Counter[str] = collections.Counter()
+    for name in files:
+        if LOCAL_TEMP.match(name):
+            assert "://" not in pipe.store or pipe.store.startswith("file://"), name
+            seen["temp-files"] += 1
+        else:
+            assert FINAL_NAME.match(name), f"unexpected object {name!r} in the store"
+    for i in range(n_shards):
+        part, rec = f"parts/part-{i:05d}.jsonl", f"commits/part-{i:05d}.json"
+        if rec in files:
+            record = json.loads(files[rec])
+            assert part in files, f"shard {i}: commit record without data"
+            data = files[part]
+            assert record["bytes"] == len(data), f"shard {i}: torn part under a commit record"
+            assert record["sha256"] == hashlib.sha256(data).hexdigest(), f"shard {i}: sha mismatch"
+            seen["committed"] += 1
+        elif part in files:
+            seen["data-without-record"] += 1
+        else:
+            seen["nothing"] += 1
+    return seen
+
+
+def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
+    """Merge now: either the exact rows, or exit 4 and no output at all."""
+    for name in ("merged.json", "summary.json"):
+        remove(pipe.store, name)
+    proc = pipe.merge()
+    assert proc.returncode in (0, 4), proc.stderr
+    if proc.returncode == 0:
+        merged = json.loads(read(pipe.store, "merged.json"))
+        assert [r["id"] for r in merged] == expected_ids
+    else:
+        assert "not usable" in error_of(proc)["message"] or "missing" in error_of(proc)["message"]
+        assert not exists(pipe.store, "merged.json") and not exists(pipe.store, "summary.json")
+    return proc.returncode
+
+
+def kill_campaign(
+    pipe: Pipeline,
+    items: list[dict[str, Any]],
+    env: dict[str, str],
+    rng: random.Random,
+    rounds: int,
+    extra: tuple[str, ...],
+    figures: collections.Counter[str],
+) -> None:
+    """``rounds`` rounds; each starts every shard at once (--force) and SIGKILLs each at a random
+    delay after its ``start`` line; between rounds a random half of the shards is wiped so kills
+    also hit first attempts. After every round the store and the merge are checked."""
+    cwd = pipe.workdir
+    step_env = services.step_env(
+        cwd / "home", {"WORKERS_DATABASE_URL": pipe.db_url, **env, "WORKERS_TEST_PAUSE": str(PAUSE)}
+    )
+    expected = list(range(1, sum(i["rows"] for i in items) + 1))
+
+    # Calibrate: a clean attempt gives the interval of each phase (read, before/after the part
+    # is published, before/after its record is); each kill aims at a random phase, then at a
+    # uniform point inside it, so the narrow windows get as many kills as the long read.
+    def one_round(attempts: list[Attempt]) -> list[Attempt]:
+        with ThreadPoolExecutor(len(attempts)) as pool:
+            return list(
+                pool.map(
+                    lambda a: run_attempt(
+                        shard_cmd(items[a.index], pipe.run_id, pipe.store, "--force", *extra),
+                        step_env,
+                        cwd,
+                        a,
+                    ),
+                    attempts,
+                )
+            )
+
+    calib = one_round([Attempt(item["index"], 1e9) for item in items])
+    assert all(a.returncode == 0 for a in calib), [a.lines for a in calib]
+    spans = collections.defaultdict(list)
+    for a in calib:
+        for phase, lo, hi in a.windows():
+            spans[phase].append((lo, hi))
+    windows = [
+        (phase, sum(lo for lo, _ in v) / len(v), sum(hi for _, hi in v) / len(v))
+        for phase, v in spans.items()
+        if phase not in ("committed", "exit")  # the process is already past its commit
+    ]
+    assert len(windows) >= 5, windows
+    for _ in range(rounds):
+        for item in items:
+            if rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
+                remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
+                remove(pipe.store, f"commits/part-{item['index']:05d}.json")
+        attempts = []
+        for item in items:
+            _phase, lo, hi = rng.choice(windows)
+            attempts.append(Attempt(item["index"], rng.uniform(lo, hi)))
+        done = one_round(attempts)
+        for a in done:
+            if a.killed:
+                figures["kills"] += 1
+                figures[f"killed-in:{a.phase}"] += 1
+            else:
+                assert a.returncode == 0, a.lines
+                figures["finished-before-kill"] += 1
+        state = check_store(pipe, len(items))
+        figures.update({f"state:{k}": v for k, v in state.items()})
+        figures[f"merge-exit-{check_merge(pipe, expected)}"] += 1
+    # The retry: every shard once more, as Argo's retryStrategy would.
+    for item in items:
+        proc = pipe.shard(item, *extra, env=env)
+        assert proc.returncode == 0, proc.stderr
+    check_store(pipe, len(items))
+    assert check_merge(pipe, expected) == 0
+    merged = json.loads(read(pipe.store, "merged.json"))
+    ids = [r["id"] for r in merged]
+    assert len(ids) == len(set(ids)) == len(expected)  # rows merged == rows produced, 0 duplicates
+    summary = json.loads(read(pipe.store, "summary.json"))
+    assert summary["totals"]["rows"] == summary["totals"]["rows_expected"] == len(expected)
+
+
+@pytest.mark.parametrize("backend", ["local", "local-pg", "s3", "gcs"])
+def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
+    request: pytest.FixtureRequest,
+    run_step: RunStep,
+    sqlite_url: str,
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    rng = random.Random(f"{SEED}-{backend}")
+    store, store_env = _store_for(request, backend, tmp_path)
+    db_url = request.getfixturevalue("pg_db") if backend == "local-pg" else sqlite_url
+    env = {**store_env, **ENV}
+    pipe = Pipeline(run_step, db_url, store, tmp_path, env=env)
+    assert pipe.produce(ROWS) == ROWS
+    items = pipe.split(PER_SHARD)
+    # local-pg reads with COPY TO STDOUT (identity processor); the others through a slow
+    # processor, so kills also land during the read.
+    extra: tuple[str, ...] = (
+        ()
+        if backend == "local-pg"
+        else ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
+    )
+    env_slow = {**env, "WORKERS_TEST_SLOW": "0.02"}
+    figures: collections.Counter[str] = collections.Counter()
+    kill_campaign(pipe, items, env_slow, rng, ROUNDS, extra, figures)
+    KILL_FIGURES[backend] = figures
+    print(f"\nseed {SEED} backend {backend}: {dict(sorted(figures.items()))}")
+    assert figures["kills"] >= ROUNDS * len(items) // 2
+    if backend == "s3":
+        assert multipart_uploads(request.getfixturevalue("s3_store")) == []
+
+
+def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """With the commit protocol broken on purpose (data streamed into the final name), the same
+    campaign must fail: proof that the checks above can see a torn part."""
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(ROWS)
+    items = pipe.split(PER_SHARD)
+    for item in items:
+        assert pipe.shard(item).returncode == 0  # committed first: kills then tear a live part
+    env = {**ENV, "WORKERS_TEST_SLOW": "0.03", "WORKERS_TEST_BREAK": "direct-write"}
+    extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
+    rng = random.Random(SEED)
+    # A torn part under an old record fails the sha check; a torn record fails to parse.
+    with pytest.raises((AssertionError, ValueError)):
+        kill_campaign(pipe, items, env, rng, 4, extra, collections.Counter())
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_two_attempts_at_once_on_a_bucket_commit_one_clean_result(
+    request: pytest.FixtureRequest, run_step: RunStep, sqlite_url: str, tmp_path: Path, backend: str
+) -> None:
+    store, store_env = _store_for(request, backend, tmp_path)
+    env = {**store_env, **ENV}
+    pipe = Pipeline(run_step, sqlite_url, store, tmp_path, env=env)
+    pipe.produce(1500)
+    item = pipe.split(1500)[0]
+    step_env = services.step_env(
+        tmp_path / "home",
+        {"WORKERS_DATABASE_URL": sqlite_url, **env, "WORKERS_TEST_SLOW": "0.03"},
+    )
+    cmd = shard_cmd(
+        item,
+        pipe.run_id,
+        store,
+        "--processor",
+        "plugins.userfuncs:slow",
+        "--batch-size",
+        "100",
+        "--force",
+    )
+    for _ in range(3):
+        procs = [
+            subprocess.Popen(
+                [*cmd, "--attempt", str(n)], env=step_env, cwd=tmp_path, stderr=subprocess.PIPE
+            )
+            for n in range(2)
+        ]
+        codes = [p.wait(120) for p in procs]
+        assert codes == [0, 0]
+    clean = Pipeline(run_step, sqlite_url, str(tmp_path / "clean"), tmp_path, env=ENV)
+    assert clean.shard(item).returncode == 0
+    assert read(pipe.store, "parts/part-00000.jsonl") == read(clean.store, "parts/part-00000.jsonl")
+    rec = json.loads(read(pipe.store, "commits/part-00000.json"))
+    assert rec["sha256"] == hashlib.sha256(read(clean.store, "parts/part-00000.jsonl")).hexdigest()
+    assert set(store_files(store)) == {
+        "plan.json",
+        "parts/part-00000.jsonl",
+        "commits/part-00000.json",
+    }
+    assert pipe.merge().returncode == 0
+    assert len(json.loads(read(pipe.store, "merged.json"))) == 1500
+
+
+# ------------------------------------------------------------------ storage dies mid-write
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_object_store_gone_mid_write_is_transient_and_leaves_nothing(
+    request: pytest.FixtureRequest, run_step: RunStep, sqlite_url: str, tmp_path: Path, backend: str
+) -> None:
+    """A proxy in front of the server lets the small requests through, then resets the
+    connection in the middle of the part's upload and refuses every later connection (the
+    server is gone). The step exits 75, nothing is at the final name, a re-run converges."""
+    store = request.getfixturevalue(f"{backend}_store")
+    pipe = Pipeline(run_step, sqlite_url, store.url, tmp_path, env={**store.env, **ENV})
+    pipe.produce(3000)
+    item = pipe.split(3000)[0]
+    host, port = store.endpoint_url.removeprefix("http://").split(":")
+    with TcpProxy(
+        (host, int(port)), mode="reset", after_bytes=64 * 1024, direction="up", dead_after_trip=True
+    ) as proxy:
+        endpoint = f"http://{proxy.address}"
+        via = {k: (endpoint if v == store.endpoint_url else v) for k, v in store.env.items()}
+        t0 = time.monotonic()
+        proc = pipe.shard(item, env={**via, "WORKERS_TIMEOUT": "60"}, timeout=90)
+        elapsed = time.monotonic() - t0
+        assert proxy.tripped.is_set()
+    assert proc.returncode == 75, proc.stderr
+    assert elapsed < 60
+    assert not exists(pipe.store, "parts/part-00000.jsonl")
+    assert not exists(pipe.store, "commits/part-00000.json")
+    if backend == "s3":
+        assert multipart_uploads(store) == []
+    assert pipe.shard(item).returncode == 0
+    assert pipe.merge().returncode == 0
+    assert len(json.loads(read(pipe.store, "merged.json"))) == 3000
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    return res.returncode == 0
+
+
+def test_full_local_disk_mid_write_is_transient_and_leaves_nothing(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The shared volume fills up while the part is written (a 64 KiB tmpfs; ENOSPC)."""
+    store = tmp_path / "full"
+    if not _tmpfs(store, "64k"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        pipe = Pipeline(run_step, sqlite_url, str(store / "run"), tmp_path, env=ENV)
+        pipe.produce(3000)
+        item = pipe.split(3000)[0]
+        proc = pipe.shard(item)
+        assert proc.returncode == 75, proc.stderr
+        assert "No space left" in error_of(proc)["message"]
+        assert not (store / "run" / "parts" / "part-00000.jsonl").exists()
+        assert not (store / "run" / "commits" / "part-00000.json").exists()
+        assert not [p for p in (store / "run").rglob("*") if p.is_file() and "tmp" in p.name]
+    finally:
+        subprocess.run(["umount", "-l", str(store)], check=False)
+
+
+def test_killed_multipart_upload_is_aborted_by_the_retry(
+    s3_store: Any, run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """s3fs uploads parts over 100 MiB in several pieces; a SIGKILL during that leaves an
+    incomplete multipart upload (invisible, but billed). The retry must abort it."""
+    pipe = Pipeline(run_step, sqlite_url, s3_store.url, tmp_path, env={**s3_store.env, **ENV})
+    pipe.produce(110)
+    item = pipe.split(110)[0]
+    env = services.step_env(
+        tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **s3_store.env, **ENV}
+    )
+    cmd = shard_cmd(
+        item,
+        pipe.run_id,
+        s3_store.url,
+        "--processor",
+        "plugins.userfuncs:megabyte",
+        "--batch-size",
+        "10",
+    )
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not multipart_uploads(s3_store):
+        assert proc.poll() is None, "finished before the upload could be caught"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert len(multipart_uploads(s3_store)) == 1  # the orphan
+    assert not exists(pipe.store, "parts/part-00000.jsonl")
+    rerun = pipe.shard(item, "--processor", "plugins.userfuncs:megabyte", "--batch-size", "10")
+    assert rerun.returncode == 0, rerun.stderr
+    assert multipart_uploads(s3_store) == []
+    assert pipe.merge("--format", "jsonl").returncode == 0
+
+
+# ------------------------------------------------------------------------ merge on buckets
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_bucket_merge_is_byte_identical_and_refuses_damage(
+    request: pytest.FixtureRequest, run_step: RunStep, sqlite_url: str, tmp_path: Path, backend: str
+) -> None:
+    store = request.getfixturevalue(f"{backend}_store")
+    pipe = Pipeline(run_step, sqlite_url, store.url, tmp_path, env={**store.env, **ENV})
+    items = pipe.run_all(500, 100)
+    first, summary = read(pipe.store, "merged.json"), read(pipe.store, "summary.json")
+    assert pipe.merge().returncode == 0
+    assert read(pipe.store, "merged.json") == first
+    assert json.loads(read(pipe.store, "summary.json"))["totals"] == {
+        **json.loads(summary)["totals"],
+        "merge_seconds": json.loads(read(pipe.store, "summary.json"))["totals"]["merge_seconds"],
+    }
+    fs, root = fresh_fs(store.url)
+    part, rec = f"{root}/parts/part-00003.jsonl", f"{root}/commits/part-00003.json"
+    good_part, good_rec = fs.cat_file(part), fs.cat_file(rec)
+    damages = {
+        "flip-byte": lambda: fs.pipe_file(
+            part, good_part[:5] + bytes([good_part[5] ^ 1]) + good_part[6:]
+        ),
+        "truncate": lambda: fs.pipe_file(part, good_part[:-20]),
+        "drop-part": lambda: remove(store.url, "parts/part-00003.jsonl"),
+        "drop-record": lambda: remove(store.url, "commits/part-00003.json"),
+        "bad-record": lambda: fs.pipe_file(rec, b"{not json"),
+    }
+    for name, damage in damages.items():
+        remove(store.url, "merged.json")
+        remove(store.url, "summary.json")
+        damage()
+        proc = pipe.merge()
+        assert proc.returncode == 4, (name, proc.stderr)
+        assert "part-00003" in error_of(proc)["message"], name
+        assert not exists(store.url, "merged.json"), name
+        assert not exists(store.url, "summary.json"), name
+        fs.pipe_file(part, good_part)
+        fs.pipe_file(rec, good_rec)
+    assert pipe.merge().returncode == 0
+    assert read(pipe.store, "merged.json") == first
+    assert len(items) == 5
+
+
+def test_print_kill_figures() -> None:
+    """Not a check: prints the campaign's figures when the whole module ran (-s or -rA)."""
+    total = sum(f["kills"] for f in KILL_FIGURES.values())
+    print(f"\nkills injected: {total} ({ {k: v['kills'] for k, v in KILL_FIGURES.items()} })")
+    sys.stdout.flush()
+    if KILL_FIGURES and len(KILL_FIGURES) == 4:
+        assert total >= 100
