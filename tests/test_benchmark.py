@@ -36,9 +36,13 @@ def _postgres_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not shutil.which("psql") or not shutil.which("jq"), reason="needs psql and jq")
-@pytest.mark.skipif(not _postgres_available(), reason="needs PostgreSQL")
 def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
+    missing = [t for t in ("psql", "jq") if not shutil.which(t)]
+    if missing or not _postgres_available():
+        reason = f"needs {', '.join(missing) or 'PostgreSQL'}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
+        pytest.skip(reason)
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
@@ -54,6 +58,7 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
     pairs = {(r["step"], r["raw_tool"]) for r in result["rows"]}
     assert pairs == {
         ("produce", "psql \\copy from file"),
+        ("produce dicts", "psql \\copy from file"),
         ("shard", "psql \\copy (select) to file"),
         ("shard depth", "shard (first)"),
         ("merge", "jq -s ."),
@@ -65,7 +70,8 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
     for row in result["rows"]:
         assert row["workers_s"] > 0 and row["raw_s"] > 0, row
         assert row["workers_peak_mb"] > 0 and row["raw_peak_mb"] > 0, row
-        assert row["met"] in (True, False), row
+        # Every row with a target says whether it met it; informational rows say they are.
+        assert row["met"] in (True, False) or row["target"].startswith("info"), row
         assert row["target"], row
     # The printed table is the same table.
     for row in result["rows"]:
