@@ -193,15 +193,12 @@ def test_shard_retry_converges_and_skips_verified_work(local_pipeline: Pipeline)
     assert (rec2["sha256"], rec2["rows"], rec2["attempt"]) == (record["sha256"], record["rows"], 2)
 
 
-def test_two_attempts_at_once_commit_one_clean_result(
-    run_step: RunStep, sqlite_url: str, tmp_path: Path
-) -> None:
-    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=PLUGINS_ENV)
-    pipe.produce(2000)
-    item = pipe.split(2000)[0]
+def _slow_shard(
+    pipe: Pipeline, item: dict[str, Any], home: Path, delay: str, *extra: str
+) -> tuple[list[str], dict[str, str]]:
+    """Command and environment of a shard whose processor sleeps per batch of 100 rows."""
     env = services.step_env(
-        tmp_path / "home",
-        {"WORKERS_DATABASE_URL": sqlite_url, **PLUGINS_ENV, "WORKERS_TEST_SLOW": "0.05"},
+        home, {"WORKERS_DATABASE_URL": pipe.db_url, **PLUGINS_ENV, "WORKERS_TEST_SLOW": delay}
     )
     cmd = [
         sys.executable,
@@ -217,8 +214,18 @@ def test_two_attempts_at_once_commit_one_clean_result(
         "plugins.userfuncs:slow",
         "--batch-size",
         "100",
-        "--force",
+        *extra,
     ]
+    return cmd, env
+
+
+def test_two_attempts_at_once_commit_one_clean_result(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=PLUGINS_ENV)
+    pipe.produce(2000)
+    item = pipe.split(2000)[0]
+    cmd, env = _slow_shard(pipe, item, tmp_path / "home", "0.05", "--force")
     procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE) for _ in range(2)]
     codes = [p.wait(60) for p in procs]
     assert 0 in codes
@@ -236,25 +243,7 @@ def test_sigkill_mid_write_leaves_nothing_under_the_final_name(
     pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=PLUGINS_ENV)
     pipe.produce(3000)
     item = pipe.split(3000)[0]
-    env = services.step_env(
-        tmp_path / "home",
-        {"WORKERS_DATABASE_URL": sqlite_url, **PLUGINS_ENV, "WORKERS_TEST_SLOW": "0.1"},
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "workers.shard",
-        "--shard",
-        json.dumps(item),
-        "--run-id",
-        pipe.run_id,
-        "--store",
-        pipe.store,
-        "--processor",
-        "plugins.userfuncs:slow",
-        "--batch-size",
-        "100",
-    ]
+    cmd, env = _slow_shard(pipe, item, tmp_path / "home", "0.1")
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
     parts = Path(pipe.store) / "parts"
     deadline = time.monotonic() + 30

@@ -61,6 +61,22 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_source_arguments(parser: argparse.ArgumentParser, table_help: str) -> None:
+    """The flags naming where rows live; split and shard must agree on them."""
+    from workers.config import DEFAULT_TABLE
+
+    parser.add_argument(
+        "--table", default=DEFAULT_TABLE, help=f"{table_help} (default {DEFAULT_TABLE})"
+    )
+    parser.add_argument("--key-column", default="key", help="integer key column (default key)")
+    parser.add_argument(
+        "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
+    )
+    parser.add_argument(
+        "--data-column", default="data", help="JSON row column, '' for all columns (default data)"
+    )
+
+
 _TRANSIENT_ERRNOS = {
     errno.ECONNREFUSED,
     errno.ECONNRESET,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from workers import cli, db, layout, plugins, storage
-from workers.config import DEFAULT_TABLE, Environment, check_run_id
+from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
 from workers.shards import Shard, parse_item
@@ -68,14 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--processor", metavar="MODULE:FUNC", help="processor import path (default: identity)"
     )
-    p.add_argument("--table", default=DEFAULT_TABLE, help=f"source table (default {DEFAULT_TABLE})")
-    p.add_argument("--key-column", default="key", help="integer key column (default key)")
-    p.add_argument(
-        "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
-    )
-    p.add_argument(
-        "--data-column", default="data", help="JSON row column, '' for all columns (default data)"
-    )
+    cli.add_source_arguments(p, "source table")
     p.add_argument(
         "--batch-size",
         type=cli.positive_int,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workers import cli, db, layout, shards, storage
-from workers.config import DEFAULT_TABLE, Environment, check_run_id
+from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
 
@@ -77,16 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=shards.DEFAULT_MAX_SHARDS,
         help=f"refuse to fan out wider than this (default {shards.DEFAULT_MAX_SHARDS})",
     )
-    p.add_argument(
-        "--table", default=DEFAULT_TABLE, help=f"table for --from-db (default {DEFAULT_TABLE})"
-    )
-    p.add_argument("--key-column", default="key", help="integer key column (default key)")
-    p.add_argument(
-        "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
-    )
-    p.add_argument(
-        "--data-column", default="data", help="JSON row column, '' for all columns (default data)"
-    )
+    cli.add_source_arguments(p, "table for --from-db")
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument(
         "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"

@@ -255,7 +255,7 @@ _EXPRESSION_TAG = re.compile(r"\{\{\s*=")
 def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
     """Raise SpecError for the first field outside ``schema``; note ignored ones."""
     if schema == LEAF:
-        for text_path, text in _strings(doc, path):
+        for text_path, text in strings(doc, path):
             if _EXPRESSION_TAG.search(text):
                 raise SpecError(
                     f"{source}: {text_path}: expression tags {{{{=...}}}} are not supported "
@@ -290,15 +290,16 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
         check(value, sub, child, source, notes)
 
 
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a YAML tree with its dotted path (where ``{{...}}`` may hide)."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _strings(v, f"{path}[{i}]")
+            yield from strings(v, f"{path}[{i}]")
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}")
+            yield from strings(v, f"{path}.{k}")
 
 
 @dataclass

@@ -7,11 +7,20 @@ and file before the first process starts, instead of after the slow steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from workers.runner import expr, params
-from workers.runner.spec import IGNORED, TEMPLATE, Document, Library, Notes, SpecError, validate
+from workers.runner.spec import (
+    IGNORED,
+    TEMPLATE,
+    Document,
+    Library,
+    Notes,
+    SpecError,
+    strings,
+    validate,
+)
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
 GLOBALS = (
@@ -82,17 +91,6 @@ def workflow_parameters(
             raise SpecError(f"{source}: parameter {name}={text!r} is not one of {enum}")
         out[name] = text
     return out
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}")
 
 
 class Wiring:
@@ -177,7 +175,7 @@ class Wiring:
         prefix = "steps" if "steps" in tmpl else "tasks"
         # fields ignored locally (metrics: {{status}}, {{duration}}) are never substituted here
         meaningful = {k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED}
-        for path, text in _strings(meaningful, ""):
+        for path, text in strings(meaningful, ""):
             for m in params.TAG.finditer(text):
                 self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
         for s in steps:
