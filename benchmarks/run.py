@@ -552,27 +552,9 @@ class Context:
             assert int(f.read()) == n
         pair.target = "<= 1.0x"
         pair.ok = pair.median("a") <= pair.median("b")
-        pair.note = (
-            f"{nbytes / 1e6:.0f} MB of COPY text; the built-in generator writes COPY text "
-            "directly, see 'produce dicts' for what a user generator pays"
-        )
-        # The same rows through the path every user generator takes (dicts -> orjson ->
-        # COPY): shown beside the fused built-in path so the headline is not mistaken
-        # for what a custom generator gets.
-        generic = Pair(
-            "produce dicts", "produce --generator (dict path)", "psql \\copy from file", work=n
-        )
-        generic_cmd = [*cmd, "--generator", "workers.synth:generate"]
-        alternate(
-            generic,
-            max(1, self.runs // 2),
-            lambda: run(generic_cmd, env=self.env),
-            lambda: run(self.psql(f"\\copy {table} (run_id, key, data) from '{path}'")),
-            before=lambda: sql(self.url, f"TRUNCATE {table}"),
-        )
-        generic.target = "info (no target)"
+        pair.note = f"{nbytes / 1e6:.0f} MB of COPY text"
         sql(self.url, f"DROP TABLE {table}")
-        return [pair, generic]
+        return [pair]
 
     # (2) shard vs psql \copy (SELECT ...) TO; deepest vs first
     def shard(self) -> list[Pair]:

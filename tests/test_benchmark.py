@@ -58,7 +58,6 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
     pairs = {(r["step"], r["raw_tool"]) for r in result["rows"]}
     assert pairs == {
         ("produce", "psql \\copy from file"),
-        ("produce dicts", "psql \\copy from file"),
         ("shard", "psql \\copy (select) to file"),
         ("shard depth", "shard (first)"),
         ("merge", "jq -s ."),

@@ -9,7 +9,7 @@ Identifiers are validated and quoted; values are always bound or quoted literals
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -66,19 +66,6 @@ class Source:
 
 
 @dataclass(frozen=True)
-class CopyBlocks:
-    """Rows a generator can lay out as COPY text faster than row-by-row serialization.
-
-    ``blocks(prefix)`` yields ``(text, count)``: ``count`` lines of ``prefix``, the
-    key (1, 2, ... in order), a tab, the row's JSON (already COPY-escaped) and a
-    newline. ``rows`` is the same rows as JSON, for databases without COPY.
-    """
-
-    blocks: Callable[[str], Iterable[tuple[str, int]]]
-    rows: Iterable[bytes]
-
-
-@dataclass(frozen=True)
 class KeyStats:
     rows: int
     min_key: int | None
@@ -102,7 +89,7 @@ class Database:
 
     dialect = "generic"
 
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes] | CopyBlocks) -> int:
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
         """Replace every row of ``run_id`` with ``rows`` (JSON objects) in one transaction."""
         raise NotImplementedError
 
@@ -201,7 +188,7 @@ class PostgresDatabase(Database):
             self.conn.rollback()
             raise UsageError(f"table {source.table!r} does not exist")
 
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes] | CopyBlocks) -> int:
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
         t = quote(source.table)
         run_c, key_c, data_c = (
             quote(source.run_column or "run_id"),
@@ -222,12 +209,7 @@ class PostgresDatabase(Database):
             cur.execute(f"DELETE FROM {t} WHERE {run_c} = %s", (run_id,))
             prefix = _copy_text(run_id.encode()) + b"\t"
             with cur.copy(f"COPY {t} ({run_c}, {key_c}, {data_c}) FROM STDIN") as copy:
-                if isinstance(rows, CopyBlocks):
-                    for text, count in rows.blocks(prefix.decode()):
-                        copy.write(text.encode())
-                        n += count
-                else:
-                    n = _copy_json_rows(copy, rows, prefix)
+                n = _copy_json_rows(copy, rows, prefix)
         return n
 
     def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
@@ -444,7 +426,7 @@ class SqlAlchemyDatabase(Database):
         if not self._sa.inspect(conn).has_table(name, schema=schema or None):
             raise UsageError(f"table {source.table!r} does not exist")
 
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes] | CopyBlocks) -> int:
+    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
         sa = self._sa
         t = quote(source.table)
         run_c, key_c, data_c = (
@@ -467,7 +449,7 @@ class SqlAlchemyDatabase(Database):
                 )
                 conn.execute(sa.text(f"DELETE FROM {t} WHERE {run_c} = :r"), {"r": run_id})
                 batch: list[dict[str, Any]] = []
-                for data in rows.rows if isinstance(rows, CopyBlocks) else rows:
+                for data in rows:
                     n += 1
                     batch.append({"r": run_id, "k": n, "d": data.decode()})
                     if len(batch) >= 10_000:

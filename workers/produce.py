@@ -130,17 +130,12 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> int:
                 f"generator {cfg.generator} raised {type(exc).__name__}: {exc}"
             ) from None
         objects = _guarded(objects, cfg.generator)
-        payloads: Iterable[bytes] | db.CopyBlocks = db.json_rows(objects, "generator")
     else:
-        from workers.synth import copy_text_blocks, generate
+        from workers.synth import generate
 
-        rows, seed = cfg.rows, cfg.seed
-        payloads = db.CopyBlocks(
-            lambda prefix: copy_text_blocks(rows, seed, prefix),
-            db.json_rows(generate(rows, seed), "generator"),
-        )
+        objects = generate(cfg.rows, cfg.seed)
     with db.connect(cfg.database_url, cfg.connect_timeout) as database:
-        return database.replace_run(cfg.source, cfg.run_id, payloads)
+        return database.replace_run(cfg.source, cfg.run_id, db.json_rows(objects, "generator"))
 
 
 def write_count(path: str, count: int) -> None:
