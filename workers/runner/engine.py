@@ -210,15 +210,7 @@ class Run:
     ) -> tuple[Document, dict[str, Any]]:
         """The template a step names: ``template`` in the same document, or ``templateRef``."""
         if ref.get("templateRef"):
-            tref = ref["templateRef"]
-            target = self.library.get(str(tref.get("name")), f"{where}.templateRef")
-            tmpl = target.template(str(tref.get("template")))
-            if tmpl is None:
-                raise SpecError(
-                    f"{where}.templateRef: WorkflowTemplate {target.name} ({target.source}) "
-                    f"has no template {tref.get('template')!r}"
-                )
-            return target, tmpl
+            return self.library.resolve(ref["templateRef"], where)
         name = ref.get("template")
         if not name:
             raise SpecError(f"{where}: needs template or templateRef")

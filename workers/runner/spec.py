@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,6 +385,17 @@ class Library:
             known = ", ".join(sorted(self.templates)) or "none"
             raise SpecError(f"{where}: WorkflowTemplate {name!r} not found (known: {known})")
         return doc
+
+    def resolve(self, tref: Mapping[str, Any], where: str) -> tuple[Document, dict[str, Any]]:
+        """The WorkflowTemplate and template a ``templateRef`` names."""
+        target = self.get(str(tref.get("name")), f"{where}.templateRef")
+        tmpl = target.template(str(tref.get("template")))
+        if tmpl is None:
+            raise SpecError(
+                f"{where}.templateRef: WorkflowTemplate {target.name} ({target.source}) "
+                f"has no template {tref.get('template')!r}"
+            )
+        return target, tmpl
 
 
 def default_manifests() -> Path:

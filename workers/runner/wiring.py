@@ -122,13 +122,7 @@ class Wiring:
             if target.source + target.name not in self.validated:
                 validate(target, self.notes)
                 self.validated.add(target.source + target.name)
-            tmpl = target.template(str(tref.get("template")))
-            if tmpl is None:
-                raise SpecError(
-                    f"{where}.templateRef: WorkflowTemplate {target.name} ({target.source}) "
-                    f"has no template {tref.get('template')!r}"
-                )
-            return target, tmpl
+            return self.library.resolve(tref, where)
         name = str(ref.get("template") or "")
         if doc is self.doc:
             tmpl = next((t for t in self.spec.get("templates") or [] if t["name"] == name), None)
