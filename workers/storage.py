@@ -42,20 +42,6 @@ def _fs(url: str) -> tuple[Any, str]:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
 
 
-def exists(url: str) -> bool:
-    if is_local(url):
-        return os.path.exists(local_path(url))
-    fs, path = _fs(url)
-    return bool(fs.exists(path))
-
-
-def size(url: str) -> int:
-    if is_local(url):
-        return os.path.getsize(local_path(url))
-    fs, path = _fs(url)
-    return int(fs.size(path))
-
-
 def read_bytes(url: str) -> bytes:
     """The whole object; callers bound memory by reading one part at a time."""
     if is_local(url):
@@ -70,16 +56,6 @@ def write_bytes(url: str, data: bytes) -> None:
     with AtomicWriter(url) as w:
         w.write(data)
         w.commit()
-
-
-def remove(url: str) -> None:
-    if is_local(url):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(local_path(url))
-        return
-    fs, path = _fs(url)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(path)
 
 
 def glob(pattern: str) -> list[str]:
@@ -159,7 +135,7 @@ class AtomicWriter:
             self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
             self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
         else:
-            import tempfile  # deferred with random/shutil: only remote URLs spool
+            import tempfile  # deferred: only remote URLs spool
 
             self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
             self._tmp = self._file.name
