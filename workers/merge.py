@@ -114,6 +114,11 @@ class Part:
     sha256: str | None = None
     record: Any = None
 
+    @property
+    def label(self) -> str:
+        """How errors name it: the shard's part name, or the path given on the command line."""
+        return f"part-{self.index:05d}" if self.index is not None else self.url
+
 
 def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
     """Every shard of the plan has a commit record for this run whose numbers add up."""
@@ -181,8 +186,7 @@ def _read(part: Part) -> bytes:
     try:
         return storage.read_bytes(part.url)
     except FileNotFoundError:
-        name = f"part-{part.index:05d}" if part.index is not None else part.url
-        raise IncompleteError(f"{name} data file is missing: {part.url}") from None
+        raise IncompleteError(f"{part.label} data file is missing: {part.url}") from None
 
 
 def _read_and_hash(part: Part) -> tuple[bytes, str | None]:
@@ -211,7 +215,7 @@ def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) 
     if fmt == "json":
         writer.write(b"[")
     for part, data, digest in _prefetched(parts):
-        label = f"part-{part.index:05d}" if part.index is not None else part.url
+        label = part.label
         if part.bytes is not None and len(data) != part.bytes:
             raise IncompleteError(
                 f"{label} is {len(data)} bytes, its commit record says {part.bytes}"
@@ -308,20 +312,14 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     report: dict[str, Any]
     if plan is not None:
         report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds)
-        if cfg.summary:
-            storage.write_bytes(
-                cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
-            )
     else:
         report = {
             "output": cfg.output or "-",
             "format": cfg.format,
             "totals": {"files": len(parts), "rows": values},
         }
-        if cfg.summary:
-            storage.write_bytes(
-                cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
-            )
+    if cfg.summary:
+        storage.write_bytes(cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     report["_values"] = values
     report["_bytes"] = writer.bytes
     return report
