@@ -140,6 +140,24 @@ def _where(
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
 
+def _select(
+    source: Source,
+    run_id: str | None,
+    lo: int | None,
+    hi: int | None,
+    style: str,
+    cols: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A key range's rows in key order: the JSON column, or every column, unless ``cols`` says."""
+    where, params = _where(source, run_id, lo, hi, style)
+    if cols is None:
+        cols = quote(source.data_column) if source.data_column else "*"
+    return (
+        f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}",
+        params,
+    )
+
+
 class PostgresDatabase(Database):
     """psycopg 3: COPY FROM STDIN to load; chunked rows or a named cursor to stream."""
 
@@ -240,16 +258,6 @@ class PostgresDatabase(Database):
         self.conn.rollback()
         return keys
 
-    def _select(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> tuple[str, dict]:
-        where, params = _where(source, run_id, lo, hi, "pg")
-        cols = quote(source.data_column) if source.data_column else "*"
-        return (
-            f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}",
-            params,
-        )
-
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
     ) -> Iterator[list[dict[str, Any]]]:
@@ -257,7 +265,7 @@ class PostgresDatabase(Database):
 
         self._require_table(source)
         set_json_loads(orjson.loads, self.conn)
-        sql, params = self._select(source, run_id, lo, hi)
+        sql, params = _select(source, run_id, lo, hi, "pg")
         # A named cursor keeps the result on the server: memory stays bounded by one batch.
         with self.conn.transaction(), self.conn.cursor(name="workers_shard") as cur:
             cur.itersize = batch
@@ -286,10 +294,8 @@ class PostgresDatabase(Database):
         # time: psycopg's C loader turns a batch into strings, where COPY costs a
         # Python-level read per row (~3x the client CPU). Memory stays bounded by a batch.
         self._require_table(source)
-        where, params = _where(source, run_id, lo, hi, "pg")
-        sql = (
-            f"SELECT {quote(source.data_column or 'data')}::text FROM {quote(source.table)}"
-            f"{where} ORDER BY {quote(source.key_column)}"
+        sql, params = _select(
+            source, run_id, lo, hi, "pg", f"{quote(source.data_column or 'data')}::text"
         )
         caps = getattr(self._psycopg, "capabilities", None)  # psycopg >= 3.2
         with self.conn.transaction():
@@ -498,9 +504,7 @@ class SqlAlchemyDatabase(Database):
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
     ) -> Iterator[list[dict[str, Any]]]:
         sa = self._sa
-        where, params = _where(source, run_id, lo, hi, "sa")
-        cols = quote(source.data_column) if source.data_column else "*"
-        sql = f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}"
+        sql, params = _select(source, run_id, lo, hi, "sa")
         try:
             with self.engine.connect() as conn:
                 self._require_table(conn, source)
