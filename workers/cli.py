@@ -75,6 +75,21 @@ def add_source_arguments(parser: argparse.ArgumentParser, table_help: str) -> No
     )
 
 
+def add_processor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags naming the processor; split pins them in the plan, shard must run the same."""
+    parser.add_argument(
+        "--processor",
+        metavar="MODULE:FUNC",
+        help="processor import path ('' or absent: identity, rows pass through)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=5000,
+        help="rows per processor call (default 5000)",
+    )
+
+
 _TRANSIENT_ERRNOS = {
     errno.ECONNREFUSED,
     errno.ECONNRESET,

@@ -8,6 +8,8 @@ Identifiers are validated and quoted; values are always bound or quoted literals
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 import orjson
 
 from workers.errors import ProcessingError, TransientError, UsageError
+from workers.provenance import Generation
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -65,6 +68,46 @@ class Source:
             check_identifier(self.data_column, "column")
 
 
+GENERATIONS_TABLE = "workers_generations"
+"""Where produce records each run's generation, in the schema of the rows' table."""
+
+
+def generations_table(source: Source) -> str:
+    schema, _, _ = source.table.rpartition(".")
+    return f"{schema}.{GENERATIONS_TABLE}" if schema else GENERATIONS_TABLE
+
+
+def _generations_ddl(source: Source, text: str, real: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(generations_table(source))} ("
+        f"table_name {text} NOT NULL, run_id {text} NOT NULL, generation {text} NOT NULL, "
+        f"row_count BIGINT NOT NULL, generator {text} NOT NULL, args {text} NOT NULL, "
+        f"created {real} NOT NULL, PRIMARY KEY (table_name, run_id))"
+    )
+
+
+_GEN_COLUMNS = "generation, row_count, generator, args, created"
+
+
+def _generation_of(row: Any) -> Generation | None:
+    if row is None:
+        return None
+    args = orjson.loads(row[3]) if row[3] else {}
+    return Generation(str(row[0]), int(row[1]), str(row[2]), args, float(row[4]))
+
+
+def _generation_values(source: Source, run_id: str, gen: Generation) -> dict[str, Any]:
+    return {
+        "t": source.table,
+        "r": run_id,
+        "g": gen.id,
+        "n": gen.rows,
+        "gen": gen.generator,
+        "a": orjson.dumps(dict(gen.args)).decode(),
+        "c": gen.created,
+    }
+
+
 @dataclass(frozen=True)
 class KeyStats:
     rows: int
@@ -89,9 +132,21 @@ class Database:
 
     dialect = "generic"
 
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
-        """Replace every row of ``run_id`` with ``rows`` (JSON objects) in one transaction."""
+    def replace_run(
+        self, source: Source, run_id: str, rows: Iterable[bytes], generation: Generation
+    ) -> Generation:
+        """Replace every row of ``run_id`` with ``rows`` (JSON objects) and record
+        ``generation`` (its row count set to what was written) in one transaction."""
         raise NotImplementedError
+
+    def read_generation(self, source: Source, run_id: str) -> Generation | None:
+        """The run's committed generation, None if produce never recorded one."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside this block (the generation, then the rows) see one consistent snapshot."""
+        yield
 
     def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
         raise NotImplementedError
@@ -181,6 +236,9 @@ class PostgresDatabase(Database):
                 conninfo,
                 connect_timeout=max(1, round(connect_timeout)),
                 application_name="workers",
+                # Transactions are explicit blocks (conn.transaction()): a plain query never
+                # leaves one open, and a block inside a snapshot nests as a savepoint.
+                autocommit=True,
                 keepalives=1,
                 keepalives_idle=10,
                 keepalives_interval=5,
@@ -196,39 +254,99 @@ class PostgresDatabase(Database):
         self.conn.close()
 
     def _table_exists(self, source: Source) -> bool:
+        return self._exists(quote(source.table))
+
+    def _exists(self, quoted: str) -> bool:
         with self.conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (quote(source.table),))
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (quoted,))
             row = cur.fetchone()
         return bool(row and row[0])
 
-    def _require_table(self, source: Source) -> None:
-        if not self._table_exists(source):
-            self.conn.rollback()
-            raise UsageError(f"table {source.table!r} does not exist")
-
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
-        t = quote(source.table)
+    def _create_tables(self, source: Source) -> None:
+        """Create the rows' and generations' tables if missing, one creator per table at a time:
+        two concurrent ``CREATE TABLE IF NOT EXISTS`` of a new table race on the catalog's
+        unique index, and the loser fails instead of finding the table."""
+        t, g = quote(source.table), quote(generations_table(source))
+        if self._exists(t) and self._exists(g):
+            return
         run_c, key_c, data_c = (
             quote(source.run_column or "run_id"),
             quote(source.key_column),
             quote(source.data_column or "data"),
         )
-        n = 0
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            for name in sorted({source.table, generations_table(source)}):
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"workers-create|{name}",),
+                )
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} ({run_c} text NOT NULL, {key_c} bigint NOT NULL, "
+                f"{data_c} json NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
+            )
+            cur.execute(_generations_ddl(source, "text", "double precision"))
+
+    def _require_table(self, source: Source) -> None:
+        if not self._table_exists(source):
+            raise UsageError(f"table {source.table!r} does not exist")
+
+    def replace_run(
+        self, source: Source, run_id: str, rows: Iterable[bytes], generation: Generation
+    ) -> Generation:
+        t, g = quote(source.table), quote(generations_table(source))
+        run_c, key_c, data_c = (
+            quote(source.run_column or "run_id"),
+            quote(source.key_column),
+            quote(source.data_column or "data"),
+        )
+        self._create_tables(source)
         with self.conn.transaction(), self.conn.cursor() as cur:
             # One writer per (table, run): a second produce for the same run waits, then replaces.
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"{source.table}|{run_id}",),
             )
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} ({run_c} text NOT NULL, {key_c} bigint NOT NULL, "
-                f"{data_c} json NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
-            )
             cur.execute(f"DELETE FROM {t} WHERE {run_c} = %s", (run_id,))
             prefix = _copy_text(run_id.encode()) + b"\t"
             with cur.copy(f"COPY {t} ({run_c}, {key_c}, {data_c}) FROM STDIN") as copy:
                 n = _copy_json_rows(copy, rows, prefix)
-        return n
+            generation = dataclasses.replace(generation, rows=n)
+            cur.execute(
+                f"DELETE FROM {g} WHERE table_name = %(t)s AND run_id = %(r)s",
+                {"t": source.table, "r": run_id},
+            )
+            cur.execute(
+                f"INSERT INTO {g} (table_name, run_id, {_GEN_COLUMNS}) "
+                "VALUES (%(t)s, %(r)s, %(g)s, %(n)s, %(gen)s, %(a)s, %(c)s)",
+                _generation_values(source, run_id, generation),
+            )
+        return generation
+
+    def read_generation(self, source: Source, run_id: str) -> Generation | None:
+        g = generations_table(source)
+        if not self._exists(quote(g)):
+            return None
+        with self.conn.cursor() as cur:
+            cur.execute(
+                f"SELECT {_GEN_COLUMNS} FROM {quote(g)} WHERE table_name = %s AND run_id = %s",
+                (source.table, run_id),
+            )
+            return _generation_of(cur.fetchone())
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        # REPEATABLE READ fixes the snapshot at the first query: the generation read first
+        # and the rows streamed after it come from the same committed state.
+        psycopg = self._psycopg
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.conn.read_only = True
+        try:
+            with self.conn.transaction():
+                yield
+        finally:
+            if not self.conn.closed:
+                self.conn.isolation_level = None
+                self.conn.read_only = None
 
     def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
         self._require_table(source)
@@ -239,7 +357,6 @@ class PostgresDatabase(Database):
                 f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}", params
             )
             row = cur.fetchone()
-        self.conn.rollback()
         assert row is not None
         return KeyStats(int(row[0]), row[1], row[2])
 
@@ -255,7 +372,6 @@ class PostgresDatabase(Database):
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
             keys = [int(r[0]) for r in cur.fetchall()]
-        self.conn.rollback()
         return keys
 
     def stream_rows(
@@ -380,6 +496,7 @@ class SqlAlchemyDatabase(Database):
         import sqlalchemy as sa  # deferred: costs ~100 ms of start-up
 
         self._sa = sa
+        self._conn: Any = None  # the connection of an open snapshot
         try:
             u = sa.engine.make_url(url)
         except sa.exc.ArgumentError as exc:
@@ -432,9 +549,58 @@ class SqlAlchemyDatabase(Database):
         if not self._sa.inspect(conn).has_table(name, schema=schema or None):
             raise UsageError(f"table {source.table!r} does not exist")
 
-    def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
         sa = self._sa
-        t = quote(source.table)
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    # pysqlite opens no transaction for a SELECT, so each query would see
+                    # its own snapshot; an explicit BEGIN makes them one (WAL read snapshot).
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    with contextlib.suppress(sa.exc.ArgumentError):
+                        conn.execution_options(isolation_level="REPEATABLE READ")
+                self._conn = conn
+                try:
+                    yield
+                finally:
+                    self._conn = None
+                    conn.rollback()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+
+    def read_generation(self, source: Source, run_id: str) -> Generation | None:
+        sa = self._sa
+        g = generations_table(source)
+        schema, _, name = g.rpartition(".")
+        try:
+            with self._connection() as conn:
+                if not sa.inspect(conn).has_table(name, schema=schema or None):
+                    return None
+                row = conn.execute(
+                    sa.text(
+                        f"SELECT {_GEN_COLUMNS} FROM {quote(g)} WHERE table_name = :t AND run_id = :r"
+                    ),
+                    {"t": source.table, "r": run_id},
+                ).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
+        return _generation_of(row)
+
+    def replace_run(
+        self, source: Source, run_id: str, rows: Iterable[bytes], generation: Generation
+    ) -> Generation:
+        sa = self._sa
+        t, g = quote(source.table), quote(generations_table(source))
         run_c, key_c, data_c = (
             quote(source.run_column or "run_id"),
             quote(source.key_column),
@@ -453,6 +619,7 @@ class SqlAlchemyDatabase(Database):
                         f"{data_c} TEXT NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
                     )
                 )
+                conn.execute(sa.text(_generations_ddl(source, "VARCHAR(255)", "FLOAT")))
                 conn.execute(sa.text(f"DELETE FROM {t} WHERE {run_c} = :r"), {"r": run_id})
                 batch: list[dict[str, Any]] = []
                 for data in rows:
@@ -463,16 +630,28 @@ class SqlAlchemyDatabase(Database):
                         batch = []
                 if batch:
                     conn.execute(insert, batch)
+                generation = dataclasses.replace(generation, rows=n)
+                conn.execute(
+                    sa.text(f"DELETE FROM {g} WHERE table_name = :t AND run_id = :r"),
+                    {"t": source.table, "r": run_id},
+                )
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {g} (table_name, run_id, {_GEN_COLUMNS}) "
+                        "VALUES (:t, :r, :g, :n, :gen, :a, :c)"
+                    ),
+                    _generation_values(source, run_id, generation),
+                )
         except sa.exc.SQLAlchemyError as exc:
             raise self._wrap(exc) from None
-        return n
+        return generation
 
     def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
         sa = self._sa
         where, params = _where(source, run_id, None, None, "sa")
         k = quote(source.key_column)
         try:
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 self._require_table(conn, source)
                 row = conn.execute(
                     sa.text(
@@ -494,7 +673,7 @@ class SqlAlchemyDatabase(Database):
             f"FROM {quote(source.table)}{where}) s WHERE rn % :every = 0 ORDER BY k"
         )
         try:
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 self._require_table(conn, source)
                 return [int(r[0]) for r in conn.execute(sa.text(sql), params)]
         except sa.exc.SQLAlchemyError as exc:
@@ -506,7 +685,7 @@ class SqlAlchemyDatabase(Database):
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 self._require_table(conn, source)
                 result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                     sa.text(sql), params

@@ -29,6 +29,10 @@ class IncompleteError(WorkersError):
     exit_code = exitcodes.INCOMPLETE
 
 
+class StaleError(IncompleteError):
+    """Raised when data comes from another generation or processor than the plan names."""
+
+
 class TransientError(WorkersError):
     """Raised when the database or storage is unreachable, resets or times out."""
 

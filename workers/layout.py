@@ -1,6 +1,7 @@
 """Where a run's files live under its store URL, and the plan and commit record formats.
 
-    STORE/plan.json                  written by split: run id, expected total, every shard
+    STORE/plan.json                  written by split: run id, expected total, every shard,
+                                     the generation and the processor identity it pins
     STORE/parts/part-00007.jsonl     shard 7's data (JSON Lines), committed atomically
     STORE/commits/part-00007.json    shard 7's commit record, written after its data
     STORE/merged.json                merge's output (default), then STORE/summary.json
@@ -19,7 +20,8 @@ from workers import storage
 from workers.errors import IncompleteError, UsageError
 from workers.shards import Shard
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+"""2 added ``generation`` and ``processor``; a plan without them cannot vouch for provenance."""
 
 
 def plan_url(store: str) -> str:
@@ -34,12 +36,24 @@ def commit_url(store: str, index: int) -> str:
     return storage.join(store, "commits", f"part-{index:05d}.json")
 
 
+_FIELDS = ("version", "run_id", "total", "generation", "processor", "shards")
+
+
 @dataclass(frozen=True)
 class Plan:
+    """What split promised: every shard, the total, and the provenance every part must share.
+
+    ``generation`` is produce's generation of the run (None when split found none, e.g.
+    ``--count`` without a recorded produce, or a table without a run column); ``processor``
+    is the identity every shard must run (see :mod:`workers.provenance`).
+    """
+
     run_id: str
     total: int | None
     shards: tuple[Shard, ...]
     meta: dict[str, Any]
+    generation: dict[str, Any] | None = None
+    processor: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -47,11 +61,16 @@ class Plan:
                 "version": PLAN_VERSION,
                 "run_id": self.run_id,
                 "total": self.total,
-                "shards": [s.to_dict() for s in self.shards],
+                "generation": self.generation,
+                "processor": self.processor,
                 **self.meta,
+                "shards": [s.to_dict() for s in self.shards],
             },
             option=orjson.OPT_INDENT_2,
         )
+
+    def shard(self, index: int) -> Shard | None:
+        return self.shards[index] if 0 <= index < len(self.shards) else None
 
 
 def write_plan(store: str, plan: Plan) -> str:
@@ -65,13 +84,42 @@ def read_plan(url: str) -> Plan:
         raw = storage.read_bytes(url)
     except FileNotFoundError:
         raise IncompleteError(f"no plan at {url}: did split run with --store?") from None
+    return parse_plan(raw, url)
+
+
+def read_plan_if_any(store: str) -> Plan | None:
+    """The run's plan, or None where split wrote none (a shard run on its own)."""
+    url = plan_url(store)
+    try:
+        raw = storage.read_bytes(url)
+    except FileNotFoundError:
+        return None
+    return parse_plan(raw, url)
+
+
+def parse_plan(raw: bytes, url: str) -> Plan:
     try:
         obj = orjson.loads(raw)
+        if not isinstance(obj, dict):
+            raise TypeError("not a JSON object")
+        version = obj.get("version")
+        if version != PLAN_VERSION:
+            raise UsageError(
+                f"plan {url} has version {version!r}, this workers reads {PLAN_VERSION}: "
+                "re-run split (and the shards) with this version"
+            )
         shards = tuple(
             Shard(int(s["index"]), s.get("lo"), s.get("hi"), s.get("rows")) for s in obj["shards"]
         )
-        meta = {k: v for k, v in obj.items() if k not in ("version", "run_id", "total", "shards")}
-        plan = Plan(str(obj["run_id"]), obj.get("total"), shards, meta)
+        meta = {k: v for k, v in obj.items() if k not in _FIELDS}
+        plan = Plan(
+            str(obj["run_id"]),
+            obj.get("total"),
+            shards,
+            meta,
+            obj.get("generation"),
+            obj.get("processor"),
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"plan {url} is not a valid plan: {exc}") from None
     if [s.index for s in plan.shards] != list(range(len(plan.shards))):

@@ -1,7 +1,8 @@
 """Step 4, merge: the fan-in. Proves every shard is committed and verified, then writes one document.
 
 With a plan (``--store``), merge reads ``plan.json`` and each shard's commit
-record by name, checks run, bounds, row counts, sizes and sha256, and writes
+record by name, checks run, bounds, provenance (every record's generation and
+processor identity equal the plan's), row counts, sizes and sha256, and writes
 nothing if anything is missing or wrong. Without one it is a drop-in for
 ``jq -s .`` over explicit paths or a ``--glob``. Either way memory is bounded by
 the largest part, and the output appears atomically or not at all.
@@ -22,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from workers import cli, layout, storage
+from workers import cli, layout, provenance, storage
 from workers.config import Environment
-from workers.errors import IncompleteError, UsageError
+from workers.errors import IncompleteError, StaleError, UsageError
 from workers.jsonparts import parse_part
 from workers.log import Logger, rate
 
@@ -126,6 +127,7 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
     problems: list[str] = []
     parts: list[Part] = []
     total_in = 0
+    records: dict[int, dict[str, Any]] = {}
     for s in plan.shards:
         url = layout.commit_url(store, s.index)
         try:
@@ -157,6 +159,7 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
             problems.append(f"{s.name} has an incomplete commit record")
             continue
         total_in += int(rows_in or 0)
+        records[s.index] = rec
         parts.append(
             Part(
                 layout.part_url(store, s.index),
@@ -169,11 +172,53 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
         )
     if problems:
         raise IncompleteError(_listing(problems, len(plan.shards)))
+    stale = provenance_problems(plan, records)
+    if stale:
+        raise StaleError("not the plan's data: " + "; ".join(stale))
     if plan.total is not None and total_in != plan.total:
         raise IncompleteError(
             f"shards read {total_in} rows in all, the producer committed {plan.total}"
         )
     return plan, parts
+
+
+def provenance_problems(plan: layout.Plan, records: dict[int, dict[str, Any]]) -> list[str]:
+    """Shards whose generation or processor differs from the plan's, grouped by the difference.
+
+    A plan without a generation (none was recorded when split ran) or without a processor
+    (split was not told one) still requires every record to name the same one as the first
+    shard: parts of two produce runs, or of two processors, are never merged.
+    """
+    groups: dict[str, list[int]] = {}
+    want_gen = plan.generation
+    check_gen = want_gen is not None
+    if not check_gen and records:
+        want_gen = records[min(records)].get("generation")
+        seen = {provenance.generation_id(r.get("generation")) for r in records.values()}
+        check_gen = len(seen) > 1
+    want_proc = plan.processor
+    if want_proc is None and records:
+        want_proc = records[min(records)].get("processor")
+    for index, rec in sorted(records.items()):
+        gen = rec.get("generation")
+        if check_gen and provenance.generation_id(gen) != provenance.generation_id(want_gen):
+            what = "the plan's" if plan.generation is not None else "the first shard's"
+            groups.setdefault(
+                f"made from {provenance.describe(gen)}, not {what} {provenance.describe(want_gen)}",
+                [],
+            ).append(index)
+        if want_proc is not None:
+            diffs = provenance.identity_differences(want_proc, rec.get("processor"))
+            if diffs:
+                whose = "the plan's" if plan.processor is not None else "the first shard's"
+                groups.setdefault(f"made by {'; '.join(diffs)} ({whose})", []).append(index)
+    return [f"{_names(indexes)} {why}" for why, indexes in groups.items()]
+
+
+def _names(indexes: list[int]) -> str:
+    shown = ", ".join(f"part-{i:05d}" for i in indexes[:MAX_LISTED])
+    more = f" and {len(indexes) - MAX_LISTED} more" if len(indexes) > MAX_LISTED else ""
+    return f"{shown}{more} {'was' if len(indexes) == 1 else 'were'}"
 
 
 def _listing(problems: list[str], n_shards: int) -> str:

@@ -126,10 +126,13 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     if cfg.generator:
         produce += ["--generator", cfg.generator]
     _step("produce", produce, cfg.retries, log)
+    # split pins the processor in the plan; every shard must then run the same one.
+    processor = ["--processor", cfg.processor or ""]
     _step(
         "split",
         [
             *run,
+            *processor,
             "--count-file",
             count_file,
             "--rows-per-shard",
@@ -149,9 +152,7 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     done = 0
 
     def one(item: dict[str, object]) -> None:
-        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", cfg.store]
-        if cfg.processor:
-            args += ["--processor", cfg.processor]
+        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", cfg.store, *processor]
         _step("shard", args, cfg.retries, log)
 
     with ThreadPoolExecutor(max_workers=cfg.parallel) as pool:

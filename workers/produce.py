@@ -1,7 +1,11 @@
 """Step 1, produce: generate a run's rows into a database table, then write the row count.
 
 The run's rows are replaced in one transaction, so running produce twice for a run
-leaves exactly one copy. The count file is written only after the commit.
+leaves exactly one copy. The same transaction records the run's **generation** (a
+new id, the row count, the generator and its arguments) in ``workers_generations``:
+split pins it in the plan and every shard checks it, so a re-run of produce can
+never be mixed with, or mistaken for, the previous one. The count file is written
+only after the commit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from workers import cli, db, plugins, storage
 from workers.config import DEFAULT_TABLE, Environment, check_run_id, new_run_id
 from workers.errors import ProcessingError
 from workers.log import Logger, rate
+from workers.provenance import Generation
 
 EPILOG = (
     """examples:
@@ -114,8 +119,8 @@ def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
         yield obj
 
 
-def produce(cfg: ProduceConfig, log: Logger | None = None) -> int:
-    """Replace the run's rows with the generator's output; returns the committed count."""
+def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
+    """Replace the run's rows with the generator's output; returns the committed generation."""
     if cfg.generator:
         func = plugins.load(cfg.generator, "--generator")
         try:
@@ -134,8 +139,11 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> int:
         from workers.synth import generate
 
         objects = generate(cfg.rows, cfg.seed)
+    pending = Generation.new(0, cfg.generator or "synthetic", {"rows": cfg.rows, "seed": cfg.seed})
     with db.connect(cfg.database_url, cfg.connect_timeout) as database:
-        return database.replace_run(cfg.source, cfg.run_id, db.json_rows(objects, "generator"))
+        return database.replace_run(
+            cfg.source, cfg.run_id, db.json_rows(objects, "generator"), pending
+        )
 
 
 def write_count(path: str, count: int) -> None:
@@ -150,13 +158,15 @@ def _work(cfg: ProduceConfig, log: Logger) -> int:
         generator=cfg.generator or "synthetic",
         rows_requested=cfg.rows,
     )
-    count = produce(cfg, log)
+    generation = produce(cfg, log)
+    count = generation.rows
     seconds = time.perf_counter() - t0
     if cfg.count_file:
         write_count(cfg.count_file, count)
     log.info(
         "committed",
         rows=count,
+        generation=generation.id,
         seconds=round(seconds, 3),
         rows_per_s=rate(count, seconds),
         count_file=cfg.count_file,

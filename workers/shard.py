@@ -1,14 +1,20 @@
 """Step 3, shard: pull one shard's key range, apply the processor, commit JSON Lines to storage.
 
 Data goes to ``STORE/parts/part-NNNNN.jsonl`` through an atomic writer, then a
-commit record (rows, bytes, sha256, attempt, duration) goes to
-``STORE/commits/part-NNNNN.json``. A reader never sees a partial part; a retry or
-a duplicate attempt rewrites the same name and converges to one verified result.
+commit record (rows, bytes, sha256, attempt, duration, the generation the rows
+came from and the processor identity) goes to ``STORE/commits/part-NNNNN.json``.
+A reader never sees a partial part; a retry or a duplicate attempt rewrites the
+same name and converges to one verified result.
+
+The rows and their generation are read in one database snapshot. Where split wrote
+a plan, the shard must match it: its item, the plan's processor identity and the
+plan's generation; a verified commit is reused only when all of these match.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,10 +23,11 @@ from typing import Any
 
 import orjson
 
-from workers import cli, db, layout, plugins, storage
+from workers import cli, db, layout, plugins, provenance, storage
 from workers.config import Environment, check_run_id
-from workers.errors import IncompleteError, ProcessingError, UsageError
+from workers.errors import IncompleteError, ProcessingError, StaleError, UsageError
 from workers.log import Logger, rate
+from workers.provenance import Generation
 from workers.shards import Shard, parse_item
 
 EPILOG = (
@@ -65,16 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
-    p.add_argument(
-        "--processor", metavar="MODULE:FUNC", help="processor import path (default: identity)"
-    )
+    cli.add_processor_arguments(p)
     cli.add_source_arguments(p, "source table")
-    p.add_argument(
-        "--batch-size",
-        type=cli.positive_int,
-        default=5000,
-        help="rows per processor call (default 5000)",
-    )
     p.add_argument(
         "--attempt",
         type=cli.non_negative_int,
@@ -116,11 +115,51 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     )
 
 
-def committed_record(cfg: ShardConfig) -> dict[str, Any] | None:
-    """The existing commit record if it is for this run and shard and its data still verifies."""
+@dataclass(frozen=True)
+class Expected:
+    """What this attempt must match: the plan (if split wrote one) and its own processor."""
+
+    plan: layout.Plan | None
+    identity: dict[str, Any]
+
+    @property
+    def generation(self) -> dict[str, Any] | None:
+        return self.plan.generation if self.plan is not None else None
+
+
+def expectations(cfg: ShardConfig) -> Expected:
+    """Check this shard against the run's plan before any work: item, processor, options."""
+    identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
+    plan = layout.read_plan_if_any(cfg.store)
+    if plan is None:
+        return Expected(None, identity)
+    s = cfg.shard
+    if plan.run_id != cfg.run_id:
+        raise UsageError(f"the plan in {cfg.store} is for run {plan.run_id!r}, not {cfg.run_id!r}")
+    planned = plan.shard(s.index)
+    if planned != s:
+        raise UsageError(
+            f"shard item {s.to_dict()} is not shard {s.index} of the plan in {cfg.store} "
+            f"({planned.to_dict() if planned else 'no such shard'}): pass an item of that plan"
+        )
+    if plan.processor is not None:
+        diffs = provenance.identity_differences(plan.processor, identity)
+        if diffs:
+            raise UsageError(
+                f"the plan pins processor {plan.processor.get('path')!r}; this shard runs "
+                + "; ".join(diffs)
+                + ": pass split and shard the same --processor, --batch-size and source columns"
+            )
+    return Expected(plan, identity)
+
+
+def committed_record(
+    cfg: ShardConfig, expected: Expected, current: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The existing commit record if it is for this run, shard, generation and processor and
+    its data still verifies; anything else means the part must be made again."""
     try:
         record = orjson.loads(storage.read_bytes(layout.commit_url(cfg.store, cfg.shard.index)))
-        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index))
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
     s = cfg.shard
@@ -130,9 +169,39 @@ def committed_record(cfg: ShardConfig) -> dict[str, Any] | None:
         record.get("hi"),
     ) != (cfg.run_id, s.lo, s.hi):
         return None
+    want = expected.generation if expected.generation is not None else current
+    if provenance.generation_id(record.get("generation")) != provenance.generation_id(want):
+        return None
+    if record.get("processor") != expected.identity:
+        return None
+    try:
+        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index))
+    except FileNotFoundError:
+        return None
     if record.get("bytes") != len(data) or record.get("sha256") != hashlib.sha256(data).hexdigest():
         return None
     return record
+
+
+def _current_generation(cfg: ShardConfig) -> dict[str, Any] | None:
+    """The run's generation in the database now (for reuse without a plan to compare with)."""
+    if not cfg.source.run_column:
+        return None
+    with db.connect(cfg.database_url, cfg.connect_timeout) as database:
+        gen = database.read_generation(cfg.source, cfg.run_id)
+    return gen.to_dict() if gen else None
+
+
+def check_generation(cfg: ShardConfig, expected: Expected, seen: Generation | None) -> None:
+    """Rows may only be read from the generation the plan was made from."""
+    want = expected.generation
+    if want is None or provenance.generation_id(want) == (seen.id if seen else None):
+        return
+    raise StaleError(
+        f"shard {cfg.shard.index}: run {cfg.run_id!r} of table {cfg.source.table!r} now holds "
+        f"{seen.describe() if seen else 'no recorded generation'}, the plan was made from "
+        f"{provenance.describe(want)}: produce ran again; re-run split and the shards"
+    )
 
 
 def _processed(
@@ -154,11 +223,50 @@ def _processed(
         yield block, len(batch), len(out)
 
 
+def _copy_rows(
+    cfg: ShardConfig,
+    database: db.Database,
+    func: Callable[..., Any] | None,
+    writer: storage.AtomicWriter,
+    t0: float,
+) -> tuple[int, int, float | None]:
+    """Stream the key range through the processor into ``writer``: (rows in, values out,
+    seconds to the first row)."""
+    s = cfg.shard
+    rows_in = rows_out = 0
+    first_row_s: float | None = None
+    fast = database.stream_json_lines(cfg.source, cfg.run_id, s.lo, s.hi) if func is None else None
+    if fast is not None:
+        # closing(): a failure must end the read (and its savepoint) inside the snapshot.
+        with contextlib.closing(fast):  # type: ignore[type-var]
+            for block, n in fast:
+                if first_row_s is None:
+                    first_row_s = time.perf_counter() - t0
+                writer.write(block)
+                rows_in += n
+        return rows_in, rows_in, first_row_s
+    from workers.synth import identity
+
+    batches = database.stream_rows(cfg.source, cfg.run_id, s.lo, s.hi, cfg.batch_size)
+    with contextlib.closing(batches):  # type: ignore[type-var]
+        for block, n_in, n_out in _processed(
+            func or identity, cfg.processor or "identity", batches
+        ):
+            if first_row_s is None:
+                first_row_s = time.perf_counter() - t0
+            writer.write(block)
+            rows_in += n_in
+            rows_out += n_out
+    return rows_in, rows_out, first_row_s
+
+
 def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     """Produce and commit one shard; returns its commit record."""
     s = cfg.shard
+    expected = expectations(cfg)
     if not cfg.force:
-        existing = committed_record(cfg)
+        current = _current_generation(cfg) if expected.generation is None else None
+        existing = committed_record(cfg, expected, current)
         if existing is not None:
             if log:
                 log.info(
@@ -171,34 +279,14 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     storage.remove_stale_temps(commit)
     started = time.time()
     t0 = time.perf_counter()
-    rows_in = rows_out = 0
-    first_row_s: float | None = None
     with (
         db.connect(cfg.database_url, cfg.connect_timeout) as database,
+        database.snapshot(),
         storage.AtomicWriter(part) as writer,
     ):
-        fast = (
-            database.stream_json_lines(cfg.source, cfg.run_id, s.lo, s.hi) if func is None else None
-        )
-        if fast is not None:
-            for block, n in fast:
-                if first_row_s is None:
-                    first_row_s = time.perf_counter() - t0
-                writer.write(block)
-                rows_in += n
-            rows_out = rows_in
-        else:
-            batches = database.stream_rows(cfg.source, cfg.run_id, s.lo, s.hi, cfg.batch_size)
-            from workers.synth import identity
-
-            for block, n_in, n_out in _processed(
-                func or identity, cfg.processor or "identity", batches
-            ):
-                if first_row_s is None:
-                    first_row_s = time.perf_counter() - t0
-                writer.write(block)
-                rows_in += n_in
-                rows_out += n_out
+        seen = database.read_generation(cfg.source, cfg.run_id) if cfg.source.run_column else None
+        check_generation(cfg, expected, seen)
+        rows_in, rows_out, first_row_s = _copy_rows(cfg, database, func, writer, t0)
         if s.rows is not None and rows_in != s.rows:
             raise IncompleteError(
                 f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
@@ -219,7 +307,8 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         "started": round(started, 3),
         "duration_s": round(seconds, 4),
         "first_row_s": round(first_row_s, 4) if first_row_s is not None else None,
-        "processor": cfg.processor or "identity",
+        "generation": seen.to_dict() if seen else None,
+        "processor": expected.identity,
         "path": f"parts/{s.name}.jsonl",
     }
     storage.write_bytes(commit, orjson.dumps(record) + b"\n")

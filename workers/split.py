@@ -3,21 +3,28 @@
 The list goes to stdout and to ``--output-file`` (templates should read the file:
 Argo keeps only the end of stdout). With ``--store`` the full plan is also written
 there, so the fan-in knows every shard without listing a folder.
+
+The plan pins provenance: the run's generation as produce recorded it (a count that
+disagrees with it is refused: a stale count file must never shrink a run), and the
+processor identity (``--processor``, ``--batch-size``, the source columns) every
+shard must run.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers import cli, db, layout, shards, storage
+from workers import cli, db, layout, provenance, shards, storage
 from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
+from workers.provenance import Generation
 
 EPILOG = (
     """examples:
@@ -27,6 +34,10 @@ EPILOG = (
   # in a template: count from produce, list to a file for withParam, plan for the fan-in
   python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \\
     --run-id my-run --store /mnt/shared/my-run --output-file /tmp/shards.json
+
+  # a processor: the plan pins it, and every shard must run the same one
+  python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \
+    --processor mypkg.proc:enrich --run-id my-run --store /mnt/shared/my-run
 
   # cut an existing table by its keys (quantiles when keys are sparse)
   python -m workers.split --from-db --table events --key-column id --run-column '' \\
@@ -53,6 +64,19 @@ class SplitConfig:
     run_id: str | None
     store: str | None
     output_file: str | None
+    processor: str | None = None
+    batch_size: int = 5000
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What split decided: the expected total, the shards, how they were cut, and what it saw."""
+
+    total: int
+    items: list[shards.Shard]
+    mode: str
+    generation: Generation | None = None
+    observed: dict[str, int | None] | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=shards.DEFAULT_MAX_SHARDS,
         help=f"refuse to fan out wider than this (default {shards.DEFAULT_MAX_SHARDS})",
     )
-    cli.add_source_arguments(p, "table for --from-db")
+    cli.add_source_arguments(p, "table for --from-db, and where produce's generation is")
+    cli.add_processor_arguments(p)
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument(
         "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"
@@ -108,55 +133,110 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         run_id=run_id,
         store=args.store,
         output_file=args.output_file,
+        processor=args.processor,
+        batch_size=args.batch_size,
     )
 
 
-def plan_shards(cfg: SplitConfig) -> tuple[int, list[shards.Shard], str]:
-    """The shards for this configuration, the expected total, and how they were cut."""
-    if cfg.count is not None:
-        return cfg.count, shards.by_count(cfg.count, cfg.rows_per_shard, cfg.max_shards), "count"
-    if cfg.count_file:
-        count = shards.parse_count(
-            storage.read_local_or_url_text(cfg.count_file), f"count file {cfg.count_file}"
-        )
-        return count, shards.by_count(count, cfg.rows_per_shard, cfg.max_shards), "count"
+def _database_may_exist(url: str) -> bool:
+    """False for a SQLite file that is not there: looking would create an empty one."""
+    if not url.startswith("sqlite:"):
+        return True
+    path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+    return bool(path) and os.path.exists(path)
+
+
+def recorded_generation(cfg: SplitConfig) -> Generation | None:
+    """produce's generation of this run, if the database holds one."""
+    if not (cfg.run_id and cfg.source.run_column) or not _database_may_exist(cfg.database_url):
+        return None
     with db.connect(cfg.database_url, cfg.connect_timeout) as database:
-        run = cfg.run_id if cfg.source.run_column else None
-        if cfg.source.run_column and not run:
-            raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
-        stats = database.key_stats(cfg.source, run)
-        if stats.rows == 0 or stats.min_key is None or stats.max_key is None:
-            return 0, [], "db-empty"
-        n = math.ceil(stats.rows / cfg.rows_per_shard)
-        shards.by_count(
-            stats.rows, cfg.rows_per_shard, cfg.max_shards
-        )  # guard before the heavy query
-        if stats.max_key - stats.min_key + 1 == stats.rows:
-            return (
-                stats.rows,
-                shards.by_dense_range(
-                    stats.min_key, stats.rows, cfg.rows_per_shard, cfg.max_shards
-                ),
-                "db-dense",
-            )
-        cuts = database.key_boundaries(cfg.source, run, cfg.rows_per_shard) if n > 1 else []
-        return (
-            stats.rows,
-            shards.by_boundaries(cuts, stats.rows, cfg.rows_per_shard),
-            "db-quantiles",
+        return database.read_generation(cfg.source, cfg.run_id)
+
+
+def check_count(count: int, generation: Generation | None, cfg: SplitConfig, origin: str) -> None:
+    """A count must be the one produce committed: a stale count file would drop rows."""
+    if generation is not None and generation.rows != count:
+        raise UsageError(
+            f"{origin} says {count} rows, but run {cfg.run_id!r} of table {cfg.source.table!r} "
+            f"holds {generation.describe()}: the count is stale; "
+            "pass the count of the produce that committed this generation"
         )
+
+
+def plan_shards(cfg: SplitConfig) -> Cut:
+    """The shards for this configuration, the expected total, how they were cut and from what."""
+    if cfg.count is not None or cfg.count_file:
+        if cfg.count is not None:
+            count, origin = cfg.count, f"--count {cfg.count}"
+        else:
+            assert cfg.count_file
+            origin = f"count file {cfg.count_file}"
+            count = shards.parse_count(storage.read_local_or_url_text(cfg.count_file), origin)
+        items = shards.by_count(count, cfg.rows_per_shard, cfg.max_shards)
+        generation = recorded_generation(cfg)
+        check_count(count, generation, cfg, origin)
+        return Cut(count, items, "count", generation)
+    run = cfg.run_id if cfg.source.run_column else None
+    if cfg.source.run_column and not run:
+        raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
+    with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
+        # One snapshot: the generation, the counts and the cut points describe the same rows.
+        generation = database.read_generation(cfg.source, run) if run else None
+        stats = database.key_stats(cfg.source, run)
+        observed = {"rows": stats.rows, "min_key": stats.min_key, "max_key": stats.max_key}
+        if generation is not None and generation.rows != stats.rows:
+            raise UsageError(
+                f"table {cfg.source.table!r} holds {stats.rows} rows of run {run!r}, but its "
+                f"{generation.describe()}: rows were changed outside produce"
+            )
+        if stats.rows == 0 or stats.min_key is None or stats.max_key is None:
+            return Cut(0, [], "db-empty", generation, observed)
+        n = math.ceil(stats.rows / cfg.rows_per_shard)
+        # guard before the heavy query
+        shards.by_count(stats.rows, cfg.rows_per_shard, cfg.max_shards)
+        if stats.max_key - stats.min_key + 1 == stats.rows:
+            items = shards.by_dense_range(
+                stats.min_key, stats.rows, cfg.rows_per_shard, cfg.max_shards
+            )
+            return Cut(stats.rows, items, "db-dense", generation, observed)
+        cuts = database.key_boundaries(cfg.source, run, cfg.rows_per_shard) if n > 1 else []
+        items = shards.by_boundaries(cuts, stats.rows, cfg.rows_per_shard)
+        return Cut(stats.rows, items, "db-quantiles", generation, observed)
 
 
 def _work(cfg: SplitConfig, log: Logger) -> int:
     t0 = time.perf_counter()
-    total, items, mode = plan_shards(cfg)
+    # Only a processor named to split is pinned ("" names the default): without one, merge
+    # still requires every part to come from one processor, whichever it was.
+    identity = (
+        provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
+        if cfg.processor is not None
+        else None
+    )
+    cut = plan_shards(cfg)
+    total, items, mode = cut.total, cut.items, cut.mode
     data = shards.encode(items)
     if cfg.store:
         assert cfg.run_id
-        meta = {"rows_per_shard": cfg.rows_per_shard, "mode": mode, "created": time.time()}
+        meta: dict[str, object] = {
+            "rows_per_shard": cfg.rows_per_shard,
+            "mode": mode,
+            "created": time.time(),
+        }
+        if cut.observed is not None:
+            meta["observed"] = cut.observed
         if cfg.from_db:
             meta["source"] = {"table": cfg.source.table, "key_column": cfg.source.key_column}
-        layout.write_plan(cfg.store, layout.Plan(cfg.run_id, total, tuple(items), meta))
+        plan = layout.Plan(
+            cfg.run_id,
+            total,
+            tuple(items),
+            meta,
+            cut.generation.to_dict() if cut.generation else None,
+            identity,
+        )
+        layout.write_plan(cfg.store, plan)
     if cfg.output_file:
         storage.write_bytes(cfg.output_file, data + b"\n")
     sys.stdout.buffer.write(data + b"\n")
@@ -166,6 +246,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
         rows=total,
         shards=len(items),
         mode=mode,
+        generation=cut.generation.id if cut.generation else None,
+        processor=identity["path"] if identity else None,
         bytes=len(data),
         seconds=round(time.perf_counter() - t0, 4),
         plan=layout.plan_url(cfg.store) if cfg.store else None,

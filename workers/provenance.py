@@ -1,0 +1,173 @@
+"""Provenance: which produce run (generation) and which processor made a part.
+
+A **generation** is one committed produce of a run: an id, the row count, the
+generator and its arguments. produce writes it in the same transaction as the
+rows; split copies it into ``plan.json``; every shard reads it in the same
+snapshot as its rows and writes it, with its **processor identity**, into its
+commit record. A verified commit is reused only when both match, and merge
+refuses any record whose generation or processor differs from the plan's.
+
+The processor identity is the import path, a fingerprint of the code (sha256 of
+the module files that define it, plus the distribution's version when the module
+belongs to one) and the options that change output (batch size, source columns).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+IDENTITY = "identity"
+"""The import path recorded for the default processor."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One committed produce of a run, as stored beside its rows."""
+
+    id: str
+    rows: int
+    generator: str
+    args: Mapping[str, Any]
+    created: float
+
+    @classmethod
+    def new(cls, rows: int, generator: str, args: Mapping[str, Any]) -> Generation:
+        return cls(os.urandom(8).hex(), rows, generator, dict(args), round(time.time(), 3))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rows": self.rows,
+            "generator": self.generator,
+            "args": dict(self.args),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Generation | None:
+        """The generation a plan or commit record names, or None when it names none."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            return None
+        args = obj.get("args")
+        return cls(
+            obj["id"],
+            int(obj.get("rows") or 0),
+            str(obj.get("generator")),
+            args if isinstance(args, dict) else {},
+            float(obj.get("created") or 0.0),
+        )
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
+        return f"generation {self.id} ({self.rows} rows by {self.generator}, committed {when})"
+
+
+def describe(generation: Any) -> str:
+    """A generation dict from a plan or record, in words; 'no generation' for None."""
+    gen = Generation.from_dict(generation)
+    return gen.describe() if gen is not None else "no recorded generation"
+
+
+def generation_id(obj: Any) -> str | None:
+    return obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+
+
+def _file_sha256(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _distribution(module_name: str) -> str | None:
+    """``name==version`` of the installed distribution named like the top-level package."""
+    from importlib import metadata  # deferred: only user processors pay for it
+
+    top = module_name.split(".", 1)[0]
+    try:
+        return f"{top}=={metadata.version(top)}"
+    except metadata.PackageNotFoundError:
+        return None
+    except Exception:  # a broken dist-info must not stop a shard: the code hash still binds
+        return None
+
+
+def code_fingerprint(path: str, func: Callable[..., Any] | None) -> dict[str, Any]:
+    """sha256 of the files defining ``func`` (the named module and the function's own module)."""
+    if func is None:
+        from workers import __version__
+
+        return {"workers": __version__}
+    module_name = path.partition(":")[0]
+    files: dict[str, str] = {}
+    candidates = [getattr(sys.modules.get(module_name), "__file__", None)]
+    own = getattr(func, "__module__", None)
+    if own and own != module_name:
+        candidates.append(getattr(sys.modules.get(own), "__file__", None))
+    for file in candidates:
+        digest = _file_sha256(file)
+        if file and digest:
+            files[os.path.basename(file)] = digest
+    fingerprint: dict[str, Any] = {"files": files}
+    dist = _distribution(module_name)
+    if dist:
+        fingerprint["distribution"] = dist
+    return fingerprint
+
+
+def processor_identity(
+    path: str | None,
+    func: Callable[..., Any] | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What a commit record says made its part; equal identities make equal bytes."""
+    return {
+        "path": path or IDENTITY,
+        "code": code_fingerprint(path or IDENTITY, func),
+        "options": dict(options),
+    }
+
+
+def identity_of(path: str | None, batch_size: int, source: Any) -> dict[str, Any]:
+    """The processor identity a step with these flags runs (``source`` is a ``db.Source``)."""
+    func = None
+    if path:
+        from workers import plugins
+
+        func = plugins.load(path, "--processor")
+    options = {
+        "batch_size": batch_size,
+        "source": [source.table, source.key_column, source.run_column, source.data_column],
+    }
+    return processor_identity(path, func, options)
+
+
+def identity_differences(expected: Any, got: Any) -> list[str]:
+    """How a processor identity differs from the expected one, in words (empty when equal)."""
+    if expected == got:
+        return []
+    if not isinstance(expected, dict) or not isinstance(got, dict):
+        return [f"processor {_path(got)} is not described as the plan requires"]
+    out = []
+    if expected.get("path") != got.get("path"):
+        out.append(f"processor {_path(got)}, not {_path(expected)}")
+    elif expected.get("code") != got.get("code"):
+        out.append(f"another version of processor {_path(got)} (its code fingerprint differs)")
+    want, have = expected.get("options") or {}, got.get("options") or {}
+    for key in sorted(set(want) | set(have)):
+        if want.get(key) != have.get(key):
+            out.append(f"{key} {have.get(key)!r}, not {want.get(key)!r}")
+    return out or ["a processor identity that differs from the plan's"]
+
+
+def _path(identity: Any) -> str:
+    return repr(identity.get("path")) if isinstance(identity, dict) else repr(identity)
