@@ -68,3 +68,16 @@ not_callable = 42
 
 def returns_none(batch: list[dict[str, Any]]) -> None:
     return None
+
+
+def tag_a(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Processors that mark which of them made a value: provenance tests mix them on purpose."""
+    return [{**row, "by": "a"} for row in batch]
+
+
+def tag_b(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    return [{**row, "by": "b"} for row in batch]
+
+
+def tag_c(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    return [{**row, "by": "c"} for row in batch]
