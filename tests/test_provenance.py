@@ -165,57 +165,45 @@ def test_produce_rerun_between_shards_is_refused(pipe: Pipeline, second_rows: in
 def test_a_shard_reads_rows_and_generation_in_one_snapshot(
     pipe: Pipeline, run_step: RunStep, tmp_path: Path
 ) -> None:
-    """produce commits a new generation while a slow shard streams: the shard's part holds
-    only the old generation's rows, and its record says so."""
+    """produce commits a new generation after the shard read the generation and before it
+    reads the rows: the part still holds the generation its record names, the plan's."""
     pipe.produce(400, "--seed", "1")
     item = pipe.split(400)[0]
     env = services.step_env(
         tmp_path / "home",
-        {"WORKERS_DATABASE_URL": pipe.db_url, **PLUGINS_ENV, "WORKERS_TEST_SLOW": "0.1"},
+        {
+            "WORKERS_DATABASE_URL": pipe.db_url,
+            "PYTHONPATH": f"{TESTS / 'hooks'}{os.pathsep}{TESTS}",
+            "WORKERS_TEST_PAUSE_AFTER_GENERATION": "4",
+        },
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "workers.shard",
-        "--shard",
-        json.dumps(item),
-        "--run-id",
-        pipe.run_id,
-        "--store",
-        pipe.store,
-        "--processor",
-        "plugins.userfuncs:slow",
-        "--batch-size",
-        "20",
-    ]
-    slow = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "workers.shard", "--shard", json.dumps(item)]
+    cmd += ["--run-id", pipe.run_id, "--store", pipe.store]
+    shard = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        assert slow.stderr is not None
-        for line in slow.stderr:  # wait until it streams
-            if '"event":"start"' in line:
+        assert shard.stderr is not None
+        for line in shard.stderr:
+            if '"generation-read"' in line:
                 break
-        # 20 batches x 0.1 s: produce commits about a quarter of the way through.
-        subprocess.run(["sleep", "0.5"], check=True)
         pipe.produce(400, "--seed", "2")
-        assert slow.wait(60) == 0
+        assert shard.poll() is None, "produce must commit while the shard is between its reads"
+        assert shard.wait(60) == 0
     finally:
-        if slow.poll() is None:
-            slow.kill()
-    rec = record(pipe, 0)
-    plan = json.loads(pipe.read("plan.json"))
-    assert rec["generation"]["id"] == plan["generation"]["id"]
-    seeds = {1: None, 2: None}
-    for seed in seeds:
+        if shard.poll() is None:
+            shard.kill()
+    expected = {}
+    for seed in (1, 2):
         other = Pipeline(run_step, pipe.db_url, str(tmp_path / f"s{seed}"), tmp_path)
         other.run_id = f"check-{seed}"
         other.produce(400, "--seed", str(seed))
         other.split(400)
         assert other.shard({"index": 0, "lo": 1, "hi": 400, "rows": 400}).returncode == 0
-        seeds[seed] = other.read("parts/part-00000.jsonl")  # type: ignore[assignment]
-    old_rows = pipe.read("parts/part-00000.jsonl")
-    assert seeds[1] != seeds[2]
-    assert old_rows == seeds[1]
-    # The merge certifies that generation, and a shard retried now is refused.
+        expected[seed] = other.read("parts/part-00000.jsonl")
+    assert expected[1] != expected[2]
+    plan = json.loads(pipe.read("plan.json"))
+    assert record(pipe, 0)["generation"]["id"] == plan["generation"]["id"]
+    assert pipe.read("parts/part-00000.jsonl") == expected[1]
+    # The merge certifies that generation; the same shard run now is refused.
     assert pipe.merge().returncode == 0
     assert pipe.shard(item, "--force").returncode == 4
 

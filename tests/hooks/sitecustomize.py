@@ -65,3 +65,28 @@ def _install() -> None:
 
 with contextlib.suppress(ImportError):  # not a workers process
     _install()
+
+
+def _install_generation_pause() -> None:
+    """``WORKERS_TEST_PAUSE_AFTER_GENERATION=SECONDS``: after a step reads the run's generation,
+    announce phase ``generation-read`` and sleep, so a test can commit a new produce between
+    that read and the rows (the snapshot must keep both from the same generation)."""
+    pause = float(os.environ.get("WORKERS_TEST_PAUSE_AFTER_GENERATION") or 0)
+    if not pause:
+        return
+    from workers import db
+
+    for cls in (db.PostgresDatabase, db.SqlAlchemyDatabase):
+        original = cls.read_generation
+
+        def read_generation(self, source, run_id, _original=original):  # type: ignore[no-untyped-def]
+            result = _original(self, source, run_id)
+            _phase("generation-read")
+            time.sleep(pause)
+            return result
+
+        cls.read_generation = read_generation  # type: ignore[method-assign]
+
+
+with contextlib.suppress(ImportError):  # not a workers process
+    _install_generation_pause()
