@@ -70,6 +70,10 @@ def test_pipeline_rerun_with_another_generator_and_processor_merges_the_new_rows
     assert len(merged) == 90
     assert [row["n"] for row in merged] == list(range(90))
     assert {row["by"] for row in merged} == {"b"}
+    summary = json.loads((Path(store) / "summary.json").read_text())
+    assert summary["generation"]["generator"] == "plugins.userfuncs:sparse_rows"
+    assert summary["generation"]["rows"] == 90
+    assert summary["processor"]["path"] == f"{TAG}b"
 
 
 def test_shard_rerun_with_another_processor_recomputes(pipe: Pipeline) -> None:

@@ -308,6 +308,9 @@ def summarize(
     ]
     summary: dict[str, Any] = {
         "run_id": plan.run_id,
+        # What the merge certified: every part came from this generation and processor.
+        "generation": parts[0].record.get("generation") if parts else plan.generation,
+        "processor": parts[0].record.get("processor") if parts else plan.processor,
         "output": output,
         "format": fmt,
         "totals": {
