@@ -344,7 +344,10 @@ class PostgresDatabase(Database):
             with self.conn.transaction():
                 yield
         finally:
-            if not self.conn.closed:
+            # After a failure the connection may be mid-query or broken: it is closed next, and
+            # resetting it must not hide the error that is on its way out.
+            idle = psycopg.pq.TransactionStatus.IDLE
+            if not self.conn.closed and self.conn.info.transaction_status == idle:
                 self.conn.isolation_level = None
                 self.conn.read_only = None
 
