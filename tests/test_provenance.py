@@ -330,3 +330,29 @@ def _sql(db_url: str, sql: str) -> None:
 
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
+
+
+def test_processor_identity_names_code_files_and_the_distribution_holding_them() -> None:
+    import hypothesis
+
+    from workers.provenance import code_fingerprint, identity_differences
+
+    fp = code_fingerprint("hypothesis:given", hypothesis.given)
+    # The named module and the module the function is defined in; the distribution that
+    # installed them, by name and version.
+    assert set(fp["files"]) == {"__init__.py", "core.py"}
+    assert fp["distribution"] == f"hypothesis=={hypothesis.__version__}"
+    # A module outside any distribution of its name gets no version, only its code hash.
+    sys.path.insert(0, str(TESTS))
+    try:
+        from plugins import userfuncs
+    finally:
+        sys.path.remove(str(TESTS))
+    fp = code_fingerprint("plugins.userfuncs:tag_a", userfuncs.tag_a)
+    assert list(fp) == ["files"] and list(fp["files"]) == ["userfuncs.py"]
+    a = {"path": "m:f", "code": {"files": {"m.py": "1"}}, "options": {"batch_size": 5}}
+    assert identity_differences(a, a) == []
+    assert identity_differences(a, {**a, "code": {"files": {"m.py": "2"}}}) == [
+        "another version of processor 'm:f' (its code fingerprint differs)"
+    ]
+    assert identity_differences(a, {**a, "options": {"batch_size": 7}}) == ["batch_size 7, not 5"]

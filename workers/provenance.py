@@ -88,17 +88,25 @@ def _file_sha256(path: str | None) -> str | None:
     return digest.hexdigest()
 
 
-def _distribution(module_name: str) -> str | None:
-    """``name==version`` of the installed distribution named like the top-level package."""
+def _distribution(module_name: str, module_file: str | None) -> str | None:
+    """``name==version`` of the installed distribution that holds the module's file, if any.
+
+    Looked up by the top-level package's name, and kept only when the module's file lies
+    inside it: an unrelated distribution of the same name must not vouch for user code.
+    """
     from importlib import metadata  # deferred: only user processors pay for it
 
     top = module_name.split(".", 1)[0]
+    if not module_file:
+        return None
     try:
-        return f"{top}=={metadata.version(top)}"
-    except metadata.PackageNotFoundError:
+        dist = metadata.distribution(top)
+        root = os.path.realpath(str(dist.locate_file(top)))
+    except Exception:  # not installed, or a broken dist-info: the code hash still binds
         return None
-    except Exception:  # a broken dist-info must not stop a shard: the code hash still binds
+    if os.path.commonpath([root, os.path.realpath(module_file)]) != root:
         return None
+    return f"{dist.metadata['Name']}=={dist.version}"
 
 
 def code_fingerprint(path: str, func: Callable[..., Any] | None) -> dict[str, Any]:
@@ -118,7 +126,7 @@ def code_fingerprint(path: str, func: Callable[..., Any] | None) -> dict[str, An
         if file and digest:
             files[os.path.basename(file)] = digest
     fingerprint: dict[str, Any] = {"files": files}
-    dist = _distribution(module_name)
+    dist = _distribution(module_name, candidates[0])
     if dist:
         fingerprint["distribution"] = dist
     return fingerprint
