@@ -3,8 +3,8 @@ attempts, storage that dies mid-write, and the fan-in's verification, over a loc
 (moto server) and GCS (emulator).
 
 Kill delays come from ``random.Random(seed)``: set ``WORKERS_RELIABILITY_SEED`` to replay a run
-(the seed in use is printed by ``-rA``/on failure). The figures of a run are collected in
-``KILL_FIGURES`` and printed at the end of the session.
+(the seed in use is printed in the terminal summary). The figures of a run are recorded with
+``reliability_figures.record``, written to the session folder and printed at the end.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import reliability_figures
 import services
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
@@ -47,8 +47,8 @@ pytestmark = pytest.mark.reliability
 SEED = int(os.environ.get("WORKERS_RELIABILITY_SEED", "20261123"))
 ENV = {"PYTHONPATH": STEP_PYTHONPATH}
 ROWS, PER_SHARD, ROUNDS = 600, 150, 9  # 4 shards x 9 rounds = 36 kill attempts per backend
+BACKENDS = ["local", "local-pg", "s3", "gcs"]
 PAUSE = 0.06  # WORKERS_TEST_PAUSE: width of the before/after-publish windows
-KILL_FIGURES: dict[str, collections.Counter[str]] = {}
 
 
 def _store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> tuple[str, dict]:
@@ -186,7 +186,7 @@ def kill_campaign(
     assert summary["totals"]["rows"] == summary["totals"]["rows_expected"] == len(expected)
 
 
-@pytest.mark.parametrize("backend", ["local", "local-pg", "s3", "gcs"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     request: pytest.FixtureRequest,
     run_step: RunStep,
@@ -211,8 +211,7 @@ def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     env_slow = {**env, "WORKERS_TEST_SLOW": "0.02"}
     figures: collections.Counter[str] = collections.Counter()
     kill_campaign(pipe, items, env_slow, rng, ROUNDS, extra, figures)
-    KILL_FIGURES[backend] = figures
-    print(f"\nseed {SEED} backend {backend}: {dict(sorted(figures.items()))}")
+    reliability_figures.record(backend, SEED, figures)
     assert figures["kills"] >= ROUNDS * len(items) // 2
     if backend == "s3":
         assert multipart_uploads(request.getfixturevalue("s3_store")) == []
@@ -479,12 +478,3 @@ def test_bucket_merge_is_byte_identical_and_refuses_damage(
     assert pipe.merge().returncode == 0
     assert read(pipe.store, "merged.json") == first
     assert len(items) == 5
-
-
-def test_print_kill_figures() -> None:
-    """Not a check: prints the campaign's figures when the whole module ran (-s or -rA)."""
-    total = sum(f["kills"] for f in KILL_FIGURES.values())
-    print(f"\nkills injected: {total} ({ {k: v['kills'] for k, v in KILL_FIGURES.items()} })")
-    sys.stdout.flush()
-    if KILL_FIGURES and len(KILL_FIGURES) == 4:
-        assert total >= 100
