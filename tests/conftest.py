@@ -56,6 +56,9 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Writes and prints the reliability suite's figures (tests/reliability_figures.py).
+pytest_plugins = ["reliability_figures"]
+
 _FIXTURE_MARKS = {
     "pg_url": "postgres",
     "pg_db": "postgres",

@@ -3,8 +3,8 @@ attempts, storage that dies mid-write, and the fan-in's verification, over a loc
 (moto server) and GCS (emulator).
 
 Kill delays come from ``random.Random(seed)``: set ``WORKERS_RELIABILITY_SEED`` to replay a run
-(the seed in use is printed by ``-rA``/on failure). The figures of a run are collected in
-``KILL_FIGURES`` and printed at the end of the session.
+(the seed in use is printed in the terminal summary). The figures of a run are recorded with
+``reliability_figures.record``, written to the session folder and printed at the end.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import hashlib
 import json
 import os
 import random
+import re
+import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import reliability_figures
 import services
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
@@ -45,8 +47,8 @@ pytestmark = pytest.mark.reliability
 SEED = int(os.environ.get("WORKERS_RELIABILITY_SEED", "20261123"))
 ENV = {"PYTHONPATH": STEP_PYTHONPATH}
 ROWS, PER_SHARD, ROUNDS = 600, 150, 9  # 4 shards x 9 rounds = 36 kill attempts per backend
+BACKENDS = ["local", "local-pg", "s3", "gcs"]
 PAUSE = 0.06  # WORKERS_TEST_PAUSE: width of the before/after-publish windows
-KILL_FIGURES: dict[str, collections.Counter[str]] = {}
 
 
 def _store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> tuple[str, dict]:
@@ -73,7 +75,10 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
     for i in range(n_shards):
         part, rec = f"parts/part-{i:05d}.jsonl", f"commits/part-{i:05d}.json"
         if rec in files:
-            record = json.loads(files[rec])
+            try:
+                record = json.loads(files[rec])
+            except ValueError:
+                raise AssertionError(f"shard {i}: commit record is not JSON") from None
             assert part in files, f"shard {i}: commit record without data"
             data = files[part]
             assert record["bytes"] == len(data), f"shard {i}: torn part under a commit record"
@@ -181,7 +186,7 @@ def kill_campaign(
     assert summary["totals"]["rows"] == summary["totals"]["rows_expected"] == len(expected)
 
 
-@pytest.mark.parametrize("backend", ["local", "local-pg", "s3", "gcs"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     request: pytest.FixtureRequest,
     run_step: RunStep,
@@ -206,29 +211,78 @@ def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     env_slow = {**env, "WORKERS_TEST_SLOW": "0.02"}
     figures: collections.Counter[str] = collections.Counter()
     kill_campaign(pipe, items, env_slow, rng, ROUNDS, extra, figures)
-    KILL_FIGURES[backend] = figures
-    print(f"\nseed {SEED} backend {backend}: {dict(sorted(figures.items()))}")
+    reliability_figures.record(backend, SEED, figures)
     assert figures["kills"] >= ROUNDS * len(items) // 2
     if backend == "s3":
         assert multipart_uploads(request.getfixturevalue("s3_store")) == []
 
 
+def kill_at(cmd: list[str], env: dict[str, str], cwd: Path, phase: str) -> list[dict[str, Any]]:
+    """Run a step with ``WORKERS_TEST_HOLD=phase`` and SIGKILL it once it announces ``phase``
+    (it waits there): the kill lands at that point of the protocol whatever the load."""
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, "WORKERS_TEST_HOLD": phase},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        for raw in proc.stderr:
+            lines.append(json.loads(raw))
+            if lines[-1].get("event") == "phase" and lines[-1].get("phase") == phase:
+                proc.kill()
+                break
+        else:
+            pytest.fail(f"the step exited {proc.wait()} before {phase}: {lines}")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    return lines
+
+
+# (phase the kill lands in, the store check that must catch the broken writer there, and the
+# merge's refusal: the size check on the torn part, the parse of the torn record)
+TEETH = [
+    ("mid-write-part", "shard 1: torn part under a commit record", "its commit record says"),
+    ("mid-write-record", "shard 1: commit record is not JSON", "corrupt commit record"),
+]
+
+
+@pytest.mark.parametrize(("phase", "check", "refusal"), TEETH)
 def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
-    run_step: RunStep, sqlite_url: str, tmp_path: Path
+    run_step: RunStep, sqlite_url: str, tmp_path: Path, phase: str, check: str, refusal: str
 ) -> None:
-    """With the commit protocol broken on purpose (data streamed into the final name), the same
-    campaign must fail: proof that the checks above can see a torn part."""
+    """The same kill, at the same announced point, against the real writer and against one that
+    streams into the final name (``WORKERS_TEST_BREAK=direct-write``): the first leaves every
+    check true, the second must trip the named check and the merge must refuse, naming the part."""
     pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
     pipe.produce(ROWS)
     items = pipe.split(PER_SHARD)
     for item in items:
-        assert pipe.shard(item).returncode == 0  # committed first: kills then tear a live part
-    env = {**ENV, "WORKERS_TEST_SLOW": "0.03", "WORKERS_TEST_BREAK": "direct-write"}
-    extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
-    rng = random.Random(SEED)
-    # A torn part under an old record fails the sha check; a torn record fails to parse.
-    with pytest.raises((AssertionError, ValueError)):
-        kill_campaign(pipe, items, env, rng, 4, extra, collections.Counter())
+        assert pipe.shard(item).returncode == 0  # committed first: the kill then hits a live part
+    expected = list(range(1, ROWS + 1))
+    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **ENV})
+    cmd = shard_cmd(items[1], pipe.run_id, pipe.store, "--force")
+
+    kill_at(cmd, env, tmp_path, phase)
+    assert check_store(pipe, len(items))["committed"] == len(items)
+    assert check_merge(pipe, expected) == 0
+
+    kill_at(cmd, {**env, "WORKERS_TEST_BREAK": "direct-write"}, tmp_path, phase)
+    with pytest.raises(AssertionError, match=re.escape(check)):
+        check_store(pipe, len(items))
+    remove(pipe.store, "merged.json")
+    remove(pipe.store, "summary.json")
+    merge = pipe.merge()
+    assert merge.returncode == 4, merge.stderr
+    message = error_of(merge)["message"]
+    assert "part-00001" in message and refusal in message, message
+    assert not exists(pipe.store, "merged.json") and not exists(pipe.store, "summary.json")
 
 
 @pytest.mark.parametrize("backend", ["s3", "gcs"])
@@ -424,12 +478,3 @@ def test_bucket_merge_is_byte_identical_and_refuses_damage(
     assert pipe.merge().returncode == 0
     assert read(pipe.store, "merged.json") == first
     assert len(items) == 5
-
-
-def test_print_kill_figures() -> None:
-    """Not a check: prints the campaign's figures when the whole module ran (-s or -rA)."""
-    total = sum(f["kills"] for f in KILL_FIGURES.values())
-    print(f"\nkills injected: {total} ({ {k: v['kills'] for k, v in KILL_FIGURES.items()} })")
-    sys.stdout.flush()
-    if KILL_FIGURES and len(KILL_FIGURES) == 4:
-        assert total >= 100

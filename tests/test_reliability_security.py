@@ -5,17 +5,25 @@ a canary password never leaves the process, and every pod template meets the Kub
 from __future__ import annotations
 
 import copy
+import html
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+import services
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import STEP_PYTHONPATH, TcpProxy, pg_url_via
 
-from workers import db, storage
+from workers import db, redaction, storage
 from workers.config import check_run_id
 from workers.errors import UsageError
 
@@ -153,6 +161,28 @@ def test_storage_paths_cannot_escape_their_base(tmp_path: Path) -> None:
 
 
 CANARY = "CanaryPw-7f3e9"
+# Database URLs that make a step fail, each run by FAILING_STEPS with WORKERS_DEBUG 0 and 1.
+FAILING_URLS = [
+    "{refused}",  # the test database's URL, port 9
+    "{no_db}",  # the test database's URL, another database
+    "postgresql://nobody_here:{pw}@{host}/postgres",
+    "{url}?sslmode=bogus",
+    "postgresql://u:{pw}@{host}:notaport/db",
+    "postgresql://u@{host}/db?password={pw}&connect_timeout=2&port=9",
+    "postgresql+psycopg://u:{pw}@127.0.0.1:9/db",
+    "mysql://u:{pw}@127.0.0.1:9/db",
+    "sqlite:///{tmp}/x.db?password={pw}",
+    "not a url {pw}",
+    # malformed: their messages quote the password (main printed these tracebacks whole)
+    "postgresql://u:{pw}%zz@{host}/db",
+    "postgresql://u:{pw}@Tail@{host}/db",
+]
+FAILING_STEPS = [
+    ("produce", ["--rows", "5", "--run-id", "r"]),
+    ("split", ["--from-db", "--run-id", "r", "--table", "missing_table"]),
+    ("shard", ["--shard", '{"index":0}', "--run-id", "r", "--store", "."]),
+]
+DEBUG_MODES = ("0", "1")
 
 
 def _canary_free(*texts: str) -> None:
@@ -179,25 +209,18 @@ def test_canary_password_appears_nowhere(pg_db: str, run_step: RunStep, tmp_path
         if path.is_file():
             outputs.append(path.read_text())
     # failures: refused, wrong database (server error naming things), a missing table, a cut
-    failing = [
-        url.replace(host, "127.0.0.1:9"),
-        url.rsplit("/", 1)[0] + "/no_such_database",
-        f"postgresql://nobody_here:{CANARY}@{host}/postgres",
-        url + "?sslmode=bogus",
-        f"postgresql://u:{CANARY}@{host}:notaport/db",
-        f"postgresql://u@{host}/db?password={CANARY}&connect_timeout=2&port=9",
-        f"postgresql+psycopg://u:{CANARY}@127.0.0.1:9/db",
-        f"mysql://u:{CANARY}@127.0.0.1:9/db",
-        f"sqlite:///{tmp_path}/x.db?password={CANARY}",
-        f"not a url {CANARY}",
-    ]
+    fields = {
+        "url": url,
+        "host": host,
+        "pw": CANARY,
+        "tmp": tmp_path,
+        "refused": url.replace(host, "127.0.0.1:9"),
+        "no_db": url.rsplit("/", 1)[0] + "/no_such_database",
+    }
+    failing = [t.format(**fields) for t in FAILING_URLS]
     for bad in failing:
-        for debug in ("0", "1"):
-            for step, args in [
-                ("produce", ["--rows", "5", "--run-id", "r"]),
-                ("split", ["--from-db", "--run-id", "r", "--table", "missing_table"]),
-                ("shard", ["--shard", '{"index":0}', "--run-id", "r", "--store", str(tmp_path)]),
-            ]:
+        for debug in DEBUG_MODES:
+            for step, args in FAILING_STEPS:
                 proc = run_step(
                     step,
                     *args,
@@ -224,6 +247,172 @@ def test_canary_password_appears_nowhere(pg_db: str, run_step: RunStep, tmp_path
         assert proc.returncode == 75
         outputs += [proc.stdout, proc.stderr]
     _canary_free(*outputs)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "tests" / "argo_examples" / "secret-canary.yaml"
+RUNNER_HANG_GUARD_S = 60  # not a speed assertion: main took 213 s here (quadratic redaction)
+
+
+def test_runner_files_and_lines_never_hold_the_secret(tmp_path: Path) -> None:
+    """``python -m workers run`` with a secretKeyRef database URL that pods print, pass on as a
+    parameter and fail with, beside a 300,000-character token in a pod's output."""
+    env = {
+        **services.step_env(tmp_path / "home", {"PYTHONPATH": str(ROOT)}),
+        "CANARY_URL": f"postgresql://app:{CANARY}@db.example:5432/x",
+    }
+    runs = tmp_path / "runs"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers", "run", str(EXAMPLE), "--runs", str(runs)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUNNER_HANG_GUARD_S * 3,
+        check=False,
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr  # the "fail" step fails, as written
+    assert elapsed < RUNNER_HANG_GUARD_S, f"the runner took {elapsed:.0f} s to exit"
+    (run_dir,) = runs.iterdir()
+    record = (run_dir / "run.json").read_text()
+    timeline = (run_dir / "timeline.html").read_text()
+    _canary_free(record, timeline, proc.stdout, proc.stderr)
+    # What was masked is still there around the mask, and the long token is not mangled.
+    assert "cannot connect with ***" in proc.stdout  # the failed pod's stderr tail
+    assert "password was ***" in proc.stdout  # the URL's password alone is a secret too
+    assert "url postgresql://app:***@db" in proc.stdout  # a URL cut at 70 characters
+    leak = next(n for n in json.loads(record)["nodes"] if n["displayName"] == "leak")
+    assert leak["outputs"]["parameters"]["seen"] == "password=***\nurl ***"
+    token = leak["outputs"]["result"].split()[1]
+    assert len(token) == 300_000 and token.isalnum()
+
+
+# ---------------------------------------------------------------- redaction rule
+
+# (text, secrets, expected): the rule of workers/redaction.py, one row per clause.
+REDACTION_TABLE: list[tuple[str, tuple[str, ...], str]] = [
+    # A short secret is never replaced inside other text (main turned "step" into "ste***")...
+    ('{"step":"shard","event":"start"}', ("p",), '{"step":"shard","event":"start"}'),
+    ("a p b", ("p",), "a p b"),
+    # ...but a URL's password slot and a password= value are masked whatever their length.
+    ("postgresql://u:p@h/db", ("p",), "postgresql://u:***@h/db"),
+    ("dsn password=p host=h", ("p",), "dsn password=*** host=h"),
+    # A secret is masked as a whole value, never inside a word.
+    ('"step": "steps misstep step"', ("step",), '"***": "steps misstep ***"'),
+    ("key=hunter22&x=1", ("hunter22",), "key=***&x=1"),
+    ("hunter22x xhunter22 hunter22", ("hunter22",), "hunter22x xhunter22 ***"),
+    ("'hunter22'", ("hunter22",), "'***'"),
+    ("line\nhunter22\n", ("hunter22",), "line\n***\n"),
+    # After an escape sequence the secret starts a value: JSON, repr and URL-encoded text.
+    (r'{"m":"bad\nhunter22"}', ("hunter22",), r'{"m":"bad\n***"}'),
+    (r"'a\x00hunter22'", ("hunter22",), r"'a\x00***'"),
+    ("q=%0Ahunter22", ("hunter22",), "q=%0A***"),
+    # Spellings: URL-encoded, JSON-escaped, HTML-escaped; punctuation edges need no boundary.
+    ("postgresql://u:s3cr%40t@db/x (s3cr@t)", ("s3cr@t",), "postgresql://u:***@db/x (***)"),
+    (r'{"pw":"a\"b\\c-9"}', ('a"b\\c-9',), r'{"pw":"***"}'),
+    ("<td>a&lt;b&gt;c-9</td>", ("a<b>c-9",), "<td>***</td>"),
+    ("x-tok!-y", ("-tok!-",), "x***y"),
+    # An unencoded "@" in a password: the slot runs to the last "@" of the authority.
+    ("mysql://u:p@ss@h:1/db", (), "mysql://u:***@h:1/db"),
+    # Overlapping occurrences and two secrets that overlap: their union is masked.
+    ("x abab-abab y", ("abab-abab",), "x *** y"),
+    ("aaaa aaaaa aaaa", ("aaaa",), "*** aaaaa ***"),
+    ("k=abcdef", ("abcd", "cdef"), "k=abcdef"),
+    ("k=abcd-efg", ("abcd-", "-efg"), "k=***"),
+    # Text without secrets or URL passwords is returned as it is.
+    ("scheme://host/path?q=1 user@host a:b@c", (), "scheme://host/path?q=1 user@host a:b@c"),
+]
+
+
+@pytest.mark.parametrize(("text", "secrets", "expected"), REDACTION_TABLE)
+def test_redaction_rule_table(text: str, secrets: tuple[str, ...], expected: str) -> None:
+    assert redaction.redact(text, secrets) == expected
+
+
+# Positions where a secret stands as a whole value in text we write.
+VALUE_POSITIONS = [
+    "{}",
+    " {} ",
+    '"{}"',
+    "'{}'",
+    "key={}&other=1",
+    "postgresql://user:{}@host:5432/db",
+    "Authorization: Bearer {}\n",
+    "\t{},",
+    "({})",
+]
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SECRETS = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=4
+)
+
+
+@FUZZ
+@given(secret=SECRETS, data=st.data())
+def test_a_secret_at_a_value_position_never_survives(secret: str, data: st.DataObject) -> None:
+    # Filler text shares no character with the secret, so every occurrence is one we placed.
+    filler = st.text(alphabet=st.characters(blacklist_characters=set(secret)), max_size=12)
+    chunks = data.draw(
+        st.lists(
+            st.one_of(filler.map(lambda t: ("filler", t)), st.sampled_from(VALUE_POSITIONS)),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    text = "\n".join(c[1] if isinstance(c, tuple) else c.format(secret) for c in chunks)
+    out = redaction.redact(text, (secret,))
+    assert secret not in out
+    # and its spellings in a JSON document, a URL and HTML
+    for spelled in (json.dumps({"m": text}), quote(text, safe=""), html.escape(text)):
+        for form in (secret, json.dumps(secret)[1:-1], quote(secret, safe="")):
+            assert form not in redaction.redact(spelled, (secret,)) or form not in spelled
+
+
+@FUZZ
+@given(secret=SECRETS, text=st.text())
+def test_text_without_the_secret_is_left_as_it_is(secret: str, text: str) -> None:
+    assume(secret not in text)
+    out = redaction.redact(text, (secret,))
+    assert out == redaction.redact(text, ())  # the secret changes nothing here
+    if "://" not in text and "=" not in text:
+        assert out == text  # and nothing else applied either
+    assert redaction.redact(text, ("p", "ab")) == redaction.redact(text, ())  # too short
+
+
+class _CountingStr(str):
+    """A text that counts the scans the redactor makes over it."""
+
+    calls = 0
+
+    def find(self, *args: Any) -> int:  # type: ignore[override]
+        type(self).calls += 1
+        return super().find(*args)
+
+    def startswith(self, *args: Any) -> bool:  # type: ignore[override]
+        type(self).calls += 1
+        return super().startswith(*args)
+
+
+@pytest.mark.parametrize(
+    ("secret", "text"),
+    [
+        ("a" * 1000, "a" * 300_000),  # every position is an occurrence (period 1)
+        ("ab" * 500 + "c", "ab" * 150_000),  # a near miss at every other position
+        ("x" * 999 + "y", "x" * 300_000 + "y"),  # one match at the very end
+        ("tok-" + "Zq9" * 100_000, "token " + "tok-" + "Zq9" * 100_000 + " end"),  # 300,000 chars
+    ],
+)
+def test_occurrence_scan_is_linear(secret: str, text: str) -> None:
+    """Complexity, not speed: the number of scans is bounded by n/period, and each scan is
+    C-speed str.find/startswith over a region the next one does not revisit."""
+    pattern = redaction._Pattern(secret)
+    counted = _CountingStr(text)
+    _CountingStr.calls = 0
+    hits = list(pattern.occurrences(counted))
+    assert hits == [i for i in range(len(text)) if text.startswith(secret, i)]
+    assert _CountingStr.calls <= 2 * len(text) // pattern.period + 3
 
 
 # ---------------------------------------------------------------- Pod Security Standard

@@ -226,9 +226,18 @@ def test_two_attempts_at_once_commit_one_clean_result(
     pipe.produce(2000)
     item = pipe.split(2000)[0]
     cmd, env = _slow_shard(pipe, item, tmp_path / "home", "0.05", "--force")
-    procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE) for _ in range(2)]
+    # The zombie is mid-write (its temp file exists) when the retry starts: not left to timing.
+    zombie = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    parts = Path(pipe.store) / "parts"
+    deadline = time.monotonic() + 60
+    while not (parts.is_dir() and list(parts.glob(".part-00000.jsonl.tmp-*"))):
+        assert zombie.poll() is None and time.monotonic() < deadline, "no temp file seen"
+        time.sleep(0.01)
+    retry = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    procs = [zombie, retry]
     codes = [p.wait(60) for p in procs]
-    assert 0 in codes
+    errors = [p.stderr.read().decode()[-2000:] if p.stderr else "" for p in procs]
+    assert codes == [0, 0], errors  # both attempts succeed: neither may break the other
     clean = Pipeline(run_step, sqlite_url, str(tmp_path / "clean"), tmp_path, env=PLUGINS_ENV)
     assert clean.shard(item).returncode == 0
     assert pipe.read("parts/part-00000.jsonl") == clean.read("parts/part-00000.jsonl")

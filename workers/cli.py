@@ -225,7 +225,8 @@ def run_step(
         if env is not None and env.debug:
             import traceback  # deferred: only WORKERS_DEBUG prints one
 
-            traceback.print_exc(file=sys.stderr)
+            # Formatted whole, then redacted: frames and messages quote URLs and passwords.
+            sys.stderr.write(redact(traceback.format_exc(), env.secrets))
     secrets = env.secrets if env else ()
     message = redact(str(err), secrets)
     log.error("failed", error=type(err).__name__, message=message, exit_code=err.exit_code)

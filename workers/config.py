@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from workers import redaction
 from workers.errors import UsageError
 
 DEFAULT_DATABASE_URL = "sqlite:///workers.db"
@@ -23,9 +24,6 @@ DEFAULT_STORE = "workers-data"
 DEFAULT_TABLE = "workers_rows"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@"
-)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class Environment:
             timeout=_positive_float(env, "WORKERS_TIMEOUT", None),
             attempt=_int_or_none(env, "WORKERS_ATTEMPT"),
             debug=env.get("WORKERS_DEBUG", "") not in ("", "0", "false"),
-            secrets=_secrets_of(url),
+            secrets=redaction.secret_values_of_url(url),
         )
 
     @property
@@ -84,25 +82,9 @@ def _int_or_none(env: Mapping[str, str], name: str) -> int | None:
         raise UsageError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _secrets_of(url: str | None) -> tuple[str, ...]:
-    if not url:
-        return ()
-    m = _URL_PASSWORD.search(url)
-    if not m or not m.group("pw"):
-        return ()
-    pw = m.group("pw")
-    from urllib.parse import unquote
-
-    return tuple({pw, unquote(pw)})
-
-
-def redact(text: str, secret_values: tuple[str, ...] = ()) -> str:
-    """Remove passwords from ``text``: any ``scheme://user:password@`` and known secret values."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "***")
-    return text
+def redact(text: str, secret_values: Iterable[str] = ()) -> str:
+    """Mask secrets in ``text``; the rule is :mod:`workers.redaction`'s."""
+    return redaction.redact(text, secret_values)
 
 
 def check_run_id(run_id: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from workers.config import redact
+from workers.redaction import MIN_SECRET_LEN, redact, redact_values, too_short
 
 
 class Logger:
@@ -30,6 +30,12 @@ class Logger:
         self.stream = stream or sys.stderr
         self.secrets = secrets
         self.context = {k: v for k, v in context.items() if v is not None}
+        if too_short(secrets):
+            self.warning(
+                "short-secret",
+                message=f"a secret shorter than {MIN_SECRET_LEN} characters is masked only in "
+                "URL password and password= positions",
+            )
 
     def bind(self, **context: Any) -> None:
         self.context.update({k: v for k, v in context.items() if v is not None})
@@ -44,9 +50,12 @@ class Logger:
             "event": event,
         }
         record.update({k: v for k, v in fields.items() if v is not None})
-        line = orjson.dumps(record, default=str).decode()
-        if self.secrets or "://" in line:
-            line = redact(line, self.secrets)
+        # Strings are redacted as they are, before JSON escapes them (a secret after a newline
+        # would read "\\nsecret" in the line); objects as the text they become.
+        line = orjson.dumps(
+            redact_values(record, self.secrets),
+            default=lambda obj: redact(str(obj), self.secrets),
+        ).decode()
         self.stream.write(line + "\n")
         self.stream.flush()
 

@@ -6,6 +6,11 @@ complete but not visible) and after (the part is visible, its commit record not 
 phase is announced as a JSON log line on stderr (``{"event": "phase", "phase": ...}``), so the
 fault-injection tests can tell where a SIGKILL struck.
 
+``WORKERS_TEST_HOLD=mid-write-part`` (or ``mid-write-record``): the first write into a part
+(or commit record) writes half of its bytes, flushes them, announces the phase ``mid-write-part``
+(``mid-write-record``) and then waits to be killed. A test kills exactly there, whatever the
+machine's load: no timing decides where the kill lands.
+
 ``WORKERS_TEST_BREAK=direct-write`` deliberately breaks the protocol (local stores only): the
 writer streams straight into the final name. The reliability suite must then fail; it is used
 by the test that proves the suite has teeth, never by production code.
@@ -27,7 +32,8 @@ def _phase(name: str) -> None:
 def _install() -> None:
     pause = float(os.environ.get("WORKERS_TEST_PAUSE") or 0)
     breakage = os.environ.get("WORKERS_TEST_BREAK", "")
-    if not pause and not breakage:
+    hold = os.environ.get("WORKERS_TEST_HOLD", "")
+    if not pause and not breakage and not hold:
         return
     from workers import storage
 
@@ -48,6 +54,24 @@ def _install() -> None:
             time.sleep(pause)
 
     storage.AtomicWriter.commit = commit  # type: ignore[method-assign]
+
+    if hold:
+        original_write = storage.AtomicWriter.write
+
+        def write(self: storage.AtomicWriter, data: bytes | bytearray | memoryview) -> None:
+            phase = f"mid-write-{what(self.url)}"
+            if phase != hold or getattr(self, "_held", False) or len(data) < 2:
+                original_write(self, data)
+                return
+            self._held = True  # type: ignore[attr-defined]
+            half = len(data) // 2
+            original_write(self, data[:half])
+            self._file.flush()
+            _phase(phase)
+            time.sleep(3600)  # until the test's SIGKILL
+            original_write(self, data[half:])
+
+        storage.AtomicWriter.write = write  # type: ignore[method-assign]
 
     if breakage == "direct-write":
 

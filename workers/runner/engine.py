@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers import redaction
 from workers.runner import expr, params, sandbox
 from workers.runner.params import ParamError
 from workers.runner.spec import Document, Library, Notes, SpecError
@@ -965,9 +966,19 @@ class Run:
                         "left unset, the step's embedded default applies"
                     )
                 continue
-            self.secret_values.add(value)
+            self.add_secret(value, f"secret {ref.get('name')}/{ref.get('key')}")
             env[name] = value
         return env
+
+    def add_secret(self, value: str, what: str) -> None:
+        """Remember a secret's value (and a URL's password) for redaction; warn if too short."""
+        found = {value, *redaction.secret_values_of_url(value)}
+        self.secret_values.update(found)
+        if redaction.too_short(found):
+            self.warn_once(
+                f"{what}: shorter than {redaction.MIN_SECRET_LEN} characters, so it is masked "
+                "only in URL password and password= positions of what the runner writes"
+            )
 
     def secret(self, secret: str, key: str, env_name: str) -> tuple[str | None, list[str]]:
         """A secret's value from ``<SECRET>_<KEY>`` or the container's own env var name."""

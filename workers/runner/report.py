@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from workers.config import redact
+from workers.redaction import redact, redact_values
 from workers.runner.engine import Node, Run
 from workers.runner.sandbox import Mount, host_path
 
@@ -170,8 +170,9 @@ def run_record(run: Run, root: Node, finished: float, files: list[str]) -> dict[
 
 
 def write_json(path: Path, record: dict[str, Any], secrets: set[str]) -> None:
-    text = json.dumps(record, indent=2, default=str)
-    path.write_text(redact(text, tuple(secrets)) + "\n")
+    # Strings are redacted before JSON escapes them: "\\nsecret" would hide a secret's start.
+    text = json.dumps(redact_values(record, secrets), indent=2, default=str)
+    path.write_text(redact(text, secrets) + "\n")
 
 
 _COLORS = {

@@ -1,0 +1,72 @@
+"""The README's figures are what the suite and the benchmark render, not numbers typed by hand.
+
+Cheap (no processes): left outside the ``reliability`` marker so every suite run checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import reliability_figures as figures
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bin"), str(ROOT / "benchmarks")]
+
+import readme_figures  # noqa: E402  (bin/readme_figures.py)
+
+
+def _block(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"<!-- {name}:begin -->\n(.*?)\n<!-- {name}:end -->", text, re.S)
+    assert m, f"README.md lacks the {name} markers"
+    return m.group(1)
+
+
+def test_reliability_block_is_what_the_tables_and_the_reference_run_render() -> None:
+    run = figures.reference_run()
+    assert _block("reliability") == figures.render(figures.table_figures(), run)
+
+
+def test_reliability_block_names_its_reference_run() -> None:
+    run = figures.reference_run()
+    block = _block("reliability")
+    if run.get("kills"):
+        assert f"seed {run['seed']}, {run['date']}" in block
+        assert all(b in block for b in run["kills"])
+    else:
+        assert "no reference run recorded yet" in block
+
+
+def test_table_figures_count_the_suite_as_collected() -> None:
+    """The counts are the tables' sizes: the kill test's parameters, BAD_INPUTS' rows..."""
+    import test_reliability_input as inputs
+    import test_reliability_kills as kills
+
+    table = figures.table_figures()
+    assert table["kill_attempts"] == table["kill_attempts_per_backend"] * 4 == 144
+    assert table["bad_inputs"] == len(inputs.BAD_INPUTS)
+    marks = kills.test_sigkill_at_random_points_never_loses_or_duplicates_rows.pytestmark
+    (backends,) = [m.args[1] for m in marks if m.name == "parametrize"]
+    assert list(backends) == table["kill_backends"]
+
+
+def test_performance_block_is_what_results_json_renders() -> None:
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    assert _block("performance") == readme_figures.performance_block(results)
+
+
+def test_profile_notes_quote_the_measured_ratios() -> None:
+    """The prose under the table names ratios ("**shard, 3.5x ...**"): each is a rounding of a
+    ratio in results.json, so a new benchmark run with other figures fails here."""
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    text = (ROOT / "README.md").read_text()
+    notes = text[text.index("<!-- performance:end -->") : text.index("## Reliability")]
+    quoted = re.findall(r"\*\*[a-z -]+, (\d+(?:\.\d+)?)x", notes)
+    assert quoted, "no ratio found in the profile notes"
+    ratios = [r["ratio"] for r in results["rows"] if r["ratio"] is not None]
+    for q in quoted:
+        digits = len(q.partition(".")[2])
+        assert any(f"{r:.{digits}f}" == q for r in ratios), (q, ratios)
