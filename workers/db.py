@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from workers.errors import ProcessingError, TransientError, UsageError
+from workers import failures
+from workers.errors import ProcessingError, UsageError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -111,6 +112,40 @@ class Database:
         """Blocks of JSON Lines straight from the server with their row counts, or None if unsupported."""
         return None
 
+    def columns(self, source: Source) -> list[str] | None:
+        """The table's column names in table order, or None when it does not exist."""
+        raise NotImplementedError
+
+    def check_columns(self, source: Source, *, creating: bool = False) -> bool:
+        """Fail (exit 2) unless ``source.table`` has every column ``source`` names.
+
+        Run before any work: SQLite takes a double-quoted unknown name for a string
+        literal, so a misspelled column would otherwise read as no rows or as junk.
+        ``creating`` (produce) accepts a missing table and checks the columns
+        :meth:`replace_run` writes. Returns whether the table exists.
+        """
+        names = self.columns(source)
+        if names is None:
+            if creating:
+                return False
+            raise _no_table(source)
+        wanted = [
+            (source.key_column, "--key-column"),
+            (source.run_column or ("run_id" if creating else None), "--run-column"),
+            (source.data_column or ("data" if creating else None), "--data-column"),
+        ]
+        fold = self.dialect != "postgresql"  # SQLite (and most others) ignore the case
+        have = {n.lower() if fold else n for n in names}
+        for column, flag in wanted:
+            if column and (column.lower() if fold else column) not in have:
+                raise failures.error(
+                    "db-unknown",
+                    f"table {source.table!r} has no column {column!r}"
+                    + ("" if creating else f" ({flag})")
+                    + f"; its columns: {', '.join(names)}",
+                )
+        return True
+
     def close(self) -> None:
         pass
 
@@ -187,10 +222,8 @@ class PostgresDatabase(Database):
                 keepalives_count=3,
                 tcp_user_timeout=int(connect_timeout * 1000) * 3,
             )
-        except psycopg.OperationalError as exc:
-            raise TransientError(f"cannot connect to PostgreSQL: {_pg_message(exc)}") from None
-        except psycopg.ProgrammingError as exc:
-            raise UsageError(f"invalid PostgreSQL URL: {_pg_message(exc)}") from None
+        except psycopg.Error as exc:
+            raise failures.classify(exc) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -204,7 +237,21 @@ class PostgresDatabase(Database):
     def _require_table(self, source: Source) -> None:
         if not self._table_exists(source):
             self.conn.rollback()
-            raise UsageError(f"table {source.table!r} does not exist")
+            raise _no_table(source)
+
+    def columns(self, source: Source) -> list[str] | None:
+        # pg_attribute, not information_schema: the latter hides the columns of tables the
+        # role may not read, which would turn "permission denied" into "no such column".
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (quote(source.table),),
+            )
+            names = [str(r[0]) for r in cur.fetchall()]
+            exists = names or self._table_exists(source)
+        self.conn.rollback()
+        return names if exists else None
 
     def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
         t = quote(source.table)
@@ -368,9 +415,8 @@ def _as_object(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _pg_message(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _no_table(source: Source) -> Exception:
+    return failures.error("db-unknown", f"table {source.table!r} does not exist")
 
 
 class SqlAlchemyDatabase(Database):
@@ -412,25 +458,24 @@ class SqlAlchemyDatabase(Database):
         self.engine.dispose()
 
     def _wrap(self, exc: Exception) -> Exception:
-        sa = self._sa
-        msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if isinstance(exc, sa.exc.OperationalError):
-            low = msg.lower()
-            if "no such table" in low or "no such column" in low or "doesn't exist" in low:
-                return UsageError(msg)
-            if "unable to open database" in low:
-                return UsageError(f"cannot open database: {msg}")
-            return TransientError(f"database unavailable: {msg}")
-        if isinstance(exc, (sa.exc.InterfaceError, sa.exc.DisconnectionError)):
-            return TransientError(f"database unavailable: {msg}")
-        if isinstance(exc, sa.exc.ProgrammingError):
-            return UsageError(msg)
-        return exc
+        return failures.classify(exc)
 
     def _require_table(self, conn: Any, source: Source) -> None:
         schema, _, name = source.table.rpartition(".")
         if not self._sa.inspect(conn).has_table(name, schema=schema or None):
-            raise UsageError(f"table {source.table!r} does not exist")
+            raise _no_table(source)
+
+    def columns(self, source: Source) -> list[str] | None:
+        sa = self._sa
+        schema, _, name = source.table.rpartition(".")
+        try:
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(name, schema=schema or None):
+                    return None
+                return [str(c["name"]) for c in inspector.get_columns(name, schema=schema or None)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
 
     def replace_run(self, source: Source, run_id: str, rows: Iterable[bytes]) -> int:
         sa = self._sa

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from workers import cli, db, layout, plugins, storage
+from workers import cli, db, failures, layout, plugins, storage
 from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
@@ -144,7 +144,9 @@ def _processed(
         try:
             out = list(func(batch))
         except Exception as exc:
-            raise ProcessingError(f"processor {path} raised {type(exc).__name__}: {exc}") from None
+            raise failures.user_code_error(
+                f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc
+            ) from None
         try:
             block = b"".join([dumps(v, option=opt) for v in out])
         except TypeError as exc:
@@ -177,6 +179,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         db.connect(cfg.database_url, cfg.connect_timeout) as database,
         storage.AtomicWriter(part) as writer,
     ):
+        database.check_columns(cfg.source)
         fast = (
             database.stream_json_lines(cfg.source, cfg.run_id, s.lo, s.hi) if func is None else None
         )

@@ -124,6 +124,7 @@ def plan_shards(cfg: SplitConfig) -> tuple[int, list[shards.Shard], str]:
         run = cfg.run_id if cfg.source.run_column else None
         if cfg.source.run_column and not run:
             raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
+        database.check_columns(cfg.source)
         stats = database.key_stats(cfg.source, run)
         if stats.rows == 0 or stats.min_key is None or stats.max_key is None:
             return 0, [], "db-empty"
