@@ -483,6 +483,15 @@ _LIBPQ_MESSAGES = (
 )
 
 
+_LIBPQ_CONNECTING = (
+    "connection failed",
+    "connection is bad",
+    "connection timeout expired",
+    "failed to resolve host",
+)
+"""How psycopg's messages for a failed connect begin (the rest is libpq's own text)."""
+
+
 def _libpq_cause(text: str) -> str | None:
     low = text.lower()
     for entry in _LIBPQ_MESSAGES:
@@ -513,9 +522,7 @@ def _psycopg(exc: BaseException) -> Found | None:
         return "db-url", f"invalid PostgreSQL URL: {text}"
     if "OperationalError" in names:
         cause = _libpq_cause(text) or "unreachable"
-        connecting = text.startswith(
-            ("connection failed", "connection is bad", "failed to resolve")
-        )
+        connecting = text.startswith(_LIBPQ_CONNECTING)
         what = "cannot connect to PostgreSQL" if connecting else "PostgreSQL"
         return cause, f"{what}: {_libpq_detail(text)}"
     if "InterfaceError" in names:
