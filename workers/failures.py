@@ -137,7 +137,7 @@ CAUSES: dict[str, Cause] = {
             "out-of-memory",
             exitcodes.USAGE,
             "MemoryError: the step needs more memory than its limit",
-            "raise the pod's memory limit or lower --batch-size",
+            "raise the pod's memory limit (for shard, or lower --batch-size)",
         ),
         Cause(
             "missing-dependency",
