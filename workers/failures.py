@@ -102,17 +102,12 @@ CAUSES: dict[str, Cause] = {
             f"fix {_DB_URL}",
         ),
         Cause(
-            "store-auth",
+            "store-access",
             exitcodes.USAGE,
-            "bucket credentials rejected or missing (InvalidAccessKeyId, SignatureDoesNotMatch, "
-            "ExpiredToken, HTTP 401, no credentials found)",
-            "fix the object store credentials (AWS_* variables, service account)",
-        ),
-        Cause(
-            "store-permission",
-            exitcodes.USAGE,
-            "access denied to a bucket, object or folder (AccessDenied, HTTP 403, EACCES, EPERM)",
-            "grant the credentials or the pod's user access to the store",
+            "bucket credentials rejected or missing, or access denied (InvalidAccessKeyId, "
+            "SignatureDoesNotMatch, ExpiredToken, AccessDenied, HTTP 401 and 403, no "
+            "credentials found; locally EACCES, EPERM)",
+            "fix the store credentials (AWS_* variables, service account) or grant them access",
         ),
         Cause(
             "store-missing",
@@ -337,9 +332,9 @@ def _generic(exc: BaseException) -> Found | None:
     if names & _UNREACHABLE_NAMES or isinstance(exc, (ConnectionError, TimeoutError)):
         return "unreachable", f"{type(exc).__name__}: {text}"
     if names & _STORE_AUTH_NAMES:
-        return "store-auth", f"{type(exc).__name__}: {text}"
+        return "store-access", f"{type(exc).__name__}: {text}"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
-        return "store-permission", f"permission denied: {text}"
+        return "store-access", f"permission denied: {text}"
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return "store-missing", f"not found: {text}"
     if isinstance(exc, IsADirectoryError):
@@ -375,8 +370,8 @@ _STORE_AUTH_NAMES = {
 }
 
 _PERMANENT_ERRNOS = {
-    errno.EACCES: "store-permission",
-    errno.EPERM: "store-permission",
+    errno.EACCES: "store-access",
+    errno.EPERM: "store-access",
     errno.EROFS: "store-read-only",
     errno.ENOENT: "store-missing",
     errno.ENOTDIR: "store-missing",
@@ -579,18 +574,18 @@ def _sqlalchemy(exc: BaseException) -> Found | None:
 # ------------------------------------------------------------------ object stores
 
 _S3_CODES = {
-    "InvalidAccessKeyId": "store-auth",
-    "SignatureDoesNotMatch": "store-auth",
-    "ExpiredToken": "store-auth",
-    "InvalidToken": "store-auth",
-    "TokenRefreshRequired": "store-auth",
-    "AuthorizationHeaderMalformed": "store-auth",
-    "InvalidClientTokenId": "store-auth",
-    "UnrecognizedClientException": "store-auth",
-    "RequestTimeTooSkewed": "store-auth",
-    "AccessDenied": "store-permission",
-    "AllAccessDisabled": "store-permission",
-    "AccountProblem": "store-permission",
+    "InvalidAccessKeyId": "store-access",
+    "SignatureDoesNotMatch": "store-access",
+    "ExpiredToken": "store-access",
+    "InvalidToken": "store-access",
+    "TokenRefreshRequired": "store-access",
+    "AuthorizationHeaderMalformed": "store-access",
+    "InvalidClientTokenId": "store-access",
+    "UnrecognizedClientException": "store-access",
+    "RequestTimeTooSkewed": "store-access",
+    "AccessDenied": "store-access",
+    "AllAccessDisabled": "store-access",
+    "AccountProblem": "store-access",
     "NoSuchBucket": "store-missing",
     "InvalidBucketName": "store-invalid",
     "PermanentRedirect": "store-invalid",
@@ -626,9 +621,9 @@ def _http(status: object, detail: str) -> Found | None:
     if not isinstance(status, int):
         return None
     if status == 401:
-        return "store-auth", detail
+        return "store-access", detail
     if status == 403:
-        return "store-permission", detail
+        return "store-access", detail
     if status == 404:
         return "store-missing", detail
     if status in (408, 429) or status >= 500:
