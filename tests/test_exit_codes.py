@@ -742,5 +742,6 @@ def test_parallel_produces_creating_one_new_table_all_succeed(pg_db: str, tmp_pa
         )
         for i in range(6)
     ]
-    results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+    stderr = [p.communicate(timeout=120)[1] for p in procs]
+    results = [(p.returncode, err) for p, err in zip(procs, stderr, strict=True)]
     assert [code for code, _ in results] == [0] * 6, results
