@@ -19,7 +19,7 @@ Fixtures
     subprocess needs), ``.storage_options``. The same variables are also applied to
     this process for the duration of the test, so in-process fsspec calls work too.
 ``run_step`` (function)
-    ``run_step(step, *args, env=None, input=None, timeout=120, cwd=None)`` runs
+    ``run_step(step, *args, env=None, input=None, timeout=120, cwd=None, preexec_fn=None)`` runs
     ``python -m workers.<step>`` with a scrubbed environment plus ``env``.
 ``jq`` (session)
     Path of the jq binary.
@@ -270,9 +270,17 @@ def run_step(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         input: str | None = None,
         timeout: float = 120,
         cwd: Path | str | None = None,
+        preexec_fn: Callable[[], object] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return services.run_step(
-            step, *args, env=env, input=input, timeout=timeout, cwd=cwd, home=home
+            step,
+            *args,
+            env=env,
+            input=input,
+            timeout=timeout,
+            cwd=cwd,
+            home=home,
+            preexec_fn=preexec_fn,
         )
 
     return run

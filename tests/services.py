@@ -232,6 +232,7 @@ class PgCluster:
     user: pwd.struct_passwd | None
     pg_ctl: str
     superuser: str = "postgres"
+    password: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -243,7 +244,8 @@ class PgCluster:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.superuser}@{LOCALHOST}:{self.port}/postgres"
+        login = f"{self.superuser}:{self.password}" if self.password else self.superuser
+        return f"postgresql://{login}@{LOCALHOST}:{self.port}/postgres"
 
     def _run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
@@ -295,8 +297,12 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def throwaway_pg_cluster() -> Iterator[PgCluster]:
-    """Start a private cluster (trust auth, superuser ``postgres``) and delete it after."""
+def throwaway_pg_cluster(password: str | None = None) -> Iterator[PgCluster]:
+    """Start a private cluster (superuser ``postgres``) and delete it after.
+
+    Trust auth by default; with ``password``, every login over TCP needs a password
+    (scram-sha-256) and the superuser's is ``password`` (``cluster.url`` carries it).
+    """
     initdb = find_pg_binary("initdb")
     pg_ctl = find_pg_binary("pg_ctl")
     if not initdb or not pg_ctl:
@@ -310,11 +316,20 @@ def throwaway_pg_cluster() -> Iterator[PgCluster]:
     # Not under pytest's tmp_path: that is mode 0700 and owned by root, so the
     # unprivileged server could not reach its own data directory.
     root = Path(tempfile.mkdtemp(prefix="workers-pg-"))
-    cluster = PgCluster(root=root, port=0, user=user, pg_ctl=pg_ctl)
+    cluster = PgCluster(root=root, port=0, user=user, pg_ctl=pg_ctl, password=password)
     try:
         if user is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
-        init = [initdb, "-D", str(cluster.datadir), "-U", cluster.superuser, "-A", "trust"]
+        init = [initdb, "-D", str(cluster.datadir), "-U", cluster.superuser]
+        if password is None:
+            init += ["-A", "trust"]
+        else:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password + "\n")
+            if user is not None:
+                os.chown(pwfile, user.pw_uid, user.pw_gid)
+            # Local socket stays trusted (only pg_ctl uses it); TCP needs the password.
+            init += ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
         res = cluster._run([*init, "-E", "UTF8", "--locale=C", "--no-sync"], timeout=120)
         if res.returncode != 0:
             raise ServiceUnavailable(f"initdb failed ({res.returncode}): {res.stdout}{res.stderr}")
@@ -518,9 +533,11 @@ def run_step(
     timeout: float = 120,
     cwd: Path | str | None = None,
     home: Path | None = None,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m workers.<step> *args`` with a controlled environment.
 
+    ``preexec_fn`` runs in the child before the step starts (e.g. to set a resource limit).
     Never raises on a non-zero exit: exit codes are part of the contract under test.
     """
     with contextlib.ExitStack() as stack:
@@ -535,4 +552,5 @@ def run_step(
             timeout=timeout,
             cwd=cwd,
             check=False,
+            preexec_fn=preexec_fn,
         )

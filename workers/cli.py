@@ -7,7 +7,7 @@ any failure into one log line and a documented exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import errno
+import logging
 import os
 import signal
 import sys
@@ -15,16 +15,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from workers import exitcodes
+from workers import exitcodes, failures
 from workers.config import Environment, redact
-from workers.errors import ProcessingError, TransientError, UsageError, WorkersError
+from workers.errors import UsageError, WorkersError
 from workers.log import Logger
 
 C = TypeVar("C")
 
 EXIT_CODES_EPILOG = (
-    "exit codes: 0 ok, 2 bad input (permanent), 3 processing error (user code),\n"
-    "            4 incomplete fan-in, 75 transient (database/storage unreachable: retry)"
+    "exit codes: 0 ok, 2 bad input or configuration (permanent), 3 your generator or\n"
+    "            processor failed, 4 incomplete fan-in, 70 a bug in workers,\n"
+    "            75 transient (unreachable, overloaded, throttled, full: retry)"
 )
 
 
@@ -39,6 +40,10 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+INT_MAX = 2**63 - 1
+"""The largest integer a flag takes: a BIGINT key, and what orjson and JSON readers hold."""
+
+
 def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -46,7 +51,11 @@ def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
         except ValueError:
             value = minimum - 1
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {wording}, got {text[:40]!r}")
+        if value > INT_MAX:
+            raise argparse.ArgumentTypeError(
+                f"expected at most {INT_MAX} (2^63-1), got {text[:40]!r}"
+            )
         return value
 
     return parse
@@ -90,65 +99,6 @@ def add_processor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_TRANSIENT_ERRNOS = {
-    errno.ECONNREFUSED,
-    errno.ECONNRESET,
-    errno.ECONNABORTED,
-    errno.ETIMEDOUT,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.EPIPE,
-    errno.EIO,
-    errno.ENOSPC,
-    errno.EAGAIN,
-    errno.ESTALE,
-}
-
-# Matched by name so that classifying never imports psycopg, SQLAlchemy, botocore or aiohttp.
-_TRANSIENT_NAMES = {
-    "OperationalError",  # psycopg / SQLAlchemy: connection refused, reset, server gone
-    "InterfaceError",
-    "DisconnectionError",
-    "ConnectionTimeout",
-    "QueryCanceled",
-    "AdminShutdown",
-    "EndpointConnectionError",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-    "ClientConnectorError",
-    "ServerDisconnectedError",
-    "ClientOSError",
-    "ClientPayloadError",
-    "ServerTimeoutError",
-    "RetryError",
-    "TransportError",
-}
-
-
-def classify(exc: BaseException) -> WorkersError:
-    """Map an exception that escaped the library to the error class that names its exit code."""
-    if isinstance(exc, WorkersError):
-        return exc
-    for cls in type(exc).__mro__:
-        if cls.__name__ in _TRANSIENT_NAMES:
-            return TransientError(f"{type(exc).__name__}: {_first_line(exc)}")
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return TransientError(f"{type(exc).__name__}: {_first_line(exc)}")
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
-        return UsageError(f"{type(exc).__name__}: {_first_line(exc)}")
-    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
-        return TransientError(f"{type(exc).__name__}: {_first_line(exc)}")
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    if isinstance(status, int) and (status >= 500 or status in (408, 429)):
-        return TransientError(f"{type(exc).__name__}: {_first_line(exc)}")
-    return ProcessingError(f"unexpected {type(exc).__name__}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 class _Deadline(Exception):
     pass
 
@@ -171,6 +121,7 @@ def _watchdog(timeout: float, log: Logger) -> threading.Timer:
             error="TransientError",
             message=f"step deadline of {timeout:g}s exceeded; clean-up stalled, exiting",
             exit_code=exitcodes.TRANSIENT,
+            cause="deadline",
         )
         os._exit(exitcodes.TRANSIENT)
 
@@ -194,6 +145,9 @@ def run_step(
     timeout: float | None = None
     watchdog: threading.Timer | None = None
     log = Logger(step)
+    # Libraries (psycopg, gcsfs, botocore) log their own errors; with no handler at all,
+    # Python prints those as plain text, tracebacks included, between our JSON lines.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         args = parser.parse_args(argv)
         env = Environment.from_environ()
@@ -219,9 +173,9 @@ def run_step(
         log.error("interrupted")
         return exitcodes.TRANSIENT
     except _Deadline:
-        err: WorkersError = TransientError(f"step deadline of {timeout:g}s exceeded")
+        err: WorkersError = failures.error("deadline", f"step deadline of {timeout:g}s exceeded")
     except BaseException as exc:
-        err = classify(exc)
+        err = failures.classify(exc)
         if env is not None and env.debug:
             import traceback  # deferred: only WORKERS_DEBUG prints one
 
@@ -229,5 +183,11 @@ def run_step(
             sys.stderr.write(redact(traceback.format_exc(), env.secrets))
     secrets = env.secrets if env else ()
     message = redact(str(err), secrets)
-    log.error("failed", error=type(err).__name__, message=message, exit_code=err.exit_code)
+    log.error(
+        "failed",
+        error=type(err).__name__,
+        message=message,
+        exit_code=err.exit_code,
+        cause=failures.cause_of(err),
+    )
     return err.exit_code

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from workers.errors import ProcessingError, TransientError, UsageError
+from workers import failures
+from workers.errors import ProcessingError, UsageError
 from workers.provenance import Generation
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -166,6 +167,40 @@ class Database:
         """Blocks of JSON Lines straight from the server with their row counts, or None if unsupported."""
         return None
 
+    def columns(self, source: Source) -> list[str] | None:
+        """The table's column names in table order, or None when it does not exist."""
+        raise NotImplementedError
+
+    def check_columns(self, source: Source, *, creating: bool = False) -> bool:
+        """Fail (exit 2) unless ``source.table`` has every column ``source`` names.
+
+        Run before any work: SQLite takes a double-quoted unknown name for a string
+        literal, so a misspelled column would otherwise read as no rows or as junk.
+        ``creating`` (produce) accepts a missing table and checks the columns
+        :meth:`replace_run` writes. Returns whether the table exists.
+        """
+        names = self.columns(source)
+        if names is None:
+            if creating:
+                return False
+            raise _no_table(source)
+        wanted = [
+            (source.key_column, "--key-column"),
+            (source.run_column or ("run_id" if creating else None), "--run-column"),
+            (source.data_column or ("data" if creating else None), "--data-column"),
+        ]
+        fold = self.dialect != "postgresql"  # SQLite (and most others) ignore the case
+        have = {n.lower() if fold else n for n in names}
+        for column, flag in wanted:
+            if column and (column.lower() if fold else column) not in have:
+                raise failures.error(
+                    "db-unknown",
+                    f"table {source.table!r} has no column {column!r}"
+                    + ("" if creating else f" ({flag})")
+                    + f"; its columns: {', '.join(names)}",
+                )
+        return True
+
     def close(self) -> None:
         pass
 
@@ -245,10 +280,8 @@ class PostgresDatabase(Database):
                 keepalives_count=3,
                 tcp_user_timeout=int(connect_timeout * 1000) * 3,
             )
-        except psycopg.OperationalError as exc:
-            raise TransientError(f"cannot connect to PostgreSQL: {_pg_message(exc)}") from None
-        except psycopg.ProgrammingError as exc:
-            raise UsageError(f"invalid PostgreSQL URL: {_pg_message(exc)}") from None
+        except psycopg.Error as exc:
+            raise failures.classify(exc) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -261,6 +294,23 @@ class PostgresDatabase(Database):
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (quoted,))
             row = cur.fetchone()
         return bool(row and row[0])
+
+    def _require_table(self, source: Source) -> None:
+        if not self._table_exists(source):
+            raise _no_table(source)
+
+    def columns(self, source: Source) -> list[str] | None:
+        # pg_attribute, not information_schema: the latter hides the columns of tables the
+        # role may not read, which would turn "permission denied" into "no such column".
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (quote(source.table),),
+            )
+            names = [str(r[0]) for r in cur.fetchall()]
+            exists = names or self._table_exists(source)
+        return names if exists else None
 
     def _create_tables(self, source: Source) -> None:
         """Create the rows' and generations' tables if missing, one creator per table at a time:
@@ -285,10 +335,6 @@ class PostgresDatabase(Database):
                 f"{data_c} json NOT NULL, PRIMARY KEY ({run_c}, {key_c}))"
             )
             cur.execute(_generations_ddl(source, "text", "double precision"))
-
-    def _require_table(self, source: Source) -> None:
-        if not self._table_exists(source):
-            raise UsageError(f"table {source.table!r} does not exist")
 
     def replace_run(
         self, source: Source, run_id: str, rows: Iterable[bytes], generation: Generation
@@ -487,9 +533,8 @@ def _as_object(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _pg_message(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _no_table(source: Source) -> Exception:
+    return failures.error("db-unknown", f"table {source.table!r} does not exist")
 
 
 class SqlAlchemyDatabase(Database):
@@ -532,25 +577,24 @@ class SqlAlchemyDatabase(Database):
         self.engine.dispose()
 
     def _wrap(self, exc: Exception) -> Exception:
-        sa = self._sa
-        msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if isinstance(exc, sa.exc.OperationalError):
-            low = msg.lower()
-            if "no such table" in low or "no such column" in low or "doesn't exist" in low:
-                return UsageError(msg)
-            if "unable to open database" in low:
-                return UsageError(f"cannot open database: {msg}")
-            return TransientError(f"database unavailable: {msg}")
-        if isinstance(exc, (sa.exc.InterfaceError, sa.exc.DisconnectionError)):
-            return TransientError(f"database unavailable: {msg}")
-        if isinstance(exc, sa.exc.ProgrammingError):
-            return UsageError(msg)
-        return exc
+        return failures.classify(exc)
 
     def _require_table(self, conn: Any, source: Source) -> None:
         schema, _, name = source.table.rpartition(".")
         if not self._sa.inspect(conn).has_table(name, schema=schema or None):
-            raise UsageError(f"table {source.table!r} does not exist")
+            raise _no_table(source)
+
+    def columns(self, source: Source) -> list[str] | None:
+        sa = self._sa
+        schema, _, name = source.table.rpartition(".")
+        try:
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(name, schema=schema or None):
+                    return None
+                return [str(c["name"]) for c in inspector.get_columns(name, schema=schema or None)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._wrap(exc) from None
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:

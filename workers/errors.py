@@ -9,6 +9,8 @@ class WorkersError(Exception):
     """Root of every error this library raises on purpose."""
 
     exit_code = exitcodes.PROCESSING
+    cause: str | None = None
+    """Which row of :data:`workers.failures.CAUSES` this is; None means the class's default."""
 
 
 class UsageError(WorkersError):
@@ -29,11 +31,13 @@ class IncompleteError(WorkersError):
     exit_code = exitcodes.INCOMPLETE
 
 
-class StaleError(IncompleteError):
-    """Raised when data comes from another generation or processor than the plan names."""
-
-
 class TransientError(WorkersError):
-    """Raised when the database or storage is unreachable, resets or times out."""
+    """Raised for faults that clear by themselves: unreachable, overloaded, full, the deadline."""
 
     exit_code = exitcodes.TRANSIENT
+
+
+class InternalError(WorkersError):
+    """Raised for an exception workers does not expect: a bug in workers itself."""
+
+    exit_code = exitcodes.INTERNAL

@@ -16,13 +16,18 @@ PROCESSING = 3
 INCOMPLETE = 4
 """The fan-in found missing, unverified or inconsistent shards and wrote nothing."""
 
+INTERNAL = 70
+"""A bug in workers itself: an exception it does not expect (EX_SOFTWARE from sysexits.h).
+Permanent: retrying runs the same code again."""
+
 TRANSIENT = 75
-"""Database or storage unreachable, reset or timed out: retry (EX_TEMPFAIL from sysexits.h)."""
+"""A fault that clears by itself: unreachable, overloaded, throttled, full (EX_TEMPFAIL)."""
 
 ALL = {
     "OK": OK,
     "USAGE": USAGE,
     "PROCESSING": PROCESSING,
     "INCOMPLETE": INCOMPLETE,
+    "INTERNAL": INTERNAL,
     "TRANSIENT": TRANSIENT,
 }

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from workers import cli, layout, provenance, storage
+from workers import cli, failures, layout, provenance, storage
 from workers.config import Environment
-from workers.errors import IncompleteError, StaleError, UsageError
+from workers.errors import IncompleteError, UsageError
 from workers.jsonparts import parse_part
 from workers.log import Logger, rate
 
@@ -174,7 +174,7 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
         raise IncompleteError(_listing(problems, len(plan.shards)))
     stale = provenance_problems(plan, records)
     if stale:
-        raise StaleError("not the plan's data: " + "; ".join(stale))
+        raise failures.error("stale", "not the plan's data: " + "; ".join(stale))
     if plan.total is not None and total_in != plan.total:
         raise IncompleteError(
             f"shards read {total_in} rows in all, the producer committed {plan.total}"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers import cli, db, plugins, storage
+from workers import cli, db, failures, plugins, storage
 from workers.config import DEFAULT_TABLE, Environment, check_run_id, new_run_id
 from workers.errors import ProcessingError
 from workers.log import Logger, rate
@@ -115,7 +115,9 @@ def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
         except StopIteration:
             return
         except Exception as exc:
-            raise ProcessingError(f"generator {path} raised {type(exc).__name__}: {exc}") from None
+            raise failures.user_code_error(
+                f"generator {path}", f"raised {type(exc).__name__}: {exc}", exc
+            ) from None
         yield obj
 
 
@@ -131,8 +133,8 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
                 f"generator {cfg.generator} did not return an iterable: {exc}"
             ) from None
         except Exception as exc:
-            raise ProcessingError(
-                f"generator {cfg.generator} raised {type(exc).__name__}: {exc}"
+            raise failures.user_code_error(
+                f"generator {cfg.generator}", f"raised {type(exc).__name__}: {exc}", exc
             ) from None
         objects = _guarded(objects, cfg.generator)
     else:
@@ -141,6 +143,7 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
         objects = generate(cfg.rows, cfg.seed)
     pending = Generation.new(0, cfg.generator or "synthetic", {"rows": cfg.rows, "seed": cfg.seed})
     with db.connect(cfg.database_url, cfg.connect_timeout) as database:
+        database.check_columns(cfg.source, creating=True)
         return database.replace_run(
             cfg.source, cfg.run_id, db.json_rows(objects, "generator"), pending
         )

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from workers import cli, db, layout, plugins, provenance, storage
+from workers import cli, db, failures, layout, plugins, provenance, storage
 from workers.config import Environment, check_run_id
-from workers.errors import IncompleteError, ProcessingError, StaleError, UsageError
+from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
 from workers.provenance import Generation
 from workers.shards import Shard, parse_item
@@ -197,10 +197,11 @@ def check_generation(cfg: ShardConfig, expected: Expected, seen: Generation | No
     want = expected.generation
     if want is None or provenance.generation_id(want) == (seen.id if seen else None):
         return
-    raise StaleError(
+    raise failures.error(
+        "stale",
         f"shard {cfg.shard.index}: run {cfg.run_id!r} of table {cfg.source.table!r} now holds "
         f"{seen.describe() if seen else 'no recorded generation'}, the plan was made from "
-        f"{provenance.describe(want)}: produce ran again; re-run split and the shards"
+        f"{provenance.describe(want)}: produce ran again",
     )
 
 
@@ -213,7 +214,9 @@ def _processed(
         try:
             out = list(func(batch))
         except Exception as exc:
-            raise ProcessingError(f"processor {path} raised {type(exc).__name__}: {exc}") from None
+            raise failures.user_code_error(
+                f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc
+            ) from None
         try:
             block = b"".join([dumps(v, option=opt) for v in out])
         except TypeError as exc:
@@ -284,6 +287,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         database.snapshot(),
         storage.AtomicWriter(part) as writer,
     ):
+        database.check_columns(cfg.source)
         seen = database.read_generation(cfg.source, cfg.run_id) if cfg.source.run_column else None
         check_generation(cfg, expected, seen)
         rows_in, rows_out, first_row_s = _copy_rows(cfg, database, func, writer, t0)

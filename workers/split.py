@@ -181,6 +181,7 @@ def plan_shards(cfg: SplitConfig) -> Cut:
     if cfg.source.run_column and not run:
         raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
     with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
+        database.check_columns(cfg.source)
         # One snapshot: the generation, the counts and the cut points describe the same rows.
         generation = database.read_generation(cfg.source, run) if run else None
         stats = database.key_stats(cfg.source, run)

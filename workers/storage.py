@@ -14,6 +14,7 @@ import hashlib
 import os
 from typing import IO, Any
 
+from workers import failures
 from workers.errors import UsageError
 
 
@@ -38,7 +39,12 @@ def _fs(url: str) -> tuple[Any, str]:
 
     try:
         return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
+    except ImportError as exc:
+        err = failures.classify(exc)
+        if failures.cause_of(err) == "missing-dependency":
+            raise err from None
+        raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
+    except ValueError as exc:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
 
 
