@@ -21,6 +21,13 @@ from workers.shards import Shard
 
 PLAN_VERSION = 1
 
+MAX_PLAN_BYTES = 16 << 20
+"""Ceiling for plan.json: the shard list is capped at 200 KiB compact (shards.MAX_ITEMS_BYTES),
+which indented is under 1 MiB; 16 MiB leaves room for provenance and never for a runaway file."""
+
+MAX_RECORD_BYTES = 64 << 10
+"""Ceiling for one commit record: a few hundred bytes of numbers, hashes and names."""
+
 
 def plan_url(store: str) -> str:
     return storage.join(store, "plan.json")
@@ -62,7 +69,7 @@ def write_plan(store: str, plan: Plan) -> str:
 
 def read_plan(url: str) -> Plan:
     try:
-        raw = storage.read_bytes(url)
+        raw = storage.read_small(url, MAX_PLAN_BYTES, "plan")
     except FileNotFoundError:
         raise IncompleteError(f"no plan at {url}: did split run with --store?") from None
     try:

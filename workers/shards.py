@@ -21,6 +21,12 @@ MAX_KEY = (1 << 63) - 1
 MAX_ITEMS_BYTES = 200 * 1024
 """Ceiling for the withParam list: Argo parameters live in a workflow object capped at ~1 MiB."""
 
+MAX_ITEM_BYTES = 4096
+"""Ceiling for one shard item (inline or ``@file``): four integers need under 100 bytes."""
+
+MAX_COUNT_FILE_BYTES = 64
+"""Ceiling for a count file: 19 digits and some whitespace."""
+
 DEFAULT_MAX_SHARDS = 1000
 """Argo controllers struggle with thousands of nodes; a fan-out above this is almost always a sizing bug."""
 
@@ -41,7 +47,12 @@ class Shard:
 
 
 def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -> int | None:
-    value = obj.get(key)
+    if key not in obj:
+        # split writes every key: a missing one is a hand-made or truncated item. Reading it as
+        # null would silently open the range to the end of the table.
+        hint = " (null for an open end)" if key in ("lo", "hi") else ""
+        raise UsageError(f"shard item: {key!r} is required{hint}")
+    value = obj[key]
     if value is None:
         if nullable:
             return None
@@ -57,7 +68,7 @@ def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -
 
 def parse_item(text: str) -> Shard:
     """Validate one item of split's output; any defect is a one-line UsageError."""
-    if len(text) > 4096:
+    if len(text) > MAX_ITEM_BYTES:
         raise UsageError(f"shard item is {len(text)} characters; expected one small JSON object")
     try:
         obj = orjson.loads(text)
@@ -68,8 +79,6 @@ def parse_item(text: str) -> Shard:
     unknown = set(obj) - {"index", "lo", "hi", "rows"}
     if unknown:
         raise UsageError(f"shard item has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    if "index" not in obj:
-        raise UsageError("shard item: 'index' is required")
     index = _int_field(obj, "index", nullable=False, minimum=0)
     assert index is not None
     lo = _int_field(obj, "lo", nullable=True, minimum=-MAX_KEY)
