@@ -196,7 +196,17 @@ def test_canary_password_appears_nowhere(pg_db: str, run_step: RunStep, tmp_path
             for step, args in [
                 ("produce", ["--rows", "5", "--run-id", "r"]),
                 ("split", ["--from-db", "--run-id", "r", "--table", "missing_table"]),
-                ("shard", ["--shard", '{"index":0}', "--run-id", "r", "--store", str(tmp_path)]),
+                (
+                    "shard",
+                    [
+                        "--shard",
+                        '{"index":0,"lo":null,"hi":null,"rows":null}',
+                        "--run-id",
+                        "r",
+                        "--store",
+                        str(tmp_path),
+                    ],
+                ),
             ]:
                 proc = run_step(
                     step,

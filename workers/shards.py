@@ -47,12 +47,7 @@ class Shard:
 
 
 def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -> int | None:
-    if key not in obj:
-        # split writes every key: a missing one is a hand-made or truncated item. Reading it as
-        # null would silently open the range to the end of the table.
-        hint = " (null for an open end)" if key in ("lo", "hi") else ""
-        raise UsageError(f"shard item: {key!r} is required{hint}")
-    value = obj[key]
+    value = obj.get(key)
     if value is None:
         if nullable:
             return None
@@ -88,6 +83,14 @@ def parse_item(text: str) -> Shard:
         raise UsageError(f"shard item: lo {lo} is above hi {hi}")
     if index > 999_999:
         raise UsageError(f"shard item: index {index} is out of range")
+    # split writes every key: a missing one is a hand-made or truncated item, and reading it
+    # as null would silently open the range to the end of the table (or skip the row check).
+    missing = [repr(k) for k in ("lo", "hi", "rows") if k not in obj]
+    if missing:
+        raise UsageError(
+            f"shard item: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+            "(null for an open end or an unknown row count)"
+        )
     return Shard(index, lo, hi, rows)
 
 
