@@ -137,14 +137,28 @@ def check_destination(url: str, what: str) -> None:
     folder: the atomic rename would replace it). Elsewhere: a URL whose
     filesystem is not usable or lives only in this process.
     """
-    if is_local(url):
-        try:
-            st = os.stat(local_path(url))
-        except (FileNotFoundError, NotADirectoryError):
-            return  # a new file; a bad parent fails at the write, before anything is visible
-        _require_regular(st, url, what)
-    else:
+    if not is_local(url):
         _fs(url)
+        return
+    path = local_path(url)
+    try:
+        _require_regular(os.stat(path), url, what)
+        return
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # a new file: its folders must be folders or not exist yet
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        try:
+            st = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return
+            folder = parent
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{what} {url} cannot be written: {folder} is not a folder")
+        return
 
 
 def check_store(url: str) -> None:
@@ -238,14 +252,16 @@ def locks_prove_liveness(folder: str) -> bool:
     return False
 
 
-def remove_stale_temps(url: str, stale_after: float | None = None) -> int:
+def remove_stale_temps(
+    url: str, stale_after: float | None = None, *, trust_locks: bool | None = None
+) -> int:
     """Remove what dead writers left for ``url``, never what a live one is writing.
 
     Locally a temp file is removed when no process holds its lock and, unless the
     lock is known to be this host's (see :func:`locks_prove_liveness`), it is also
     untouched for longer than the lease (``WORKERS_STALE_AFTER``, default 1 h):
     a writer on another node of a network filesystem may hold a lock we cannot
-    see. On S3, an incomplete multipart upload of exactly this key (invisible,
+    see (``trust_locks`` overrides the detection). On S3, an incomplete multipart upload of exactly this key (invisible,
     but stored and billed) is aborted once its last part is older than the lease.
     """
     if stale_after is None:
@@ -264,7 +280,8 @@ def remove_stale_temps(url: str, stale_after: float | None = None) -> int:
         return 0
     if not temps:
         return 0
-    trust_locks = locks_prove_liveness(folder)
+    if trust_locks is None:
+        trust_locks = locks_prove_liveness(folder)
     now = time.time()
     return sum(
         _remove_if_stale(os.path.join(folder, e), stale_after, trust_locks, now) for e in temps
