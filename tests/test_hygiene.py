@@ -282,8 +282,6 @@ def test_merge_killed_between_output_and_summary_leaves_no_stale_summary(
     before the output changes; the next merge publishes both."""
     pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
     pipe.run_all(400, 100)
-    first = json.loads(pipe.read("summary.json"))
-    assert first["output_sha256"] == hashlib.sha256(pipe.read("merged.json")).hexdigest()
     env = {"WORKERS_DATABASE_URL": sqlite_url, **ENV}
     out = str(Path(pipe.store) / "merged.json")
     args = ["--store", pipe.store, "--format", "jsonl", "--output", out]
