@@ -3,7 +3,8 @@
     STORE/plan.json                  written by split: run id, expected total, every shard
     STORE/parts/part-00007.jsonl     shard 7's data (JSON Lines), committed atomically
     STORE/commits/part-00007.json    shard 7's commit record, written after its data
-    STORE/merged.json                merge's output (default), then STORE/summary.json
+    STORE/merged.json                merge's output (default), then STORE/summary.json,
+                                     which names its sha256: the output counts only with it
 
 The fan-in reads the plan and the commit records by name; it never lists a folder.
 """

@@ -4,7 +4,8 @@ With a plan (``--store``), merge reads ``plan.json`` and each shard's commit
 record by name, checks run, bounds, row counts, sizes and sha256, and writes
 nothing if anything is missing or wrong. Without one it is a drop-in for
 ``jq -s .`` over explicit paths or a ``--glob``. Either way memory is bounded by
-the largest part, and the output appears atomically or not at all.
+the largest part, and the output appears atomically or not at all. The summary,
+naming the output's sha256, is published last: the output counts only with it.
 """
 
 from __future__ import annotations
@@ -313,7 +314,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     target = (
         _StdoutSpool(checksum=cfg.summary is not None)
         if to_stdout
-        else storage.AtomicWriter(cfg.output or "", checksum=cfg.summary is not None)
+        else storage.AtomicWriter(str(cfg.output), checksum=cfg.summary is not None)
     )
     with target as writer:
         values = write_merged(parts, writer, cfg.format)
