@@ -202,6 +202,27 @@ def test_sweep_rule_lock_then_lease(tmp_path: Path) -> None:
     assert storage.locks_prove_liveness("/proc") is False  # not a filesystem known to be local
 
 
+@pytest.mark.parametrize(
+    ("fstype", "options", "shared"),
+    [
+        ("ext4", "rw,relatime", True),
+        ("overlay", "rw,lowerdir=/a,upperdir=/b", True),
+        ("tmpfs", "rw,size=64k", True),
+        ("ceph", "rw,name=admin", True),
+        ("nfs4", "rw,vers=4.1,rsize=1048576,hard,proto=tcp,local_lock=none,addr=10.0.0.2", True),
+        ("nfs4", "rw,vers=4.2,local_lock=flock,addr=10.0.0.2", False),
+        ("nfs", "rw,vers=3,nolock,addr=10.0.0.2", False),
+        ("nfs", "rw,vers=3,local_lock=none,addr=10.0.0.2", False),
+        ("cifs", "rw,vers=3.1.1", False),
+        ("fuse.s3fs", "rw,user_id=0", False),
+        ("9p", "rw,trans=virtio", False),
+    ],
+)
+def test_which_filesystems_locks_are_trusted_on(fstype: str, options: str, shared: bool) -> None:
+    """Where an unlocked temp file may be removed at once, and where only past the lease."""
+    assert storage.lock_scope_is_shared(fstype, options) is shared
+
+
 def test_bad_lease_is_refused(run_step: RunStep, tmp_path: Path) -> None:
     proc = run_step("split", "--count", "10", env={"WORKERS_STALE_AFTER": "soon"}, cwd=tmp_path)
     assert proc.returncode == 2 and "WORKERS_STALE_AFTER" in error_of(proc)["message"]

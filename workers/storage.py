@@ -202,8 +202,7 @@ def remove(url: str) -> bool:
 
 
 # Filesystems whose locks are kept by the kernel of this host: there, a temp file nobody holds
-# a lock on belongs to a dead writer. On network filesystems (NFS, CephFS, SMB, FUSE...) a lock
-# may be local to one client (NFS ``local_lock``, soft mounts), so only the lease can tell.
+# a lock on belongs to a dead writer.
 _LOCAL_FILESYSTEMS = frozenset(
     {
         "ext2",
@@ -225,8 +224,25 @@ _LOCAL_FILESYSTEMS = frozenset(
 )
 
 
-def _mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of this process's mounts, longest mount point first."""
+def lock_scope_is_shared(fstype: str, options: str) -> bool:
+    """Whether a lock on this filesystem is seen by every writer that may share the folder.
+
+    True for local filesystems (one kernel), CephFS (the MDS arbitrates flock between
+    clients) and NFS v4 without ``local_lock`` (the server keeps the locks, and frees a
+    dead client's when its lease expires). Anything else (NFS v3, whose locks depend on
+    lockd and ``nolock``, SMB, FUSE, unknown types) is not trusted: there only the
+    lease tells a dead writer from one on another node.
+    """
+    if fstype in _LOCAL_FILESYSTEMS or fstype == "ceph":
+        return True
+    if fstype in ("nfs", "nfs4"):
+        opts = dict(o.partition("=")[::2] for o in options.split(","))
+        return opts.get("vers", "").startswith("4") and opts.get("local_lock", "none") == "none"
+    return False
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(mount point, filesystem type, options) of this process's mounts, longest point first."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -235,20 +251,20 @@ def _mounts() -> list[tuple[str, str]]:
     out = []
     for line in lines:
         before, sep, after = line.partition(" - ")
-        fields = before.split()
-        if not sep or len(fields) < 5 or not after:
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 5 or not tail:
             continue
         point = fields[4].encode().decode("unicode_escape")  # octal escapes such as \040
-        out.append((point, after.split()[0]))
+        out.append((point, tail[0], tail[2] if len(tail) > 2 else ""))
     return sorted(out, key=lambda m: len(m[0]), reverse=True)
 
 
 def locks_prove_liveness(folder: str) -> bool:
-    """True when ``folder`` is on a filesystem whose flock() is kept by this host's kernel."""
+    """True when every writer that may share ``folder`` sees the flock() of every other one."""
     real = os.path.realpath(folder or ".")
-    for point, fstype in _mounts():
+    for point, fstype, options in _mounts():
         if real == point or real.startswith(point.rstrip("/") + "/"):
-            return fstype in _LOCAL_FILESYSTEMS
+            return lock_scope_is_shared(fstype, options)
     return False
 
 
