@@ -293,7 +293,7 @@ class Ctx:
         elif step == "shard":
             args = (
                 "--shard",
-                '{"index":0}',
+                '{"index":0,"lo":null,"hi":null,"rows":null}',
                 "--run-id",
                 "r",
                 "--store",
@@ -495,7 +495,15 @@ def sqlite_unknown_run_column(c: Ctx) -> Any:
 @case("db-unknown", "has no column 'dat' (--data-column)")
 def sqlite_unknown_data_column(c: Ctx) -> Any:
     return c.sqlite(
-        "shard", "--shard", '{"index":0}', "--run-id", "r", "--data-column", "dat", "--store", "s"
+        "shard",
+        "--shard",
+        '{"index":0,"lo":null,"hi":null,"rows":null}',
+        "--run-id",
+        "r",
+        "--data-column",
+        "dat",
+        "--store",
+        "s",
     )
 
 
@@ -543,7 +551,7 @@ def local_full_store(c: Ctx) -> Any:
         return c.shard_to(str(full / "run"), {})
 
 
-@case("store-invalid", "Is a directory")
+@case("store-invalid", "is a folder, not a regular file")
 def local_output_is_a_folder(c: Ctx) -> Any:
     (c.tmp / "folder").mkdir()
     return c.step("split", "--count", "5", "--output-file", str(c.tmp / "folder"))

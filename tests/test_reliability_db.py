@@ -112,7 +112,14 @@ def test_connect_to_a_port_that_never_answers_fails_within_the_connect_timeout(
     args = {
         "produce": ["--rows", "5", "--run-id", "r"],
         "split": ["--from-db", "--run-id", "r"],
-        "shard": ["--shard", '{"index":0}', "--run-id", "r", "--store", str(tmp_path / "s")],
+        "shard": [
+            "--shard",
+            '{"index":0,"lo":null,"hi":null,"rows":null}',
+            "--run-id",
+            "r",
+            "--store",
+            str(tmp_path / "s"),
+        ],
     }[step]
     with TcpProxy(("127.0.0.1", 9), mode="blackhole") as hole:
         t0 = time.monotonic()

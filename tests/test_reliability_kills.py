@@ -403,7 +403,7 @@ def test_killed_multipart_upload_is_aborted_by_the_retry(
     s3_store: Any, run_step: RunStep, sqlite_url: str, tmp_path: Path
 ) -> None:
     """s3fs uploads parts over 100 MiB in several pieces; a SIGKILL during that leaves an
-    incomplete multipart upload (invisible, but billed). The retry must abort it."""
+    incomplete multipart upload (invisible, but billed). A retry past the lease aborts it."""
     pipe = Pipeline(run_step, sqlite_url, s3_store.url, tmp_path, env={**s3_store.env, **ENV})
     pipe.produce(110)
     item = pipe.split(110)[0]
@@ -429,7 +429,17 @@ def test_killed_multipart_upload_is_aborted_by_the_retry(
     proc.wait()
     assert len(multipart_uploads(s3_store)) == 1  # the orphan
     assert not exists(pipe.store, "parts/part-00000.jsonl")
-    rerun = pipe.shard(item, "--processor", "plugins.userfuncs:megabyte", "--batch-size", "10")
+    # Nothing tells a dead upload from one a live pod is still sending but its age: the retry
+    # aborts it once it is older than the lease (shortened here from its default hour).
+    time.sleep(2.5)
+    rerun = pipe.shard(
+        item,
+        "--processor",
+        "plugins.userfuncs:megabyte",
+        "--batch-size",
+        "10",
+        env={"WORKERS_STALE_AFTER": "1"},
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert multipart_uploads(s3_store) == []
     assert pipe.merge("--format", "jsonl").returncode == 0

@@ -180,7 +180,10 @@ FAILING_URLS = [
 FAILING_STEPS = [
     ("produce", ["--rows", "5", "--run-id", "r"]),
     ("split", ["--from-db", "--run-id", "r", "--table", "missing_table"]),
-    ("shard", ["--shard", '{"index":0}', "--run-id", "r", "--store", "."]),
+    (
+        "shard",
+        ["--shard", '{"index":0,"lo":null,"hi":null,"rows":null}', "--run-id", "r", "--store", "."],
+    ),
 ]
 DEBUG_MODES = ("0", "1")
 

@@ -344,23 +344,49 @@ BAD_INPUTS = [
     ("shard", ["--shard", '{"index":0,"lo":9,"hi":1}', "--run-id", "r"], 2, "lo 9 is above hi 1"),
     ("shard", ["--shard", '{"index":"x"}', "--run-id", "r"], 2, "'index' must be an integer"),
     ("shard", ["--shard", "@/nonexistent/item.json", "--run-id", "r"], 2, "file not found"),
-    ("shard", ["--shard", '{"index":0}'], 2, "run id is required"),
-    ("shard", ["--shard", '{"index":0}', "--run-id", "../etc"], 2, "invalid run id"),
+    ("shard", ["--shard", '{"index":0,"lo":null,"hi":null,"rows":null}'], 2, "run id is required"),
     (
         "shard",
-        ["--shard", '{"index":0}', "--run-id", "r", "--table", 'x"; DROP TABLE y; --'],
+        ["--shard", '{"index":0,"lo":null,"hi":null,"rows":null}', "--run-id", "../etc"],
+        2,
+        "invalid run id",
+    ),
+    (
+        "shard",
+        [
+            "--shard",
+            '{"index":0,"lo":null,"hi":null,"rows":null}',
+            "--run-id",
+            "r",
+            "--table",
+            'x"; DROP TABLE y; --',
+        ],
         2,
         "invalid table name",
     ),
     (
         "shard",
-        ["--shard", '{"index":0}', "--run-id", "r", "--processor", "nope.nothere:f"],
+        [
+            "--shard",
+            '{"index":0,"lo":null,"hi":null,"rows":null}',
+            "--run-id",
+            "r",
+            "--processor",
+            "nope.nothere:f",
+        ],
         2,
         "cannot import 'nope.nothere'",
     ),
     (
         "shard",
-        ["--shard", '{"index":0}', "--run-id", "r", "--processor", "not a path"],
+        [
+            "--shard",
+            '{"index":0,"lo":null,"hi":null,"rows":null}',
+            "--run-id",
+            "r",
+            "--processor",
+            "not a path",
+        ],
         2,
         "is not an import path",
     ),
@@ -432,7 +458,17 @@ def test_unreachable_database_is_transient_and_keeps_the_password(
     }
     for step, args in [
         ("produce", ["--rows", "5", "--run-id", "r"]),
-        ("shard", ["--shard", '{"index":0}', "--run-id", "r", "--store", str(tmp_path)]),
+        (
+            "shard",
+            [
+                "--shard",
+                '{"index":0,"lo":null,"hi":null,"rows":null}',
+                "--run-id",
+                "r",
+                "--store",
+                str(tmp_path),
+            ],
+        ),
     ]:
         proc = run_step(step, *args, env=env, cwd=tmp_path)
         assert proc.returncode == 75, proc.stderr

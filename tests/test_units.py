@@ -73,7 +73,6 @@ def test_dense_range_opens_both_ends() -> None:
     [
         '{"index":0,"lo":1,"hi":10,"rows":10}',
         '{"index":3,"lo":null,"hi":null,"rows":null}',
-        '{"index":1}',
     ],
 )
 def test_parse_item_accepts(text: str) -> None:
@@ -87,6 +86,9 @@ def test_parse_item_accepts(text: str) -> None:
         ('{"index":0,"lo":1,"hi":10', "not valid JSON"),
         ("[1,2]", "must be a JSON object"),
         ('{"lo":1}', "'index' is required"),
+        ('{"index":1}', "'lo', 'hi', 'rows' are required"),
+        ('{"index":0,"lo":1,"rows":5}', "'hi' is required"),
+        ('{"index":0,"lo":1,"hi":5}', "'rows' is required"),
         ('{"index":"0"}', "'index' must be an integer"),
         ('{"index":true}', "'index' must be an integer"),
         ('{"index":0,"lo":1.5}', "'lo' must be an integer"),

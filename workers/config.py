@@ -23,6 +23,9 @@ DEFAULT_STORE = "workers-data"
 
 DEFAULT_TABLE = "workers_rows"
 
+DEFAULT_STALE_AFTER_S = 3600.0
+"""Lease of a temp file or multipart upload: untouched for longer, its writer is presumed dead."""
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -36,6 +39,7 @@ class Environment:
     connect_timeout: float = 10.0
     timeout: float | None = None
     attempt: int | None = None
+    stale_after: float = DEFAULT_STALE_AFTER_S
     debug: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -50,6 +54,7 @@ class Environment:
             connect_timeout=_positive_float(env, "WORKERS_CONNECT_TIMEOUT", 10.0) or 10.0,
             timeout=_positive_float(env, "WORKERS_TIMEOUT", None),
             attempt=_int_or_none(env, "WORKERS_ATTEMPT"),
+            stale_after=stale_after(env),
             debug=env.get("WORKERS_DEBUG", "") not in ("", "0", "false"),
             secrets=redaction.secret_values_of_url(url),
         )
@@ -57,6 +62,15 @@ class Environment:
     @property
     def effective_database_url(self) -> str:
         return self.database_url or DEFAULT_DATABASE_URL
+
+
+def stale_after(environ: Mapping[str, str] | None = None) -> float:
+    """``WORKERS_STALE_AFTER``: seconds after which another attempt's untouched temp file or
+    multipart upload counts as abandoned (read by storage when it sweeps, validated at start)."""
+    env = os.environ if environ is None else environ
+    return (
+        _positive_float(env, "WORKERS_STALE_AFTER", DEFAULT_STALE_AFTER_S) or DEFAULT_STALE_AFTER_S
+    )
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float | None) -> float | None:

@@ -71,7 +71,9 @@ CAUSES: dict[str, Cause] = {
         Cause(
             "bad-input",
             exitcodes.USAGE,
-            "invalid flags, shard item, count file, run id, names, part files",
+            "invalid flags (abbreviations included), shard item, count file, run id, names, part "
+            "files; an input over its size bound; a count that disagrees with produce's "
+            "generation; a `memory://` store",
         ),
         Cause(
             "db-auth",
@@ -124,7 +126,8 @@ CAUSES: dict[str, Cause] = {
         Cause(
             "store-invalid",
             exitcodes.USAGE,
-            "a request the store refuses: a folder where a file belongs (EISDIR), a name too "
+            "a request the store refuses: a folder, FIFO or device where a file belongs (EISDIR), "
+            "a name too "
             "long, an invalid bucket name, another HTTP 4xx",
             "fix the store URL or path",
         ),

@@ -29,21 +29,56 @@ except ImportError:  # optional: orjson validates too, only slower
 _local = threading.local()
 
 
+def _parser() -> Any:
+    parser: Any = getattr(_local, "parser", None)
+    if parser is None:
+        # One parser per thread: it keeps its buffers between parts, and is not thread-safe.
+        parser = _local.parser = _simdjson.Parser()
+    return parser
+
+
 def _count_array(framed: bytes) -> int | None:
     """Length of the JSON array ``framed`` if it is valid JSON, else None."""
     if _simdjson is not None:
-        parser: Any = getattr(_local, "parser", None)
-        if parser is None:
-            # One parser per thread: it keeps its buffers between parts, and is not thread-safe.
-            parser = _local.parser = _simdjson.Parser()
         try:
-            return len(parser.parse(framed))
+            return len(_parser().parse(framed))
         except Exception:  # its refusals include big integers, which orjson takes: ask orjson
             pass
     try:
         return len(orjson.loads(framed))
     except orjson.JSONDecodeError:
         return None
+
+
+def _valid(document: bytes) -> bool:
+    if _simdjson is not None:
+        try:
+            _parser().parse(document)
+            return True
+        except Exception:  # big integers again: ask orjson
+            pass
+    try:
+        orjson.loads(document)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _one_value_per_line(lines: bytes) -> bool:
+    """Given that ``[`` + lines joined by commas + ``]`` is a valid array, is each line one value?
+
+    The array alone cannot tell: ``1,2`` / ``[3`` / ``4]`` is an array of three values
+    on three lines. This second frame, an object with one (repeated) key per line,
+    ``{"":L1\n,"":L2 ...}``, settles it. Its raw newlines make a string that would
+    run over a line end invalid. A line end inside a nested array would put
+    ``"":`` in that array; inside a nested object, the next line's start would be
+    a key in one frame and a value in the other. So both frames parse only when
+    every line end is at the top level, and then a line holding two values,
+    ``v1,v2`` or ``v1,"k":v2``, is invalid in one frame or the other.
+    """
+    sep = b'\n,"":'
+    body = lines.replace(b"\n", sep)  # ends with one separator too many: cut in the join
+    return _valid(b"".join((b'{"":', memoryview(body)[: -len(sep)], b"}")))
 
 
 def to_json_lines(data: bytes, name: str) -> tuple[bytes, int]:
@@ -74,9 +109,7 @@ def parse_part(data: bytes, name: str) -> tuple[bytes, int, memoryview | None]:
         framed = b"".join((b"[", memoryview(commas)[:-1], b"]"))
         del commas
         n = _count_array(framed)
-        # Equal counts prove every newline separated two top-level values: a comma
-        # that landed inside a string (a raw newline there) would merge two lines.
-        if n is not None and n == lines.count(b"\n"):
+        if n is not None and n == lines.count(b"\n") and _one_value_per_line(lines):
             return lines, n, memoryview(framed)[1:-1]
     lines, n = _scan(data, name)
     return lines, n, None

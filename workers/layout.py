@@ -4,7 +4,8 @@
                                      the generation and the processor identity it pins
     STORE/parts/part-00007.jsonl     shard 7's data (JSON Lines), committed atomically
     STORE/commits/part-00007.json    shard 7's commit record, written after its data
-    STORE/merged.json                merge's output (default), then STORE/summary.json
+    STORE/merged.json                merge's output (default), then STORE/summary.json,
+                                     which names its sha256: the output counts only with it
 
 The fan-in reads the plan and the commit records by name; it never lists a folder.
 """
@@ -22,6 +23,13 @@ from workers.shards import Shard
 
 PLAN_VERSION = 2
 """2 added ``generation`` and ``processor``; a plan without them cannot vouch for provenance."""
+
+MAX_PLAN_BYTES = 16 << 20
+"""Ceiling for plan.json: the shard list is capped at 200 KiB compact (shards.MAX_ITEMS_BYTES),
+which indented is under 1 MiB; 16 MiB leaves room for provenance and never for a runaway file."""
+
+MAX_RECORD_BYTES = 64 << 10
+"""Ceiling for one commit record: a few hundred bytes of numbers, hashes and names."""
 
 
 def plan_url(store: str) -> str:
@@ -81,7 +89,7 @@ def write_plan(store: str, plan: Plan) -> str:
 
 def read_plan(url: str) -> Plan:
     try:
-        raw = storage.read_bytes(url)
+        raw = storage.read_small(url, MAX_PLAN_BYTES, "plan")
     except FileNotFoundError:
         raise IncompleteError(f"no plan at {url}: did split run with --store?") from None
     return parse_plan(raw, url)
@@ -91,7 +99,7 @@ def read_plan_if_any(store: str) -> Plan | None:
     """The run's plan, or None where split wrote none (a shard run on its own)."""
     url = plan_url(store)
     try:
-        raw = storage.read_bytes(url)
+        raw = storage.read_small(url, MAX_PLAN_BYTES, "plan")
     except FileNotFoundError:
         return None
     return parse_plan(raw, url)

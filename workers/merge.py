@@ -5,12 +5,14 @@ record by name, checks run, bounds, provenance (every record's generation and
 processor identity equal the plan's), row counts, sizes and sha256, and writes
 nothing if anything is missing or wrong. Without one it is a drop-in for
 ``jq -s .`` over explicit paths or a ``--glob``. Either way memory is bounded by
-the largest part, and the output appears atomically or not at all.
+the largest part, and the output appears atomically or not at all. The summary,
+naming the output's sha256, is published last: the output counts only with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import shutil
 import statistics
@@ -101,6 +103,14 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
     summary = args.summary
     if args.store and not summary:
         summary = storage.join(args.store, "summary.json")
+    if args.store:
+        storage.check_store(args.store)
+    if output is not None and output != "-":
+        storage.check_destination(output, "--output")
+    if summary is not None:
+        storage.check_destination(summary, "--summary")
+        if summary == output:
+            raise UsageError("--summary and --output name the same file")
     return MergeConfig(args.store, tuple(args.paths), args.glob, output, args.format, summary)
 
 
@@ -131,11 +141,11 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
     for s in plan.shards:
         url = layout.commit_url(store, s.index)
         try:
-            rec = orjson.loads(storage.read_bytes(url))
+            rec = orjson.loads(storage.read_small(url, layout.MAX_RECORD_BYTES, "commit record"))
         except FileNotFoundError:
             problems.append(f"{s.name} missing (no commit record)")
             continue
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, UsageError):
             problems.append(f"{s.name} has a corrupt commit record")
             continue
         if not isinstance(rec, dict):
@@ -229,7 +239,7 @@ def _listing(problems: list[str], n_shards: int) -> str:
 
 def _read(part: Part) -> bytes:
     try:
-        return storage.read_bytes(part.url)
+        return storage.read_bytes(part.url, "part")
     except FileNotFoundError:
         raise IncompleteError(f"{part.label} data file is missing: {part.url}") from None
 
@@ -347,37 +357,65 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
             raise UsageError(f"--glob {cfg.glob!r} matches no file")
         parts = [Part(u) for u in urls]
     # stdout gets the document only once it is complete: spool to a temp file first.
+    # The summary vouches for the output by its sha256: hash it only when there is one.
+    to_stdout = cfg.output is None or cfg.output == "-"
     target = (
-        _StdoutSpool()
-        if cfg.output is None or cfg.output == "-"
-        # Nothing reads the output's own sha256: skip hashing every merged byte.
-        else storage.AtomicWriter(cfg.output, checksum=False)
+        _StdoutSpool(checksum=cfg.summary is not None)
+        if to_stdout
+        else storage.AtomicWriter(str(cfg.output), checksum=cfg.summary is not None)
     )
     with target as writer:
         values = write_merged(parts, writer, cfg.format)
-        writer.commit()
-    seconds = time.perf_counter() - t0
-    report: dict[str, Any]
-    if plan is not None:
-        report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds)
-    else:
-        report = {
-            "output": cfg.output or "-",
-            "format": cfg.format,
-            "totals": {"files": len(parts), "rows": values},
-        }
-    if cfg.summary:
-        storage.write_bytes(cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        seconds = time.perf_counter() - t0
+        report: dict[str, Any]
+        if plan is not None:
+            report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds)
+        else:
+            report = {
+                "output": cfg.output or "-",
+                "format": cfg.format,
+                "totals": {"files": len(parts), "rows": values},
+            }
+        if cfg.summary:
+            report["output_bytes"] = writer.bytes
+            report["output_sha256"] = writer.sha256
+            publish_with_summary(writer, cfg.summary, report, None if to_stdout else cfg.output)
+        else:
+            writer.commit()
     report["_values"] = values
     report["_bytes"] = writer.bytes
     return report
 
 
+def publish_with_summary(
+    writer: storage.AtomicWriter, summary_url: str, summary: dict[str, Any], output: str | None
+) -> None:
+    """Publish the finished output, then the summary that vouches for it (its sha256).
+
+    The summary is the fan-in's commit record: a reader trusts the output only when
+    the summary is there and names its sha256. So the previous summary is withdrawn
+    before the output changes, the new one is spooled before the output is published
+    (an unusable summary store fails first), and if publishing the summary fails the
+    output is withdrawn too: a failed merge leaves neither.
+    """
+    with storage.AtomicWriter(summary_url, checksum=False) as summary_writer:
+        summary_writer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+        storage.remove(summary_url)
+        writer.commit()
+        try:
+            summary_writer.commit()
+        except BaseException:
+            if output is not None:
+                with contextlib.suppress(Exception):  # best effort: the rule above still holds
+                    storage.remove(output)
+            raise
+
+
 class _StdoutSpool(storage.AtomicWriter):
     """An AtomicWriter whose commit copies the finished spool to stdout."""
 
-    def __init__(self) -> None:
-        super().__init__("spool://stdout", checksum=False)
+    def __init__(self, *, checksum: bool = False) -> None:
+        super().__init__("spool://stdout", checksum=checksum)
 
     def commit(self) -> None:
         self._file.flush()

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> PipelineConfig:
-    run_id = check_run_id(args.run_id or new_run_id())
+    # An explicit --run-id '' is a templating mistake, never a request for a new id.
+    run_id = check_run_id(args.run_id if args.run_id is not None else new_run_id())
     return PipelineConfig(
         rows=args.rows,
         rows_per_shard=args.rows_per_shard,

@@ -80,11 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace, env: Environment) -> ProduceConfig:
     if args.generator:
         plugins.load(args.generator, "--generator")  # fail before any work, with the flag's name
+    # An explicit --run-id '' is a templating mistake, never a request for a new id.
+    run_id = args.run_id if args.run_id is not None else env.run_id or new_run_id()
+    if args.count_file:
+        # Checked now: the count is written after the rows are committed.
+        storage.check_destination(args.count_file, "--count-file")
     return ProduceConfig(
         database_url=env.effective_database_url,
         connect_timeout=env.connect_timeout,
         source=db.Source(args.table),
-        run_id=check_run_id(args.run_id or env.run_id or new_run_id()),
+        run_id=check_run_id(run_id),
         rows=args.rows,
         seed=args.seed,
         generator=args.generator,

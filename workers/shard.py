@@ -28,7 +28,7 @@ from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
 from workers.provenance import Generation
-from workers.shards import Shard, parse_item
+from workers.shards import MAX_ITEM_BYTES, Shard, parse_item
 
 EPILOG = (
     """examples:
@@ -87,22 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_item(value: str) -> Shard:
     if value.startswith("@"):
-        return parse_item(storage.read_local_or_url_text(value[1:]))
+        return parse_item(storage.read_text_input(value[1:], MAX_ITEM_BYTES, "shard item file"))
     return parse_item(value)
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     shard = read_item(args.shard)
-    run_id = args.run_id or env.run_id
-    if not run_id:
+    # An explicit --run-id '' is a templating mistake, never a request for the default.
+    run_id = args.run_id if args.run_id is not None else env.run_id
+    if run_id is None:
         raise UsageError("a run id is required: pass --run-id or set WORKERS_RUN_ID")
     check_run_id(run_id)
+    store = args.store or env.store or storage.join("workers-data", run_id)
+    storage.check_store(store)
     if args.processor:
         plugins.load(args.processor, "--processor")  # fail before any work, with the flag's name
     return ShardConfig(
         shard=shard,
         run_id=run_id,
-        store=args.store or env.store or storage.join("workers-data", run_id),
+        store=store,
         database_url=env.effective_database_url,
         connect_timeout=env.connect_timeout,
         source=db.Source(
@@ -159,8 +162,9 @@ def committed_record(
     """The existing commit record if it is for this run, shard, generation and processor and
     its data still verifies; anything else means the part must be made again."""
     try:
-        record = orjson.loads(storage.read_bytes(layout.commit_url(cfg.store, cfg.shard.index)))
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        url = layout.commit_url(cfg.store, cfg.shard.index)
+        record = orjson.loads(storage.read_small(url, layout.MAX_RECORD_BYTES, "commit record"))
+    except (FileNotFoundError, orjson.JSONDecodeError, UsageError):
         return None
     s = cfg.shard
     if not isinstance(record, dict) or (
@@ -175,7 +179,7 @@ def committed_record(
     if record.get("processor") != expected.identity:
         return None
     try:
-        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index))
+        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index), "part")
     except FileNotFoundError:
         return None
     if record.get("bytes") != len(data) or record.get("sha256") != hashlib.sha256(data).hexdigest():
@@ -278,8 +282,6 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
             return existing
     func = plugins.load(cfg.processor, "--processor") if cfg.processor else None
     part, commit = layout.part_url(cfg.store, s.index), layout.commit_url(cfg.store, s.index)
-    storage.remove_stale_temps(part)
-    storage.remove_stale_temps(commit)
     started = time.time()
     t0 = time.perf_counter()
     with (

@@ -21,6 +21,12 @@ MAX_KEY = (1 << 63) - 1
 MAX_ITEMS_BYTES = 200 * 1024
 """Ceiling for the withParam list: Argo parameters live in a workflow object capped at ~1 MiB."""
 
+MAX_ITEM_BYTES = 4096
+"""Ceiling for one shard item (inline or ``@file``): four integers need under 100 bytes."""
+
+MAX_COUNT_FILE_BYTES = 64
+"""Ceiling for a count file: 19 digits and some whitespace."""
+
 DEFAULT_MAX_SHARDS = 1000
 """Argo controllers struggle with thousands of nodes; a fan-out above this is almost always a sizing bug."""
 
@@ -57,7 +63,7 @@ def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -
 
 def parse_item(text: str) -> Shard:
     """Validate one item of split's output; any defect is a one-line UsageError."""
-    if len(text) > 4096:
+    if len(text) > MAX_ITEM_BYTES:
         raise UsageError(f"shard item is {len(text)} characters; expected one small JSON object")
     try:
         obj = orjson.loads(text)
@@ -68,8 +74,6 @@ def parse_item(text: str) -> Shard:
     unknown = set(obj) - {"index", "lo", "hi", "rows"}
     if unknown:
         raise UsageError(f"shard item has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    if "index" not in obj:
-        raise UsageError("shard item: 'index' is required")
     index = _int_field(obj, "index", nullable=False, minimum=0)
     assert index is not None
     lo = _int_field(obj, "lo", nullable=True, minimum=-MAX_KEY)
@@ -79,6 +83,14 @@ def parse_item(text: str) -> Shard:
         raise UsageError(f"shard item: lo {lo} is above hi {hi}")
     if index > 999_999:
         raise UsageError(f"shard item: index {index} is out of range")
+    # split writes every key: a missing one is a hand-made or truncated item, and reading it
+    # as null would silently open the range to the end of the table (or skip the row check).
+    missing = [repr(k) for k in ("lo", "hi", "rows") if k not in obj]
+    if missing:
+        raise UsageError(
+            f"shard item: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+            "(null for an open end or an unknown row count)"
+        )
     return Shard(index, lo, hi, rows)
 
 

@@ -79,10 +79,20 @@ class Cut:
     observed: dict[str, int | None] | None = None
 
 
+def _count(text: str) -> int:
+    """argparse type of --count: an integer >= 0 that a 64-bit key column can hold."""
+    value = cli.non_negative_int(text)
+    if value > shards.MAX_KEY:
+        raise argparse.ArgumentTypeError(
+            f"expected a count of at most {shards.MAX_KEY} (keys are 64-bit), got {text[:40]!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = cli.Parser(prog="python -m workers.split", description=__doc__, epilog=EPILOG)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--count", type=cli.non_negative_int, help="number of rows (keys 1..N)")
+    src.add_argument("--count", type=_count, help="number of rows (keys 1..N)")
     src.add_argument(
         "--count-file", metavar="PATH", help="file holding the row count (produce's --count-file)"
     )
@@ -114,11 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
-    run_id = args.run_id or env.run_id
-    if run_id:
+    # An explicit --run-id '' is a templating mistake, never a request for the default.
+    run_id = args.run_id if args.run_id is not None else env.run_id
+    if run_id is not None:
         check_run_id(run_id)
     if args.store and not run_id:
         raise UsageError("--store needs a run id: pass --run-id or set WORKERS_RUN_ID")
+    if args.store:
+        storage.check_store(args.store)
+    if args.output_file:
+        storage.check_destination(args.output_file, "--output-file")
     return SplitConfig(
         count=args.count,
         count_file=args.count_file,
@@ -172,7 +187,10 @@ def plan_shards(cfg: SplitConfig) -> Cut:
         else:
             assert cfg.count_file
             origin = f"count file {cfg.count_file}"
-            count = shards.parse_count(storage.read_local_or_url_text(cfg.count_file), origin)
+            text = storage.read_text_input(
+                cfg.count_file, shards.MAX_COUNT_FILE_BYTES, "count file"
+            )
+            count = shards.parse_count(text, origin)
         items = shards.by_count(count, cfg.rows_per_shard, cfg.max_shards)
         generation = recorded_generation(cfg)
         check_count(count, generation, cfg, origin)

@@ -5,13 +5,20 @@ folder, fsync, ``os.replace``, fsync of the folder. On object stores: the data i
 spooled to a local temp file and uploaded in one ``put_file``, and an object only
 becomes visible when its upload completes. s3fs/gcsfs are imported by fsspec only
 when a URL with their protocol is used.
+
+Every writer first sweeps what dead attempts left for its name (temp files,
+S3 multipart uploads), never what a live attempt is writing. Inputs are read
+only from regular files, small ones with a size bound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import stat
+import time
 from typing import IO, Any
 
 from workers import failures
@@ -38,7 +45,7 @@ def _fs(url: str) -> tuple[Any, str]:
     import fsspec  # deferred: local runs never pay for it
 
     try:
-        return fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url)
     except ImportError as exc:
         err = failures.classify(exc)
         if failures.cause_of(err) == "missing-dependency":
@@ -46,15 +53,126 @@ def _fs(url: str) -> tuple[Any, str]:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
     except ValueError as exc:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "memory" in protocols:
+        # Each pod would get its own empty store, and it vanishes when the step exits.
+        raise UsageError(
+            f"storage URL {url!r} is an in-process memory filesystem that dies with the step: "
+            "use a folder all pods share or a bucket"
+        )
+    return fs, path
 
 
-def read_bytes(url: str) -> bytes:
-    """The whole object; callers bound memory by reading one part at a time."""
+def read_bytes(url: str, what: str = "file") -> bytes:
+    """The whole object; callers bound memory by reading one part at a time.
+
+    A local name must be a regular file: a FIFO, device or folder is refused
+    (a UsageError) before it is opened, so a read never blocks or runs forever.
+    """
     if is_local(url):
-        with open(local_path(url), "rb") as f:
+        fd = _open_regular(local_path(url), what)
+        with os.fdopen(fd, "rb") as f:
             return f.read()
     fs, path = _fs(url)
     return bytes(fs.cat_file(path))
+
+
+def read_small(url: str, limit: int, what: str) -> bytes:
+    """A small input (count file, shard item, plan, commit record), refused over ``limit`` bytes.
+
+    Never reads more than ``limit + 1`` bytes, whatever the name holds. A missing
+    file raises FileNotFoundError (what that means is the caller's to say);
+    anything else wrong with it is a one-line UsageError naming ``what``.
+    """
+    if is_local(url):
+        fd = _open_regular(local_path(url), what)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+    else:
+        fs, path = _fs(url)
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise UsageError(f"{what} {url} is a folder, not a regular file")
+        size = info.get("size")
+        if isinstance(size, int) and size > limit:
+            raise UsageError(f"{what} {url} is {size} bytes, over the {limit}-byte limit")
+        data = bytes(fs.cat_file(path, start=0, end=limit + 1))
+    if len(data) > limit:
+        raise UsageError(f"{what} {url} is over the {limit}-byte limit")
+    return data
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def _require_regular(st: os.stat_result, name: str, what: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise failures.error(
+            "store-invalid", f"{what} {name} is a {_kind(st.st_mode)}, not a regular file"
+        )
+
+
+def _open_regular(path: str, what: str) -> int:
+    """A read-only descriptor of ``path``, which must be a regular file.
+
+    stat first: opening a FIFO for reading would block until a writer came. The
+    descriptor is checked again, in case the name was swapped after the stat
+    (O_NONBLOCK keeps even that open from blocking).
+    """
+    _require_regular(os.stat(path), path, what)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _require_regular(os.fstat(fd), path, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_destination(url: str, what: str) -> None:
+    """Refuse, before any work, a file destination no step may write.
+
+    Locally: an existing name that is not a regular file (a device, FIFO or
+    folder: the atomic rename would replace it). Elsewhere: a URL whose
+    filesystem is not usable or lives only in this process.
+    """
+    if not is_local(url):
+        _fs(url)
+        return
+    path = local_path(url)
+    try:
+        _require_regular(os.stat(path), url, what)
+        return
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # a new file: its folders must be folders or not exist yet
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        try:
+            st = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return
+            folder = parent
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{what} {url} cannot be written: {folder} is not a folder")
+        return
+
+
+def check_store(url: str) -> None:
+    """Refuse, before any work, a store URL whose filesystem is not usable or not shared."""
+    if not is_local(url):
+        _fs(url)
 
 
 def write_bytes(url: str, data: bytes) -> None:
@@ -75,48 +193,220 @@ def glob(pattern: str) -> list[str]:
     return sorted(f"{protocol}://{p}" for p in fs.glob(path))
 
 
-def remove_stale_temps(url: str) -> int:
-    """Remove what a killed writer left for ``url``: local temp files; on S3, the incomplete
-    multipart upload of a part over s3fs's 100 MiB threshold (invisible, but stored and billed)."""
-    if not is_local(url):
-        return _abort_multipart_uploads(url) if url.startswith(("s3://", "s3a://")) else 0
-    path = local_path(url)
-    folder, name = os.path.split(path)
-    prefix = f".{name}.tmp-"
-    removed = 0
+def remove(url: str) -> bool:
+    """Delete ``url`` if it exists; True when something was deleted."""
+    if is_local(url):
+        try:
+            os.unlink(local_path(url))
+        except FileNotFoundError:
+            return False
+        return True
+    fs, path = _fs(url)
     try:
-        entries = os.listdir(folder or ".")
+        fs.rm_file(path)
     except FileNotFoundError:
+        return False
+    return True
+
+
+# Filesystems whose locks are kept by the kernel of this host: there, a temp file nobody holds
+# a lock on belongs to a dead writer.
+_LOCAL_FILESYSTEMS = frozenset(
+    {
+        "ext2",
+        "ext3",
+        "ext4",
+        "xfs",
+        "btrfs",
+        "tmpfs",
+        "ramfs",
+        "overlay",
+        "zfs",
+        "f2fs",
+        "jfs",
+        "reiserfs",
+        "bcachefs",
+        "vfat",
+        "exfat",
+    }
+)
+
+
+def lock_scope_is_shared(fstype: str, options: str) -> bool:
+    """Whether a lock on this filesystem is seen by every writer that may share the folder.
+
+    True for local filesystems (one kernel), CephFS (the MDS arbitrates flock between
+    clients) and NFS v4 without ``local_lock`` (the server keeps the locks, and frees a
+    dead client's when its lease expires). Anything else (NFS v3, whose locks depend on
+    lockd and ``nolock``, SMB, FUSE, unknown types) is not trusted: there only the
+    lease tells a dead writer from one on another node.
+    """
+    if fstype in _LOCAL_FILESYSTEMS or fstype == "ceph":
+        return True
+    if fstype in ("nfs", "nfs4"):
+        opts = dict(o.partition("=")[::2] for o in options.split(","))
+        return opts.get("vers", "").startswith("4") and opts.get("local_lock", "none") == "none"
+    return False
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(mount point, filesystem type, options) of this process's mounts, longest point first."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []  # not Linux: no mount table, so no lock is trusted to prove a writer dead
+    out = []
+    for line in lines:
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        point = fields[4].encode().decode("unicode_escape")  # octal escapes such as \040
+        out.append((point, tail[0], tail[2] if len(tail) > 2 else ""))
+    return sorted(out, key=lambda m: len(m[0]), reverse=True)
+
+
+def locks_prove_liveness(folder: str) -> bool:
+    """True when every writer that may share ``folder`` sees the flock() of every other one."""
+    real = os.path.realpath(folder or ".")
+    for point, fstype, options in _mounts():
+        if real == point or real.startswith(point.rstrip("/") + "/"):
+            return lock_scope_is_shared(fstype, options)
+    return False
+
+
+def remove_stale_temps(
+    url: str, stale_after: float | None = None, *, trust_locks: bool | None = None
+) -> int:
+    """Remove what dead writers left for ``url``, never what a live one is writing.
+
+    Locally a temp file is removed when no process holds its lock and, unless the
+    lock is known to be this host's (see :func:`locks_prove_liveness`), it is also
+    untouched for longer than the lease (``WORKERS_STALE_AFTER``, default 1 h):
+    a writer on another node of a network filesystem may hold a lock we cannot
+    see (``trust_locks`` overrides the detection). On S3, an incomplete multipart upload of exactly this key (invisible,
+    but stored and billed) is aborted once its last part is older than the lease.
+    """
+    if stale_after is None:
+        from workers.config import stale_after as configured
+
+        stale_after = configured()
+    if not is_local(url):
+        if url.startswith(("s3://", "s3a://")):
+            return _abort_stale_multipart_uploads(url, stale_after)
         return 0
-    for entry in entries:
-        if entry.startswith(prefix):
-            try:
-                os.unlink(os.path.join(folder, entry))
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
+    folder, name = os.path.split(local_path(url))
+    prefix = f".{name}.tmp-"
+    try:
+        temps = [e for e in os.listdir(folder or ".") if e.startswith(prefix)]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    if not temps:
+        return 0
+    if trust_locks is None:
+        trust_locks = locks_prove_liveness(folder)
+    now = time.time()
+    return sum(
+        _remove_if_stale(os.path.join(folder, e), stale_after, trust_locks, now) for e in temps
+    )
 
 
-def _abort_multipart_uploads(url: str) -> int:
-    """Abort the incomplete S3 multipart uploads of exactly this key; best effort when the
-    credentials may not list or abort them (a bucket lifecycle rule covers that case)."""
+def _remove_if_stale(path: str, stale_after: float, trust_locks: bool, now: float) -> bool:
+    try:
+        # Read-write: a network filesystem may grant an exclusive lock only to a writer.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone already, or a symlink/something we may not touch: not a temp of ours
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            unlocked = True
+        except BlockingIOError:
+            return False  # a live writer holds it
+        except OSError:
+            unlocked = False  # this filesystem has no locks: only the lease can tell
+        if not (unlocked and trust_locks) and now - st.st_mtime <= stale_after:
+            return False
+        try:
+            current = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if (current.st_dev, current.st_ino) != (st.st_dev, st.st_ino):
+            return False  # the name now points elsewhere: leave it
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def _abort_stale_multipart_uploads(url: str, stale_after: float) -> int:
+    """Abort the incomplete S3 multipart uploads of exactly this key whose newest part (or, with
+    none, whose start) is older than the lease; best effort when the credentials may not list or
+    abort them (a bucket lifecycle rule covers that case)."""
     fs, path = _fs(url)
     bucket, _, key = path.partition("/")
     removed = 0
     try:
         res = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        now = _server_time(res)
         for upload in res.get("Uploads", []):
-            if upload.get("Key") == key:
-                fs.call_s3(
-                    "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
-                )
-                removed += 1
+            if upload.get("Key") != key:
+                continue
+            touched = _timestamp(upload.get("Initiated"))
+            if now - touched <= stale_after:
+                continue
+            touched = max(touched, _newest_part(fs, bucket, key, upload["UploadId"]))
+            if now - touched <= stale_after:
+                continue  # started long ago, still adding parts: alive
+            fs.call_s3(
+                "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+            )
+            removed += 1
     except (ConnectionError, TimeoutError):
         raise
     except (OSError, NotImplementedError):
         pass  # not allowed or not supported by this S3-compatible server
     return removed
+
+
+def _server_time(response: dict[str, Any]) -> float:
+    """The S3 server's clock from a response's Date header: ages are then measured on the
+    same clock that stamped the upload, whatever this pod's clock says."""
+    from email.utils import parsedate_to_datetime
+
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if date:
+        with contextlib.suppress(TypeError, ValueError):
+            return parsedate_to_datetime(date).timestamp()
+    return time.time()
+
+
+def _timestamp(value: Any) -> float:
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return time.time()  # unknown: treat it as fresh, never as abandoned
+
+
+def _newest_part(fs: Any, bucket: str, key: str, upload_id: str) -> float:
+    newest = 0.0
+    marker = 0
+    while True:
+        res = fs.call_s3(
+            "list_parts", Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+        )
+        for part in res.get("Parts", []):
+            newest = max(newest, _timestamp(part.get("LastModified")))
+        if not res.get("IsTruncated"):
+            return newest
+        marker = int(res.get("NextPartNumberMarker") or 0)
+        if not marker:
+            return newest
 
 
 class AtomicWriter:
@@ -125,6 +415,11 @@ class AtomicWriter:
     Tracks size and sha256 of what was written so a commit record can vouch for it
     (``checksum=False`` skips the hashing for writers nobody asks the digest of).
     Leaving the ``with`` block without committing discards everything.
+
+    Locally the hidden temp file is flock()ed until it is renamed into place, so
+    another attempt's sweep (:func:`remove_stale_temps`, run here before each
+    write) can tell it from a dead attempt's. A name that is not a regular file is
+    never replaced.
     """
 
     def __init__(self, url: str, *, checksum: bool = True) -> None:
@@ -136,13 +431,22 @@ class AtomicWriter:
         self._file: IO[bytes]
         if self._local:
             self._path = local_path(url)
+            check_destination(url, "output")
+            remove_stale_temps(url)
             folder, name = os.path.split(self._path)
             os.makedirs(folder or ".", exist_ok=True)
             self._tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
-            self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            # Held until the rename: proof of life for other attempts on this host (and on a
+            # network filesystem that shares locks); where locks fail, the lease alone protects.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._file = os.fdopen(fd, "wb")
         else:
             import tempfile  # deferred: only remote URLs spool
 
+            if not url.startswith("spool://"):
+                remove_stale_temps(url)
             self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
             self._tmp = self._file.name
 
@@ -161,11 +465,16 @@ class AtomicWriter:
     def commit(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
         if self._local:
+            check_destination(self.url, "output")  # it may have become a device meanwhile
             os.replace(self._tmp, self._path)
+            self._committed = True  # from here on, abort must not unlink the (renamed) temp
+            # Close (and unlock) only once the data is under its final name: a sweep that
+            # took the lock in between would find the temp gone, never a live one.
+            self._file.close()
             _fsync_dir(os.path.dirname(self._path) or ".")
         else:
+            self._file.close()
             fs, path = _fs(self.url)
             parent = path.rsplit("/", 1)[0]
             if parent and parent != path:
@@ -178,12 +487,14 @@ class AtomicWriter:
 
     def abort(self) -> None:
         if self._committed:
+            self._file.close()
             return
         try:
-            self._file.close()
-        finally:
+            # Unlink while still holding the lock, then close.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)
+        finally:
+            self._file.close()
 
     def __enter__(self) -> AtomicWriter:
         return self
@@ -200,13 +511,11 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def read_local_or_url_text(ref: str) -> str:
-    """Read a small text input (count file, shard item) from a path or URL."""
+def read_text_input(ref: str, limit: int, what: str) -> str:
+    """A small text input (count file, shard item) from a path or URL, bounded by ``limit`` bytes."""
     try:
-        return read_bytes(ref).decode("utf-8")
+        return read_small(ref, limit, what).decode("utf-8")
     except FileNotFoundError:
-        raise UsageError(f"file not found: {ref}") from None
-    except IsADirectoryError:
-        raise UsageError(f"is a folder, not a file: {ref}") from None
+        raise UsageError(f"{what} not found: {ref}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"not UTF-8 text: {ref}") from None
+        raise UsageError(f"{what} {ref} is not UTF-8 text") from None

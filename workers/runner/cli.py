@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an Argo Workflow, WorkflowTemplate or CronWorkflow with local processes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a misspelt flag is an error, never a guess at another one
     )
     p.add_argument("target", metavar="FILE|TEMPLATE_NAME")
     p.add_argument(
