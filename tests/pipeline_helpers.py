@@ -82,6 +82,21 @@ class Pipeline:
         assert json.loads(proc.stdout) == items
         return items  # type: ignore[no-any-return]
 
+    def split_from_db(self, rows_per_shard: int, *args: str) -> list[dict[str, Any]]:
+        """split --from-db of this run into the store; returns the shard list."""
+        proc = self.ok(
+            "split",
+            "--from-db",
+            "--run-id",
+            self.run_id,
+            "--store",
+            self.store,
+            "--rows-per-shard",
+            str(rows_per_shard),
+            *args,
+        )
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
     def shard(
         self, item: dict[str, Any], *args: str, **kw: Any
     ) -> subprocess.CompletedProcess[str]:

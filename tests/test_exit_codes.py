@@ -649,22 +649,7 @@ def _fake_psycopg(c: Ctx, body: str) -> dict[str, str]:
     return {"PYTHONPATH": f"{fake.parent}{os.pathsep}{STEP_PYTHONPATH}"}
 
 
-@case("missing-dependency", "pip install 'workers[postgres]'")
-def psycopg_that_does_not_import(c: Ctx) -> Any:
-    env = _fake_psycopg(c, "raise ImportError('no pq wrapper available')\n")
-    return c.step(
-        "split",
-        "--from-db",
-        "--run-id",
-        "r",
-        env={**env, "WORKERS_DATABASE_URL": "postgresql://app@127.0.0.1:1/appdb"},
-    )
-
-
-@case("internal", "unexpected RuntimeError: a bug")
-def unexpected_exception(c: Ctx) -> Any:
-    # A driver raising something nobody expects stands in for a bug in our own code.
-    body = "class Error(Exception): pass\ndef connect(*a, **k): raise RuntimeError('a bug')\n"
+def _split_with_fake_psycopg(c: Ctx, body: str) -> Any:
     env = _fake_psycopg(c, body)
     return c.step(
         "split",
@@ -673,6 +658,18 @@ def unexpected_exception(c: Ctx) -> Any:
         "r",
         env={**env, "WORKERS_DATABASE_URL": "postgresql://app@127.0.0.1:1/appdb"},
     )
+
+
+@case("missing-dependency", "pip install 'workers[postgres]'")
+def psycopg_that_does_not_import(c: Ctx) -> Any:
+    return _split_with_fake_psycopg(c, "raise ImportError('no pq wrapper available')\n")
+
+
+@case("internal", "unexpected RuntimeError: a bug")
+def unexpected_exception(c: Ctx) -> Any:
+    # A driver raising something nobody expects stands in for a bug in our own code.
+    body = "class Error(Exception): pass\ndef connect(*a, **k): raise RuntimeError('a bug')\n"
+    return _split_with_fake_psycopg(c, body)
 
 
 @case("bad-input", "expected at most 9223372036854775807")

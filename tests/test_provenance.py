@@ -271,17 +271,7 @@ def test_plan_records_generation_and_from_db_what_split_saw(pipe: Pipeline) -> N
     assert plan["generation"]["rows"] == 50
     assert plan["generation"]["generator"] == "synthetic"
     assert plan["generation"]["args"] == {"rows": 50, "seed": 0}
-    proc = pipe.ok(
-        "split",
-        "--from-db",
-        "--run-id",
-        pipe.run_id,
-        "--store",
-        pipe.store,
-        "--rows-per-shard",
-        "20",
-    )
-    items = json.loads(proc.stdout)
+    items = pipe.split_from_db(20)
     plan = json.loads(pipe.read("plan.json"))
     assert plan["observed"] == {"rows": 50, "min_key": 1, "max_key": 50}
     assert plan["generation"]["rows"] == 50
@@ -296,23 +286,12 @@ def test_from_db_without_a_generation_checks_row_counts(pipe: Pipeline, tmp_path
     # Copy the rows into a table of the user's own, without generations.
     _sql(pipe.db_url, "CREATE TABLE mine AS SELECT key, data FROM workers_rows")
     plain = ["--table", "mine", "--run-column", ""]
-    proc = pipe.ok(
-        "split",
-        "--from-db",
-        *plain,
-        "--run-id",
-        "t1",
-        "--store",
-        pipe.store,
-        "--rows-per-shard",
-        "20",
-    )
-    items = json.loads(proc.stdout)
+    pipe.run_id = "t1"
+    items = pipe.split_from_db(20, *plain)
     plan = json.loads(pipe.read("plan.json"))
     assert plan["generation"] is None
     assert plan["observed"] == {"rows": 40, "min_key": 1, "max_key": 40}
     _sql(pipe.db_url, "INSERT INTO mine (key, data) VALUES (41, '{\"late\": 1}')")
-    pipe.run_id = "t1"
     assert pipe.shard(items[0], *plain).returncode == 0
     late = pipe.shard(items[1], *plain)
     assert late.returncode == 4
