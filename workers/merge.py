@@ -277,7 +277,8 @@ def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) 
             )
         if part.sha256 is not None and digest != part.sha256:
             raise IncompleteError(f"{label} does not match the sha256 of its commit record")
-        lines, n, joined = parse_part(data, part.url)
+        # A part that matches its record's sha256 is what shard wrote, one value per line.
+        lines, n, joined = parse_part(data, part.url, lines_are_values=part.sha256 is not None)
         del data  # the prefetch already holds the next part: keep at most two alive
         if part.rows is not None and n != part.rows:
             raise IncompleteError(
