@@ -19,6 +19,7 @@ from workers import exitcodes, failures
 from workers.config import Environment, redact
 from workers.errors import UsageError, WorkersError
 from workers.log import Logger
+from workers.shards import MAX_KEY
 
 C = TypeVar("C")
 
@@ -42,7 +43,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-INT_MAX = 2**63 - 1
+INT_MAX = MAX_KEY
 """The largest integer a flag takes: a BIGINT key, and what orjson and JSON readers hold."""
 
 

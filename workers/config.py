@@ -39,7 +39,6 @@ class Environment:
     connect_timeout: float = 10.0
     timeout: float | None = None
     attempt: int | None = None
-    stale_after: float = DEFAULT_STALE_AFTER_S
     debug: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -47,6 +46,7 @@ class Environment:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Environment:
         env = os.environ if environ is None else environ
         url = env.get("WORKERS_DATABASE_URL") or env.get("DATABASE_URL") or None
+        stale_after(env)  # validated at start; storage reads it where it sweeps
         return cls(
             database_url=url,
             run_id=env.get("WORKERS_RUN_ID") or env.get("ARGO_WORKFLOW_NAME") or None,
@@ -54,7 +54,6 @@ class Environment:
             connect_timeout=_positive_float(env, "WORKERS_CONNECT_TIMEOUT", 10.0) or 10.0,
             timeout=_positive_float(env, "WORKERS_TIMEOUT", None),
             attempt=_int_or_none(env, "WORKERS_ATTEMPT"),
-            stale_after=stale_after(env),
             debug=env.get("WORKERS_DEBUG", "") not in ("", "0", "false"),
             secrets=redaction.secret_values_of_url(url),
         )

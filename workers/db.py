@@ -576,9 +576,6 @@ class SqlAlchemyDatabase(Database):
     def close(self) -> None:
         self.engine.dispose()
 
-    def _wrap(self, exc: Exception) -> Exception:
-        return failures.classify(exc)
-
     def _require_table(self, conn: Any, source: Source) -> None:
         schema, _, name = source.table.rpartition(".")
         if not self._sa.inspect(conn).has_table(name, schema=schema or None):
@@ -594,7 +591,7 @@ class SqlAlchemyDatabase(Database):
                     return None
                 return [str(c["name"]) for c in inspector.get_columns(name, schema=schema or None)]
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -623,7 +620,7 @@ class SqlAlchemyDatabase(Database):
                     self._conn = None
                     conn.rollback()
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
 
     def read_generation(self, source: Source, run_id: str) -> Generation | None:
         sa = self._sa
@@ -640,7 +637,7 @@ class SqlAlchemyDatabase(Database):
                     {"t": source.table, "r": run_id},
                 ).first()
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
         return _generation_of(row)
 
     def replace_run(
@@ -690,7 +687,7 @@ class SqlAlchemyDatabase(Database):
                     _generation_values(source, run_id, generation),
                 )
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
         return generation
 
     def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
@@ -707,7 +704,7 @@ class SqlAlchemyDatabase(Database):
                     params,
                 ).one()
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
         return KeyStats(int(row[0]), row[1], row[2])
 
     def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
@@ -724,7 +721,7 @@ class SqlAlchemyDatabase(Database):
                 self._require_table(conn, source)
                 return [int(r[0]) for r in conn.execute(sa.text(sql), params)]
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
@@ -744,7 +741,7 @@ class SqlAlchemyDatabase(Database):
                     else:
                         yield [dict(zip(names, r, strict=True)) for r in part]
         except sa.exc.SQLAlchemyError as exc:
-            raise self._wrap(exc) from None
+            raise failures.classify(exc) from None
 
 
 def json_rows(objects: Iterable[Any], what: str = "generator") -> Iterator[bytes]:

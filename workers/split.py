@@ -79,20 +79,10 @@ class Cut:
     observed: dict[str, int | None] | None = None
 
 
-def _count(text: str) -> int:
-    """argparse type of --count: an integer >= 0 that a 64-bit key column can hold."""
-    value = cli.non_negative_int(text)
-    if value > shards.MAX_KEY:
-        raise argparse.ArgumentTypeError(
-            f"expected a count of at most {shards.MAX_KEY} (keys are 64-bit), got {text[:40]!r}"
-        )
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = cli.Parser(prog="python -m workers.split", description=__doc__, epilog=EPILOG)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--count", type=_count, help="number of rows (keys 1..N)")
+    src.add_argument("--count", type=cli.non_negative_int, help="number of rows (keys 1..N)")
     src.add_argument(
         "--count-file", metavar="PATH", help="file holding the row count (produce's --count-file)"
     )

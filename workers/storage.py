@@ -146,7 +146,7 @@ def check_destination(url: str, what: str) -> None:
     filesystem is not usable or lives only in this process.
     """
     if not is_local(url):
-        _fs(url)
+        check_store(url)
         return
     path = local_path(url)
     try:
