@@ -302,15 +302,18 @@ class PostgresDatabase(Database):
     def columns(self, source: Source) -> list[str] | None:
         # pg_attribute, not information_schema: the latter hides the columns of tables the
         # role may not read, which would turn "permission denied" into "no such column".
+        # Existence first: to_regclass reads the latest committed catalog, a query's rows its
+        # own snapshot. Asked the other way round, a table another produce committed between
+        # the two looks like a table without columns.
+        if not self._table_exists(source):
+            return None
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
                 "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                 (quote(source.table),),
             )
-            names = [str(r[0]) for r in cur.fetchall()]
-            exists = names or self._table_exists(source)
-        return names if exists else None
+            return [str(r[0]) for r in cur.fetchall()]
 
     def _create_tables(self, source: Source) -> None:
         """Create the rows' and generations' tables if missing, one creator per table at a time:
