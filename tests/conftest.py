@@ -35,6 +35,7 @@ it fails: CI must never go green by skipping the interesting half of the suite.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -261,29 +262,8 @@ def gcs_store(gcs_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
 
 @pytest.fixture
 def run_step(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    home = tmp_path / "home"
-
-    def run(
-        step: str,
-        *args: str,
-        env: Mapping[str, str] | None = None,
-        input: str | None = None,
-        timeout: float = 120,
-        cwd: Path | str | None = None,
-        preexec_fn: Callable[[], object] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        return services.run_step(
-            step,
-            *args,
-            env=env,
-            input=input,
-            timeout=timeout,
-            cwd=cwd,
-            home=home,
-            preexec_fn=preexec_fn,
-        )
-
-    return run
+    # services.run_step with this test's private HOME; every other argument passes through.
+    return functools.partial(services.run_step, home=tmp_path / "home")
 
 
 @pytest.fixture(scope="session")
