@@ -87,6 +87,15 @@ def _generations_ddl(source: Source, text: str, real: str) -> str:
     )
 
 
+def _written_columns(source: Source) -> tuple[str, str, str]:
+    """The quoted run, key and data columns produce writes (run_id and data when unnamed)."""
+    return (
+        quote(source.run_column or "run_id"),
+        quote(source.key_column),
+        quote(source.data_column or "data"),
+    )
+
+
 _GEN_COLUMNS = "generation, row_count, generator, args, created"
 
 
@@ -322,11 +331,7 @@ class PostgresDatabase(Database):
         t, g = quote(source.table), quote(generations_table(source))
         if self._exists(t) and self._exists(g):
             return
-        run_c, key_c, data_c = (
-            quote(source.run_column or "run_id"),
-            quote(source.key_column),
-            quote(source.data_column or "data"),
-        )
+        run_c, key_c, data_c = _written_columns(source)
         with self.conn.transaction(), self.conn.cursor() as cur:
             for name in sorted({source.table, generations_table(source)}):
                 cur.execute(
@@ -343,11 +348,7 @@ class PostgresDatabase(Database):
         self, source: Source, run_id: str, rows: Iterable[bytes], generation: Generation
     ) -> Generation:
         t, g = quote(source.table), quote(generations_table(source))
-        run_c, key_c, data_c = (
-            quote(source.run_column or "run_id"),
-            quote(source.key_column),
-            quote(source.data_column or "data"),
-        )
+        run_c, key_c, data_c = _written_columns(source)
         self._create_tables(source)
         with self.conn.transaction(), self.conn.cursor() as cur:
             # One writer per (table, run): a second produce for the same run waits, then replaces.
@@ -648,11 +649,7 @@ class SqlAlchemyDatabase(Database):
     ) -> Generation:
         sa = self._sa
         t, g = quote(source.table), quote(generations_table(source))
-        run_c, key_c, data_c = (
-            quote(source.run_column or "run_id"),
-            quote(source.key_column),
-            quote(source.data_column or "data"),
-        )
+        run_c, key_c, data_c = _written_columns(source)
         insert = sa.text(f"INSERT INTO {t} ({run_c}, {key_c}, {data_c}) VALUES (:r, :k, :d)")
         n = 0
         try:
