@@ -335,3 +335,35 @@ def test_processor_identity_names_code_files_and_the_distribution_holding_them()
         "another version of processor 'm:f' (its code fingerprint differs)"
     ]
     assert identity_differences(a, {**a, "options": {"batch_size": 7}}) == ["batch_size 7, not 5"]
+
+
+def test_without_a_plan_a_commit_is_reused_only_for_the_tables_current_generation(
+    pipe: Pipeline,
+) -> None:
+    pipe.produce(30, "--seed", "1")
+    item = {"index": 0, "lo": 1, "hi": 30, "rows": 30}
+    assert pipe.shard(item).returncode == 0  # no split ran: no plan.json in the store
+    assert not pipe.exists("plan.json")
+    assert events(pipe.shard(item))[-2] == "already-committed"
+    pipe.produce(30, "--seed", "2")
+    again = pipe.shard(item)
+    assert again.returncode == 0, again.stderr
+    assert "already-committed" not in events(again)
+    _, rows, gen = _sql_generation(pipe)
+    assert record(pipe, 0)["generation"]["id"] == gen and rows == 30
+
+
+def _sql_generation(pipe: Pipeline) -> tuple[str, int, str]:
+    sql = "SELECT run_id, row_count, generation FROM workers_generations WHERE run_id = 'run-1'"
+    if pipe.db_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(pipe.db_url[len("sqlite:///") :]) as conn:
+            row = conn.execute(sql).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(pipe.db_url) as conn:
+            row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return str(row[0]), int(row[1]), str(row[2])

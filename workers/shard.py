@@ -157,7 +157,9 @@ def expectations(cfg: ShardConfig) -> Expected:
 
 
 def committed_record(
-    cfg: ShardConfig, expected: Expected, current: dict[str, Any] | None = None
+    cfg: ShardConfig,
+    expected: Expected,
+    current: Callable[[], dict[str, Any] | None] = lambda: None,
 ) -> dict[str, Any] | None:
     """The existing commit record if it is for this run, shard, generation and processor and
     its data still verifies; anything else means the part must be made again."""
@@ -173,10 +175,12 @@ def committed_record(
         record.get("hi"),
     ) != (cfg.run_id, s.lo, s.hi):
         return None
-    want = expected.generation if expected.generation is not None else current
-    if provenance.generation_id(record.get("generation")) != provenance.generation_id(want):
-        return None
     if record.get("processor") != expected.identity:
+        return None
+    # Without a plan's generation, the database's current one; asked only for a record
+    # that could otherwise be reused, since it costs a connection.
+    want = expected.generation if expected.generation is not None else current()
+    if provenance.generation_id(record.get("generation")) != provenance.generation_id(want):
         return None
     try:
         data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index), "part")
@@ -272,8 +276,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     s = cfg.shard
     expected = expectations(cfg)
     if not cfg.force:
-        current = _current_generation(cfg) if expected.generation is None else None
-        existing = committed_record(cfg, expected, current)
+        existing = committed_record(cfg, expected, lambda: _current_generation(cfg))
         if existing is not None:
             if log:
                 log.info(
