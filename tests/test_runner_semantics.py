@@ -15,6 +15,7 @@ import pytest
 
 from workers.runner import expr, sandbox
 from workers.runner.cli import main
+from workers.timeline import parameters
 
 EXAMPLES = Path(__file__).parent / "argo_examples"
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
@@ -32,7 +33,24 @@ def run(
 
 def nodes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Nodes by display name (loop items keep their ``(i:item)`` suffix)."""
-    return {n["displayName"]: n for n in record["nodes"]}
+    return {n["displayName"]: n for n in record["status"]["nodes"].values()}
+
+
+def root_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The workflow's own node: Argo gives it the workflow's name as its id."""
+    return dict(record["status"]["nodes"][record["metadata"]["name"]])
+
+
+def attempts(record: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Retry node's attempt pods in order, each with the runner's side record of its process."""
+    side = record["workersRunner"]["pods"]
+    pods = [record["status"]["nodes"][c] for c in node.get("children") or []]
+    pods = [p for p in pods if p["type"] == "Pod" and p["name"].startswith(node["name"] + "(")]
+    return [{**p, **side[p["id"]]} for p in sorted(pods, key=lambda p: side[p["id"]]["attempt"])]
+
+
+def outputs(node: dict[str, Any]) -> dict[str, Any]:
+    return parameters(node, "outputs")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -40,19 +58,19 @@ def test_loops_and_aggregation_shapes(tmp_path: Path, mode: str) -> None:
     code, rec = run(tmp_path, "loops-aggregate.yaml", sandbox_mode=mode)
     assert code == 0, rec
     by = nodes(rec)
-    assert by["per-item"]["outputs"]["parameters"]["tag"] == '["debian-12","alpine-3.20"]'
+    assert outputs(by["per-item"])["tag"] == '["debian-12","alpine-3.20"]'
     assert by["seq"]["outputs"]["result"] == "[4,9,16]"  # count 3 from 2: 2, 3, 4 squared
     assert json.loads(by["fmt"]["outputs"]["result"]) == ["node-05", "node-04", "node-03"]
     assert json.loads(by["words"]["outputs"]["result"]) == ["hello a", "hello b", "hello c"]
-    assert by['per-item(0:{"os":"debian","version":12})']["inputs"]["parameters"] == {
+    assert parameters(by['per-item(0:{"os":"debian","version":12})']) == {
         "os": "debian",
         "version": "12",
     }
     collect = by["collect"]["outputs"]["result"]
     assert 'tags=["debian-12","alpine-3.20"]' in collect
     assert "squares=[4,9,16]" in collect
-    root = rec["nodes"][0]
-    assert root["outputs"]["parameters"]["summary"] == collect
+    root = root_of(rec)
+    assert outputs(root)["summary"] == collect
 
 
 def test_empty_withparam_skips_the_step(tmp_path: Path) -> None:
@@ -61,34 +79,38 @@ def test_empty_withparam_skips_the_step(tmp_path: Path) -> None:
     by = nodes(rec)
     assert by["each"]["phase"] == "Skipped"
     assert by["after"]["outputs"]["result"] == "after Skipped"
-    assert rec["phase"] == "Succeeded"
+    assert rec["status"]["phase"] == "Succeeded"
 
 
 def test_retries_until_success_with_backoff(tmp_path: Path) -> None:
     t0 = time.monotonic()
     code, rec = run(tmp_path, "retry.yaml")
     assert code == 0
-    node = nodes(rec)["retry-" + rec["workflow"].removeprefix("retry-")]
-    attempts = node["attempts"]
-    assert [a["exitCode"] for a in attempts] == [75, 75, 0]
-    assert [a["backoff_s"] for a in attempts] == [0.0, 0.2, 0.4]
+    node = root_of(rec)
+    assert node["type"] == "Retry"  # as Argo shows a retried template: one Pod per attempt
+    tries = attempts(rec, node)
+    assert [a["displayName"] for a in tries] == [f"{node['displayName']}({i})" for i in range(3)]
+    assert [a["exitCode"] for a in tries] == [75, 75, 0]
+    assert [a["outputs"]["exitCode"] for a in tries] == ["75", "75", "0"]
+    assert [a["phase"] for a in tries] == ["Failed", "Failed", "Succeeded"]
+    assert [a["backoff_s"] for a in tries] == [0.0, 0.2, 0.4]
     assert time.monotonic() - t0 >= 0.6
     assert "attempt 2 of pod" in node["outputs"]["result"]
-    assert len({a["podName"] for a in attempts}) == 3
+    assert len({a["podName"] for a in tries}) == 3
 
 
 def test_retries_stop_at_the_limit(tmp_path: Path) -> None:
     code, rec = run(tmp_path, "retry.yaml", "-p", "succeed-at=99", "-p", "limit=2")
     assert code == 1
-    root = rec["nodes"][0]
+    root = root_of(rec)
     assert root["phase"] == "Failed"
-    assert len(root["attempts"]) == 3
+    assert len(attempts(rec, root)) == 3
 
 
 def test_retry_expression_refuses_a_permanent_exit_code(tmp_path: Path) -> None:
     code, rec = run(tmp_path, "retry.yaml", "-p", "code=3")
     assert code == 1
-    assert [a["exitCode"] for a in rec["nodes"][0]["attempts"]] == [3]
+    assert [a["exitCode"] for a in attempts(rec, root_of(rec))] == [3]
 
 
 def test_depends_results_and_handled_failure(tmp_path: Path) -> None:
@@ -102,7 +124,7 @@ def test_depends_results_and_handled_failure(tmp_path: Path) -> None:
     assert by["completed"]["phase"] == "Succeeded"
     assert by["legacy"]["phase"] == "Succeeded"
     # the failure is handled by a task that depends on fail.Failed: the DAG succeeds
-    assert code == 0, rec["nodes"][0]["message"]
+    assert code == 0, root_of(rec).get("message")
 
 
 def test_unhandled_failure_fails_the_dag(
@@ -112,7 +134,8 @@ def test_unhandled_failure_fails_the_dag(
     assert code == 1
     by = nodes(rec)
     assert by["a"]["phase"] == "Failed"
-    assert by["a"]["attempts"][0]["exitCode"] == 3
+    assert by["a"]["outputs"]["exitCode"] == "3"
+    assert rec["workersRunner"]["pods"][by["a"]["id"]]["exitCode"] == 3
     assert by["b"]["phase"] == "Omitted"
     out = capsys.readouterr().out
     assert "boom" in out  # the failed pod's stderr tail is shown
@@ -143,8 +166,8 @@ def test_each_pod_has_its_own_tmp_and_shares_volumes(tmp_path: Path, mode: str) 
     # four pods wrote /tmp/out at once: each read back its own value
     assert gathered["values"] == ["0", "1", "2", "3"]
     assert gathered["param"] == [0, 1, 2, 3]
-    assert by["write"]["outputs"]["parameters"]["fallback"] == '["none","none","none","none"]'
-    assert rec["sandbox"]["mode"] == mode
+    assert outputs(by["write"])["fallback"] == '["none","none","none","none"]'
+    assert rec["workersRunner"]["sandbox"]["mode"] == mode
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -153,7 +176,7 @@ def test_active_deadline_kills_the_process_group(tmp_path: Path, mode: str) -> N
     code, rec = run(tmp_path, "deadline.yaml", sandbox_mode=mode)
     assert code == 1
     assert time.monotonic() - t0 < 10
-    root = rec["nodes"][0]
+    root = root_of(rec)
     assert root["phase"] == "Failed"
     assert "deadline" in root["message"]
 
@@ -175,15 +198,16 @@ def test_secret_from_environment_is_redacted(
     monkeypatch.setenv("MY_API_TOKEN", "s3cr3t-value")
     code, rec = run(tmp_path, "secrets.yaml")
     assert code == 0
-    text = (tmp_path / "runs" / rec["workflow"] / "run.json").read_text()
+    text = (tmp_path / "runs" / rec["metadata"]["name"] / "run.json").read_text()
     assert "s3cr3t-value" not in text
     assert "token ***" in text
 
 
 def test_timeline_is_self_contained(tmp_path: Path) -> None:
     _, rec = run(tmp_path, "dag-depends.yaml")
-    html = (tmp_path / "runs" / rec["workflow"] / "timeline.html").read_text()
-    assert "<svg" in html and "on-failure" in html
+    html = (tmp_path / "runs" / rec["metadata"]["name"] / "timeline.html").read_text()
+    assert 'id="chart"' in html and "on-failure" in html
+    assert "<script" not in html and "src=" not in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
 
 

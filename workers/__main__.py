@@ -11,6 +11,8 @@ commands:
   pipeline   run produce -> split -> shards in parallel -> merge on this machine
   run        run an Argo Workflow/WorkflowTemplate from manifests/ with local processes
              (python -m workers run workers-pipeline; see python -m workers run --help)
+  timeline   render timeline.html from a Workflow's JSON: a local run.json or argo get -o json
+             (python -m workers timeline workers-runs/NAME/run.json; see --help)
 
 steps (what a pod runs):
   python -m workers.produce | workers.split | workers.shard | workers.merge   (each has --help)
@@ -30,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from workers.runner.cli import main as run_main
 
         return run_main(args[1:])
+    if args[0] == "timeline":
+        from workers.timeline import main as timeline_main
+
+        return timeline_main(args[1:])
     sys.stderr.write(f"python -m workers: unknown command {args[0]!r}\n{USAGE}")
     return 2
 

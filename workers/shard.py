@@ -1,8 +1,9 @@
 """Step 3, shard: pull one shard's key range, apply the processor, commit JSON Lines to storage.
 
 Data goes to ``STORE/parts/part-NNNNN.jsonl`` through an atomic writer, then a
-commit record (rows, bytes, sha256, attempt, duration, the generation the rows
-came from and the processor identity) goes to ``STORE/commits/part-NNNNN.json``.
+commit record (rows, bytes, sha256, attempt, when the work started and how long it
+and the part's commit took, the generation the rows came from and the processor
+identity) goes to ``STORE/commits/part-NNNNN.json``.
 A reader never sees a partial part; a retry or a duplicate attempt rewrites the
 same name and converges to one verified result.
 
@@ -301,7 +302,9 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                 f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
                 "did the table change after split?"
             )
+        committing = time.perf_counter()
         writer.commit()
+        commit_s = time.perf_counter() - committing
     seconds = time.perf_counter() - t0
     record = {
         "run_id": cfg.run_id,
@@ -316,6 +319,8 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         "started": round(started, 3),
         "duration_s": round(seconds, 4),
         "first_row_s": round(first_row_s, 4) if first_row_s is not None else None,
+        # the part's commit (rename or upload) at the end of duration_s: the timeline splits it off
+        "commit_s": round(commit_s, 4),
         "generation": seen.to_dict() if seen else None,
         "processor": expected.identity,
         "path": f"parts/{s.name}.jsonl",

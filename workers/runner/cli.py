@@ -11,6 +11,7 @@ from pathlib import Path
 from workers.config import redact
 from workers.runner import report, spec
 from workers.runner.engine import ERROR, Node, Options, Run
+from workers.runner.progress import Progress
 from workers.runner.spec import Notes, SpecError
 from workers.runner.wiring import Wiring, effective_spec, workflow_parameters
 
@@ -76,7 +77,7 @@ def _overrides(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = report.Progress()
+    progress = Progress()
     notes = Notes()
     try:
         manifests = args.manifests or spec.default_manifests()
@@ -123,11 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if root.phase == ERROR and not root.started:
         root.started = run.created
     files = sorted({doc.source, *(d.source for d in library.templates.values())})
-    record = report.run_record(run, root, finished, files)
+    record = report.workflow_record(run, root, finished, files)
     report.write_json(run_dir / "run.json", record, run.secret_values)
-    (run_dir / "timeline.html").write_text(
-        redact(report.timeline_html(run, root, finished), tuple(run.secret_values))
-    )
+    from workers import timeline
+
+    page = timeline.render_workflow(record)
+    (run_dir / "timeline.html").write_text(redact(page, tuple(run.secret_values)))
+    progress.close()
     print(report.summary_text(run, root))
     output, summary = report.merged_output(run)
     if output is not None:
@@ -138,7 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run log:       {run_dir / 'run.json'}")
     print(f"timeline:      {run_dir / 'timeline.html'}")
     print(f"duration:      {finished - run.created:.2f}s")
+    if root.phase != "Succeeded":
+        print(redact(f"run again:     {rerun_command(args)}", tuple(run.secret_values)))
+        print("               (this runner does not resume a run: the command starts a new one)")
     return 0 if root.phase == "Succeeded" else 1
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """The command line that runs the same workflow with the same parameters again."""
+    import shlex
+
+    argv = ["python", "-m", "workers", "run", str(args.target)]
+    for item in args.parameter:
+        argv += ["-p", item]
+    if args.manifests:
+        argv += ["--manifests", str(args.manifests)]
+    if args.runs != Path("workers-runs"):
+        argv += ["--runs", str(args.runs)]
+    if args.sandbox != "auto":
+        argv += ["--sandbox", args.sandbox]
+    if args.env_file:
+        argv += ["--env-file", str(args.env_file)]
+    return shlex.join(argv)
 
 
 def _reconcile(summary: Path) -> None:

@@ -76,6 +76,10 @@ class Attempt:
     stderr: str = ""
     mounts: list[tuple[str, str]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # ``started`` is when the process was spawned (after any workflow parallelism slot);
+    # ``created`` when the attempt began waiting for it, ``first_log`` the first stderr line.
+    created: float = 0.0
+    first_log: float | None = None
 
 
 @dataclass
@@ -98,6 +102,8 @@ class Node:
     loop_total: int = 0
     index: int = -1  # position in its loop, for ordering
     handled: bool = False  # a failure a continueOn or a depends clause takes care of
+    retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
+    after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
 
     @property
     def duration(self) -> float | None:
@@ -231,7 +237,7 @@ class Run:
     def new_node(
         self, name: str, display: str, type_: str, template: str, parent: Node | None
     ) -> Node:
-        node_id = f"{self.name}-{zlib.crc32(name.encode()):010d}"
+        node_id = node_id_of(self.name, name)
         node = Node(node_id, name, display, type_, template, parent.id if parent else None)
         with self.lock:
             self.nodes[node_id] = node
@@ -607,6 +613,7 @@ class Run:
                             r = self.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
                             r.phase, r.message = ERROR, "internal error"
                         results[tname] = r
+                        r.after = _dependency_ids(deps[tname], results)
                         _publish(scope, f"tasks.{tname}", r)
                         running.discard(tname)
                         cond.notify_all()
@@ -626,6 +633,7 @@ class Run:
                         continue
                     if deps[tname] and not expr.depends(deps[tname], operand):
                         skipped = self.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
+                        skipped.after = _dependency_ids(deps[tname], results)
                         results[tname] = self.finish(
                             skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
                         )
@@ -671,6 +679,7 @@ class Run:
         if policy == "OnTransientError":
             self.warn(f"{where}: retryPolicy OnTransientError retries Error nodes locally")
         backoff = rs.get("backoff") or {}
+        node.retry = bool(rs)
         first = time.time()
         attempt: Attempt | None = None
         for n in range(limit + 1):
@@ -709,7 +718,8 @@ class Run:
     ) -> Attempt:
         base = f"{node.name}({number})" if number else node.name
         pod_name = f"{self.name}-{tmpl.get('name')}-{zlib.crc32(base.encode())}"
-        attempt = Attempt(number, pod_name, time.time())
+        now = time.time()
+        attempt = Attempt(number, pod_name, now, created=now)
         with self.lock:
             node.attempts.append(attempt)
         ascope = {**scope, "retries": str(number), "pod.name": pod_name, "node.name": node.name}
@@ -780,6 +790,7 @@ class Run:
                             cwd=cwd,
                             start_new_session=True,
                         )
+                        self.progress("running", node)
                         code, timed_out = self._wait(proc, err, attempt, node, deadline)
                 except OSError as exc:
                     return self._end(attempt, ERROR, None, f"cannot start {argv[0]}: {exc}")
@@ -848,6 +859,8 @@ class Run:
     ) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
+            if attempt.first_log is None:
+                attempt.first_log = time.time()
             err_file.write(line)
             err_file.flush()
             if self.options.verbose:
@@ -1027,6 +1040,20 @@ class Run:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def node_id_of(workflow: str, name: str) -> str:
+    """Argo's node id: the workflow's name for the root, else NAME-FNV32a(node name)."""
+    if name == workflow:
+        return workflow
+    h = 0x811C9DC5
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{workflow}-{h}"
+
+
+def _dependency_ids(text: str, results: Mapping[str, Node]) -> list[str]:
+    return [results[d].id for d in (expr.depends_names(text) if text else []) if d in results]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -7,18 +7,17 @@ kept as-is under ``pods/``, like pod logs.
 
 from __future__ import annotations
 
-import html
+import itertools
 import json
 import re
-import sys
-import threading
-import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from workers.redaction import redact, redact_values
-from workers.runner.engine import Node, Run
+from workers.runner.engine import DONE, Attempt, Node, Run, node_id_of
 from workers.runner.sandbox import Mount, host_path
+from workers.timeline import percentile, short_name
 
 _MARK = {
     "Succeeded": "ok  ",
@@ -28,144 +27,248 @@ _MARK = {
     "Omitted": "omit",
 }
 
+RUNNER_FIELD = "workersRunner"
+"""The top-level side field of ``run.json`` holding what only the local runner knows."""
 
-def _fmt_rate(rows: float) -> str:
-    return f"{rows:,.0f} rows/s"
+LOOP_COLLAPSE = 5
+"""Loops with more items than this are one summary line plus their slowest and failed items."""
 
 
-class Progress:
-    """Prints one line per finished node, with loop counts and rows/s from step logs."""
+def rfc3339(t: float | None) -> str | None:
+    """Argo's timestamp format; milliseconds kept (Go's time.Parse reads them) for local runs."""
+    if t is None:
+        return None
+    stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return stamp[:-3] + "Z"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.lock = threading.Lock()  # never the run's lock: the run calls us while holding it
-        self.t0 = time.time()
-        self.loops: dict[str, list[int]] = {}
-        self.rows: dict[str, int] = {}
-        self.secrets: set[str] = set()
-        self.run: Run | None = None
 
-    def __call__(self, event: str, node: Node | None) -> None:
-        with self.lock:
-            self._event(event, node)
+def _parameters(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
 
-    def _write(self, text: str) -> None:
-        if self.run is not None:
-            text = redact(text, tuple(self.run.secret_values))
-        self.stream.write(f"[{time.time() - self.t0:7.2f}s] {text}\n")
-        self.stream.flush()
 
-    def _event(self, event: str, node: Node | None) -> None:
-        if node is None:
-            self._write(event)
-            return
-        if event == "loop-start":
-            self.loops[node.id] = [0, node.loop_total]
-            self._write(f"{'':4} {node.display}: {node.loop_total} items")
-            return
-        if event == "retry":
-            last = node.attempts[-1]
-            self._write(
-                f"{'RETRY':4} {node.display}: attempt {last.number + 1} {last.phase} "
-                f"(exit {last.exit_code}): {last.message}"
+def _outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if outputs.get("parameters"):
+        out["parameters"] = _parameters(outputs["parameters"])
+    for key in ("result", "exitCode"):
+        if outputs.get(key) is not None:
+            out[key] = outputs[key]
+    return out
+
+
+def _status_node(
+    node_id: str,
+    name: str,
+    display: str,
+    type_: str,
+    template: str,
+    phase: str,
+    boundary: str | None,
+    started: float | None,
+    finished: float | None,
+    message: str,
+    inputs: dict[str, str],
+    outputs: dict[str, Any],
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "id": node_id,
+        "name": name,
+        "displayName": display,
+        "type": type_,
+        "phase": phase,
+        "startedAt": rfc3339(started),
+        "finishedAt": rfc3339(finished),
+    }
+    if template:
+        rec["templateName"] = template
+    if boundary:
+        rec["boundaryID"] = boundary
+    if message:
+        rec["message"] = message
+    if inputs:
+        rec["inputs"] = {"parameters": _parameters(inputs)}
+    outs = _outputs(outputs)
+    if outs:
+        rec["outputs"] = outs
+    if type_ == "Pod":
+        rec["progress"] = "1/1" if phase == "Succeeded" else "0/1"
+    return rec
+
+
+def _children(run: Run) -> dict[str, list[str]]:
+    """Argo's ``children``: a Steps node holds its first group, each step of a group the next
+    group, a DAG its tasks without dependencies and each task the tasks that depend on it."""
+    kids: dict[str, list[str]] = {n.id: [] for n in run.nodes.values()}
+    for n in run.nodes.values():
+        if n.type == "Steps":
+            groups = n.children
+            if groups:
+                kids[n.id].append(groups[0])
+            for prev, nxt in itertools.pairwise(groups):
+                prev_node = run.nodes.get(prev)
+                for step in prev_node.children if prev_node else []:
+                    kids[step].append(nxt)
+        elif n.type == "DAG":
+            for c in n.children:
+                task = run.nodes.get(c)
+                if task is None:
+                    continue
+                if not task.after:
+                    kids[n.id].append(c)
+                for dep in task.after:
+                    kids.setdefault(dep, []).append(c)
+        else:
+            kids[n.id].extend(n.children)
+    return kids
+
+
+def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> dict[str, Any]:
+    """``run.json``: an Argo Workflow object (metadata, spec, status with Argo's NodeStatus map),
+    so one reader serves ``argo get -o json``, ``kubectl get wf -o json`` and local runs.
+
+    What only this runner knows (sandbox, folders, per-pod process details, ignored fields)
+    is under the side field :data:`RUNNER_FIELD`.
+    """
+    nodes: dict[str, dict[str, Any]] = {}
+    pods: dict[str, dict[str, Any]] = {}
+    boundary: dict[str, str | None] = {}
+    kids = _children(run)
+    pods_total = pods_done = 0
+    for n in run.nodes.values():
+        parent = run.nodes.get(n.parent) if n.parent else None
+        if parent is None:
+            boundary[n.id] = None
+        elif parent.type in ("Steps", "DAG"):
+            boundary[n.id] = parent.id
+        else:
+            boundary[n.id] = boundary.get(parent.id)
+        bid = boundary[n.id]
+        if n.type == "Pod" and (n.retry or len(n.attempts) > 1):
+            ids = []
+            for a in n.attempts:
+                aname = f"{n.name}({a.number})"
+                aid = node_id_of(run.name, aname)
+                ids.append(aid)
+                last = a is n.attempts[-1]
+                outs = n.outputs if last else {}
+                if not last and a.exit_code is not None:
+                    outs = {"exitCode": str(a.exit_code)}
+                nodes[aid] = _status_node(
+                    aid,
+                    aname,
+                    f"{n.display}({a.number})",
+                    "Pod",
+                    n.template,
+                    a.phase,
+                    bid,
+                    a.created or a.started,
+                    a.finished,
+                    a.message,
+                    n.inputs,
+                    outs,
+                )
+                pods[aid] = _pod_side(a)
+            rec = _status_node(
+                n.id,
+                n.name,
+                n.display,
+                "Retry",
+                n.template,
+                n.phase,
+                bid,
+                n.started,
+                n.finished,
+                n.message,
+                n.inputs,
+                n.outputs,
             )
-            return
-        if event != "finished" or node.type in ("StepGroup",):
-            return
-        if node.type == "TaskGroup" and node.phase != "Skipped":
-            counts = self.loops.get(node.id)
-            self._write(
-                f"{_MARK.get(node.phase, node.phase):4} {node.display}: {node.phase} "
-                f"({counts[0] if counts else 0}/{counts[1] if counts else 0} done)"
-                + (f" {node.message}" if node.message else "")
+            rec["children"] = ids + kids.get(n.id, [])
+            nodes[n.id] = rec
+        else:
+            rec = _status_node(
+                n.id,
+                n.name,
+                n.display,
+                n.type,
+                n.template,
+                n.phase,
+                bid,
+                n.started,
+                n.finished,
+                n.message,
+                n.inputs,
+                n.outputs,
             )
-            return
-        extra = ""
-        if node.type == "Pod" and node.attempts:
-            a = node.attempts[-1]
-            for ev in reversed(a.events):
-                if ev.get("rows") is not None and ev.get("rows_per_s") is not None:
-                    extra = f"  rows={ev['rows']:,} ({_fmt_rate(float(ev['rows_per_s']))})"
-                    self.rows[node.id] = int(ev["rows"])
-                    break
-            if len(node.attempts) > 1:
-                extra += f"  attempts={len(node.attempts)}"
-        loop = ""
-        if node.parent in self.loops:
-            counts = self.loops[node.parent]
-            counts[0] += 1
-            loop = f"  [{counts[0]}/{counts[1]}]"
-            if self.run is not None:
-                parent = self.run.nodes.get(node.parent)
-                if parent is not None and parent.started:
-                    rows = sum(self.rows.get(c, 0) for c in parent.children)
-                    if rows:
-                        loop += f" {rows:,} rows, {_fmt_rate(rows / max(time.time() - parent.started, 1e-6))}"
-        duration = f"{node.duration:.2f}s" if node.duration is not None else ""
-        message = f"  {node.message}" if node.phase in ("Failed", "Error") and node.message else ""
-        self._write(
-            f"{_MARK.get(node.phase, node.phase):4} {node.display} {duration}{extra}{loop}{message}"
-        )
-
-
-def node_record(node: Node, t0: float) -> dict[str, Any]:
+            if kids.get(n.id):
+                rec["children"] = kids[n.id]
+            nodes[n.id] = rec
+            if n.attempts:
+                pods[n.id] = _pod_side(n.attempts[-1])
+        if n.type == "Pod":
+            pods_total += 1
+            pods_done += n.phase == "Succeeded"
+    phase = root.phase if root.phase in DONE else "Failed"
+    message = root.message or run.cancel_reason
+    status: dict[str, Any] = {
+        "phase": phase,
+        "startedAt": rfc3339(run.created),
+        "finishedAt": rfc3339(finished),
+        "progress": f"{pods_done}/{pods_total}",
+        "nodes": nodes,
+    }
+    if message and phase != "Succeeded":
+        status["message"] = message
+    spec = dict(run.spec)
+    if run.parameters:
+        spec["arguments"] = {"parameters": _parameters(run.parameters)}
+    meta = run.doc.body.get("metadata") or {}
+    metadata: dict[str, Any] = {
+        "name": run.name,
+        "namespace": "local",
+        "uid": run.uid,
+        "creationTimestamp": rfc3339(run.created),
+        "labels": {
+            "workflows.argoproj.io/phase": phase,
+            "workflows.argoproj.io/completed": "true",
+        },
+        "annotations": {"workers.dev/runner": "python -m workers run (local processes)"},
+    }
+    if meta.get("generateName"):
+        metadata["generateName"] = meta["generateName"]
     return {
-        "id": node.id,
-        "name": node.name,
-        "displayName": node.display,
-        "type": node.type,
-        "templateName": node.template,
-        "phase": node.phase,
-        "message": node.message,
-        "startedAt": node.started,
-        "finishedAt": node.finished,
-        "offset_s": round(node.started - t0, 4) if node.started else None,
-        "duration_s": round(node.duration, 4) if node.duration is not None else None,
-        "inputs": {"parameters": node.inputs},
-        "outputs": node.outputs,
-        "children": node.children,
-        "parent": node.parent,
-        "attempts": [
-            {
-                "number": a.number,
-                "podName": a.pod_name,
-                "phase": a.phase,
-                "exitCode": a.exit_code,
-                "message": a.message,
-                "startedAt": a.started,
-                "finishedAt": a.finished,
-                "duration_s": round(a.finished - a.started, 4) if a.finished else None,
-                "backoff_s": a.backoff_s,
-                "stdout": a.stdout,
-                "stderr": a.stderr,
-                "mounts": dict(a.mounts),
-            }
-            for a in node.attempts
-        ],
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": metadata,
+        "spec": spec,
+        "status": status,
+        RUNNER_FIELD: {
+            "kind": run.doc.kind,
+            "source": run.doc.source,
+            "files": files,
+            "parameters": run.parameters,
+            "sandbox": {"mode": run.mode, "why": run.mode_reason},
+            "runFolder": str(run.run_dir),
+            "workFolder": str(run.work_dir),
+            "volumes": {k: str(v) for k, v in run.volumes.items()},
+            "ignoredLocally": run.notes.ignored,
+            "notes": run.warnings,
+            "pods": pods,
+        },
     }
 
 
-def run_record(run: Run, root: Node, finished: float, files: list[str]) -> dict[str, Any]:
-    t0 = run.created
+def _pod_side(a: Attempt) -> dict[str, Any]:
+    """One attempt's process: what a cluster keeps in the pod, not in the Workflow status."""
     return {
-        "workflow": run.name,
-        "uid": run.uid,
-        "kind": run.doc.kind,
-        "source": run.doc.source,
-        "files": files,
-        "phase": root.phase,
-        "message": root.message or run.cancel_reason,
-        "startedAt": t0,
-        "finishedAt": finished,
-        "duration_s": round(finished - t0, 3),
-        "parameters": run.parameters,
-        "sandbox": {"mode": run.mode, "why": run.mode_reason},
-        "runFolder": str(run.run_dir),
-        "workFolder": str(run.work_dir),
-        "volumes": {k: str(v) for k, v in run.volumes.items()},
-        "ignoredLocally": run.notes.ignored,
-        "notes": run.warnings,
-        "nodes": [node_record(n, t0) for n in run.nodes.values()],
+        "podName": a.pod_name,
+        "attempt": a.number,
+        "exitCode": a.exit_code,
+        "podStartedAt": rfc3339(a.started),
+        "firstLogAt": rfc3339(a.first_log),
+        "backoff_s": a.backoff_s,
+        "stdout": a.stdout,
+        "stderr": a.stderr,
+        "mounts": dict(a.mounts),
     }
 
 
@@ -173,98 +276,6 @@ def write_json(path: Path, record: dict[str, Any], secrets: set[str]) -> None:
     # Strings are redacted before JSON escapes them: "\\nsecret" would hide a secret's start.
     text = json.dumps(redact_values(record, secrets), indent=2, default=str)
     path.write_text(redact(text, secrets) + "\n")
-
-
-_COLORS = {
-    "Succeeded": "#3c9d5d",
-    "Failed": "#d64545",
-    "Error": "#b5179e",
-    "Skipped": "#9aa5b1",
-    "Omitted": "#cbd2d9",
-    "Running": "#f0b429",
-}
-
-
-def timeline_html(run: Run, root: Node, finished: float) -> str:
-    """A self-contained Gantt chart: one row per node, attempts as bars, gaps labelled."""
-    t0 = run.created
-    span = max(finished - t0, 1e-3)
-    rows = [n for n in tree(run, root) if n.type not in ("StepGroup",) and n.started]
-    pods = sorted(
-        (n for n in rows if n.type == "Pod" and n.finished),
-        key=lambda n: n.started or 0,
-    )
-    width = 900
-
-    def x(t: float) -> float:
-        return round((t - t0) / span * width, 2)
-
-    out: list[str] = []
-    for i, n in enumerate(rows):
-        y = i * 22
-        label = html.escape(n.display if len(n.display) < 48 else n.display[:45] + "...")
-        depth = n.name.count(".") - 1
-        out.append(f'<text x="{4 + 8 * max(depth, 0)}" y="{y + 15}" class="l">{label}</text>')
-        segments = (
-            [(a.started, a.finished or finished, a.phase, a.number) for a in n.attempts]
-            if n.attempts
-            else [(n.started or t0, n.finished or finished, n.phase, -1)]
-        )
-        for start, end, phase, number in segments:
-            color = _COLORS.get(phase, "#7b8794")
-            opacity = "1" if n.type == "Pod" else "0.35"
-            title = html.escape(
-                f"{n.name} {phase} {end - start:.3f}s"
-                + (f" attempt {number}" if number >= 0 else "")
-            )
-            out.append(
-                f'<rect x="{320 + x(start)}" y="{y + 3}" width="{max(x(end) - x(start), 1.5)}" '
-                f'height="16" fill="{color}" opacity="{opacity}"><title>{title}</title></rect>'
-            )
-        if n.type == "Pod" and n.started:
-            before = [
-                p.finished for p in pods if p.finished and p.finished <= n.started and p is not n
-            ]
-            if before:
-                gap = n.started - max(before)
-                gx = 320 + x(max(before))
-                out.append(
-                    f'<line x1="{gx}" y1="{y + 11}" x2="{320 + x(n.started)}" y2="{y + 11}" '
-                    f'class="g"><title>gap {gap * 1000:.0f} ms after the previous pod finished'
-                    f"</title></line>"
-                )
-                if gap >= 0.05:
-                    out.append(
-                        f'<text x="{320 + x(n.started) + max(x(n.finished or finished) - x(n.started), 1.5) + 4}" '
-                        f'y="{y + 15}" class="s">+{gap * 1000:.0f} ms</text>'
-                    )
-    height = len(rows) * 22 + 40
-    ticks = []
-    for k in range(11):
-        tx = 320 + width * k / 10
-        ticks.append(
-            f'<line x1="{tx}" y1="0" x2="{tx}" y2="{height - 30}" class="t"/>'
-            f'<text x="{tx}" y="{height - 14}" class="s" text-anchor="middle">{span * k / 10:.1f}s</text>'
-        )
-    legend = " ".join(
-        f'<span style="background:{c}"></span>{html.escape(p)}' for p, c in _COLORS.items()
-    )
-    title = html.escape(f"{run.name}: {root.phase} in {span:.2f}s ({run.mode})")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font:13px system-ui,sans-serif;margin:16px;color:#1f2933}}
-.l{{font:12px ui-monospace,monospace;fill:#1f2933}} .s{{font:11px system-ui;fill:#52606d}}
-.t{{stroke:#e4e7eb}} .g{{stroke:#7b8794;stroke-dasharray:3 2}}
-.legend span{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}}
-</style></head><body>
-<h2>{title}</h2>
-<p class="legend">{legend} &nbsp; dashed line: gap since the previous pod finished</p>
-<svg width="{320 + width + 80}" height="{height}" xmlns="http://www.w3.org/2000/svg">
-{"".join(ticks)}
-{"".join(out)}
-</svg></body></html>
-"""
 
 
 def merged_output(run: Run) -> tuple[Path | None, Path | None]:
@@ -293,30 +304,88 @@ def _host(path: str, mounts: list[Mount], cwd: Path) -> Path:
 
 
 def summary_text(run: Run, root: Node) -> str:
+    """The end summary: one line per step; a loop of more than :data:`LOOP_COLLAPSE` items is
+    its counts by phase, time percentiles, skew, its slowest items and its failed ones."""
     lines = [
         f"workflow {run.name}: {root.phase}"
         + (f" ({root.message})" if root.message and root.phase != "Succeeded" else "")
     ]
     lines.append(f"{'NODE':44} {'PHASE':10} {'ATT':>3} {'DURATION':>9}  OUTPUTS")
+    skip: set[str] = set()
     for n in tree(run, root):
-        if n.type in ("StepGroup",) or n is root:
+        if n.type in ("StepGroup",) or n is root or n.id in skip:
             continue
-        outs = dict(n.outputs.get("parameters") or {})
-        if n.type == "Pod" and n.outputs.get("result"):
-            outs["result"] = n.outputs["result"]
-        text = ", ".join(f"{k}={v}" for k, v in outs.items())
-        if len(text) > 70:
-            text = text[:67] + "..."
-        dur = f"{n.duration:.2f}s" if n.duration is not None else "-"
-        name = n.name.removeprefix(run.name)
-        name = name if len(name) <= 44 else name[:41] + "..."
-        lines.append(f"{name:44} {n.phase:10} {len(n.attempts) or '':>3} {dur:>9}  {text}")
-        if n.phase in ("Failed", "Error") and n.message and n.type == "Pod":
-            lines.append(f"{'':44} {n.message}")
-            if n.attempts and n.attempts[-1].stderr:
-                tail = _tail(Path(n.attempts[-1].stderr))
-                lines.extend(f"{'':46}| {t}" for t in tail)
+        items = [run.nodes[c] for c in n.children if c in run.nodes]
+        if n.type == "TaskGroup" and len(items) > LOOP_COLLAPSE:
+            skip.update(_descendants(run, n))
+            lines.extend(_loop_lines(run, n, items))
+            continue
+        lines.extend(_node_lines(run, n))
     return redact("\n".join(lines), tuple(run.secret_values))
+
+
+def _short(run: Run, n: Node) -> str:
+    name = short_name(n.name.removeprefix(run.name))
+    return name if len(name) <= 44 else name[:41] + "..."
+
+
+def _node_lines(run: Run, n: Node) -> list[str]:
+    outs = dict(n.outputs.get("parameters") or {})
+    if n.type == "Pod" and n.outputs.get("result"):
+        outs["result"] = n.outputs["result"]
+    text = ", ".join(f"{k}={v}" for k, v in outs.items())
+    if len(text) > 70:
+        text = text[:67] + "..."
+    dur = f"{n.duration:.2f}s" if n.duration is not None else "-"
+    lines = [f"{_short(run, n):44} {n.phase:10} {len(n.attempts) or '':>3} {dur:>9}  {text}"]
+    if n.phase in ("Failed", "Error") and n.message and n.type in ("Pod", "Skipped"):
+        lines.append(f"{'':44} {n.message}")
+        if n.attempts and n.attempts[-1].stderr:
+            tail = _tail(Path(n.attempts[-1].stderr))
+            lines.extend(f"{'':46}| {t}" for t in tail)
+    return lines
+
+
+def _loop_lines(run: Run, group: Node, items: list[Node]) -> list[str]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.phase] = counts.get(item.phase, 0) + 1
+    dur = f"{group.duration:.2f}s" if group.duration is not None else "-"
+    phases = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    lines = [
+        f"{_short(run, group) + f' ({len(items)} items)':44} {group.phase:10} {'':>3} {dur:>9}  "
+        f"{phases}"
+    ]
+    timed = sorted(
+        (i for i in items if i.duration is not None), key=lambda i: i.duration or 0.0, reverse=True
+    )
+    if timed:
+        values = sorted(i.duration or 0.0 for i in timed)
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        skew = f"  skew {values[-1] / p50:.2f}x (max/p50)" if p50 > 0 else ""
+        lines.append(f"{'':4}p50 {p50:.2f}s  p95 {p95:.2f}s  max {values[-1]:.2f}s{skew}")
+        slowest = ", ".join(f"{_short(run, i)} {i.duration or 0.0:.2f}s" for i in timed[:5])
+        lines.append(f"{'':4}slowest: {slowest}")
+    failed = [i for i in items if i.phase in ("Failed", "Error")]
+    for item in failed[:LOOP_COLLAPSE]:
+        lines.extend(f"{'':2}{line}" for line in _node_lines(run, item))
+    if len(failed) > LOOP_COLLAPSE:
+        lines.append(f"{'':4}... and {len(failed) - LOOP_COLLAPSE} more failed (see run.json)")
+    return lines
+
+
+def _descendants(run: Run, node: Node) -> set[str]:
+    out: set[str] = set()
+    stack = list(node.children)
+    while stack:
+        c = stack.pop()
+        if c in out:
+            continue
+        out.add(c)
+        child = run.nodes.get(c)
+        if child is not None:
+            stack.extend(child.children)
+    return out
 
 
 def tree(run: Run, root: Node) -> list[Node]:
