@@ -247,6 +247,10 @@ def build(wf: dict[str, Any], records: dict[int, dict[str, Any]] | None = None) 
             pods=pods,
             inputs=parameters(n),
         )
+        last_pod = pods[-1] if pods else {}
+        if type_ == "Retry" and last_pod.get("message") and last_pod["message"] != task.message:
+            # the attempt says what broke; the Retry node only why it stopped retrying
+            task.message = "; ".join(x for x in (str(last_pod["message"]), task.message) if x)
         if task.start is not None and task.end is None and task.phase not in ("Skipped", "Omitted"):
             task.end = t1  # still running when the status was taken
         m = LOOP_ITEM.match(name)
@@ -445,7 +449,7 @@ text-overflow:ellipsis;font:12px ui-monospace,monospace;padding:3px 8px 0 16px;b
 .seg{position:absolute;top:4px;height:12px;min-width:1px}
 .wait{background:repeating-linear-gradient(45deg,#d9e2ec 0 3px,#f0f4f8 3px 6px)}
 .startup{background:#9fb3c8} .work{background:#3c9d5d} .commit{background:#1f6f43}
-.exit{background:#7fc29b} .run{background:#3c9d5d}
+.exit{background:#7fc29b} .run{background:repeating-linear-gradient(90deg,#3c9d5d 0 6px,#6cb28a 6px 8px)}
 .Failed{background:#d64545} .Error{background:#b5179e} .Running{background:#f0b429}
 .span{background:#7b8794;opacity:.35} .skip{background:#cbd2d9}
 .dur{position:absolute;top:3px;font-size:11px;color:#323f4b;white-space:nowrap}
@@ -463,6 +467,7 @@ _LEGEND = (
     ("work", "work"),
     ("commit", "commit"),
     ("exit", "record + exit"),
+    ("run", "ran (not split)"),
     ("Failed", "failed"),
     ("Error", "error"),
     ("span", "step / loop span"),
@@ -509,7 +514,7 @@ class _Page:
         if t.failed and t.message:
             text += f' <span class="msg">{html.escape(t.message[:300])}</span>'
         elif t.phase in ("Skipped", "Omitted") and t.message:
-            text += f" {html.escape(t.message[:120])}"
+            text = f"{t.phase}: {html.escape(t.message[:120])}"
         if end is not None:
             body.append(
                 f'<span class="dur" style="left:calc({self.pct(end)}% + 4px)">{text}</span>'
@@ -601,7 +606,11 @@ def _stats(m: Model) -> str:
             continue
         values = sorted(d for d, _ in timed)
         p50, p95 = percentile(values, 50), percentile(values, 95)
-        slow = ", ".join(f"<b>{html.escape(t.label)}</b> {fmt_s(d)}" for d, t in timed[:5])
+        slow = ", ".join(
+            f"<b>{html.escape(t.label)}</b> {fmt_s(d)}"
+            + (f" ({len(t.pods)} attempts)" if len(t.pods) > 1 else "")
+            for d, t in timed[:5]
+        )
         skew = f"{values[-1] / p50:.2f}x" if p50 > 0 else "-"
         rows.append(
             f"<tr><td><b>{html.escape(lp.label)}</b></td><td>{len(lp.tasks)}</td>"

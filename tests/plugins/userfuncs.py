@@ -81,3 +81,20 @@ def tag_b(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 def tag_c(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     return [{**row, "by": "c"} for row in batch]
+
+
+SKEWED_KEY, FAILING_KEY, SKEW_S = 350, 750, 2.0
+
+
+def skewed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Rows unchanged; the batch holding row 350 takes SKEW_S longer (one slow shard)."""
+    if any(row.get("id") == SKEWED_KEY for row in batch):
+        time.sleep(SKEW_S)
+    return batch
+
+
+def skewed_failing(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """As skewed, and the batch holding row 750 fails (one failed shard, exit 3)."""
+    if any(row.get("id") == FAILING_KEY for row in batch):
+        raise ValueError(f"row {FAILING_KEY} is malformed (on purpose)")
+    return skewed(batch)

@@ -78,6 +78,7 @@ class Progress:
         self._live: set[str] = set()
         self._waiting: set[str] = set()
         self._shown = False
+        self._drawn = 0.0
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.redraw_s = redraw_s
@@ -88,7 +89,10 @@ class Progress:
         with self.lock:
             self._event(event, node)
             if self.tty:
-                self._draw()
+                # at most 10 redraws a second from events: 10,000 shards finishing together
+                # must not turn into 10,000 terminal writes; the ticker catches up
+                if not self._shown or time.time() - self._drawn >= 0.1:
+                    self._draw()
                 if self._ticker is None:
                     self._ticker = threading.Thread(target=self._tick, daemon=True)
                     self._ticker.start()
@@ -133,7 +137,7 @@ class Progress:
         """The live line: what runs, how far the loops are, throughput and ETA."""
         now = time.time()
         elapsed = now - self.t0
-        parts = [f"[{elapsed:7.2f}s]"]
+        parts = []
         if self.steps:
             names = list(self.steps.values())
             parts.append(", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else ""))
@@ -149,7 +153,7 @@ class Progress:
         parts.append(counts)
         if self.rows_total:
             parts.append(_fmt_rate(self.rows_total / max(elapsed, 1e-6)))
-        return " | ".join(parts)
+        return f"[{elapsed:7.2f}s] " + " | ".join(parts)
 
     def _draw(self) -> None:
         width = shutil.get_terminal_size((120, 24)).columns
@@ -158,6 +162,7 @@ class Progress:
         self.stream.write("\r\x1b[K" + visible)
         self.stream.flush()
         self._shown = True
+        self._drawn = time.time()
 
     # ------------------------------------------------------------ events
 

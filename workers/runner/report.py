@@ -368,7 +368,7 @@ def _loop_lines(run: Run, group: Node, items: list[Node]) -> list[str]:
         lines.append(f"{'':4}slowest: {slowest}")
     failed = [i for i in items if i.phase in ("Failed", "Error")]
     for item in failed[:LOOP_COLLAPSE]:
-        lines.extend(f"{'':2}{line}" for line in _node_lines(run, item))
+        lines.extend(_node_lines(run, item))
     if len(failed) > LOOP_COLLAPSE:
         lines.append(f"{'':4}... and {len(failed) - LOOP_COLLAPSE} more failed (see run.json)")
     return lines
