@@ -272,3 +272,16 @@ def jq() -> str:
     if path is None:
         unavailable("jq not found on PATH (apt-get install jq)")
     return path
+
+
+# ----------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium (Debian's package), for pages the tests render and look at."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    unavailable("chromium not found on PATH (apt-get install chromium)")

@@ -41,7 +41,7 @@ RUNNER_FIELD = "workersRunner"  # the local runner's side field (workers.runner.
 COLLAPSE = 40
 """Loops with more items than this show a histogram, the slowest items and the failed ones."""
 SLOWEST = 10
-MAX_FAILED_ROWS = 20
+MAX_FAILED_ROWS = 10
 LABEL_PX = 300
 
 EPILOG = """examples:
@@ -127,6 +127,7 @@ class Task:
     end: float | None
     pods: list[dict[str, Any]]
     inputs: dict[str, Any]
+    log_tail: list[str] = field(default_factory=list)
     loop: str | None = None
     index: int | None = None
     queued_from: float | None = None
@@ -220,7 +221,8 @@ def build(wf: dict[str, Any], records: dict[int, dict[str, Any]] | None = None) 
     starts = [t for n in nodes.values() if (t := parse_time(n.get("startedAt"))) is not None]
     ends = [t for n in nodes.values() if (t := parse_time(n.get("finishedAt"))) is not None]
     t0 = parse_time(status.get("startedAt")) or (min(starts) if starts else 0.0)
-    t1 = parse_time(status.get("finishedAt")) or max(ends + starts + [t0])
+    # the latest of the status's end and every node's: a status taken mid-run has no end
+    t1 = max([parse_time(status.get("finishedAt")) or t0, *ends, *starts])
     attempts: dict[str, list[dict[str, Any]]] = {}
     for c, r in retry_of.items():
         attempts.setdefault(r, []).append(nodes[c])
@@ -258,6 +260,8 @@ def build(wf: dict[str, Any], records: dict[int, dict[str, Any]] | None = None) 
             task.loop, task.index = m["prefix"], int(m["index"])
             group = nodes.get(group_of.get(nid, ""))
             task.queued_from = parse_time(group.get("startedAt")) if group else None
+        tail = (side.get(str(last_pod.get("id"))) or {}).get("logTail")
+        task.log_tail = [str(line) for line in tail] if isinstance(tail, list) else []
         task.shard = _shard_index(task)
         if records and task.shard is not None:
             task.record = records.get(task.shard)
@@ -387,7 +391,8 @@ def read_records(store: str, indexes: Iterable[int]) -> tuple[dict[int, dict[str
 def shard_indexes(wf: dict[str, Any]) -> list[int]:
     out = []
     for n in (wf.get("status") or {}).get("nodes", {}).values():
-        if n.get("type") in ("Pod", "Retry"):
+        attempt = n.get("type") == "Pod" and ATTEMPT.search(str(n.get("name") or ""))
+        if n.get("type") in ("Pod", "Retry") and not attempt:  # a Retry's pods share its inputs
             raw = parameters(n).get("shard")
             if isinstance(raw, str) and raw.startswith("{"):
                 try:
@@ -433,6 +438,7 @@ h1{font-size:18px;margin:0 0 6px} h1 small{font-weight:normal;color:#52606d;font
 h2{font-size:14px;margin:8px 0 4px}
 .failures{background:#fdecec;border-left:4px solid #d64545;padding:4px 10px;margin:6px 0}
 .failures li{margin:2px 0} .failures .m{font-family:ui-monospace,monospace;color:#8a1c1c}
+.failures pre{margin:2px 0 4px 16px;white-space:pre-wrap;font-size:11px}
 table.stats{border-collapse:collapse;margin:4px 0} .stats td,.stats th{padding:2px 10px 2px 0;
 text-align:left;font-variant-numeric:tabular-nums} .stats th{color:#52606d;font-weight:600}
 p{margin:4px 0} .muted{color:#52606d}
@@ -449,11 +455,11 @@ text-overflow:ellipsis;font:12px ui-monospace,monospace;padding:3px 8px 0 16px;b
 .seg{position:absolute;top:4px;height:12px;min-width:1px}
 .wait{background:repeating-linear-gradient(45deg,#d9e2ec 0 3px,#f0f4f8 3px 6px)}
 .startup{background:#9fb3c8} .work{background:#3c9d5d} .commit{background:#1f6f43}
-.exit{background:#7fc29b} .run{background:repeating-linear-gradient(90deg,#3c9d5d 0 6px,#6cb28a 6px 8px)}
+.exit{background:#7fc29b} .run{background:#5f9e78}
 .Failed{background:#d64545} .Error{background:#b5179e} .Running{background:#f0b429}
 .span{background:#7b8794;opacity:.35} .skip{background:#cbd2d9}
 .dur{position:absolute;top:3px;font-size:11px;color:#323f4b;white-space:nowrap}
-.msg{color:#b42318;font-weight:600}
+.msg{color:#b42318;font-weight:600} .before{background:rgba(255,255,255,.85);padding:0 3px}
 .row.loop .label{font-weight:700}
 .row.fail .label{color:#b42318;font-weight:700}
 .hist{display:flex;padding:2px 0 6px}
@@ -516,14 +522,26 @@ class _Page:
         elif t.phase in ("Skipped", "Omitted") and t.message:
             text = f"{t.phase}: {html.escape(t.message[:120])}"
         if end is not None:
-            body.append(
-                f'<span class="dur" style="left:calc({self.pct(end)}% + 4px)">{text}</span>'
-            )
+            work = [x for x in t.segments if x.kind != "wait"] or t.segments
+            start = work[0].start if work else end
+            body.append(self.text(text, start, end))
         cls = "fail" if t.failed else ""
         label = ("  " if indent else "") + t.label
         return self.row(
-            label, f"{t.name} {t.phase}", "".join(body), cls, f' data-node="{html.escape(t.id)}"'
+            label,
+            f"{t.name} {t.phase}",
+            "".join(body),
+            cls,
+            f' data-node="{html.escape(t.id)}" data-label="{html.escape(t.label)}"',
         )
+
+    def text(self, text: str, start: float, end: float) -> str:
+        """A bar's label after its end, or before its start when the bar ends near the right
+        edge (a message there would run off the screen)."""
+        if self.pct(end) <= 70:
+            return f'<span class="dur" style="left:calc({self.pct(end)}% + 4px)">{text}</span>'
+        right = round(100 - self.pct(start), 3)
+        return f'<span class="dur before" style="right:calc({right}% + 4px)">{text}</span>'
 
     def ticks(self, with_labels: bool) -> str:
         steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200]
@@ -550,11 +568,7 @@ def render(model: Model) -> str:
     ]
     failed = [t for t in m.tasks if t.failed]
     if failed or (m.phase in ("Failed", "Error") and m.message):
-        items = "".join(
-            f"<li><b>{html.escape(t.label)}</b> {html.escape(t.phase)}: "
-            f'<span class="m">{html.escape(t.message or "(no message)")}</span></li>'
-            for t in failed[:5]
-        )
+        items = "".join(_failure(t) for t in failed[:5])
         more = f"<li>... and {len(failed) - 5} more</li>" if len(failed) > 5 else ""
         head = f"{len(failed)} failed" if failed else "failed"
         why = f" &mdash; {html.escape(m.message)}" if m.message else ""
@@ -588,6 +602,16 @@ def render(model: Model) -> str:
     )
 
 
+def _failure(t: Task) -> str:
+    tail = "\n".join(line[:300] for line in t.log_tail[-3:])
+    return (
+        f"<li><b>{html.escape(t.label)}</b> {html.escape(t.phase)}: "
+        f'<span class="m">{html.escape(t.message or "(no message)")}</span>'
+        + (f'<pre class="m">{html.escape(tail)}</pre>' if tail else "")
+        + "</li>"
+    )
+
+
 def _durations(tasks: Iterable[Task]) -> list[tuple[float, Task]]:
     return sorted(
         ((t.duration, t) for t in tasks if t.duration is not None and t.segments),
@@ -615,7 +639,7 @@ def _stats(m: Model) -> str:
         rows.append(
             f"<tr><td><b>{html.escape(lp.label)}</b></td><td>{len(lp.tasks)}</td>"
             f"<td>{fmt_s(p50)}</td><td>{fmt_s(p95)}</td><td>{fmt_s(values[-1])}</td>"
-            f"<td>{skew}</td><td>{slow}</td></tr>"
+            f'<td>{skew}</td><td id="slowest-{html.escape(lp.label)}">{slow}</td></tr>'
         )
     if not rows:
         return ""
@@ -682,9 +706,8 @@ def _loop_rows(page: _Page, lp: Loop) -> list[str]:
         counts[t.phase] = counts.get(t.phase, 0) + 1
     phases = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     span = page.seg("span", lp.start, lp.end, f"{lp.label}: {fmt_s(lp.end - lp.start)}")
-    head = (
-        f'{span}<span class="dur" style="left:calc({page.pct(lp.end)}% + 4px)">'
-        f"{fmt_s(lp.end - lp.start)} &middot; {len(lp.tasks)} items: {phases}</span>"
+    head = span + page.text(
+        f"{fmt_s(lp.end - lp.start)} &middot; {len(lp.tasks)} items: {phases}", lp.start, lp.end
     )
     rows = [page.row(f"{lp.label} x{len(lp.tasks)}", lp.key, head, "loop")]
     if len(lp.tasks) <= COLLAPSE:
@@ -693,11 +716,10 @@ def _loop_rows(page: _Page, lp: Loop) -> list[str]:
     timed = _durations(lp.tasks)
     rows.append(_histogram([d for d, _ in timed], len(lp.tasks)))
     failed = [t for t in lp.tasks if t.failed]
-    shown = {t.id for _, t in timed[:SLOWEST]}
-    for t in failed[:MAX_FAILED_ROWS]:
-        shown.add(t.id)
-    picked = [t for t in lp.tasks if t.id in shown]
-    picked.sort(key=lambda t: (not t.failed, -(t.duration or 0.0)))
+    # the slowest first (what the summary names), then the failed ones by index
+    picked = [t for _, t in timed[:SLOWEST]]
+    shown = {t.id for t in picked}
+    picked += [t for t in failed if t.id not in shown][:MAX_FAILED_ROWS]
     rows.extend(page.task_row(t, indent=True) for t in picked)
     hidden = len(lp.tasks) - len(picked)
     extra = (
@@ -734,8 +756,10 @@ def _histogram(values: list[float], total: int, bins: int = 24) -> str:
             f"<title>{c} items {fmt_s(a)} - {fmt_s(b)}</title></rect>"
         )
         if c:
+            count = f"{c / 1000:.1f}k" if c >= 1000 else str(c)
             bars.append(
-                f'<text x="{x + bar_w / 2 - 1}" y="{h - bh - 2}" font-size="9" text-anchor="middle">{c}</text>'
+                f'<text x="{x + bar_w / 2 - 1}" y="{h - bh - 2}" font-size="8" '
+                f'text-anchor="middle">{count}</text>'
             )
     axis = (
         f'<text x="0" y="{h + 12}" font-size="10">{fmt_s(lo)}</text>'

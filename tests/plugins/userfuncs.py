@@ -83,7 +83,7 @@ def tag_c(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     return [{**row, "by": "c"} for row in batch]
 
 
-SKEWED_KEY, FAILING_KEY, SKEW_S = 350, 750, 2.0
+SKEWED_KEY, FAILING_KEY, SKEW_S = 350, 750, 4.0
 
 
 def skewed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:

@@ -258,8 +258,11 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
 
 
 def _pod_side(a: Attempt) -> dict[str, Any]:
-    """One attempt's process: what a cluster keeps in the pod, not in the Workflow status."""
+    """One attempt's process: what a cluster keeps in the pod, not in the Workflow status
+    (a failed attempt's last log lines too, which ``kubectl logs`` would show)."""
+    failed = a.phase in ("Failed", "Error") and a.stderr
     return {
+        **({"logTail": _tail(Path(a.stderr))} if failed else {}),
         "podName": a.pod_name,
         "attempt": a.number,
         "exitCode": a.exit_code,
