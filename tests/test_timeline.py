@@ -421,3 +421,27 @@ def test_node_ids_are_argos() -> None:
         )
         == "parameter-aggregation-dag-h8b82-3572919299"
     )
+
+
+def test_readme_and_help_examples_are_true(jq: str) -> None:
+    """Every ``python -m workers timeline`` line of the README and of --help parses, and the
+    README's jq line lists the pods of a cluster Workflow."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    lines = [
+        line.split("#")[0].strip().rstrip("\\").strip()
+        for text in (readme, timeline.EPILOG)
+        for line in text.splitlines()
+        if "python -m workers timeline " in line
+    ]
+    lines = [line[line.index("python -m workers timeline") :] for line in lines]
+    assert len(lines) >= 5
+    for line in lines:
+        timeline.build_parser().parse_args(shlex.split(line)[4:])
+    jq_line = next(line for line in readme.splitlines() if line.startswith("jq "))
+    argv = [jq, *shlex.split(jq_line)[1:-1], str(FIXTURE)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    pods = [row.split("\t") for row in out.splitlines()]
+    # produce, split and 12 shards, one of which ran twice
+    assert len(pods) == 15 and ["split(0)", "Succeeded", "2025-03-02T10:01:14Z"] in pods

@@ -602,8 +602,24 @@ def render(model: Model) -> str:
     )
 
 
+def _readable(line: str) -> str | None:
+    """A log line for the failure box: a step's JSON error event as its message, other JSON
+    events left out, anything else (a traceback, a script's own output) as it is."""
+    if line.startswith("{"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return line
+        if isinstance(event, dict):
+            if event.get("level") in ("error", "warning") and event.get("message"):
+                return f"{event['level']}: {event['message']}"
+            return None
+    return line
+
+
 def _failure(t: Task) -> str:
-    tail = "\n".join(line[:300] for line in t.log_tail[-3:])
+    lines = [x for x in (_readable(line) for line in t.log_tail) if x]
+    tail = "\n".join(line[:400] for line in lines[-3:])
     return (
         f"<li><b>{html.escape(t.label)}</b> {html.escape(t.phase)}: "
         f'<span class="m">{html.escape(t.message or "(no message)")}</span>'
