@@ -294,7 +294,7 @@ def _ts(seconds: int) -> str:
     return f"2025-03-02T{10 + seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}Z"
 
 
-@pytest.mark.parametrize("shards", [200, 10_000])
+@pytest.mark.parametrize("shards", [200, pytest.param(10_000, marks=pytest.mark.slow)])
 def test_a_wide_fan_out_collapses_to_a_histogram_and_the_slowest(
     tmp_path: Path, chromium: str, shards: int
 ) -> None:
@@ -303,7 +303,7 @@ def test_a_wide_fan_out_collapses_to_a_histogram_and_the_slowest(
     html = timeline.render_workflow(wf)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert peak < 64 * shards * 1024 + (32 << 20), f"{peak / 1e6:.0f} MB to render {shards} shards"
+    assert peak < 2048 * shards + (16 << 20), f"{peak / 1e6:.0f} MB to render {shards} shards"
     assert len(html) < 200_000  # a page of rows for the slowest and failed, not one per shard
     page_file = tmp_path / f"fan-out-{shards}.html"
     page_file.write_text(html)

@@ -50,8 +50,9 @@ EPILOG = """examples:
       --store s3://bucket/runs/my-run --output my-run.html
   kubectl get wf my-run -o json | python -m workers timeline - --store /mnt/shared/my-run
 
-Without --store, a local run's store is found through its pods' mounts; a cluster run's
-bars are split into waiting, start-up and work only with --store (the commit records).
+Without --store, a local run's store folder is found through its pods' mounts; a bucket
+store, and a cluster run's, must be named with --store for the bars to split into waiting,
+start-up, work and commit (the commit records).
 
 exit codes: 0 written, 2 the file is not a Workflow (or cannot be read)
 """
@@ -405,7 +406,8 @@ def shard_indexes(wf: dict[str, Any]) -> list[int]:
 
 
 def local_store(wf: dict[str, Any]) -> str | None:
-    """A local run's store on this machine: a shard's ``store`` input through its pod's mounts."""
+    """A local run's store on this machine: a shard's ``store`` input through its pod's mounts
+    (None for a bucket: pass it as --store)."""
     runner = wf.get(RUNNER_FIELD)
     if not isinstance(runner, dict):
         return None
@@ -415,7 +417,8 @@ def local_store(wf: dict[str, Any]) -> str | None:
         if n.get("type") != "Pod" or not isinstance(store, str) or not parameters(n).get("shard"):
             continue
         if "://" in store and not store.startswith("file://"):
-            return store
+            # a bucket may need credentials only the pods had, and may stall: ask for --store
+            return None
         mounts = (pods.get(n.get("id")) or {}).get("mounts") or {}
         path = store.removeprefix("file://")
         best = max(
