@@ -103,8 +103,9 @@ class Page:
         return next(e for e in self.rows() if e.attrs.get("data-label") == label)
 
 
-def browse(chromium: str, page: Path) -> Page:
-    """Screenshot ``page`` (PNG beside it) and return its laid-out elements."""
+def browse(chromium: str, page: Path, scroll: int = 0) -> Page:
+    """Screenshot ``page`` (PNG beside it) and return its laid-out elements, measured after
+    scrolling down ``scroll`` pixels."""
     profile = page.parent / "chromium-profile"
     common = [
         chromium,
@@ -128,7 +129,8 @@ def browse(chromium: str, page: Path) -> Page:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(png, Path(artifacts) / f"{page.parent.name}-{png.name}")
     measured = page.with_name(page.stem + "-measured.html")
-    measured.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    script = MEASURE.replace("<script>", f"<script>window.scrollTo(0, {scroll});")
+    measured.write_text(page.read_text().replace("</body>", script + "</body>"))
     dom = subprocess.run(
         [*common, "--dump-dom", measured.as_uri()],
         capture_output=True,
@@ -318,6 +320,19 @@ def test_a_wide_fan_out_collapses_to_a_histogram_and_the_slowest(
     assert on_first_screen(failures)
     assert f"Error (exit code 3) in shard {shards - 1}" in failures.content
     assert "time per item" in html and html.count("<rect") >= 10  # the histogram's bars
+
+
+def test_the_time_axis_stays_visible_while_scrolling(tmp_path: Path, chromium: str) -> None:
+    page_file = tmp_path / "forty.html"
+    page_file.write_text(timeline.render_workflow(fan_out(40, slow=3, failed=set())))
+    top = browse(chromium, page_file)
+    assert len(top.rows()) >= 40  # 40 items are shown one by one, the page is taller than 900
+    first = top.row("shard(0)").top
+    scrolled = browse(chromium, page_file, scroll=2000)  # to the bottom
+    moved = first - scrolled.row("shard(0)").top
+    axis = top.by_id("axis").top
+    assert moved > axis > 0  # the page scrolled past where the axis was laid out
+    assert scrolled.by_id("axis").top == 0  # and the axis stayed at the top of the window
 
 
 # ---------------------------------------------------------------- the command and its parts

@@ -447,7 +447,7 @@ text-align:left;font-variant-numeric:tabular-nums} .stats th{color:#52606d;font-
 p{margin:4px 0} .muted{color:#52606d}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 #chart{position:relative;padding:0 140px 24px 0}
-.axis{position:sticky;top:0;z-index:3;background:#f5f7fa;border-bottom:1px solid #cbd2d9;height:22px}
+.row.axis{position:sticky;top:0;z-index:3;background:#f5f7fa;border-bottom:1px solid #cbd2d9;height:22px}
 .row{position:relative;height:20px;display:flex}
 .row:hover{background:#f0f4f8}
 .label{width:LABELpx;min-width:LABELpx;overflow:hidden;white-space:nowrap;
@@ -586,7 +586,7 @@ def render(model: Model) -> str:
     parts.append(f'<p class="legend muted">{legend}</p></header>')
     rows = [
         f'<div id="chart"><div class="grid">{page.ticks(False)}</div>'
-        f'<div class="row axis"><div class="label muted">time since start</div>'
+        f'<div class="row axis" id="axis"><div class="label muted">time since start</div>'
         f'<div class="track">{page.ticks(True)}</div></div>'
     ]
     shown_loops: set[str] = set()

@@ -149,7 +149,7 @@ class Progress:
             parts.append(text)
         counts = f"{self.running} running, {self.queued + self.spawning} queued, {self.done} done"
         if self.failed:
-            counts += ", " + self._paint(f"{self.failed} failed", "Failed")
+            counts += f", {self.failed} failed"
         parts.append(counts)
         if self.rows_total:
             parts.append(_fmt_rate(self.rows_total / max(elapsed, 1e-6)))
@@ -157,9 +157,12 @@ class Progress:
 
     def _draw(self) -> None:
         width = shutil.get_terminal_size((120, 24)).columns
-        line = self._redact(self.status_line())
-        visible = line if self.color else line[: max(width - 1, 20)]
-        self.stream.write("\r\x1b[K" + visible)
+        # cut to the terminal's width before colouring: a wrapped line cannot be redrawn in place
+        line = self._redact(self.status_line())[: max(width - 1, 20)]
+        failed = f"{self.failed} failed"
+        if self.failed and failed in line:
+            line = line.replace(failed, self._paint(failed, "Failed"))
+        self.stream.write("\r\x1b[K" + line)
         self.stream.flush()
         self._shown = True
         self._drawn = time.time()
