@@ -1,4 +1,5 @@
-"""What a run leaves behind: progress lines, the final summary, ``run.json`` and ``timeline.html``.
+"""What a run leaves behind: the final summary and ``run.json``, an Argo Workflow object
+(the live progress is :mod:`workers.runner.progress`, ``timeline.html`` :mod:`workers.timeline`).
 
 Secrets taken from the environment are replaced by ``***`` everywhere the runner
 writes; the per-pod stdout/stderr files are the processes' own output and are
