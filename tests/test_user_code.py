@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -337,10 +338,46 @@ def test_runner_keeps_the_last_runs(
     newest = made[3] - made[2]
     assert len(newest) == 1 and made[3] == newest | (made[2] - made[1])
     err = capsys.readouterr().err
-    assert "removed 1 finished runs" in err and "--keep 2 counts this run" in err
+    assert "kept 1 earlier finished runs (" in err and "removed 1 older (" in err
+    assert err.rstrip().count("; --keep 2") == 4
 
 
 @pytest.mark.parametrize("value", ["-1", "two"])
 def test_bad_keep_is_refused(value: str, tmp_path: Path) -> None:
     proc = workers_run(tmp_path, "workers-pipeline", "--keep", value)
     assert proc.returncode == 2 and "--keep" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ the docs stay true
+
+DOCS = [orders.EXAMPLE.parents[1] / "README.md", orders.EXAMPLE / "README.md"]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(orders.EXAMPLE.parents[1])))
+def test_user_code_docs_name_real_parameters_and_figures(doc: Path) -> None:
+    import yaml
+
+    text = doc.read_text()
+    if doc.name == "README.md" and doc.parent == orders.EXAMPLE.parents[1]:
+        text = text[text.index("## Your own code") : text.index("## Exit codes")]
+    pipeline = yaml.safe_load(
+        (orders.EXAMPLE.parents[1] / "manifests/base/templates/pipeline.yaml").read_text()
+    )
+    declared = {p["name"] for p in pipeline["spec"]["arguments"]["parameters"]}
+    given: dict[str, str] = {}
+    for name, value in re.findall(r"-p ([\w-]+)=(\w[\w.:/-]*)", text):
+        assert name in declared, f"{doc.name}: -p {name} is not a workers-pipeline parameter"
+        given.setdefault(name, value)  # the first command is the local run the figure is from
+    assert {"image", "generator", "processor"} <= set(given)
+    assert (given["generator"], given["processor"]) == (orders.GENERATOR, orders.PROCESSOR)
+    # The quoted summary line is what the quoted command makes (seed 0, its rows).
+    m = re.search(
+        r"merged ([\d,]+) of ([\d,]+) produced rows in (\d+) shards; "
+        r"the processor dropped ([\d,]+)",
+        text,
+    )
+    assert m, "no rows line quoted"
+    merged, produced, shards, dropped = (int(g.replace(",", "")) for g in m.groups())
+    assert produced == int(given["rows"]) and shards == -(-produced // int(given["rows-per-shard"]))
+    assert merged == len(orders.expected(produced, 0)) and dropped == produced - merged
+    assert "--code" in text and "--code" in cli.build_parser().format_help()

@@ -187,23 +187,19 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
 
 
 def _pruned(folder: Path, current: Path, keep: int) -> str:
-    """Prune old finished runs; one line on what went and what is left that is not pruned."""
+    """Prune old finished runs; one line on what went and what is left."""
     result = runs.prune(folder, current, keep)
-    parts = []
+    parts = [f"kept {result.kept} earlier finished runs ({runs.human(result.kept_bytes)})"]
     if result.removed:
-        parts.append(f"removed {result.removed} finished runs ({runs.human(result.freed)})")
-    parts.append(
-        f"kept {result.kept} finished ({runs.human(result.kept_bytes)}; "
-        + (f"--keep {keep} counts this run)" if keep else "--keep 0 keeps all)")
-    )
+        parts.append(f"removed {result.removed} older ({runs.human(result.freed)})")
     if result.running:
         parts.append(f"{result.running} running")
     if result.unfinished:
         parts.append(
-            f"{result.unfinished} without run.json ({runs.human(result.unfinished_bytes)}, "
+            f"{result.unfinished} without run.json ({runs.human(result.unfinished_bytes)}; "
             "never removed: rm -r them when no runner uses them)"
         )
-    return f"{folder}: " + "; ".join(parts)
+    return f"{folder}: " + ", ".join(parts) + (f"; --keep {keep}" if keep else "; --keep 0: all")
 
 
 def rows_line(totals: dict[str, object]) -> str | None:
