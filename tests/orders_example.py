@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import runpy
 import shutil
+import zipfile
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,23 @@ def copy_to(folder: Path) -> Path:
         EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     )
     return folder
+
+
+WHEEL = "orders-0.1.0-py3-none-any.whl"
+
+
+def wheel_in(folder: Path) -> Path:
+    """The example as a pure-Python wheel (a zip: the package and its dist-info), as ``pip wheel``
+    lays it out; made here so the tests need no build backend or index."""
+    path = folder / WHEEL
+    dist = "orders-0.1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        for module in sorted((EXAMPLE / "orders").glob("*.py")):
+            zf.write(module, f"orders/{module.name}")
+        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: orders\nVersion: 0.1.0\n")
+        zf.writestr(
+            f"{dist}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr(f"{dist}/RECORD", "")
+    return path

@@ -128,6 +128,8 @@ IMPORT_CASES = {
     "--code relative": ("elsewhere", ["--code", "../project"], None, "project"),
     "PYTHONPATH": ("elsewhere", [], "{tmp}/nothing-here:{tmp}/libs", "libs"),
     "PYTHONPATH relative": ("elsewhere", [], "../libs", "libs"),
+    # A pure-Python wheel is a zip Python imports from directly: no unpacking, no pip.
+    "PYTHONPATH wheel": ("elsewhere", [], "{tmp}/" + orders.WHEEL, orders.WHEEL),
 }
 
 
@@ -138,6 +140,7 @@ def test_pods_import_the_users_code(case: str, mode: str, tmp_path: Path) -> Non
     start, extra, pythonpath, home = IMPORT_CASES[case]
     orders.copy_to(tmp_path / "project")
     orders.copy_to(tmp_path / "libs")
+    orders.wheel_in(tmp_path)
     (tmp_path / "elsewhere").mkdir()
     workflow = tmp_path / "importer.yaml"
     workflow.write_text(IMPORTER)
