@@ -148,7 +148,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     sys.stderr.write(
         f"workflow {name} from {doc.kind}/{doc.name} ({doc.source})\n"
         f"  sandbox: {run.mode} ({run.mode_reason})\n  run folder: {run_dir}\n"
-        f"  code: {run.code} (importable in every pod, read-only)\n"
+        f"  code: {run.code} (importable in every pod"
+        f"{', read-only' if run.mode == 'bwrap' else ''})\n"
         f"  runs folder: {_pruned(args.runs, run_dir, args.keep)}\n"
     )
     if notes.ignored:

@@ -1,6 +1,6 @@
 """The runs folder: one folder per local run, locked while it runs; old finished ones pruned.
 
-A run of a million rows leaves about 280 MB (the SQLite database, the parts, the merged
+A run of a million rows leaves about 300 MB (the SQLite database, the parts, the merged
 output), so runs are not kept forever: before a run starts, the finished runs beyond the
 newest ``keep`` (the new one counts) are removed. A run is finished when its ``run.json``
 exists and no runner holds its lock; a folder without either is left alone and only
