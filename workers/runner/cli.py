@@ -20,7 +20,7 @@ EPILOG = """examples:
   python -m workers run workers-pipeline -p rows=1000000 -p rows-per-shard=100000
   python -m workers run manifests/examples/workflow.yaml
   python -m workers run my-workflow.yaml --sandbox remap # without bubblewrap
-  cd my-project && python -m workers run workers-pipeline \
+  cd examples/orders && python -m workers run workers-pipeline \
       -p generator=orders.generate:orders -p processor=orders.enrich:enrich
                                                          # your own code, from the current folder
 
