@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import workers
+
 try:  # tests/ may or may not become a package on other branches
     from tests import manifest_checks as mc
 except ImportError:
@@ -84,7 +86,8 @@ def test_rendered_base_matches_the_files(rendered: list[mc.Doc], base_docs: list
         if "container" in t
     }
     # The images transformer reached Argo's container.image (kustomizeconfig.yaml).
-    assert images == {"ghcr.io/workers-project/workers:0.1.0"}
+    # ...and names the image of this version (workers.__version__ is the one version source).
+    assert images == {f"ghcr.io/workers-project/workers:{workers.__version__}"}
 
 
 @pytest.mark.parametrize("source", ["base_docs", "rendered", "overlay", "examples"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -108,6 +109,19 @@ def test_default_manifests_outside_a_checkout_is_the_repository_library(
     assert spec.default_manifests() == Path("manifests")
 
 
+SOURCE = ("pyproject.toml", "README.md", "LICENSE", "workers", "manifests")
+"""What building the distribution reads; .dockerignore lets the same into the image build."""
+
+
+def test_dockerignore_lets_in_what_the_build_reads() -> None:
+    allowed = {
+        line.strip().removeprefix("!").rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert set(SOURCE) <= allowed
+
+
 def _wheel_metadata(wheel: Path) -> tuple[email.message.Message, set[str]]:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
@@ -136,7 +150,17 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(
         assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
         return proc.stdout
 
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, REPO)
+    # Built from a copy of what the image's build context holds (.dockerignore): a build in
+    # the checkout would leave build/ there, whose stale files setuptools puts in later wheels.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in SOURCE:
+        if (REPO / name).is_dir():
+            caches = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+            shutil.copytree(REPO / name, source / name, ignore=caches)
+        else:
+            shutil.copy2(REPO / name, source / name)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source)
     (wheel,) = wheels.glob("*.whl")
     assert wheel.name == f"fanout_workers-{workers.__version__}-py3-none-any.whl"
     meta, names = _wheel_metadata(wheel)
@@ -163,7 +187,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(
     assert Path(location).is_relative_to(venv), "the wheel's package, not this checkout's"
 
     rows = 2500
-    run(
+    out = run(
         bin_workers,
         "run",
         "workers-pipeline",
@@ -173,8 +197,9 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(
         "rows-per-shard=1000",
         cwd=empty,
     )
-    # the embedded defaults: SQLite and the store under ./workers-data of the empty folder
-    (merged,) = (empty / "workers-data").rglob("merged.json")
-    (summary,) = (empty / "workers-data").rglob("summary.json")
+    assert f"rows:          merged {rows:,} == produced {rows:,} in 3 shards\n" in out
+    (line,) = (line for line in out.splitlines() if line.startswith("merged output: "))
+    merged = Path(line.removeprefix("merged output: "))
+    assert merged.is_relative_to(empty / "workers-runs"), "the run happened in the empty folder"
     assert len(json.loads(merged.read_bytes())) == rows
-    assert json.loads(summary.read_bytes())["rows"] == rows
+    assert sorted(p.name for p in empty.iterdir()) == ["workers-runs"]
