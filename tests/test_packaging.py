@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,18 @@ def test_one_version_source() -> None:
     assert "version" not in project and project["dynamic"] == ["version"]
     dynamic = _pyproject()["tool"]["setuptools"]["dynamic"]
     assert dynamic == {"version": {"attr": "workers.__version__"}}
+
+
+def test_readme_install_commands_name_this_distribution_and_its_extras() -> None:
+    project = _pyproject()["project"]
+    extras = set(project["optional-dependencies"])
+    readme = (REPO / "README.md").read_text()
+    installs = re.findall(r"pip install '([^'\[]+)\[([^\]]+)\]'", readme)
+    assert (project["name"], "postgres,s3,gcs") in installs
+    for name, wanted in installs:
+        assert name in (project["name"], "."), name
+        assert set(wanted.split(",")) <= extras, wanted
+    assert f"{project['name']}[postgres,s3,gcs]" in project["optional-dependencies"]["all"]
 
 
 def test_default_manifests_outside_a_checkout_is_the_repository_library(
