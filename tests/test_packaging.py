@@ -216,3 +216,45 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(
     assert merged.is_relative_to(empty / "workers-runs"), "the run happened in the empty folder"
     assert len(json.loads(merged.read_bytes())) == rows
     assert sorted(p.name for p in empty.iterdir()) == ["workers-runs"]
+
+
+def _checkout_copy(dest: Path) -> None:
+    """The files of this checkout as a fresh clone has them (tracked or new, none ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src = REPO / name
+        if src.is_file():  # a tracked file deleted in the working tree is gone from a clone too
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+@pytest.mark.slow
+def test_bin_demo_from_a_fresh_clone_prints_only_the_demo(tmp_path: Path) -> None:
+    # The README's first command installs on first use; pip's and setuptools' chatter
+    # (deprecation warnings included) belongs in .venv/install.log, not before the demo.
+    clone = tmp_path / "clone"
+    _checkout_copy(clone)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "WORKERS_"))}
+    for attempt in ("installs", "reuses the install"):
+        proc = subprocess.run(
+            ["./bin/demo", "-p", "rows=2000"],
+            cwd=clone,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{attempt}:\n{proc.stdout}"
+        first, *_ = proc.stdout.splitlines()
+        assert first.startswith("workflow workers-pipeline-"), f"{attempt}:\n{proc.stdout[:2000]}"
+        noise = re.compile(r"\bpip\b|setuptools|Warning|WARNING|[Dd]eprecat")
+        assert [line for line in proc.stdout.splitlines() if noise.search(line)] == []
+        assert "rows:          merged 2,000 == produced 2,000 in 1 shards" in proc.stdout
+    assert (clone / ".venv/install.log").stat().st_size > 0
