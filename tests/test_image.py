@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+import workers
+
 try:  # tests/ may or may not become a package on other branches
     from tests import orders_example as orders
 except ImportError:
@@ -239,6 +241,8 @@ def test_image_config(config: dict) -> None:
     labels = config.get("Labels") or {}
     for key in ("title", "version", "revision", "licenses"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
+    # images/build.sh reads the one version source
+    assert labels["org.opencontainers.image.version"] == workers.__version__
 
 
 def test_shard_help_as_non_root(container: str) -> None:

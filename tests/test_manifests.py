@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import workers
+
 try:  # tests/ may or may not become a package on other branches
     from tests import manifest_checks as mc
 except ImportError:
@@ -84,8 +86,9 @@ def test_rendered_base_matches_the_files(rendered: list[mc.Doc], base_docs: list
         if "container" in t
     }
     assert images == {mc.IMAGE_PARAM}
-    # The images transformer reached the image parameters' defaults (kustomizeconfig.yaml).
-    assert mc.default_images(_argo(rendered)) == {"ghcr.io/workers-project/workers:0.1.0"}
+    # The images transformer reached the image parameters' defaults (kustomizeconfig.yaml),
+    # naming this version (workers.__version__ is the one version source).
+    assert mc.default_images(_argo(rendered)) == {f"ghcr.io/workers-project/workers:{workers.__version__}"}
 
 
 def test_overlay_images_reach_every_image_parameter(overlay: list[mc.Doc]) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from workers import cli
 from workers.config import redact
 from workers.runner import report, runs, spec
 from workers.runner.engine import ERROR, Node, Options, Run
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a misspelt flag is an error, never a guess at another one
     )
+    cli.add_version_argument(p)
     p.add_argument("target", metavar="FILE|TEMPLATE_NAME")
     p.add_argument(
         "-p",
@@ -53,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="workflow parameter, like argo submit -p (repeatable)",
     )
     p.add_argument(
-        "--manifests", type=Path, help="WorkflowTemplate folder (default ./manifests or the repo's)"
+        "--manifests",
+        type=Path,
+        help="WorkflowTemplate folder (default ./manifests, else the installed library)",
     )
     p.add_argument(
         "--runs",
