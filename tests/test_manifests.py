@@ -88,7 +88,9 @@ def test_rendered_base_matches_the_files(rendered: list[mc.Doc], base_docs: list
     assert images == {mc.IMAGE_PARAM}
     # The images transformer reached the image parameters' defaults (kustomizeconfig.yaml),
     # naming this version (workers.__version__ is the one version source).
-    assert mc.default_images(_argo(rendered)) == {f"ghcr.io/workers-project/workers:{workers.__version__}"}
+    assert mc.default_images(_argo(rendered)) == {
+        f"ghcr.io/workers-project/workers:{workers.__version__}"
+    }
 
 
 def test_overlay_images_reach_every_image_parameter(overlay: list[mc.Doc]) -> None:
