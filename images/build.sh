@@ -59,7 +59,7 @@ args=(
     --build-arg "BASE_IMAGE=$BASE_IMAGE"
     --build-arg "REVISION=$rev"
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    --build-arg "VERSION=$(sed -nE 's/^version *= *"([^"]+)".*/\1/p' "$CONTEXT/pyproject.toml" | head -n1)"
+    --build-arg "VERSION=$(sed -nE 's/^__version__ = "([^"]+)".*/\1/p' "$CONTEXT/workers/__init__.py")"
 )
 # localhost/ images exist only in local storage; never try to pull them.
 [[ "$BASE_IMAGE" == localhost/* ]] && args+=(--pull=false)

@@ -512,6 +512,55 @@ def security_problems(doc: Doc, uid: int) -> list[str]:
     return problems
 
 
+IMAGE_PARAM = "{{inputs.parameters.image}}"
+PIPELINE_IMAGE = "{{workflow.parameters.image}}"
+
+
+def image_problems(doc: Doc, lib: dict[str, dict[str, Doc]]) -> list[str]:
+    """Every step pod runs the image its ``image`` input names, and every call passes the
+    workflow's ``image`` on: one ``-p image=`` swaps the whole pipeline to a user's image."""
+    problems = []
+    local = {t["name"]: t for t in workflow_spec(doc).get("templates") or []}
+    for tmpl in local.values():
+        here = f"{name_of(doc)}: {tmpl['name']}"
+        c = tmpl.get("container")
+        if c is not None:
+            if c.get("image") != IMAGE_PARAM:
+                problems.append(
+                    f"{here}: container.image is {c.get('image')!r}, want {IMAGE_PARAM}"
+                )
+            if not inputs_of(tmpl).get("image", {}).get("default"):
+                problems.append(f"{here}: no inputs.parameters image with a default image")
+        for where, call in calls(tmpl):
+            label, target = resolve_target(call, local, lib)
+            if target is None or "image" not in inputs_of(target):
+                continue
+            passed = {
+                p["name"]: p.get("value")
+                for p in (call.get("arguments") or {}).get("parameters") or []
+            }
+            if passed.get("image") != PIPELINE_IMAGE:
+                problems.append(
+                    f"{here}: {where} calls {label} with image {passed.get('image')!r}, "
+                    f"want {PIPELINE_IMAGE}"
+                )
+    return problems
+
+
+def default_images(docs: list[Doc]) -> set[str]:
+    """The image names the library defaults to: step inputs and workflow arguments named image."""
+    found = set()
+    for doc in docs:
+        spec = workflow_spec(doc)
+        for p in (spec.get("arguments") or {}).get("parameters") or []:
+            if p["name"] == "image":
+                found.add(str(p.get("value")))
+        for tmpl in spec.get("templates") or []:
+            if "image" in inputs_of(tmpl):
+                found.add(str(inputs_of(tmpl)["image"].get("default")))
+    return found
+
+
 def secret_problems(doc: Doc) -> list[str]:
     """Credentials come from Secrets only: never a literal env value or a workflow parameter."""
     problems = []

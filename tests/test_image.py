@@ -28,6 +28,13 @@ from pathlib import Path
 
 import pytest
 
+import workers
+
+try:  # tests/ may or may not become a package on other branches
+    from tests import orders_example as orders
+except ImportError:
+    import orders_example as orders  # type: ignore[no-redef]
+
 pytestmark = pytest.mark.image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,6 +241,8 @@ def test_image_config(config: dict) -> None:
     labels = config.get("Labels") or {}
     for key in ("title", "version", "revision", "licenses"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
+    # images/build.sh reads the one version source
+    assert labels["org.opencontainers.image.version"] == workers.__version__
 
 
 def test_shard_help_as_non_root(container: str) -> None:
@@ -269,6 +278,58 @@ def test_read_only_root_filesystem(container: str, config: dict, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
 
 
+def run_pipeline(
+    run: BuildahRun | ReadOnlyRun,
+    run_id: str,
+    produce: Sequence[str],
+    plan: Sequence[str] = (),
+    rows_per_shard: int = 30,
+) -> tuple[list[dict], list]:
+    """produce -> split -> shard (each item) -> merge; the shard list and the merged rows.
+
+    ``produce`` are produce's own flags, ``plan`` the ones split and every shard share
+    (a processor the plan pins)."""
+
+    def step(*argv: str) -> subprocess.CompletedProcess[str]:
+        proc = run("python", "-m", *argv)
+        assert proc.returncode == 0, f"{argv} -> {proc.returncode}\n{proc.stderr}"
+        return proc
+
+    store = f"/tmp/store-{run_id}"
+    step("workers.produce", *produce, "--run-id", run_id, "--count-file", "/tmp/count")
+    step(
+        "workers.split",
+        "--count-file",
+        "/tmp/count",
+        "--rows-per-shard",
+        str(rows_per_shard),
+        "--run-id",
+        run_id,
+        "--store",
+        store,
+        "--output-file",
+        "/tmp/shards.json",
+        *plan,
+    )
+    shards = json.loads(run.read("/tmp/shards.json"))
+    assert isinstance(shards, list)
+    for item in shards:
+        step(
+            "workers.shard",
+            "--shard",
+            json.dumps(item),
+            "--run-id",
+            run_id,
+            "--store",
+            store,
+            *plan,
+        )
+    step("workers.merge", "--store", store, "--output", f"{store}/merged.json")
+    merged = json.loads(run.read(f"{store}/merged.json"))
+    assert isinstance(merged, list)
+    return shards, merged
+
+
 @pytest.mark.parametrize("runner", ["buildah-run", "read-only-root"])
 def test_pipeline_in_image(runner: str, container: str, config: dict, tmp_path: Path) -> None:
     """produce -> split -> shard (each item) -> merge on embedded defaults (SQLite in /work)."""
@@ -277,32 +338,77 @@ def test_pipeline_in_image(runner: str, container: str, config: dict, tmp_path: 
         run = BuildahRun(container)
     else:
         run = ReadOnlyRun(container, config, tmp_path)
+    shards, merged = run_pipeline(run, "t1", ["--rows", "100"])
+    assert len(shards) == 4
+    assert len(merged) == 100
 
-    def step(*argv: str) -> subprocess.CompletedProcess[str]:
-        proc = run("python", "-m", *argv)
-        assert proc.returncode == 0, f"{argv} -> {proc.returncode}\n{proc.stderr}"
-        return proc
 
-    step("workers.produce", "--rows", "100", "--run-id", "t1", "--count-file", "/tmp/count")
-    step(
-        "workers.split",
-        "--count-file",
-        "/tmp/count",
-        "--rows-per-shard",
-        "30",
-        "--run-id",
-        "t1",
-        "--store",
-        "/tmp/store",
-        "--output-file",
-        "/tmp/shards.json",
+# ------------------------------------------------------------------ a user's image FROM ours
+
+
+@pytest.fixture(scope="module")
+def orders_image(image: str) -> Iterator[str]:
+    """examples/orders/Dockerfile built on the image under test, as a user builds it."""
+    tag = f"localhost/orders:pytest-{uuid.uuid4().hex[:8]}"
+    buildah(
+        "bud",
+        "--isolation",
+        "chroot",
+        "--layers=false",
+        "--pull=false",
+        "--build-arg",
+        f"WORKERS_IMAGE={image}",
+        "--tag",
+        tag,
+        str(orders.EXAMPLE),
+        timeout=BUILD_TIMEOUT,
     )
-    shards = json.loads(run.read("/tmp/shards.json"))
-    assert isinstance(shards, list) and len(shards) == 4
-    for item in shards:
-        step(
-            "workers.shard", "--shard", json.dumps(item), "--run-id", "t1", "--store", "/tmp/store"
-        )
-    step("workers.merge", "--store", "/tmp/store", "--output", "/tmp/store/merged.json")
-    merged = json.loads(run.read("/tmp/store/merged.json"))
-    assert isinstance(merged, list) and len(merged) == 100
+    try:
+        yield tag
+    finally:
+        buildah("rmi", "--force", tag, check=False)
+
+
+@pytest.fixture(scope="module")
+def orders_config(orders_image: str) -> dict:
+    return json.loads(buildah("inspect", "--type", "image", orders_image))["OCIv1"]["config"]
+
+
+@pytest.fixture(scope="module")
+def orders_container(orders_image: str) -> Iterator[str]:
+    name = f"orders-test-{uuid.uuid4().hex[:8]}"
+    buildah("from", "--pull=false", "--name", name, orders_image)
+    try:
+        yield name
+    finally:
+        buildah("rm", name, check=False)
+
+
+def test_user_image_keeps_the_workers_image_layout(orders_config: dict, config: dict) -> None:
+    """Same user, working folder, environment and no entrypoint: the templates apply unchanged."""
+    for key in ("User", "WorkingDir", "Env", "Cmd"):
+        assert orders_config.get(key) == config.get(key), key
+    assert not orders_config.get("Entrypoint")
+
+
+@pytest.mark.slow
+def test_user_image_runs_the_pipeline_read_only(
+    orders_container: str, orders_config: dict, tmp_path: Path
+) -> None:
+    """The example's generator and processor, in its image, as uid 10001 on a read-only root."""
+    run = ReadOnlyRun(orders_container, orders_config, tmp_path)
+    assert run("id", "-u").stdout.strip() == str(IMAGE_UID)
+    # The workers image has no pip, and the example adds none: the layer is the package only.
+    assert run("python", "-c", "import pip").returncode != 0
+    rows, seed = 1000, 3
+    shards, merged = run_pipeline(
+        run,
+        "orders1",
+        ["--rows", str(rows), "--seed", str(seed), "--generator", orders.GENERATOR],
+        ["--processor", orders.PROCESSOR],
+        rows_per_shard=300,
+    )
+    assert len(shards) == 4
+    want = orders.expected(rows, seed)
+    assert 0 < len(want) < rows
+    assert merged == want

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import workers
+
 try:  # tests/ may or may not become a package on other branches
     from tests import manifest_checks as mc
 except ImportError:
@@ -83,8 +85,26 @@ def test_rendered_base_matches_the_files(rendered: list[mc.Doc], base_docs: list
         for t in d["spec"]["templates"]
         if "container" in t
     }
-    # The images transformer reached Argo's container.image (kustomizeconfig.yaml).
-    assert images == {"ghcr.io/workers-project/workers:0.1.0"}
+    assert images == {mc.IMAGE_PARAM}
+    # The images transformer reached the image parameters' defaults (kustomizeconfig.yaml),
+    # naming this version (workers.__version__ is the one version source).
+    assert mc.default_images(_argo(rendered)) == {
+        f"ghcr.io/workers-project/workers:{workers.__version__}"
+    }
+
+
+def test_overlay_images_reach_every_image_parameter(overlay: list[mc.Doc]) -> None:
+    assert mc.default_images(_argo(overlay)) == {"ghcr.io/workers-project/workers:0.2.0"}
+
+
+@pytest.mark.parametrize("source", ["base_docs", "rendered"])
+def test_every_step_runs_the_image_parameter(
+    source: str, request: pytest.FixtureRequest, lib: dict
+) -> None:
+    docs = _argo(request.getfixturevalue(source))
+    assert [p for d in docs for p in mc.image_problems(d, lib)] == []
+    pipeline = _doc(docs, "workers-pipeline")
+    assert "image" in mc.workflow_parameters(pipeline, docs)
 
 
 @pytest.mark.parametrize("source", ["base_docs", "rendered", "overlay", "examples"])
@@ -273,7 +293,8 @@ def test_misspelled_kubernetes_field_is_rejected_with_its_path(base_docs: list[m
 
 def test_renamed_input_parameter_is_caught(lib: dict, base_docs: list[mc.Doc]) -> None:
     shard = _doc(base_docs, "workers-shard")
-    shard["spec"]["templates"][0]["inputs"]["parameters"][-1]["name"] = "store-url"
+    inputs = shard["spec"]["templates"][0]["inputs"]["parameters"]
+    next(p for p in inputs if p["name"] == "store")["name"] = "store-url"
     docs = [shard if d["metadata"]["name"] == "workers-shard" else d for d in base_docs]
     broken_lib = mc.library(docs)
     pipeline = _doc(base_docs, "workers-pipeline")
@@ -354,6 +375,19 @@ def test_bad_merge_format_is_caught(lib: dict, base_docs: list[mc.Doc]) -> None:
     merge["spec"]["templates"][0]["inputs"]["parameters"][1]["default"] = "csv"
     problems = mc.argument_problems(merge, lib, base_docs)
     assert any("unknown --format 'csv'" in p for p in problems)
+
+
+def test_call_without_the_image_is_caught(lib: dict, base_docs: list[mc.Doc]) -> None:
+    pipeline = _doc(base_docs, "workers-pipeline")
+    main = next(t for t in pipeline["spec"]["templates"] if t["name"] == "main")
+    merge = next(t for t in main["dag"]["tasks"] if t["name"] == "merge")
+    params = merge["arguments"]["parameters"]
+    params[:] = [p for p in params if p["name"] != "image"]
+    shard = _doc(base_docs, "workers-shard")
+    shard["spec"]["templates"][0]["container"]["image"] = "ghcr.io/workers-project/workers:latest"
+    problems = mc.image_problems(pipeline, lib) + mc.image_problems(shard, lib)
+    assert any("calls templateRef workers-merge/merge with image None" in p for p in problems)
+    assert any("shard: container.image is 'ghcr.io/" in p for p in problems)
 
 
 def test_literal_database_url_is_caught(base_docs: list[mc.Doc]) -> None:

@@ -30,6 +30,13 @@ EXIT_CODES_EPILOG = (
 )
 
 
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the package's one version, worded as the ``workers`` command words it."""
+    from workers import version_text
+
+    parser.add_argument("--version", action="version", version=version_text())
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and map to the usage exit code."""
 
@@ -38,6 +45,7 @@ class Parser(argparse.ArgumentParser):
         # --row must never be taken for --rows: a typo is an error, not a guess.
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
+        add_version_argument(self)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from workers import cli
 from workers.config import redact
-from workers.runner import report, spec
+from workers.runner import report, runs, spec
 from workers.runner.engine import ERROR, Node, Options, Run
 from workers.runner.progress import Progress
 from workers.runner.spec import Notes, SpecError
@@ -20,12 +22,22 @@ EPILOG = """examples:
   python -m workers run workers-pipeline -p rows=1000000 -p rows-per-shard=100000
   python -m workers run manifests/examples/workflow.yaml
   python -m workers run my-workflow.yaml --sandbox remap # without bubblewrap
+  cd examples/orders && python -m workers run workers-pipeline \
+      -p generator=orders.generate:orders -p processor=orders.enrich:enrich
+                                                         # your own code, from the current folder
+
+Pods import your code from the current folder (or --code DIR) and every PYTHONPATH
+entry, bound read-only into each pod. Finished runs beyond the newest --keep are
+removed from the runs folder when a run starts.
 
 Secrets (env valueFrom.secretKeyRef) come from the environment: <SECRET>_<KEY>
 (uppercased, - and . as _) or the container's env var name, else from .env.
 
 exit codes: 0 the workflow succeeded, 1 it failed, 2 it cannot run locally
 """
+
+
+KEEP_DEFAULT = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a misspelt flag is an error, never a guess at another one
     )
+    cli.add_version_argument(p)
     p.add_argument("target", metavar="FILE|TEMPLATE_NAME")
     p.add_argument(
         "-p",
@@ -46,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="workflow parameter, like argo submit -p (repeatable)",
     )
     p.add_argument(
-        "--manifests", type=Path, help="WorkflowTemplate folder (default ./manifests or the repo's)"
+        "--manifests",
+        type=Path,
+        help="WorkflowTemplate folder (default ./manifests, else the installed library)",
     )
     p.add_argument(
         "--runs",
@@ -61,8 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="bwrap: mount namespaces; remap: rewrite container paths; auto: bwrap if it works",
     )
     p.add_argument("--env-file", type=Path, help="secrets file (default ./.env)")
+    p.add_argument(
+        "--code",
+        type=Path,
+        metavar="DIR",
+        help="your project's folder, importable in every pod (default: the current folder)",
+    )
+    p.add_argument(
+        "--keep",
+        type=_count,
+        default=KEEP_DEFAULT,
+        metavar="N",
+        help="keep the newest N runs in the runs folder, this one included; older finished "
+        "runs are removed (default 10; 0 keeps every run)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
 
 
 def _overrides(items: Sequence[str]) -> dict[str, str]:
@@ -76,6 +115,15 @@ def _overrides(items: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    locks: list[int] = []  # the run folder's lock, held while the run runs (runs.prune skips it)
+    try:
+        return _main(argv, locks)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress()
     notes = Notes()
@@ -85,9 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         wf_spec = effective_spec(doc, library, notes)
         parameters = workflow_parameters(wf_spec, _overrides(args.parameter), doc.source)
         Wiring(doc, wf_spec, library, parameters, notes).check()
+        if args.code is not None and not args.code.is_dir():
+            raise SpecError(f"--code {args.code}: not a folder")
         name = spec.workflow_name(doc)
         run_dir = args.runs / name
-        run_dir.mkdir(parents=True, exist_ok=False)
         run = Run(
             doc,
             library,
@@ -96,16 +145,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parameters,
             run_dir.resolve(),
             notes,
-            Options(args.sandbox, args.verbose, args.env_file),
+            Options(args.sandbox, args.verbose, args.env_file, args.code),
             progress,
         )
-    except (SpecError, RuntimeError) as exc:
+        locks.append(runs.create(run_dir))
+    except (SpecError, RuntimeError, OSError) as exc:
         sys.stderr.write(f"python -m workers run: {exc}\n")
         return 2
     progress.run = run
     sys.stderr.write(
         f"workflow {name} from {doc.kind}/{doc.name} ({doc.source})\n"
         f"  sandbox: {run.mode} ({run.mode_reason})\n  run folder: {run_dir}\n"
+        f"  code: {run.code} (importable in every pod"
+        f"{', read-only' if run.mode == 'bwrap' else ''})\n"
+        f"  runs folder: {_pruned(args.runs, run_dir, args.keep)}\n"
     )
     if notes.ignored:
         progress(
@@ -162,7 +215,46 @@ def rerun_command(args: argparse.Namespace) -> str:
         argv += ["--sandbox", args.sandbox]
     if args.env_file:
         argv += ["--env-file", str(args.env_file)]
+    if args.code is not None:
+        argv += ["--code", str(args.code)]
+    if args.keep != KEEP_DEFAULT:
+        argv += ["--keep", str(args.keep)]
     return shlex.join(argv)
+
+
+def _pruned(folder: Path, current: Path, keep: int) -> str:
+    """Prune old finished runs; one line on what went and what is left."""
+    result = runs.prune(folder, current, keep)
+    parts = [f"kept {result.kept} earlier finished runs ({runs.human(result.kept_bytes)})"]
+    if result.removed:
+        parts.append(f"removed {result.removed} older ({runs.human(result.freed)})")
+    if result.running:
+        parts.append(f"{result.running} running")
+    if result.unfinished:
+        parts.append(
+            f"{result.unfinished} without run.json ({runs.human(result.unfinished_bytes)}; "
+            "never removed: rm -r them when no runner uses them)"
+        )
+    return f"{folder}: " + ", ".join(parts) + (f"; --keep {keep}" if keep else "; --keep 0: all")
+
+
+def rows_line(totals: dict[str, object]) -> str | None:
+    """The summary's rows line: merged against produced, and what the processor changed."""
+    rows, expected, shards = totals.get("rows"), totals.get("rows_expected"), totals.get("shards")
+    if not isinstance(rows, int):
+        return None
+    if not isinstance(expected, int) or rows == expected:
+        produced = f"{expected:,}" if isinstance(expected, int) else "?"
+        return f"rows:          merged {rows:,} == produced {produced} in {shards} shards"
+    # merge succeeded, so every shard read its whole key range: any difference is the
+    # processor's own doing (it may drop rows or emit several values per row).
+    if rows < expected:
+        change = f"the processor dropped {expected - rows:,}"
+    else:
+        change = f"the processor added {rows - expected:,}"
+    return (
+        f"rows:          merged {rows:,} of {expected:,} produced rows in {shards} shards; {change}"
+    )
 
 
 def _reconcile(summary: Path) -> None:
@@ -172,9 +264,6 @@ def _reconcile(summary: Path) -> None:
         totals = json.loads(summary.read_text()).get("totals") or {}
     except (OSError, ValueError):
         return
-    rows, expected = totals.get("rows"), totals.get("rows_expected")
-    if rows is not None:
-        mark = "==" if rows == expected else "!="
-        print(
-            f"rows:          merged {rows:,} {mark} produced {expected:,} in {totals.get('shards')} shards"
-        )
+    line = rows_line(totals)
+    if line is not None:
+        print(line)

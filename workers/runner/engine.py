@@ -121,6 +121,7 @@ class Options:
     sandbox: str = "auto"
     verbose: bool = False
     env_file: Path | None = None
+    code: Path | None = None  # the user's project, importable in every pod; default: cwd
 
 
 class Run:
@@ -157,6 +158,13 @@ class Run:
         self.secret_values: set[str] = set()
         self.created = time.time()
         self.mode, self.mode_reason = sandbox.choose(options.sandbox)
+        # The user's project and the host's PYTHONPATH: on every pod's PYTHONPATH after the
+        # runner's own package, and bound read-only into its mount namespace, so a generator
+        # or processor imports the same way wherever the runner was started.
+        self.code = (options.code or Path.cwd()).resolve()
+        self.import_paths = sandbox.import_paths(
+            self.code, os.environ.get("PYTHONPATH"), Path.cwd()
+        )
         self.volumes: dict[str, Path] = {}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         limit = spec.get("parallelism")
@@ -760,7 +768,13 @@ class Run:
                 (PACKAGE_ROOT, False),
                 (Path(sys.prefix), False),
                 (Path(sys.base_prefix), False),
+                *((p, False) for p in self.import_paths if p.exists()),
             ]
+            if any(m.target == str(self.code) for m in mounts):
+                self.warn_once(
+                    f"code folder {self.code} is where pods mount a volume, so its files are "
+                    "hidden in them: run from (or pass --code) the project's own folder"
+                )
             cmd = sandbox.bwrap_command(argv, mounts, keep, workdir)
             cwd = None
         else:
@@ -948,8 +962,8 @@ class Run:
 
     def environment(self, container: Mapping[str, Any], where: str) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
-        pythonpath = [str(PACKAGE_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.import_paths)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         for e in container.get("env") or []:
             name = str(e["name"])
             if "value" in e:

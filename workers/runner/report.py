@@ -288,7 +288,9 @@ def merged_output(run: Run) -> tuple[Path | None, Path | None]:
         for a in reversed(node.attempts):
             if a.phase != "Succeeded":
                 continue
-            mounts = [Mount(Path(h), t) for t, h in a.mounts]
+            # remap: the step's paths are host paths already (mapping them again broke a
+            # run folder under /tmp, itself a mount target)
+            mounts = [] if run.mode == "remap" else [Mount(Path(h), t) for t, h in a.mounts]
             for ev in reversed(a.events):
                 if ev.get("event") == "merged" and ev.get("output") not in (None, "-"):
                     cwd = run.work_dir

@@ -138,9 +138,33 @@ def bwrap_command(
     # hidden by the mount: bind it back at its own path.
     # Shallow paths first: binding the repo after a run folder inside it would hide the latter.
     for path, writable in sorted(keep, key=lambda k: len(Path(k[0]).parts)):
+        if not writable and covers_a_mount(str(path), mounts):
+            # The read-only root shows it already; binding it would hide the mount below.
+            continue
         args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
     args += ["--die-with-parent", "--chdir", cwd, "--", *argv]
     return args
+
+
+def covers_a_mount(path: str, mounts: Sequence[Mount]) -> bool:
+    """Whether ``path`` is a mount target or one of its ancestors (``/`` covers every one)."""
+    base = path.rstrip("/") + "/"
+    return any((m.target.rstrip("/") + "/").startswith(base) for m in mounts)
+
+
+def import_paths(code: Path, pythonpath: str | None, cwd: Path) -> list[Path]:
+    """Where pods import the user's code from: ``code``, then each entry of ``pythonpath``.
+
+    Absolute, in order, without repeats. A relative entry (and the empty one, which Python
+    reads as the working folder) is taken relative to ``cwd``, the runner's working folder,
+    because a pod runs in the run's own work folder where it would mean nothing.
+    """
+    found: list[Path] = []
+    for entry in [str(code), *(pythonpath.split(os.pathsep) if pythonpath else [])]:
+        path = Path(os.path.normpath(cwd / entry))
+        if path not in found:
+            found.append(path)
+    return found
 
 
 def remap_text(text: str, mounts: Sequence[Mount]) -> str:

@@ -399,11 +399,19 @@ class Library:
 
 
 def default_manifests() -> Path:
-    """``./manifests`` if present, else the repository's ``manifests/`` next to the package."""
+    """``./manifests`` if present, else the library this package was installed with.
+
+    A wheel carries the repository's ``manifests/`` as ``workers/manifests`` (package data);
+    a source checkout or an editable install has it next to the package instead.
+    """
     here = Path("manifests")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[2] / "manifests"
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "manifests"
+    if shipped.is_dir():
+        return shipped
+    return package.parent / "manifests"
 
 
 def resolve_target(target: str, manifests: Path | None) -> tuple[Document, Library]:
