@@ -45,6 +45,7 @@ def _python(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         *(("-m", "workers", step, "--version") for step in STEPS),
         ("-m", "workers", "run", "--version"),
         ("-m", "workers", "pipeline", "--version"),
+        ("-m", "workers", "timeline", "--version"),
     ],
     ids=" ".join,
 )
@@ -65,7 +66,7 @@ def test_workers_step_is_python_m_workers_step(step: str) -> None:
 def test_workers_help_names_every_command() -> None:
     proc = _python("-m", "workers", "--help")
     assert proc.returncode == 0
-    for command in ("run", "pipeline", *STEPS):
+    for command in ("run", "pipeline", "timeline", *STEPS):
         assert f"\n  {command} " in proc.stdout, command
 
 

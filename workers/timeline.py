@@ -824,6 +824,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    from workers import cli
+
+    cli.add_version_argument(p)
     p.add_argument("file", metavar="FILE", help="Workflow JSON (argo get -o json); - for stdin")
     p.add_argument("--store", metavar="URL", help="the run's store, for its commit records")
     p.add_argument(
