@@ -306,7 +306,21 @@ def _digest(sha: Any, chunk: bytearray) -> int:
     return chunk.count(b"\n")
 
 
-def _copy_verified(part: Part, out: _Splice, pool: ThreadPoolExecutor) -> int:
+class _Hashing:
+    """The hashing thread and the two read buffers, made once per merge whatever the parts."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self.buffers = (bytearray(CHUNK), bytearray(CHUNK))
+
+    def __enter__(self) -> _Hashing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown()
+
+
+def _copy_verified(part: Part, out: _Splice, hashing_: _Hashing) -> int:
     """Copy a part with a commit record, hashing and counting lines on the way; returns its rows.
 
     Bytes matching the sha256 of a record shard wrote are one ``orjson.dumps`` per
@@ -316,15 +330,15 @@ def _copy_verified(part: Part, out: _Splice, pool: ThreadPoolExecutor) -> int:
 
     The part's sha256 and line count are computed on ``pool``'s one thread (hashlib
     drops the GIL) while this one writes the chunk and the output's own sha256: the
-    two hashes, most of the work, run side by side. Two buffers take turns, so the next chunk
-    is read while the last one is still being hashed.
+    two hashes, most of the work, run side by side. Two buffers take turns, so the next
+    chunk is read while the last one is still being hashed.
     """
     label = part.label
     with _opened(part) as (f, size):
         if part.bytes is not None and size != part.bytes:
             raise IncompleteError(f"{label} is {size} bytes, its commit record says {part.bytes}")
         sha = hashlib.sha256()
-        buffers = (bytearray(CHUNK), bytearray(CHUNK))
+        pool, buffers = hashing_.pool, hashing_.buffers
         hashing: Future[int] | None = None
         total = lines = turn = 0
         last = 0x0A
@@ -377,10 +391,10 @@ def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) 
     """
     out = _Splice(writer, fmt)
     total = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+    with _Hashing() as hashing:
         for part in parts:
             if part.sha256 is not None:
-                total += _copy_verified(part, out, pool)
+                total += _copy_verified(part, out, hashing)
             else:
                 total += _copy_validated(part, out)
     out.close()
