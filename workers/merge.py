@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import shutil
 import statistics
 import sys
@@ -23,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -246,7 +247,7 @@ _NL_TO_COMMA = bytes.maketrans(b"\n", b",")
 
 
 @contextlib.contextmanager
-def _opened(part: Part) -> Iterator[tuple[IO[bytes], int]]:
+def _opened(part: Part) -> Iterator[tuple[io.RawIOBase | io.BufferedIOBase, int]]:
     try:
         f, size = storage.open_input(part.url, "part", block_size=4 * CHUNK)
     except FileNotFoundError:
@@ -320,7 +321,7 @@ class _Hashing:
         self.pool.shutdown()
 
 
-def _copy_verified(part: Part, out: _Splice, hashing_: _Hashing) -> int:
+def _copy_verified(part: Part, out: _Splice, worker: _Hashing) -> int:
     """Copy a part with a commit record, hashing and counting lines on the way; returns its rows.
 
     Bytes matching the sha256 of a record shard wrote are one ``orjson.dumps`` per
@@ -328,7 +329,7 @@ def _copy_verified(part: Part, out: _Splice, hashing_: _Hashing) -> int:
     ends only after the copy, but the output is still a temp file then: a part
     that does not match its record fails the merge before anything is published.
 
-    The part's sha256 and line count are computed on ``pool``'s one thread (hashlib
+    The part's sha256 and line count are computed on the worker's one thread (hashlib
     drops the GIL) while this one writes the chunk and the output's own sha256: the
     two hashes, most of the work, run side by side. Two buffers take turns, so the next
     chunk is read while the last one is still being hashed.
@@ -338,7 +339,7 @@ def _copy_verified(part: Part, out: _Splice, hashing_: _Hashing) -> int:
         if part.bytes is not None and size != part.bytes:
             raise IncompleteError(f"{label} is {size} bytes, its commit record says {part.bytes}")
         sha = hashlib.sha256()
-        pool, buffers = hashing_.pool, hashing_.buffers
+        pool, buffers = worker.pool, worker.buffers
         hashing: Future[int] | None = None
         total = lines = turn = 0
         last = 0x0A
@@ -391,10 +392,11 @@ def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) 
     """
     out = _Splice(writer, fmt)
     total = 0
-    with _Hashing() as hashing:
+    verified = any(part.sha256 is not None for part in parts)
+    with _Hashing() if verified else contextlib.nullcontext() as worker:
         for part in parts:
-            if part.sha256 is not None:
-                total += _copy_verified(part, out, hashing)
+            if worker is not None and part.sha256 is not None:
+                total += _copy_verified(part, out, worker)
             else:
                 total += _copy_validated(part, out)
     out.close()

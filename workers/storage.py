@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import stat
 import time
@@ -102,7 +103,9 @@ def read_small(url: str, limit: int, what: str) -> bytes:
     return data
 
 
-def open_input(url: str, what: str = "file", block_size: int = 4 << 20) -> tuple[IO[bytes], int]:
+def open_input(
+    url: str, what: str = "file", block_size: int = 4 << 20
+) -> tuple[io.RawIOBase | io.BufferedIOBase, int]:
     """A binary stream of ``url`` for reading in bounded chunks, and its size in bytes.
 
     Locally a raw (unbuffered) file of a regular file, as :func:`read_bytes` checks
