@@ -68,7 +68,7 @@ SIZES = {
     },
 }
 MERGE_PARTS = (10, 100, 1_000)
-ROW_BYTES = 220  # about what write_parts makes a row
+ROW_BYTES = 154  # about what write_parts makes a row, newline included
 
 
 # --- running and measuring children -------------------------------------------------------
@@ -80,6 +80,7 @@ class Sample:
     peak_kb: int
     stdout: bytes = b""
     started: float = 0.0
+    cpu: float = 0.0  # user + system seconds of the child and its children
 
 
 def run(
@@ -130,7 +131,7 @@ def run(
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(cmd)[:200]} exited {proc.returncode}: {tail}")
-    return Sample(seconds, peak_kb, data, started)
+    return Sample(seconds, peak_kb, data, started, usage.ru_utime + usage.ru_stime)
 
 
 @dataclass
@@ -154,6 +155,10 @@ class Pair:
             return override
         samples = self.a if which == "a" else self.b
         return statistics.median(s.seconds for s in samples)
+
+    def cpu(self, which: str) -> float:
+        """Median CPU seconds of one side: on a shared machine, steadier than wall time."""
+        return statistics.median(s.cpu for s in (self.a if which == "a" else self.b))
 
     def peak_mb(self, which: str) -> float:
         samples = self.a if which == "a" else self.b
@@ -706,7 +711,10 @@ class Context:
             ratio = plan.median("a") / plan.median("b")
             plan.target = f"<= {limit}x, peak <= 64 MB"
             plan.ok = ratio <= limit and plan.peak_mb("a") <= 64
-            plan.note = f"{size} in {parts} parts: {ratio:.2f}x cat (cat copies in the kernel)"
+            plan.note = (
+                f"{size} in {parts} parts: {ratio:.2f}x cat (cat copies in the kernel); "
+                f"CPU {plan.cpu('a'):.3f} s vs {plan.cpu('b'):.3f} s"
+            )
             pairs.append(plan)
 
         glob_cmd = [PY, "-m", "workers.merge", "--glob", f"{store}/parts/part-*.jsonl"]
@@ -725,7 +733,10 @@ class Context:
             faster = jq.median("b") / jq.median("a")
             jq.target = ">= 10x faster, peak <= 64 MB"
             jq.ok = faster >= 10 and jq.peak_mb("a") <= 64
-            jq.note = f"{size} in {parts} parts; {faster:.1f}x faster than jq"
+            jq.note = (
+                f"{size} in {parts} parts; {faster:.1f}x faster than jq; "
+                f"CPU {jq.cpu('a'):.3f} s vs {jq.cpu('b'):.3f} s"
+            )
             pairs.append(jq)
         else:
             full = Pair("merge", f"{label} --glob", "cat (I/O floor)", work=total, unit="bytes")
@@ -735,7 +746,7 @@ class Context:
             full.ok = full.peak_mb("a") <= 64
             full.note = (
                 f"{size} in one part, every value validated: {ratio:.1f}x cat "
-                "(jq -s . would hold it all)"
+                f"(jq -s . would hold it all); CPU {full.cpu('a'):.3f} s vs {full.cpu('b'):.3f} s"
             )
             pairs.append(full)
         shutil.rmtree(store, ignore_errors=True)
