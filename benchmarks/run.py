@@ -55,8 +55,8 @@ SIZES = {
     "quick": {
         "rows": 100_000,
         "shard_rows": 10_000,
-        "merge_mb": 8,
-        "huge_mb": 64,
+        "merge_mb": 4,
+        "huge_mb": 32,
         "runs": 3,
     },
     "full": {
