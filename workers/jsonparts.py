@@ -28,10 +28,12 @@ import orjson
 
 from workers.errors import UsageError
 
-BLOCK = 1 << 20
+BLOCK = 256 << 10
 """Bytes of whole lines validated at once: large enough that the per-call cost vanishes,
-small enough that the few copies a block needs stay well under the merge's memory bound
-(and far under simdjson's 16,777,215-element limit on one array)."""
+small enough that the few copies a block needs (and simdjson's buffers, a few times the
+block) stay well under the merge's memory bound, and far under simdjson's
+16,777,215-element limit on one array. Measured on 100 MB of shard-shaped rows: peak
+RSS 32 MB at 256 KiB, 40 MB at 512 KiB, 52 MB at 1 MiB, at the same speed."""
 
 _WS = re.compile(r"[ \t\n\r]*")
 

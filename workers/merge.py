@@ -31,7 +31,7 @@ import orjson
 from workers import cli, failures, layout, provenance, storage
 from workers.config import Environment
 from workers.errors import IncompleteError, UsageError
-from workers.jsonparts import JsonLines
+from workers.jsonparts import BLOCK, JsonLines
 from workers.log import Logger, rate
 
 FORMATS = ("json", "jsonl")
@@ -377,7 +377,7 @@ def _copy_validated(part: Part, out: _Splice) -> int:
     """Copy a part nobody vouches for, validating it block by block the way ``jq -s`` reads it."""
     parser = JsonLines(part.url)
     with _opened(part) as (f, _):
-        while chunk := f.read(CHUNK):
+        while chunk := f.read(BLOCK):
             for lines, _n, joined in parser.feed(chunk):
                 out.write(lines, joined)
         for lines, _n, joined in parser.finish():
