@@ -630,10 +630,13 @@ def gcs_unavailable(c: Ctx) -> Any:
 
 @case("out-of-memory", "out of memory (MemoryError)")
 def memory_limit(c: Ctx) -> Any:
+    # Merge streams parts in blocks, but one value is held whole: a 64 MiB array on one line.
     part = c.tmp / "big.jsonl"
     with part.open("wb") as f:
+        f.write(b"[")
         for _ in range(64):
-            f.write(b"1\n" * (1 << 19))  # 64 MiB in all
+            f.write(b"1," * (1 << 19))  # 64 MiB in all
+        f.write(b"1]\n")
     limit = 96 << 20
 
     def cap() -> None:

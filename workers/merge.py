@@ -5,7 +5,9 @@ record by name, checks run, bounds, provenance (every record's generation and
 processor identity equal the plan's), row counts, sizes and sha256, and writes
 nothing if anything is missing or wrong. Without one it is a drop-in for
 ``jq -s .`` over explicit paths or a ``--glob``. Either way memory is bounded by
-the largest part, and the output appears atomically or not at all. The summary,
+a constant, whatever the parts' sizes (they are streamed in chunks; a part
+vouched for by its record is hashed and copied, never parsed again), and the
+output appears atomically or not at all. The summary,
 naming the output's sha256, is published last: the output counts only with it.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import shutil
 import statistics
 import sys
@@ -28,7 +31,7 @@ import orjson
 from workers import cli, failures, layout, provenance, storage
 from workers.config import Environment
 from workers.errors import IncompleteError, UsageError
-from workers.jsonparts import parse_part
+from workers.jsonparts import BLOCK, JsonLines
 from workers.log import Logger, rate
 
 FORMATS = ("json", "jsonl")
@@ -237,65 +240,166 @@ def _listing(problems: list[str], n_shards: int) -> str:
     return f"{len(problems)} of {n_shards} shards not usable: {shown}{more}"
 
 
-def _read(part: Part) -> bytes:
+CHUNK = 1 << 20
+"""Bytes read at a time: a part is streamed, never held whole, so memory is a constant."""
+
+_NL_TO_COMMA = bytes.maketrans(b"\n", b",")
+
+
+@contextlib.contextmanager
+def _opened(part: Part) -> Iterator[tuple[io.RawIOBase | io.BufferedIOBase, int]]:
     try:
-        return storage.read_bytes(part.url, "part")
+        f, size = storage.open_input(part.url, "part", block_size=4 * CHUNK)
     except FileNotFoundError:
         raise IncompleteError(f"{part.label} data file is missing: {part.url}") from None
+    with f:
+        yield f, size
 
 
-def _read_and_hash(part: Part) -> tuple[bytes, str | None]:
-    """The part's bytes and, when its record names one, their sha256 (hashlib drops the GIL)."""
-    data = _read(part)
-    return data, hashlib.sha256(data).hexdigest() if part.sha256 is not None else None
+class _Splice:
+    """Writes whole lines of JSON values as JSON Lines or, newline to comma, as one array.
+
+    Chunks may end anywhere; a newline that ends a chunk becomes a comma only once
+    more values follow, so the array closes without a trailing comma.
+    """
+
+    def __init__(self, writer: storage.AtomicWriter, fmt: str) -> None:
+        self.writer = writer
+        self.array = fmt == "json"
+        self.comma = False  # a value was written and its separator is still owed
+        if self.array:
+            writer.write(b"[")
+
+    def write(self, chunk: bytes | bytearray, joined: memoryview | None = None) -> None:
+        """``chunk`` of lines; ``joined``, when given, is the same lines without the final
+        newline joined by commas (the JSON Lines validator makes it anyway)."""
+        if not self.array:
+            self.writer.write(chunk)
+            return
+        if not chunk:
+            return
+        if self.comma:
+            self.writer.write(b",")
+        if joined is not None:
+            self.writer.write(joined)
+            self.comma = True
+            return
+        spliced = chunk.translate(_NL_TO_COMMA)
+        self.comma = chunk.endswith(b"\n")
+        self.writer.write(memoryview(spliced)[:-1] if self.comma else spliced)
+
+    def end_part(self, last: int) -> None:
+        """After a part whose last byte was ``last``: one without a final newline still ends a line."""
+        if last != 0x0A:
+            if self.array:
+                self.comma = True
+            else:
+                self.writer.write(b"\n")
+
+    def close(self) -> None:
+        if self.array:
+            self.writer.write(b"]\n")
 
 
-def _prefetched(parts: Sequence[Part]) -> Iterator[tuple[Part, bytes, str | None]]:
-    """Read and hash the next part while the current one is parsed: two parts in memory at most."""
-    if not parts:
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        nxt: Future[tuple[bytes, str | None]] = pool.submit(_read_and_hash, parts[0])
-        for i, part in enumerate(parts):
-            data, digest = nxt.result()
-            if i + 1 < len(parts):
-                nxt = pool.submit(_read_and_hash, parts[i + 1])
-            yield part, data, digest
+def _digest(sha: Any, chunk: bytearray) -> int:
+    """Hash a chunk of a part and count its lines (on the hashing thread)."""
+    sha.update(chunk)
+    return chunk.count(b"\n")
+
+
+class _Hashing:
+    """The hashing thread and the two read buffers, made once per merge whatever the parts."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self.buffers = (bytearray(CHUNK), bytearray(CHUNK))
+
+    def __enter__(self) -> _Hashing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown()
+
+
+def _copy_verified(part: Part, out: _Splice, worker: _Hashing) -> int:
+    """Copy a part with a commit record, hashing and counting lines on the way; returns its rows.
+
+    Bytes matching the sha256 of a record shard wrote are one ``orjson.dumps`` per
+    line: valid JSON Lines by construction, so nothing is parsed again. The check
+    ends only after the copy, but the output is still a temp file then: a part
+    that does not match its record fails the merge before anything is published.
+
+    The part's sha256 and line count are computed on the worker's one thread (hashlib
+    drops the GIL) while this one writes the chunk and the output's own sha256: the
+    two hashes, most of the work, run side by side. Two buffers take turns, so the next
+    chunk is read while the last one is still being hashed.
+    """
+    label = part.label
+    with _opened(part) as (f, size):
+        if part.bytes is not None and size != part.bytes:
+            raise IncompleteError(f"{label} is {size} bytes, its commit record says {part.bytes}")
+        sha = hashlib.sha256()
+        pool, buffers = worker.pool, worker.buffers
+        hashing: Future[int] | None = None
+        total = lines = turn = 0
+        last = 0x0A
+        try:
+            while n := f.readinto(buf := buffers[turn]):
+                turn ^= 1
+                chunk = buf if n == CHUNK else buf[:n]
+                total += n
+                if part.bytes is not None and total > part.bytes:
+                    break  # grew since it was measured: no need to read the rest
+                # One worker: the updates run in order. Wait for the previous one before its
+                # buffer is read into again.
+                previous, hashing = hashing, pool.submit(_digest, sha, chunk)
+                out.write(chunk)
+                last = buf[n - 1]
+                if previous is not None:
+                    lines += previous.result()
+        finally:
+            if hashing is not None:
+                lines += hashing.result()
+        out.end_part(last)
+    if part.bytes is not None and total != part.bytes:
+        raise IncompleteError(f"{label} is {total} bytes, its commit record says {part.bytes}")
+    if sha.hexdigest() != part.sha256:
+        raise IncompleteError(f"{label} does not match the sha256 of its commit record")
+    rows = lines + (last != 0x0A)
+    if part.rows is not None and rows != part.rows:
+        raise IncompleteError(
+            f"{label} holds {rows} JSON values, its commit record says {part.rows}"
+        )
+    return rows
+
+
+def _copy_validated(part: Part, out: _Splice) -> int:
+    """Copy a part nobody vouches for, validating it block by block the way ``jq -s`` reads it."""
+    parser = JsonLines(part.url)
+    with _opened(part) as (f, _):
+        while chunk := f.read(BLOCK):
+            for lines, _n, joined in parser.feed(chunk):
+                out.write(lines, joined)
+        for lines, _n, joined in parser.finish():
+            out.write(lines, joined)
+    return parser.values
 
 
 def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) -> int:
-    """Stream every part into ``writer``, verifying each against its record; returns the value count."""
+    """Stream every part into ``writer``, verifying each against its record; returns the value count.
+
+    Memory is a few chunks whatever the parts' sizes: nothing is held whole.
+    """
+    out = _Splice(writer, fmt)
     total = 0
-    first = True
-    if fmt == "json":
-        writer.write(b"[")
-    for part, data, digest in _prefetched(parts):
-        label = part.label
-        if part.bytes is not None and len(data) != part.bytes:
-            raise IncompleteError(
-                f"{label} is {len(data)} bytes, its commit record says {part.bytes}"
-            )
-        if part.sha256 is not None and digest != part.sha256:
-            raise IncompleteError(f"{label} does not match the sha256 of its commit record")
-        # A part that matches its record's sha256 is what shard wrote, one value per line.
-        lines, n, joined = parse_part(data, part.url, lines_are_values=part.sha256 is not None)
-        del data  # the prefetch already holds the next part: keep at most two alive
-        if part.rows is not None and n != part.rows:
-            raise IncompleteError(
-                f"{label} holds {n} JSON values, its commit record says {part.rows}"
-            )
-        total += n
-        if not n:
-            continue
-        if fmt == "json":
-            if not first:
-                writer.write(b",")
-            writer.write(joined if joined is not None else lines[:-1].replace(b"\n", b","))
-        else:
-            writer.write(lines)
-        first = False
-    if fmt == "json":
-        writer.write(b"]\n")
+    verified = any(part.sha256 is not None for part in parts)
+    with _Hashing() if verified else contextlib.nullcontext() as worker:
+        for part in parts:
+            if worker is not None and part.sha256 is not None:
+                total += _copy_verified(part, out, worker)
+            else:
+                total += _copy_validated(part, out)
+    out.close()
     return total
 
 

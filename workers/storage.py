@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import stat
 import time
@@ -100,6 +101,25 @@ def read_small(url: str, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise UsageError(f"{what} {url} is over the {limit}-byte limit")
     return data
+
+
+def open_input(
+    url: str, what: str = "file", block_size: int = 4 << 20
+) -> tuple[io.RawIOBase | io.BufferedIOBase, int]:
+    """A binary stream of ``url`` for reading in bounded chunks, and its size in bytes.
+
+    Locally a raw (unbuffered) file of a regular file, as :func:`read_bytes` checks
+    it; elsewhere an fsspec file whose ranged reads and read-ahead cache are bounded
+    by ``block_size``, so no object is ever held whole. A missing name raises
+    FileNotFoundError.
+    """
+    if is_local(url):
+        fd = _open_regular(local_path(url), what)
+        size = os.fstat(fd).st_size
+        return os.fdopen(fd, "rb", buffering=0), size
+    fs, path = _fs(url)
+    f = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
+    return f, int(f.size)
 
 
 def _kind(mode: int) -> str:
