@@ -487,7 +487,23 @@ class PostgresDatabase(Database):
             where, params = _where(source, run_id, lo, hi, "pg")
             sql = values.pg_row_sql(cols, quote(source.table), where, quote(source.key_column))
             session = True
-        return self._json_text_blocks(sql, params, session)
+        blocks = self._json_text_blocks(sql, params, session)
+        if data is not None and data.is_text:
+            return self._json_text_checked(blocks, source.table, data)
+        return blocks
+
+    def _json_text_checked(
+        self, blocks: Iterator[tuple[bytes, int]], table: str, data: values.PgColumn
+    ) -> Iterator[tuple[bytes, int]]:
+        """A text data column's rows, its text that is not JSON named as the column's fault."""
+        try:
+            yield from blocks
+        except self._psycopg.errors.InvalidTextRepresentation as exc:  # 22P02, from ::json
+            raise values.unsupported(
+                table,
+                [(data.name, data.type)],
+                f"holds text that is not JSON ({failures.first_line(exc)})",
+            ) from None
 
     def _json_text_blocks(
         self, sql: str, params: dict[str, Any], session: bool
@@ -528,12 +544,18 @@ def _text_rows_to_jsonl(values: list[Any]) -> bytes:
         values = [v.decode(errors="surrogateescape") for v in values]
     text = "\n".join(values)
     if text.count("\n") != len(values) - 1 or "\r" in text:
-        # A stored value holds raw newlines (whitespace between JSON tokens):
-        # re-serialize those values so each stays on one line.
-        text = "\n".join(
-            orjson.dumps(orjson.loads(v)).decode() if "\n" in v or "\r" in v else v for v in values
-        )
+        # A stored value holds raw line breaks. In valid JSON (the server checked it) they can
+        # only be whitespace between tokens, never inside a string: a space keeps the value,
+        # digits included, on one line.
+        text = "\n".join([_one_line(v) for v in values])
     return text.encode(errors="surrogateescape") + b"\n"
+
+
+def _one_line(json_text: str) -> str:
+    """Valid JSON text on one line: its raw line breaks are whitespace between tokens."""
+    if "\n" in json_text or "\r" in json_text:
+        return json_text.replace("\r", " ").replace("\n", " ")
+    return json_text
 
 
 def _copy_text(value: bytes) -> bytes:

@@ -62,8 +62,10 @@ def check_call(
     except TypeError as exc:
         where = definition(func)
         name = getattr(func, "__name__", "function")
+        # Without annotations: with postponed evaluation they print as quoted strings.
+        params = ", ".join(str(p.replace(annotation=p.empty)) for p in sig.parameters.values())
         err = ProcessingError(
-            f"{what} {path} has the wrong signature {name}{sig}: {exc}; {how}"
+            f"{what} {path} has the wrong signature {name}({params}): {exc}; {how}"
             + (f" (at {where})" if where else "")
         )
         err.cause = "user-code"

@@ -154,8 +154,9 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
             iter(objects)
         except TypeError:
             raise ProcessingError(
-                f"generator {cfg.generator} returned a {type(objects).__name__}, not an iterable "
-                "of dicts" + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
+                f"generator {cfg.generator} returned an object of type {type(objects).__name__!r}, "
+                "not an iterable of dicts"
+                + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
             ) from None
         objects = _guarded(objects, cfg.generator)
     else:

@@ -286,13 +286,15 @@ class RowEncoder:
         if not isinstance(v, str):
             return v
         try:
-            return orjson.loads(v)
+            orjson.loads(v)  # only to check it: the text itself keeps its digits (2.50)
         except orjson.JSONDecodeError as exc:
             raise unsupported(
                 self.table,
                 [(c.name, c.declared or "no declared type")],
                 f"holds text that is not JSON ({exc})",
             ) from None
+        # Raw line breaks in valid JSON lie between tokens: spaces keep the value on one line.
+        return orjson.Fragment(v.replace("\r", " ").replace("\n", " "))
 
     def _bool(self, c: Column, v: Any) -> Any:
         if v is None or v is True or v is False:
@@ -370,7 +372,7 @@ def exact(v: Any) -> Any:
         return {k: exact(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [exact(x) for x in v]
-    if isinstance(v, (datetime.date, datetime.time)):
+    if isinstance(v, (datetime.date, datetime.time, orjson.Fragment)):
         return v
     return default(v)
 
