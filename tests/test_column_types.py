@@ -544,3 +544,33 @@ def test_readme_column_types_table_is_the_codes() -> None:
             rows.append(tuple(cells))
     assert rows[0] == ("PostgreSQL", "SQLite (declared type)", "JSON")
     assert tuple(rows[1:]) == values.TYPE_TABLE
+
+
+@pytest.mark.parametrize(
+    ("value", "json_text"),
+    [
+        (Decimal("1.50"), "1.50"),
+        (Decimal("-0"), "-0"),
+        (Decimal("1E+2"), "1E+2"),
+        (Decimal("NaN"), '"NaN"'),
+        (Decimal("-Infinity"), '"-Infinity"'),
+        (b"\xde\xad\xbe\xef", '"3q2+7w=="'),
+        (memoryview(b"\x00"), '"AA=="'),
+        (
+            __import__("datetime").timedelta(days=3, hours=4, minutes=5, seconds=6.5),
+            '"P3DT4H5M6.5S"',
+        ),
+        (__import__("datetime").timedelta(days=-1), '"-P1D"'),
+        (__import__("datetime").timedelta(0), '"PT0S"'),
+        (__import__("uuid").UUID(int=1), '"00000000-0000-0000-0000-000000000001"'),
+    ],
+)
+def test_processor_output_mapping_of_python_values(value: Any, json_text: str) -> None:
+    import orjson
+
+    assert orjson.dumps([value], default=values.default) == f"[{json_text}]".encode()
+
+
+def test_a_python_value_without_a_mapping_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="set"):
+        values.default({1})

@@ -19,15 +19,16 @@ before any row is read: the default processor is not the user's code.
 
 from __future__ import annotations
 
-import base64
-import datetime
 import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datetime
+    from decimal import Decimal
 
 import orjson
 
@@ -366,6 +367,8 @@ def exact(v: Any) -> Any:
     documented way; TypeError for a value with no mapping."""
     if v is None or isinstance(v, (bool, int, str)):
         return v
+    import datetime  # deferred, as in default(): only batches holding such values get here
+
     if isinstance(v, float):
         return v if math.isfinite(v) else _non_finite(v)
     if isinstance(v, dict):
@@ -386,11 +389,16 @@ def _non_finite(v: float | Decimal) -> str:
 def default(v: Any) -> Any:
     """orjson's ``default`` hook: the mapping for Python values orjson has no form for
     (Decimal, bytes, timedelta, UUID-like); TypeError otherwise."""
+    import datetime  # deferred: a shard that never meets such a value never imports these
+    from decimal import Decimal
+
     if isinstance(v, Decimal):
         if not v.is_finite():
             return _non_finite(v)
         return orjson.Fragment(str(v))  # always a valid JSON number: 1.50, -0, 1E+2, 1E-7
     if isinstance(v, (bytes, bytearray, memoryview)):
+        import base64
+
         return base64.b64encode(bytes(v)).decode("ascii")
     if isinstance(v, datetime.timedelta):
         return iso_duration(v)
@@ -402,7 +410,9 @@ def default(v: Any) -> Any:
 
 
 def iso_duration(td: datetime.timedelta) -> str:
-    """ISO 8601 duration of a timedelta: days, then hours, minutes, seconds (sign per part)."""
+    """ISO 8601 duration of a timedelta: days, then hours, minutes, seconds (one sign)."""
+    import datetime
+
     sign = "-" if td < datetime.timedelta(0) else ""
     td = abs(td)
     hours, rest = divmod(td.seconds, 3600)
