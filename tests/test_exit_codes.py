@@ -512,6 +512,23 @@ def sqlite_unknown_key_column(c: Ctx) -> Any:
     return c.sqlite("split", "--from-db", "--run-id", "r", "--key-column", "id")
 
 
+@case("column-type", "table 'flags': column 'done' (BOOLEAN) holds 2, not 0 or 1")
+def sqlite_boolean_holding_two(c: Ctx) -> Any:
+    # A default shard on a real table used to stop here with exit 3 or 70 (not the user's code).
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(c.tmp / "flags.sqlite")) as conn, conn:
+        conn.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, done BOOLEAN)")
+        conn.execute("INSERT INTO flags VALUES (1, 1), (2, 2)")
+    return c.step(
+        "shard",
+        *("--shard", '{"index":0,"lo":null,"hi":null,"rows":null}', "--run-id", "r"),
+        *("--store", "s", "--table", "flags", "--key-column", "id", "--run-column", ""),
+        *("--data-column", ""),
+        env={"WORKERS_DATABASE_URL": f"sqlite:///{c.tmp}/flags.sqlite"},
+    )
+
+
 @case("db-unknown", "unable to open database file")
 def sqlite_unopenable_file(c: Ctx) -> Any:
     return c.step("produce", env={"WORKERS_DATABASE_URL": "sqlite:////nonexistent/dir/x.db"})

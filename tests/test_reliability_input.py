@@ -90,7 +90,7 @@ BAD_INPUTS: list[tuple[str, list[str], dict[str, bytes], int, str]] = [
     ("produce", ["--generator", "plugins.userfuncs:missing"], {}, 2, "has no attribute"),
     ("produce", ["--generator", "plugins.userfuncs:not_callable"], {}, 2, "is not callable"),
     ("produce", ["--generator", "plugins.userfuncs:raising_generator"], {}, 3, "could not open"),
-    ("produce", ["--generator", "plugins.userfuncs:not_iterable"], {}, 3, "not return an iterable"),
+    ("produce", ["--generator", "plugins.userfuncs:not_iterable"], {}, 3, "'int', not an iterable"),
     (
         "produce",
         ["--generator", "plugins.userfuncs:unserializable_rows"],

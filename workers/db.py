@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from workers import failures
+from workers import failures, values
 from workers.errors import ProcessingError, UsageError
 from workers.provenance import Generation
 
@@ -272,6 +272,7 @@ class PostgresDatabase(Database):
         logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
         self._psycopg = psycopg
+        self._types: dict[str, list[values.PgColumn]] = {}
         # psycopg takes libpq URIs; drop SQLAlchemy's "+driver" suffix.
         _scheme, rest = url.split("://", 1)
         conninfo = "postgresql://" + rest
@@ -314,15 +315,29 @@ class PostgresDatabase(Database):
         # Existence first: to_regclass reads the latest committed catalog, a query's rows its
         # own snapshot. Asked the other way round, a table another produce committed between
         # the two looks like a table without columns.
+        cols = self._column_types(source, cached=False)
+        return None if cols is None else [c.name for c in cols]
+
+    def _column_types(self, source: Source, cached: bool = True) -> list[values.PgColumn] | None:
+        """The table's columns with their types; read with the names, so reading the rows
+        after check_columns costs no extra round trip."""
+        if cached and source.table in self._types:
+            return self._types[source.table]
         if not self._table_exists(source):
             return None
         with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                (quote(source.table),),
-            )
-            return [str(r[0]) for r in cur.fetchall()]
+            cur.execute(values.PG_COLUMNS_SQL, (quote(source.table),))
+            cols = [values.pg_column(r) for r in cur.fetchall()]
+        self._types[source.table] = cols
+        return cols
+
+    def _data_column(self, source: Source) -> tuple[list[values.PgColumn], values.PgColumn | None]:
+        """The table's columns (the table must exist) and the data column among them."""
+        cols = self._column_types(source)
+        if cols is None:
+            raise _no_table(source)
+        data = next((c for c in cols if c.name == source.data_column), None)
+        return cols, data
 
     def _create_tables(self, source: Source) -> None:
         """Create the rows' and generations' tables if missing, one creator per table at a time:
@@ -432,42 +447,75 @@ class PostgresDatabase(Database):
     ) -> Iterator[list[dict[str, Any]]]:
         from psycopg.types.json import set_json_loads
 
-        self._require_table(source)
+        cols, data = self._data_column(source)
         set_json_loads(orjson.loads, self.conn)
         sql, params = _select(source, run_id, lo, hi, "pg")
+        # Only a text data column holds JSON text; bytea, numbers and the rest are values.
+        parse = _as_object if data is None or data.is_text else (lambda v: v)
         # A named cursor keeps the result on the server: memory stays bounded by one batch.
         with self.conn.transaction(), self.conn.cursor(name="workers_shard") as cur:
             cur.itersize = batch
             cur.execute(sql, params)
             names = [d.name for d in cur.description or []]
             while True:
-                fetched = cur.fetchmany(batch)
+                try:
+                    fetched = cur.fetchmany(batch)
+                except self._psycopg.DataError as exc:
+                    if getattr(exc, "sqlstate", None):
+                        raise
+                    # Raised by psycopg itself, loading a value Python has no form for.
+                    read = [data] if data is not None else cols
+                    raise values.pg_load_error(source.table, read, exc) from None
                 if not fetched:
                     break
                 if source.data_column:
-                    yield [_as_object(r[0]) for r in fetched]
+                    yield [parse(r[0]) for r in fetched]
                 else:
                     yield [dict(zip(names, r, strict=True)) for r in fetched]
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
     ) -> Iterator[tuple[bytes, int]] | None:
-        if not source.data_column:
-            return None
-        return self._json_text_blocks(source, run_id, lo, hi)
+        cols, data = self._data_column(source)
+        if source.data_column:
+            assert data is not None  # check_columns ran first
+            values.check_pg(source.table, [data])
+            sql, params = _select(source, run_id, lo, hi, "pg", values.pg_value_sql(data))
+            session = not data.is_json
+        else:
+            values.check_pg(source.table, cols)
+            where, params = _where(source, run_id, lo, hi, "pg")
+            sql = values.pg_row_sql(cols, quote(source.table), where, quote(source.key_column))
+            session = True
+        blocks = self._json_text_blocks(sql, params, session)
+        if data is not None and data.is_text:
+            return self._json_text_checked(blocks, source.table, data)
+        return blocks
+
+    def _json_text_checked(
+        self, blocks: Iterator[tuple[bytes, int]], table: str, data: values.PgColumn
+    ) -> Iterator[tuple[bytes, int]]:
+        """A text data column's rows, its text that is not JSON named as the column's fault."""
+        try:
+            yield from blocks
+        except self._psycopg.errors.InvalidTextRepresentation as exc:  # 22P02, from ::json
+            raise values.unsupported(
+                table,
+                [(data.name, data.type)],
+                f"holds text that is not JSON ({failures.first_line(exc)})",
+            ) from None
 
     def _json_text_blocks(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+        self, sql: str, params: dict[str, Any], session: bool
     ) -> Iterator[tuple[bytes, int]]:
-        # The column's text (what COPY would print, unescaped), a batch of rows at a
-        # time: psycopg's C loader turns a batch into strings, where COPY costs a
-        # Python-level read per row (~3x the client CPU). Memory stays bounded by a batch.
-        self._require_table(source)
-        sql, params = _select(
-            source, run_id, lo, hi, "pg", f"{quote(source.data_column or 'data')}::text"
-        )
+        # One JSON text per row (the server converts; for a json column, what COPY would
+        # print, unescaped), a batch of rows at a time: psycopg's C loader turns a batch
+        # into strings, where COPY costs a Python-level read per row (~3x the client CPU).
+        # Memory stays bounded by a batch.
         caps = getattr(self._psycopg, "capabilities", None)  # psycopg >= 3.2
         with self.conn.transaction():
+            if session:
+                self.conn.execute(values.PG_SESSION_SQL)
             if caps is not None and caps.has_stream_chunked():
                 # libpq >= 17 chunked rows: the server streams without waiting for the
                 # client, as COPY does (a named cursor's FETCH round trips leave the
@@ -496,12 +544,18 @@ def _text_rows_to_jsonl(values: list[Any]) -> bytes:
         values = [v.decode(errors="surrogateescape") for v in values]
     text = "\n".join(values)
     if text.count("\n") != len(values) - 1 or "\r" in text:
-        # A stored value holds raw newlines (whitespace between JSON tokens):
-        # re-serialize those values so each stays on one line.
-        text = "\n".join(
-            orjson.dumps(orjson.loads(v)).decode() if "\n" in v or "\r" in v else v for v in values
-        )
+        # A stored value holds raw line breaks. In valid JSON (the server checked it) they can
+        # only be whitespace between tokens, never inside a string: a space keeps the value,
+        # digits included, on one line.
+        text = "\n".join([_one_line(v) for v in values])
     return text.encode(errors="surrogateescape") + b"\n"
+
+
+def _one_line(json_text: str) -> str:
+    """Valid JSON text on one line: its raw line breaks are whitespace between tokens."""
+    if "\n" in json_text or "\r" in json_text:
+        return json_text.replace("\r", " ").replace("\n", " ")
+    return json_text
 
 
 def _copy_text(value: bytes) -> bytes:
@@ -740,6 +794,49 @@ class SqlAlchemyDatabase(Database):
                         yield [_as_object(r[0]) for r in part]
                     else:
                         yield [dict(zip(names, r, strict=True)) for r in part]
+        except sa.exc.SQLAlchemyError as exc:
+            raise failures.classify(exc) from None
+
+    def _declared_columns(self, conn: Any, source: Source) -> list[values.Column]:
+        """The table's columns with their declared types (SQLite: as written in CREATE TABLE)."""
+        sa = self._sa
+        schema, _, name = source.table.rpartition(".")
+        if self.dialect == "sqlite":
+            prefix = f"{quote(schema)}." if schema else ""
+            rows = conn.exec_driver_sql(f"PRAGMA {prefix}table_info({quote(name)})").fetchall()
+            return [values.Column(str(r[1]), str(r[2] or "")) for r in rows]
+        cols = []
+        for c in sa.inspect(conn).get_columns(name, schema=schema or None):
+            try:
+                declared = str(c["type"])
+            except Exception:  # a type SQLAlchemy cannot name: values go by their Python type
+                declared = ""
+            cols.append(values.Column(str(c["name"]), declared))
+        return cols
+
+    def stream_json_lines(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]] | None:
+        return self._encoded_blocks(source, run_id, lo, hi)
+
+    def _encoded_blocks(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]]:
+        sa = self._sa
+        sql, params = _select(source, run_id, lo, hi, "sa")
+        try:
+            with self._connection() as conn:
+                self._require_table(conn, source)
+                declared = self._declared_columns(conn, source)
+                if source.data_column:
+                    want = source.data_column.lower()
+                    declared = [c for c in declared if c.name.lower() == want][:1]
+                encoder = values.RowEncoder(source.table, declared, bool(source.data_column))
+                result = conn.execution_options(stream_results=True, yield_per=_JSON_BATCH).execute(
+                    sa.text(sql), params
+                )
+                for part in result.partitions(_JSON_BATCH):
+                    yield encoder.block(part), len(part)
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 

@@ -90,6 +90,14 @@ CAUSES: dict[str, Cause] = {
             f"check {_DB_URL} and --table/--key-column/--run-column/--data-column",
         ),
         Cause(
+            "column-type",
+            exitcodes.USAGE,
+            "a column whose type or value has no JSON mapping (see Column types): a range, "
+            "geometric, network or composite type, a bytea array; a BOOLEAN column holding 2; "
+            "text that is not JSON in a data column; for --processor, a date Python cannot hold",
+            "read a view that casts the column (e.g. col::text), or leave it out with --data-column",
+        ),
+        Cause(
             "db-permission",
             exitcodes.USAGE,
             "permission denied on a table or schema (42501), read-only transaction (25006), "
@@ -679,27 +687,34 @@ _LIBRARY_DIRS = (
 )
 
 
-def user_frame(exc: BaseException) -> str | None:
-    """``file:line`` of the innermost frame of ``exc`` in the user's own code (not in workers,
-    the standard library or installed packages), else the innermost frame outside workers."""
+def user_frame(exc: BaseException, module: str | None = None) -> str | None:
+    """``file:line`` of the innermost frame of ``exc`` in the user's own code: in the package
+    of ``module`` (``pkg.mod:func``, even when installed), else not in workers, the standard
+    library or installed packages, else the innermost frame outside workers."""
     import traceback  # deferred: only a failing user function needs it
 
-    fallback = None
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        path = os.path.abspath(frame.filename)
+    package = module.partition(":")[0].split(".", 1)[0] if module else None
+    fallback = found = ours = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        path = os.path.abspath(filename)
         if path.startswith(_WORKERS_DIR + os.sep):
             continue
-        where = f"{frame.filename}:{frame.lineno}"
+        where = f"{filename}:{lineno}"
         fallback = where
-        if not path.startswith(_LIBRARY_DIRS) and not frame.filename.startswith("<"):
+        name = str(frame.f_globals.get("__name__", ""))
+        if package and name.split(".", 1)[0] == package:
+            ours = where
+        if not path.startswith(_LIBRARY_DIRS) and not filename.startswith("<"):
             found = where
-    return found or fallback
+    return ours or found or fallback
 
 
-def user_code_error(what: str, message: str, exc: BaseException) -> ProcessingError:
+def user_code_error(
+    what: str, message: str, exc: BaseException, module: str | None = None
+) -> ProcessingError:
     """A ProcessingError for the user's generator or processor, showing their file and line."""
-    where = user_frame(exc)
+    where = user_frame(exc, module)
     text = f"{what} {message}" + (f" (at {where})" if where else "")
     err = ProcessingError(text)
     err.cause = "user-code"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from workers.errors import UsageError
+from workers.errors import ProcessingError, UsageError
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -37,3 +38,35 @@ def load(path: str, flag: str) -> Callable[..., Any]:
     if not callable(obj):
         raise UsageError(f"{flag} {path!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def definition(func: Callable[..., Any]) -> str | None:
+    """``file:line`` where a function is defined, when Python knows it."""
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if code is None:
+        return None
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def check_call(
+    func: Callable[..., Any], path: str, what: str, how: str, *args: Any, **kwargs: Any
+) -> None:
+    """Fail before any work if ``func`` cannot be called with these arguments: the user's
+    function has the wrong signature (their code, exit 3), named with where it is defined."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without a signature: the call will tell
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        where = definition(func)
+        name = getattr(func, "__name__", "function")
+        # Without annotations: with postponed evaluation they print as quoted strings.
+        params = ", ".join(str(p.replace(annotation=p.empty)) for p in sig.parameters.values())
+        err = ProcessingError(
+            f"{what} {path} has the wrong signature {name}({params}): {exc}; {how}"
+            + (f" (at {where})" if where else "")
+        )
+        err.cause = "user-code"
+        raise err from None

@@ -97,7 +97,9 @@ def build_config(args: argparse.Namespace, env: Environment) -> ProduceConfig:
     )
 
 
-def call_generator(func: Callable[..., Any], rows: int, seed: int, run_id: str) -> Iterable[Any]:
+def call_generator(
+    func: Callable[..., Any], rows: int, seed: int, run_id: str, path: str = "generator"
+) -> Iterable[Any]:
     """Call a generator with the keyword arguments it declares among rows, seed and run_id."""
     offered = {"rows": rows, "seed": seed, "run_id": run_id}
     try:
@@ -108,6 +110,13 @@ def call_generator(func: Callable[..., Any], rows: int, seed: int, run_id: str) 
         kwargs = offered
     else:
         kwargs = {k: v for k, v in offered.items() if k in params}
+    plugins.check_call(
+        func,
+        path,
+        "generator",
+        "a generator is called with the keyword arguments it declares among rows, seed and run_id",
+        **kwargs,
+    )
     return func(**kwargs)  # type: ignore[no-any-return]
 
 
@@ -121,7 +130,7 @@ def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
             return
         except Exception as exc:
             raise failures.user_code_error(
-                f"generator {path}", f"raised {type(exc).__name__}: {exc}", exc
+                f"generator {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
             ) from None
         yield obj
 
@@ -131,15 +140,23 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
     if cfg.generator:
         func = plugins.load(cfg.generator, "--generator")
         try:
-            objects = call_generator(func, cfg.rows, cfg.seed, cfg.run_id)
-            iter(objects)
-        except TypeError as exc:
-            raise ProcessingError(
-                f"generator {cfg.generator} did not return an iterable: {exc}"
-            ) from None
+            objects = call_generator(func, cfg.rows, cfg.seed, cfg.run_id, cfg.generator)
+        except ProcessingError:
+            raise
         except Exception as exc:
             raise failures.user_code_error(
-                f"generator {cfg.generator}", f"raised {type(exc).__name__}: {exc}", exc
+                f"generator {cfg.generator}",
+                f"raised {type(exc).__name__}: {exc}",
+                exc,
+                module=cfg.generator,
+            ) from None
+        try:
+            iter(objects)
+        except TypeError:
+            raise ProcessingError(
+                f"generator {cfg.generator} returned an object of type {type(objects).__name__!r}, "
+                "not an iterable of dicts"
+                + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
             ) from None
         objects = _guarded(objects, cfg.generator)
     else:

@@ -102,7 +102,15 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     store = args.store or env.store or storage.join("workers-data", run_id)
     storage.check_store(store)
     if args.processor:
-        plugins.load(args.processor, "--processor")  # fail before any work, with the flag's name
+        # Fail before any work: with the flag's name, or with the function's wrong signature.
+        func = plugins.load(args.processor, "--processor")
+        plugins.check_call(
+            func,
+            args.processor,
+            "processor",
+            "a processor is called with one list of row dicts",
+            [],
+        )
     return ShardConfig(
         shard=shard,
         run_id=run_id,
@@ -218,16 +226,18 @@ def _processed(
     func: Callable[..., Any], path: str, batches: Iterable[list[dict[str, Any]]]
 ) -> Iterable[tuple[bytes, int, int]]:
     """Apply the processor per batch; yield (JSON Lines block, rows in, values out)."""
+    from workers.values import default  # Decimal, bytes, timedelta the documented way
+
     dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for batch in batches:
         try:
             out = list(func(batch))
         except Exception as exc:
             raise failures.user_code_error(
-                f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc
+                f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
             ) from None
         try:
-            block = b"".join([dumps(v, option=opt) for v in out])
+            block = b"".join([dumps(v, default=default, option=opt) for v in out])
         except TypeError as exc:
             raise ProcessingError(
                 f"processor {path} returned a value that is not JSON-serializable: {exc}"

@@ -83,6 +83,37 @@ def tag_c(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     return [{**row, "by": "c"} for row in batch]
 
 
+def wrong_signature(count: int) -> Iterator[dict[str, Any]]:
+    """A generator whose parameter is none of rows, seed, run_id."""
+    yield from ({"n": i} for i in range(count))
+
+
+def type_error_inside(rows: int) -> Iterator[dict[str, Any]]:
+    """Raises TypeError from its own helper when called (not a wrong signature)."""
+    return _count_of(None)
+
+
+def _count_of(value: Any) -> Any:
+    return len(value)  # the line a failure must point at
+
+
+def two_arguments(batch: list[dict[str, Any]], extra: int) -> Iterable[Any]:
+    """A processor with a second required parameter nobody passes."""
+    return batch
+
+
+def fails_in_a_library(batch: list[dict[str, Any]]) -> Iterable[Any]:
+    """Raises inside the standard library, called from this file."""
+    import json
+
+    return [json.loads("not json") for _ in batch]  # the line a failure must point at
+
+
+def passthrough(batch: list[dict[str, Any]]) -> Iterable[Any]:
+    """Returns the rows it gets (Decimal, datetime, bytes values included)."""
+    return list(batch)
+
+
 SKEWED_KEY, FAILING_KEY, SKEW_S = 350, 750, 4.0
 
 
