@@ -427,7 +427,9 @@ def output_path_problems(doc: Doc) -> list[str]:
         args = (tmpl.get("container") or {}).get("args") or []
         for name, p in outputs_of(tmpl).items():
             path = (p.get("valueFrom") or {}).get("path")
-            if path and path not in args:
+            # A file the step writes itself, or one it writes into a folder it is given
+            # (shard --stats-dir /tmp/stats writes seconds, rows, rows-per-second there).
+            if path and path not in args and path.rpartition("/")[0] not in args:
                 problems.append(
                     f"{name_of(doc)}: {tmpl['name']}: output {name} reads {path}, "
                     "which no argument tells the step to write"

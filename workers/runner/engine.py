@@ -738,7 +738,7 @@ class Run:
                 # Only the template's own strings: the runner's paths (sys.executable,
                 # PYTHONPATH) are host paths already, and may lie under a mount target.
                 c = _remap_container(c, mounts)
-            env = self.environment(c, where)
+            env = self.environment(c, where, pod_name=pod_name, node=node)
             argv = self.argv(c, kind, pod_dir, where)
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
@@ -933,14 +933,29 @@ class Run:
             self._warned_once.add(message)
             self.warn(message)
 
-    def environment(self, container: Mapping[str, Any], where: str) -> dict[str, str]:
+    def environment(
+        self, container: Mapping[str, Any], where: str, *, pod_name: str, node: Node
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         pythonpath = [str(PACKAGE_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        # What Argo's controller adds to every main container (workflowpod.go; the workflow
+        # name since 4.1), so a step sees the same names here as in a cluster.
+        env.update(ARGO_NODE_ID=node.id, ARGO_CONTAINER_NAME="main", ARGO_WORKFLOW_NAME=self.name)
         for e in container.get("env") or []:
             name = str(e["name"])
             if "value" in e:
                 env[name] = params.render(e["value"])
+                continue
+            field_ref = (e.get("valueFrom") or {}).get("fieldRef")
+            if field_ref is not None:
+                path = str(field_ref.get("fieldPath"))
+                if path != "metadata.name":
+                    raise SpecError(
+                        f"{where}: env {name}: fieldRef {path}: only metadata.name (the pod's "
+                        "name) has a local value"
+                    )
+                env[name] = pod_name
                 continue
             ref = ((e.get("valueFrom") or {}).get("secretKeyRef")) or {}
             if not ref:

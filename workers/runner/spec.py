@@ -109,7 +109,11 @@ ARGUMENTS: Schema = {"parameters": [PARAMETER]}
 ENV: Schema = {
     "name": LEAF,
     "value": LEAF,
-    "valueFrom": {"secretKeyRef": {"name": LEAF, "key": LEAF, "optional": LEAF}},
+    "valueFrom": {
+        "secretKeyRef": {"name": LEAF, "key": LEAF, "optional": LEAF},
+        # The downward API: metadata.name is the pod's name (the runner's pod folder).
+        "fieldRef": {"fieldPath": LEAF, "apiVersion": LEAF},
+    },
 }
 
 VOLUME_MOUNT: Schema = {
