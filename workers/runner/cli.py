@@ -125,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = sorted({doc.source, *(d.source for d in library.templates.values())})
     record = report.run_record(run, root, finished, files)
     report.write_json(run_dir / "run.json", record, run.secret_values)
+    (run_dir / "metrics.prom").write_text(
+        redact(run.metrics.exposition(), tuple(run.secret_values))
+    )
     (run_dir / "timeline.html").write_text(
         redact(report.timeline_html(run, root, finished), tuple(run.secret_values))
     )
@@ -137,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _reconcile(summary)
     print(f"run log:       {run_dir / 'run.json'}")
     print(f"timeline:      {run_dir / 'timeline.html'}")
+    print(f"metrics:       {run_dir / 'metrics.prom'}")
     print(f"duration:      {finished - run.created:.2f}s")
     return 0 if root.phase == "Succeeded" else 1
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workers import redaction
-from workers.runner import expr, params, sandbox
+from workers.runner import expr, metrics, params, sandbox
 from workers.runner.params import ParamError
 from workers.runner.spec import Document, Library, Notes, SpecError
 
@@ -157,6 +157,7 @@ class Run:
         self.wf_limit = threading.BoundedSemaphore(int(limit)) if limit else None
         self._dotenv: dict[str, str] | None = None
         self._warned_once: set[str] = set()
+        self.metrics = metrics.Registry()
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -312,10 +313,47 @@ class Run:
             else:
                 self.run_dag(node, doc, tmpl, scope, where)
         except (ParamError, SpecError, expr.ExprError) as exc:
-            return self.finish(node, ERROR, str(exc))
+            self.finish(node, ERROR, str(exc))
         except Cancelled:
-            return self.finish(node, FAILED, self.cancel_reason or "cancelled")
+            self.finish(node, FAILED, self.cancel_reason or "cancelled")
+        outputs = node.outputs if node.phase == SUCCEEDED else _declared_defaults(tmpl)
+        self.template_metrics(
+            tmpl, node, where, node.phase, node.duration or 0.0, len(node.attempts) - 1, outputs
+        )
         return node
+
+    def template_metrics(
+        self,
+        tmpl: Mapping[str, Any],
+        node: Node,
+        where: str,
+        status: str,
+        duration: float,
+        retries: int,
+        outputs: Mapping[str, Any],
+    ) -> None:
+        """Compute the template's ``metrics.prometheus`` for a completed node or attempt; one
+        that cannot be computed is a warning, as Argo makes it a condition, not a failure."""
+        entries = (tmpl.get("metrics") or {}).get("prometheus") or []
+        if not entries:
+            return
+        base = dict(self.scope)
+        for k, v in node.inputs.items():
+            base[f"inputs.parameters.{k}"] = v
+        exit_code = node.outputs.get("exitCode")
+        scope = metrics.node_scope(
+            base,
+            status=status,
+            duration=duration,
+            exit_code=exit_code,
+            retries=max(retries, 0),
+            outputs=outputs,
+        )
+        for m in entries:
+            try:
+                self.metrics.emit(m, scope, f"{where}: metrics.prometheus")
+            except metrics.MetricError as exc:
+                self.warn_once(f"metric not recorded: {exc}")
 
     def resolve_inputs(
         self, tmpl: Mapping[str, Any], arguments: Mapping[str, Any], where: str, *, lenient: bool
@@ -694,6 +732,17 @@ class Run:
                 break
             if not _should_retry(policy, rs.get("expression"), attempt, where):
                 break
+            # Argo also computes the metrics of an attempt it retries (the retry node's last
+            # child), with that attempt's status and duration.
+            self.template_metrics(
+                tmpl,
+                node,
+                where,
+                attempt.phase,
+                (attempt.finished or attempt.started) - attempt.started,
+                n,
+                _declared_defaults(tmpl),
+            )
             self.progress("retry", node)
         assert attempt is not None
         self.finish(node, attempt.phase, attempt.message)
@@ -1042,6 +1091,17 @@ class Run:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _declared_defaults(tmpl: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs a failed pod still reports: output parameters with a ``valueFrom.default``
+    (Argo's wait container falls back to it when the file is missing)."""
+    values = {
+        str(p["name"]): params.render(p["valueFrom"]["default"])
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []
+        if isinstance(p.get("valueFrom"), dict) and p["valueFrom"].get("default") is not None
+    }
+    return {"parameters": values} if values else {}
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
