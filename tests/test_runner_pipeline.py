@@ -61,7 +61,12 @@ def test_pipeline_on_sqlite_and_a_local_folder(
     assert "merged 5,000 == produced 5,000" in out
     shards = [n for n in rec["nodes"] if n["templateName"] == "shard" and n["type"] == "Pod"]
     assert len(shards) == 5 and all(n["phase"] == "Succeeded" for n in shards)
-    assert any("metrics" in note for note in rec["ignoredLocally"])
+    # template metrics are computed locally now, not ignored (tests/test_observability.py)
+    assert not any("metrics" in note for note in rec["ignoredLocally"])
+    assert (
+        "argo_workflows_workers_rows_processed_total 5000"
+        in (tmp_path / "runs" / rec["workflow"] / "metrics.prom").read_text()
+    )
 
 
 def test_example_workflow_with_workflow_template_ref(tmp_path: Path) -> None:

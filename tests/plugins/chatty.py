@@ -14,9 +14,9 @@ log = logging.getLogger(__name__)
 
 def generator(rows: int) -> Iterator[dict[str, Any]]:
     log.warning("generating %d rows", rows)
-    # The database URL's password in a user's message must come out masked.
-    log.error("connecting to %s", os.environ.get("WORKERS_DATABASE_URL", ""))
-    warnings.warn("an old option", DeprecationWarning, stacklevel=1)
+    # A URL's password in a user's message must come out masked.
+    log.error("connecting to %s", os.environ.get("CHATTY_URL", ""))
+    warnings.warn("an old option", UserWarning, stacklevel=1)
     try:
         raise ValueError("caught and logged")
     except ValueError:
