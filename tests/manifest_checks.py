@@ -549,6 +549,15 @@ def metric_problems(docs: list[Doc]) -> list[str]:
                     tuple(sorted(label["key"] for label in m.get("labels") or [])),
                     tuple(m[kind].get("buckets") or ()),
                 )
+                # Argo substitutes the whole metric, `when` or not: an output a failed pod did
+                # not write makes every failed attempt a MetricsError condition on the workflow.
+                for ref in re.findall(r"outputs\.parameters\.([\w-]+)", str(m)):
+                    declared = outputs_of(tmpl).get(ref) or {}
+                    if (declared.get("valueFrom") or {}).get("default") is None:
+                        problems.append(
+                            f"{name_of(doc)}: {tmpl['name']}: metric {name} reads output {ref}, "
+                            "which has no valueFrom.default for attempts that fail"
+                        )
                 if seen.setdefault(name, shape) != shape:
                     problems.append(
                         f"{name_of(doc)}: {tmpl['name']}: metric {name} differs from its first use"

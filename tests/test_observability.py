@@ -182,6 +182,19 @@ def test_every_exported_metric_is_charted_and_documented() -> None:
     assert [r["alert"] for r in rules() if f"`{r['alert']}`" not in section] == []
 
 
+def test_a_metric_reading_an_output_without_default_is_reported() -> None:
+    docs = [d for f in mc.base_files() for d in mc.load(f) if d["kind"] == "WorkflowTemplate"]
+    assert mc.metric_problems(docs) == []
+    shard = next(d for d in docs if d["metadata"]["name"] == "workers-shard")
+    del shard["spec"]["templates"][0]["outputs"]["parameters"][0]["valueFrom"]["default"]
+    assert mc.metric_problems(docs) == [
+        "WorkflowTemplate/workers-shard: shard: metric workers_shard_startup_overhead_seconds "
+        "reads output seconds, which has no valueFrom.default for attempts that fail",
+        "WorkflowTemplate/workers-shard: shard: metric workers_shard_work_seconds "
+        "reads output seconds, which has no valueFrom.default for attempts that fail",
+    ]
+
+
 def test_dashboard_panels_use_the_datasource_variable() -> None:
     dash = dashboard()
     assert [v["name"] for v in dash["templating"]["list"]] == ["datasource"]
@@ -250,6 +263,17 @@ METRIC_CASES = [
         {"name": "g", "help": "h", "gauge": {"value": "{{outputs.parameters.missing}}"}},
         {"status": "Failed"},
         "cannot resolve {{outputs.parameters.missing}}",
+    ),
+    (
+        # Argo resolves the value before `when`: a false `when` does not hide a missing output.
+        {
+            "name": "c_total",
+            "help": "h",
+            "when": "{{status}} == Succeeded",
+            "counter": {"value": "{{outputs.parameters.count}}"},
+        },
+        {"status": "Failed"},
+        "cannot resolve {{outputs.parameters.count}}",
     ),
     (
         {"name": "bad-name", "help": "h", "gauge": {"value": "1"}},

@@ -90,20 +90,24 @@ class Registry:
             raise MetricError(f"{where}: {name!r} is not a valid metric name")
         if not metric.get("help"):
             raise MetricError(f"{where}: a metric needs a help string")
-        when = metric.get("when")
-        if when:
-            text = render_value(str(when), scope, f"{where}.when")
-            try:
-                if not expr.condition(text, bare_words=True):
-                    return False
-            except expr.ExprError as exc:
-                raise MetricError(f"{where}.when: {exc}") from None
         kinds = [k for k in KINDS if k in metric]
         if len(kinds) != 1:
             raise MetricError(f"{where}: exactly one of gauge, histogram, counter is needed")
         kind = kinds[0]
         body = metric[kind] or {}
-        value = _number(render_value(str(body.get("value", "")), scope, f"{where}.{kind}"), where)
+        # Argo substitutes the whole metric before it looks at `when`: a variable missing from
+        # the node (an output a failed pod did not write, without a default) is an error even
+        # when `when` would be false.
+        text = render_value(str(body.get("value", "")), scope, f"{where}.{kind}")
+        when = metric.get("when")
+        if when:
+            condition = render_value(str(when), scope, f"{where}.when")
+            try:
+                if not expr.condition(condition, bare_words=True):
+                    return False
+            except expr.ExprError as exc:
+                raise MetricError(f"{where}.when: {exc}") from None
+        value = _number(text, where)
         labels = [
             (
                 str(label["key"]),
