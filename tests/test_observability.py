@@ -424,7 +424,26 @@ def test_user_logging_comes_out_as_json_lines_with_the_platform_fields(
     assert "s3cret-pass-9" not in out.stderr
     assert "an old option" in user[2]["message"]
     assert user[3]["message"] == "recovered"
-    assert "ValueError: caught and logged" in user[3]["exception"]
+    # One line, like the steps' own errors; the traceback only with WORKERS_DEBUG=1.
+    assert user[3]["exception"] == "ValueError: caught and logged"
+    assert "Traceback" not in out.stderr
+    debug = run_step(
+        "produce",
+        "--rows",
+        "3",
+        "--run-id",
+        "r2",
+        "--generator",
+        "plugins.chatty:generator",
+        env={**env, "WORKERS_DEBUG": "1"},
+    )
+    (rec,) = [r for r in json_lines(debug.stderr) if r.get("message") == "recovered"]
+    assert rec["traceback"].startswith("Traceback (most recent call last)")
+    assert 'raise ValueError("caught and logged")' in rec["traceback"]
+    # The drivers' records come out only with WORKERS_DEBUG: the step's failed line says it.
+    assert "driver noise" not in out.stderr
+    (noise,) = [r for r in json_lines(debug.stderr) if r.get("message") == "driver noise"]
+    assert noise["logger"] == "urllib3.connectionpool" and noise["pod"] == FIELDS["pod"]
 
 
 def test_log_fields_are_absent_outside_a_pod(

@@ -171,6 +171,7 @@ def _run_step(
         args = parser.parse_args(argv)
         env = Environment.from_environ()
         log = handler.logger = Logger(step, secrets=env.secrets)
+        handler.debug = env.debug
         cfg = build(args, env)
         if context is not None:
             log.bind(**context(cfg))

@@ -105,25 +105,55 @@ class Logger:
         self._emit(level, event, fields)
 
 
+DRIVER_LOGGERS = frozenset(
+    {
+        "psycopg",
+        "psycopg_pool",
+        "sqlite3",
+        "fsspec",
+        "s3fs",
+        "gcsfs",
+        "botocore",
+        "aiobotocore",
+        "boto3",
+        "urllib3",
+        "google",
+        "aiohttp",
+        "asyncio",
+    }
+)
+"""Loggers of the drivers the steps use: their records (a retried request, a clean-up error
+after a lost connection) say again what the step's own classified ``failed`` line says, so
+they are dropped unless ``WORKERS_DEBUG`` is set."""
+
+
 class RecordHandler(logging.Handler):
     """Formats every ``logging`` record as one of the step's JSON lines (event ``log``).
 
     Without it a generator's ``logging.getLogger(__name__).warning(...)`` would print plain
     text between the JSON lines (or nothing at all), without the step, workflow, node and pod
     a log platform joins on, and unredacted. ``logger`` may be replaced once the step knows its
-    secrets and context.
+    secrets and context. Records of :data:`DRIVER_LOGGERS` are dropped unless ``debug``.
     """
 
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: Logger, *, debug: bool = False) -> None:
         super().__init__()
         self.logger = logger
+        self.debug = debug
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.debug and record.name.partition(".")[0] in DRIVER_LOGGERS:
+            return
         try:
             fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
-            if record.exc_info:
-                fields["exception"] = logging.Formatter().formatException(record.exc_info)
-            elif record.stack_info:
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                # One line, like the steps' own errors; the traceback only with WORKERS_DEBUG
+                # (libraries such as gcsfs log every retried request with theirs).
+                fields["exception"] = f"{type(exc).__name__}: {exc}"
+                if self.debug:
+                    fields["traceback"] = logging.Formatter().formatException(record.exc_info)
+            if record.stack_info and self.debug:
                 fields["stack"] = record.stack_info
             self.logger.record(record.levelname.lower(), "log", **fields)
         except Exception:  # a broken record must not fail the step; logging reports it

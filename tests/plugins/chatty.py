@@ -21,6 +21,8 @@ def generator(rows: int) -> Iterator[dict[str, Any]]:
         raise ValueError("caught and logged")
     except ValueError:
         log.exception("recovered")
+    # A driver's record (urllib3 under botocore): dropped unless WORKERS_DEBUG is set.
+    logging.getLogger("urllib3.connectionpool").warning("driver noise")
     for i in range(rows):
         yield {"i": i}
 
