@@ -173,7 +173,8 @@ class Registry:
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    # 12 significant digits: sums of decimal values print as 64567.8, not 64567.80000000001
+    return str(int(value)) if float(value).is_integer() else f"{float(value):.12g}"
 
 
 def _escape_help(text: str) -> str:
