@@ -144,9 +144,10 @@ def run_step(
     context: Callable[[C], dict[str, Any]] | None = None,
 ) -> int:
     """Parse, configure, run ``work`` under the step deadline; map every failure to an exit code."""
-    # Libraries (psycopg, gcsfs, botocore) and the user's generator or processor log through
-    # ``logging``; with no handler Python prints plain text (tracebacks included) between our
-    # JSON lines, so every record becomes one of them, with the same fields and redaction.
+    # The user's generator or processor (and libraries) log through ``logging``; with no
+    # handler Python prints plain text (tracebacks included) between our JSON lines, so each
+    # record becomes one of them, with the same fields and redaction (the drivers' own are
+    # dropped: log.DRIVER_LOGGERS).
     handler, was_capturing = log_module.capture_records(Logger(step))
     try:
         return _run_step(step, parser, argv, build, work, context, handler)
