@@ -267,6 +267,14 @@ def run_step(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        unavailable("promtool not found on PATH (apt-get install prometheus)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def jq() -> str:
     path = shutil.which("jq")
     if path is None:

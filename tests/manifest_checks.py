@@ -427,7 +427,9 @@ def output_path_problems(doc: Doc) -> list[str]:
         args = (tmpl.get("container") or {}).get("args") or []
         for name, p in outputs_of(tmpl).items():
             path = (p.get("valueFrom") or {}).get("path")
-            if path and path not in args:
+            # A file the step writes itself, or one it writes into a folder it is given
+            # (shard --stats-dir /tmp/stats writes seconds, rows, rows-per-second there).
+            if path and path not in args and path.rpartition("/")[0] not in args:
                 problems.append(
                     f"{name_of(doc)}: {tmpl['name']}: output {name} reads {path}, "
                     "which no argument tells the step to write"
@@ -596,6 +598,15 @@ def metric_problems(docs: list[Doc]) -> list[str]:
                     tuple(sorted(label["key"] for label in m.get("labels") or [])),
                     tuple(m[kind].get("buckets") or ()),
                 )
+                # Argo substitutes the whole metric, `when` or not: an output a failed pod did
+                # not write makes every failed attempt a MetricsError condition on the workflow.
+                for ref in re.findall(r"outputs\.parameters\.([\w-]+)", str(m)):
+                    declared = outputs_of(tmpl).get(ref) or {}
+                    if (declared.get("valueFrom") or {}).get("default") is None:
+                        problems.append(
+                            f"{name_of(doc)}: {tmpl['name']}: metric {name} reads output {ref}, "
+                            "which has no valueFrom.default for attempts that fail"
+                        )
                 if seen.setdefault(name, shape) != shape:
                     problems.append(
                         f"{name_of(doc)}: {tmpl['name']}: metric {name} differs from its first use"

@@ -181,8 +181,10 @@ def test_fan_out_reads_splits_file_output(lib: dict[str, dict[str, mc.Doc]]) -> 
         assert lib["workers-split"][name]["outputs"]["parameters"][0]["valueFrom"] == {
             "path": "/tmp/shards.json"
         }
+    # the default only serves the count metric of a failed attempt (manifest_checks.metric_problems)
     assert lib["workers-produce"]["produce"]["outputs"]["parameters"][0]["valueFrom"] == {
-        "path": "/tmp/count"
+        "path": "/tmp/count",
+        "default": "0",
     }
     args = lib["workers-shard"]["shard"]["container"]["args"]
     assert args[args.index("--attempt") + 1] == "{{retries}}"

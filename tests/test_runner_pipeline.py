@@ -64,7 +64,12 @@ def test_pipeline_on_sqlite_and_a_local_folder(
     shards = [n for n in nodes if n.get("templateName") == "shard" and n["type"] == "Retry"]
     assert len(shards) == 5 and all(n["phase"] == "Succeeded" for n in shards)
     assert rec["status"]["phase"] == "Succeeded" and rec["kind"] == "Workflow"
-    assert any("metrics" in note for note in rec["workersRunner"]["ignoredLocally"])
+    # template metrics are computed locally now, not ignored (tests/test_observability.py)
+    assert not any("metrics" in note for note in rec["workersRunner"]["ignoredLocally"])
+    assert (
+        "argo_workflows_workers_rows_processed_total 5000"
+        in (tmp_path / "runs" / rec["metadata"]["name"] / "metrics.prom").read_text()
+    )
 
 
 def test_example_workflow_with_workflow_template_ref(tmp_path: Path) -> None:

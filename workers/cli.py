@@ -7,7 +7,6 @@ any failure into one log line and a documented exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from workers import exitcodes, failures
+from workers import log as log_module
 from workers.config import Environment, redact
 from workers.errors import UsageError, WorkersError
 from workers.log import Logger
@@ -152,17 +152,35 @@ def run_step(
     context: Callable[[C], dict[str, Any]] | None = None,
 ) -> int:
     """Parse, configure, run ``work`` under the step deadline; map every failure to an exit code."""
+    # The user's generator or processor (and libraries) log through ``logging``; with no
+    # handler Python prints plain text (tracebacks included) between our JSON lines, so each
+    # record becomes one of them, with the same fields and redaction (the drivers' own are
+    # dropped: log.DRIVER_LOGGERS).
+    handler, was_capturing = log_module.capture_records(Logger(step))
+    try:
+        return _run_step(step, parser, argv, build, work, context, handler)
+    finally:
+        log_module.release(handler, was_capturing)
+
+
+def _run_step(
+    step: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    build: Callable[[argparse.Namespace, Environment], C],
+    work: Callable[[C, Logger], int],
+    context: Callable[[C], dict[str, Any]] | None,
+    handler: log_module.RecordHandler,
+) -> int:
     env: Environment | None = None
     timeout: float | None = None
     watchdog: threading.Timer | None = None
-    log = Logger(step)
-    # Libraries (psycopg, gcsfs, botocore) log their own errors; with no handler at all,
-    # Python prints those as plain text, tracebacks included, between our JSON lines.
-    logging.getLogger().addHandler(logging.NullHandler())
+    log = handler.logger
     try:
         args = parser.parse_args(argv)
         env = Environment.from_environ()
-        log = Logger(step, secrets=env.secrets)
+        log = handler.logger = Logger(step, secrets=env.secrets)
+        handler.debug = env.debug
         cfg = build(args, env)
         if context is not None:
             log.bind(**context(cfg))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class ShardConfig:
     batch_size: int
     attempt: int
     force: bool
+    stats_dir: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--force", action="store_true", help="recompute even if a verified commit exists"
+    )
+    p.add_argument(
+        "--stats-dir",
+        metavar="DIR",
+        help="write this attempt's own seconds, rows and rows-per-second here, one file each "
+        "(for valueFrom.path and the metrics; 0 when a verified commit was reused)",
     )
     return p
 
@@ -111,6 +119,8 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
             "a processor is called with one list of row dicts",
             [],
         )
+    if args.stats_dir is not None:
+        check_stats_dir(args.stats_dir)
     return ShardConfig(
         shard=shard,
         run_id=run_id,
@@ -124,6 +134,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         batch_size=args.batch_size,
         attempt=args.attempt if args.attempt is not None else (env.attempt or 0),
         force=args.force,
+        stats_dir=args.stats_dir,
     )
 
 
@@ -283,7 +294,8 @@ def _copy_rows(
 
 
 def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
-    """Produce and commit one shard; returns its commit record."""
+    """Produce and commit one shard; returns its commit record (with ``"reused": True`` added,
+    not stored, when a verified commit of an earlier attempt stood already)."""
     s = cfg.shard
     expected = expectations(cfg)
     if not cfg.force:
@@ -293,7 +305,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                 log.info(
                     "already-committed", rows=existing.get("rows"), sha256=existing.get("sha256")
                 )
-            return existing
+            return {**existing, "reused": True}
     func = plugins.load(cfg.processor, "--processor") if cfg.processor else None
     part, commit = layout.part_url(cfg.store, s.index), layout.commit_url(cfg.store, s.index)
     started = time.time()
@@ -339,11 +351,49 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     return record
 
 
+def attempt_stats(record: dict[str, Any], reused: bool) -> dict[str, str]:
+    """This attempt's own work for the metrics: seconds moving rows, rows read, their rate.
+
+    The pod's ``{{duration}}`` minus these seconds is the shard's start-up overhead (pod
+    scheduling, image, Python, imports, connecting), so a reused commit counts none of its
+    earlier attempt's work.
+    """
+    seconds = 0.0 if reused else float(record.get("duration_s") or 0)
+    rows = 0 if reused else int(record.get("rows_in") or 0)
+    return {
+        "seconds": f"{seconds:.4f}",
+        "rows": str(rows),
+        "rows-per-second": f"{rows / seconds:.1f}" if seconds > 0 else "0",
+    }
+
+
+def check_stats_dir(directory: str) -> None:
+    """Refuse, before any work, a stats folder the attempt could not write its files into."""
+    if not directory or "://" in directory:
+        raise UsageError(f"--stats-dir must be a local folder (valueFrom.path), got {directory!r}")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"--stats-dir {directory} exists and is not a folder")
+    for name in STATS_FILES:
+        storage.check_destination(os.path.join(directory, name), "--stats-dir")
+
+
+STATS_FILES = ("seconds", "rows", "rows-per-second")
+"""The files ``--stats-dir`` holds, one output parameter each (named the same)."""
+
+
+def write_stats(directory: str, stats: dict[str, str]) -> None:
+    os.makedirs(directory, exist_ok=True)
+    for name, value in stats.items():
+        storage.write_bytes(os.path.join(directory, name), f"{value}\n".encode())
+
+
 def _work(cfg: ShardConfig, log: Logger) -> int:
     log.info(
         "start", lo=cfg.shard.lo, hi=cfg.shard.hi, expected_rows=cfg.shard.rows, attempt=cfg.attempt
     )
     rec = run_shard(cfg, log)
+    if cfg.stats_dir:
+        write_stats(cfg.stats_dir, attempt_stats(rec, bool(rec.get("reused"))))
     seconds = float(rec.get("duration_s") or 0)
     log.info(
         "committed",

@@ -179,6 +179,9 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     files = sorted({doc.source, *(d.source for d in library.templates.values())})
     record = report.workflow_record(run, root, finished, files)
     report.write_json(run_dir / "run.json", record, run.secret_values)
+    (run_dir / "metrics.prom").write_text(
+        redact(run.metrics.exposition(), tuple(run.secret_values))
+    )
     from workers import timeline
 
     page = timeline.render_workflow(record)
@@ -193,6 +196,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         _reconcile(summary)
     print(f"run log:       {run_dir / 'run.json'}")
     print(f"timeline:      {run_dir / 'timeline.html'}")
+    print(f"metrics:       {run_dir / 'metrics.prom'}")
     print(f"duration:      {finished - run.created:.2f}s")
     if root.phase != "Succeeded":
         print(redact(f"run again:     {rerun_command(args)}", tuple(run.secret_values)))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workers import redaction
-from workers.runner import expr, params, sandbox
+from workers.runner import expr, metrics, params, sandbox
 from workers.runner.params import ParamError
 from workers.runner.spec import Document, Library, Notes, SpecError
 
@@ -171,6 +171,7 @@ class Run:
         self.wf_limit = threading.BoundedSemaphore(int(limit)) if limit else None
         self._dotenv: dict[str, str] | None = None
         self._warned_once: set[str] = set()
+        self.metrics = metrics.Registry()
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -326,10 +327,47 @@ class Run:
             else:
                 self.run_dag(node, doc, tmpl, scope, where)
         except (ParamError, SpecError, expr.ExprError) as exc:
-            return self.finish(node, ERROR, str(exc))
+            self.finish(node, ERROR, str(exc))
         except Cancelled:
-            return self.finish(node, FAILED, self.cancel_reason or "cancelled")
+            self.finish(node, FAILED, self.cancel_reason or "cancelled")
+        outputs = node.outputs if node.phase == SUCCEEDED else _declared_defaults(tmpl)
+        self.template_metrics(
+            tmpl, node, where, node.phase, node.duration or 0.0, len(node.attempts) - 1, outputs
+        )
         return node
+
+    def template_metrics(
+        self,
+        tmpl: Mapping[str, Any],
+        node: Node,
+        where: str,
+        status: str,
+        duration: float,
+        retries: int,
+        outputs: Mapping[str, Any],
+    ) -> None:
+        """Compute the template's ``metrics.prometheus`` for a completed node or attempt; one
+        that cannot be computed is a warning, as Argo makes it a condition, not a failure."""
+        entries = (tmpl.get("metrics") or {}).get("prometheus") or []
+        if not entries:
+            return
+        base = dict(self.scope)
+        for k, v in node.inputs.items():
+            base[f"inputs.parameters.{k}"] = v
+        exit_code = node.outputs.get("exitCode")
+        scope = metrics.node_scope(
+            base,
+            status=status,
+            duration=duration,
+            exit_code=exit_code,
+            retries=max(retries, 0),
+            outputs=outputs,
+        )
+        for m in entries:
+            try:
+                self.metrics.emit(m, scope, f"{where}: metrics.prometheus")
+            except metrics.MetricError as exc:
+                self.warn_once(f"metric not recorded: {exc}")
 
     def resolve_inputs(
         self, tmpl: Mapping[str, Any], arguments: Mapping[str, Any], where: str, *, lenient: bool
@@ -711,6 +749,17 @@ class Run:
                 break
             if not _should_retry(policy, rs.get("expression"), attempt, where):
                 break
+            # Argo also computes the metrics of an attempt it retries (the retry node's last
+            # child), with that attempt's status and duration.
+            self.template_metrics(
+                tmpl,
+                node,
+                where,
+                attempt.phase,
+                (attempt.finished or attempt.started) - attempt.started,
+                n,
+                _declared_defaults(tmpl),
+            )
             self.progress("retry", node)
         assert attempt is not None
         self.finish(node, attempt.phase, attempt.message)
@@ -756,7 +805,7 @@ class Run:
                 # Only the template's own strings: the runner's paths (sys.executable,
                 # PYTHONPATH) are host paths already, and may lie under a mount target.
                 c = _remap_container(c, mounts)
-            env = self.environment(c, where)
+            env = self.environment(c, where, pod_name=pod_name, node=node)
             argv = self.argv(c, kind, pod_dir, where)
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
@@ -960,14 +1009,29 @@ class Run:
             self._warned_once.add(message)
             self.warn(message)
 
-    def environment(self, container: Mapping[str, Any], where: str) -> dict[str, str]:
+    def environment(
+        self, container: Mapping[str, Any], where: str, *, pod_name: str, node: Node
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.import_paths)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
+        # What Argo's controller adds to every main container (workflowpod.go; the workflow
+        # name since 4.1), so a step sees the same names here as in a cluster.
+        env.update(ARGO_NODE_ID=node.id, ARGO_CONTAINER_NAME="main", ARGO_WORKFLOW_NAME=self.name)
         for e in container.get("env") or []:
             name = str(e["name"])
             if "value" in e:
                 env[name] = params.render(e["value"])
+                continue
+            field_ref = (e.get("valueFrom") or {}).get("fieldRef")
+            if field_ref is not None:
+                path = str(field_ref.get("fieldPath"))
+                if path != "metadata.name":
+                    raise SpecError(
+                        f"{where}: env {name}: fieldRef {path}: only metadata.name (the pod's "
+                        "name) has a local value"
+                    )
+                env[name] = pod_name
                 continue
             ref = ((e.get("valueFrom") or {}).get("secretKeyRef")) or {}
             if not ref:
@@ -1068,6 +1132,17 @@ def node_id_of(workflow: str, name: str) -> str:
 
 def _dependency_ids(text: str, results: Mapping[str, Node]) -> list[str]:
     return [results[d].id for d in (expr.depends_names(text) if text else []) if d in results]
+
+
+def _declared_defaults(tmpl: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs a failed pod still reports: output parameters with a ``valueFrom.default``
+    (Argo's wait container falls back to it when the file is missing)."""
+    values = {
+        str(p["name"]): params.render(p["valueFrom"]["default"])
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []
+        if isinstance(p.get("valueFrom"), dict) and p["valueFrom"].get("default") is not None
+    }
+    return {"parameters": values} if values else {}
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -3,7 +3,10 @@
 * :func:`evaluate` covers the expr-lang subset of ``retryStrategy.expression`` and the
   govaluate subset of ``when`` (after ``{{...}}`` substitution): literals, names,
   ``asInt``/``asFloat``/``string``/``int``/``float``, comparisons, ``in``, ``=~``,
-  ``&&``/``||``/``!`` (and ``and``/``or``/``not``) and parentheses.
+  ``&&``/``||``/``!`` (and ``and``/``or``/``not``), ``+ - * /`` on numbers (a metric's
+  ``{{=asFloat(duration) - asFloat(outputs.parameters.seconds)}}``) and parentheses.
+  A name runs on through ``-`` and ``/`` (``inputs.parameters.key-column``), so an
+  operator needs a space before it.
 * :func:`depends` evaluates a DAG task's ``depends`` (``A.Succeeded && !B.Failed``).
 
 Nothing here calls ``eval``: a template is data, and must not run code in the runner.
@@ -25,7 +28,7 @@ _TOKEN = re.compile(
     r"""\s*(?:
       (?P<num>-?\d+(?:\.\d+)?(?![\w.-]))
     | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-    | (?P<op>==|!=|<=|>=|=~|&&|\|\||[<>!(),\[\]?:.])
+    | (?P<op>==|!=|<=|>=|=~|&&|\|\||[<>!(),\[\]?:.+*/-])
     | (?P<name>[A-Za-z0-9_][\w.\-/:]*)
     )""",
     re.VERBOSE,
@@ -128,6 +131,21 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     raise ExprError(f"unknown operator {op}")
 
 
+def _arithmetic(op: str, a: Any, b: Any, text: str) -> float | int:
+    na, nb = _number(a), _number(b)
+    if na is None or nb is None:
+        raise ExprError(f"{op} needs numbers, got {a!r} and {b!r} in {text!r}")
+    if op == "+":
+        return na + nb
+    if op == "-":
+        return na - nb
+    if op == "*":
+        return na * nb
+    if nb == 0:
+        raise ExprError(f"division by zero in {text!r}")
+    return na / nb
+
+
 def _truth(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -146,7 +164,8 @@ class _Path:
 
 
 class _Parser:
-    """Recursive descent: ternary > or > and > not > comparison > postfix > primary.
+    """Recursive descent: ternary > or > and > not > comparison > sum > product > postfix >
+    primary.
 
     Branches that are not taken (``?:``, short-circuit ``&&``/``||``) are parsed with
     ``dead`` set and not evaluated, so they may name outputs that do not exist, as in expr-lang.
@@ -235,12 +254,12 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Any:
-        left = self.postfix()
+        left = self.sum()
         tok = self.peek()
         if tok.kind != "op" or tok.text not in ("==", "!=", "<", ">", "<=", ">=", "=~", *_WORD_OPS):
             return left
         self.take()
-        right = self.postfix()
+        right = self.sum()
         if self.dead:
             return None
         a, b = self.value(left), self.value(right)
@@ -260,6 +279,21 @@ class _Parser:
         if tok.text == "endsWith":
             return _string(a).endswith(_string(b))
         return _compare(tok.text, a, b)
+
+    def sum(self) -> Any:
+        return self._arithmetic(("+", "-"), self.product)
+
+    def product(self) -> Any:
+        return self._arithmetic(("*", "/"), self.postfix)
+
+    def _arithmetic(self, ops: tuple[str, ...], operand: Callable[[], Any]) -> Any:
+        left = operand()
+        while self.peek().kind == "op" and self.peek().text in ops:
+            op = self.take().text
+            right = operand()
+            if not self.dead:
+                left = _arithmetic(op, self.value(left), self.value(right), self.text)
+        return left
 
     def postfix(self) -> Any:
         value = self.primary()

@@ -1,8 +1,8 @@
 """Loading workflow YAML and checking it against what this runner implements.
 
 Every field of a document is either *supported* (it means the same here as in a
-cluster), *ignored locally* (it only matters to Kubernetes: scheduling, metrics,
-garbage collection; each use is noted in the run log), or rejected before anything
+cluster), *ignored locally* (it only matters to Kubernetes: scheduling, workflow-level
+metrics, garbage collection; each use is noted in the run log), or rejected before anything
 runs with its field path and file. Silently dropping a field would make a local run
 "pass" for a workflow the cluster runs differently.
 """
@@ -26,6 +26,9 @@ class SpecError(ValueError):
 
 LEAF = "leaf"
 """Supported scalar (or free-form value such as a withItems list)."""
+
+EXPRESSION = "expression"
+"""Supported scalar that may hold ``{{=...}}`` (a metric's value: Argo evaluates it)."""
 
 IGNORED = "ignored"
 """Accepted, has no local meaning, noted in the run log."""
@@ -109,7 +112,11 @@ ARGUMENTS: Schema = {"parameters": [PARAMETER]}
 ENV: Schema = {
     "name": LEAF,
     "value": LEAF,
-    "valueFrom": {"secretKeyRef": {"name": LEAF, "key": LEAF, "optional": LEAF}},
+    "valueFrom": {
+        "secretKeyRef": {"name": LEAF, "key": LEAF, "optional": LEAF},
+        # The downward API: metadata.name is the pod's name (the runner's pod folder).
+        "fieldRef": {"fieldPath": LEAF, "apiVersion": LEAF},
+    },
 }
 
 VOLUME_MOUNT: Schema = {
@@ -172,6 +179,16 @@ STEP: Schema = {
 
 TASK: Schema = {**STEP, "dependencies": LEAF, "depends": LEAF}
 
+METRIC: Schema = {
+    "name": LEAF,
+    "help": LEAF,
+    "labels": [{"key": LEAF, "value": LEAF}],
+    "when": LEAF,
+    "gauge": {"value": EXPRESSION, "realtime": LEAF, "operation": LEAF},
+    "histogram": {"value": EXPRESSION, "buckets": LEAF},
+    "counter": {"value": EXPRESSION},
+}
+
 TEMPLATE: Schema = {
     "name": LEAF,
     "inputs": {"parameters": [PARAMETER]},
@@ -186,6 +203,8 @@ TEMPLATE: Schema = {
     "volumes": [VOLUME],
     "description": LEAF,
     **_ignored(*_POD_IGNORED),
+    # Computed per node into the run folder's metrics.prom (runner/metrics.py).
+    "metrics": {"prometheus": [METRIC]},
 }
 
 SPEC: Schema = {
@@ -262,7 +281,7 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
                     "by the local runner (use {{inputs...}}, {{steps...}}, {{item}})"
                 )
         return
-    if schema in (IGNORED, FREE):
+    if schema in (IGNORED, FREE, EXPRESSION):
         return
     if isinstance(schema, list):
         if doc is None:

@@ -23,6 +23,9 @@ from workers.runner.spec import (
 )
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
+METRIC_VARIABLES = ("status", "duration", "exitCode", "retries", "outputs.result")
+"""What Argo offers a template's metrics about the node itself (docs/variables.md, Metrics)."""
+
 GLOBALS = (
     "workflow.name",
     "workflow.namespace",
@@ -167,11 +170,28 @@ class Wiring:
         else:
             self.check_pod(tmpl, where)
         prefix = "steps" if "steps" in tmpl else "tasks"
-        # fields ignored locally (metrics: {{status}}, {{duration}}) are never substituted here
-        meaningful = {k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED}
+        # fields ignored locally are never substituted; metrics have variables of their own
+        meaningful = {
+            k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED and k != "metrics"
+        }
         for path, text in strings(meaningful, ""):
             for m in params.TAG.finditer(text):
                 self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
+        outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
+        for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
+            for m in params.TAG.finditer(text):
+                tag = m.group(1)
+                if tag.startswith("=") or tag in METRIC_VARIABLES:
+                    continue  # an expression is evaluated (or reported) when the node completes
+                mwhere = f"{where}: {path}"
+                if tag.startswith("outputs.parameters."):
+                    if tag.removeprefix("outputs.parameters.") not in outputs:
+                        raise SpecError(
+                            f"{mwhere}: {{{{{tag}}}}} but the template declares no "
+                            "such output parameter"
+                        )
+                    continue
+                self.check_tag(tag, inputs, children, prefix, mwhere)
         for s in steps:
             sdoc, stmpl = children[str(s["name"])]
             given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
