@@ -28,13 +28,20 @@ from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
 from workers.provenance import Generation
-from workers.shards import MAX_ITEM_BYTES, Shard, parse_item
+from workers.shards import MAX_ITEM_BYTES, Shard, parse_index, parse_item
 
 EPILOG = (
     """examples:
   # one item of split's output, rows from the embedded SQLite database, parts to a local folder
   python -m workers.shard --shard '{"index":0,"lo":1,"hi":50000,"rows":50000}' \\
     --run-id my-run --store ./workers-data/my-run
+
+  # shard 7 by index: its bounds come from the plan split wrote to the store
+  python -m workers.shard --shard 7 --run-id my-run --store ./workers-data/my-run
+
+  # in a template fanned out by withSequence (split's --shard-count-file): {{item}} is the index
+  python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
+    --store /mnt/shared/{{workflow.name}} --rows-file /tmp/rows --attempt '{{retries}}'
 
   # in a template: the item from withParam, your processor, a bucket
   python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
@@ -63,12 +70,18 @@ class ShardConfig:
     batch_size: int
     attempt: int
     force: bool
+    plan: layout.Plan | None = None  # already read when the shard was named by index
+    rows_file: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.Parser(prog="python -m workers.shard", description=__doc__, epilog=EPILOG)
     p.add_argument(
-        "--shard", required=True, metavar="JSON|@PATH", help="one item of split's output, or @file"
+        "--shard",
+        required=True,
+        metavar="N|JSON|@PATH",
+        help="shard N of the plan in --store (withSequence's {{item}}), or one item of split's "
+        "output, or @file holding either",
     )
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
@@ -82,17 +95,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="recompute even if a verified commit exists"
     )
+    p.add_argument(
+        "--rows-file",
+        metavar="PATH",
+        help="write the rows read here once committed (an output parameter for the rows metric)",
+    )
     return p
 
 
-def read_item(value: str) -> Shard:
+def read_item(value: str) -> Shard | int:
+    """A shard item, or the index of a shard of the plan (a bare integer)."""
+    text = value
     if value.startswith("@"):
-        return parse_item(storage.read_text_input(value[1:], MAX_ITEM_BYTES, "shard item file"))
-    return parse_item(value)
+        text = storage.read_text_input(value[1:], MAX_ITEM_BYTES, "shard item file")
+    index = parse_index(text)
+    return index if index is not None else parse_item(text)
+
+
+def planned_shard(store: str, index: int) -> tuple[Shard, layout.Plan]:
+    """Shard ``index`` of the plan in ``store``: a missing plan or index is bad input (exit 2)."""
+    plan = layout.read_plan_if_any(store)
+    if plan is None:
+        raise UsageError(
+            f"--shard {index} names a shard of the plan, but there is no plan at "
+            f"{layout.plan_url(store)}: run split with --store {store}, or pass the item as JSON"
+        )
+    shard = plan.shard(index)
+    if shard is None:
+        n = len(plan.shards)
+        raise UsageError(
+            f"--shard {index}: the plan at {layout.plan_url(store)} has "
+            + (f"{n} shards (0..{n - 1})" if n else "no shards")
+        )
+    return shard, plan
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
-    shard = read_item(args.shard)
+    item = read_item(args.shard)
     # An explicit --run-id '' is a templating mistake, never a request for the default.
     run_id = args.run_id if args.run_id is not None else env.run_id
     if run_id is None:
@@ -100,6 +139,13 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     check_run_id(run_id)
     store = args.store or env.store or storage.join("workers-data", run_id)
     storage.check_store(store)
+    if args.rows_file:
+        storage.check_destination(args.rows_file, "--rows-file")
+    plan = None
+    if isinstance(item, int):
+        shard, plan = planned_shard(store, item)
+    else:
+        shard = item
     if args.processor:
         plugins.load(args.processor, "--processor")  # fail before any work, with the flag's name
     return ShardConfig(
@@ -115,6 +161,8 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         batch_size=args.batch_size,
         attempt=args.attempt if args.attempt is not None else (env.attempt or 0),
         force=args.force,
+        plan=plan,
+        rows_file=args.rows_file,
     )
 
 
@@ -133,7 +181,7 @@ class Expected:
 def expectations(cfg: ShardConfig) -> Expected:
     """Check this shard against the run's plan before any work: item, processor, options."""
     identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
-    plan = layout.read_plan_if_any(cfg.store)
+    plan = cfg.plan if cfg.plan is not None else layout.read_plan_if_any(cfg.store)
     if plan is None:
         return Expected(None, identity)
     s = cfg.shard
@@ -339,6 +387,8 @@ def _work(cfg: ShardConfig, log: Logger) -> int:
         rows_per_s=rate(int(rec.get("rows_in") or 0), seconds),
         part=layout.part_url(cfg.store, cfg.shard.index),
     )
+    if cfg.rows_file:
+        storage.write_bytes(cfg.rows_file, f"{int(rec.get('rows_in') or 0)}\n".encode())
     return 0
 
 
