@@ -7,6 +7,7 @@ kept as-is under ``pods/``, like pod logs.
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import re
@@ -41,7 +42,7 @@ class Progress:
         self.lock = threading.Lock()  # never the run's lock: the run calls us while holding it
         self.t0 = time.time()
         self.loops: dict[str, list[int]] = {}
-        self.rows: dict[str, int] = {}
+        self.loop_rows: dict[str, int] = {}  # a running sum: no walk over 10,000 siblings per event
         self.secrets: set[str] = set()
         self.run: Run | None = None
 
@@ -86,7 +87,10 @@ class Progress:
             for ev in reversed(a.events):
                 if ev.get("rows") is not None and ev.get("rows_per_s") is not None:
                     extra = f"  rows={ev['rows']:,} ({_fmt_rate(float(ev['rows_per_s']))})"
-                    self.rows[node.id] = int(ev["rows"])
+                    if node.parent is not None:
+                        self.loop_rows[node.parent] = self.loop_rows.get(node.parent, 0) + int(
+                            ev["rows"]
+                        )
                     break
             if len(node.attempts) > 1:
                 extra += f"  attempts={len(node.attempts)}"
@@ -98,7 +102,7 @@ class Progress:
             if self.run is not None:
                 parent = self.run.nodes.get(node.parent)
                 if parent is not None and parent.started:
-                    rows = sum(self.rows.get(c, 0) for c in parent.children)
+                    rows = self.loop_rows.get(parent.id, 0)
                     if rows:
                         loop += f" {rows:,} rows, {_fmt_rate(rows / max(time.time() - parent.started, 1e-6))}"
         duration = f"{node.duration:.2f}s" if node.duration is not None else ""
@@ -190,10 +194,9 @@ def timeline_html(run: Run, root: Node, finished: float) -> str:
     t0 = run.created
     span = max(finished - t0, 1e-3)
     rows = [n for n in tree(run, root) if n.type not in ("StepGroup",) and n.started]
-    pods = sorted(
-        (n for n in rows if n.type == "Pod" and n.finished),
-        key=lambda n: n.started or 0,
-    )
+    # Finish times in order: the gap before a pod is one bisect, not a scan of every pod
+    # (10,000 pods made that 10^8 comparisons).
+    ends = sorted(n.finished for n in rows if n.type == "Pod" and n.finished)
     width = 900
 
     def x(t: float) -> float:
@@ -222,12 +225,12 @@ def timeline_html(run: Run, root: Node, finished: float) -> str:
                 f'height="16" fill="{color}" opacity="{opacity}"><title>{title}</title></rect>'
             )
         if n.type == "Pod" and n.started:
-            before = [
-                p.finished for p in pods if p.finished and p.finished <= n.started and p is not n
-            ]
-            if before:
-                gap = n.started - max(before)
-                gx = 320 + x(max(before))
+            # A pod finishes after it starts, so every end at or before this start is another's.
+            k = bisect.bisect_right(ends, n.started)
+            if k:
+                last = ends[k - 1]
+                gap = n.started - last
+                gx = 320 + x(last)
                 out.append(
                     f'<line x1="{gx}" y1="{y + 11}" x2="{320 + x(n.started)}" y2="{y + 11}" '
                     f'class="g"><title>gap {gap * 1000:.0f} ms after the previous pod finished'
