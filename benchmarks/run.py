@@ -768,6 +768,10 @@ class Context:
         # The embedded SQLite database and a local folder: the runner's own default.
         env = {k: v for k, v in self.env.items() if k != "WORKERS_DATABASE_URL"}
         folder = os.path.join(self.work, "runner")
+        # The runner's pods share a bytecode cache (as an image ships .pyc files): so do the
+        # baseline's processes, or the comparison would time compiling our modules.
+        xargs_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        xargs_env["PYTHONPYCACHEPREFIX"] = os.path.join(self.work, "pycache")
         pairs: list[Pair] = []
         for n in sizes:
             pair = Pair(
@@ -782,7 +786,7 @@ class Context:
                 pair,
                 runs,
                 functools.partial(run, _runner_cmd(folder, n), env=env),
-                functools.partial(run, _xargs_cmd(folder, n), env=env),
+                functools.partial(run, _xargs_cmd(folder, n), env=xargs_env),
                 before=lambda: shutil.rmtree(folder, ignore_errors=True),
             )
             pair.target = "info: see runner fit"
