@@ -258,3 +258,17 @@ def test_templates_run_a_1000_shard_plan(
     split = next(n for n in rec["nodes"] if n["displayName"] == "split")
     assert split["outputs"]["parameters"]["shard-count"] == str(n)
     assert f"merged {n:,} == produced {n:,} in {n} shards" in capsys.readouterr().out
+
+
+def test_a_fan_out_over_a_missing_output_is_caught() -> None:
+    import copy
+
+    import manifest_checks as mc
+
+    docs = [d for f in mc.base_files() for d in mc.load(f)]
+    pipeline = copy.deepcopy(next(d for d in docs if d["metadata"]["name"] == "workers-pipeline"))
+    main = next(t for t in pipeline["spec"]["templates"] if t["name"] == "main")
+    shard = next(t for t in main["dag"]["tasks"] if t["name"] == "shard")
+    shard["withSequence"]["count"] = "{{tasks.plan.outputs.parameters.shards}}"  # the old name
+    problems = mc.reference_problems(pipeline, mc.library(docs), docs)
+    assert any("withSequence.count" in p and "plan has no output shards" in p for p in problems)
