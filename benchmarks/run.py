@@ -9,7 +9,11 @@ Pairs (same data, same machine, same run; medians of alternating A/B runs):
             python -m workers.merge --glob    vs jq -s . (cat for one huge part)
             at 10, 100 and 1,000 parts of the same bytes and one huge part, with peak RSS
   start-up  python -m workers.shard --help   vs the bare interpreter; process start to first row
+            (both to their first row)
   split     500 billion rows, default guard  vs the bare interpreter
+  runner    workers run workers-pipeline     vs the same steps by xargs -P 10, at 10/50/200
+            shards (one row each): wall = a + b x shards, per-pod overhead from the slopes
+  wide      10,000 shards through the runner vs the fit's prediction (full size only)
 
 Peak memory is the OS's figure for each child (``ru_maxrss`` from ``os.wait4``).
 The database comes from $WORKERS_BENCH_DATABASE_URL, else a ``workers_bench``
@@ -23,6 +27,7 @@ import argparse
 import contextlib
 import datetime
 import filecmp
+import functools
 import hashlib
 import json
 import os
@@ -143,6 +148,7 @@ class Pair:
     b: list[Sample] = field(default_factory=list)
     work: float = 0.0  # rows or bytes per run, for the rate column
     unit: str = "rows"
+    digits: int = 0  # decimals of the rate (a few shards per second need one)
     target: str = ""
     ok: bool | None = None
     note: str = ""
@@ -169,7 +175,11 @@ class Pair:
         rate = None
         if self.work:
             per = self.work / a
-            rate = f"{per / 1e6:.1f} MB/s" if self.unit == "bytes" else f"{per:,.0f} rows/s"
+            rate = (
+                f"{per / 1e6:.1f} MB/s"
+                if self.unit == "bytes"
+                else f"{per:,.{self.digits}f} {self.unit}/s"
+            )
         return {
             "step": self.step,
             "workers": self.a_label,
@@ -447,7 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=str(Path(__file__).resolve().parent / "results.json"),
         help="where to write the table as JSON (default benchmarks/results.json)",
     )
-    ap.add_argument("--only", help="comma-separated steps: produce,shard,merge,startup,split")
+    ap.add_argument(
+        "--only", help="comma-separated steps: produce,shard,merge,startup,split,runner,wide"
+    )
     ap.add_argument("--merge-mb", type=int, help="MB the merge rows spread over 10/100/1,000 parts")
     ap.add_argument("--huge-mb", type=int, help="MB of the merge rows' one huge part")
     args = ap.parse_args(argv)
@@ -480,9 +492,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("merge", ctx.merge),
                 ("startup", ctx.startup),
                 ("split", ctx.split),
+                ("runner", ctx.runner),
+                ("wide", ctx.wide),
             ]
             for name, fn in steps:
-                if only is None or name in only:
+                # The 10,000-shard run takes ~20 minutes on 2 cores: full size, or asked for.
+                default = name != "wide" or not args.quick
+                if (only is None and default) or (only is not None and name in only):
                     log(f"{name} ...")
                     pairs.extend(fn())
     finally:
@@ -777,16 +793,20 @@ class Context:
         if not hasattr(self, "_shard"):
             self.shard()
         cmd, store = self._shard
+        # Both sides to their first row: the floor prints the clock once its row is in,
+        # as the shard's commit record says when its first row came.
         connect = [
             PY,
             "-c",
-            "import psycopg,sys; c=psycopg.connect(sys.argv[1]); c.execute('select 1').fetchone()",
+            "import psycopg,sys,time; c=psycopg.connect(sys.argv[1]); "
+            "c.execute('select 1').fetchone(); print(repr(time.time()))",
             self.url,
         ]
         fr = Pair(
             "start-up", "shard: process start to first row", "python + psycopg connect + select 1"
         )
         firsts: list[float] = []
+        floors: list[float] = []
 
         def first_row() -> Sample:
             s = run(cmd, env=self.env)
@@ -794,8 +814,14 @@ class Context:
             firsts.append(rec["started"] - s.started + rec["first_row_s"])
             return s
 
-        alternate(fr, self.runs, first_row, lambda: run(connect, env=self.env))
+        def floor_row() -> Sample:
+            s = run(connect, env=self.env, capture=True)
+            floors.append(float(s.stdout) - s.started)
+            return s
+
+        alternate(fr, self.runs, first_row, floor_row)
         fr.a_seconds = statistics.median(firsts[1:])  # the first is the warm-up
+        fr.b_seconds = statistics.median(floors[1:])
         mods = imported_modules(cmd[1:], self.env)
         heavy = sorted(mods & {"fsspec", "sqlalchemy", "s3fs", "gcsfs"})
         fr.target = "no sqlalchemy/fsspec on PostgreSQL"
@@ -805,6 +831,83 @@ class Context:
         )
         out.append(fr)
         return out
+
+    # (6) the local runner: wall time as the fan-out grows, against the same steps by xargs
+    def runner(self) -> list[Pair]:
+        sizes = RUNNER_SIZES_QUICK if self.size["runs"] < 5 else RUNNER_SIZES
+        runs = 1 if self.size["runs"] < 5 else self.runs
+        # The embedded SQLite database and a local folder: the runner's own default.
+        env = {k: v for k, v in self.env.items() if k != "WORKERS_DATABASE_URL"}
+        folder = os.path.join(self.work, "runner")
+        # The runner's pods share a bytecode cache (as an image ships .pyc files): so do the
+        # baseline's processes, or the comparison would time compiling our modules.
+        xargs_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        xargs_env["PYTHONPYCACHEPREFIX"] = os.path.join(self.work, "pycache")
+        pairs: list[Pair] = []
+        for n in sizes:
+            pair = Pair(
+                "runner",
+                f"workers run workers-pipeline, {n} shards",
+                f"the same steps, xargs -P {PARALLELISM}",
+                work=n,
+                unit="shards",
+                digits=1,
+            )
+            alternate(
+                pair,
+                runs,
+                functools.partial(run, _runner_cmd(folder, n), env=env),
+                functools.partial(run, _xargs_cmd(folder, n), env=xargs_env),
+                before=lambda: shutil.rmtree(folder, ignore_errors=True),
+            )
+            pair.target = "info: see runner fit"
+            pairs.append(pair)
+        fit = Pair(
+            "runner fit",
+            "workers run: wall per shard (slope)",
+            f"xargs -P {PARALLELISM}: wall per shard (slope)",
+        )
+        for p in pairs:
+            fit.a.extend(p.a)
+            fit.b.extend(p.b)
+        a0, a1 = _fit([(p.work, p.median("a")) for p in pairs])
+        b0, b1 = _fit([(p.work, p.median("b")) for p in pairs])
+        cores = min(PARALLELISM, os.cpu_count() or 1)
+        overhead = (a1 - b1) * cores
+        fit.a_seconds, fit.b_seconds = a1, b1
+        fit.target = "per-pod overhead <= 0.3 s"
+        fit.ok = overhead <= 0.3
+        fit.note = (
+            f"wall = {a0:.2f} s + {a1 * 1000:.0f} ms x shards (xargs: {b0:.2f} s + "
+            f"{b1 * 1000:.0f} ms x shards) at parallelism {PARALLELISM} on {os.cpu_count()} "
+            f"cores; per-pod overhead (slope difference x {cores} busy cores) "
+            f"{overhead:.3f} s; shards {', '.join(str(int(p.work)) for p in pairs)}"
+        )
+        self._runner_fit = (a0, a1)
+        return [*pairs, fit]
+
+    # (7) 10,000 shards through the local runner, against the fit's prediction
+    def wide(self) -> list[Pair]:
+        if not hasattr(self, "_runner_fit"):
+            self.runner()
+        a0, a1 = self._runner_fit
+        env = {k: v for k, v in self.env.items() if k != "WORKERS_DATABASE_URL"}
+        folder = os.path.join(self.work, "runner")
+        shutil.rmtree(folder, ignore_errors=True)
+        p = Pair(
+            "runner wide",
+            f"workers run workers-pipeline, {WIDE_SHARDS:,} shards",
+            "the runner fit's prediction",
+            work=WIDE_SHARDS,
+            unit="shards",
+            digits=1,
+        )
+        p.a.append(run(_runner_cmd(folder, WIDE_SHARDS), env=env))
+        p.b_seconds = a0 + a1 * WIDE_SHARDS
+        p.target = "info: linear growth (ratio near 1)"
+        p.note = f"one run; {p.median('a') / WIDE_SHARDS * 1000:.0f} ms per shard"
+        shutil.rmtree(folder, ignore_errors=True)
+        return [p]
 
     # (5) split for 500 billion rows
     def split(self) -> list[Pair]:
@@ -823,6 +926,46 @@ class Context:
         p.ok = p.median("a") < 0.5 and size < 64 * 1024
         p.note = f"{shards} shards, {size} bytes of output"
         return [p]
+
+
+PARALLELISM = 10
+"""The pipeline template's ``parallelism``: the xargs baseline runs as many at once."""
+RUNNER_SIZES = (10, 50, 200)
+RUNNER_SIZES_QUICK = (10, 50)
+WIDE_SHARDS = 10_000
+
+
+def _runner_cmd(folder: str, n: int) -> list[str]:
+    """The pipeline template on this machine: one row per shard, so the work is the overhead."""
+    return [
+        *(PY, "-m", "workers", "run", "workers-pipeline", "--manifests", str(ROOT / "manifests")),
+        *("--runs", folder, "-p", f"rows={n}", "-p", "rows-per-shard=1"),
+        *("-p", f"max-shards={max(n, 200)}"),
+    ]
+
+
+def _xargs_cmd(folder: str, n: int) -> list[str]:
+    """The same four steps as plain processes: shards by index, PARALLELISM at a time."""
+    script = f"""set -e
+mkdir -p {folder}
+export WORKERS_DATABASE_URL=sqlite:///{folder}/workers.db
+{PY} -m workers.produce --rows {n} --run-id {RUN_ID} --count-file {folder}/count
+{PY} -m workers.split --count-file {folder}/count --rows-per-shard 1 --max-shards {max(n, 200)} \
+  --run-id {RUN_ID} --store {folder}/store --shard-count-file {folder}/shard-count >/dev/null
+seq 0 $(($(cat {folder}/shard-count) - 1)) | xargs -P {PARALLELISM} -I{{}} \
+  {PY} -m workers.shard --shard {{}} --run-id {RUN_ID} --store {folder}/store
+{PY} -m workers.merge --store {folder}/store
+"""
+    return ["sh", "-c", script]
+
+
+def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares intercept and slope of (x, y) points."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return my - slope * mx, slope
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
         ("start-up", "python -c pass"),
         ("start-up", "python + psycopg connect + select 1"),
         ("split", "python -c pass"),
+        ("runner", "the same steps, xargs -P 10"),
+        ("runner fit", "xargs -P 10: wall per shard (slope)"),
     }
     for row in result["rows"]:
         assert row["workers_s"] > 0 and row["raw_s"] > 0, row

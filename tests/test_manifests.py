@@ -176,12 +176,24 @@ def test_file_outputs_are_written_by_the_step(base_docs: list[mc.Doc]) -> None:
 def test_fan_out_reads_splits_file_output(lib: dict[str, dict[str, mc.Doc]]) -> None:
     main = lib["workers-pipeline"]["main"]
     shard = next(t for t in main["dag"]["tasks"] if t["name"] == "shard")
-    assert shard["withParam"] == "{{tasks.plan.outputs.parameters.shards}}"
+    # By index: the parameter is the shard count, a few bytes whatever the width.
+    assert "withParam" not in shard
+    assert shard["withSequence"] == {"count": "{{tasks.plan.outputs.parameters.shard-count}}"}
+    args = {p["name"]: p["value"] for p in shard["arguments"]["parameters"]}
+    assert args["shard"] == "{{item}}"
     for name in ("split", "split-table"):
         assert lib["workers-split"][name]["outputs"]["parameters"][0]["valueFrom"] == {
-            "path": "/tmp/shards.json"
+            "path": "/tmp/shard-count"
         }
     # the default only serves the count metric of a failed attempt (manifest_checks.metric_problems)
+    # the rows metric reads what shard wrote (--stats-dir), since the item no longer carries it
+    tmpl = lib["workers-shard"]["shard"]
+    rows = next(p for p in tmpl["outputs"]["parameters"] if p["name"] == "rows")
+    assert rows["valueFrom"]["path"] == "/tmp/stats/rows"
+    metric = next(
+        m for m in tmpl["metrics"]["prometheus"] if m["name"] == "workers_rows_processed_total"
+    )
+    assert metric["counter"]["value"] == "{{outputs.parameters.rows}}"
     assert lib["workers-produce"]["produce"]["outputs"]["parameters"][0]["valueFrom"] == {
         "path": "/tmp/count",
         "default": "0",

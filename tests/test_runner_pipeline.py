@@ -151,7 +151,9 @@ def test_renamed_input_parameter_fails_before_running(
 def test_wrong_output_path_fails_the_run_and_names_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = _broken_copy(tmp_path, "split.yaml", "path: /tmp/shards.json", "path: /tmp/shard.json")
+    broken = _broken_copy(
+        tmp_path, "split.yaml", "path: /tmp/shard-count", "path: /tmp/shards-count"
+    )
     # the manifest retries an Error after 30s, 60s, ...: keep its policy, shorten the wait
     split = broken / "base" / "templates" / "split.yaml"
     split.write_text(split.read_text().replace('duration: "30s"', 'duration: "0.1s"'))
@@ -160,6 +162,6 @@ def test_wrong_output_path_fails_the_run_and_names_it(
     nodes = rec["status"]["nodes"].values()
     split = next(n for n in nodes if n["displayName"] == "split")
     assert split["phase"] == "Error"
-    assert "outputs.parameters.shards" in split["message"]
-    assert "/tmp/shard.json" in split["message"]
+    assert "outputs.parameters.shard-count" in split["message"]
+    assert "/tmp/shards-count" in split["message"]
     assert not any(n.get("templateName") == "merge" and n["type"] == "Pod" for n in nodes)

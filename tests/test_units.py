@@ -47,10 +47,10 @@ def test_500_billion_rows_fit_the_default_guard() -> None:
     assert len(data) < 64 * 1024
 
 
-def test_list_over_200kb_is_refused_naming_the_flag() -> None:
-    items = shards.by_count(5000, 1, max_shards=10_000)
-    with pytest.raises(UsageError, match="raise --rows-per-shard"):
-        shards.encode(items)
+def test_list_over_200kb_for_withparam_is_refused_naming_the_way_out() -> None:
+    data = shards.encode(shards.by_count(5000, 1, max_shards=10_000))
+    with pytest.raises(UsageError, match=r"withSequence over --shard-count-file.*--rows-per-shard"):
+        shards.check_parameter_size(data)
 
 
 def test_sparse_boundaries_leave_open_ends() -> None:

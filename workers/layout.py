@@ -25,8 +25,9 @@ PLAN_VERSION = 2
 """2 added ``generation`` and ``processor``; a plan without them cannot vouch for provenance."""
 
 MAX_PLAN_BYTES = 16 << 20
-"""Ceiling for plan.json: the shard list is capped at 200 KiB compact (shards.MAX_ITEMS_BYTES),
-which indented is under 1 MiB; 16 MiB leaves room for provenance and never for a runaway file."""
+"""Ceiling for plan.json: about 90 bytes a shard indented, so 10,000 shards take ~1 MiB and the
+ceiling ~170,000 (far past any --max-shards an Argo controller survives); split refuses to
+write a larger plan, so every shard and merge can read the one it wrote."""
 
 MAX_RECORD_BYTES = 64 << 10
 """Ceiling for one commit record: a few hundred bytes of numbers, hashes and names."""
@@ -83,7 +84,13 @@ class Plan:
 
 def write_plan(store: str, plan: Plan) -> str:
     url = plan_url(store)
-    storage.write_bytes(url, plan.to_bytes() + b"\n")
+    data = plan.to_bytes() + b"\n"
+    if len(data) > MAX_PLAN_BYTES:
+        raise UsageError(
+            f"the plan of {len(plan.shards)} shards is {len(data)} bytes, over the "
+            f"{MAX_PLAN_BYTES} byte limit for plan.json: raise --rows-per-shard"
+        )
+    storage.write_bytes(url, data)
     return url
 
 

@@ -30,13 +30,20 @@ from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
 from workers.provenance import Generation
-from workers.shards import MAX_ITEM_BYTES, Shard, parse_item
+from workers.shards import MAX_ITEM_BYTES, Shard, parse_index, parse_item
 
 EPILOG = (
     """examples:
   # one item of split's output, rows from the embedded SQLite database, parts to a local folder
   python -m workers.shard --shard '{"index":0,"lo":1,"hi":50000,"rows":50000}' \\
     --run-id my-run --store ./workers-data/my-run
+
+  # shard 7 by index: its bounds come from the plan split wrote to the store
+  python -m workers.shard --shard 7 --run-id my-run --store ./workers-data/my-run
+
+  # in a template fanned out by withSequence (split's --shard-count-file): {{item}} is the index
+  python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
+    --store /mnt/shared/{{workflow.name}} --stats-dir /tmp/stats --attempt '{{retries}}'
 
   # in a template: the item from withParam, your processor, a bucket
   python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
@@ -66,12 +73,17 @@ class ShardConfig:
     attempt: int
     force: bool
     stats_dir: str | None = None
+    plan: layout.Plan | None = None  # already read when the shard was named by index
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.Parser(prog="python -m workers.shard", description=__doc__, epilog=EPILOG)
     p.add_argument(
-        "--shard", required=True, metavar="JSON|@PATH", help="one item of split's output, or @file"
+        "--shard",
+        required=True,
+        metavar="N|JSON|@PATH",
+        help="shard N of the plan in --store (withSequence's {{item}}), or one item of split's "
+        "output, or @file holding either",
     )
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
@@ -94,14 +106,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_item(value: str) -> Shard:
+def read_item(value: str) -> Shard | int:
+    """A shard item, or the index of a shard of the plan (a bare integer)."""
+    text = value
     if value.startswith("@"):
-        return parse_item(storage.read_text_input(value[1:], MAX_ITEM_BYTES, "shard item file"))
-    return parse_item(value)
+        text = storage.read_text_input(value[1:], MAX_ITEM_BYTES, "shard item file")
+    index = parse_index(text)
+    return index if index is not None else parse_item(text)
+
+
+def planned_shard(store: str, index: int) -> tuple[Shard, layout.Plan]:
+    """Shard ``index`` of the plan in ``store``: a missing plan or index is bad input (exit 2)."""
+    plan = layout.read_plan_if_any(store)
+    if plan is None:
+        raise UsageError(
+            f"--shard {index} names a shard of the plan, but there is no plan at "
+            f"{layout.plan_url(store)}: run split with --store {store}, or pass the item as JSON"
+        )
+    shard = plan.shard(index)
+    if shard is None:
+        n = len(plan.shards)
+        raise UsageError(
+            f"--shard {index}: the plan at {layout.plan_url(store)} has "
+            + (f"{n} shards (0..{n - 1})" if n else "no shards")
+        )
+    return shard, plan
 
 
 def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
-    shard = read_item(args.shard)
+    item = read_item(args.shard)
     # An explicit --run-id '' is a templating mistake, never a request for the default.
     run_id = args.run_id if args.run_id is not None else env.run_id
     if run_id is None:
@@ -109,6 +142,11 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     check_run_id(run_id)
     store = args.store or env.store or storage.join("workers-data", run_id)
     storage.check_store(store)
+    plan = None
+    if isinstance(item, int):
+        shard, plan = planned_shard(store, item)
+    else:
+        shard = item
     if args.processor:
         # Fail before any work: with the flag's name, or with the function's wrong signature.
         func = plugins.load(args.processor, "--processor")
@@ -135,6 +173,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         attempt=args.attempt if args.attempt is not None else (env.attempt or 0),
         force=args.force,
         stats_dir=args.stats_dir,
+        plan=plan,
     )
 
 
@@ -153,7 +192,7 @@ class Expected:
 def expectations(cfg: ShardConfig) -> Expected:
     """Check this shard against the run's plan before any work: item, processor, options."""
     identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
-    plan = layout.read_plan_if_any(cfg.store)
+    plan = cfg.plan if cfg.plan is not None else layout.read_plan_if_any(cfg.store)
     if plan is None:
         return Expected(None, identity)
     s = cfg.shard

@@ -19,7 +19,12 @@ from workers.errors import UsageError
 
 MAX_KEY = (1 << 63) - 1
 MAX_ITEMS_BYTES = 200 * 1024
-"""Ceiling for the withParam list: Argo parameters live in a workflow object capped at ~1 MiB."""
+"""Ceiling for a list written for ``withParam`` (split's ``--output-file``): Argo parameters live
+in a workflow object capped at ~1 MiB. The templates fan out by index instead (``withSequence``
+over split's ``--shard-count-file``), which no plan can push over any limit."""
+
+MAX_INDEX = 999_999
+"""Highest shard index: part names have room for six digits."""
 
 MAX_ITEM_BYTES = 4096
 """Ceiling for one shard item (inline or ``@file``): four integers need under 100 bytes."""
@@ -61,6 +66,18 @@ def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -
     return value
 
 
+def parse_index(text: str) -> int | None:
+    """The shard index an item names when it is a bare integer (``withSequence``'s ``{{item}}``),
+    None when it is something else (a JSON object: :func:`parse_item` reads it)."""
+    s = text.strip()
+    digits = s.removeprefix("-")
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    if s.startswith("-") or len(s) > 19 or int(s) > MAX_INDEX:
+        raise UsageError(f"shard index {s[:40]} is out of range (0..{MAX_INDEX})")
+    return int(s)
+
+
 def parse_item(text: str) -> Shard:
     """Validate one item of split's output; any defect is a one-line UsageError."""
     if len(text) > MAX_ITEM_BYTES:
@@ -81,7 +98,7 @@ def parse_item(text: str) -> Shard:
     rows = _int_field(obj, "rows", nullable=True, minimum=0)
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"shard item: lo {lo} is above hi {hi}")
-    if index > 999_999:
+    if index > MAX_INDEX:
         raise UsageError(f"shard item: index {index} is out of range")
     # split writes every key: a missing one is a hand-made or truncated item, and reading it
     # as null would silently open the range to the end of the table (or skip the row check).
@@ -175,11 +192,16 @@ def _open_ends(shards: list[Shard]) -> list[Shard]:
 
 
 def encode(shards: Sequence[Shard]) -> bytes:
-    """The withParam list: compact JSON, guarded against Argo's parameter limits."""
-    data = orjson.dumps([s.to_dict() for s in shards])
+    """The shard list as compact JSON (split's stdout)."""
+    return orjson.dumps([s.to_dict() for s in shards])
+
+
+def check_parameter_size(data: bytes) -> bytes:
+    """A list meant for ``withParam``, guarded against Argo's parameter limits."""
     if len(data) > MAX_ITEMS_BYTES:
         raise UsageError(
             f"shard list is {len(data)} bytes, over the {MAX_ITEMS_BYTES} byte limit for a workflow "
-            "parameter: raise --rows-per-shard"
+            "parameter: fan out by index (withSequence over --shard-count-file, shard --shard N "
+            "reads its bounds from the plan) or raise --rows-per-shard"
         )
     return data

@@ -1,8 +1,11 @@
-"""Step 2, split: turn a row count (or a table's keys) into the shard list for ``withParam``.
+"""Step 2, split: turn a row count (or a table's keys) into shards and the plan that names them.
 
-The list goes to stdout and to ``--output-file`` (templates should read the file:
-Argo keeps only the end of stdout). With ``--store`` the full plan is also written
-there, so the fan-in knows every shard without listing a folder.
+With ``--store`` the full plan goes to STORE/plan.json: the fan-out and the fan-in
+read every shard's bounds there. The fan-out then needs only the number of shards
+(``--shard-count-file``, for ``withSequence``): each shard pod gets its index and
+reads its bounds from the plan, so a workflow parameter stays a few bytes however
+wide the fan-out. The shard list itself goes to stdout, and to ``--output-file``
+for a ``withParam`` over whole items (guarded at 200 KB, Argo's parameter budget).
 
 The plan pins provenance: the run's generation as produce recorded it (a count that
 disagrees with it is refused: a stale count file must never shrink a run), and the
@@ -31,7 +34,12 @@ EPILOG = (
   # 1,000,000 rows, 100,000 per shard -> 10 shards
   python -m workers.split --count 1000000 --rows-per-shard 100000
 
-  # in a template: count from produce, list to a file for withParam, plan for the fan-in
+  # in a template: count from produce, the plan for fan-out and fan-in, the number of
+  # shards for withSequence (each shard pod then runs shard --shard INDEX)
+  python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \\
+    --run-id my-run --store /mnt/shared/my-run --shard-count-file /tmp/shard-count
+
+  # the whole items for a withParam of your own (fails over 200 KB, ~3,000 shards)
   python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \\
     --run-id my-run --store /mnt/shared/my-run --output-file /tmp/shards.json
 
@@ -66,6 +74,7 @@ class SplitConfig:
     output_file: str | None
     processor: str | None = None
     batch_size: int = 5000
+    shard_count_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"
     )
     p.add_argument(
-        "--output-file", metavar="PATH", help="also write the shard list here (for valueFrom.path)"
+        "--output-file",
+        metavar="PATH",
+        help="also write the shard list here, for a withParam over whole items (at most 200 KB)",
+    )
+    p.add_argument(
+        "--shard-count-file",
+        metavar="PATH",
+        help="write the number of shards here, for withSequence (needs --store: shards by index "
+        "read their bounds from the plan)",
     )
     return p
 
@@ -124,6 +141,13 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         storage.check_store(args.store)
     if args.output_file:
         storage.check_destination(args.output_file, "--output-file")
+    if args.shard_count_file:
+        if not args.store:
+            raise UsageError(
+                "--shard-count-file needs --store: a shard named by index reads its bounds "
+                "from STORE/plan.json"
+            )
+        storage.check_destination(args.shard_count_file, "--shard-count-file")
     return SplitConfig(
         count=args.count,
         count_file=args.count_file,
@@ -140,6 +164,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         output_file=args.output_file,
         processor=args.processor,
         batch_size=args.batch_size,
+        shard_count_file=args.shard_count_file,
     )
 
 
@@ -226,6 +251,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
     cut = plan_shards(cfg)
     total, items, mode = cut.total, cut.items, cut.mode
     data = shards.encode(items)
+    if cfg.output_file:
+        shards.check_parameter_size(data)  # before the plan: fail without leaving half a result
     if cfg.store:
         assert cfg.run_id
         meta: dict[str, object] = {
@@ -248,6 +275,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
         layout.write_plan(cfg.store, plan)
     if cfg.output_file:
         storage.write_bytes(cfg.output_file, data + b"\n")
+    if cfg.shard_count_file:
+        storage.write_bytes(cfg.shard_count_file, f"{len(items)}\n".encode())
     sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
     log.info(

@@ -100,7 +100,7 @@ def _install_generation_pause() -> None:
         return
     from workers import db
 
-    for cls in (db.PostgresDatabase, db.SqlAlchemyDatabase):
+    for cls in (db.PostgresDatabase, db.SqliteDatabase, db.SqlAlchemyDatabase):
         original = cls.read_generation
 
         def read_generation(self, source, run_id, _original=original):  # type: ignore[no-untyped-def]

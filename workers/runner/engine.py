@@ -293,8 +293,9 @@ class Run:
         with self.lock:
             if not self.cancel_reason:
                 self.cancel_reason = reason
+            # Under the lock: a process registered after this sweep sees the flag (_wait).
+            self.cancel.set()
             procs = list(self.processes.values())
-        self.cancel.set()
         for proc in procs:
             _kill(proc)
 
@@ -489,7 +490,7 @@ class Run:
         name: str,
         display: str,
         parent: Node,
-        limiter: threading.Semaphore | None,
+        limiter: Limiter | None,
         where: str,
     ) -> Node:
         """A step or DAG task: expand its loop, check ``when``, run the template per item."""
@@ -513,17 +514,23 @@ class Run:
         group.loop_total = len(items)
         self.progress("loop-start", group)
         children: list[Node | None] = [None] * len(items)
-        threads = []
-        for i, item in enumerate(items):
-            label = params.loop_label(i, item)
-            iscope = {**scope, **params.item_scope(item)}
+        pending = iter(enumerate(items))
+        take = threading.Lock()
 
-            def work(i: int = i, iscope: dict[str, str] = iscope, label: str = label) -> None:
+        def work() -> None:
+            # Items start in order as slots free up, as the controller starts them; a bounded
+            # loop needs no more threads than it has slots (10,000 items, parallelism 10: 10).
+            while True:
+                with take:
+                    i, item = next(pending, (-1, None))
+                if i < 0:
+                    return
+                label = params.loop_label(i, item)
                 children[i] = child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
-                    iscope,
+                    {**scope, **params.item_scope(item)},
                     f"{name}{label}",
                     f"{display}{label}",
                     group,
@@ -532,7 +539,8 @@ class Run:
                 )
                 child.index = i
 
-            threads.append(_start(work, self, f"{name}{label}"))
+        slots = len(items) if limiter is None else min(len(items), limiter.size)
+        threads = [_start(work, self, f"{name}[{k}]") for k in range(slots)]
         for t in threads:
             t.join()
         done = [c for c in children if c is not None]
@@ -577,7 +585,7 @@ class Run:
         name: str,
         display: str,
         parent: Node,
-        limiter: threading.Semaphore | None,
+        limiter: Limiter | None,
         where: str,
     ) -> Node:
         try:
@@ -894,23 +902,25 @@ class Run:
     ) -> tuple[int, bool]:
         with self.lock:
             self.processes[proc.pid] = proc
+            cancelled = self.cancel.is_set()
         reader = threading.Thread(
             target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
         )
         reader.start()
         timed_out = False
         try:
-            while True:
-                try:
-                    code = proc.wait(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if deadline is not None and time.time() - attempt.started > deadline:
-                    timed_out = True
-                    _kill(proc)
-                elif self.cancel.is_set():
-                    _kill(proc)
+            # Block until the exit (or the deadline), never poll: a poll interval is latency
+            # every pod pays. stop() kills registered processes itself; one registered after
+            # its sweep sees the flag here.
+            if cancelled:
+                _kill(proc)
+            left = None if deadline is None else deadline - (time.time() - attempt.started)
+            try:
+                code = proc.wait(timeout=None if left is None else max(left, 0.0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill(proc)
+                code = proc.wait()
         finally:
             with self.lock:
                 self.processes.pop(proc.pid, None)
@@ -955,7 +965,8 @@ class Run:
                 path = sandbox.host_path(str(vf["path"]), mounts)
                 try:
                     text = path.read_text()
-                    values[p["name"]] = text.rstrip("\n")
+                    # Argo trims one trailing newline, no more.
+                    values[p["name"]] = text.removesuffix("\n")
                 except OSError:
                     default = vf.get("default", p.get("default"))
                     if default is None:
@@ -1018,6 +1029,10 @@ class Run:
         # What Argo's controller adds to every main container (workflowpod.go; the workflow
         # name since 4.1), so a step sees the same names here as in a cluster.
         env.update(ARGO_NODE_ID=node.id, ARGO_CONTAINER_NAME="main", ARGO_WORKFLOW_NAME=self.name)
+        # An image ships compiled bytecode; a sandboxed pod cannot write __pycache__ next to a
+        # read-only source tree, so without this every pod compiled every module again (~25%
+        # of a trivial shard's CPU). One cache per run, in its writable work folder.
+        env["PYTHONPYCACHEPREFIX"] = str(self.work_dir / "pycache")
         for e in container.get("env") or []:
             name = str(e["name"])
             if "value" in e:
@@ -1188,15 +1203,19 @@ def _remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str
     return out
 
 
-def _limiter(
-    tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
-) -> threading.Semaphore | None:
+class Limiter(threading.BoundedSemaphore):
+    """A template's ``parallelism``: a semaphore that knows its size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _limiter(tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str) -> Limiter | None:
     raw = tmpl.get("parallelism")
     if raw is None:
         return None
-    return threading.BoundedSemaphore(
-        int(params.substitute(str(raw), scope, f"{where}.parallelism"))
-    )
+    return Limiter(int(params.substitute(str(raw), scope, f"{where}.parallelism")))
 
 
 def _continues(step: Mapping[str, Any], phase: str) -> bool:

@@ -63,32 +63,38 @@ def item_scope(item: Any) -> dict[str, str]:
     return scope
 
 
+_ATOI = re.compile(r"[+-]?[0-9]+")
+
+
 def _int(value: Any, what: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ParamError(f"{what}: expected an integer, got {value!r}") from None
+    # Go's strconv.Atoi, as the controller parses withSequence: no spaces, no underscores.
+    text = render(value)
+    if not _ATOI.fullmatch(text):
+        raise ParamError(f"{what}: expected an integer, got {value!r}")
+    return int(text)
 
 
 def sequence(spec: Mapping[str, Any], where: str) -> list[str]:
-    """``withSequence``: count or end (inclusive, either direction), start, printf format."""
+    """``withSequence`` as the controller expands it (``expandSequence``): ``start`` (default 0)
+    to ``end`` inclusive, either direction, or ``count`` items from ``start`` (a count of 0 is
+    no items; a negative one counts down, as ``end = start + count - 1`` does there); every item
+    is a string, ``format`` (default ``%d``, so no zero padding) applied to each number."""
     start = _int(spec.get("start", 0), f"{where}.start")
     if "count" in spec and "end" in spec:
-        raise ParamError(f"{where}: give count or end, not both")
-    if "count" in spec:
-        count = _int(spec["count"], f"{where}.count")
-        numbers = list(range(start, start + count))
-    elif "end" in spec:
+        raise ParamError(f"{where}: only one of count or end can be defined in withSequence")
+    if "end" in spec:
         end = _int(spec["end"], f"{where}.end")
-        step = 1 if end >= start else -1
-        numbers = list(range(start, end + step, step))
+    elif "count" in spec:
+        count = _int(spec["count"], f"{where}.count")
+        if count == 0:
+            return []
+        end = start + count - 1
     else:
-        raise ParamError(f"{where}: needs count or end")
-    fmt = spec.get("format")
-    if not fmt:
-        return [str(n) for n in numbers]
+        raise ParamError(f"{where}: neither end nor count was specified in withSequence")
+    numbers = range(start, end + 1) if start <= end else range(start, end - 1, -1)
+    fmt = str(spec.get("format") or "%d")
     try:
-        return [str(fmt) % n for n in numbers]
+        return [fmt % n for n in numbers]
     except (TypeError, ValueError) as exc:
         raise ParamError(f"{where}.format {fmt!r}: {exc}") from None
 
