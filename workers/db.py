@@ -767,6 +767,38 @@ class SqliteDatabase(Database):
         finally:
             cursor.close()
 
+    def stream_json_lines(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]] | None:
+        return self._encoded_blocks(source, run_id, lo, hi)
+
+    def _encoded_blocks(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[bytes, int]]:
+        # The declared types decide the JSON form (values.RowEncoder), as on the SQLAlchemy path.
+        sql, params = _select(source, run_id, lo, hi, "sa")
+        self._require_table(source)
+        schema, _, name = source.table.rpartition(".")
+        prefix = f"{quote(schema)}." if schema else ""
+        info = self._query(f"PRAGMA {prefix}table_info({quote(name)})").fetchall()
+        declared = [values.Column(str(r[1]), str(r[2] or "")) for r in info]
+        if source.data_column:
+            want = source.data_column.lower()
+            declared = [c for c in declared if c.name.lower() == want][:1]
+        encoder = values.RowEncoder(source.table, declared, bool(source.data_column))
+        cursor = self._query(sql, params)
+        try:
+            while True:
+                try:
+                    part = cursor.fetchmany(_JSON_BATCH)
+                except self._sqlite3.Error as exc:
+                    raise failures.classify(exc) from None
+                if not part:
+                    return
+                yield encoder.block(part), len(part)
+        finally:
+            cursor.close()
+
 
 class SqlAlchemyDatabase(Database):
     """SQLAlchemy Core with text SQL: SQLite by default, any dialect SQLAlchemy knows."""
