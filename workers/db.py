@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -167,13 +167,16 @@ class Database:
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """Batches of exactly ``batch`` rows (the last may be shorter) in key order, each with
+        the key of its last row: where a resumed shard continues (see :mod:`workers.checkpoints`)."""
         raise NotImplementedError
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
-        """Blocks of JSON Lines straight from the server with their row counts, or None if unsupported."""
+    ) -> Iterator[tuple[bytes, int, int]] | None:
+        """Blocks of JSON Lines straight from the server with their row counts and last keys
+        (blocks of exactly ``JSON_BATCH`` rows but the last), or None if unsupported."""
         return None
 
     def columns(self, source: Source) -> list[str] | None:
@@ -247,10 +250,12 @@ def _select(
     style: str,
     cols: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """A key range's rows in key order: the JSON column, or every column, unless ``cols`` says."""
+    """A key range's rows in key order: the key first, then the JSON column, or every column,
+    unless ``cols`` says."""
     where, params = _where(source, run_id, lo, hi, style)
     if cols is None:
         cols = quote(source.data_column) if source.data_column else "*"
+        cols = f"{quote(source.key_column)}, {cols}"
     return (
         f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}",
         params,
@@ -429,7 +434,7 @@ class PostgresDatabase(Database):
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         from psycopg.types.json import set_json_loads
 
         self._require_table(source)
@@ -439,32 +444,34 @@ class PostgresDatabase(Database):
         with self.conn.transaction(), self.conn.cursor(name="workers_shard") as cur:
             cur.itersize = batch
             cur.execute(sql, params)
-            names = [d.name for d in cur.description or []]
+            names = [d.name for d in cur.description or []][1:]
             while True:
                 fetched = cur.fetchmany(batch)
                 if not fetched:
                     break
-                if source.data_column:
-                    yield [_as_object(r[0]) for r in fetched]
-                else:
-                    yield [dict(zip(names, r, strict=True)) for r in fetched]
+                yield _batch(source, names, fetched), int(fetched[-1][0])
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
+    ) -> Iterator[tuple[bytes, int, int]] | None:
         if not source.data_column:
             return None
         return self._json_text_blocks(source, run_id, lo, hi)
 
     def _json_text_blocks(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]]:
+    ) -> Iterator[tuple[bytes, int, int]]:
         # The column's text (what COPY would print, unescaped), a batch of rows at a
         # time: psycopg's C loader turns a batch into strings, where COPY costs a
         # Python-level read per row (~3x the client CPU). Memory stays bounded by a batch.
         self._require_table(source)
         sql, params = _select(
-            source, run_id, lo, hi, "pg", f"{quote(source.data_column or 'data')}::text"
+            source,
+            run_id,
+            lo,
+            hi,
+            "pg",
+            f"{quote(source.key_column)}, {quote(source.data_column or 'data')}::text",
         )
         caps = getattr(self._psycopg, "capabilities", None)  # psycopg >= 3.2
         with self.conn.transaction():
@@ -473,18 +480,26 @@ class PostgresDatabase(Database):
                 # client, as COPY does (a named cursor's FETCH round trips leave the
                 # server idle while the client converts): ~40% less wall time.
                 with self.conn.cursor() as cur:
-                    it = cur.stream(sql, params, size=_JSON_BATCH)
-                    while rows := list(islice(it, _JSON_BATCH)):
-                        yield _text_rows_to_jsonl([r[0] for r in rows]), len(rows)
+                    it = cur.stream(sql, params, size=JSON_BATCH)
+                    while rows := list(islice(it, JSON_BATCH)):
+                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
             else:
                 with self.conn.cursor(name="workers_shard_json") as cur:
                     cur.execute(sql, params)
-                    while rows := cur.fetchmany(_JSON_BATCH):
-                        yield _text_rows_to_jsonl([r[0] for r in rows]), len(rows)
+                    while rows := cur.fetchmany(JSON_BATCH):
+                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
 
 
-_JSON_BATCH = 10_000
+JSON_BATCH = 10_000
 """Rows per batch of the shard fast path: ~1 MB of typical rows."""
+
+
+def _batch(source: Source, names: list[str], rows: Sequence[Any]) -> list[Any]:
+    """A batch for the processor from rows whose first column is the key: the JSON column's
+    values, or each row's columns by name."""
+    if source.data_column:
+        return [_as_object(r[1]) for r in rows]
+    return [dict(zip(names, r[1:], strict=True)) for r in rows]
 
 
 def _text_rows_to_jsonl(values: list[Any]) -> bytes:
@@ -725,7 +740,7 @@ class SqlAlchemyDatabase(Database):
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
@@ -734,12 +749,9 @@ class SqlAlchemyDatabase(Database):
                 result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                     sa.text(sql), params
                 )
-                names = list(result.keys())
+                names = list(result.keys())[1:]
                 for part in result.partitions(batch):
-                    if source.data_column:
-                        yield [_as_object(r[0]) for r in part]
-                    else:
-                        yield [dict(zip(names, r, strict=True)) for r in part]
+                    yield _batch(source, names, part), int(part[-1][0])
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 
