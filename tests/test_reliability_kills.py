@@ -15,7 +15,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from reliability_helpers import (
     TcpProxy,
     exists,
     fresh_fs,
+    kill_at,
     multipart_uploads,
     read,
     remove,
@@ -215,34 +215,6 @@ def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     assert figures["kills"] >= ROUNDS * len(items) // 2
     if backend == "s3":
         assert multipart_uploads(request.getfixturevalue("s3_store")) == []
-
-
-def kill_at(cmd: list[str], env: dict[str, str], cwd: Path, phase: str) -> list[dict[str, Any]]:
-    """Run a step with ``WORKERS_TEST_HOLD=phase`` and SIGKILL it once it announces ``phase``
-    (it waits there): the kill lands at that point of the protocol whatever the load."""
-    proc = subprocess.Popen(
-        cmd,
-        env={**env, "WORKERS_TEST_HOLD": phase},
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines: list[dict[str, Any]] = []
-    try:
-        for raw in proc.stderr:
-            lines.append(json.loads(raw))
-            if lines[-1].get("event") == "phase" and lines[-1].get("phase") == phase:
-                proc.kill()
-                break
-        else:
-            pytest.fail(f"the step exited {proc.wait()} before {phase}: {lines}")
-    finally:
-        proc.kill()
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
-    return lines
 
 
 # (phase the kill lands in, the store check that must catch the broken writer there, and the

@@ -556,6 +556,18 @@ class _S3(PartWriter):
         self._spool.close()
 
 
+def sweep(url: str, ckpt_url: str) -> None:
+    """For a part already committed: remove what dead attempts left to resume it (a resume
+    temp nobody holds, and then its checkpoint record), never a live attempt's."""
+    if not storage.is_local(url):
+        return  # S3: remove_stale_temps aborts the upload once past the lease
+    storage.remove_stale_temps(url)
+    folder, name = os.path.split(storage.local_path(url))
+    if not os.path.exists(os.path.join(folder, f".{name}.tmp-resume")):
+        with contextlib.suppress(OSError, UsageError):
+            storage.remove(ckpt_url)
+
+
 def open_part(
     url: str, ckpt_url: str, key: dict[str, Any], every: int, *, fresh: bool
 ) -> PartWriter:

@@ -308,6 +308,9 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     if not cfg.force:
         existing = committed_record(cfg, expected, lambda: _current_generation(cfg))
         if existing is not None:
+            checkpoints.sweep(
+                layout.part_url(cfg.store, s.index), checkpoints.checkpoint_url(cfg.store, s.index)
+            )
             if log:
                 log.info(
                     "already-committed", rows=existing.get("rows"), sha256=existing.get("sha256")
