@@ -218,7 +218,12 @@ def store_files(url: str) -> dict[str, bytes]:
 FINAL_NAME = re.compile(
     r"^(plan\.json|merged\.jsonl?|summary\.json|parts/part-\d{5}\.jsonl|commits/part-\d{5}\.json)$"
 )
-LOCAL_TEMP = re.compile(r"^(parts|commits)/\.part-\d{5}\.jsonl?\.tmp-[0-9]+-[0-9a-f]+$")
+LOCAL_TEMP = re.compile(
+    r"^(parts|commits)/\.\.?part-\d{5}\.jsonl?(\.checkpoint)?\.tmp-([0-9]+-[0-9a-f]+|resume)$"
+)
+"""Hidden temp files: an atomic writer's (``.tmp-PID-RANDOM``, also of a checkpoint record) and
+a checkpointed part's resumable one (``.tmp-resume``)."""
+CHECKPOINT = re.compile(r"^parts/\.part-(\d{5})\.jsonl\.checkpoint$")
 
 
 def multipart_uploads(store: Any) -> list[dict[str, Any]]:

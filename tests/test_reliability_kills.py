@@ -26,6 +26,7 @@ import reliability_figures
 import services
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
+    CHECKPOINT,
     FINAL_NAME,
     LOCAL_TEMP,
     STEP_PYTHONPATH,
@@ -61,8 +62,10 @@ def _store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> 
 def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
     """Invariants that must hold at any instant, whatever was killed where.
 
-    Every commit record vouches for the bytes at its part's final name; nothing but final
-    names and (local) hidden temp files exists; returns what the store holds.
+    Every commit record vouches for the bytes at its part's final name; every checkpoint
+    record vouches for chunks that are a prefix of its part's resume temp (or, once published,
+    of the part); nothing but final names, checkpoint records and (local) hidden temp files
+    exists; returns what the store holds.
     """
     files = store_files(pipe.store)
     seen: collections.Counter[str] = collections.Counter()
@@ -70,6 +73,9 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
         if LOCAL_TEMP.match(name):
             assert "://" not in pipe.store or pipe.store.startswith("file://"), name
             seen["temp-files"] += 1
+        elif m := CHECKPOINT.match(name):
+            seen["checkpoints"] += 1
+            check_checkpoint(files, name, f"parts/part-{m.group(1)}.jsonl")
         else:
             assert FINAL_NAME.match(name), f"unexpected object {name!r} in the store"
     for i in range(n_shards):
@@ -89,6 +95,33 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
         else:
             seen["nothing"] += 1
     return seen
+
+
+def check_checkpoint(files: dict[str, bytes], name: str, part: str) -> None:
+    """A checkpoint record's chunks are durable before it names them: their bytes and sha256s
+    are a prefix of the resume temp (the part itself once it was published)."""
+    try:
+        record = json.loads(files[name])
+    except ValueError:
+        raise AssertionError(f"{name}: checkpoint record is not JSON") from None
+    temp = part.replace("parts/", "parts/.") + ".tmp-resume"
+    data = files.get(temp, files.get(part))
+    if data is None:
+        assert record.get("backend") == "s3", f"{name}: a checkpoint without its data"
+        return  # the chunks are parts of an incomplete upload: only S3 can list them
+    offset = 0
+    for i, chunk in enumerate(record["chunks"], 1):
+        piece = data[offset : offset + chunk["bytes"]]
+        assert len(piece) == chunk["bytes"], f"{name}: chunk {i} is not all in the temp"
+        assert hashlib.sha256(piece).hexdigest() == chunk["sha256"], f"{name}: chunk {i} differs"
+        offset += chunk["bytes"]
+
+
+def _checkpointed_rows(store: str, index: int) -> int:
+    try:
+        return int(json.loads(read(store, f"parts/.part-{index:05d}.jsonl.checkpoint"))["rows_in"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
 
 
 def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
@@ -114,10 +147,16 @@ def kill_campaign(
     rounds: int,
     extra: tuple[str, ...],
     figures: collections.Counter[str],
+    *,
+    resume: bool = False,
 ) -> None:
     """``rounds`` rounds; each starts every shard at once (--force) and SIGKILLs each at a random
     delay after its ``start`` line; between rounds a random half of the shards is wiped so kills
-    also hit first attempts. After every round the store and the merge are checked."""
+    also hit first attempts. After every round the store and the merge are checked.
+
+    ``resume``: no --force; every shard's part and commit record are wiped before each round,
+    so every attempt works again, resuming from whatever checkpoint the last kill left."""
+    force = () if resume else ("--force",)
     cwd = pipe.workdir
     step_env = services.step_env(
         cwd / "home", {"WORKERS_DATABASE_URL": pipe.db_url, **env, "WORKERS_TEST_PAUSE": str(PAUSE)}
@@ -132,7 +171,7 @@ def kill_campaign(
             return list(
                 pool.map(
                     lambda a: run_attempt(
-                        shard_cmd(items[a.index], pipe.run_id, pipe.store, "--force", *extra),
+                        shard_cmd(items[a.index], pipe.run_id, pipe.store, *force, *extra),
                         step_env,
                         cwd,
                         a,
@@ -155,15 +194,22 @@ def kill_campaign(
     assert len(windows) >= 5, windows
     for _ in range(rounds):
         for item in items:
-            if rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
+            if resume or rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
                 remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
                 remove(pipe.store, f"commits/part-{item['index']:05d}.json")
         attempts = []
         for item in items:
             _phase, lo, hi = rng.choice(windows)
-            attempts.append(Attempt(item["index"], rng.uniform(lo, hi)))
+            delay = rng.uniform(lo, hi)
+            if resume:
+                # A resumed attempt only reads what its checkpoint left: aim inside that.
+                done_rows = _checkpointed_rows(pipe.store, item["index"])
+                delay *= max(0.35, 1 - done_rows / item["rows"])
+            attempts.append(Attempt(item["index"], delay))
         done = one_round(attempts)
         for a in done:
+            if any(x.get("event") == "checkpoint" and x.get("mode") == "resumed" for x in a.lines):
+                figures["resumed"] += 1
             if a.killed:
                 figures["kills"] += 1
                 figures[f"killed-in:{a.phase}"] += 1
@@ -255,6 +301,79 @@ def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
     message = error_of(merge)["message"]
     assert "part-00001" in message and refusal in message, message
     assert not exists(pipe.store, "merged.json") and not exists(pipe.store, "summary.json")
+
+
+# Resume campaign: 150-row shards through the slow processor in batches of 30, a checkpoint
+# after every batch (5 chunks a shard), so kills land before, inside and after each
+# checkpoint record's publish as well as mid-chunk.
+RESUME_BACKENDS = ["local", "local-pg"]
+RESUME_ROUNDS = 6
+
+
+@pytest.mark.parametrize("backend", RESUME_BACKENDS)
+def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
+    request: pytest.FixtureRequest,
+    run_step: RunStep,
+    sqlite_url: str,
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    rng = random.Random(f"{SEED}-resume-{backend}")
+    db_url = request.getfixturevalue("pg_db") if backend == "local-pg" else sqlite_url
+    pipe = Pipeline(run_step, db_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    assert pipe.produce(ROWS) == ROWS
+    items = pipe.split(PER_SHARD)
+    extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
+    extra += ("--checkpoint-rows", "30")
+    figures: collections.Counter[str] = collections.Counter()
+    kill_campaign(
+        pipe,
+        items,
+        {**ENV, "WORKERS_TEST_SLOW": "0.02"},
+        rng,
+        RESUME_ROUNDS,
+        extra,
+        figures,
+        resume=True,
+    )
+    print(f"resume campaign {backend}: {dict(sorted(figures.items()))}")
+    assert figures["kills"] >= RESUME_ROUNDS * len(items) // 2
+    assert figures["resumed"] >= 1
+    clean = Pipeline(run_step, db_url, str(tmp_path / "clean"), tmp_path, env=ENV)
+    for item in items:
+        assert clean.shard(item, *extra[:4], "--checkpoint-rows", "0").returncode == 0
+        name = f"parts/part-{item['index']:05d}.jsonl"
+        assert read(pipe.store, name) == read(clean.store, name)
+    assert [n for n in store_files(pipe.store) if "tmp" in n or "checkpoint" in n] == []
+
+
+# (phase the kill lands in, the chunks (of 30 rows) its retry resumes): just before the first
+# checkpoint record is published (the chunk is durable, its record half-written) and after each.
+CHECKPOINT_KILLS = [
+    ("mid-write-checkpoint", 0),
+    ("checkpoint-1", 1),
+    ("checkpoint-4", 4),
+    ("checkpoint-5", 5),  # every row read and checkpointed, nothing published
+]
+
+
+@pytest.mark.parametrize(("phase", "resumed"), CHECKPOINT_KILLS)
+def test_a_kill_at_a_checkpoint_boundary_resumes_exactly_there(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path, phase: str, resumed: int
+) -> None:
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(PER_SHARD)
+    item = pipe.split(PER_SHARD)[0]
+    args = ("--batch-size", "30", "--checkpoint-rows", "30")
+    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **ENV})
+    kill_at(shard_cmd(item, pipe.run_id, pipe.store, *args), env, tmp_path, phase)
+    assert check_store(pipe, 1)["nothing"] == 1
+    proc = pipe.shard(item, *args)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(read(pipe.store, "commits/part-00000.json"))
+    assert (rec["resumed_rows_in"], rec["rows_read"]) == (30 * resumed, PER_SHARD - 30 * resumed)
+    assert check_store(pipe, 1)["committed"] == 1
+    assert check_merge(pipe, list(range(1, PER_SHARD + 1))) == 0
 
 
 @pytest.mark.parametrize("backend", ["s3", "gcs"])

@@ -365,6 +365,8 @@ class _Local(PartWriter):
         self.mode = "resumed" if self.chunks else "fresh"
         # Whatever the dead attempt wrote after its last checkpoint is not ours to keep.
         self._file.truncate(offset)
+        if len(self.chunks) < len(chunks):
+            self._save_checkpoint()  # the record never vouches for more than the file holds
 
     def _sink(self, data: bytes) -> None:
         self._file.write(data)
