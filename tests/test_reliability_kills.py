@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,8 +75,7 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
             assert "://" not in pipe.store or pipe.store.startswith("file://"), name
             seen["temp-files"] += 1
         elif m := CHECKPOINT.match(name):
-            seen["checkpoints"] += 1
-            check_checkpoint(files, name, f"parts/part-{m.group(1)}.jsonl")
+            seen[check_checkpoint(files, name, f"parts/part-{m.group(1)}.jsonl")] += 1
         else:
             assert FINAL_NAME.match(name), f"unexpected object {name!r} in the store"
     for i in range(n_shards):
@@ -97,31 +97,27 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
     return seen
 
 
-def check_checkpoint(files: dict[str, bytes], name: str, part: str) -> None:
+def check_checkpoint(files: dict[str, bytes], name: str, part: str) -> str:
     """A checkpoint record's chunks are durable before it names them: their bytes and sha256s
-    are a prefix of the resume temp (the part itself once it was published)."""
+    are a prefix of the resume temp (the part itself once it was published). With neither, or
+    an empty temp (the part was published then removed, and a new attempt died before its first
+    write), a resume keeps nothing: it verifies bytes, never trusts the record alone. Returns
+    which case it was."""
     try:
         record = json.loads(files[name])
     except ValueError:
         raise AssertionError(f"{name}: checkpoint record is not JSON") from None
     temp = part.replace("parts/", "parts/.") + ".tmp-resume"
-    data = files.get(temp, files.get(part))
-    if data is None:
-        assert record.get("backend") == "s3", f"{name}: a checkpoint without its data"
-        return  # the chunks are parts of an incomplete upload: only S3 can list them
+    data = files.get(temp) or files.get(part)
+    if not data:
+        return "checkpoint-without-data"
     offset = 0
     for i, chunk in enumerate(record["chunks"], 1):
         piece = data[offset : offset + chunk["bytes"]]
         assert len(piece) == chunk["bytes"], f"{name}: chunk {i} is not all in the temp"
         assert hashlib.sha256(piece).hexdigest() == chunk["sha256"], f"{name}: chunk {i} differs"
         offset += chunk["bytes"]
-
-
-def _checkpointed_rows(store: str, index: int) -> int:
-    try:
-        return int(json.loads(read(store, f"parts/.part-{index:05d}.jsonl.checkpoint"))["rows_in"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return 0
+    return "checkpoint-verified"
 
 
 def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
@@ -147,16 +143,10 @@ def kill_campaign(
     rounds: int,
     extra: tuple[str, ...],
     figures: collections.Counter[str],
-    *,
-    resume: bool = False,
 ) -> None:
     """``rounds`` rounds; each starts every shard at once (--force) and SIGKILLs each at a random
     delay after its ``start`` line; between rounds a random half of the shards is wiped so kills
-    also hit first attempts. After every round the store and the merge are checked.
-
-    ``resume``: no --force; every shard's part and commit record are wiped before each round,
-    so every attempt works again, resuming from whatever checkpoint the last kill left."""
-    force = () if resume else ("--force",)
+    also hit first attempts. After every round the store and the merge are checked."""
     cwd = pipe.workdir
     step_env = services.step_env(
         cwd / "home", {"WORKERS_DATABASE_URL": pipe.db_url, **env, "WORKERS_TEST_PAUSE": str(PAUSE)}
@@ -171,7 +161,7 @@ def kill_campaign(
             return list(
                 pool.map(
                     lambda a: run_attempt(
-                        shard_cmd(items[a.index], pipe.run_id, pipe.store, *force, *extra),
+                        shard_cmd(items[a.index], pipe.run_id, pipe.store, "--force", *extra),
                         step_env,
                         cwd,
                         a,
@@ -194,22 +184,15 @@ def kill_campaign(
     assert len(windows) >= 5, windows
     for _ in range(rounds):
         for item in items:
-            if resume or rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
+            if rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
                 remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
                 remove(pipe.store, f"commits/part-{item['index']:05d}.json")
         attempts = []
         for item in items:
             _phase, lo, hi = rng.choice(windows)
-            delay = rng.uniform(lo, hi)
-            if resume:
-                # A resumed attempt only reads what its checkpoint left: aim inside that.
-                done_rows = _checkpointed_rows(pipe.store, item["index"])
-                delay *= max(0.35, 1 - done_rows / item["rows"])
-            attempts.append(Attempt(item["index"], delay))
+            attempts.append(Attempt(item["index"], rng.uniform(lo, hi)))
         done = one_round(attempts)
         for a in done:
-            if any(x.get("event") == "checkpoint" and x.get("mode") == "resumed" for x in a.lines):
-                figures["resumed"] += 1
             if a.killed:
                 figures["kills"] += 1
                 figures[f"killed-in:{a.phase}"] += 1
@@ -304,10 +287,57 @@ def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
 
 
 # Resume campaign: 150-row shards through the slow processor in batches of 30, a checkpoint
-# after every batch (5 chunks a shard), so kills land before, inside and after each
-# checkpoint record's publish as well as mid-chunk.
+# after every batch (5 chunks a shard). Kills are aimed at announced events, not at times (a
+# resumed attempt is shorter than a fresh one, and load changes every duration): inside the
+# WORKERS_TEST_PAUSE window before or after the k-th checkpoint record's publish, mid-way
+# through the next chunk, at start-up (while a resume verifies its chunks), and around the
+# part's and commit record's publish.
 RESUME_BACKENDS = ["local", "local-pg"]
-RESUME_ROUNDS = 6
+RESUME_ROUNDS, CHUNKS, SLOW = 6, 5, 0.05
+RESUME_TARGETS = [
+    # (phase announced, which occurrence may be 1..this many, delay after it: (lo, hi) seconds)
+    ("start", 1, (0.0, 0.3)),
+    ("before-publish-checkpoint", CHUNKS, (0.0, PAUSE)),
+    ("after-publish-checkpoint", CHUNKS, (0.0, PAUSE)),
+    ("after-publish-checkpoint", CHUNKS - 1, (PAUSE, PAUSE + SLOW)),  # mid-chunk
+    ("before-publish-part", 1, (0.0, PAUSE)),
+    ("after-publish-part", 1, (0.0, PAUSE)),
+    ("before-publish-record", 1, (0.0, PAUSE)),
+]
+
+
+def _checkpointed_chunks(store: str, index: int) -> int:
+    try:
+        return len(json.loads(read(store, f"parts/.part-{index:05d}.jsonl.checkpoint"))["chunks"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+
+
+def kill_after_event(
+    cmd: list[str], env: dict[str, str], cwd: Path, phase: str, nth: int, delay: float
+) -> Attempt:
+    """Run a shard; SIGKILL it ``delay`` s after its ``nth`` announcement of ``phase`` (``start``:
+    its start line), or let it finish when it never makes that announcement."""
+    attempt = Attempt(0, delay)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    seen = 0
+    for raw in proc.stderr:
+        line = json.loads(raw)
+        attempt.lines.append(line)
+        name = line.get("phase") if line.get("event") == "phase" else line.get("event")
+        if name == phase:
+            seen += 1
+            if seen == nth:
+                time.sleep(delay)
+                proc.kill()
+                attempt.phase = f"{phase}#{nth}"
+                break
+    attempt.returncode = proc.wait(60)
+    attempt.killed = attempt.returncode == -signal.SIGKILL
+    return attempt
 
 
 @pytest.mark.parametrize("backend", RESUME_BACKENDS)
@@ -318,30 +348,74 @@ def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
     tmp_path: Path,
     backend: str,
 ) -> None:
+    """Every round wipes each shard's part and commit record (never its checkpoint), so every
+    attempt works again, resuming what the previous kill left; after each round the store
+    invariants (checkpoint records included) and the merge hold; the final retry publishes the
+    clean run's bytes, and nothing is left to resume."""
     rng = random.Random(f"{SEED}-resume-{backend}")
     db_url = request.getfixturevalue("pg_db") if backend == "local-pg" else sqlite_url
     pipe = Pipeline(run_step, db_url, str(tmp_path / "store"), tmp_path, env=ENV)
     assert pipe.produce(ROWS) == ROWS
     items = pipe.split(PER_SHARD)
     extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
-    extra += ("--checkpoint-rows", "30")
-    figures: collections.Counter[str] = collections.Counter()
-    kill_campaign(
-        pipe,
-        items,
-        {**ENV, "WORKERS_TEST_SLOW": "0.02"},
-        rng,
-        RESUME_ROUNDS,
-        extra,
-        figures,
-        resume=True,
+    ckpt = ("--checkpoint-rows", "30")
+    env = services.step_env(
+        tmp_path / "home",
+        {"WORKERS_DATABASE_URL": db_url, **ENV, "WORKERS_TEST_SLOW": str(SLOW)}
+        | {"WORKERS_TEST_PAUSE": str(PAUSE)},
     )
+    expected = list(range(1, ROWS + 1))
+    figures: collections.Counter[str] = collections.Counter()
+    for _ in range(RESUME_ROUNDS):
+        plans = []
+        for item in items:
+            remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
+            remove(pipe.store, f"commits/part-{item['index']:05d}.json")
+            # A resumed attempt announces only the checkpoints it has left to write.
+            left = CHUNKS - _checkpointed_chunks(pipe.store, item["index"])
+            targets = [
+                (phase, most - (CHUNKS - left) if most > 1 else most, window)
+                for phase, most, window in RESUME_TARGETS
+            ]
+            phase, most, (lo, hi) = rng.choice([t for t in targets if t[1] >= 1])
+            plans.append((item, phase, rng.randint(1, most), rng.uniform(lo, hi)))
+        with ThreadPoolExecutor(len(plans)) as pool:
+            done = list(
+                pool.map(
+                    lambda p: kill_after_event(
+                        shard_cmd(p[0], pipe.run_id, pipe.store, *extra, *ckpt),
+                        env,
+                        tmp_path,
+                        p[1],
+                        p[2],
+                        p[3],
+                    ),
+                    plans,
+                )
+            )
+        for a in done:
+            if any(x.get("event") == "checkpoint" and x.get("mode") == "resumed" for x in a.lines):
+                figures["resumed"] += 1
+            if a.killed:
+                figures["kills"] += 1
+                figures[f"killed-at:{a.phase.split('#')[0]}"] += 1
+            else:
+                assert a.returncode == 0, a.lines
+                figures["finished-before-kill"] += 1
+        state = check_store(pipe, len(items))
+        figures.update({f"state:{k}": v for k, v in state.items()})
+        figures[f"merge-exit-{check_merge(pipe, expected)}"] += 1
     print(f"resume campaign {backend}: {dict(sorted(figures.items()))}")
+    for item in items:  # the retry
+        proc = pipe.shard(item, *extra, *ckpt)
+        assert proc.returncode == 0, proc.stderr
+    check_store(pipe, len(items))
+    assert check_merge(pipe, expected) == 0
     assert figures["kills"] >= RESUME_ROUNDS * len(items) // 2
-    assert figures["resumed"] >= 1
+    assert figures["resumed"] >= RESUME_ROUNDS // 2
     clean = Pipeline(run_step, db_url, str(tmp_path / "clean"), tmp_path, env=ENV)
     for item in items:
-        assert clean.shard(item, *extra[:4], "--checkpoint-rows", "0").returncode == 0
+        assert clean.shard(item, *extra, "--checkpoint-rows", "0").returncode == 0
         name = f"parts/part-{item['index']:05d}.jsonl"
         assert read(pipe.store, name) == read(clean.store, name)
     assert [n for n in store_files(pipe.store) if "tmp" in n or "checkpoint" in n] == []

@@ -238,6 +238,11 @@ class PartWriter:
         with contextlib.suppress(OSError, UsageError):
             storage.remove(self.ckpt_url)
 
+    def forget(self) -> None:
+        """Never resume this part: what it read cannot be trusted (the rows changed under it)."""
+        self.chunks.clear()
+        self.discard_checkpoint()
+
     # -- per backend
     backend = "none"
 
@@ -553,6 +558,11 @@ class _S3(PartWriter):
                 f"{self.url} holds {size} bytes after the upload, expected {self.bytes}",
             )
         return whole.hexdigest()
+
+    def forget(self) -> None:
+        if self.upload_id is not None and not self._committed:
+            self._abort(self.upload_id)
+        super().forget()
 
     def close(self) -> None:
         self._spool.close()

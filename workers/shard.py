@@ -42,6 +42,10 @@ EPILOG = (
   python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
     --processor mypkg.proc:enrich --store s3://bucket/runs/{{workflow.name}} --attempt '{{retries}}'
 
+  # a long shard on spot nodes: checkpoint every 50,000 rows; a retry resumes after the last one
+  python -m workers.shard --shard @/tmp/item.json --run-id my-run --store s3://bucket/runs/my-run \\
+    --checkpoint-rows 50000
+
   # Argo passes arguments over 128 KB as @file: so do we
   python -m workers.shard --shard @/tmp/item.json --run-id my-run --store /mnt/shared/my-run
 
@@ -343,6 +347,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
             rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0)
             rows_in, rows_out = writer.rows_in, writer.rows
             if s.rows is not None and rows_in != s.rows:
+                writer.forget()  # the rows changed under the checkpoints: never resume them
                 raise IncompleteError(
                     f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
                     "did the table change after split?"
