@@ -279,6 +279,19 @@ def test_s3_resumes_its_multipart_upload(
     assert multipart_uploads(s3_store) == []
     assert not exists(pipe.store, CKPT)
 
+    # Killed once its commit record is written, before it deletes its checkpoint: the record
+    # names a finished upload; the next attempt finds the verified commit and sweeps it.
+    kill_at(
+        shard_cmd(item, pipe.run_id, pipe.store, *args, *ckpt, "--force"),
+        {**env, "WORKERS_TEST_PAUSE": "1"},  # the window after the record's publish
+        tmp_path,
+        "after-publish-record",
+    )
+    assert exists(pipe.store, CKPT) and multipart_uploads(s3_store) == []
+    again = pipe.shard(item, *args, *ckpt)
+    assert [line["event"] for line in log_lines(again)][-2] == "already-committed"
+    assert not exists(pipe.store, CKPT)
+
     kill_at(
         shard_cmd(item, pipe.run_id, pipe.store, *args, *ckpt, "--force"),
         env,

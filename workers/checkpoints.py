@@ -571,8 +571,21 @@ class _S3(PartWriter):
 def sweep(url: str, ckpt_url: str) -> None:
     """For a part already committed: remove what dead attempts left to resume it (a resume
     temp nobody holds, and then its checkpoint record), never a live attempt's."""
+    if url.startswith(("s3://", "s3a://")):
+        # A live attempt's upload stays (remove_stale_temps aborts it once past the lease);
+        # a record naming an upload that no longer exists has nothing left to resume.
+        rec = read_checkpoint(ckpt_url)
+        if rec is not None and isinstance(rec.get("upload_id"), str):
+            fs, path = storage.fs_of(url)
+            bucket, _, key = path.partition("/")
+            try:
+                fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=rec["upload_id"])
+            except FileNotFoundError:
+                with contextlib.suppress(OSError, UsageError):
+                    storage.remove(ckpt_url)
+        return
     if not storage.is_local(url):
-        return  # S3: remove_stale_temps aborts the upload once past the lease
+        return
     storage.remove_stale_temps(url)
     folder, name = os.path.split(storage.local_path(url))
     if not os.path.exists(os.path.join(folder, f".{name}.tmp-resume")):
