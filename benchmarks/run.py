@@ -5,6 +5,8 @@ Pairs (same data, same machine, same run; medians of alternating A/B runs):
   produce   python -m workers.produce        vs psql \\copy FROM a file of the same rows
   shard     python -m workers.shard (first)  vs psql \\copy (SELECT ...) TO a file
             shard (deepest key range)        vs shard (first key range)
+            shard with checkpoints           vs --checkpoint-rows 0 (whole table, one shard)
+            retry after a SIGKILL at 90%     vs a clean shard of the same rows
   merge     python -m workers.merge --store   vs cat of the same parts (jsonl and json)
             python -m workers.merge --glob    vs jq -s . (cat for one huge part)
             at 10, 100 and 1,000 parts of the same bytes and one huge part, with peak RSS
@@ -687,7 +689,84 @@ class Context:
         deep.target = "<= 1.10x"
         deep.ok = deep.median("a") <= 1.10 * deep.median("b")
         self._shard = (common(0, first_lo, first_hi), store)
-        return [first, deep]
+        return [first, deep, *self._resume(table, shard_cmd)]
+
+    # (2b) checkpoints: their cost on a whole-table shard, and a retry after a kill at 90%
+    def _resume(self, table: str, shard_cmd: Callable[[int, int, int], list[str]]) -> list[Pair]:
+        n = self.size["rows"]
+        from workers.checkpoints import DEFAULT_CHECKPOINT_ROWS
+
+        # The default where the table holds 10 chunks of it (full size), else 10 chunks.
+        every = min(DEFAULT_CHECKPOINT_ROWS, n // 10)
+        store = os.path.join(self.work, "resume-store")
+        base = [*shard_cmd(0, 1, n), "--table", table, "--store", store]
+        ckpt = os.path.join(store, "parts", ".part-00000.jsonl.checkpoint")
+        record = os.path.join(store, "commits", "part-00000.json")
+
+        cost = Pair(
+            "checkpoints",
+            f"shard {n} rows, checkpoint every {every}",
+            "same, --checkpoint-rows 0",
+            work=n,
+        )
+        alternate(
+            cost,
+            self.runs,
+            lambda: run([*base, "--force", "--checkpoint-rows", str(every)], env=self.env),
+            lambda: run([*base, "--force", "--checkpoint-rows", "0"], env=self.env),
+        )
+        cost.target = "<= 1.05x"
+        cost.ok = cost.median("a") <= 1.05 * cost.median("b")
+        clean_part = Path(store, "parts", "part-00000.jsonl").read_bytes()
+
+        reread: list[int] = []
+
+        def killed_then_retried() -> Sample:
+            shutil.rmtree(store, ignore_errors=True)
+            proc = subprocess.Popen(
+                [*base, "--checkpoint-rows", str(every)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                while proc.poll() is None:
+                    with contextlib.suppress(FileNotFoundError, ValueError):
+                        if orjson.loads(Path(ckpt).read_bytes())["rows_in"] >= 0.9 * n:
+                            break
+                    time.sleep(0.002)
+            finally:
+                proc.kill()
+                proc.wait()
+            if proc.returncode != -9:
+                raise RuntimeError(f"the shard to kill exited {proc.returncode} before 90%")
+            sample = run([*base, "--checkpoint-rows", str(every)], env=self.env)
+            reread.append(orjson.loads(Path(record).read_bytes())["rows_read"])
+            if Path(store, "parts", "part-00000.jsonl").read_bytes() != clean_part:
+                raise RuntimeError("the resumed part differs from a clean run's")
+            return sample
+
+        resume = Pair(
+            "resume",
+            f"shard retry after a kill at 90% of {n} rows",
+            f"clean shard of {n} rows",
+        )
+        alternate(
+            resume,
+            self.runs,
+            killed_then_retried,
+            lambda: run([*base, "--force", "--checkpoint-rows", str(every)], env=self.env),
+        )
+        # The retry still pays start-up and re-reads (sha256) the 90% it keeps from local disk.
+        resume.target = "<= 0.5x, reads <= 15% of rows"
+        most = max(reread)
+        resume.ok = resume.median("a") <= 0.5 * resume.median("b") and most <= 0.15 * n
+        resume.note = (
+            f"killed just after its checkpoint at 90%; the retry read "
+            f"{statistics.median(reread):,.0f} rows (at most {most:,}) of {n:,}, "
+            "verified the kept chunks' sha256 and published the clean run's bytes"
+        )
+        return [cost, resume]
 
     # (3) merge vs jq -s . and cat: the same bytes in 10, 100 and 1,000 parts, and one huge part
     def merge(self) -> list[Pair]:

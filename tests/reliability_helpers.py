@@ -218,7 +218,12 @@ def store_files(url: str) -> dict[str, bytes]:
 FINAL_NAME = re.compile(
     r"^(plan\.json|merged\.jsonl?|summary\.json|parts/part-\d{5}\.jsonl|commits/part-\d{5}\.json)$"
 )
-LOCAL_TEMP = re.compile(r"^(parts|commits)/\.part-\d{5}\.jsonl?\.tmp-[0-9]+-[0-9a-f]+$")
+LOCAL_TEMP = re.compile(
+    r"^(parts|commits)/\.\.?part-\d{5}\.jsonl?(\.checkpoint)?\.tmp-([0-9]+-[0-9a-f]+|resume)$"
+)
+"""Hidden temp files: an atomic writer's (``.tmp-PID-RANDOM``, also of a checkpoint record) and
+a checkpointed part's resumable one (``.tmp-resume``)."""
+CHECKPOINT = re.compile(r"^parts/\.part-(\d{5})\.jsonl\.checkpoint$")
 
 
 def multipart_uploads(store: Any) -> list[dict[str, Any]]:
@@ -315,6 +320,34 @@ def shard_cmd(item: Mapping[str, Any], run_id: str, store: str, *extra: str) -> 
         store,
         *extra,
     ]
+
+
+def kill_at(cmd: list[str], env: dict[str, str], cwd: Path, phase: str) -> list[dict[str, Any]]:
+    """Run a step with ``WORKERS_TEST_HOLD=phase`` and SIGKILL it once it announces ``phase``
+    (it waits there): the kill lands at that point of the protocol whatever the load."""
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, "WORKERS_TEST_HOLD": phase},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        for raw in proc.stderr:
+            lines.append(json.loads(raw))
+            if lines[-1].get("event") == "phase" and lines[-1].get("phase") == phase:
+                proc.kill()
+                break
+        else:
+            raise AssertionError(f"the step exited {proc.wait()} before {phase}: {lines}")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    return lines
 
 
 @contextlib.contextmanager

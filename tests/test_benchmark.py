@@ -60,6 +60,8 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
         ("produce", "psql \\copy from file"),
         ("shard", "psql \\copy (select) to file"),
         ("shard depth", "shard (first)"),
+        ("checkpoints", "same, --checkpoint-rows 0"),
+        ("resume", "clean shard of 100000 rows"),
         ("merge", "jq -s ."),
         ("merge", "cat (I/O floor)"),
         ("start-up", "python -c pass"),

@@ -27,6 +27,7 @@ import reliability_figures
 import services
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
+    CHECKPOINT,
     FINAL_NAME,
     LOCAL_TEMP,
     STEP_PYTHONPATH,
@@ -34,6 +35,7 @@ from reliability_helpers import (
     TcpProxy,
     exists,
     fresh_fs,
+    kill_at,
     multipart_uploads,
     read,
     remove,
@@ -61,8 +63,10 @@ def _store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> 
 def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
     """Invariants that must hold at any instant, whatever was killed where.
 
-    Every commit record vouches for the bytes at its part's final name; nothing but final
-    names and (local) hidden temp files exists; returns what the store holds.
+    Every commit record vouches for the bytes at its part's final name; every checkpoint
+    record vouches for chunks that are a prefix of its part's resume temp (or, once published,
+    of the part); nothing but final names, checkpoint records and (local) hidden temp files
+    exists; returns what the store holds.
     """
     files = store_files(pipe.store)
     seen: collections.Counter[str] = collections.Counter()
@@ -70,6 +74,8 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
         if LOCAL_TEMP.match(name):
             assert "://" not in pipe.store or pipe.store.startswith("file://"), name
             seen["temp-files"] += 1
+        elif m := CHECKPOINT.match(name):
+            seen[check_checkpoint(files, name, f"parts/part-{m.group(1)}.jsonl")] += 1
         else:
             assert FINAL_NAME.match(name), f"unexpected object {name!r} in the store"
     for i in range(n_shards):
@@ -89,6 +95,29 @@ def check_store(pipe: Pipeline, n_shards: int) -> collections.Counter[str]:
         else:
             seen["nothing"] += 1
     return seen
+
+
+def check_checkpoint(files: dict[str, bytes], name: str, part: str) -> str:
+    """A checkpoint record's chunks are durable before it names them: their bytes and sha256s
+    are a prefix of the resume temp (the part itself once it was published). With neither, or
+    an empty temp (the part was published then removed, and a new attempt died before its first
+    write), a resume keeps nothing: it verifies bytes, never trusts the record alone. Returns
+    which case it was."""
+    try:
+        record = json.loads(files[name])
+    except ValueError:
+        raise AssertionError(f"{name}: checkpoint record is not JSON") from None
+    temp = part.replace("parts/", "parts/.") + ".tmp-resume"
+    data = files.get(temp) or files.get(part)
+    if not data:
+        return "checkpoint-without-data"
+    offset = 0
+    for i, chunk in enumerate(record["chunks"], 1):
+        piece = data[offset : offset + chunk["bytes"]]
+        assert len(piece) == chunk["bytes"], f"{name}: chunk {i} is not all in the temp"
+        assert hashlib.sha256(piece).hexdigest() == chunk["sha256"], f"{name}: chunk {i} differs"
+        offset += chunk["bytes"]
+    return "checkpoint-verified"
 
 
 def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
@@ -217,34 +246,6 @@ def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
         assert multipart_uploads(request.getfixturevalue("s3_store")) == []
 
 
-def kill_at(cmd: list[str], env: dict[str, str], cwd: Path, phase: str) -> list[dict[str, Any]]:
-    """Run a step with ``WORKERS_TEST_HOLD=phase`` and SIGKILL it once it announces ``phase``
-    (it waits there): the kill lands at that point of the protocol whatever the load."""
-    proc = subprocess.Popen(
-        cmd,
-        env={**env, "WORKERS_TEST_HOLD": phase},
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines: list[dict[str, Any]] = []
-    try:
-        for raw in proc.stderr:
-            lines.append(json.loads(raw))
-            if lines[-1].get("event") == "phase" and lines[-1].get("phase") == phase:
-                proc.kill()
-                break
-        else:
-            pytest.fail(f"the step exited {proc.wait()} before {phase}: {lines}")
-    finally:
-        proc.kill()
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
-    return lines
-
-
 # (phase the kill lands in, the store check that must catch the broken writer there, and the
 # merge's refusal: the size check on the torn part, the parse of the torn record)
 TEETH = [
@@ -283,6 +284,170 @@ def test_suite_has_teeth_a_writer_without_temp_file_is_caught(
     message = error_of(merge)["message"]
     assert "part-00001" in message and refusal in message, message
     assert not exists(pipe.store, "merged.json") and not exists(pipe.store, "summary.json")
+
+
+# Resume campaign: 150-row shards through the slow processor in batches of 30, a checkpoint
+# after every batch (5 chunks a shard). Kills are aimed at announced events, not at times (a
+# resumed attempt is shorter than a fresh one, and load changes every duration): inside the
+# WORKERS_TEST_PAUSE window before or after the k-th checkpoint record's publish, mid-way
+# through the next chunk, at start-up (while a resume verifies its chunks), and around the
+# part's and commit record's publish.
+RESUME_BACKENDS = ["local", "local-pg"]
+RESUME_ROUNDS, CHUNKS, SLOW = 6, 5, 0.05
+RESUME_TARGETS = [
+    # (phase announced, which occurrence may be 1..this many, delay after it: (lo, hi) seconds)
+    ("start", 1, (0.0, 0.3)),
+    ("before-publish-checkpoint", CHUNKS, (0.0, PAUSE)),
+    ("after-publish-checkpoint", CHUNKS, (0.0, PAUSE)),
+    ("after-publish-checkpoint", CHUNKS - 1, (PAUSE, PAUSE + SLOW)),  # mid-chunk
+    ("before-publish-part", 1, (0.0, PAUSE)),
+    ("after-publish-part", 1, (0.0, PAUSE)),
+    ("before-publish-record", 1, (0.0, PAUSE)),
+]
+
+
+def _checkpointed_chunks(store: str, index: int) -> int:
+    try:
+        return len(json.loads(read(store, f"parts/.part-{index:05d}.jsonl.checkpoint"))["chunks"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+
+
+def kill_after_event(
+    cmd: list[str], env: dict[str, str], cwd: Path, phase: str, nth: int, delay: float
+) -> Attempt:
+    """Run a shard; SIGKILL it ``delay`` s after its ``nth`` announcement of ``phase`` (``start``:
+    its start line), or let it finish when it never makes that announcement."""
+    attempt = Attempt(0, delay)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    seen = 0
+    for raw in proc.stderr:
+        line = json.loads(raw)
+        attempt.lines.append(line)
+        name = line.get("phase") if line.get("event") == "phase" else line.get("event")
+        if name == phase:
+            seen += 1
+            if seen == nth:
+                time.sleep(delay)
+                proc.kill()
+                attempt.phase = f"{phase}#{nth}"
+                break
+    attempt.returncode = proc.wait(60)
+    attempt.killed = attempt.returncode == -signal.SIGKILL
+    return attempt
+
+
+@pytest.mark.parametrize("backend", RESUME_BACKENDS)
+def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
+    request: pytest.FixtureRequest,
+    run_step: RunStep,
+    sqlite_url: str,
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    """Every round wipes each shard's part and commit record (never its checkpoint), so every
+    attempt works again, resuming what the previous kill left; after each round the store
+    invariants (checkpoint records included) and the merge hold; the final retry publishes the
+    clean run's bytes, and nothing is left to resume."""
+    rng = random.Random(f"{SEED}-resume-{backend}")
+    db_url = request.getfixturevalue("pg_db") if backend == "local-pg" else sqlite_url
+    pipe = Pipeline(run_step, db_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    assert pipe.produce(ROWS) == ROWS
+    items = pipe.split(PER_SHARD)
+    extra = ("--processor", "plugins.userfuncs:slow", "--batch-size", "30")
+    ckpt = ("--checkpoint-rows", "30")
+    env = services.step_env(
+        tmp_path / "home",
+        {"WORKERS_DATABASE_URL": db_url, **ENV, "WORKERS_TEST_SLOW": str(SLOW)}
+        | {"WORKERS_TEST_PAUSE": str(PAUSE)},
+    )
+    expected = list(range(1, ROWS + 1))
+    figures: collections.Counter[str] = collections.Counter()
+    for _ in range(RESUME_ROUNDS):
+        plans = []
+        for item in items:
+            remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
+            remove(pipe.store, f"commits/part-{item['index']:05d}.json")
+            # A resumed attempt announces only the checkpoints it has left to write.
+            left = CHUNKS - _checkpointed_chunks(pipe.store, item["index"])
+            targets = [
+                (phase, most - (CHUNKS - left) if most > 1 else most, window)
+                for phase, most, window in RESUME_TARGETS
+            ]
+            phase, most, (lo, hi) = rng.choice([t for t in targets if t[1] >= 1])
+            plans.append((item, phase, rng.randint(1, most), rng.uniform(lo, hi)))
+        with ThreadPoolExecutor(len(plans)) as pool:
+            done = list(
+                pool.map(
+                    lambda p: kill_after_event(
+                        shard_cmd(p[0], pipe.run_id, pipe.store, *extra, *ckpt),
+                        env,
+                        tmp_path,
+                        p[1],
+                        p[2],
+                        p[3],
+                    ),
+                    plans,
+                )
+            )
+        for a in done:
+            if any(x.get("event") == "checkpoint" and x.get("mode") == "resumed" for x in a.lines):
+                figures["resumed"] += 1
+            if a.killed:
+                figures["kills"] += 1
+                figures[f"killed-at:{a.phase.split('#')[0]}"] += 1
+            else:
+                assert a.returncode == 0, a.lines
+                figures["finished-before-kill"] += 1
+        state = check_store(pipe, len(items))
+        figures.update({f"state:{k}": v for k, v in state.items()})
+        figures[f"merge-exit-{check_merge(pipe, expected)}"] += 1
+    print(f"resume campaign {backend}: {dict(sorted(figures.items()))}")
+    for item in items:  # the retry
+        proc = pipe.shard(item, *extra, *ckpt)
+        assert proc.returncode == 0, proc.stderr
+    check_store(pipe, len(items))
+    assert check_merge(pipe, expected) == 0
+    assert figures["kills"] >= RESUME_ROUNDS * len(items) // 2
+    assert figures["resumed"] >= RESUME_ROUNDS // 2
+    clean = Pipeline(run_step, db_url, str(tmp_path / "clean"), tmp_path, env=ENV)
+    for item in items:
+        assert clean.shard(item, *extra, "--checkpoint-rows", "0").returncode == 0
+        name = f"parts/part-{item['index']:05d}.jsonl"
+        assert read(pipe.store, name) == read(clean.store, name)
+    assert [n for n in store_files(pipe.store) if "tmp" in n or "checkpoint" in n] == []
+
+
+# (phase the kill lands in, the chunks (of 30 rows) its retry resumes): just before the first
+# checkpoint record is published (the chunk is durable, its record half-written) and after each.
+CHECKPOINT_KILLS = [
+    ("mid-write-checkpoint", 0),
+    ("checkpoint-1", 1),
+    ("checkpoint-4", 4),
+    ("checkpoint-5", 5),  # every row read and checkpointed, nothing published
+]
+
+
+@pytest.mark.parametrize(("phase", "resumed"), CHECKPOINT_KILLS)
+def test_a_kill_at_a_checkpoint_boundary_resumes_exactly_there(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path, phase: str, resumed: int
+) -> None:
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(PER_SHARD)
+    item = pipe.split(PER_SHARD)[0]
+    args = ("--batch-size", "30", "--checkpoint-rows", "30")
+    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **ENV})
+    kill_at(shard_cmd(item, pipe.run_id, pipe.store, *args), env, tmp_path, phase)
+    assert check_store(pipe, 1)["nothing"] == 1
+    proc = pipe.shard(item, *args)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(read(pipe.store, "commits/part-00000.json"))
+    assert (rec["resumed_rows_in"], rec["rows_read"]) == (30 * resumed, PER_SHARD - 30 * resumed)
+    assert check_store(pipe, 1)["committed"] == 1
+    assert check_merge(pipe, list(range(1, PER_SHARD + 1))) == 0
 
 
 @pytest.mark.parametrize("backend", ["s3", "gcs"])

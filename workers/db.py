@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -187,13 +187,16 @@ class Database:
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """Batches of exactly ``batch`` rows (the last may be shorter) in key order, each with
+        the key of its last row: where a resumed shard continues (see :mod:`workers.checkpoints`)."""
         raise NotImplementedError
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
-        """Blocks of JSON Lines straight from the server with their row counts, or None if unsupported."""
+    ) -> Iterator[tuple[bytes, int, int]] | None:
+        """Blocks of JSON Lines straight from the server with their row counts and last keys
+        (blocks of exactly ``JSON_BATCH`` rows but the last), or None if unsupported."""
         return None
 
     def columns(self, source: Source) -> list[str] | None:
@@ -267,10 +270,12 @@ def _select(
     style: str,
     cols: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """A key range's rows in key order: the JSON column, or every column, unless ``cols`` says."""
+    """A key range's rows in key order: the key first, then the JSON column, or every column,
+    unless ``cols`` says."""
     where, params = _where(source, run_id, lo, hi, style)
     if cols is None:
         cols = quote(source.data_column) if source.data_column else "*"
+        cols = f"{quote(source.key_column)}, {cols}"
     return (
         f"SELECT {cols} FROM {quote(source.table)}{where} ORDER BY {quote(source.key_column)}",
         params,
@@ -464,7 +469,7 @@ class PostgresDatabase(Database):
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         from psycopg.types.json import set_json_loads
 
         cols, data = self._data_column(source)
@@ -476,7 +481,7 @@ class PostgresDatabase(Database):
         with self.conn.transaction(), self.conn.cursor(name="workers_shard") as cur:
             cur.itersize = batch
             cur.execute(sql, params)
-            names = [d.name for d in cur.description or []]
+            names = [d.name for d in cur.description or []][1:]
             while True:
                 try:
                     fetched = cur.fetchmany(batch)
@@ -489,18 +494,28 @@ class PostgresDatabase(Database):
                 if not fetched:
                     break
                 if source.data_column:
-                    yield [parse(r[0]) for r in fetched]
+                    yield [parse(r[1]) for r in fetched], int(fetched[-1][0])
                 else:
-                    yield [dict(zip(names, r, strict=True)) for r in fetched]
+                    yield (
+                        [dict(zip(names, r[1:], strict=True)) for r in fetched],
+                        int(fetched[-1][0]),
+                    )
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
+    ) -> Iterator[tuple[bytes, int, int]] | None:
         cols, data = self._data_column(source)
         if source.data_column:
             assert data is not None  # check_columns ran first
             values.check_pg(source.table, [data])
-            sql, params = _select(source, run_id, lo, hi, "pg", values.pg_value_sql(data))
+            sql, params = _select(
+                source,
+                run_id,
+                lo,
+                hi,
+                "pg",
+                f"{quote(source.key_column)}, {values.pg_value_sql(data)}",
+            )
             session = not data.is_json
         else:
             values.check_pg(source.table, cols)
@@ -513,8 +528,8 @@ class PostgresDatabase(Database):
         return blocks
 
     def _json_text_checked(
-        self, blocks: Iterator[tuple[bytes, int]], table: str, data: values.PgColumn
-    ) -> Iterator[tuple[bytes, int]]:
+        self, blocks: Iterator[tuple[bytes, int, int]], table: str, data: values.PgColumn
+    ) -> Iterator[tuple[bytes, int, int]]:
         """A text data column's rows, its text that is not JSON named as the column's fault."""
         try:
             yield from blocks
@@ -527,8 +542,8 @@ class PostgresDatabase(Database):
 
     def _json_text_blocks(
         self, sql: str, params: dict[str, Any], session: bool
-    ) -> Iterator[tuple[bytes, int]]:
-        # One JSON text per row (the server converts; for a json column, what COPY would
+    ) -> Iterator[tuple[bytes, int, int]]:
+        # The key, then one JSON text per row (the server converts; for a json column, what COPY would
         # print, unescaped), a batch of rows at a time: psycopg's C loader turns a batch
         # into strings, where COPY costs a Python-level read per row (~3x the client CPU).
         # Memory stays bounded by a batch.
@@ -541,18 +556,26 @@ class PostgresDatabase(Database):
                 # client, as COPY does (a named cursor's FETCH round trips leave the
                 # server idle while the client converts): ~40% less wall time.
                 with self.conn.cursor() as cur:
-                    it = cur.stream(sql, params, size=_JSON_BATCH)
-                    while rows := list(islice(it, _JSON_BATCH)):
-                        yield _text_rows_to_jsonl([r[0] for r in rows]), len(rows)
+                    it = cur.stream(sql, params, size=JSON_BATCH)
+                    while rows := list(islice(it, JSON_BATCH)):
+                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
             else:
                 with self.conn.cursor(name="workers_shard_json") as cur:
                     cur.execute(sql, params)
-                    while rows := cur.fetchmany(_JSON_BATCH):
-                        yield _text_rows_to_jsonl([r[0] for r in rows]), len(rows)
+                    while rows := cur.fetchmany(JSON_BATCH):
+                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
 
 
-_JSON_BATCH = 10_000
+JSON_BATCH = 10_000
 """Rows per batch of the shard fast path: ~1 MB of typical rows."""
+
+
+def _batch(source: Source, names: list[str], rows: Sequence[Any]) -> list[Any]:
+    """A batch for the processor from rows whose first column is the key: the JSON column's
+    values, or each row's columns by name."""
+    if source.data_column:
+        return [_as_object(r[1]) for r in rows]
+    return [dict(zip(names, r[1:], strict=True)) for r in rows]
 
 
 def _text_rows_to_jsonl(values: list[Any]) -> bytes:
@@ -747,11 +770,11 @@ class SqliteDatabase(Database):
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         sql, params = _select(source, run_id, lo, hi, "sa")
         self._require_table(source)
         cursor = self._query(sql, params)
-        names = [d[0] for d in cursor.description]
+        names = [d[0] for d in cursor.description][1:]
         try:
             while True:
                 try:
@@ -760,21 +783,18 @@ class SqliteDatabase(Database):
                     raise failures.classify(exc) from None
                 if not part:
                     return
-                if source.data_column:
-                    yield [_as_object(r[0]) for r in part]
-                else:
-                    yield [dict(zip(names, r, strict=True)) for r in part]
+                yield _batch(source, names, part), int(part[-1][0])
         finally:
             cursor.close()
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
+    ) -> Iterator[tuple[bytes, int, int]] | None:
         return self._encoded_blocks(source, run_id, lo, hi)
 
     def _encoded_blocks(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]]:
+    ) -> Iterator[tuple[bytes, int, int]]:
         # The declared types decide the JSON form (values.RowEncoder), as on the SQLAlchemy path.
         sql, params = _select(source, run_id, lo, hi, "sa")
         self._require_table(source)
@@ -790,12 +810,13 @@ class SqliteDatabase(Database):
         try:
             while True:
                 try:
-                    part = cursor.fetchmany(_JSON_BATCH)
+                    part = cursor.fetchmany(JSON_BATCH)
                 except self._sqlite3.Error as exc:
                     raise failures.classify(exc) from None
                 if not part:
                     return
-                yield encoder.block(part), len(part)
+                # The key comes first (the checkpoint's last key), then the columns.
+                yield encoder.block([r[1:] for r in part]), len(part), int(part[-1][0])
         finally:
             cursor.close()
 
@@ -984,7 +1005,7 @@ class SqlAlchemyDatabase(Database):
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
@@ -993,12 +1014,9 @@ class SqlAlchemyDatabase(Database):
                 result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                     sa.text(sql), params
                 )
-                names = list(result.keys())
+                names = list(result.keys())[1:]
                 for part in result.partitions(batch):
-                    if source.data_column:
-                        yield [_as_object(r[0]) for r in part]
-                    else:
-                        yield [dict(zip(names, r, strict=True)) for r in part]
+                    yield _batch(source, names, part), int(part[-1][0])
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 
@@ -1021,12 +1039,12 @@ class SqlAlchemyDatabase(Database):
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]] | None:
+    ) -> Iterator[tuple[bytes, int, int]] | None:
         return self._encoded_blocks(source, run_id, lo, hi)
 
     def _encoded_blocks(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int]]:
+    ) -> Iterator[tuple[bytes, int, int]]:
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
@@ -1037,11 +1055,12 @@ class SqlAlchemyDatabase(Database):
                     want = source.data_column.lower()
                     declared = [c for c in declared if c.name.lower() == want][:1]
                 encoder = values.RowEncoder(source.table, declared, bool(source.data_column))
-                result = conn.execution_options(stream_results=True, yield_per=_JSON_BATCH).execute(
+                result = conn.execution_options(stream_results=True, yield_per=JSON_BATCH).execute(
                     sa.text(sql), params
                 )
-                for part in result.partitions(_JSON_BATCH):
-                    yield encoder.block(part), len(part)
+                for part in result.partitions(JSON_BATCH):
+                    # The key comes first (the checkpoint's last key), then the columns.
+                    yield encoder.block([r[1:] for r in part]), len(part), int(part[-1][0])
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 

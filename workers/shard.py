@@ -5,7 +5,9 @@ commit record (rows, bytes, sha256, attempt, when the work started and how long 
 and the part's commit took, the generation the rows came from and the processor
 identity) goes to ``STORE/commits/part-NNNNN.json``.
 A reader never sees a partial part; a retry or a duplicate attempt rewrites the
-same name and converges to one verified result.
+same name and converges to one verified result. The part is written in checkpointed
+chunks (``--checkpoint-rows``): a retry after a kill resumes after the last complete
+chunk and publishes the same bytes a clean run would (see :mod:`workers.checkpoints`).
 
 The rows and their generation are read in one database snapshot. Where split wrote
 a plan, the shard must match it: its item, the plan's processor identity and the
@@ -25,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from workers import cli, db, failures, layout, plugins, provenance, storage
+from workers import checkpoints, cli, db, failures, layout, plugins, provenance, storage
 from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
@@ -48,6 +50,10 @@ EPILOG = (
   # in a template: the item from withParam, your processor, a bucket
   python -m workers.shard --shard '{{item}}' --run-id '{{workflow.name}}' \\
     --processor mypkg.proc:enrich --store s3://bucket/runs/{{workflow.name}} --attempt '{{retries}}'
+
+  # a long shard on spot nodes: checkpoint every 50,000 rows; a retry resumes after the last one
+  python -m workers.shard --shard @/tmp/item.json --run-id my-run --store s3://bucket/runs/my-run \\
+    --checkpoint-rows 50000
 
   # Argo passes arguments over 128 KB as @file: so do we
   python -m workers.shard --shard @/tmp/item.json --run-id my-run --store /mnt/shared/my-run
@@ -74,6 +80,7 @@ class ShardConfig:
     force: bool
     stats_dir: str | None = None
     plan: layout.Plan | None = None  # already read when the shard was named by index
+    checkpoint_rows: int = checkpoints.DEFAULT_CHECKPOINT_ROWS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempt number for the commit record (Argo: {{retries}})",
     )
     p.add_argument(
-        "--force", action="store_true", help="recompute even if a verified commit exists"
+        "--force",
+        action="store_true",
+        help="recompute from the first row even if a verified commit or a checkpoint exists",
+    )
+    p.add_argument(
+        "--checkpoint-rows",
+        type=cli.non_negative_int,
+        default=checkpoints.DEFAULT_CHECKPOINT_ROWS,
+        metavar="N",
+        help="checkpoint the part every N rows read, rounded up to whole batches; a retry "
+        f"resumes after the last checkpoint; 0: none (default {checkpoints.DEFAULT_CHECKPOINT_ROWS})",
     )
     p.add_argument(
         "--stats-dir",
@@ -174,6 +191,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         force=args.force,
         stats_dir=args.stats_dir,
         plan=plan,
+        checkpoint_rows=args.checkpoint_rows,
     )
 
 
@@ -273,13 +291,13 @@ def check_generation(cfg: ShardConfig, expected: Expected, seen: Generation | No
 
 
 def _processed(
-    func: Callable[..., Any], path: str, batches: Iterable[list[dict[str, Any]]]
-) -> Iterable[tuple[bytes, int, int]]:
-    """Apply the processor per batch; yield (JSON Lines block, rows in, values out)."""
+    func: Callable[..., Any], path: str, batches: Iterable[tuple[list[dict[str, Any]], int]]
+) -> Iterable[tuple[bytes, int, int, int]]:
+    """Apply the processor per batch; yield (JSON Lines block, rows in, values out, last key)."""
     from workers.values import default  # Decimal, bytes, timedelta the documented way
 
     dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    for batch in batches:
+    for batch, last_key in batches:
         try:
             out = list(func(batch))
         except Exception as exc:
@@ -292,44 +310,60 @@ def _processed(
             raise ProcessingError(
                 f"processor {path} returned a value that is not JSON-serializable: {exc}"
             ) from None
-        yield block, len(batch), len(out)
+        yield block, len(batch), len(out), last_key
 
 
 def _copy_rows(
     cfg: ShardConfig,
     database: db.Database,
     func: Callable[..., Any] | None,
-    writer: storage.AtomicWriter,
+    writer: checkpoints.PartWriter,
     t0: float,
-) -> tuple[int, int, float | None]:
-    """Stream the key range through the processor into ``writer``: (rows in, values out,
-    seconds to the first row)."""
+) -> tuple[int, float | None]:
+    """Stream the key range (after what ``writer`` resumed) through the processor into
+    ``writer``, batch by batch: (rows read by this attempt, seconds to the first row)."""
     s = cfg.shard
-    rows_in = rows_out = 0
+    lo = s.lo if writer.resume_key is None else writer.resume_key + 1
+    read = 0
     first_row_s: float | None = None
-    fast = database.stream_json_lines(cfg.source, cfg.run_id, s.lo, s.hi) if func is None else None
+    fast = database.stream_json_lines(cfg.source, cfg.run_id, lo, s.hi) if func is None else None
     if fast is not None:
         # closing(): a failure must end the read (and its savepoint) inside the snapshot.
         with contextlib.closing(fast):  # type: ignore[type-var]
-            for block, n in fast:
+            for block, n, last_key in fast:
                 if first_row_s is None:
                     first_row_s = time.perf_counter() - t0
                 writer.write(block)
-                rows_in += n
-        return rows_in, rows_in, first_row_s
+                writer.end_batch(n, n, last_key)
+                read += n
+        return read, first_row_s
     from workers.synth import identity
 
-    batches = database.stream_rows(cfg.source, cfg.run_id, s.lo, s.hi, cfg.batch_size)
+    batches = database.stream_rows(cfg.source, cfg.run_id, lo, s.hi, cfg.batch_size)
     with contextlib.closing(batches):  # type: ignore[type-var]
-        for block, n_in, n_out in _processed(
+        for block, n_in, n_out, last_key in _processed(
             func or identity, cfg.processor or "identity", batches
         ):
             if first_row_s is None:
                 first_row_s = time.perf_counter() - t0
             writer.write(block)
-            rows_in += n_in
-            rows_out += n_out
-    return rows_in, rows_out, first_row_s
+            writer.end_batch(n_in, n_out, last_key)
+            read += n_in
+    return read, first_row_s
+
+
+def checkpoint_key(cfg: ShardConfig, expected: Expected, seen: Generation | None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: this run, shard, bounds, generation and
+    processor (its code fingerprint and batch size included)."""
+    s = cfg.shard
+    return {
+        "run_id": cfg.run_id,
+        "index": s.index,
+        "lo": s.lo,
+        "hi": s.hi,
+        "generation": seen.id if seen else None,
+        "processor": expected.identity,
+    }
 
 
 def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
@@ -340,6 +374,9 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     if not cfg.force:
         existing = committed_record(cfg, expected, lambda: _current_generation(cfg))
         if existing is not None:
+            checkpoints.sweep(
+                layout.part_url(cfg.store, s.index), checkpoints.checkpoint_url(cfg.store, s.index)
+            )
             if log:
                 log.info(
                     "already-committed", rows=existing.get("rows"), sha256=existing.get("sha256")
@@ -349,23 +386,37 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     part, commit = layout.part_url(cfg.store, s.index), layout.commit_url(cfg.store, s.index)
     started = time.time()
     t0 = time.perf_counter()
-    with (
-        db.connect(cfg.database_url, cfg.connect_timeout) as database,
-        database.snapshot(),
-        storage.AtomicWriter(part) as writer,
-    ):
+    with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
         database.check_columns(cfg.source)
         seen = database.read_generation(cfg.source, cfg.run_id) if cfg.source.run_column else None
         check_generation(cfg, expected, seen)
-        rows_in, rows_out, first_row_s = _copy_rows(cfg, database, func, writer, t0)
-        if s.rows is not None and rows_in != s.rows:
-            raise IncompleteError(
-                f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
-                "did the table change after split?"
-            )
-        committing = time.perf_counter()
-        writer.commit()
-        commit_s = time.perf_counter() - committing
+        with checkpoints.open_part(
+            part,
+            checkpoints.checkpoint_url(cfg.store, s.index),
+            checkpoint_key(cfg, expected, seen),
+            cfg.checkpoint_rows,
+            fresh=cfg.force,
+        ) as writer:
+            if log and writer.mode != "fresh":
+                log.info(
+                    "checkpoint",
+                    mode=writer.mode,
+                    chunks=len(writer.chunks),
+                    rows_in=writer.rows_in,
+                    bytes=writer.bytes,
+                    resume_after_key=writer.resume_key,
+                )
+            rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0)
+            rows_in, rows_out = writer.rows_in, writer.rows
+            if s.rows is not None and rows_in != s.rows:
+                writer.forget()  # the rows changed under the checkpoints: never resume them
+                raise IncompleteError(
+                    f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
+                    "did the table change after split?"
+                )
+            committing = time.perf_counter()
+            writer.commit()
+            commit_s = time.perf_counter() - committing
     seconds = time.perf_counter() - t0
     record = {
         "run_id": cfg.run_id,
@@ -385,8 +436,13 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         "generation": seen.to_dict() if seen else None,
         "processor": expected.identity,
         "path": f"parts/{s.name}.jsonl",
+        "chunks": writer.chunk_count,
+        "checkpoint_rows": cfg.checkpoint_rows,
+        "rows_read": rows_read,
+        "resumed_rows_in": writer.resumed_rows_in,
     }
     storage.write_bytes(commit, orjson.dumps(record) + b"\n")
+    writer.discard_checkpoint()
     return record
 
 
@@ -398,11 +454,14 @@ def attempt_stats(record: dict[str, Any], reused: bool) -> dict[str, str]:
     earlier attempt's work.
     """
     seconds = 0.0 if reused else float(record.get("duration_s") or 0)
+    # rows: the shard's rows, counted once by the attempt that commits them; the rate: rows this
+    # attempt read itself (a resumed attempt reads only what follows its checkpoint).
     rows = 0 if reused else int(record.get("rows_in") or 0)
+    read = 0 if reused else int(record.get("rows_read", rows) or 0)
     return {
         "seconds": f"{seconds:.4f}",
         "rows": str(rows),
-        "rows-per-second": f"{rows / seconds:.1f}" if seconds > 0 else "0",
+        "rows-per-second": f"{read / seconds:.1f}" if seconds > 0 else "0",
     }
 
 
@@ -438,9 +497,11 @@ def _work(cfg: ShardConfig, log: Logger) -> int:
         "committed",
         rows=rec.get("rows"),
         rows_in=rec.get("rows_in"),
+        rows_read=rec.get("rows_read"),
+        resumed_rows_in=rec.get("resumed_rows_in"),
         bytes=rec.get("bytes"),
         seconds=seconds,
-        rows_per_s=rate(int(rec.get("rows_in") or 0), seconds),
+        rows_per_s=rate(int(rec.get("rows_read", rec.get("rows_in")) or 0), seconds),
         part=layout.part_url(cfg.store, cfg.shard.index),
     )
     return 0

@@ -64,6 +64,11 @@ def _fs(url: str) -> tuple[Any, str]:
     return fs, path
 
 
+def fs_of(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of a remote URL and the path inside it (errors as one line)."""
+    return _fs(url)
+
+
 def read_bytes(url: str, what: str = "file") -> bytes:
     """The whole object; callers bound memory by reading one part at a time.
 
@@ -492,7 +497,7 @@ class AtomicWriter:
             # Close (and unlock) only once the data is under its final name: a sweep that
             # took the lock in between would find the temp gone, never a live one.
             self._file.close()
-            _fsync_dir(os.path.dirname(self._path) or ".")
+            fsync_dir(os.path.dirname(self._path) or ".")
         else:
             self._file.close()
             fs, path = _fs(self.url)
@@ -523,7 +528,8 @@ class AtomicWriter:
         self.abort()
 
 
-def _fsync_dir(folder: str) -> None:
+def fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -181,14 +181,15 @@ def pg_expr(c: PgColumn) -> str:
 
 
 def pg_row_sql(columns: Sequence[PgColumn], table_sql: str, where: str, key: str) -> str:
-    """Every column of each row as one JSON object text, in key order."""
+    """The key, then every column of the row as one JSON object text, in key order (the key
+    first, as every shard read has it: the last key read is its checkpoint)."""
     exprs = ", ".join(
         (pg_expr(c) + " AS " + quote_any(c.name)) if pg_expr(c) != quote_any(c.name) else pg_expr(c)
         for c in columns
     )
     return (
-        f"SELECT row_to_json(workers_row_.*)::text FROM (SELECT {exprs} FROM {table_sql}{where}) "
-        f"workers_row_ ORDER BY workers_row_.{key}"
+        f"SELECT workers_row_.{key}, row_to_json(workers_row_.*)::text FROM (SELECT {exprs} "
+        f"FROM {table_sql}{where}) workers_row_ ORDER BY workers_row_.{key}"
     )
 
 

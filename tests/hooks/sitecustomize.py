@@ -11,6 +11,11 @@ fault-injection tests can tell where a SIGKILL struck.
 (``mid-write-record``) and then waits to be killed. A test kills exactly there, whatever the
 machine's load: no timing decides where the kill lands.
 
+``WORKERS_TEST_HOLD=checkpoint-K``: once the shard's K-th checkpoint record is published
+(chunk K is durable and vouched for), announce the phase ``checkpoint-K`` and wait to be
+killed. The checkpoint record's own publish is announced as ``before-publish-checkpoint`` and
+``after-publish-checkpoint`` (with ``WORKERS_TEST_PAUSE``, kills land on both sides of it).
+
 ``WORKERS_TEST_BREAK=direct-write`` deliberately breaks the protocol (local stores only): the
 writer streams straight into the final name. The reliability suite must then fail; it is used
 by the test that proves the suite has teeth, never by production code.
@@ -41,7 +46,11 @@ def _install() -> None:
     original_init = storage.AtomicWriter.__init__
 
     def what(url: str) -> str:
+        if url.endswith(".checkpoint"):
+            return "checkpoint"
         return "record" if "/commits/" in url else "part" if "/parts/" in url else "other"
+
+    checkpoints_published = [0]
 
     def commit(self: storage.AtomicWriter) -> None:
         kind = what(self.url)
@@ -52,6 +61,11 @@ def _install() -> None:
         _phase(f"after-publish-{kind}")
         if pause:
             time.sleep(pause)
+        if kind == "checkpoint":
+            checkpoints_published[0] += 1
+            if hold == f"checkpoint-{checkpoints_published[0]}":
+                _phase(hold)
+                time.sleep(3600)  # until the test's SIGKILL
 
     storage.AtomicWriter.commit = commit  # type: ignore[method-assign]
 
@@ -73,7 +87,52 @@ def _install() -> None:
 
         storage.AtomicWriter.write = write  # type: ignore[method-assign]
 
+    from workers import checkpoints
+
+    # The checkpointed part writers publish without AtomicWriter: the same phases, holds and
+    # breakage for them.
+    for cls in (checkpoints._Local, checkpoints._S3):
+
+        def part_commit(self: checkpoints.PartWriter, _orig=cls.commit) -> None:  # type: ignore[no-untyped-def]
+            _phase("before-publish-part")
+            if pause:
+                time.sleep(pause)
+            _orig(self)
+            _phase("after-publish-part")
+            if pause:
+                time.sleep(pause)
+
+        cls.commit = part_commit  # type: ignore[method-assign]
+
+        if hold == "mid-write-part":
+
+            def sink(self: checkpoints.PartWriter, data: bytes, _orig=cls._sink) -> None:  # type: ignore[no-untyped-def]
+                if getattr(self, "_held", False) or len(data) < 2:
+                    _orig(self, data)
+                    return
+                self._held = True  # type: ignore[attr-defined]
+                half = len(data) // 2
+                _orig(self, data[:half])
+                with contextlib.suppress(AttributeError):
+                    self._file.flush()  # type: ignore[attr-defined]
+                _phase(hold)
+                time.sleep(3600)  # until the test's SIGKILL
+                _orig(self, data[half:])
+
+            cls._sink = sink  # type: ignore[method-assign]
+
     if breakage == "direct-write":
+        original_local_init = checkpoints._Local.__init__
+
+        def local_init(self: checkpoints._Local, *args, **kw) -> None:  # type: ignore[no-untyped-def]
+            original_local_init(self, *args, **kw)
+            # Broken on purpose: write into the final name, so a kill leaves a torn file.
+            self._file.close()
+            os.unlink(self._tmp)
+            self._tmp = self._path
+            self._file = open(self._path, "w+b")  # noqa: SIM115
+
+        checkpoints._Local.__init__ = local_init  # type: ignore[method-assign]
 
         def init(self: storage.AtomicWriter, url: str) -> None:
             original_init(self, url)

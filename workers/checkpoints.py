@@ -1,0 +1,608 @@
+"""Checkpoints: a shard's part is written in chunks, and a retry resumes after the last one.
+
+A chunk ends at the first processor batch boundary where it holds ``--checkpoint-rows``
+rows read (or :data:`MAX_CHUNK_BYTES` of output): the boundaries depend only on the rows
+and the processor, so a clean run and a resumed one write the same bytes. After each chunk
+the data is made durable, then a checkpoint record is written atomically beside the part:
+
+    STORE/parts/.part-00007.jsonl.checkpoint   what this shard's in-progress part holds:
+                                               its key (run, shard bounds, generation,
+                                               processor identity) and per chunk the rows
+                                               read, values written, bytes, sha256 and the
+                                               last key read (and the S3 part's ETag)
+
+A retry whose key matches resumes: it keeps the chunks whose bytes still verify, drops
+whatever a dead attempt wrote after them, and reads the database from the key after the
+last kept chunk. A checkpoint with another key (another generation, processor or plan) is
+never resumed. The part is still published in one atomic step, with the same commit record.
+
+Local folders (a pod's own or a shared RWX volume): the in-progress part is the hidden
+``.part-NNNNN.jsonl.tmp-resume`` beside the final name, flock()ed by the attempt writing it.
+An attempt that finds it locked (a live duplicate) writes a private temp file without
+checkpoints instead, so two attempts never append to one file; both publish the same bytes.
+Where locks do not prove liveness (see :func:`storage.locks_prove_liveness`), a resume temp
+touched within the lease (``WORKERS_STALE_AFTER``) counts as a live writer's.
+
+S3: one multipart upload to the final key whose parts are the chunks (a chunk is at least
+:data:`S3_MIN_PART_BYTES`, S3's minimum part size, except the last); its upload id and part
+ETags are in the checkpoint record, and a retry continues the same upload. Only the chunk
+being written is spooled to local disk. A part that never reaches a second chunk is put in
+one request, as before checkpoints.
+
+Other object stores (GCS) keep the previous behaviour: the part is spooled whole and put at
+the end, without checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+
+from workers import failures, storage
+from workers.errors import TransientError, UsageError
+
+DEFAULT_CHECKPOINT_ROWS = 100_000
+"""Rows read per chunk: tens of MB of output for rows of a few hundred bytes."""
+
+MAX_CHUNK_BYTES = 64 << 20
+"""A chunk also ends at this much output, so wide rows keep chunks (and S3 parts) bounded."""
+
+S3_MIN_PART_BYTES = 5 << 20
+"""S3 refuses multipart parts under 5 MiB except the last: a chunk on S3 is at least this."""
+
+S3_MAX_PARTS = 10_000
+"""S3's limit on parts per upload."""
+
+MAX_CHECKPOINT_BYTES = 16 << 20
+"""Ceiling for a checkpoint record: ~150 bytes per chunk, so ~100,000 chunks."""
+
+VERSION = 1
+
+_READ = 1 << 20
+
+
+def checkpoint_url(store: str, index: int) -> str:
+    return storage.join(store, "parts", f".part-{index:05d}.jsonl.checkpoint")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One checkpointed chunk of a part."""
+
+    rows_in: int
+    rows: int
+    bytes: int
+    sha256: str
+    last_key: int | None
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.etag is None:
+            del d["etag"]
+        return d
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Chunk:
+        if not isinstance(obj, dict):
+            raise TypeError("a chunk is not an object")
+        last = obj.get("last_key")
+        etag = obj.get("etag")
+        return cls(
+            int(obj["rows_in"]),
+            int(obj["rows"]),
+            int(obj["bytes"]),
+            str(obj["sha256"]),
+            int(last) if last is not None else None,
+            str(etag) if etag is not None else None,
+        )
+
+
+def normalized(key: dict[str, Any]) -> Any:
+    """``key`` as it reads back from JSON, so a stored key compares equal to a fresh one."""
+    return orjson.loads(orjson.dumps(key, option=orjson.OPT_SORT_KEYS))
+
+
+def read_checkpoint(url: str) -> dict[str, Any] | None:
+    """The checkpoint record at ``url``, or None when there is none or it is unreadable."""
+    try:
+        rec = orjson.loads(storage.read_small(url, MAX_CHECKPOINT_BYTES, "checkpoint record"))
+    except (FileNotFoundError, orjson.JSONDecodeError, UsageError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("version") == VERSION else None
+
+
+def _chunks_of(rec: dict[str, Any]) -> list[Chunk] | None:
+    try:
+        return [Chunk.from_dict(c) for c in rec.get("chunks") or []]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class PartWriter:
+    """Streams a part; closes a chunk when :meth:`end_batch` says enough was written.
+
+    ``every`` is the rows per chunk (0: no checkpoints, the part is one chunk). After
+    opening, ``chunks`` holds what was resumed and :attr:`resume_key` says where to read on.
+    Leaving the ``with`` block without :meth:`commit` keeps what was checkpointed (that is
+    the point) and discards the rest.
+    """
+
+    mode = "fresh"
+    min_chunk_bytes = 0
+
+    def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], every: int) -> None:
+        self.url = url
+        self.ckpt_url = ckpt_url
+        self.key = normalized(key)
+        self.every = every
+        self.chunks: list[Chunk] = []
+        self.bytes = 0
+        self._whole: Any = hashlib.sha256()  # None when only a read-back can tell (S3 resume)
+        self._sha256: str | None = None
+        self._new_chunk()
+
+    def _new_chunk(self) -> None:
+        self._c_sha = hashlib.sha256()
+        self._c_bytes = self._c_rows_in = self._c_rows = 0
+        self._c_last: int | None = None
+
+    # -- what a resume kept
+    @property
+    def resumed_rows_in(self) -> int:
+        return sum(c.rows_in for c in self.chunks[: self._resumed])
+
+    _resumed = 0
+
+    @property
+    def resume_key(self) -> int | None:
+        """The last key of the last checkpointed chunk (None: read from the shard's start)."""
+        return self.chunks[-1].last_key if self.chunks else None
+
+    @property
+    def rows_in(self) -> int:
+        return sum(c.rows_in for c in self.chunks) + self._c_rows_in
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chunks) + self._c_rows
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunks) + (1 if self._c_bytes or self._c_rows_in else 0)
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            raise RuntimeError("the part's sha256 is known once it is committed")
+        return self._sha256
+
+    # -- writing
+    def write(self, data: bytes) -> None:
+        self._sink(data)
+        self._c_sha.update(data)
+        if self._whole is not None:
+            self._whole.update(data)
+        self._c_bytes += len(data)
+        self.bytes += len(data)
+
+    def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
+        """A processor batch is written: close the chunk here if it is full."""
+        self._c_rows_in += rows_in
+        self._c_rows += rows_out
+        self._c_last = int(last_key) if last_key is not None else None
+        if (
+            self.every
+            and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
+            and self._c_bytes >= self.min_chunk_bytes
+        ):
+            chunk = Chunk(
+                self._c_rows_in, self._c_rows, self._c_bytes, self._c_sha.hexdigest(), self._c_last
+            )
+            self.chunks.append(self._persist(chunk))
+            self._save_checkpoint()
+            self._new_chunk()
+
+    def _save_checkpoint(self, **extra: Any) -> None:
+        rec = {
+            "version": VERSION,
+            "key": self.key,
+            "backend": self.backend,
+            **extra,
+            **self._checkpoint_fields(),
+            "rows_in": sum(c.rows_in for c in self.chunks),
+            "rows": sum(c.rows for c in self.chunks),
+            "bytes": sum(c.bytes for c in self.chunks),
+            "updated": round(time.time(), 3),
+            "chunks": [c.to_dict() for c in self.chunks],
+        }
+        storage.write_bytes(self.ckpt_url, orjson.dumps(rec) + b"\n")
+
+    def _matching_checkpoint(self) -> dict[str, Any] | None:
+        rec = read_checkpoint(self.ckpt_url)
+        if rec is None or rec.get("key") != self.key or rec.get("backend") != self.backend:
+            return None
+        return rec
+
+    def discard_checkpoint(self) -> None:
+        """After the commit record: the checkpoint has nothing left to resume."""
+        with contextlib.suppress(OSError, UsageError):
+            storage.remove(self.ckpt_url)
+
+    def forget(self) -> None:
+        """Never resume this part: what it read cannot be trusted (the rows changed under it)."""
+        self.chunks.clear()
+        self.discard_checkpoint()
+
+    # -- per backend
+    backend = "none"
+
+    def _sink(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _persist(self, chunk: Chunk) -> Chunk:
+        raise NotImplementedError
+
+    def _checkpoint_fields(self) -> dict[str, Any]:
+        return {}
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Plain(PartWriter):
+    """No checkpoints: the part goes through :class:`storage.AtomicWriter` whole."""
+
+    def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], mode: str) -> None:
+        super().__init__(url, ckpt_url, key, 0)
+        self.mode = mode
+        self._w = storage.AtomicWriter(url, checksum=False)
+
+    def _sink(self, data: bytes) -> None:
+        self._w.write(data)
+
+    def commit(self) -> None:
+        self._w.commit()
+        self._sha256 = self._whole.hexdigest()
+
+    def close(self) -> None:
+        self._w.abort()
+
+    def discard_checkpoint(self) -> None:
+        pass  # a private writer never owns the checkpoint: a live attempt may be using it
+
+
+class Busy(Exception):
+    """The resume temp belongs to another attempt that may be alive."""
+
+
+class _Local(PartWriter):
+    """A resumable temp file beside the final name, renamed into place at the commit."""
+
+    backend = "local"
+
+    def __init__(
+        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+    ) -> None:
+        super().__init__(url, ckpt_url, key, every)
+        storage.check_destination(url, "output")
+        self._path = storage.local_path(url)
+        folder, name = os.path.split(self._path)
+        os.makedirs(folder or ".", exist_ok=True)
+        self._tmp = os.path.join(folder, f".{name}.tmp-resume")
+        fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise failures.error(
+                    "store-invalid", f"resume temp {self._tmp} is not a regular file"
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                raise Busy from None
+            except OSError:
+                locked = False
+            if not (locked and storage.locks_prove_liveness(folder)):
+                from workers.config import stale_after
+
+                if st.st_size and time.time() - st.st_mtime <= stale_after():
+                    raise Busy  # maybe a live writer on another node: only the lease can tell
+            os.utime(fd)  # our lease starts now
+        except BaseException:
+            os.close(fd)
+            raise
+        self._file: IO[bytes] = os.fdopen(fd, "r+b")
+        self._committed = False
+        storage.remove_stale_temps(url)  # private temps of dead attempts; ours is locked/fresh
+        if not fresh:
+            self._resume()
+        if not self.chunks:
+            self._file.truncate(0)
+        self._file.seek(self.bytes)
+
+    def _resume(self) -> None:
+        rec = self._matching_checkpoint()
+        chunks = _chunks_of(rec) if rec is not None else None
+        if not chunks:
+            return
+        size = os.fstat(self._file.fileno()).st_size
+        whole = hashlib.sha256()
+        offset = 0
+        self._file.seek(0)
+        for chunk in chunks:
+            if offset + chunk.bytes > size:
+                break
+            before = whole.copy()
+            sha, left = hashlib.sha256(), chunk.bytes
+            while left:
+                data = self._file.read(min(_READ, left))
+                if not data:
+                    break
+                sha.update(data)
+                whole.update(data)
+                left -= len(data)
+            if left or sha.hexdigest() != chunk.sha256:
+                whole = before
+                break
+            self.chunks.append(chunk)
+            offset += chunk.bytes
+        self._whole, self.bytes, self._resumed = whole, offset, len(self.chunks)
+        self.mode = "resumed" if self.chunks else "fresh"
+        # Whatever the dead attempt wrote after its last checkpoint is not ours to keep.
+        self._file.truncate(offset)
+        if len(self.chunks) < len(chunks):
+            self._save_checkpoint()  # the record never vouches for more than the file holds
+
+    def _sink(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def _persist(self, chunk: Chunk) -> Chunk:
+        # Durable before the record that vouches for it.
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return chunk
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        storage.check_destination(self.url, "output")
+        os.replace(self._tmp, self._path)
+        self._committed = True
+        # Unlock only once the data is under its final name (as storage.AtomicWriter does).
+        self._file.close()
+        storage.fsync_dir(os.path.dirname(self._path) or ".")
+        self._sha256 = self._whole.hexdigest()
+
+    def close(self) -> None:
+        if self._committed:
+            return
+        try:
+            if not self.chunks:  # nothing a retry could resume
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._tmp)
+        finally:
+            self._file.close()
+
+
+class _S3(PartWriter):
+    """A multipart upload to the final key, one part per chunk, resumed by upload id."""
+
+    backend = "s3"
+    min_chunk_bytes = S3_MIN_PART_BYTES
+
+    def __init__(
+        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+    ) -> None:
+        import tempfile  # deferred: only buckets spool
+
+        super().__init__(url, ckpt_url, key, every)
+        self._fs, path = storage.fs_of(url)
+        self._bucket, _, self._key = path.partition("/")
+        self.upload_id: str | None = None
+        self._committed = False
+        storage.remove_stale_temps(url)  # uploads of this key untouched for the lease
+        old = read_checkpoint(ckpt_url)
+        if old is not None and old.get("backend") == self.backend:
+            if not fresh and old.get("key") == self.key:
+                self._resume(old)
+            elif old.get("upload_id"):
+                # --force, or another generation/processor: that work is never resumed.
+                self._abort(str(old["upload_id"]))
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
+
+    def _call(self, method: str, **kw: Any) -> Any:
+        return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
+
+    def _abort(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self._call("abort_multipart_upload", UploadId=upload_id)
+
+    def _resume(self, rec: dict[str, Any]) -> None:
+        chunks = _chunks_of(rec)
+        upload_id = rec.get("upload_id")
+        if not chunks or not isinstance(upload_id, str):
+            return
+        try:
+            parts = self._list_parts(upload_id)
+        except FileNotFoundError:
+            return  # completed or aborted since (e.g. swept after the lease): start again
+        self.upload_id = upload_id
+        for n, chunk in enumerate(chunks, 1):
+            if parts.get(n) != (chunk.etag, chunk.bytes):
+                break
+            self.chunks.append(chunk)
+        self._resumed = len(self.chunks)
+        self.bytes = sum(c.bytes for c in self.chunks)
+        if self.chunks:
+            self.mode = "resumed"
+            self._whole = None  # the uploaded parts cannot be read back before completion
+
+    def _list_parts(self, upload_id: str) -> dict[int, tuple[str, int]]:
+        out: dict[int, tuple[str, int]] = {}
+        marker = 0
+        while True:
+            res = self._call("list_parts", UploadId=upload_id, PartNumberMarker=marker)
+            for p in res.get("Parts", []):
+                out[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
+            marker = int(res.get("NextPartNumberMarker") or 0)
+            if not res.get("IsTruncated") or not marker:
+                return out
+
+    def _sink(self, data: bytes) -> None:
+        self._spool.write(data)
+
+    def _take_spool(self) -> bytes:
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0)
+        self._spool.truncate()
+        return data
+
+    def _upload(self, number: int, body: bytes) -> str:
+        if number > S3_MAX_PARTS:
+            raise UsageError(
+                f"{self.url} would need more than {S3_MAX_PARTS} S3 parts: "
+                "raise --checkpoint-rows or use smaller shards"
+            )
+        if self.upload_id is None:
+            self.upload_id = str(self._call("create_multipart_upload")["UploadId"])
+        try:
+            res = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
+        except FileNotFoundError:
+            raise self._gone() from None
+        return str(res["ETag"])
+
+    def _gone(self) -> TransientError:
+        return TransientError(
+            f"the upload of {self.url} was completed or aborted by another attempt of this "
+            "shard while this one wrote it: a retry finds that attempt's commit or resumes"
+        )
+
+    def _persist(self, chunk: Chunk) -> Chunk:
+        etag = self._upload(len(self.chunks) + 1, self._take_spool())
+        return dataclasses.replace(chunk, etag=etag)
+
+    def _checkpoint_fields(self) -> dict[str, Any]:
+        return {"upload_id": self.upload_id}
+
+    def commit(self) -> None:
+        if self.upload_id is None:
+            # One chunk: a single request, nothing to resume.
+            self._fs.pipe_file(f"{self._bucket}/{self._key}", self._take_spool())
+            self._sha256 = self._whole.hexdigest()
+            self._committed = True
+            return
+        parts = [{"PartNumber": n, "ETag": c.etag} for n, c in enumerate(self.chunks, 1)]
+        if self._c_bytes or not parts:
+            n = len(parts) + 1
+            parts.append({"PartNumber": n, "ETag": self._upload(n, self._take_spool())})
+        try:
+            self._call(
+                "complete_multipart_upload",
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except FileNotFoundError:
+            raise self._gone() from None
+        self._committed = True
+        if self._whole is not None:
+            self._sha256 = self._whole.hexdigest()
+        else:
+            self._sha256 = self._read_back()
+
+    def _read_back(self) -> str:
+        """The published object's sha256, read in ranges, each resumed chunk verified again."""
+        fs, path = self._fs, f"{self._bucket}/{self._key}"
+        whole, offset = hashlib.sha256(), 0
+        for chunk in self.chunks:
+            sha = hashlib.sha256()
+            for start in range(offset, offset + chunk.bytes, 8 * _READ):
+                data = fs.cat_file(
+                    path, start=start, end=min(start + 8 * _READ, offset + chunk.bytes)
+                )
+                sha.update(data)
+                whole.update(data)
+            if sha.hexdigest() != chunk.sha256:
+                raise failures.error(
+                    "incomplete",
+                    f"{self.url}: chunk at byte {offset} does not match its checkpoint after the "
+                    "upload completed",
+                )
+            offset += chunk.bytes
+        size = int(fs.info(path)["size"])
+        for start in range(offset, size, 8 * _READ):
+            whole.update(fs.cat_file(path, start=start, end=min(start + 8 * _READ, size)))
+        if size != self.bytes:
+            raise failures.error(
+                "incomplete",
+                f"{self.url} holds {size} bytes after the upload, expected {self.bytes}",
+            )
+        return whole.hexdigest()
+
+    def forget(self) -> None:
+        if self.upload_id is not None and not self._committed:
+            self._abort(self.upload_id)
+        super().forget()
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def sweep(url: str, ckpt_url: str) -> None:
+    """For a part already committed: remove what dead attempts left to resume it (a resume
+    temp nobody holds, and then its checkpoint record), never a live attempt's."""
+    if url.startswith(("s3://", "s3a://")):
+        # A live attempt's upload stays (remove_stale_temps aborts it once past the lease);
+        # a record naming an upload that no longer exists has nothing left to resume.
+        rec = read_checkpoint(ckpt_url)
+        if rec is not None and isinstance(rec.get("upload_id"), str):
+            fs, path = storage.fs_of(url)
+            bucket, _, key = path.partition("/")
+            try:
+                fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=rec["upload_id"])
+            except FileNotFoundError:
+                with contextlib.suppress(OSError, UsageError):
+                    storage.remove(ckpt_url)
+        return
+    if not storage.is_local(url):
+        return
+    storage.remove_stale_temps(url)
+    folder, name = os.path.split(storage.local_path(url))
+    if not os.path.exists(os.path.join(folder, f".{name}.tmp-resume")):
+        with contextlib.suppress(OSError, UsageError):
+            storage.remove(ckpt_url)
+
+
+def open_part(
+    url: str, ckpt_url: str, key: dict[str, Any], every: int, *, fresh: bool
+) -> PartWriter:
+    """A writer for the part at ``url`` that checkpoints every ``every`` rows read and,
+    unless ``fresh``, resumes from a checkpoint whose key equals ``key``."""
+    if every and storage.is_local(url):
+        try:
+            return _Local(url, ckpt_url, key, every, fresh)
+        except Busy:
+            return _Plain(url, ckpt_url, key, "private")
+    if every and url.startswith(("s3://", "s3a://")):
+        return _S3(url, ckpt_url, key, every, fresh)
+    return _Plain(url, ckpt_url, key, "whole")
