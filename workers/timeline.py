@@ -302,16 +302,25 @@ def _attempt_number(node: dict[str, Any]) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _shard_index(task: Task) -> int | None:
-    raw = task.inputs.get("shard")
-    if isinstance(raw, str) and raw.startswith("{"):
+def item_index(raw: Any) -> int | None:
+    """The shard index a shard node's ``shard`` input names: a plain index (the templates'
+    ``withSequence`` item) or one of split's JSON items."""
+    if not isinstance(raw, str):
+        return None
+    if raw.isdigit():
+        return int(raw)
+    if raw.startswith("{"):
         try:
             index = json.loads(raw).get("index")
         except (ValueError, AttributeError):
-            index = None
+            return None
         if isinstance(index, int):
             return index
     return None
+
+
+def _shard_index(task: Task) -> int | None:
+    return item_index(task.inputs.get("shard"))
 
 
 def _clamp(t: float | None, lo: float, hi: float) -> float | None:
@@ -394,14 +403,9 @@ def shard_indexes(wf: dict[str, Any]) -> list[int]:
     for n in (wf.get("status") or {}).get("nodes", {}).values():
         attempt = n.get("type") == "Pod" and ATTEMPT.search(str(n.get("name") or ""))
         if n.get("type") in ("Pod", "Retry") and not attempt:  # a Retry's pods share its inputs
-            raw = parameters(n).get("shard")
-            if isinstance(raw, str) and raw.startswith("{"):
-                try:
-                    index = json.loads(raw).get("index")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(index, int):
-                    out.append(index)
+            index = item_index(parameters(n).get("shard"))
+            if index is not None:
+                out.append(index)
     return out
 
 
