@@ -73,7 +73,8 @@ DOUBLE = ("--processor", "plugins.userfuncs:double", "--batch-size", "700")
 PATHS = [
     pytest.param("postgres", (), 10_000, id="postgres-fast-path"),
     pytest.param("postgres", DOUBLE, 700, id="postgres-processor"),
-    pytest.param("sqlite", (), 5000, id="sqlite-identity"),
+    # without a processor SQLite streams encoded blocks of db.JSON_BATCH rows, as PostgreSQL
+    pytest.param("sqlite", (), 10_000, id="sqlite-identity"),
     pytest.param("sqlite", DOUBLE, 700, id="sqlite-processor"),
 ]
 
@@ -186,7 +187,15 @@ def test_a_resume_keeps_only_the_chunks_whose_bytes_verify(
     rows = 2000
     pipe.produce(rows)
     item = pipe.split(rows)[0]
-    args = ("--batch-size", "100", "--checkpoint-rows", "300")  # chunks of 300 rows
+    # chunks of 300 rows: a processor's batches (the identity path reads blocks of 10,000)
+    args = (
+        "--processor",
+        "plugins.userfuncs:double",
+        "--batch-size",
+        "100",
+        "--checkpoint-rows",
+        "300",
+    )
     kill_at(
         shard_cmd(item, pipe.run_id, pipe.store, *args),
         _env(pipe, tmp_path / "home"),
@@ -210,7 +219,14 @@ def test_a_resume_keeps_only_the_chunks_whose_bytes_verify(
     assert rec["resumed_rows_in"] == 300 * kept
     assert rec["rows_read"] == rows - 300 * kept
     assert read(pipe.store, "parts/part-00000.jsonl") == _clean_part(
-        run_step, pipe, item, tmp_path, "--batch-size", "100"
+        run_step,
+        pipe,
+        item,
+        tmp_path,
+        "--processor",
+        "plugins.userfuncs:double",
+        "--batch-size",
+        "100",
     )
     assert _resumable_leftovers(pipe.store) == []
 

@@ -92,7 +92,7 @@ def test_tty_shows_a_live_status_line_and_a_collapsed_summary(tmp_path: Path) ->
     assert re.search(r"p50 [\d.]+s  p95 [\d.]+s  max [\d.]+s  skew [\d.]+x", out)
     assert "slowest: [1].each(" in out
     assert "item 5 refused its input" in out  # the failed item's stderr tail
-    assert f"run again:     python -m workers run {EXAMPLE} --runs {runs}" in out
+    assert f"resume:        python -m workers run {EXAMPLE} --runs {runs} --resume {runs}/" in out
     assert out.count("[1].each(") < 10  # no table row per item
 
 
@@ -121,12 +121,12 @@ def test_off_a_tty_one_line_per_node(tmp_path: Path) -> None:
     finished = re.findall(r"^\[ *[\d.]+s\] (ok  |FAIL) each\((\d):\d\)", proc.stderr, re.M)
     assert sorted(int(i) for _, i in finished) == list(range(8))
     assert ("FAIL", "5") in finished
-    # The printed command runs the workflow again, as printed.
-    rerun = next(line for line in proc.stdout.splitlines() if line.startswith("run again:"))
-    argv = shlex.split(rerun.removeprefix("run again:"))
-    assert argv[:4] == ["python", "-m", "workers", "run"]
+    # The printed command resumes the run, as printed: only the failed item runs again.
+    rerun = next(line for line in proc.stdout.splitlines() if line.startswith("resume:"))
+    argv = shlex.split(rerun.removeprefix("resume:"))
+    assert argv[:4] == ["python", "-m", "workers", "run"] and "--resume" in argv
     again = subprocess.run(
-        [sys.executable, *argv[1:], "-p", "fail-at=99", "-p", "sleep=0"],
+        [sys.executable, *argv[1:]],
         env=_env(),
         cwd=tmp_path,
         capture_output=True,
@@ -134,8 +134,10 @@ def test_off_a_tty_one_line_per_node(tmp_path: Path) -> None:
         timeout=HANG_GUARD_S,
         check=False,
     )
-    assert again.returncode == 0, again.stderr
-    assert len(list((tmp_path / "runs").iterdir())) == 2
+    assert again.returncode == 1, again.stderr  # item 5 still refuses its input
+    assert "7 pod steps that succeeded are kept" not in again.stderr  # prepare is one more
+    assert "8 pod steps that succeeded are kept" in again.stderr
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # the same run folder
 
 
 def _node(i: int, parent: str) -> Node:

@@ -129,3 +129,13 @@ def skewed_failing(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     if any(row.get("id") == FAILING_KEY for row in batch):
         raise ValueError(f"row {FAILING_KEY} is malformed (on purpose)")
     return skewed(batch)
+
+
+def fails_until_fixed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Rows unchanged; the batch holding row 750 fails until a file ``fixed`` exists in the
+    pod's working folder (a local run's work folder): a fault the user fixes, then resumes."""
+    import os
+
+    if any(row.get("id") == FAILING_KEY for row in batch) and not os.path.exists("fixed"):
+        raise ValueError(f"row {FAILING_KEY} is malformed until fixed")
+    return batch

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workers import cli
 from workers.config import redact
-from workers.runner import report, runs, spec
+from workers.runner import report, resume, runs, spec
 from workers.runner.engine import ERROR, Node, Options, Run
 from workers.runner.progress import Progress
 from workers.runner.spec import Notes, SpecError
@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the newest N runs in the runs folder, this one included; older finished "
         "runs are removed (default 10; 0 keeps every run)",
     )
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="run a finished run again in its folder (a run folder, or a run's name under --runs), "
+        "with its parameters: the pod steps that succeeded are kept with their outputs, the rest "
+        "run (argo retry)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
 
@@ -135,8 +142,15 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         Wiring(doc, wf_spec, library, parameters, notes).check()
         if args.code is not None and not args.code.is_dir():
             raise SpecError(f"--code {args.code}: not a folder")
-        name = spec.workflow_name(doc)
-        run_dir = args.runs / name
+        earlier = None
+        if args.resume:
+            run_dir = resume.run_folder(args.resume, args.runs)
+            earlier = resume.read(run_dir)
+            resume.check_parameters(earlier, parameters)
+            name = earlier.name
+        else:
+            name = spec.workflow_name(doc)
+            run_dir = args.runs / name
         run = Run(
             doc,
             library,
@@ -148,7 +162,11 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             Options(args.sandbox, args.verbose, args.env_file, args.code),
             progress,
         )
-        locks.append(runs.create(run_dir))
+        if earlier is not None:
+            locks.append(runs.reopen(run_dir))
+            run.resumed = dict(earlier.succeeded)
+        else:
+            locks.append(runs.create(run_dir))
     except (SpecError, RuntimeError, OSError) as exc:
         sys.stderr.write(f"python -m workers run: {exc}\n")
         return 2
@@ -160,6 +178,11 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         f"{', read-only' if run.mode == 'bwrap' else ''})\n"
         f"  runs folder: {_pruned(args.runs, run_dir, args.keep)}\n"
     )
+    if earlier is not None:
+        sys.stderr.write(
+            f"  resuming: {earlier.name} ({earlier.phase or 'unknown phase'}); "
+            f"{len(earlier.succeeded)} pod steps that succeeded are kept\n"
+        )
     if notes.ignored:
         progress(
             f"ignored locally (no meaning outside Kubernetes; each use is listed in run.json): "
@@ -199,13 +222,14 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     print(f"metrics:       {run_dir / 'metrics.prom'}")
     print(f"duration:      {finished - run.created:.2f}s")
     if root.phase != "Succeeded":
-        print(redact(f"run again:     {rerun_command(args)}", tuple(run.secret_values)))
-        print("               (this runner does not resume a run: the command starts a new one)")
+        print(redact(f"resume:        {rerun_command(args, run_dir)}", tuple(run.secret_values)))
+        print("               (keeps the steps that succeeded; runs the failed and the rest)")
     return 0 if root.phase == "Succeeded" else 1
 
 
-def rerun_command(args: argparse.Namespace) -> str:
-    """The command line that runs the same workflow with the same parameters again."""
+def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:
+    """The command line that runs the same workflow with the same parameters again; with
+    ``run_dir``, resuming that run (``--resume``)."""
     import shlex
 
     argv = ["python", "-m", "workers", "run", str(args.target)]
@@ -223,6 +247,8 @@ def rerun_command(args: argparse.Namespace) -> str:
         argv += ["--code", str(args.code)]
     if args.keep != KEEP_DEFAULT:
         argv += ["--keep", str(args.keep)]
+    if run_dir is not None:
+        argv += ["--resume", str(run_dir)]
     return shlex.join(argv)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ class Node:
     handled: bool = False  # a failure a continueOn or a depends clause takes care of
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
+    reused: bool = False  # kept from the run this one resumes (--resume): not run again
 
     @property
     def duration(self) -> float | None:
@@ -172,6 +174,8 @@ class Run:
         self._dotenv: dict[str, str] | None = None
         self._warned_once: set[str] = set()
         self.metrics = metrics.Registry()
+        # --resume: the pod steps that succeeded in the earlier run, by node name (resume.py)
+        self.resumed: dict[str, Any] = {}
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -331,6 +335,8 @@ class Run:
             self.finish(node, ERROR, str(exc))
         except Cancelled:
             self.finish(node, FAILED, self.cancel_reason or "cancelled")
+        if node.reused:
+            return node  # its metrics were the earlier run's
         outputs = node.outputs if node.phase == SUCCEEDED else _declared_defaults(tmpl)
         self.template_metrics(
             tmpl, node, where, node.phase, node.duration or 0.0, len(node.attempts) - 1, outputs
@@ -726,6 +732,17 @@ class Run:
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
         rs = tmpl.get("retryStrategy") or {}
+        prior = self.resumed.get(node.name)
+        if prior is not None:
+            # As argo retry keeps a succeeded node: its outputs feed the steps after it.
+            with self.lock:
+                node.reused = True
+                node.outputs = dict(prior.outputs)
+                node.started = prior.started or node.started
+            self.finish(node, SUCCEEDED, "succeeded in the run this one resumes (kept)")
+            if prior.finished is not None:
+                node.finished = prior.finished
+            return
         limit = int(params.substitute(str(rs.get("limit", 0)), scope, f"{where}.retryStrategy"))
         policy = rs.get("retryPolicy") or ("Always" if rs.get("expression") else "OnFailure")
         if policy not in ("Always", "OnFailure", "OnError", "OnTransientError"):
@@ -790,6 +807,10 @@ class Run:
         ascope = {**scope, "retries": str(number), "pod.name": pod_name, "node.name": node.name}
         pod_dir = self.run_dir / "pods" / pod_name
         tmp_dir = pod_dir / "tmp"
+        if self.resumed and tmp_dir.exists():
+            # The earlier run's attempt of this name left its /tmp (output files included):
+            # a new pod starts with an empty one.
+            shutil.rmtree(tmp_dir)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         kind = "script" if "script" in tmpl else "container"
         try:

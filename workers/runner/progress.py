@@ -260,6 +260,9 @@ class Progress:
             self.failed += bad
         loop = self.loops.get(node.parent or "")
         if loop is not None:
+            if node.reused:  # kept by --resume: it never started, so it never left the queue
+                loop.started += 1
+                self.queued -= 1
             loop.done += 1
             loop.failed += bad
         if self.tty and loop is not None and not bad:

@@ -58,6 +58,23 @@ def create(path: Path) -> int:
     return fd
 
 
+def reopen(path: Path) -> int:
+    """Lock an existing, finished run folder for ``--resume``; returns the lock's fd.
+
+    Refused while another runner holds the folder, or when it holds no ``run.json`` (a run
+    killed before it wrote one has no record of what succeeded).
+    """
+    if not (path / RECORD).is_file():
+        raise FileNotFoundError(f"{path}: no {RECORD} (not a finished run of this runner)")
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(f"{path} is still running (another runner holds its lock)") from None
+    return fd
+
+
 def _locked_by_a_runner(folder: Path) -> bool:
     try:
         fd = os.open(folder / LOCK, os.O_RDONLY | os.O_CLOEXEC)
