@@ -25,6 +25,8 @@ EPILOG = """examples:
   cd examples/orders && python -m workers run workers-pipeline \
       -p generator=orders.generate:orders -p processor=orders.enrich:enrich
                                                          # your own code, from the current folder
+  python -m workers run workers-pipeline -p rows=1000000 --resume workers-pipeline-x7k2p
+                                                         # a failed run again, keeping what succeeded
 
 Pods import your code from the current folder (or --code DIR) and every PYTHONPATH
 entry, bound read-only into each pod. Finished runs beyond the newest --keep are
