@@ -550,14 +550,17 @@ def test_local_run_pods_log_their_names_and_record_the_metrics(
     (run_dir,) = runs.iterdir()
     rec = json.loads((run_dir / "run.json").read_text())
     assert code == 0, rec.get("message")
-    pods = {a["podName"]: n for n in rec["nodes"] if n["type"] == "Pod" for a in n["attempts"]}
+    side = rec["workersRunner"]["pods"]
+    nodes = rec["status"]["nodes"].values()
+    pods = {side[n["id"]]["podName"]: n for n in nodes if n["type"] == "Pod"}
     assert len(pods) == 6  # produce, split, 3 shards, merge
     processor_lines = 0
     for pod, node in pods.items():
         for line in json_lines((run_dir / "pods" / pod / "stderr.log").read_text()):
-            assert line["workflow"] == rec["workflow"]
+            assert line["workflow"] == rec["metadata"]["name"]
             assert line["pod"] == pod
-            assert line["node"] == node["name"]
+            # {{node.name}} is the step's node: a retried step's pods are its attempts, NAME(N)
+            assert line["node"] == re.sub(r"\(\d+\)$", "", node["name"])
             assert line["node_id"] == node["id"]
             processor_lines += line.get("logger") == "chatty.processor"
     assert processor_lines == 3  # one batch per shard

@@ -438,7 +438,9 @@ def test_a_kill_at_a_checkpoint_boundary_resumes_exactly_there(
     pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
     pipe.produce(PER_SHARD)
     item = pipe.split(PER_SHARD)[0]
-    args = ("--batch-size", "30", "--checkpoint-rows", "30")
+    # a processor's batches of 30 (the identity path reads blocks of 10,000 rows)
+    args = ("--processor", "plugins.userfuncs:passthrough", "--batch-size", "30")
+    args += ("--checkpoint-rows", "30")
     env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": sqlite_url, **ENV})
     kill_at(shard_cmd(item, pipe.run_id, pipe.store, *args), env, tmp_path, phase)
     assert check_store(pipe, 1)["nothing"] == 1

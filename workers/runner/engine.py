@@ -834,7 +834,9 @@ class Run:
                 # Only the template's own strings: the runner's paths (sys.executable,
                 # PYTHONPATH) are host paths already, and may lie under a mount target.
                 c = _remap_container(c, mounts)
-            env = self.environment(c, where, pod_name=pod_name, node=node)
+            # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
+            pod_node_id = node_id_of(self.name, f"{node.name}({number})") if node.retry else node.id
+            env = self.environment(c, where, pod_name=pod_name, node=node, node_id=pod_node_id)
             argv = self.argv(c, kind, pod_dir, where)
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
@@ -1042,14 +1044,24 @@ class Run:
             self.warn(message)
 
     def environment(
-        self, container: Mapping[str, Any], where: str, *, pod_name: str, node: Node
+        self,
+        container: Mapping[str, Any],
+        where: str,
+        *,
+        pod_name: str,
+        node: Node,
+        node_id: str | None = None,
     ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.import_paths)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         # What Argo's controller adds to every main container (workflowpod.go; the workflow
         # name since 4.1), so a step sees the same names here as in a cluster.
-        env.update(ARGO_NODE_ID=node.id, ARGO_CONTAINER_NAME="main", ARGO_WORKFLOW_NAME=self.name)
+        env.update(
+            ARGO_NODE_ID=node_id or node.id,
+            ARGO_CONTAINER_NAME="main",
+            ARGO_WORKFLOW_NAME=self.name,
+        )
         # An image ships compiled bytecode; a sandboxed pod cannot write __pycache__ next to a
         # read-only source tree, so without this every pod compiled every module again (~25%
         # of a trivial shard's CPU). One cache per run, in its writable work folder.
