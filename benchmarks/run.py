@@ -464,8 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--merge-mb", type=int, help="MB the merge rows spread over 10/100/1,000 parts")
     ap.add_argument("--huge-mb", type=int, help="MB of the merge rows' one huge part")
+    ap.add_argument(
+        "--shard-rows", type=int, help="rows of the shard rows (default 10k quick, 100k full)"
+    )
     args = ap.parse_args(argv)
     size = dict(SIZES["quick" if args.quick else "full"])
+    if args.shard_rows:
+        size["shard_rows"] = args.shard_rows
     if args.merge_mb:
         size["merge_mb"] = args.merge_mb
     if args.huge_mb:
