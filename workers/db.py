@@ -243,6 +243,22 @@ class Database:
         self.close()
 
 
+def _table_info_sql(table: str) -> str:
+    """SQLite's ``PRAGMA table_info`` for a possibly schema-qualified table: rows of
+    (cid, name, declared type, ...), none when the table does not exist."""
+    schema, _, name = table.rpartition(".")
+    prefix = f"{quote(schema)}." if schema else ""
+    return f"PRAGMA {prefix}table_info({quote(name)})"
+
+
+def _row_encoder(source: Source, declared: list[values.Column]) -> values.RowEncoder:
+    """The encoder of a read's rows by declared types: the data column's alone, or every column."""
+    if source.data_column:
+        want = source.data_column.lower()
+        declared = [c for c in declared if c.name.lower() == want][:1]
+    return values.RowEncoder(source.table, declared, bool(source.data_column))
+
+
 def _where(
     source: Source, run_id: str | None, lo: int | None, hi: int | None, style: str
 ) -> tuple[str, dict[str, Any]]:
@@ -667,10 +683,7 @@ class SqliteDatabase(Database):
             raise failures.classify(exc) from None
 
     def _columns_of(self, table: str) -> list[str] | None:
-        schema, _, name = table.rpartition(".")
-        prefix = f"{quote(schema)}." if schema else ""
-        rows = self._query(f"PRAGMA {prefix}table_info({quote(name)})").fetchall()
-        return [str(r[1]) for r in rows] or None
+        return [str(r[1]) for r in self._query(_table_info_sql(table)).fetchall()] or None
 
     def columns(self, source: Source) -> list[str] | None:
         return self._columns_of(source.table)
@@ -797,15 +810,10 @@ class SqliteDatabase(Database):
     ) -> Iterator[tuple[bytes, int, int]]:
         # The declared types decide the JSON form (values.RowEncoder), as on the SQLAlchemy path.
         sql, params = _select(source, run_id, lo, hi, "sa")
-        self._require_table(source)
-        schema, _, name = source.table.rpartition(".")
-        prefix = f"{quote(schema)}." if schema else ""
-        info = self._query(f"PRAGMA {prefix}table_info({quote(name)})").fetchall()
-        declared = [values.Column(str(r[1]), str(r[2] or "")) for r in info]
-        if source.data_column:
-            want = source.data_column.lower()
-            declared = [c for c in declared if c.name.lower() == want][:1]
-        encoder = values.RowEncoder(source.table, declared, bool(source.data_column))
+        info = self._query(_table_info_sql(source.table)).fetchall()
+        if not info:
+            raise _no_table(source)
+        encoder = _row_encoder(source, [values.Column(str(r[1]), str(r[2] or "")) for r in info])
         cursor = self._query(sql, params)
         try:
             while True:
@@ -1023,11 +1031,10 @@ class SqlAlchemyDatabase(Database):
     def _declared_columns(self, conn: Any, source: Source) -> list[values.Column]:
         """The table's columns with their declared types (SQLite: as written in CREATE TABLE)."""
         sa = self._sa
-        schema, _, name = source.table.rpartition(".")
         if self.dialect == "sqlite":
-            prefix = f"{quote(schema)}." if schema else ""
-            rows = conn.exec_driver_sql(f"PRAGMA {prefix}table_info({quote(name)})").fetchall()
+            rows = conn.exec_driver_sql(_table_info_sql(source.table)).fetchall()
             return [values.Column(str(r[1]), str(r[2] or "")) for r in rows]
+        schema, _, name = source.table.rpartition(".")
         cols = []
         for c in sa.inspect(conn).get_columns(name, schema=schema or None):
             try:
@@ -1050,11 +1057,7 @@ class SqlAlchemyDatabase(Database):
         try:
             with self._connection() as conn:
                 self._require_table(conn, source)
-                declared = self._declared_columns(conn, source)
-                if source.data_column:
-                    want = source.data_column.lower()
-                    declared = [c for c in declared if c.name.lower() == want][:1]
-                encoder = values.RowEncoder(source.table, declared, bool(source.data_column))
+                encoder = _row_encoder(source, self._declared_columns(conn, source))
                 result = conn.execution_options(stream_results=True, yield_per=JSON_BATCH).execute(
                     sa.text(sql), params
                 )
