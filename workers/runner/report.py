@@ -144,8 +144,10 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         else:
             boundary[n.id] = boundary.get(parent.id)
         bid = boundary[n.id]
-        if n.type == "Pod" and (n.retry or len(n.attempts) > 1):
-            ids = []
+        # A retried pod step is a Retry node with one Pod node per attempt, as on a cluster.
+        retried = n.type == "Pod" and (n.retry or len(n.attempts) > 1)
+        ids: list[str] = []
+        if retried:
             for a in n.attempts:
                 aname = f"{n.name}({a.number})"
                 aid = node_id_of(run.name, aname)
@@ -169,42 +171,26 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
                     outs,
                 )
                 pods[aid] = _pod_side(a)
-            rec = _status_node(
-                n.id,
-                n.name,
-                n.display,
-                "Retry",
-                n.template,
-                n.phase,
-                bid,
-                n.started,
-                n.finished,
-                n.message,
-                n.inputs,
-                n.outputs,
-            )
-            rec["children"] = ids + kids.get(n.id, [])
-            nodes[n.id] = rec
-        else:
-            rec = _status_node(
-                n.id,
-                n.name,
-                n.display,
-                n.type,
-                n.template,
-                n.phase,
-                bid,
-                n.started,
-                n.finished,
-                n.message,
-                n.inputs,
-                n.outputs,
-            )
-            if kids.get(n.id):
-                rec["children"] = kids[n.id]
-            nodes[n.id] = rec
-            if n.attempts:
-                pods[n.id] = _pod_side(n.attempts[-1])
+        elif n.attempts:
+            pods[n.id] = _pod_side(n.attempts[-1])
+        rec = _status_node(
+            n.id,
+            n.name,
+            n.display,
+            "Retry" if retried else n.type,
+            n.template,
+            n.phase,
+            bid,
+            n.started,
+            n.finished,
+            n.message,
+            n.inputs,
+            n.outputs,
+        )
+        children = ids + kids.get(n.id, [])
+        if children or retried:
+            rec["children"] = children
+        nodes[n.id] = rec
         if n.type == "Pod":
             pods_total += 1
             pods_done += n.phase == "Succeeded"
