@@ -1,0 +1,164 @@
+"""What flows between nodes: a template's inputs resolved from its arguments, the outputs a
+pod leaves (stdout, parameter files) and a steps/DAG template declares, their publication to
+the steps and tasks after them, and their aggregation over a loop's items."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers.runner import expr, params, sandbox
+from workers.runner.nodes import Attempt, Node
+from workers.runner.params import ParamError
+
+if TYPE_CHECKING:
+    from workers.runner.engine import Run
+
+
+def resolve_inputs(
+    run: Run, tmpl: Mapping[str, Any], arguments: Mapping[str, Any], where: str, *, lenient: bool
+) -> dict[str, str]:
+    given = {
+        str(p["name"]): p.get("value")
+        for p in (arguments.get("parameters") or [])
+        if isinstance(p, dict)
+    }
+    out: dict[str, str] = {}
+    declared = (tmpl.get("inputs") or {}).get("parameters") or []
+    for p in declared:
+        pname = str(p["name"])
+        if pname in given and given[pname] is not None:
+            value: Any = given[pname]
+        elif p.get("default") is not None:
+            value = p["default"]
+        elif p.get("value") is not None:
+            value = p["value"]
+        else:
+            raise ParamError(f"{where}: inputs.parameters.{pname} was not supplied")
+        # defaults such as "{{workflow.name}}" see the workflow's variables
+        text = params.substitute(params.render(value), run.scope, f"{where}: input {pname}")
+        enum = p.get("enum")
+        if enum and text not in [params.render(e) for e in enum]:
+            raise ParamError(f"{where}: inputs.parameters.{pname}={text!r} is not one of {enum}")
+        out[pname] = text
+    if not lenient:
+        extra = sorted(set(given) - {str(p["name"]) for p in declared})
+        if extra:
+            run.warn(f"{where}: arguments {extra} are not declared inputs (ignored, as in Argo)")
+    return out
+
+
+def template_outputs(
+    node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
+) -> None:
+    outs: dict[str, str] = {}
+    for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+        vf = p.get("valueFrom") or {}
+        if "parameter" in vf:
+            try:
+                outs[p["name"]] = params.substitute(
+                    str(vf["parameter"]), scope, f"{where}: outputs.parameters.{p['name']}"
+                )
+            except ParamError:
+                if vf.get("default") is None:
+                    raise
+                outs[p["name"]] = params.render(vf["default"])
+        elif "expression" in vf:
+            value = expr.evaluate(str(vf["expression"]), scope)
+            if value is None and vf.get("default") is not None:
+                value = vf["default"]
+            outs[p["name"]] = params.render(value)
+        elif p.get("value") is not None:
+            outs[p["name"]] = params.render(p["value"])
+    if outs:
+        node.outputs["parameters"] = outs
+
+
+def empty_outputs(tmpl: Mapping[str, Any]) -> dict[str, Any]:
+    names = [p["name"] for p in (tmpl.get("outputs") or {}).get("parameters") or []]
+    return {"parameters": dict.fromkeys(names, "[]"), "result": "[]"}
+
+
+def pod_outputs(
+    attempt: Attempt,
+    outputs: Mapping[str, Any],
+    mounts: list[sandbox.Mount],
+    where: str,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    stdout = Path(attempt.stdout).read_bytes().decode(errors="replace")
+    result["result"] = stdout[:-1] if stdout.endswith("\n") else stdout
+    values: dict[str, str] = {}
+    for p in outputs.get("parameters") or []:
+        vf = p.get("valueFrom") or {}
+        if "path" in vf:
+            path = sandbox.host_path(str(vf["path"]), mounts)
+            try:
+                text = path.read_text()
+                # Argo trims one trailing newline, no more.
+                values[p["name"]] = text.removesuffix("\n")
+            except OSError:
+                default = vf.get("default", p.get("default"))
+                if default is None:
+                    raise ParamError(
+                        f"{where}: outputs.parameters.{p['name']}: "
+                        f"valueFrom.path {vf['path']} was not written"
+                    ) from None
+                values[p["name"]] = params.render(default)
+        elif p.get("value") is not None:
+            values[p["name"]] = params.render(p["value"])
+        else:
+            raise ParamError(
+                f"{where}: outputs.parameters.{p['name']}: a container needs valueFrom.path"
+            )
+    if values:
+        result["parameters"] = values
+    return result
+
+
+def declared_defaults(tmpl: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs a failed pod still reports: output parameters with a ``valueFrom.default``
+    (Argo's wait container falls back to it when the file is missing)."""
+    values = {
+        str(p["name"]): params.render(p["valueFrom"]["default"])
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []
+        if isinstance(p.get("valueFrom"), dict) and p["valueFrom"].get("default") is not None
+    }
+    return {"parameters": values} if values else {}
+
+
+def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
+    scope[f"{prefix}.status"] = node.phase
+    scope[f"{prefix}.id"] = node.id
+    if node.started:
+        scope[f"{prefix}.startedAt"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.started)
+        )
+    if node.finished:
+        scope[f"{prefix}.finishedAt"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished)
+        )
+    outs = node.outputs
+    for k, v in (outs.get("parameters") or {}).items():
+        scope[f"{prefix}.outputs.parameters.{k}"] = v
+    if "result" in outs:
+        scope[f"{prefix}.outputs.result"] = outs["result"]
+    if "exitCode" in outs:
+        scope[f"{prefix}.exitCode"] = outs["exitCode"]
+
+
+def aggregate(children: list[Node], tmpl: Mapping[str, Any]) -> dict[str, Any]:
+    names = [p["name"] for p in (tmpl.get("outputs") or {}).get("parameters") or []]
+    per: dict[str, list[str]] = {n: [] for n in names}
+    results: list[str] = []
+    for c in children:
+        for k, v in (c.outputs.get("parameters") or {}).items():
+            per.setdefault(k, []).append(v)
+        if "result" in c.outputs:
+            results.append(c.outputs["result"])
+    return {
+        "parameters": {k: params.aggregate(v) for k, v in per.items()},
+        "result": params.aggregate_results(results),
+    }

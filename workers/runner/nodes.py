@@ -1,0 +1,81 @@
+"""The records a run keeps: node phases, nodes and their pod attempts, Argo's node ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED, RUNNING = (
+    "Succeeded",
+    "Failed",
+    "Error",
+    "Skipped",
+    "Omitted",
+    "Running",
+)
+DONE = (SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED)
+
+
+@dataclass
+class Attempt:
+    number: int
+    pod_name: str
+    started: float
+    finished: float | None = None
+    phase: str = RUNNING
+    exit_code: int | None = None
+    message: str = ""
+    backoff_s: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # ``started`` is when the process was spawned (after any workflow parallelism slot);
+    # ``created`` when the attempt began waiting for it, ``first_log`` the first stderr line.
+    created: float = 0.0
+    first_log: float | None = None
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    display: str
+    type: str
+    template: str
+    parent: str | None
+    phase: str = "Pending"
+    started: float | None = None
+    finished: float | None = None
+    message: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    loop_phases: list[str] = field(default_factory=list)
+    loop_total: int = 0
+    index: int = -1  # position in its loop, for ordering
+    handled: bool = False  # a failure a continueOn or a depends clause takes care of
+    retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
+    after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
+    reused: bool = False  # kept from the run this one resumes (--resume): not run again
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+
+class Cancelled(Exception):
+    """The run was stopped (deadline, internal error): a node in progress ends Failed."""
+
+
+def node_id_of(workflow: str, name: str) -> str:
+    """Argo's node id: the workflow's name for the root, else NAME-FNV32a(node name)."""
+    if name == workflow:
+        return workflow
+    h = 0x811C9DC5
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{workflow}-{h}"

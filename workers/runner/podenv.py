@@ -1,0 +1,214 @@
+"""The pod's environment: its mounts (volumes, emptyDirs, /tmp), environment variables
+(what the controller adds, secrets from the local environment or .env), and argv (command,
+args, script file), as the pod would see them in a cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers import redaction
+from workers.runner import params, sandbox
+from workers.runner.nodes import Node
+from workers.runner.spec import SpecError
+
+if TYPE_CHECKING:
+    from workers.runner.engine import Run
+
+PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
+
+# The environment a pod would inherit from its image, not from the user's shell.
+_DATABASE_ENV = ("WORKERS_DATABASE_URL", "DATABASE_URL")
+_BASE_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SYSTEMROOT",
+    "COVERAGE_PROCESS_START",
+)
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PodEnvironment:
+    """What each pod of one :class:`~workers.runner.engine.Run` sees."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._dotenv: dict[str, str] | None = None
+
+    def mounts(
+        self,
+        tmpl: Mapping[str, Any],
+        container: Mapping[str, Any],
+        pod_dir: Path,
+        tmp_dir: Path,
+        where: str,
+    ) -> list[sandbox.Mount]:
+        volumes = {v["name"]: v for v in self.run.spec.get("volumes") or []}
+        volumes.update({v["name"]: v for v in tmpl.get("volumes") or []})
+        mounts = [sandbox.Mount(tmp_dir, "/tmp")]
+        for vm in container.get("volumeMounts") or []:
+            vname, target = str(vm["name"]), str(vm["mountPath"]).rstrip("/") or "/"
+            if vname in volumes and "emptyDir" in volumes[vname]:
+                host = tmp_dir if target == "/tmp" else pod_dir / "emptydir" / vname
+            elif vname in self.run.volumes:
+                host = self.run.volumes[vname]
+            elif vname in volumes and "persistentVolumeClaim" in volumes[vname]:
+                host = self.run.volumes.setdefault(vname, self.run.volume_dir(vname))
+            else:
+                raise SpecError(f"{where}: volumeMounts[{vname}]: no volume named {vname!r}")
+            if vm.get("subPath"):
+                host = host / str(vm["subPath"])
+            host.mkdir(parents=True, exist_ok=True)
+            mounts = [m for m in mounts if m.target != target]
+            mounts.append(sandbox.Mount(host, target, bool(vm.get("readOnly"))))
+        return mounts
+
+    def environment(
+        self,
+        container: Mapping[str, Any],
+        where: str,
+        *,
+        pod_name: str,
+        node: Node,
+        node_id: str | None = None,
+    ) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.run.import_paths)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
+        # What Argo's controller adds to every main container (workflowpod.go; the workflow
+        # name since 4.1), so a step sees the same names here as in a cluster.
+        env.update(
+            ARGO_NODE_ID=node_id or node.id,
+            ARGO_CONTAINER_NAME="main",
+            ARGO_WORKFLOW_NAME=self.run.name,
+        )
+        # An image ships compiled bytecode; a sandboxed pod cannot write __pycache__ next to a
+        # read-only source tree, so without this every pod compiled every module again (~25%
+        # of a trivial shard's CPU). One cache per run, in its writable work folder.
+        env["PYTHONPYCACHEPREFIX"] = str(self.run.work_dir / "pycache")
+        for e in container.get("env") or []:
+            name = str(e["name"])
+            if "value" in e:
+                env[name] = params.render(e["value"])
+                continue
+            field_ref = (e.get("valueFrom") or {}).get("fieldRef")
+            if field_ref is not None:
+                path = str(field_ref.get("fieldPath"))
+                if path != "metadata.name":
+                    raise SpecError(
+                        f"{where}: env {name}: fieldRef {path}: only metadata.name (the pod's "
+                        "name) has a local value"
+                    )
+                env[name] = pod_name
+                continue
+            ref = ((e.get("valueFrom") or {}).get("secretKeyRef")) or {}
+            if not ref:
+                env[name] = ""
+                continue
+            value, looked = self.secret(str(ref.get("name")), str(ref.get("key")), name)
+            if value is None:
+                if name in _DATABASE_ENV:
+                    # Pods of one run must share one database: the embedded default is a
+                    # SQLite file in the working folder, which differs per pod, so point
+                    # every pod at one file in the run's work folder instead.
+                    env[name] = f"sqlite:///{self.run.work_dir / 'workers.db'}"
+                    self.run.warn_once(
+                        f"secret {ref.get('name')}/{ref.get('key')} not found locally (looked for "
+                        f"{', '.join(looked)} in the environment and .env): every pod uses the "
+                        f"embedded SQLite database {self.run.work_dir / 'workers.db'}"
+                    )
+                    continue
+                if not ref.get("optional"):
+                    self.run.warn(
+                        f"{where}: env {name}: secret {ref.get('name')}/{ref.get('key')} not found "
+                        f"locally (looked for {', '.join(looked)} in the environment and .env): "
+                        "left unset, the step's embedded default applies"
+                    )
+                continue
+            self.add_secret(value, f"secret {ref.get('name')}/{ref.get('key')}")
+            env[name] = value
+        return env
+
+    def add_secret(self, value: str, what: str) -> None:
+        """Remember a secret's value (and a URL's password) for redaction; warn if too short."""
+        found = {value, *redaction.secret_values_of_url(value)}
+        self.run.secret_values.update(found)
+        if redaction.too_short(found):
+            self.run.warn_once(
+                f"{what}: shorter than {redaction.MIN_SECRET_LEN} characters, so it is masked "
+                "only in URL password and password= positions of what the runner writes"
+            )
+
+    def secret(self, secret: str, key: str, env_name: str) -> tuple[str | None, list[str]]:
+        """A secret's value from ``<SECRET>_<KEY>`` or the container's own env var name."""
+        names = [f"{secret}_{key}".upper().replace("-", "_").replace(".", "_"), env_name]
+        for n in names:
+            if os.environ.get(n):
+                return os.environ[n], names
+        dotenv = self.dotenv()
+        for n in names:
+            if dotenv.get(n):
+                return dotenv[n], names
+        return None, names
+
+    def dotenv(self) -> dict[str, str]:
+        if self._dotenv is None:
+            self._dotenv = {}
+            path = self.run.options.env_file or Path(".env")
+            if path.is_file():
+                for line in path.read_text().splitlines():
+                    line = line.strip()
+                    if not line or line.startswith("#") or "=" not in line:
+                        continue
+                    k, v = line.removeprefix("export ").split("=", 1)
+                    self._dotenv[k.strip()] = v.strip().strip("'\"")
+        return self._dotenv
+
+    def argv(self, container: Mapping[str, Any], kind: str, pod_dir: Path, where: str) -> list[str]:
+        command = [str(a) for a in container.get("command") or []]
+        args = [str(a) for a in container.get("args") or []]
+        if kind == "script":
+            script = pod_dir / "script"
+            script.write_text(str(container.get("source") or ""))
+            command = command or ["sh"]
+            argv = [*command, str(script), *args]
+        else:
+            argv = [*command, *args]
+            if not command:
+                self.run.warn(
+                    f"{where}: no container.command: args run as the command (image has no ENTRYPOINT)"
+                )
+        if not argv:
+            raise SpecError(f"{where}: container has neither command nor args")
+        if os.path.basename(argv[0]) in PYTHON_NAMES:
+            argv[0] = sys.executable
+        return argv
+
+
+def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str, Any]:
+    def r(v: Any) -> Any:
+        return sandbox.remap_text(v, mounts) if isinstance(v, str) else v
+
+    out = dict(c)
+    for key in ("command", "args"):
+        if out.get(key):
+            out[key] = [r(a) for a in out[key]]
+    if out.get("source"):
+        out["source"] = r(out["source"])
+    out["env"] = [
+        {**e, "value": r(e["value"])} if "value" in e else e for e in out.get("env") or []
+    ]
+    return out
