@@ -86,7 +86,11 @@ def pod_outputs(
     outputs: Mapping[str, Any],
     mounts: list[sandbox.Mount],
     where: str,
+    *,
+    remapped: bool = False,
 ) -> dict[str, Any]:
+    """A finished pod's outputs: its stdout as ``result`` and its parameter files, read as
+    the pod sees them (``remapped``: it ran on host paths, see :func:`sandbox.pod_file`)."""
     result: dict[str, Any] = {}
     stdout = Path(attempt.stdout).read_bytes().decode(errors="replace")
     result["result"] = stdout[:-1] if stdout.endswith("\n") else stdout
@@ -94,9 +98,8 @@ def pod_outputs(
     for p in outputs.get("parameters") or []:
         vf = p.get("valueFrom") or {}
         if "path" in vf:
-            path = sandbox.host_path(str(vf["path"]), mounts)
             try:
-                text = path.read_text()
+                text = sandbox.read_pod_text(str(vf["path"]), mounts, remapped=remapped)
                 # Argo trims one trailing newline, no more.
                 values[p["name"]] = text.removesuffix("\n")
             except OSError:
@@ -107,6 +110,8 @@ def pod_outputs(
                         f"valueFrom.path {vf['path']} was not written"
                     ) from None
                 values[p["name"]] = params.render(default)
+            except sandbox.PodPathError as exc:
+                raise ParamError(f"{where}: outputs.parameters.{p['name']}: {exc}") from None
         elif p.get("value") is not None:
             values[p["name"]] = params.render(p["value"])
         else:

@@ -70,7 +70,15 @@ class PodEnvironment:
             else:
                 raise SpecError(f"{where}: volumeMounts[{vname}]: no volume named {vname!r}")
             if vm.get("subPath"):
-                host = host / str(vm["subPath"])
+                sub = str(vm["subPath"])
+                # Kubernetes refuses these when it validates the pod (validation.go
+                # validateLocalDescendingPath): a subPath stays below its volume.
+                if sub.startswith("/") or ".." in sub.split("/"):
+                    raise SpecError(
+                        f"{where}: volumeMounts[{vname}].subPath {sub!r}: must be a relative "
+                        "path without '..' (Kubernetes rejects the pod)"
+                    )
+                host = host / sub
             host.mkdir(parents=True, exist_ok=True)
             mounts = [m for m in mounts if m.target != target]
             mounts.append(sandbox.Mount(host, target, bool(vm.get("readOnly"))))

@@ -221,7 +221,11 @@ class PodRuntime:
         if code != 0:
             return self._end(attempt, FAILED, code, f"Error (exit code {code})")
         try:
-            node.outputs.update(dataflow.pod_outputs(attempt, outputs, mounts, where))
+            node.outputs.update(
+                dataflow.pod_outputs(
+                    attempt, outputs, mounts, where, remapped=self.run.mode == "remap"
+                )
+            )
         except ParamError as exc:
             return self._end(attempt, ERROR, code, str(exc))
         return self._end(attempt, SUCCEEDED, code, "")

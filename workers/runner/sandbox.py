@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -31,12 +32,19 @@ class Mount:
     readonly: bool = False
 
 
+NOT_INSTALLED = "bwrap not installed"
+
+
+class PodPathError(ValueError):
+    """A path a pod names (an output file) leads outside the pod's own mounts."""
+
+
 @lru_cache(maxsize=1)
 def bwrap_works() -> tuple[bool, str]:
     """Whether bubblewrap can create a mount namespace here (it cannot in every CI)."""
     exe = shutil.which("bwrap")
     if exe is None:
-        return False, "bwrap not installed"
+        return False, NOT_INSTALLED
     try:
         proc = subprocess.run(
             [exe, *_base_args(), "--", "true"],
@@ -54,7 +62,13 @@ def bwrap_works() -> tuple[bool, str]:
 
 
 def choose(mode: str) -> tuple[str, str]:
-    """``bwrap`` or ``remap`` for a requested mode (auto, bwrap, remap) and why."""
+    """``bwrap`` or ``remap`` for a requested mode (auto, bwrap, remap) and why.
+
+    ``auto`` falls back to remap only where bubblewrap is absent (the run log says so). A
+    bubblewrap that is installed but cannot create namespaces (a container without user
+    namespaces, a sysctl) is a machine to fix or a choice to make, never a silent downgrade
+    to the weaker mode: the run stops and says to pass ``--sandbox remap``.
+    """
     if sys.platform != "linux" and mode != "remap":
         if mode == "bwrap":
             raise RuntimeError("--sandbox bwrap needs Linux")
@@ -66,6 +80,11 @@ def choose(mode: str) -> tuple[str, str]:
         return "bwrap", why
     if mode == "bwrap":
         raise RuntimeError(f"--sandbox bwrap: {why}")
+    if why != NOT_INSTALLED:
+        raise RuntimeError(
+            f"{why}; pods would run without their own mounts: fix bubblewrap, or pass "
+            "--sandbox remap to run with container paths rewritten instead"
+        )
     return "remap", why
 
 
@@ -184,12 +203,95 @@ def remap_text(text: str, mounts: Sequence[Mount]) -> str:
 
 def host_path(path: str, mounts: Sequence[Mount]) -> Path:
     """Where a path inside the node lives on the host (outside every mount: the host path)."""
+    best = _mount_of(path, mounts)
+    if best is None:
+        return Path(path)
+    rest = path[len(best.target.rstrip("/")) :].lstrip("/")
+    return best.host / rest if rest else best.host
+
+
+# Linux's own limit on symlinks followed while resolving one path (ELOOP).
+_MAX_LINKS = 40
+
+
+def pod_file(path: str, mounts: Sequence[Mount], *, remapped: bool = False) -> Path:
+    """The host file behind ``path`` as the pod sees it, for the runner to read an output.
+
+    Symlinks are followed the way the pod would follow them. In a mount namespace an absolute
+    target starts again at the pod's root, so a link the step planted in its /tmp can only
+    lead to another of the pod's own mounts. In remap mode the step ran on the host's paths,
+    so its links hold host paths: they are followed on the host, and must end in one of the
+    pod's folders. A path that ends outside every mount (``/proc/self/environ``, the host's
+    ``/etc``, a link to them) is refused: it would be the runner's file, not the pod's, and in
+    a cluster the wait container reads the pod's filesystem, never the node's.
+    """
+    if not path.startswith("/"):
+        raise PodPathError(f"{path}: not an absolute path")
+    if remapped:
+        return _remapped_file(path, mounts)
+    todo = [p for p in path.split("/") if p]
+    current: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if current:
+                current.pop()
+            continue
+        candidate = "/" + "/".join([*current, part])
+        host = host_path(candidate, mounts)
+        if _mount_of(candidate, mounts) is not None and host.is_symlink():
+            links += 1
+            if links > _MAX_LINKS:
+                raise PodPathError(f"{path}: too many levels of symbolic links")
+            target = os.readlink(host)
+            if target.startswith("/"):
+                current = []
+            todo = [p for p in target.split("/") if p] + todo
+            continue
+        current.append(part)
+    final = "/" + "/".join(current)
+    if _mount_of(final, mounts) is None:
+        raise _outside(path, final)
+    return host_path(final, mounts)
+
+
+def _remapped_file(path: str, mounts: Sequence[Mount]) -> Path:
+    final = os.path.normpath(path)
+    if _mount_of(final, mounts) is None:
+        raise _outside(path, final)
+    real = os.path.realpath(host_path(final, mounts))
+    for m in mounts:
+        folder = os.path.realpath(m.host)
+        if real == folder or real.startswith(folder.rstrip("/") + "/"):
+            return Path(real)
+    raise _outside(path, real)
+
+
+def _outside(path: str, final: str) -> PodPathError:
+    return PodPathError(
+        f"{path}: outside the pod's /tmp, emptyDirs and volumes"
+        + (f" (resolves to {final})" if final != path else "")
+        + "; a local pod shares the host's read-only root, so only those are its own"
+    )
+
+
+def _mount_of(path: str, mounts: Sequence[Mount]) -> Mount | None:
     best: Mount | None = None
     for m in mounts:
         t = m.target.rstrip("/") or "/"
         if (path == t or path.startswith(t + "/")) and (best is None or len(t) > len(best.target)):
             best = m
-    if best is None:
-        return Path(path)
-    rest = path[len(best.target.rstrip("/")) :].lstrip("/")
-    return best.host / rest if rest else best.host
+    return best
+
+
+def read_pod_text(path: str, mounts: Sequence[Mount], *, remapped: bool = False) -> str:
+    """A pod's text file, read without following a last-moment symlink (see :func:`pod_file`)."""
+    host = pod_file(path, mounts, remapped=remapped)
+    fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PodPathError(f"{path}: not a regular file")
+        return f.read().decode(errors="replace")

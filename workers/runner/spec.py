@@ -344,9 +344,58 @@ class Document:
         return None
 
 
+# Kubernetes object names (RFC 1123 subdomain) and volume names (RFC 1123 label); Argo's own
+# pattern for template, step and task names (validate.go workflowFieldNameFmt). Each of these
+# becomes a folder or file name in the run folder, so none may hold "/" or be "..".
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_FIELD_NAME = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]*")
+
+
+def _check_name(value: Any, pattern: re.Pattern[str], limit: int, what: str, where: str) -> None:
+    text = str(value)
+    if len(text) <= limit and pattern.fullmatch(text):
+        return
+    if pattern is _FIELD_NAME:
+        rule = "alpha-numeric characters or '-', starting with an alpha-numeric character"
+    elif pattern is _SUBDOMAIN:
+        rule = "lowercase letters, digits and '-', with '.' between parts"
+    else:
+        rule = "lowercase letters, digits and '-'"
+    raise SpecError(f"{where}: {what} {text!r} is not a valid name: {rule}, at most {limit} long")
+
+
+def check_names(doc: Document) -> None:
+    """The names that become paths in the run folder, checked as Kubernetes and Argo do."""
+    meta = doc.body.get("metadata") or {}
+    src = doc.source
+    if meta.get("name") is not None:
+        _check_name(meta["name"], _SUBDOMAIN, 253, "metadata.name", src)
+    if meta.get("generateName") is not None:
+        # The controller appends five characters to the prefix; the result must be a name.
+        _check_name(str(meta["generateName"]) + "x", _SUBDOMAIN, 253, "metadata.generateName", src)
+    spec = doc.spec
+    for i, t in enumerate(spec.get("templates") or []):
+        if isinstance(t, dict) and t.get("name") is not None:
+            _check_name(t["name"], _FIELD_NAME, 128, "name", f"{src}: spec.templates[{i}]")
+        for v in (t.get("volumes") or []) if isinstance(t, dict) else []:
+            if isinstance(v, dict) and v.get("name") is not None:
+                where = f"{src}: spec.templates[{t.get('name')}].volumes"
+                _check_name(v["name"], _LABEL, 63, "volume name", where)
+    for v in spec.get("volumes") or []:
+        if isinstance(v, dict) and v.get("name") is not None:
+            _check_name(v["name"], _LABEL, 63, "volume name", f"{src}: spec.volumes")
+    for pvc in spec.get("volumeClaimTemplates") or []:
+        name = ((pvc or {}).get("metadata") or {}).get("name") if isinstance(pvc, dict) else None
+        if name is not None:
+            where = f"{src}: spec.volumeClaimTemplates"
+            _check_name(name, _LABEL, 63, "metadata.name", where)
+
+
 def validate(doc: Document, notes: Notes) -> None:
     schema = CRON_DOCUMENT if doc.kind == "CronWorkflow" else DOCUMENT
     check(doc.body, schema, "", doc.source, notes)
+    check_names(doc)
     spec = doc.spec
     for t in spec.get("templates") or []:
         kinds = [k for k in ("container", "script", "steps", "dag") if t.get(k) is not None]
