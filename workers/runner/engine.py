@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from workers import redaction
-from workers.runner import expr, metrics, params, sandbox
+from workers.runner import expr, exprlang, govaluate, metrics, params, sandbox
 from workers.runner.params import ParamError
 from workers.runner.spec import Document, Library, Notes, SpecError
 
@@ -477,10 +477,9 @@ class Run:
                         raise
                     outs[p["name"]] = params.render(vf["default"])
             elif "expression" in vf:
-                value = expr.evaluate(str(vf["expression"]), scope)
-                if value is None and vf.get("default") is not None:
-                    value = vf["default"]
-                outs[p["name"]] = params.render(value)
+                outs[p["name"]] = exprlang.output_parameter(
+                    str(vf["expression"]), scope, vf.get("default")
+                )
             elif p.get("value") is not None:
                 outs[p["name"]] = params.render(p["value"])
         if outs:
@@ -598,7 +597,7 @@ class Run:
             when = step.get("when")
             if when is not None:
                 text = params.substitute(str(when), scope, f"{where}.when")
-                if not expr.condition(text, bare_words=True):
+                if not govaluate.should_execute(text):
                     node = self.new_node(name, display, "Skipped", str(tmpl.get("name")), parent)
                     return self.finish(node, SKIPPED, f"when '{text}' evaluated false")
             arguments = params.substitute(
@@ -1314,13 +1313,16 @@ def _should_retry(policy: str, expression: Any, attempt: Attempt, where: str) ->
         return False
     if expression:
         names = {
+            "retries": str(attempt.number),
             "lastRetry.exitCode": str(attempt.exit_code if attempt.exit_code is not None else -1),
             "lastRetry.status": attempt.phase,
-            "lastRetry.duration": str(int((attempt.finished or time.time()) - attempt.started)),
+            "lastRetry.duration": exprlang.seconds(
+                (attempt.finished or time.time()) - attempt.started
+            ),
             "lastRetry.message": attempt.message,
         }
         try:
-            return expr.condition(str(expression), names)
+            return exprlang.condition(str(expression), exprlang.environment(names))
         except expr.ExprError as exc:
             raise SpecError(f"{where}: retryStrategy.expression: {exc}") from None
     return True
