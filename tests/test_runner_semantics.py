@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from workers.runner import exprlang, sandbox
-from workers.runner.expr import ExprError
 from workers.runner.cli import main
+from workers.runner.expr import ExprError
 from workers.timeline import parameters
 
 EXAMPLES = Path(__file__).parent / "argo_examples"
