@@ -802,6 +802,10 @@ spec:
         value: unused
   templates:
     - name: flaky
+      inputs:
+        parameters:
+          - name: safe-to-retry
+            value: "true"
       retryStrategy:
         limit: "3"
         expression: EXPRESSION
@@ -821,6 +825,9 @@ spec:
         ("lastRetry.exitCode == 75", 1, 1),
         ("asInt(lastRetry.exitCode) == 75", 3, 0),
         ("lastRetry.exitCode == '75' && asInt(retries) < 5", 3, 0),
+        # the template's {{inputs}} are substituted first (examples/retry-conditional.yaml)
+        ("{{inputs.parameters.safe-to-retry}} == true && asInt(lastRetry.duration) < 120", 3, 0),
+        ("{{inputs.parameters.safe-to-retry}} == false", 1, 1),
     ],
 )
 def test_retry_expression_is_typed(

@@ -1486,12 +1486,6 @@ def output_parameter(text: str, scope: Mapping[str, Any], default: Any) -> str:
     return golang.sprint(value)
 
 
-def seconds(duration: float) -> str:
-    """A duration in seconds as the controller prints ``lastRetry.duration``
-    (``fmt.Sprint(d.Seconds())``)."""
-    return golang.format_float(float(duration))
-
-
 def render(value: Any) -> str:
     """A ``{{= }}`` tag's text (expression_template.go): a string as it is, anything else as
     JSON; nil is an error."""

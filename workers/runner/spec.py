@@ -281,7 +281,12 @@ def _check_expressions(doc: Any, path: str, source: str, *, whole: bool) -> None
     from workers.runner.expr import ExprError
 
     for text_path, text in strings(doc, path):
-        found = [text] if whole else [m.group(1) for m in params.EXPRESSION_TAG.finditer(text)]
+        # a whole expression may hold {{inputs...}} tags, substituted before it is evaluated
+        found = (
+            [params.TAG.sub("nil", text)]
+            if whole
+            else [m.group(1) for m in params.EXPRESSION_TAG.finditer(text)]
+        )
         if not whole and _SPACED_EXPRESSION_TAG.search(text):
             raise SpecError(
                 f"{source}: {text_path}: '{{{{ =' is not an expression tag in Argo "
