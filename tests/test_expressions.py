@@ -873,3 +873,30 @@ def test_unsupported_retry_function_is_refused(
     err = capsys.readouterr().err
     assert code == 2 and rec == {}
     assert "retryStrategy.expression" in err and "sprig.semver()" in err
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "found"),
+    [
+        # Go's regexp/syntax: \d \w are ASCII, $ is the end of the text without (?m)
+        (r"^\d+$", "12", True),
+        (r"^\d+$", "12\n", False),
+        (r"\w", "é", False),
+        (r"[[:alpha:]]+", "1ab", True),
+        (r"(?i)EVICT|preempt", "Pod evicted", True),
+        (r"(?m)^b$", "a\nb\n", True),
+        (r"a\z", "a", True),
+        (r"\Qa.b\E", "axb", False),
+        (r"(?<name>a)", "a", True),
+    ],
+)
+def test_go_regular_expressions(pattern: str, text: str, found: bool) -> None:
+    """``matches``, ``=~`` and sprig's regex functions use Go's RE2 syntax (pkg regexp/syntax)."""
+    assert (golang.regex(pattern).search(text) is not None) is found
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)", r"(?<!a)b"])
+def test_go_regular_expressions_refuse_perl_only_syntax(pattern: str) -> None:
+    """RE2 has no backreferences or lookaround: Go refuses them, so the runner does too."""
+    with pytest.raises(golang.GoError):
+        golang.regex(pattern)
