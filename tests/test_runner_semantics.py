@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from workers.runner import expr, sandbox
+from workers.runner import exprlang, sandbox
 from workers.runner.cli import main
+from workers.runner.expr import ExprError
 from workers.timeline import parameters
 
 EXAMPLES = Path(__file__).parent / "argo_examples"
@@ -228,16 +229,17 @@ def test_unknown_parameter_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
             False,
         ),
         (
+            # expr-lang does not evaluate the branch not taken (the skipped step's output)
             "inputs.parameters['x'] == 'a' ? steps['gone'].outputs.result : 'b'",
-            {"inputs.parameters.x": "z"},
+            {"inputs.parameters.x": "z", "steps.other.outputs.result": "r"},
             "b",
         ),
     ],
 )
 def test_expression_subset(text: str, names: dict[str, str], expected: Any) -> None:
-    assert expr.evaluate(text, names) == expected
+    assert exprlang.evaluate(text, exprlang.environment(names)) == expected
 
 
 def test_expression_never_evaluates_python() -> None:
-    with pytest.raises(expr.ExprError):
-        expr.evaluate("__import__('os').system('true')", {})
+    with pytest.raises(ExprError):
+        exprlang.evaluate("__import__('os').system('true')", exprlang.environment({}))

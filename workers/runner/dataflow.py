@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import expr, params, sandbox
+from workers.runner import exprlang, params, sandbox
 from workers.runner.nodes import Attempt, Node
 from workers.runner.params import ParamError
 
@@ -66,10 +66,9 @@ def template_outputs(
                     raise
                 outs[p["name"]] = params.render(vf["default"])
         elif "expression" in vf:
-            value = expr.evaluate(str(vf["expression"]), scope)
-            if value is None and vf.get("default") is not None:
-                value = vf["default"]
-            outs[p["name"]] = params.render(value)
+            outs[p["name"]] = exprlang.output_parameter(
+                str(vf["expression"]), scope, vf.get("default")
+            )
         elif p.get("value") is not None:
             outs[p["name"]] = params.render(p["value"])
     if outs:

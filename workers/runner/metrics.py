@@ -10,8 +10,8 @@ series a cluster's dashboard would chart.
 What differs from a cluster: a value is computed once per node (and once per attempt that is
 retried), not scraped over time; ``realtime`` gauges hold their final value; a metric whose
 variables cannot be resolved is a run warning where Argo sets the workflow's ``MetricsError``
-condition. Expression values (``{{=...}}``) use the runner's expression subset (numbers,
-``asFloat``/``asInt``, ``+ - * /``).
+condition. Expression values (``{{=...}}``) are expr-lang (workers/runner/exprlang.py) and
+``when`` is govaluate (workers/runner/govaluate.py), as in Argo.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.runner import expr, params
+from workers.runner import expr, govaluate, params
 
 PREFIX = "argo_workflows_"
 """What Argo's exporter puts before a custom metric's name (WithNamespace("argo_workflows"))."""
 
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_EXPRESSION = re.compile(r"\{\{=(.*?)\}\}", re.DOTALL)
 KINDS = ("gauge", "histogram", "counter")
 
 
@@ -61,15 +60,8 @@ def _number(text: str, where: str) -> float:
 
 def render_value(text: str, scope: Mapping[str, str], where: str) -> str:
     """``text`` with ``{{=expression}}`` evaluated and ``{{name}}`` substituted from ``scope``."""
-
-    def one(m: re.Match[str]) -> str:
-        try:
-            return params.render(expr.evaluate(m.group(1), scope))
-        except expr.ExprError as exc:
-            raise MetricError(f"{where}: {exc}") from None
-
     try:
-        return str(params.substitute(_EXPRESSION.sub(one, text), scope, where))
+        return str(params.substitute(text, scope, where))
     except params.ParamError as exc:
         raise MetricError(str(exc)) from None
 
@@ -103,7 +95,7 @@ class Registry:
         if when:
             condition = render_value(str(when), scope, f"{where}.when")
             try:
-                if not expr.condition(condition, bare_words=True):
+                if not govaluate.should_execute(condition):
                     return False
             except expr.ExprError as exc:
                 raise MetricError(f"{where}.when: {exc}") from None

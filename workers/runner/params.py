@@ -2,6 +2,10 @@
 
 Values in a scope are strings, as in Argo; items and aggregated outputs are
 rendered as compact JSON with sorted keys, like the controller's Go ``json.Marshal``.
+
+A ``{{= expression }}`` tag (the ``=`` right after the braces) is an expr-lang expression over
+the same scope (util/template/expression_template.go), evaluated by workers/runner/exprlang.py:
+its value replaces the tag, a string as it is and anything else as JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+EXPRESSION_TAG = re.compile(r"\{\{=(.*?)\}\}", re.DOTALL)
+"""``{{=...}}`` up to the first ``}}``, as Argo's fasttemplate cuts tags."""
 
 
 class ParamError(ValueError):
@@ -32,7 +38,8 @@ def render(value: Any) -> str:
 
 
 def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
-    """Replace every ``{{name}}`` in strings of ``value``; an unknown name is an error."""
+    """Replace every ``{{name}}`` and ``{{= expression }}`` in strings of ``value``; an unknown
+    name or a failing expression is an error."""
     if isinstance(value, str):
 
         def one(m: re.Match[str]) -> str:
@@ -41,12 +48,38 @@ def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
                 return scope[key]
             raise ParamError(f"{where}: cannot resolve {{{{{key}}}}}")
 
-        return TAG.sub(one, value)
+        if "{{=" not in value:
+            return TAG.sub(one, value)
+        # One pass, as Argo's: an expression's value is not substituted again.
+        parts: list[str] = []
+        pos = 0
+        env: dict[str, Any] | None = None
+        for m in EXPRESSION_TAG.finditer(value):
+            parts.append(TAG.sub(one, value[pos : m.start()]))
+            if env is None:
+                from workers.runner import exprlang
+
+                env = exprlang.environment(scope)
+            parts.append(expression(m.group(1), env, where))
+            pos = m.end()
+        parts.append(TAG.sub(one, value[pos:]))
+        return "".join(parts)
     if isinstance(value, list):
         return [substitute(v, scope, where) for v in value]
     if isinstance(value, dict):
         return {k: substitute(v, scope, where) for k, v in value.items()}
     return value
+
+
+def expression(text: str, env: Mapping[str, Any], where: str) -> str:
+    """The text of one ``{{=text}}`` tag in ``env`` (an exprlang environment)."""
+    from workers.runner import exprlang
+    from workers.runner.expr import ExprError
+
+    try:
+        return exprlang.render(exprlang.evaluate(text, env))
+    except ExprError as exc:
+        raise ParamError(f"{where}: {{{{={text}}}}}: {exc}") from None
 
 
 def item_scope(item: Any) -> dict[str, str]:

@@ -18,7 +18,7 @@ from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params, sandbox
+from workers.runner import dataflow, expr, exprlang, params, sandbox
 from workers.runner.nodes import (
     ERROR,
     FAILED,
@@ -58,6 +58,8 @@ class PodRuntime:
                 node.finished = prior.finished
             return
         limit = int(params.substitute(str(rs.get("limit", 0)), scope, f"{where}.retryStrategy"))
+        # Argo substitutes the template's {{inputs...}} into the expression before evaluating it
+        expression = params.substitute(rs.get("expression"), scope, f"{where}.retryStrategy")
         policy = rs.get("retryPolicy") or ("Always" if rs.get("expression") else "OnFailure")
         if policy not in ("Always", "OnFailure", "OnError", "OnTransientError"):
             raise SpecError(f"{where}: retryStrategy.retryPolicy {policy!r} is not an Argo policy")
@@ -86,7 +88,7 @@ class PodRuntime:
             attempt.backoff_s = delay
             if attempt.phase == SUCCEEDED or n == limit:
                 break
-            if not _should_retry(policy, rs.get("expression"), attempt, where):
+            if not _should_retry(policy, expression, attempt, where):
                 break
             # Argo also computes the metrics of an attempt it retries (the retry node's last
             # child), with that attempt's status and duration.
@@ -331,13 +333,15 @@ def _should_retry(policy: str, expression: Any, attempt: Attempt, where: str) ->
         return False
     if expression:
         names = {
+            "retries": str(attempt.number),
             "lastRetry.exitCode": str(attempt.exit_code if attempt.exit_code is not None else -1),
             "lastRetry.status": attempt.phase,
+            # whole seconds: Argo's node timestamps have a one-second resolution
             "lastRetry.duration": str(int((attempt.finished or time.time()) - attempt.started)),
             "lastRetry.message": attempt.message,
         }
         try:
-            return expr.condition(str(expression), names)
+            return exprlang.condition(str(expression), exprlang.environment(names))
         except expr.ExprError as exc:
             raise SpecError(f"{where}: retryStrategy.expression: {exc}") from None
     return True

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params
+from workers.runner import dataflow, expr, govaluate, params
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -231,7 +231,7 @@ class Scheduler:
             when = step.get("when")
             if when is not None:
                 text = params.substitute(str(when), scope, f"{where}.when")
-                if not expr.condition(text, bare_words=True):
+                if not govaluate.should_execute(text):
                     node = self.run.new_node(
                         name, display, "Skipped", str(tmpl.get("name")), parent
                     )

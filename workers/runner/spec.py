@@ -30,6 +30,9 @@ LEAF = "leaf"
 EXPRESSION = "expression"
 """Supported scalar that may hold ``{{=...}}`` (a metric's value: Argo evaluates it)."""
 
+EXPR_LANG = "expr-lang"
+"""A whole expr-lang expression (``retryStrategy.expression``, ``valueFrom.expression``)."""
+
 IGNORED = "ignored"
 """Accepted, has no local meaning, noted in the run log."""
 
@@ -104,7 +107,7 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
-    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": LEAF},
+    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": EXPR_LANG},
 }
 
 ARGUMENTS: Schema = {"parameters": [PARAMETER]}
@@ -155,7 +158,7 @@ PVC_TEMPLATE: Schema = {
 RETRY: Schema = {
     "limit": LEAF,
     "retryPolicy": LEAF,
-    "expression": LEAF,
+    "expression": EXPR_LANG,
     "backoff": {"duration": LEAF, "factor": LEAF, "maxDuration": LEAF, "cap": LEAF},
     **_ignored("affinity"),
 }
@@ -268,20 +271,40 @@ def _label(item: Any, index: int) -> str:
     return f"[{index}]"
 
 
-_EXPRESSION_TAG = re.compile(r"\{\{\s*=")
+_SPACED_EXPRESSION_TAG = re.compile(r"\{\{\s+=")
+
+
+def _check_expressions(doc: Any, path: str, source: str, *, whole: bool) -> None:
+    """Parse every expr-lang expression (``{{=...}}`` tags, or the whole string) and refuse a
+    function the runner does not implement, before anything runs."""
+    from workers.runner import exprlang, params
+    from workers.runner.expr import ExprError
+
+    for text_path, text in strings(doc, path):
+        # a whole expression may hold {{inputs...}} tags, substituted before it is evaluated
+        found = (
+            [params.TAG.sub("nil", text)]
+            if whole
+            else [m.group(1) for m in params.EXPRESSION_TAG.finditer(text)]
+        )
+        if not whole and _SPACED_EXPRESSION_TAG.search(text):
+            raise SpecError(
+                f"{source}: {text_path}: '{{{{ =' is not an expression tag in Argo "
+                "(the = must follow {{ directly: {{=...}})"
+            )
+        for expression in found:
+            try:
+                exprlang.check(expression)
+            except ExprError as exc:
+                raise SpecError(f"{source}: {text_path}: {exc}") from None
 
 
 def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
     """Raise SpecError for the first field outside ``schema``; note ignored ones."""
-    if schema == LEAF:
-        for text_path, text in strings(doc, path):
-            if _EXPRESSION_TAG.search(text):
-                raise SpecError(
-                    f"{source}: {text_path}: expression tags {{{{=...}}}} are not supported "
-                    "by the local runner (use {{inputs...}}, {{steps...}}, {{item}})"
-                )
+    if schema in (LEAF, EXPRESSION, EXPR_LANG):
+        _check_expressions(doc, path, source, whole=schema == EXPR_LANG)
         return
-    if schema in (IGNORED, FREE, EXPRESSION):
+    if schema in (IGNORED, FREE):
         return
     if isinstance(schema, list):
         if doc is None:

@@ -176,6 +176,8 @@ class Wiring:
         }
         for path, text in strings(meaningful, ""):
             for m in params.TAG.finditer(text):
+                if m.group(1).startswith("="):
+                    continue  # an expression: spec.py checked its functions, names bind at run time
                 self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
         outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
