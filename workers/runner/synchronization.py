@@ -160,8 +160,7 @@ class Locks:
         self.folder.mkdir(parents=True, exist_ok=True)
         told = False
         while True:
-            if lock.limit <= 0:
-                pass  # a limit of 0 admits nobody (Argo waits for the ConfigMap to change)
+            # a limit of 0 admits nobody: the node waits, as Argo's waits for the ConfigMap
             for slot in range(lock.limit):
                 fd = os.open(
                     self.folder / f"{lock.file_stem}.{slot}",
