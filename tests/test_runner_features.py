@@ -231,19 +231,19 @@ def test_workflow_retry_strategy_retries_a_steps_template_whole(tmp_path: Path) 
     attempts are Steps nodes ``name(n)``)."""
     code, rec = run(
         tmp_path,
-        f"""
+        """
         apiVersion: argoproj.io/v1alpha1
         kind: Workflow
-        metadata: {{name: wf-retry}}
+        metadata: {name: wf-retry}
         spec:
           entrypoint: main
-          retryStrategy: {{limit: 2}}
+          retryStrategy: {limit: 2}
           templates:
             - name: main
               steps:
-                - - {{name: flaky, template: flaky}}
+                - - {name: flaky, template: flaky}
             - name: flaky
-              retryStrategy: {{limit: 0}}
+              retryStrategy: {limit: 0}
               container:
                 image: alpine
                 command: [sh, -c, "echo x >> tries; [ $(wc -l < tries) -ge 2 ]"]
@@ -459,7 +459,12 @@ spec:
     ("slot", "good", "bad", "message"),
     [
         ("SPEC", "parallelism: 2", 'parallelism: "ten"', "spec.parallelism: expected an integer"),
-        ("TEMPLATE", "retryStrategy: {limit: 1}", "retryStrategy: {limit: [3]}", ".limit: expected"),
+        (
+            "TEMPLATE",
+            "retryStrategy: {limit: 1}",
+            "retryStrategy: {limit: [3]}",
+            ".limit: expected",
+        ),
         ("CONTAINER", "command: [echo, hi]", 'command: "echo hi"', "command: expected a list"),
         (
             "TEMPLATE",
