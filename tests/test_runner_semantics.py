@@ -189,7 +189,7 @@ def test_unsupported_field_fails_before_running(
     assert code == 2
     assert rec == {}
     err = capsys.readouterr().err
-    assert "spec.templates[main].memoize" in err
+    assert "spec.templates[main].resource" in err
     assert "unsupported.yaml" in err
 
 

@@ -161,7 +161,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             parameters,
             run_dir.resolve(),
             notes,
-            Options(args.sandbox, args.verbose, args.env_file, args.code),
+            Options(args.sandbox, args.verbose, args.env_file, args.code, manifests),
             progress,
         )
         if earlier is not None:

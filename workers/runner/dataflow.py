@@ -149,6 +149,8 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
         scope[f"{prefix}.outputs.parameters.{k}"] = v
     if "result" in outs:
         scope[f"{prefix}.outputs.result"] = outs["result"]
+    if LIST in outs:
+        scope[f"{prefix}.outputs.parameters"] = outs[LIST]
     if "exitCode" in outs:
         scope[f"{prefix}.exitCode"] = outs["exitCode"]
 
@@ -165,4 +167,25 @@ def aggregate(children: list[Node], tmpl: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "parameters": {k: params.aggregate(v) for k, v in per.items()},
         "result": params.aggregate_results(results),
+        LIST: parameter_list(children),
     }
+
+
+LIST = "parameterList"
+"""The key of a loop's whole ``{{steps|tasks.X.outputs.parameters}}`` in its group's outputs."""
+
+
+def parameter_list(children: list[Node]) -> str:
+    """``{{steps.X.outputs.parameters}}`` of a loop: one map of name to value per succeeded
+    item that has output parameters, in item order, as JSON (operator.go
+    processAggregateNodeOutputs: Go's json.Marshal of []map[string]string, so keys sorted and
+    ``<``, ``>``, ``&`` escaped)."""
+    import json
+
+    rows = [
+        dict(c.outputs["parameters"])
+        for c in children
+        if c.phase == "Succeeded" and c.outputs.get("parameters")
+    ]
+    text = json.dumps(rows, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner import metrics, params, sandbox
+from workers.runner import defaults, metrics, params, sandbox
+from workers.runner.memoize import Caches
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -41,6 +42,7 @@ from workers.runner.podenv import PodEnvironment
 from workers.runner.pods import PodRuntime, kill
 from workers.runner.scheduling import Scheduler
 from workers.runner.spec import Document, Library, Notes, SpecError
+from workers.runner.synchronization import Locks, StopWaiting
 
 # Re-exported: the report, progress and CLI modules read a run's records through this module.
 __all__ = [
@@ -66,6 +68,7 @@ class Options:
     verbose: bool = False
     env_file: Path | None = None
     code: Path | None = None  # the user's project, importable in every pod; default: cwd
+    manifests: Path | None = None  # the WorkflowTemplate folder (ConfigMaps for semaphores)
 
 
 class Run:
@@ -117,6 +120,9 @@ class Run:
         self.metrics = metrics.Registry()
         # --resume: the pod steps that succeeded in the earlier run, by node name (resume.py)
         self.resumed: dict[str, Any] = {}
+        # memoize caches and synchronization locks live in the runs folder, shared by runs
+        self.caches = Caches(run_dir.parent / ".caches")
+        self.locks = Locks(run_dir.parent / ".locks", "local", self._config_map_files(), self.warn)
         self.scheduler = Scheduler(self)
         self.pods = PodRuntime(self)
         self.podenv = PodEnvironment(self)
@@ -155,6 +161,14 @@ class Run:
                 "folders in command, args, env, script source and output paths"
             )
 
+    def _config_map_files(self) -> list[Path]:
+        """Where a semaphore's ConfigMap may be: the file being run, then the manifests."""
+        files = [Path(self.doc.source)]
+        folder = self.options.manifests
+        if folder is not None and folder.is_dir():
+            files += sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml"))
+        return files
+
     def volume_dir(self, vname: str) -> Path:
         path = self.run_dir / "volumes" / vname
         path.mkdir(parents=True, exist_ok=True)
@@ -172,16 +186,20 @@ class Run:
     def find_template(
         self, doc: Document, ref: Mapping[str, Any], where: str
     ) -> tuple[Document, dict[str, Any]]:
-        """The template a step names: ``template`` in the same document, or ``templateRef``."""
+        """The template a step names: ``template`` in the same document, ``templateRef``, or
+        ``inline``; with the workflow's ``templateDefaults`` and ``retryStrategy`` applied."""
+        if ref.get("inline") is not None:
+            return doc, defaults.effective(self.spec, dict(ref["inline"]))
         if ref.get("templateRef"):
-            return self.library.resolve(ref["templateRef"], where)
+            tdoc, referenced = self.library.resolve(ref["templateRef"], where)
+            return tdoc, defaults.effective(self.spec, referenced)
         name = ref.get("template")
         if not name:
-            raise SpecError(f"{where}: needs template or templateRef")
+            raise SpecError(f"{where}: needs template, templateRef or inline")
         tmpl = doc.template(str(name)) if doc is not self.doc else self._own_template(str(name))
         if tmpl is None:
             raise SpecError(f"{doc.source}: {where}: no template named {name!r}")
-        return doc, tmpl
+        return doc, defaults.effective(self.spec, tmpl)
 
     def _own_template(self, name: str) -> dict[str, Any] | None:
         for t in self.spec.get("templates") or []:
@@ -231,12 +249,43 @@ class Run:
             timer.daemon = True
             timer.start()
         try:
-            return self.scheduler.run_template(
-                doc, tmpl, args, self.name, self.name, None, lenient=True
-            )
+            return self._run_entrypoint(doc, tmpl, args)
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _run_entrypoint(self, doc: Document, tmpl: dict[str, Any], args: Mapping[str, Any]) -> Node:
+        """The entrypoint, under the workflow's own mutexes and semaphores (held for the
+        whole run; the workflow waits, Pending, for them as a queued workflow waits)."""
+        sync = self.spec.get("synchronization")
+        if not sync:
+            return self.scheduler.run_template(
+                doc, tmpl, args, self.name, self.name, None, lenient=True
+            )
+        where = f"{self.doc.source}: spec.synchronization"
+        try:
+            locks = self.locks.resolve(params.substitute(dict(sync), self.scope, where), where)
+        except params.ParamError as exc:
+            return self._root_error(str(exc))
+
+        def waiting(lock: Any) -> None:
+            if lock is not None:
+                self.progress(f"waiting for the workflow's lock {lock.name}", None)
+
+        try:
+            with self.locks.hold(locks, self.cancel, waiting):
+                return self.scheduler.run_template(
+                    doc, tmpl, args, self.name, self.name, None, lenient=True
+                )
+        except StopWaiting:
+            node = self._root_error(self.cancel_reason or "stopped waiting for a lock")
+            node.phase = FAILED
+            return node
+
+    def _root_error(self, message: str) -> Node:
+        node = self.new_node(self.name, self.name, "Steps", "", None)
+        node.started = time.time()
+        return self.finish(node, ERROR, message)
 
     def stop(self, reason: str) -> None:
         """Cancel the run: no new nodes, running process groups killed."""

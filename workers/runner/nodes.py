@@ -59,6 +59,8 @@ class Node:
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
+    # memoize: Argo's memoizationStatus (hit, key, cacheName), None without memoize
+    memoization: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from workers.runner.nodes import (
 )
 from workers.runner.params import ParamError
 from workers.runner.podenv import PACKAGE_ROOT, remap_container
-from workers.runner.spec import Document, SpecError
+from workers.runner.spec import Document, SpecError, seconds
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
@@ -312,18 +311,10 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 def _seconds(value: Any) -> float:
     """An Argo duration: a number of seconds or a Go duration string (``10s``, ``2m``, ``1h30m``)."""
-    text = str(value).strip()
     try:
-        return float(text)
+        return seconds(value)
     except ValueError:
-        pass
-    total = 0.0
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise ParamError(f"bad duration {value!r}")
-    for number, unit in parts:
-        total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    return total
+        raise ParamError(f"bad duration {value!r}") from None
 
 
 def _should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:

@@ -187,6 +187,8 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             n.inputs,
             n.outputs,
         )
+        if n.memoization is not None:
+            rec["memoizationStatus"] = dict(n.memoization)
         children = ids + kids.get(n.id, [])
         if children or retried:
             rec["children"] = children

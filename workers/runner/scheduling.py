@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import dataflow, expr, govaluate, params
@@ -20,11 +20,14 @@ from workers.runner.nodes import (
     RUNNING,
     SKIPPED,
     SUCCEEDED,
+    Attempt,
     Cancelled,
     Node,
 )
 from workers.runner.params import ParamError
+from workers.runner.pods import _seconds, _should_retry
 from workers.runner.spec import Document, SpecError
+from workers.runner.synchronization import Lock, StopWaiting
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
@@ -46,29 +49,43 @@ class Scheduler:
         parent: Node | None,
         *,
         lenient: bool = False,
+        fail_fast: threading.Event | None = None,
     ) -> Node:
         kind = next(k for k in ("container", "script", "steps", "dag") if k in tmpl)
         type_ = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG"}[kind]
-        node = self.run.new_node(name, display, type_, str(tmpl.get("name")), parent)
+        # A steps or DAG template with a retryStrategy (its own, or spec.retryStrategy) is a
+        # Retry node whose children are its attempts, each a whole Steps/DAG node
+        # (operator.go executeTemplate: the retry node wraps any template type).
+        whole_retry = type_ != "Pod" and tmpl.get("retryStrategy") is not None
+        node = self.run.new_node(
+            name, display, "Retry" if whole_retry else type_, str(tmpl.get("name") or ""), parent
+        )
         node.started = time.time()
         node.phase = RUNNING
-        where = f"{doc.source}: template {tmpl.get('name')}"
+        where = f"{doc.source}: template {tmpl.get('name') or f'(inline in {display})'}"
         try:
             node.inputs = dataflow.resolve_inputs(self.run, tmpl, arguments, where, lenient=lenient)
             scope = dict(self.run.scope)
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
-            if type_ == "Pod":
-                self.run.pods.run_pod(node, doc, tmpl, scope, where)
-            elif type_ == "Steps":
-                self.run_steps(node, doc, tmpl, scope, where)
-            else:
-                self.run_dag(node, doc, tmpl, scope, where)
+            with self._synchronized(node, tmpl, scope, where):
+                if not self._memoized(node, tmpl, scope, where):
+                    if type_ == "Pod":
+                        self.run.pods.run_pod(node, doc, tmpl, scope, where)
+                    elif whole_retry:
+                        self.run_retried(node, doc, tmpl, scope, where, type_)
+                    elif type_ == "Steps":
+                        self.run_steps(node, doc, tmpl, scope, where)
+                    else:
+                        self.run_dag(node, doc, tmpl, scope, where)
+                    self._memoize_save(node, where)
         except (ParamError, SpecError, expr.ExprError) as exc:
             self.run.finish(node, ERROR, str(exc))
-        except Cancelled:
+        except (Cancelled, StopWaiting):
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
-        if node.reused:
+        if fail_fast is not None and node.phase in (FAILED, ERROR):
+            fail_fast.set()
+        if node.reused or (node.memoization or {}).get("hit"):
             return node  # its metrics were the earlier run's
         outputs = node.outputs if node.phase == SUCCEEDED else dataflow.declared_defaults(tmpl)
         self.run.template_metrics(
@@ -76,11 +93,125 @@ class Scheduler:
         )
         return node
 
+    def _synchronized(
+        self, node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
+    ) -> AbstractContextManager[None]:
+        """The template's mutexes and semaphores, held while its node runs (retries included);
+        the node is Pending while it waits, as in Argo."""
+        sync = tmpl.get("synchronization")
+        if not sync:
+            return nullcontext()
+        sync = params.substitute(dict(sync), scope, f"{where}.synchronization")
+        locks = self.run.locks.resolve(sync, f"{where}: synchronization")
+
+        def waiting(lock: Lock | None) -> None:
+            with self.run.lock:
+                if lock is None:
+                    node.phase, node.message = RUNNING, ""
+                else:
+                    node.phase, node.message = "Pending", f"Waiting for {lock.name} lock"
+            self.run.progress("waiting" if lock else "running", node)
+
+        return self.run.locks.hold(locks, self.run.cancel, waiting)
+
+    def _memoized(
+        self, node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
+    ) -> bool:
+        """Whether the node took its outputs from its ``memoize`` cache (a hit: Succeeded,
+        nothing run); on a miss the node records the key it saves under when it succeeds."""
+        memo = tmpl.get("memoize")
+        if not memo:
+            return False
+        key = str(params.substitute(str(memo.get("key") or ""), scope, f"{where}.memoize.key"))
+        cache = str(((memo.get("cache") or {}).get("configMap") or {}).get("name") or "")
+        if not cache:
+            raise SpecError(f"{where}: memoize.cache.configMap.name is required")
+        max_age = params.substitute(memo.get("maxAge"), scope, f"{where}.memoize.maxAge")
+        outputs = self.run.caches.load(cache, key, max_age)
+        node.memoization = {"hit": outputs is not None, "key": key, "cacheName": cache}
+        if outputs is None:
+            return False
+        with self.run.lock:
+            node.outputs = outputs
+        self.run.finish(node, SUCCEEDED)
+        return True
+
+    def _memoize_save(self, node: Node, where: str) -> None:
+        memo = node.memoization
+        if memo is None or memo["hit"] or node.phase != SUCCEEDED:
+            return
+        try:
+            self.run.caches.save(memo["cacheName"], memo["key"], node.id, node.outputs)
+        except (OSError, ParamError) as exc:
+            # operator.go: a node whose outputs cannot be saved to its cache is an Error
+            self.run.finish(node, ERROR, f"Failed to save node outputs to cache: {exc}")
+
+    def run_retried(
+        self,
+        node: Node,
+        doc: Document,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        where: str,
+        type_: str,
+    ) -> None:
+        """A steps or DAG template retried whole: attempt ``name(n)`` runs every step again."""
+        rs = tmpl.get("retryStrategy") or {}
+        raw = rs.get("limit")
+        # a nil limit retries until the template succeeds (retryStrategy: {} in Argo)
+        limit = None if raw is None else int(params.substitute(str(raw), scope, f"{where}.limit"))
+        policy = rs.get("retryPolicy") or ("Always" if rs.get("expression") else "OnFailure")
+        backoff = rs.get("backoff") or {}
+        first = time.time()
+        n = 0
+        while True:
+            self.run.check_cancel()
+            if n > 0 and backoff:
+                delay = _seconds(backoff.get("duration", 0)) * float(
+                    params.substitute(str(backoff.get("factor", 1) or 1), scope, where)
+                ) ** (n - 1)
+                if backoff.get("cap"):
+                    delay = min(delay, _seconds(backoff["cap"]))
+                max_d = backoff.get("maxDuration")
+                if max_d and time.time() + delay - first > _seconds(max_d):
+                    node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
+                    break
+                if self.run.cancel.wait(delay):
+                    raise Cancelled()
+            child = self.run.new_node(
+                f"{node.name}({n})", f"{node.display}({n})", type_, node.template, node
+            )
+            child.started, child.phase = time.time(), RUNNING
+            child.inputs = dict(node.inputs)
+            ascope = {**scope, "retries": str(n)}
+            try:
+                if type_ == "Steps":
+                    self.run_steps(child, doc, tmpl, ascope, where)
+                else:
+                    self.run_dag(child, doc, tmpl, ascope, where)
+            except (ParamError, SpecError, expr.ExprError) as exc:
+                self.run.finish(child, ERROR, str(exc))
+            except Cancelled:
+                self.run.finish(child, FAILED, self.run.cancel_reason or "cancelled")
+                raise
+            if child.phase == SUCCEEDED or (limit is not None and n >= limit):
+                break
+            last = Attempt(n, "", child.started or first, child.finished, child.phase)
+            last.message = child.message
+            if not _should_retry(policy, rs.get("expression"), last, where):
+                break
+            n += 1
+        with self.run.lock:
+            node.outputs = dict(child.outputs)
+        self.run.finish(node, child.phase, child.message)
+
     def run_steps(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
         limiter = _limiter(tmpl, scope, where)
+        fail_fast = threading.Event() if tmpl.get("failFast") else None
         failed = ""
+        gnode: Node | None = None
         for gi, group in enumerate(tmpl["steps"] or []):
             self.run.check_cancel()
             gname = f"{node.name}[{gi}]"
@@ -100,9 +231,19 @@ class Scheduler:
                     gnode: Node = gnode,
                     results: dict[str, Node] = results,
                 ) -> None:
-                    results[sname] = self.run_task(
-                        step, doc, dict(scope), f"{gname}.{sname}", sname, gnode, limiter, w
+                    r = self.run_task(
+                        step,
+                        doc,
+                        dict(scope),
+                        f"{gname}.{sname}",
+                        sname,
+                        gnode,
+                        limiter,
+                        w,
+                        fail_fast,
                     )
+                    if r is not None:
+                        results[sname] = r
 
                 threads.append(_start(work, self.run, f"{gname}.{sname}"))
             for t in threads:
@@ -112,11 +253,20 @@ class Scheduler:
             ]
             for sname, r in results.items():
                 dataflow.publish(scope, f"steps.{sname}", r)
+            if fail_fast is not None and fail_fast.is_set():
+                break  # the group's node is failed below, with the template's
             self.run.finish(gnode, FAILED if group_failed else SUCCEEDED)
             if group_failed:
                 failed = f"child {group_failed[0].display} {group_failed[0].phase.lower()}"
                 break
         self.run.check_cancel()
+        if fail_fast is not None and fail_fast.is_set():
+            # operator.go checkParallelism: the template and its last step group are failed
+            # once no child runs, whatever continueOn says.
+            if gnode is not None:
+                self.run.finish(gnode, FAILED, FAIL_FAST)
+            self.run.finish(node, FAILED, FAIL_FAST)
+            return
         if failed:
             self.run.finish(node, FAILED, failed)
             return
@@ -133,8 +283,11 @@ class Scheduler:
         parent: Node,
         limiter: Limiter | None,
         where: str,
-    ) -> Node:
-        """A step or DAG task: expand its loop, check ``when``, run the template per item."""
+        fail_fast: threading.Event | None = None,
+    ) -> Node | None:
+        """A step or DAG task: expand its loop, check ``when``, run the template per item.
+        None when the template's ``failFast`` stopped it before it started (Argo creates no
+        node then)."""
         try:
             tdoc, tmpl = self.run.find_template(doc, step, where)
             items = self.loop_items(step, scope, where)
@@ -144,11 +297,15 @@ class Scheduler:
             )
             return self.run.finish(node, ERROR, str(exc))
         if items is None:
-            result = self.run_item(step, tdoc, tmpl, scope, name, display, parent, limiter, where)
+            result = self.run_item(
+                step, tdoc, tmpl, scope, name, display, parent, limiter, where, fail_fast
+            )
+            if result is None:
+                return None
             if result.phase in (FAILED, ERROR) and _continues(step, result.phase):
                 result.handled = True
             return result
-        group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name")), parent)
+        group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name") or ""), parent)
         group.started = time.time()
         group.phase = RUNNING
         if not items:
@@ -169,7 +326,7 @@ class Scheduler:
                 if i < 0:
                     return
                 label = params.loop_label(i, item)
-                children[i] = child = self.run_item(
+                child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
@@ -179,8 +336,11 @@ class Scheduler:
                     group,
                     limiter,
                     where,
+                    fail_fast,
                 )
-                child.index = i
+                if child is not None:
+                    child.index = i
+                    children[i] = child
 
         slots = len(items) if limiter is None else min(len(items), limiter.size)
         threads = [_start(work, self.run, f"{name}[{k}]") for k in range(slots)]
@@ -226,27 +386,34 @@ class Scheduler:
         parent: Node,
         limiter: Limiter | None,
         where: str,
-    ) -> Node:
+        fail_fast: threading.Event | None = None,
+    ) -> Node | None:
         try:
             when = step.get("when")
             if when is not None:
                 text = params.substitute(str(when), scope, f"{where}.when")
                 if not govaluate.should_execute(text):
                     node = self.run.new_node(
-                        name, display, "Skipped", str(tmpl.get("name")), parent
+                        name, display, "Skipped", str(tmpl.get("name") or ""), parent
                     )
                     return self.run.finish(node, SKIPPED, f"when '{text}' evaluated false")
             arguments = params.substitute(
                 dict(step.get("arguments") or {}), scope, f"{where}.arguments"
             )
         except (ParamError, expr.ExprError) as exc:
-            node = self.run.new_node(name, display, "Skipped", str(tmpl.get("name")), parent)
+            node = self.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
             return self.run.finish(node, ERROR, str(exc))
         with limiter or nullcontext():
+            if fail_fast is not None and fail_fast.is_set():
+                return None
             if self.run.cancel.is_set():
-                node = self.run.new_node(name, display, "Skipped", str(tmpl.get("name")), parent)
+                node = self.run.new_node(
+                    name, display, "Skipped", str(tmpl.get("name") or ""), parent
+                )
                 return self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
-            return self.run_template(doc, tmpl, arguments, name, display, parent)
+            return self.run_template(
+                doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast
+            )
 
     def run_dag(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
@@ -262,6 +429,15 @@ class Scheduler:
                 if dep not in tasks:
                     raise SpecError(f"{where}: task {tname} depends on unknown task {dep!r}")
             deps[tname] = text
+        wanted = _targets(tmpl, tasks, deps, scope, where)
+        if wanted is not None:
+            tasks = {k: v for k, v in tasks.items() if k in wanted}
+        # dag.failFast (default true) needs nothing here: the controller (dag.go
+        # assessDAGPhase) keeps a DAG Running while any of its nodes runs and starts every
+        # task whose dependencies resolve in the meantime, so with or without it a DAG runs
+        # what it can and fails once nothing runs. The template's own failFast stops it.
+        fail_fast = threading.Event() if tmpl.get("failFast") else None
+        stopped: set[str] = set()  # tasks failFast kept from starting
         results: dict[str, Node] = {}
         running: set[str] = set()
         cond = threading.Condition(self.run.lock)
@@ -299,17 +475,21 @@ class Scheduler:
                         node,
                         limiter,
                         f"{where}: dag.tasks[{tname}]",
+                        fail_fast,
                     )
                 finally:
                     with cond:
-                        if r is None:
-                            r = self.run.new_node(
-                                f"{node.name}.{tname}", tname, "Skipped", "", node
-                            )
-                            r.phase, r.message = ERROR, "internal error"
-                        results[tname] = r
-                        r.after = _dependency_ids(deps[tname], results)
-                        dataflow.publish(scope, f"tasks.{tname}", r)
+                        if r is None and fail_fast is not None and fail_fast.is_set():
+                            stopped.add(tname)  # never started: no node, as in Argo
+                        else:
+                            if r is None:
+                                r = self.run.new_node(
+                                    f"{node.name}.{tname}", tname, "Skipped", "", node
+                                )
+                                r.phase, r.message = ERROR, "internal error"
+                            results[tname] = r
+                            r.after = _dependency_ids(deps[tname], results)
+                            dataflow.publish(scope, f"tasks.{tname}", r)
                         running.discard(tname)
                         cond.notify_all()
 
@@ -320,9 +500,14 @@ class Scheduler:
             while len(results) < len(tasks):
                 if self.run.cancel.is_set() and not running:
                     break
+                halted = fail_fast is not None and fail_fast.is_set()
+                if halted and not running:
+                    break
                 for tname in tasks:
                     if tname in results or tname in running or self.run.cancel.is_set():
                         continue
+                    if halted:
+                        break
                     names = expr.depends_names(deps[tname]) if deps[tname] else []
                     if not all(d in results for d in names):
                         continue
@@ -340,6 +525,9 @@ class Scheduler:
                 if len(results) < len(tasks):
                     cond.wait(0.5)
         self.run.check_cancel()
+        if fail_fast is not None and fail_fast.is_set():
+            self.run.finish(node, FAILED, FAIL_FAST)
+            return
         # A failure counts unless continueOn covers it or a task that ran depended on it.
         consumed = {
             dep
@@ -358,6 +546,40 @@ class Scheduler:
             return
         dataflow.template_outputs(node, tmpl, scope, where)
         self.run.finish(node, SUCCEEDED)
+
+
+FAIL_FAST = "template has failed or errored children and failFast enabled"
+"""The message of a steps/DAG template its ``failFast`` failed (operator.go checkParallelism)."""
+
+
+def _targets(
+    tmpl: Mapping[str, Any],
+    tasks: Mapping[str, Any],
+    deps: Mapping[str, str],
+    scope: Mapping[str, str],
+    where: str,
+) -> set[str] | None:
+    """``dag.target``: the named tasks (space-separated, after substitution) and every task
+    they depend on, directly or not (dag.go executeDAG/executeDAGTask); None runs them all."""
+    raw = (tmpl.get("dag") or {}).get("target")
+    if raw in (None, ""):
+        return None
+    text = str(params.substitute(str(raw), scope, f"{where}.dag.target"))
+    names = text.split()
+    if not names:
+        return None
+    for t in names:
+        if t not in tasks:
+            raise SpecError(f"{where}: dag.target: target {t!r} is not defined")
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        t = todo.pop()
+        if t in wanted:
+            continue
+        wanted.add(t)
+        todo.extend(expr.depends_names(deps[t]) if deps[t] else [])
+    return wanted
 
 
 def _dependency_ids(text: str, results: Mapping[str, Node]) -> list[str]:

@@ -39,6 +39,26 @@ IGNORED = "ignored"
 FREE = "free"
 """Supported free-form mapping (labels, annotations)."""
 
+# Typed scalars, checked before running as the CRD's OpenAPI schema (and the controller's Go
+# types) check them: a type error is one line naming the field, never a traceback mid-run.
+INT = "int"
+"""An integer (Go ``*int64``): a string, even ``"2"``, is refused as the CRD refuses it."""
+
+INT_OR_STRING = "int-or-string"
+"""Kubernetes ``IntOrString``: an integer, or a string holding one or a ``{{...}}`` tag."""
+
+BOOL = "bool"
+"""A boolean (Go ``*bool``)."""
+
+STRING_LIST = "string-list"
+"""A list of strings (``command``, ``args``, ``dependencies``); scalars in it are accepted as
+YAML writes them (``[sleep, 5]``), a lone string or a nested list is not."""
+
+DURATION = "duration"
+"""A duration string: seconds (``"30"``) or Go units (``"1m30s"``), or a ``{{...}}`` tag."""
+
+TYPED = (INT, INT_OR_STRING, BOOL, STRING_LIST, DURATION)
+
 Schema = dict[str, Any]
 
 # Fields that only concern Kubernetes scheduling, security, observability or cleanup.
@@ -116,7 +136,7 @@ ENV: Schema = {
     "name": LEAF,
     "value": LEAF,
     "valueFrom": {
-        "secretKeyRef": {"name": LEAF, "key": LEAF, "optional": LEAF},
+        "secretKeyRef": {"name": LEAF, "key": LEAF, "optional": BOOL},
         # The downward API: metadata.name is the pod's name (the runner's pod folder).
         "fieldRef": {"fieldPath": LEAF, "apiVersion": LEAF},
     },
@@ -125,15 +145,15 @@ ENV: Schema = {
 VOLUME_MOUNT: Schema = {
     "name": LEAF,
     "mountPath": LEAF,
-    "readOnly": LEAF,
+    "readOnly": BOOL,
     "subPath": LEAF,
     **_ignored("mountPropagation"),
 }
 
 CONTAINER: Schema = {
     "name": LEAF,
-    "command": LEAF,
-    "args": LEAF,
+    "command": STRING_LIST,
+    "args": STRING_LIST,
     "env": [ENV],
     "workingDir": LEAF,
     "volumeMounts": [VOLUME_MOUNT],
@@ -156,18 +176,28 @@ PVC_TEMPLATE: Schema = {
 }
 
 RETRY: Schema = {
-    "limit": LEAF,
+    "limit": INT_OR_STRING,
     "retryPolicy": LEAF,
     "expression": EXPR_LANG,
-    "backoff": {"duration": LEAF, "factor": LEAF, "maxDuration": LEAF, "cap": LEAF},
+    "backoff": {
+        "duration": DURATION,
+        "factor": INT_OR_STRING,
+        "maxDuration": DURATION,
+        "cap": DURATION,
+    },
     **_ignored("affinity"),
 }
 
 TEMPLATE_REF: Schema = {"name": LEAF, "template": LEAF, **_ignored("clusterScope")}
 
-SEQUENCE: Schema = {"count": LEAF, "start": LEAF, "end": LEAF, "format": LEAF}
+SEQUENCE: Schema = {
+    "count": INT_OR_STRING,
+    "start": INT_OR_STRING,
+    "end": INT_OR_STRING,
+    "format": LEAF,
+}
 
-STEP: Schema = {
+PLAIN_STEP: Schema = {
     "name": LEAF,
     "template": LEAF,
     "templateRef": TEMPLATE_REF,
@@ -176,11 +206,11 @@ STEP: Schema = {
     "withParam": LEAF,
     "withSequence": SEQUENCE,
     "when": LEAF,
-    "continueOn": {"failed": LEAF, "error": LEAF},
+    "continueOn": {"failed": BOOL, "error": BOOL},
     "description": LEAF,
 }
 
-TASK: Schema = {**STEP, "dependencies": LEAF, "depends": LEAF}
+PLAIN_TASK: Schema = {**PLAIN_STEP, "dependencies": STRING_LIST, "depends": LEAF}
 
 METRIC: Schema = {
     "name": LEAF,
@@ -192,30 +222,72 @@ METRIC: Schema = {
     "counter": {"value": EXPRESSION},
 }
 
-TEMPLATE: Schema = {
-    "name": LEAF,
-    "inputs": {"parameters": [PARAMETER]},
-    "outputs": {"parameters": [OUTPUT_PARAMETER]},
-    "container": CONTAINER,
-    "script": SCRIPT,
-    "steps": [[STEP]],
-    "dag": {"tasks": [TASK]},
-    "retryStrategy": RETRY,
-    "parallelism": LEAF,
-    "activeDeadlineSeconds": LEAF,
-    "volumes": [VOLUME],
-    "description": LEAF,
-    **_ignored(*_POD_IGNORED),
-    # Computed per node into the run folder's metrics.prom (runner/metrics.py).
-    "metrics": {"prometheus": [METRIC]},
+MEMOIZE: Schema = {
+    "key": LEAF,
+    "maxAge": DURATION,
+    "cache": {"configMap": {"name": LEAF}},
 }
+
+# v4 has only the plural forms (workflow_types.go Synchronization): the v3.5 singular
+# ``mutex``/``semaphore`` are unknown fields to a v4 controller, so they are refused here too.
+SYNCHRONIZATION: Schema = {
+    "mutexes": [{"name": LEAF, "namespace": LEAF, "database": BOOL}],
+    "semaphores": [
+        {
+            "configMapKeyRef": {"name": LEAF, "key": LEAF, "optional": BOOL},
+            "namespace": LEAF,
+            "database": {"key": LEAF},
+        }
+    ],
+}
+
+
+def _template(step: Schema, task: Schema) -> Schema:
+    return {
+        "name": LEAF,
+        "inputs": {"parameters": [PARAMETER]},
+        "outputs": {"parameters": [OUTPUT_PARAMETER]},
+        "container": CONTAINER,
+        "script": SCRIPT,
+        "steps": [[step]],
+        "dag": {"tasks": [task], "target": LEAF, "failFast": BOOL},
+        "retryStrategy": RETRY,
+        "parallelism": INT,
+        "failFast": BOOL,
+        "activeDeadlineSeconds": INT_OR_STRING,
+        "memoize": MEMOIZE,
+        "synchronization": SYNCHRONIZATION,
+        "volumes": [VOLUME],
+        "description": LEAF,
+        **_ignored(*_POD_IGNORED),
+        # Computed per node into the run folder's metrics.prom (runner/metrics.py).
+        "metrics": {"prometheus": [METRIC]},
+    }
+
+
+# docs/inline-templates.md: "You can only inline once": an inline template's own steps or
+# tasks cannot inline again.
+INLINE_TEMPLATE: Schema = _template(PLAIN_STEP, PLAIN_TASK)
+
+STEP: Schema = {**PLAIN_STEP, "inline": INLINE_TEMPLATE}
+
+TASK: Schema = {**PLAIN_TASK, "inline": INLINE_TEMPLATE}
+
+TEMPLATE: Schema = _template(STEP, TASK)
+
+# spec.templateDefaults is a Template (workflow_types.go TemplateDefaults *Template), merged
+# into every template (runner/defaults.py).
+TEMPLATE_DEFAULTS: Schema = TEMPLATE
 
 SPEC: Schema = {
     "entrypoint": LEAF,
     "arguments": ARGUMENTS,
     "templates": [TEMPLATE],
-    "parallelism": LEAF,
-    "activeDeadlineSeconds": LEAF,
+    "templateDefaults": TEMPLATE_DEFAULTS,
+    "retryStrategy": RETRY,
+    "synchronization": SYNCHRONIZATION,
+    "parallelism": INT,
+    "activeDeadlineSeconds": INT,
     "volumeClaimTemplates": [PVC_TEMPLATE],
     "volumes": [VOLUME],
     "workflowTemplateRef": {"name": LEAF, **_ignored("clusterScope")},
@@ -301,6 +373,11 @@ def _check_expressions(doc: Any, path: str, source: str, *, whole: bool) -> None
 
 def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
     """Raise SpecError for the first field outside ``schema``; note ignored ones."""
+    if schema in TYPED:
+        problem = scalar_problem(doc, schema)
+        if problem:
+            raise SpecError(f"{source}: {path}: {problem}")
+        schema = LEAF
     if schema in (LEAF, EXPRESSION, EXPR_LANG):
         _check_expressions(doc, path, source, whole=schema == EXPR_LANG)
         return
@@ -322,6 +399,12 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
         sub = schema.get(key)
         child = f"{path}.{key}" if path else str(key)
         if sub is None:
+            if schema is SYNCHRONIZATION and key in ("mutex", "semaphore"):
+                plural = "mutexes" if key == "mutex" else "semaphores"
+                raise SpecError(
+                    f"{source}: {child}: the singular form was removed in Argo v4; "
+                    f"use {plural}: [...]"
+                )
             raise SpecError(
                 f"{source}: {child}: field not supported by the local runner "
                 "(neither implemented nor on the ignored-locally list)"
@@ -330,6 +413,83 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
             notes.add(f"{source}: {child} ignored locally")
             continue
         check(value, sub, child, source, notes)
+
+
+_TAG = re.compile(r"\{\{.*?\}\}")
+_GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def scalar_problem(value: Any, kind: str) -> str:
+    """Why ``value`` does not fit a typed field, or "" when it does (``None``: unset)."""
+    if value is None:
+        return ""
+    if kind == INT:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ""
+        return f"expected an integer, got {_kind(value)}"
+    if kind == BOOL:
+        return "" if isinstance(value, bool) else f"expected true or false, got {_kind(value)}"
+    if kind == INT_OR_STRING:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ""
+        if isinstance(value, str) and (_INTEGER.fullmatch(value.strip()) or _TAG.search(value)):
+            return ""
+        return f"expected an integer (or a string holding one), got {_kind(value)}"
+    if kind == STRING_LIST:
+        if not isinstance(value, list):
+            return f"expected a list of strings, got {_kind(value)}"
+        for item in value:
+            if isinstance(item, (list, dict)) or item is None:
+                return f"expected a list of strings, got an item that is {_kind(item)}"
+        return ""
+    if kind == DURATION:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return ""
+        if isinstance(value, str):
+            text = value.strip()
+            if _TAG.search(text) or _GO_DURATION.fullmatch(text):
+                return ""
+            try:
+                float(text)
+                return ""
+            except ValueError:
+                pass
+        return f'expected a duration such as "30s", "2m" or "1h", got {_kind(value)}'
+    raise AssertionError(kind)
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(value: Any) -> float:
+    """A duration in seconds: a number, or a Go duration string (``10s``, ``2m``, ``1h30m``);
+    ValueError otherwise."""
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _GO_DURATION.fullmatch(text):
+        raise ValueError(f"bad duration {value!r}")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner import expr, params
+from workers.runner import defaults, expr, params
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -119,21 +119,35 @@ class Wiring:
         self.volumes = volumes
 
     def template(self, doc: Document, ref: Mapping[str, Any], where: str) -> tuple[Document, Any]:
+        """The template a step runs, as the run resolves it (engine.Run.find_template)."""
+        if ref.get("inline") is not None:
+            inline = ref["inline"]
+            kinds = [k for k in defaults.KINDS if inline.get(k) is not None]
+            if len(kinds) != 1:
+                raise SpecError(
+                    f"{where}.inline: a template needs exactly one of container, script, "
+                    f"steps, dag (found {kinds or 'none'})"
+                )
+            if ref.get("template") or ref.get("templateRef"):
+                raise SpecError(f"{where}: inline cannot be used with template or templateRef")
+            return doc, defaults.effective(self.spec, inline)
         if ref.get("templateRef"):
             tref = ref["templateRef"]
             target = self.library.get(str(tref.get("name")), f"{where}.templateRef")
             if target.source + target.name not in self.validated:
                 validate(target, self.notes)
                 self.validated.add(target.source + target.name)
-            return self.library.resolve(tref, where)
+            tdoc, referenced = self.library.resolve(tref, where)
+            return tdoc, defaults.effective(self.spec, referenced)
         name = str(ref.get("template") or "")
+        tmpl: dict[str, Any] | None
         if doc is self.doc:
             tmpl = next((t for t in self.spec.get("templates") or [] if t["name"] == name), None)
         else:
             tmpl = doc.template(name)
         if tmpl is None:
             raise SpecError(f"{where}: no template named {name!r} in {doc.source}")
-        return doc, tmpl
+        return doc, defaults.effective(self.spec, tmpl)
 
     def check(self) -> None:
         entry = str(self.spec.get("entrypoint") or "")
@@ -145,21 +159,23 @@ class Wiring:
         self.visit(doc, tmpl)
 
     def visit(self, doc: Document, tmpl: Mapping[str, Any]) -> None:
-        key = (doc.source, doc.name, str(tmpl.get("name")))
+        # an inline template has no name: each is its own template
+        key = (doc.source, doc.name, str(tmpl.get("name") or f"inline-{id(tmpl)}"))
         if key in self.seen:
             return
         self.seen.add(key)
-        where = f"{doc.source}: template {tmpl.get('name')}"
+        where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
         if "steps" in tmpl or "dag" in tmpl:
-            for field in ("retryStrategy", "activeDeadlineSeconds"):
-                if field in tmpl:
-                    raise SpecError(
-                        f"{where}: {field} on a steps/dag template is not supported locally "
-                        "(put it on the container or script templates)"
-                    )
+            if tmpl.get("activeDeadlineSeconds") is not None:
+                # fields.md Template.activeDeadlineSeconds: "only applicable to container
+                # and script templates"; the controller gives it no meaning elsewhere.
+                self.notes.add(
+                    f"{where}: activeDeadlineSeconds on a steps/dag template has no effect "
+                    "(Argo applies it to container and script templates only)"
+                )
             if "steps" in tmpl:
                 steps = [s for group in tmpl["steps"] or [] for s in group or []]
             else:
@@ -167,6 +183,8 @@ class Wiring:
             for s in steps:
                 swhere = f"{where}: step {s.get('name')}"
                 children[str(s["name"])] = self.template(doc, s, swhere)
+            if "dag" in tmpl:
+                self.check_target(tmpl, {str(s["name"]) for s in steps}, where)
         else:
             self.check_pod(tmpl, where)
         prefix = "steps" if "steps" in tmpl else "tasks"
@@ -174,11 +192,28 @@ class Wiring:
         meaningful = {
             k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED and k != "metrics"
         }
+        # an inline template's strings are its own (its inputs are not this template's)
+        if "steps" in meaningful:
+            meaningful["steps"] = [
+                [{k: v for k, v in st.items() if k != "inline"} for st in group or []]
+                for group in meaningful["steps"] or []
+            ]
+        if "dag" in meaningful:
+            meaningful["dag"] = {
+                **meaningful["dag"],
+                "tasks": [
+                    {k: v for k, v in t.items() if k != "inline"}
+                    for t in meaningful["dag"].get("tasks") or []
+                ],
+            }
+        looped = {str(s["name"]) for s in steps if _loops(s)}
         for path, text in strings(meaningful, ""):
             for m in params.TAG.finditer(text):
                 if m.group(1).startswith("="):
                     continue  # an expression: spec.py checked its functions, names bind at run time
-                self.check_tag(m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}")
+                self.check_tag(
+                    m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}", looped
+                )
         outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
             for m in params.TAG.finditer(text):
@@ -193,7 +228,7 @@ class Wiring:
                             "such output parameter"
                         )
                     continue
-                self.check_tag(tag, inputs, children, prefix, mwhere)
+                self.check_tag(tag, inputs, children, prefix, mwhere, looped)
         for s in steps:
             sdoc, stmpl = children[str(s["name"])]
             given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
@@ -214,6 +249,17 @@ class Wiring:
                 except expr.ExprError as exc:
                     raise SpecError(f"{where}: task {s['name']}: {exc}") from None
             self.visit(sdoc, stmpl)
+
+    def check_target(self, tmpl: Mapping[str, Any], names: set[str], where: str) -> None:
+        """validate.go validateDAGTargets: each literal target names a task."""
+        raw = (tmpl.get("dag") or {}).get("target")
+        if not isinstance(raw, str):
+            return
+        for target in raw.split():
+            if params.TAG.search(target):
+                continue
+            if target not in names:
+                raise SpecError(f"{where}: dag.target: target {target!r} is not defined")
 
     def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
         kind = "script" if "script" in tmpl else "container"
@@ -241,6 +287,7 @@ class Wiring:
         children: Mapping[str, tuple[Document, Any]],
         prefix: str,
         where: str,
+        looped: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         if tag in GLOBALS or tag == "item" or tag.startswith("item."):
             return
@@ -265,6 +312,14 @@ class Wiring:
                 raise SpecError(f"{where}: {{{{{tag}}}}}: no {head[:-1]} named {step!r} here")
             if field in NODE_FIELDS:
                 return
+            if field == "outputs.parameters":
+                # the whole list exists for a loop only (operator.go processAggregateNodeOutputs)
+                if step not in looped:
+                    raise SpecError(
+                        f"{where}: {{{{{tag}}}}}: the whole outputs.parameters list exists "
+                        f"only for a {head[:-1]} with withItems, withParam or withSequence"
+                    )
+                return
             if field.startswith("outputs.parameters."):
                 pname = field.removeprefix("outputs.parameters.")
                 _, target = children[step]
@@ -279,3 +334,7 @@ class Wiring:
                 return
             raise SpecError(f"{where}: {{{{{tag}}}}}: unsupported field {field!r}")
         raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
+
+
+def _loops(step: Mapping[str, Any]) -> bool:
+    return any(k in step for k in ("withItems", "withParam", "withSequence"))
