@@ -59,6 +59,7 @@ class Node:
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
+    daemoned: bool = False  # a daemon that became ready: it runs on until its scope ends
 
     @property
     def duration(self) -> float | None:

@@ -24,7 +24,7 @@ from workers.runner.nodes import (
     Node,
 )
 from workers.runner.params import ParamError
-from workers.runner.spec import Document, SpecError
+from workers.runner.spec import KINDS, Document, SpecError
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
@@ -47,8 +47,14 @@ class Scheduler:
         *,
         lenient: bool = False,
     ) -> Node:
-        kind = next(k for k in ("container", "script", "steps", "dag") if k in tmpl)
-        type_ = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG"}[kind]
+        kind = next(k for k in KINDS if k in tmpl)
+        type_ = {
+            "container": "Pod",
+            "script": "Pod",
+            "steps": "Steps",
+            "dag": "DAG",
+            "suspend": "Suspend",
+        }[kind]
         node = self.run.new_node(name, display, type_, str(tmpl.get("name")), parent)
         node.started = time.time()
         node.phase = RUNNING
@@ -60,21 +66,56 @@ class Scheduler:
                 scope[f"inputs.parameters.{k}"] = v
             if type_ == "Pod":
                 self.run.pods.run_pod(node, doc, tmpl, scope, where)
-            elif type_ == "Steps":
-                self.run_steps(node, doc, tmpl, scope, where)
+            elif type_ == "Suspend":
+                self.run_suspend(node, tmpl, scope, where)
             else:
-                self.run_dag(node, doc, tmpl, scope, where)
+                try:
+                    if type_ == "Steps":
+                        self.run_steps(node, doc, tmpl, scope, where)
+                    else:
+                        self.run_dag(node, doc, tmpl, scope, where)
+                finally:
+                    # Argo's killDaemonedChildren: the daemons this scope started end with it.
+                    self.run.daemons.release(node)
         except (ParamError, SpecError, expr.ExprError) as exc:
             self.run.finish(node, ERROR, str(exc))
         except Cancelled:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
-        if node.reused:
-            return node  # its metrics were the earlier run's
+        if node.reused or node.phase == RUNNING:
+            # kept from the earlier run (its metrics were that run's), or a daemon that runs
+            # on (its metrics are computed when it ends: pods.py)
+            return node
         outputs = node.outputs if node.phase == SUCCEEDED else dataflow.declared_defaults(tmpl)
         self.run.template_metrics(
             tmpl, node, where, node.phase, node.duration or 0.0, len(node.attempts) - 1, outputs
         )
         return node
+
+    def run_suspend(
+        self, node: Node, tmpl: dict[str, Any], scope: dict[str, str], where: str
+    ) -> None:
+        """A suspend template with a ``duration``: it waits that long and succeeds, its
+        outputs taking their defaults (operator.go executeSuspend). One without a duration
+        waits for ``argo resume`` and is refused before the run (wiring.py)."""
+        from workers.runner.pods import _seconds
+
+        raw = (tmpl.get("suspend") or {}).get("duration")
+        text = params.substitute(str(raw), scope, f"{where}.suspend.duration")
+        try:
+            seconds = _seconds(text)
+        except ParamError:
+            raise ParamError(f"{where}.suspend.duration: {text!r} is not a duration") from None
+        if self.run.cancel.wait(seconds):
+            raise Cancelled()
+        values = {
+            str(p["name"]): params.render(
+                (p.get("valueFrom") or {}).get("default", p.get("default"))
+            )
+            for p in (tmpl.get("outputs") or {}).get("parameters") or []
+        }
+        if values:
+            node.outputs["parameters"] = values
+        self.run.finish(node, SUCCEEDED)
 
     def run_steps(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
@@ -269,8 +310,10 @@ class Scheduler:
         def operand(task: str, result: str | None) -> bool:
             n = results[task]
             phases = n.loop_phases
+            daemoned = n.daemoned and n.phase == RUNNING
             if result is None:
-                return n.phase in (SUCCEEDED, SKIPPED)
+                # a bare name: (X.Succeeded || X.Skipped || X.Daemoned), dag.go
+                return n.phase in (SUCCEEDED, SKIPPED) or daemoned
             if result == "Errored":
                 return n.phase == ERROR
             if result == "Completed":
@@ -280,7 +323,7 @@ class Scheduler:
             if result == "AllFailed":
                 return bool(phases) and all(p in (FAILED, ERROR) for p in phases)
             if result == "Daemoned":
-                return False
+                return daemoned
             return bool(n.phase == result)
 
         def launch(tname: str) -> None:
@@ -348,10 +391,16 @@ class Scheduler:
             for dep in expr.depends_names(deps[tname])
             if _names_failure(deps[tname], dep)
         }
+        # A daemon that failed after its dependents started passes no failure on to them
+        # (dag.go assessDAGPhase follows the branch to the tasks that completed).
+        depended = {d for tname in results if deps[tname] for d in expr.depends_names(deps[tname])}
         bad = [
             r
             for tname, r in results.items()
-            if r.phase in (FAILED, ERROR) and not r.handled and tname not in consumed
+            if r.phase in (FAILED, ERROR)
+            and not r.handled
+            and tname not in consumed
+            and not (r.daemoned and tname in depended)
         ]
         if bad:
             self.run.finish(node, FAILED, f"task {bad[0].display} {bad[0].phase.lower()}")

@@ -104,7 +104,14 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
-    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": LEAF},
+    "valueFrom": {
+        "path": LEAF,
+        "default": LEAF,
+        "parameter": LEAF,
+        "expression": LEAF,
+        # a suspend template's output: its default when the suspension's duration expires
+        "supplied": FREE,
+    },
 }
 
 ARGUMENTS: Schema = {"parameters": [PARAMETER]}
@@ -138,6 +145,9 @@ CONTAINER: Schema = {
 }
 
 SCRIPT: Schema = {**CONTAINER, "source": LEAF}
+
+# An init container or a sidecar: a container of the same pod (runner/pods.py).
+USER_CONTAINER: Schema = {**CONTAINER, "mirrorVolumeMounts": LEAF}
 
 VOLUME: Schema = {
     "name": LEAF,
@@ -200,8 +210,15 @@ TEMPLATE: Schema = {
     "retryStrategy": RETRY,
     "parallelism": LEAF,
     "activeDeadlineSeconds": LEAF,
+    "timeout": LEAF,
     "volumes": [VOLUME],
     "description": LEAF,
+    # lifetimes (runner/pods.py, runner/daemons.py): a daemon lives until its scope ends,
+    # init containers run before the main one, sidecars beside it until it exits
+    "daemon": LEAF,
+    "initContainers": [USER_CONTAINER],
+    "sidecars": [USER_CONTAINER],
+    "suspend": {"duration": LEAF},
     **_ignored(*_POD_IGNORED),
     # Computed per node into the run folder's metrics.prom (runner/metrics.py).
     "metrics": {"prometheus": [METRIC]},
@@ -247,6 +264,9 @@ CRON_SPEC: Schema = {
 }
 
 CRON_DOCUMENT: Schema = {**DOCUMENT, "spec": CRON_SPEC}
+
+KINDS = ("container", "script", "steps", "dag", "suspend")
+"""The template kinds this runner runs (containerSet, resource, http, data, plugin are not)."""
 
 RUNNABLE_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 
@@ -349,12 +369,18 @@ def validate(doc: Document, notes: Notes) -> None:
     check(doc.body, schema, "", doc.source, notes)
     spec = doc.spec
     for t in spec.get("templates") or []:
-        kinds = [k for k in ("container", "script", "steps", "dag") if t.get(k) is not None]
+        kinds = [k for k in KINDS if t.get(k) is not None]
         if len(kinds) != 1:
             raise SpecError(
                 f"{doc.source}: spec.templates[{t.get('name')}]: a template needs exactly one of "
-                f"container, script, steps, dag (found {kinds or 'none'})"
+                f"{', '.join(KINDS)} (found {kinds or 'none'})"
             )
+        if t.get("daemon"):
+            # A daemon waits for its readiness probes (runner/daemons.py): they are not ignored.
+            probes = f"{doc.source}: spec.templates[{t.get('name')}]."
+            notes.ignored[:] = [
+                n for n in notes.ignored if not (n.startswith(probes) and "readinessProbe" in n)
+            ]
 
 
 def load_documents(path: Path) -> list[Document]:

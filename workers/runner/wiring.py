@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner import expr, params
+from workers.runner import daemons, expr, params
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -153,7 +153,21 @@ class Wiring:
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
-        if "steps" in tmpl or "dag" in tmpl:
+        if "container" not in tmpl and "script" not in tmpl:
+            for field in ("daemon", "sidecars", "initContainers"):
+                if tmpl.get(field):
+                    raise SpecError(
+                        f"{where}: {field} needs a container or script template (it runs a pod)"
+                    )
+            if "timeout" in tmpl:
+                # validate.go: timeout is for leaf templates only
+                kind = next(k for k in ("steps", "dag", "suspend") if k in tmpl)
+                raise SpecError(f"{where}: {kind} template doesn't support timeout field")
+        else:
+            _check_timeout(tmpl.get("timeout"), where)
+        if "suspend" in tmpl:
+            self.check_suspend(tmpl, where)
+        elif "steps" in tmpl or "dag" in tmpl:
             for field in ("retryStrategy", "activeDeadlineSeconds"):
                 if field in tmpl:
                     raise SpecError(
@@ -213,20 +227,53 @@ class Wiring:
                     raise SpecError(f"{where}: task {s['name']}: {exc}") from None
             self.visit(sdoc, stmpl)
 
+    def check_suspend(self, tmpl: Mapping[str, Any], where: str) -> None:
+        """A suspend template runs locally only with a ``duration`` (its outputs then take
+        their defaults); without one it waits for ``argo resume``, a cluster API."""
+        duration = (tmpl.get("suspend") or {}).get("duration")
+        if duration in (None, ""):
+            raise SpecError(
+                f"{where}: suspend without a duration waits for `argo resume` (a cluster API): "
+                "not supported locally (give suspend.duration)"
+            )
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            vf = p.get("valueFrom") or {}
+            if vf.get("default") is None and p.get("default") is None:
+                raise SpecError(
+                    f"{where}: outputs.parameters[{p['name']}]: a suspend's output is supplied by "
+                    "`argo resume` (a cluster API); locally it needs valueFrom.default"
+                )
+
     def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
         kind = "script" if "script" in tmpl else "container"
-        c = tmpl[kind] or {}
+        main = tmpl[kind] or {}
         own = {v["name"] for v in tmpl.get("volumes") or []}
-        for vm in c.get("volumeMounts") or []:
-            if vm["name"] not in own | self.volumes:
-                raise SpecError(
-                    f"{where}: {kind}.volumeMounts[{vm['name']}]: no volume or "
-                    "volumeClaimTemplate of that name"
-                )
-        for e in c.get("env") or []:
-            if "value" not in e and "valueFrom" not in e:
-                raise SpecError(f"{where}: {kind}.env[{e.get('name')}] needs value or valueFrom")
+        containers = [(kind, main)]
+        for field in ("initContainers", "sidecars"):
+            for u in tmpl.get(field) or []:
+                if not u.get("name"):
+                    raise SpecError(f"{where}: {field}: every container needs a name")
+                containers.append((f"{field}[{u['name']}]", u))
+        for label, c in containers:
+            for vm in c.get("volumeMounts") or []:
+                if vm["name"] not in own | self.volumes:
+                    raise SpecError(
+                        f"{where}: {label}.volumeMounts[{vm['name']}]: no volume or "
+                        "volumeClaimTemplate of that name"
+                    )
+            for e in c.get("env") or []:
+                if "value" not in e and "valueFrom" not in e:
+                    raise SpecError(
+                        f"{where}: {label}.env[{e.get('name')}] needs value or valueFrom"
+                    )
+            if tmpl.get("daemon") and c.get("readinessProbe") is not None:
+                daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            if "supplied" in (p.get("valueFrom") or {}):
+                raise SpecError(
+                    f"{where}: outputs.parameters[{p['name']}]: valueFrom.supplied is for "
+                    "suspend templates"
+                )
             if "path" not in (p.get("valueFrom") or {}) and p.get("value") is None:
                 raise SpecError(
                     f"{where}: outputs.parameters[{p['name']}]: a {kind} output needs valueFrom.path"
@@ -263,6 +310,15 @@ class Wiring:
                 raise SpecError(f"{where}: {{{{{tag}}}}}: no {head[:-1]} named {step!r} here")
             if field in NODE_FIELDS:
                 return
+            if field == "ip":
+                # validate.go addOutputsToScope: a node's ip exists for daemon templates only
+                _, target = children[step]
+                if not target.get("daemon"):
+                    raise SpecError(
+                        f"{where}: {{{{{tag}}}}}: template {target.get('name')} is not a daemon "
+                        "(only a daemon's pod IP can be referenced)"
+                    )
+                return
             if field.startswith("outputs.parameters."):
                 pname = field.removeprefix("outputs.parameters.")
                 _, target = children[step]
@@ -277,3 +333,22 @@ class Wiring:
                 return
             raise SpecError(f"{where}: {{{{{tag}}}}}: unsupported field {field!r}")
         raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
+
+
+def _check_timeout(value: Any, where: str) -> None:
+    """validate.go: a template's timeout is a duration with a unit (``"10s"``, ``"2m"``); a
+    bare whole number is refused (unless it is a ``{{...}}`` substituted at run time)."""
+    if value is None:
+        return
+    text = str(value).strip()
+    if text.lstrip("+-").isdigit():
+        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
+    if "{{" in text:
+        return
+    from workers.runner.params import ParamError
+    from workers.runner.pods import _seconds
+
+    try:
+        _seconds(text)
+    except ParamError:
+        raise SpecError(f"{where}: timeout {text!r} is not a duration") from None
