@@ -273,6 +273,7 @@ class Run:
         with self.lock:
             for n in self.nodes.values():
                 if n.phase in DONE:
+                    n.finished = n.finished or now  # the root of an interrupted run
                     continue
                 n.phase = FAILED
                 n.message = n.message or self.cancel_reason or "the run ended before this node did"
