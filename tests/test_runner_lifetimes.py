@@ -406,6 +406,11 @@ def test_suspend_with_duration_waits_and_succeeds_with_defaults(tmp_path: Path) 
             "is not a daemon",
         ),
         ("{name: wait, steps: [[{name: a, template: leaf}]], daemon: true}", "daemon needs"),
+        (
+            "{name: wait, containerSet: {containers: [{name: a, dependencies: [b]}, "
+            "{name: b, dependencies: [a]}]}}",
+            "dependency cycle",
+        ),
     ],
 )
 def test_refused_before_running(
@@ -414,7 +419,8 @@ def test_refused_before_running(
     """Refused with the file and template named, exit 2: an indefinite suspend needs the
     cluster's resume API; validate.go refuses ``timeout`` on non-leaf templates and a bare
     whole number as its duration; validate.go addOutputsToScope offers ``.ip`` only for a
-    daemon; ``daemon`` runs a pod, so it needs a container or script template."""
+    daemon; ``daemon`` runs a pod, so it needs a container or script template; a containerSet's
+    dependencies must form a graph (docs/container-set-template.md)."""
     code, _ = run(
         tmp_path,
         f"""\
@@ -535,3 +541,71 @@ def test_no_node_is_left_running_after_an_interrupted_run(tmp_path: Path, how: s
             break
         time.sleep(0.2)
     assert pids.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_container_set_runs_its_graph_in_one_pod(tmp_path: Path, mode: str) -> None:
+    """docs/container-set-template.md: the containers of a containerSet run in one pod, each
+    once its dependencies completed, sharing the set's volumeMounts; outputs come from the
+    container named main. operator.go assessNodeStatus records each as a Container node."""
+    code, rec = run(
+        tmp_path,
+        """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata: {name: set}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            volumes: [{name: ws, emptyDir: {}}]
+            containerSet:
+              volumeMounts: [{name: ws, mountPath: /ws}]
+              containers:
+              - {name: a, image: busybox, command: [sh, -c, 'sleep 0.5; echo a >> /ws/log']}
+              - {name: b, image: busybox, command: [sh, -c, 'echo b >> /ws/log'],
+                 dependencies: [a]}
+              - {name: c, image: busybox, command: [sh, -c, 'echo c >> /ws/log'],
+                 dependencies: [a]}
+              - {name: main, image: busybox, command: [sh, -c, 'echo main >> /ws/log; cat /ws/log'],
+                 dependencies: [b, c]}
+            outputs:
+              parameters: [{name: log, valueFrom: {path: /ws/log}}]
+        """,
+        mode=mode,
+    )
+    assert code == 0, rec
+    nodes = by_name(rec)
+    lines = nodes["set"]["outputs"]["result"].split("\n")
+    assert lines[0] == "a" and sorted(lines[1:3]) == ["b", "c"] and lines[3] == "main"
+    assert nodes["set"]["outputs"]["parameters"][0]["value"].endswith("main")
+    assert {nodes[n]["type"] for n in "abc"} == {"Container"}
+    assert nodes["main"]["phase"] == "Succeeded"
+
+
+def test_container_set_dependency_failure_fails_the_pod(tmp_path: Path) -> None:
+    """cmd/argoexec/commands/emissary.go: a container whose dependency exited non-zero fails
+    without running (exit code 64, which assessNodeStatus records as Error); the pod fails
+    with the first failed container's message (inferFailedReason)."""
+    code, rec = run(
+        tmp_path,
+        """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata: {name: set-fails}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            containerSet:
+              containers:
+              - {name: a, image: busybox, command: [sh, -c, 'exit 5']}
+              - {name: b, image: busybox, command: [sh, -c, 'echo never'], dependencies: [a]}
+        """,
+    )
+    assert code == 1
+    nodes = by_name(rec)
+    assert nodes["a"]["phase"] == "Failed"
+    assert nodes["b"]["phase"] == "Error" and "dependency 'a'" in nodes["b"]["message"]
+    assert nodes["set-fails"]["phase"] == "Failed"
+    assert nodes["set-fails"]["message"] == "a: Error (exit code 5)"

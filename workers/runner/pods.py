@@ -26,6 +26,7 @@ from workers.runner import daemons, dataflow, expr, params, sandbox
 from workers.runner.nodes import (
     ERROR,
     FAILED,
+    RUNNING,
     SUCCEEDED,
     Attempt,
     Cancelled,
@@ -190,15 +191,20 @@ class PodRuntime:
                 if old.exists():
                     shutil.rmtree(old)
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        kind = "script" if "script" in tmpl else "container"
+        kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
         # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
         pod_node_id = node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
         pod = _Pod(node, pod_name, pod_node_id, pod_dir, tmpl, where)
+        members: list[tuple[_Process, list[str]]] = []
         try:
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
             deadline = self._deadline(tmpl, ascope, where)
-            main = self._container(pod, c, kind, "main", tmp_dir)
+            if kind == "containerSet":
+                members, c = self._container_set(pod, c, tmp_dir)
+                main = next((p for p, _ in members if p.name == "main"), None)
+            else:
+                main = self._container(pod, c, kind, "main", tmp_dir)
             inits = [
                 self._container(pod, u, "container", str(u["name"]), self._own_tmp(pod, u))
                 for u in self._user_containers(tmpl, c, "initContainers", ascope, where)
@@ -210,9 +216,11 @@ class PodRuntime:
             probes = self._probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
-        attempt.mounts = [(m.target, str(m.host)) for m in main.mounts]
-        attempt.stdout = str(main.stdout)
-        attempt.stderr = str(main.stderr)
+        if main is not None:
+            attempt.mounts = [(m.target, str(m.host)) for m in main.mounts]
+        # a container set without a "main" container has no outputs (its logs are per container)
+        attempt.stdout = str(pod_dir / "stdout.log")
+        attempt.stderr = str(pod_dir / "stderr.log")
         self.run.progress("start", node)
         try:
             ctx = self.run.wf_limit or nullcontext()
@@ -220,7 +228,17 @@ class PodRuntime:
                 self.run.check_cancel()
                 attempt.started = time.time()
                 return self._run_containers(
-                    node, attempt, main, inits, sides, probes, deadline, outputs, where, daemon
+                    node,
+                    attempt,
+                    main,
+                    members,
+                    inits,
+                    sides,
+                    probes,
+                    deadline,
+                    outputs,
+                    where,
+                    daemon,
                 )
         except Cancelled:
             return self._end(attempt, FAILED, None, self.run.cancel_reason or "cancelled")
@@ -265,6 +283,26 @@ class PodRuntime:
                 u["volumeMounts"] = [*(u.get("volumeMounts") or []), *mirrored]
             out.append(u)
         return out
+
+    def _container_set(
+        self, pod: _Pod, cs: dict[str, Any], tmp_dir: Path
+    ) -> tuple[list[tuple[_Process, list[str]]], dict[str, Any]]:
+        """A containerSet's containers, each a process with the set's ``volumeMounts`` added
+        and its ``dependencies`` (docs/container-set-template.md); and the dict whose mounts
+        ``mirrorVolumeMounts`` copies (the container named main, else the set's mounts)."""
+        shared = list(cs.get("volumeMounts") or [])
+        members = []
+        mirror: dict[str, Any] = {"volumeMounts": shared}
+        for raw in cs.get("containers") or []:
+            c = dict(raw)
+            deps = [str(d) for d in c.pop("dependencies", None) or []]
+            c["volumeMounts"] = [*(c.get("volumeMounts") or []), *shared]
+            name = str(c["name"])
+            tmp = tmp_dir if name == "main" else self._own_tmp(pod, c)
+            members.append((self._container(pod, c, "container", name, tmp), deps))
+            if name == "main":
+                mirror = c
+        return members, mirror
 
     def _own_tmp(self, pod: _Pod, container: dict[str, Any]) -> Path:
         """Each container has its own image, so its own /tmp: only volumes are shared."""
@@ -386,7 +424,8 @@ class PodRuntime:
         self,
         node: Node,
         attempt: Attempt,
-        main: _Process,
+        main: _Process | None,
+        members: list[tuple[_Process, list[str]]],
         inits: list[_Process],
         sides: list[_Process],
         probes: list[daemons.Readiness],
@@ -413,34 +452,20 @@ class PodRuntime:
                 return self._end(attempt, FAILED, code, f"{init.name}: Error (exit code {code})")
         running: list[tuple[_Process, subprocess.Popen[bytes]]] = []
         side_codes: list[tuple[str, int]] = []
+        failure = ""
         try:
-            with open(main.stdout, "wb") as out, open(main.stderr, "wb") as err:
-                starting = main
-                try:
-                    for s in sides:
-                        starting = s
-                        with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
-                            running.append((s, self._popen(s, sout, serr, daemon)))
-                    starting = main
-                    proc = self._popen(main, out, subprocess.PIPE, daemon)
-                except OSError as exc:
-                    return self._end(attempt, ERROR, None, f"cannot start {starting.argv0}: {exc}")
-                self.run.progress("running", node)
-                if daemon is not None:
-                    threading.Thread(
-                        target=daemons.wait_ready,
-                        args=(
-                            daemon,
-                            attempt.number,
-                            probes,
-                            lambda: proc.poll() is None,
-                            self.run.cancel,
-                        ),
-                        daemon=True,
-                    ).start()
-                code, timed_out = self._wait(proc, err, attempt, node, deadline, daemon)
-                if daemon is not None:
-                    daemon.poke()
+            if members:
+                for s in sides:
+                    with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
+                        running.append((s, self._popen(s, sout, serr, daemon)))
+                code, timed_out, failure = self._run_set(node, attempt, members, deadline)
+            else:
+                assert main is not None
+                code, timed_out = self._run_main(
+                    node, attempt, main, sides, running, probes, deadline, daemon
+                )
+        except OSError as exc:
+            return self._end(attempt, ERROR, None, str(exc))
         finally:
             side_codes = self._stop_sidecars(running, daemon)
         if timed_out:
@@ -457,6 +482,8 @@ class PodRuntime:
         if self.run.cancel.is_set():
             return self._end(attempt, FAILED, code, self.run.cancel_reason)
         node.outputs = {"exitCode": str(code)}
+        if failure:
+            return self._end(attempt, FAILED, code, failure)
         if code != 0:
             return self._end(attempt, FAILED, code, f"Error (exit code {code})")
         for name, scode in side_codes:
@@ -464,11 +491,125 @@ class PodRuntime:
             # by SIGKILL or SIGTERM, as the executor kills sidecars) are ignored.
             if scode not in (0, 137, 143):
                 return self._end(attempt, FAILED, code, f"{name}: Error (exit code {scode})")
+        if main is None:
+            return self._end(attempt, SUCCEEDED, code, "")
         try:
             node.outputs.update(dataflow.pod_outputs(attempt, outputs, main.mounts, where))
         except ParamError as exc:
             return self._end(attempt, ERROR, code, str(exc))
         return self._end(attempt, SUCCEEDED, code, "")
+
+    def _run_main(
+        self,
+        node: Node,
+        attempt: Attempt,
+        main: _Process,
+        sides: list[_Process],
+        running: list[tuple[_Process, subprocess.Popen[bytes]]],
+        probes: list[daemons.Readiness],
+        deadline: float | None,
+        daemon: daemons.Daemon | None,
+    ) -> tuple[int, bool]:
+        """The main container with its sidecars started first (``running`` collects them)."""
+        with open(main.stdout, "wb") as out, open(main.stderr, "wb") as err:
+            starting = main
+            try:
+                for s in sides:
+                    starting = s
+                    with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
+                        running.append((s, self._popen(s, sout, serr, daemon)))
+                starting = main
+                proc = self._popen(main, out, subprocess.PIPE, daemon)
+            except OSError as exc:
+                raise OSError(f"cannot start {starting.argv0}: {exc}") from None
+            self.run.progress("running", node)
+            if daemon is not None:
+                threading.Thread(
+                    target=daemons.wait_ready,
+                    args=(
+                        daemon,
+                        attempt.number,
+                        probes,
+                        lambda: proc.poll() is None,
+                        self.run.cancel,
+                    ),
+                    daemon=True,
+                ).start()
+            code, timed_out = self._wait(proc, err, attempt, node, deadline, daemon)
+            if daemon is not None:
+                daemon.poke()
+        return code, timed_out
+
+    def _run_set(
+        self,
+        node: Node,
+        attempt: Attempt,
+        members: list[tuple[_Process, list[str]]],
+        deadline: float | None,
+    ) -> tuple[int, bool, str]:
+        """A containerSet: every container a process, started once its dependencies exited
+        0 (the emissary waits for them, and fails with exit code 64 when one failed); each a
+        Container node under the pod node, as operator.go assessNodeStatus records them.
+        Returns the main container's exit code, whether the deadline hit, and the pod's
+        failure message (inferFailedReason: the main container's first, then the others)."""
+        base = f"{node.name}({attempt.number})" if node.retry else node.name
+        cnodes = {
+            p.name: self.run.new_node(f"{base}.{p.name}", p.name, "Container", node.template, node)
+            for p, _ in members
+        }
+        done = {p.name: threading.Event() for p, _ in members}
+        codes: dict[str, int] = {}
+        timed: dict[str, bool] = {}
+
+        def one(p: _Process, deps: list[str]) -> None:
+            cnode = cnodes[p.name]
+            cnode.started = time.time()
+            try:
+                for d in deps:
+                    done[d].wait()
+                failed = [d for d in deps if codes.get(d) != 0]
+                if failed or self.run.cancel.is_set():
+                    codes[p.name] = 64
+                    why = (
+                        f"dependency {failed[0]!r} exited with non-zero code: {codes.get(failed[0])}"
+                        if failed
+                        else self.run.cancel_reason
+                    )
+                    self.run.finish(cnode, ERROR, f"{p.name}: Error (exit code 64): {why}")
+                    return
+                cnode.phase = RUNNING
+                main = p.name == "main"
+                with open(_fresh(p.stdout), "wb") as out, open(p.stderr, "wb") as err:
+                    proc = self._popen(p, out, subprocess.PIPE if main else err, None)
+                    code, timed[p.name] = self._wait(
+                        proc, err if main else None, attempt, node, deadline, None
+                    )
+                codes[p.name] = code if code >= 0 else 128 - code
+                if code == 0:
+                    self.run.finish(cnode, SUCCEEDED)
+                else:
+                    self.run.finish(cnode, FAILED, f"{p.name}: Error (exit code {codes[p.name]})")
+            except OSError as exc:
+                codes[p.name] = 64
+                self.run.finish(cnode, ERROR, f"{p.name}: cannot start {p.argv0}: {exc}")
+            finally:
+                done[p.name].set()
+
+        threads = [
+            threading.Thread(target=one, args=(p, deps), name=f"{node.name}.{p.name}", daemon=True)
+            for p, deps in members
+        ]
+        self.run.progress("running", node)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        order = sorted(members, key=lambda m: m[0].name != "main")
+        failure = next(
+            (f"{p.name}: Error (exit code {codes[p.name]})" for p, _ in order if codes[p.name]),
+            "",
+        )
+        return codes.get("main", 0), any(timed.values()), failure
 
     def _timed_out(self, attempt: Attempt, code: int, deadline: float | None) -> Attempt:
         return self._end(

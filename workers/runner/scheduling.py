@@ -51,6 +51,7 @@ class Scheduler:
         type_ = {
             "container": "Pod",
             "script": "Pod",
+            "containerSet": "Pod",
             "steps": "Steps",
             "dag": "DAG",
             "suspend": "Suspend",

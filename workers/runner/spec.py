@@ -149,6 +149,13 @@ SCRIPT: Schema = {**CONTAINER, "source": LEAF}
 # An init container or a sidecar: a container of the same pod (runner/pods.py).
 USER_CONTAINER: Schema = {**CONTAINER, "mirrorVolumeMounts": LEAF}
 
+# docs/container-set-template.md: containers of one pod ordered by their dependencies (the
+# inner retryStrategy, which the executor applies inside the pod, is not implemented).
+CONTAINER_SET: Schema = {
+    "containers": [{**CONTAINER, "dependencies": LEAF}],
+    "volumeMounts": [VOLUME_MOUNT],
+}
+
 VOLUME: Schema = {
     "name": LEAF,
     "emptyDir": {"medium": IGNORED, "sizeLimit": IGNORED},
@@ -219,6 +226,7 @@ TEMPLATE: Schema = {
     "initContainers": [USER_CONTAINER],
     "sidecars": [USER_CONTAINER],
     "suspend": {"duration": LEAF},
+    "containerSet": CONTAINER_SET,
     **_ignored(*_POD_IGNORED),
     # Computed per node into the run folder's metrics.prom (runner/metrics.py).
     "metrics": {"prometheus": [METRIC]},
@@ -265,8 +273,8 @@ CRON_SPEC: Schema = {
 
 CRON_DOCUMENT: Schema = {**DOCUMENT, "spec": CRON_SPEC}
 
-KINDS = ("container", "script", "steps", "dag", "suspend")
-"""The template kinds this runner runs (containerSet, resource, http, data, plugin are not)."""
+KINDS = ("container", "script", "containerSet", "steps", "dag", "suspend")
+"""The template kinds this runner runs (resource, http, data, plugin need a cluster)."""
 
 RUNNABLE_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 

@@ -153,12 +153,13 @@ class Wiring:
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
-        if "container" not in tmpl and "script" not in tmpl:
-            for field in ("daemon", "sidecars", "initContainers"):
-                if tmpl.get(field):
-                    raise SpecError(
-                        f"{where}: {field} needs a container or script template (it runs a pod)"
-                    )
+        leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
+        for field in ("daemon", "sidecars", "initContainers"):
+            if tmpl.get(field) and not (leaf and (field != "daemon" or "containerSet" not in tmpl)):
+                raise SpecError(
+                    f"{where}: {field} needs a container or script template (it runs a pod)"
+                )
+        if not leaf:
             if "timeout" in tmpl:
                 # validate.go: timeout is for leaf templates only
                 kind = next(k for k in ("steps", "dag", "suspend") if k in tmpl)
@@ -227,6 +228,34 @@ class Wiring:
                     raise SpecError(f"{where}: task {s['name']}: {exc}") from None
             self.visit(sdoc, stmpl)
 
+    def check_container_set(
+        self, cs: Mapping[str, Any], where: str
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """A containerSet's containers: named, unique, dependencies on siblings, no cycle."""
+        members = list(cs.get("containers") or [])
+        if not members:
+            raise SpecError(f"{where}: containerSet.containers: at least one container")
+        names = [str(c.get("name") or "") for c in members]
+        if "" in names or len(set(names)) != len(names):
+            raise SpecError(f"{where}: containerSet.containers: names must be given and unique")
+        deps = {str(c["name"]): [str(d) for d in c.get("dependencies") or []] for c in members}
+        for name, ds in deps.items():
+            for d in ds:
+                if d not in deps:
+                    raise SpecError(
+                        f"{where}: containerSet.containers[{name}].dependencies: no container {d!r}"
+                    )
+        seen: set[str] = set()
+        while len(seen) < len(deps):
+            ready = [n for n, ds in deps.items() if n not in seen and set(ds) <= seen]
+            if not ready:
+                raise SpecError(f"{where}: containerSet.containers: dependency cycle")
+            seen.update(ready)
+        shared = {"volumeMounts": cs.get("volumeMounts") or []}
+        return [("containerSet", shared)] + [
+            (f"containerSet.containers[{c['name']}]", c) for c in members
+        ]
+
     def check_suspend(self, tmpl: Mapping[str, Any], where: str) -> None:
         """A suspend template runs locally only with a ``duration`` (its outputs then take
         their defaults); without one it waits for ``argo resume``, a cluster API."""
@@ -245,10 +274,13 @@ class Wiring:
                 )
 
     def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
-        kind = "script" if "script" in tmpl else "container"
-        main = tmpl[kind] or {}
+        kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
         own = {v["name"] for v in tmpl.get("volumes") or []}
-        containers = [(kind, main)]
+        if kind == "containerSet":
+            cs = tmpl["containerSet"] or {}
+            containers = self.check_container_set(cs, where)
+        else:
+            containers = [(kind, tmpl[kind] or {})]
         for field in ("initContainers", "sidecars"):
             for u in tmpl.get(field) or []:
                 if not u.get("name"):
