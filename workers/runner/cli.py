@@ -198,6 +198,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         run.stop("interrupted")
         root = next(iter(run.nodes.values()), None) or Node(name, name, name, "Steps", "", None)
         root.phase, root.message = "Failed", "interrupted"
+    # No node is left Running in the report: daemons ended, stragglers of a stopped run Failed.
+    run.settle()
     finished = time.time()
     if root.phase == ERROR and not root.started:
         root.started = run.created

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import exprlang, params, sandbox
-from workers.runner.nodes import Attempt, Node
+from workers.runner.nodes import RUNNING, Attempt, Node
 from workers.runner.params import ParamError
 
 if TYPE_CHECKING:
@@ -144,6 +144,9 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
         scope[f"{prefix}.finishedAt"] = time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished)
         )
+    if node.daemoned and node.phase == RUNNING:
+        # a daemon's pod IP: every local pod shares this machine's network (daemons.py)
+        scope[f"{prefix}.ip"] = "127.0.0.1"
     outs = node.outputs
     for k, v in (outs.get("parameters") or {}).items():
         scope[f"{prefix}.outputs.parameters.{k}"] = v

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner import defaults, metrics, params, sandbox
+from workers.runner import daemons, defaults, metrics, params, sandbox
 from workers.runner.memoize import Caches
 from workers.runner.nodes import (
     DONE,
@@ -114,6 +114,7 @@ class Run:
         )
         self.volumes: dict[str, Path] = {}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.daemons = daemons.Daemons(self)
         limit = spec.get("parallelism")
         self.wf_limit = threading.BoundedSemaphore(int(limit)) if limit else None
         self._warned_once: set[str] = set()
@@ -253,6 +254,8 @@ class Run:
         finally:
             if timer is not None:
                 timer.cancel()
+            # an entrypoint that is itself a daemon has no steps or DAG to end it
+            self.daemons.release_all()
 
     def _run_entrypoint(self, doc: Document, tmpl: dict[str, Any], args: Mapping[str, Any]) -> Node:
         """The entrypoint, under the workflow's own mutexes and semaphores (held for the
@@ -289,6 +292,9 @@ class Run:
 
     def stop(self, reason: str) -> None:
         """Cancel the run: no new nodes, running process groups killed."""
+        # A stopped workflow ends every scope, so its daemons end Succeeded as their scope's
+        # end would (test/e2e signals_test.go TestStopBehaviorWithDaemon).
+        self.daemons.flag_all()
         with self.lock:
             if not self.cancel_reason:
                 self.cancel_reason = reason
@@ -297,6 +303,34 @@ class Run:
             procs = list(self.processes.values())
         for proc in procs:
             kill(proc)
+
+    def settle(self, grace: float = 10.0) -> None:
+        """Before the report: daemons ended, and no node left Running or Pending.
+
+        After an interruption or an internal error some node threads may still be winding
+        down; they get ``grace`` seconds, then whatever is still unfinished is Failed with the
+        run's stop reason, as Argo fails the nodes of a stopped workflow."""
+        self.daemons.release_all()
+        end = time.time() + grace
+        while time.time() < end:
+            with self.lock:
+                unfinished = [n for n in self.nodes.values() if n.phase not in DONE]
+            if not unfinished or not self.cancel.is_set():
+                break
+            time.sleep(0.05)
+        now = time.time()
+        with self.lock:
+            for n in self.nodes.values():
+                if n.phase in DONE:
+                    n.finished = n.finished or now  # the root of an interrupted run
+                    continue
+                n.phase = FAILED
+                n.message = n.message or self.cancel_reason or "the run ended before this node did"
+                n.started = n.started or now
+                n.finished = now
+                for a in n.attempts:
+                    if a.phase not in DONE:
+                        a.phase, a.message, a.finished = FAILED, n.message, now
 
     def template_metrics(
         self,

@@ -61,6 +61,7 @@ class Node:
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
     # memoize: Argo's memoizationStatus (hit, key, cacheName), None without memoize
     memoization: dict[str, Any] | None = None
+    daemoned: bool = False  # a daemon that became ready: it runs on until its scope ends
 
     @property
     def duration(self) -> float | None:

@@ -62,7 +62,14 @@ class PodEnvironment:
         for vm in container.get("volumeMounts") or []:
             vname, target = str(vm["name"]), str(vm["mountPath"]).rstrip("/") or "/"
             if vname in volumes and "emptyDir" in volumes[vname]:
-                host = tmp_dir if target == "/tmp" else pod_dir / "emptydir" / vname
+                # One folder per emptyDir and pod, shared by its containers; the main
+                # container's /tmp folder when that is where the main container mounts it.
+                main = tmpl.get("script") or tmpl.get("container") or {}
+                at_tmp = any(
+                    str(m.get("name")) == vname and str(m.get("mountPath")).rstrip("/") == "/tmp"
+                    for m in main.get("volumeMounts") or []
+                )
+                host = pod_dir / "tmp" if at_tmp else pod_dir / "emptydir" / vname
             elif vname in self.run.volumes:
                 host = self.run.volumes[vname]
             elif vname in volumes and "persistentVolumeClaim" in volumes[vname]:

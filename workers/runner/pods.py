@@ -1,6 +1,9 @@
-"""The pod runtime: one local process per attempt, in its own session so a deadline or a
-stopped run kills its whole process group; retries with backoff and ``retryStrategy``;
-stderr read live for progress events; the exit code and outputs turned into a phase."""
+"""The pod runtime: one local process per container of an attempt, each in its own session so
+a deadline or a stopped run kills its whole process group; init containers in order before the
+main one, sidecars beside it until it exits; retries with backoff and ``retryStrategy``;
+``activeDeadlineSeconds`` and ``timeout``; a daemon's attempts in a thread of their own
+(:mod:`daemons`); stderr read live for progress events; exit codes and outputs turned into a
+phase."""
 
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ import threading
 import time
 import zlib
 from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, exprlang, params, sandbox
+from workers.runner import daemons, dataflow, expr, exprlang, params, sandbox
 from workers.runner.nodes import (
     ERROR,
     FAILED,
+    RUNNING,
     SUCCEEDED,
     Attempt,
     Cancelled,
@@ -44,7 +49,6 @@ class PodRuntime:
     def run_pod(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
-        rs = tmpl.get("retryStrategy") or {}
         prior = self.run.resumed.get(node.name)
         if prior is not None:
             # As argo retry keeps a succeeded node: its outputs feed the steps after it.
@@ -56,6 +60,55 @@ class PodRuntime:
             if prior.finished is not None:
                 node.finished = prior.finished
             return
+        if not tmpl.get("daemon"):
+            self._attempts(node, doc, tmpl, scope, where, None)
+            return
+        # A daemon: its attempts run in a thread of their own; the step returns (and the
+        # steps after it start) once it is ready, and its scope's end kills it (daemons.py).
+        daemon = daemons.Daemon(node, daemons.boundary_of(self.run, node))
+
+        def life() -> None:
+            try:
+                self._attempts(node, doc, tmpl, scope, where, daemon)
+            except Cancelled:
+                self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
+            except (ParamError, SpecError, expr.ExprError) as exc:
+                self.run.finish(node, ERROR, str(exc))
+            except Exception as exc:  # a runner bug must end the node, never leave it Running
+                self.run.finish(node, ERROR, f"internal error {type(exc).__name__}: {exc}")
+            finally:
+                daemon.mark_done()
+            if node.daemoned:  # its step returned long ago: the metrics are computed here
+                outputs = node.outputs if node.phase == SUCCEEDED else {}
+                self.run.template_metrics(
+                    tmpl,
+                    node,
+                    where,
+                    node.phase,
+                    node.duration or 0.0,
+                    len(node.attempts) - 1,
+                    outputs or dataflow.declared_defaults(tmpl),
+                )
+
+        daemon.thread = threading.Thread(target=life, name=f"daemon {node.name}", daemon=True)
+        daemon.thread.start()
+        if daemon.wait_started():
+            self.run.daemons.add(daemon)
+            self.run.progress("daemoned", node)
+            return
+        daemon.thread.join()
+
+    def _attempts(
+        self,
+        node: Node,
+        doc: Document,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        where: str,
+        daemon: daemons.Daemon | None,
+    ) -> None:
+        """The node's attempts as its ``retryStrategy`` allows; the node ends with the last."""
+        rs = tmpl.get("retryStrategy") or {}
         limit = int(params.substitute(str(rs.get("limit", 0)), scope, f"{where}.retryStrategy"))
         # Argo substitutes the template's {{inputs...}} into the expression before evaluating it
         expression = params.substitute(rs.get("expression"), scope, f"{where}.retryStrategy")
@@ -70,6 +123,8 @@ class PodRuntime:
         attempt: Attempt | None = None
         for n in range(limit + 1):
             self.run.check_cancel()
+            if daemon is not None and daemon.released:
+                break
             delay = 0.0
             if n > 0 and backoff:
                 delay = _seconds(backoff.get("duration", 0)) * float(
@@ -81,9 +136,11 @@ class PodRuntime:
                 if max_d and time.time() + delay - first > _seconds(max_d):
                     node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
                     break
-                if self.run.cancel.wait(delay):
+                if daemon is not None and daemon.wait_released(delay):
+                    break
+                if self.run.cancel.wait(0 if daemon is not None else delay):
                     raise Cancelled()
-            attempt = self.run_attempt(node, doc, tmpl, scope, where, n)
+            attempt = self.run_attempt(node, doc, tmpl, scope, where, n, daemon)
             attempt.backoff_s = delay
             if attempt.phase == SUCCEEDED or n == limit:
                 break
@@ -101,6 +158,11 @@ class PodRuntime:
                 dataflow.declared_defaults(tmpl),
             )
             self.run.progress("retry", node)
+        if daemon is not None and daemon.released and node.daemoned:
+            # Its scope ended while it ran or waited to retry: Argo's killDaemonedChildren
+            # marks a daemoned node Succeeded whatever its pod does next.
+            self.run.finish(node, SUCCEEDED, "")
+            return
         assert attempt is not None
         self.run.finish(node, attempt.phase, attempt.message)
 
@@ -112,6 +174,7 @@ class PodRuntime:
         scope: dict[str, str],
         where: str,
         number: int,
+        daemon: daemons.Daemon | None = None,
     ) -> Attempt:
         base = f"{node.name}({number})" if number else node.name
         pod_name = f"{self.run.name}-{tmpl.get('name')}-{zlib.crc32(base.encode())}"
@@ -122,48 +185,161 @@ class PodRuntime:
         ascope = {**scope, "retries": str(number), "pod.name": pod_name, "node.name": node.name}
         pod_dir = self.run.run_dir / "pods" / pod_name
         tmp_dir = pod_dir / "tmp"
-        if self.run.resumed and tmp_dir.exists():
+        if self.run.resumed:
             # The earlier run's attempt of this name left its /tmp (output files included):
-            # a new pod starts with an empty one.
-            shutil.rmtree(tmp_dir)
+            # a new pod starts with an empty one (and so does each of its other containers).
+            for old in (tmp_dir, pod_dir / "containers"):
+                if old.exists():
+                    shutil.rmtree(old)
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        kind = "script" if "script" in tmpl else "container"
+        kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
+        # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
+        pod_node_id = node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
+        pod = _Pod(node, pod_name, pod_node_id, pod_dir, tmpl, where)
+        members: list[tuple[_Process, list[str]]] = []
         try:
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
-            deadline_raw = tmpl.get("activeDeadlineSeconds")
-            deadline = (
-                float(params.substitute(str(deadline_raw), ascope, where)) if deadline_raw else None
-            )
-            mounts = self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where)
-            workdir = str(self.run.work_dir)
-            if c.get("workingDir"):
-                wd = str(c["workingDir"])
-                if any(wd == m.target or wd.startswith(m.target.rstrip("/") + "/") for m in mounts):
-                    workdir = wd
-                else:
-                    self.run.warn(
-                        f"{where}: workingDir {wd} is in the image; the run's work folder is used"
-                    )
-            if self.run.mode == "remap":
-                # Only the template's own strings: the runner's paths (sys.executable,
-                # PYTHONPATH) are host paths already, and may lie under a mount target.
-                c = remap_container(c, mounts)
-            # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
-            pod_node_id = (
-                node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
-            )
-            env = self.run.podenv.environment(
-                c, where, pod_name=pod_name, node=node, node_id=pod_node_id
-            )
-            argv = self.run.podenv.argv(c, kind, pod_dir, where)
+            deadline = self._deadline(tmpl, ascope, where)
+            if kind == "containerSet":
+                members, c = self._container_set(pod, c, tmp_dir)
+                main = next((p for p, _ in members if p.name == "main"), None)
+            else:
+                main = self._container(pod, c, kind, "main", tmp_dir)
+            inits = [
+                self._container(pod, u, "container", str(u["name"]), self._own_tmp(pod, u))
+                for u in self._user_containers(tmpl, c, "initContainers", ascope, where)
+            ]
+            sides = [
+                self._container(pod, u, "container", str(u["name"]), self._own_tmp(pod, u))
+                for u in self._user_containers(tmpl, c, "sidecars", ascope, where)
+            ]
+            probes = self._probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
         except (ParamError, SpecError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
-        attempt.mounts = [(m.target, str(m.host)) for m in mounts]
+        if main is not None:
+            attempt.mounts = [(m.target, str(m.host)) for m in main.mounts]
+        # a container set without a "main" container has no outputs (its logs are per container)
+        attempt.stdout = str(pod_dir / "stdout.log")
+        attempt.stderr = str(pod_dir / "stderr.log")
+        self.run.progress("start", node)
+        try:
+            ctx = self.run.wf_limit or nullcontext()
+            with ctx:
+                self.run.check_cancel()
+                attempt.started = time.time()
+                return self._run_containers(
+                    node,
+                    attempt,
+                    main,
+                    members,
+                    inits,
+                    sides,
+                    probes,
+                    deadline,
+                    outputs,
+                    where,
+                    daemon,
+                )
+        except Cancelled:
+            return self._end(attempt, FAILED, None, self.run.cancel_reason or "cancelled")
+
+    def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
+        """``activeDeadlineSeconds`` and ``timeout``, whichever ends first: for a pod template
+        Argo turns ``timeout`` into the pod's activeDeadlineSeconds (workflowpod.go)."""
+        deadline: float | None = None
+        raw = tmpl.get("activeDeadlineSeconds")
+        if raw:
+            deadline = float(params.substitute(str(raw), scope, f"{where}.activeDeadlineSeconds"))
+        raw = tmpl.get("timeout")
+        if raw:
+            text = params.substitute(str(raw), scope, f"{where}.timeout")
+            try:
+                seconds = _seconds(text)
+            except ParamError:
+                raise ParamError(f"{where}.timeout: {text!r} is not a duration") from None
+            deadline = seconds if deadline is None else min(deadline, seconds)
+        return deadline
+
+    def _user_containers(
+        self,
+        tmpl: dict[str, Any],
+        main: dict[str, Any],
+        field: str,
+        scope: dict[str, str],
+        where: str,
+    ) -> list[dict[str, Any]]:
+        """A pod's init containers or sidecars, substituted, with ``mirrorVolumeMounts`` applied
+        (the main container's mounts appended, as workflowpod.go mirrorVolumeMounts does)."""
+        out = []
+        for i, raw in enumerate(tmpl.get(field) or []):
+            u = params.substitute(dict(raw), scope, f"{where}.{field}[{i}]")
+            if not u.get("name"):
+                raise SpecError(f"{where}.{field}[{i}]: every container needs a name")
+            if u.pop("mirrorVolumeMounts", False):
+                own = {str(m.get("mountPath")) for m in u.get("volumeMounts") or []}
+                mirrored = [
+                    m for m in main.get("volumeMounts") or [] if str(m["mountPath"]) not in own
+                ]
+                u["volumeMounts"] = [*(u.get("volumeMounts") or []), *mirrored]
+            out.append(u)
+        return out
+
+    def _container_set(
+        self, pod: _Pod, cs: dict[str, Any], tmp_dir: Path
+    ) -> tuple[list[tuple[_Process, list[str]]], dict[str, Any]]:
+        """A containerSet's containers, each a process with the set's ``volumeMounts`` added
+        and its ``dependencies`` (docs/container-set-template.md); and the dict whose mounts
+        ``mirrorVolumeMounts`` copies (the container named main, else the set's mounts)."""
+        shared = list(cs.get("volumeMounts") or [])
+        members = []
+        mirror: dict[str, Any] = {"volumeMounts": shared}
+        for raw in cs.get("containers") or []:
+            c = dict(raw)
+            deps = [str(d) for d in c.pop("dependencies", None) or []]
+            c["volumeMounts"] = [*(c.get("volumeMounts") or []), *shared]
+            name = str(c["name"])
+            tmp = tmp_dir if name == "main" else self._own_tmp(pod, c)
+            members.append((self._container(pod, c, "container", name, tmp), deps))
+            if name == "main":
+                mirror = c
+        return members, mirror
+
+    def _own_tmp(self, pod: _Pod, container: dict[str, Any]) -> Path:
+        """Each container has its own image, so its own /tmp: only volumes are shared."""
+        path = pod.dir / "containers" / str(container["name"]) / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _container(
+        self, pod: _Pod, c: dict[str, Any], kind: str, name: str, tmp_dir: Path
+    ) -> _Process:
+        """One container of the pod as a command line: its mounts, environment and argv, in
+        a bubblewrap namespace of its own (the network, like a pod's, is shared)."""
+        where = pod.where if name == "main" else f"{pod.where}: container {name}"
+        mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where)
+        workdir = str(self.run.work_dir)
+        if c.get("workingDir"):
+            wd = str(c["workingDir"])
+            if any(wd == m.target or wd.startswith(m.target.rstrip("/") + "/") for m in mounts):
+                workdir = wd
+            else:
+                self.run.warn(
+                    f"{where}: workingDir {wd} is in the image; the run's work folder is used"
+                )
+        if self.run.mode == "remap":
+            # Only the template's own strings: the runner's paths (sys.executable,
+            # PYTHONPATH) are host paths already, and may lie under a mount target.
+            c = remap_container(c, mounts)
+        env = self.run.podenv.environment(
+            c, where, pod_name=pod.name, node=pod.node, node_id=pod.node_id
+        )
+        env["ARGO_CONTAINER_NAME"] = name
+        argv = self.run.podenv.argv(c, kind, pod.dir, where)
         if self.run.mode == "bwrap":
             keep = [
                 (self.run.work_dir, True),
-                (pod_dir, False),
+                (pod.dir, False),
                 (PACKAGE_ROOT, False),
                 (Path(sys.prefix), False),
                 (Path(sys.base_prefix), False),
@@ -185,51 +361,310 @@ class PodRuntime:
                 if workdir != str(self.run.work_dir)
                 else workdir
             )
-        attempt.stdout = str(pod_dir / "stdout.log")
-        attempt.stderr = str(pod_dir / "stderr.log")
-        self.run.progress("start", node)
-        try:
-            with open(attempt.stdout, "wb") as out, open(attempt.stderr, "wb") as err:
-                try:
-                    ctx = self.run.wf_limit or nullcontext()
-                    with ctx:
-                        self.run.check_cancel()
-                        attempt.started = time.time()
-                        proc = subprocess.Popen(
-                            cmd,
-                            stdout=out,
-                            stderr=subprocess.PIPE,
-                            env=env,
-                            cwd=cwd,
-                            start_new_session=True,
-                        )
-                        self.run.progress("running", node)
-                        code, timed_out = self._wait(proc, err, attempt, node, deadline)
-                except OSError as exc:
-                    return self._end(attempt, ERROR, None, f"cannot start {argv[0]}: {exc}")
-        except Cancelled:
-            return self._end(attempt, FAILED, None, self.run.cancel_reason or "cancelled")
-        if timed_out:
-            return self._end(
-                attempt,
-                FAILED,
-                code,
-                f"Pod was active on the node longer than the specified deadline ({deadline:g}s)",
+        logs = pod.dir if name == "main" else pod.dir / "containers" / name
+        return _Process(
+            name, argv[0], cmd, env, cwd, mounts, logs / "stdout.log", logs / "stderr.log"
+        )
+
+    def _probes(
+        self,
+        pod: _Pod,
+        main: dict[str, Any],
+        tmp_dir: Path,
+        sides: list[_Process],
+        where: str,
+    ) -> list[daemons.Readiness]:
+        """The readiness probes of a daemon's containers (Argo daemons a pod once every
+        container is ready: operator.go assessNodeStatus)."""
+        found = []
+        containers = [(main, "main", tmp_dir)]
+        for i, s in enumerate(pod.tmpl.get("sidecars") or []):
+            containers.append(
+                (dict(s), sides[i].name, pod.dir / "containers" / sides[i].name / "tmp")
             )
+        for c, name, tmp in containers:
+            probe = c.get("readinessProbe")
+            if probe is None:
+                continue
+            pwhere = f"{where}: container {name}: readinessProbe"
+            daemons.check_probe(probe, pwhere)
+            ports = {
+                str(p["name"]): int(p["containerPort"])
+                for p in c.get("ports") or []
+                if isinstance(p, dict) and p.get("name") and p.get("containerPort") is not None
+            }
+
+            def run_exec(
+                argv: list[str],
+                timeout: float,
+                c: dict[str, Any] = c,
+                name: str = name,
+                tmp: Path = tmp,
+            ) -> int:
+                # The command runs in the container's own view: its mounts, env and /tmp.
+                probe_c = {**c, "command": argv, "args": []}
+                proc = self._container(pod, probe_c, "container", name, tmp)
+                try:
+                    done = subprocess.run(
+                        proc.cmd,
+                        env=proc.env,
+                        cwd=proc.cwd,
+                        timeout=timeout,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired:
+                    return 1
+                return done.returncode
+
+            found.append(daemons.Readiness(probe, ports, run_exec))
+        return found
+
+    def _run_containers(
+        self,
+        node: Node,
+        attempt: Attempt,
+        main: _Process | None,
+        members: list[tuple[_Process, list[str]]],
+        inits: list[_Process],
+        sides: list[_Process],
+        probes: list[daemons.Readiness],
+        deadline: float | None,
+        outputs: dict[str, Any],
+        where: str,
+        daemon: daemons.Daemon | None,
+    ) -> Attempt:
+        """A pod's life: its init containers one after another (a failure fails the pod),
+        then the main container with its sidecars, which are killed once the main exits."""
+        for init in inits:
+            try:
+                with open(_fresh(init.stdout), "wb") as out, open(init.stderr, "wb") as err:
+                    proc = self._popen(init, out, err, daemon)
+                code, timed_out = self._wait(proc, None, attempt, node, deadline, daemon)
+            except OSError as exc:
+                return self._end(attempt, ERROR, None, f"cannot start {init.argv0}: {exc}")
+            if timed_out:
+                return self._timed_out(attempt, code, deadline)
+            if self.run.cancel.is_set():
+                return self._end(attempt, FAILED, code, self.run.cancel_reason)
+            if code != 0:
+                # inferFailedReason: an init container's failure is the pod's message
+                return self._end(attempt, FAILED, code, f"{init.name}: Error (exit code {code})")
+        running: list[tuple[_Process, subprocess.Popen[bytes]]] = []
+        side_codes: list[tuple[str, int]] = []
+        failure = ""
+        try:
+            if members:
+                for s in sides:
+                    with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
+                        running.append((s, self._popen(s, sout, serr, daemon)))
+                code, timed_out, failure = self._run_set(node, attempt, members, deadline)
+            else:
+                assert main is not None
+                code, timed_out = self._run_main(
+                    node, attempt, main, sides, running, probes, deadline, daemon
+                )
+        except OSError as exc:
+            return self._end(attempt, ERROR, None, str(exc))
+        finally:
+            side_codes = self._stop_sidecars(running, daemon)
+        if timed_out:
+            return self._timed_out(attempt, code, deadline)
+        if daemon is not None:
+            if daemon.killed_by_scope(attempt.number):
+                return self._end(attempt, SUCCEEDED, code, "")
+            if self.run.cancel.is_set():
+                return self._end(attempt, FAILED, code, self.run.cancel_reason)
+            # operator.go: a daemon's pod that succeeds is marked Failed, as daemons should
+            # run until their scope ends.
+            text = f"Error (exit code {code})" if code else "daemon exited (exit code 0)"
+            return self._end(attempt, FAILED, code, text)
         if self.run.cancel.is_set():
             return self._end(attempt, FAILED, code, self.run.cancel_reason)
         node.outputs = {"exitCode": str(code)}
+        if failure:
+            return self._end(attempt, FAILED, code, failure)
         if code != 0:
             return self._end(attempt, FAILED, code, f"Error (exit code {code})")
+        for name, scode in side_codes:
+            # inferFailedReason: a sidecar's own failure fails the pod; 137 and 143 (killed
+            # by SIGKILL or SIGTERM, as the executor kills sidecars) are ignored.
+            if scode not in (0, 137, 143):
+                return self._end(attempt, FAILED, code, f"{name}: Error (exit code {scode})")
+        if main is None:
+            return self._end(attempt, SUCCEEDED, code, "")
         try:
             node.outputs.update(
                 dataflow.pod_outputs(
-                    attempt, outputs, mounts, where, remapped=self.run.mode == "remap"
+                    attempt, outputs, main.mounts, where, remapped=self.run.mode == "remap"
                 )
             )
         except ParamError as exc:
             return self._end(attempt, ERROR, code, str(exc))
         return self._end(attempt, SUCCEEDED, code, "")
+
+    def _run_main(
+        self,
+        node: Node,
+        attempt: Attempt,
+        main: _Process,
+        sides: list[_Process],
+        running: list[tuple[_Process, subprocess.Popen[bytes]]],
+        probes: list[daemons.Readiness],
+        deadline: float | None,
+        daemon: daemons.Daemon | None,
+    ) -> tuple[int, bool]:
+        """The main container with its sidecars started first (``running`` collects them)."""
+        with open(main.stdout, "wb") as out, open(main.stderr, "wb") as err:
+            starting = main
+            try:
+                for s in sides:
+                    starting = s
+                    with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
+                        running.append((s, self._popen(s, sout, serr, daemon)))
+                starting = main
+                proc = self._popen(main, out, subprocess.PIPE, daemon)
+            except OSError as exc:
+                raise OSError(f"cannot start {starting.argv0}: {exc}") from None
+            self.run.progress("running", node)
+            if daemon is not None:
+                threading.Thread(
+                    target=daemons.wait_ready,
+                    args=(
+                        daemon,
+                        attempt.number,
+                        probes,
+                        lambda: proc.poll() is None,
+                        self.run.cancel,
+                    ),
+                    daemon=True,
+                ).start()
+            code, timed_out = self._wait(proc, err, attempt, node, deadline, daemon)
+            if daemon is not None:
+                daemon.poke()
+        return code, timed_out
+
+    def _run_set(
+        self,
+        node: Node,
+        attempt: Attempt,
+        members: list[tuple[_Process, list[str]]],
+        deadline: float | None,
+    ) -> tuple[int, bool, str]:
+        """A containerSet: every container a process, started once its dependencies exited
+        0 (the emissary waits for them, and fails with exit code 64 when one failed); each a
+        Container node under the pod node, as operator.go assessNodeStatus records them.
+        Returns the main container's exit code, whether the deadline hit, and the pod's
+        failure message (inferFailedReason: the main container's first, then the others)."""
+        base = f"{node.name}({attempt.number})" if node.retry else node.name
+        cnodes = {
+            p.name: self.run.new_node(f"{base}.{p.name}", p.name, "Container", node.template, node)
+            for p, _ in members
+        }
+        done = {p.name: threading.Event() for p, _ in members}
+        codes: dict[str, int] = {}
+        timed: dict[str, bool] = {}
+
+        def one(p: _Process, deps: list[str]) -> None:
+            cnode = cnodes[p.name]
+            cnode.started = time.time()
+            try:
+                for d in deps:
+                    done[d].wait()
+                failed = [d for d in deps if codes.get(d) != 0]
+                if failed or self.run.cancel.is_set():
+                    codes[p.name] = 64
+                    why = (
+                        f"dependency {failed[0]!r} exited with non-zero code: {codes.get(failed[0])}"
+                        if failed
+                        else self.run.cancel_reason
+                    )
+                    self.run.finish(cnode, ERROR, f"{p.name}: Error (exit code 64): {why}")
+                    return
+                cnode.phase = RUNNING
+                main = p.name == "main"
+                with open(_fresh(p.stdout), "wb") as out, open(p.stderr, "wb") as err:
+                    proc = self._popen(p, out, subprocess.PIPE if main else err, None)
+                    code, timed[p.name] = self._wait(
+                        proc, err if main else None, attempt, node, deadline, None
+                    )
+                codes[p.name] = code if code >= 0 else 128 - code
+                if code == 0:
+                    self.run.finish(cnode, SUCCEEDED)
+                else:
+                    self.run.finish(cnode, FAILED, f"{p.name}: Error (exit code {codes[p.name]})")
+            except OSError as exc:
+                codes[p.name] = 64
+                self.run.finish(cnode, ERROR, f"{p.name}: cannot start {p.argv0}: {exc}")
+            finally:
+                done[p.name].set()
+
+        threads = [
+            threading.Thread(target=one, args=(p, deps), name=f"{node.name}.{p.name}", daemon=True)
+            for p, deps in members
+        ]
+        self.run.progress("running", node)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        order = sorted(members, key=lambda m: m[0].name != "main")
+        failure = next(
+            (f"{p.name}: Error (exit code {codes[p.name]})" for p, _ in order if codes[p.name]),
+            "",
+        )
+        return codes.get("main", 0), any(timed.values()), failure
+
+    def _timed_out(self, attempt: Attempt, code: int, deadline: float | None) -> Attempt:
+        return self._end(
+            attempt,
+            FAILED,
+            code,
+            f"Pod was active on the node longer than the specified deadline ({deadline:g}s)",
+        )
+
+    def _popen(
+        self, p: _Process, out: Any, err: Any, daemon: daemons.Daemon | None
+    ) -> subprocess.Popen[bytes]:
+        """Start a container's process in its own session, registered so that a stopped run
+        (and a daemon's scope) can kill its whole process group."""
+        proc = subprocess.Popen(
+            p.cmd, stdout=out, stderr=err, env=p.env, cwd=p.cwd, start_new_session=True
+        )
+        with self.run.lock:
+            self.run.processes[proc.pid] = proc
+            cancelled = self.run.cancel.is_set()
+        if daemon is not None:
+            daemon.own(proc)
+        # stop() kills registered processes itself; one registered after its sweep sees the
+        # flag here.
+        if cancelled:
+            kill(proc)
+        return proc
+
+    def _forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
+        with self.run.lock:
+            self.run.processes.pop(proc.pid, None)
+        if daemon is not None:
+            daemon.disown(proc)
+
+    def _stop_sidecars(
+        self,
+        running: list[tuple[_Process, subprocess.Popen[bytes]]],
+        daemon: daemons.Daemon | None,
+    ) -> list[tuple[str, int]]:
+        """Kill the sidecars once the main container exited (the executor sends SIGTERM, then
+        SIGKILL) and return their exit codes, a signal's as 128 + its number."""
+        for _, proc in running:
+            if proc.poll() is None:
+                kill(proc)
+        codes = []
+        for s, proc in running:
+            code = proc.wait()
+            self._forget(proc, daemon)
+            codes.append((s.name, code if code >= 0 else 128 - code))
+        return codes
 
     def _end(self, attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt:
         attempt.phase = phase
@@ -245,21 +680,18 @@ class PodRuntime:
         attempt: Attempt,
         node: Node,
         deadline: float | None,
+        daemon: daemons.Daemon | None,
     ) -> tuple[int, bool]:
-        with self.run.lock:
-            self.run.processes[proc.pid] = proc
-            cancelled = self.run.cancel.is_set()
-        reader = threading.Thread(
-            target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
-        )
-        reader.start()
+        reader = None
+        if err_file is not None:
+            reader = threading.Thread(
+                target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
+            )
+            reader.start()
         timed_out = False
         try:
             # Block until the exit (or the deadline), never poll: a poll interval is latency
-            # every pod pays. stop() kills registered processes itself; one registered after
-            # its sweep sees the flag here.
-            if cancelled:
-                kill(proc)
+            # every pod pays.
             left = None if deadline is None else deadline - (time.time() - attempt.started)
             try:
                 code = proc.wait(timeout=None if left is None else max(left, 0.0))
@@ -268,9 +700,9 @@ class PodRuntime:
                 kill(proc)
                 code = proc.wait()
         finally:
-            with self.run.lock:
-                self.run.processes.pop(proc.pid, None)
-        reader.join(timeout=5)
+            self._forget(proc, daemon)
+        if reader is not None:
+            reader.join(timeout=5)
         return code, timed_out
 
     def _read_stderr(
@@ -293,6 +725,37 @@ class PodRuntime:
                     attempt.events.append(event)
                     if event.get("rows") is not None:
                         self.run.progress("event", node)
+
+
+@dataclass
+class _Pod:
+    """What every container of one attempt shares."""
+
+    node: Node
+    name: str
+    node_id: str
+    dir: Path
+    tmpl: dict[str, Any]
+    where: str
+
+
+@dataclass
+class _Process:
+    """One container of a pod as a local process: what runs, and where it writes."""
+
+    name: str
+    argv0: str
+    cmd: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    mounts: list[sandbox.Mount]
+    stdout: Path
+    stderr: Path
+
+
+def _fresh(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

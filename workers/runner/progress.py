@@ -197,6 +197,8 @@ class Progress:
                 f"(exit {last.exit_code}): {last.message}",
                 "RETRY",
             )
+        elif event == "daemoned":
+            self._write(f"{'up':4} {node.display}: daemon ready, runs until its scope ends")
         elif event == "finished":
             self._finished(node)
 

@@ -26,7 +26,7 @@ from workers.runner.nodes import (
 )
 from workers.runner.params import ParamError
 from workers.runner.pods import _seconds, _should_retry
-from workers.runner.spec import Document, SpecError
+from workers.runner.spec import KINDS, Document, SpecError
 from workers.runner.synchronization import Lock, StopWaiting
 
 if TYPE_CHECKING:
@@ -51,12 +51,19 @@ class Scheduler:
         lenient: bool = False,
         fail_fast: threading.Event | None = None,
     ) -> Node:
-        kind = next(k for k in ("container", "script", "steps", "dag") if k in tmpl)
-        type_ = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG"}[kind]
+        kind = next(k for k in KINDS if k in tmpl)
+        type_ = {
+            "container": "Pod",
+            "script": "Pod",
+            "containerSet": "Pod",
+            "steps": "Steps",
+            "dag": "DAG",
+            "suspend": "Suspend",
+        }[kind]
         # A steps or DAG template with a retryStrategy (its own, or spec.retryStrategy) is a
         # Retry node whose children are its attempts, each a whole Steps/DAG node
         # (operator.go executeTemplate: the retry node wraps any template type).
-        whole_retry = type_ != "Pod" and tmpl.get("retryStrategy") is not None
+        whole_retry = type_ in ("Steps", "DAG") and tmpl.get("retryStrategy") is not None
         node = self.run.new_node(
             name, display, "Retry" if whole_retry else type_, str(tmpl.get("name") or ""), parent
         )
@@ -72,12 +79,20 @@ class Scheduler:
                 if not self._memoized(node, tmpl, scope, where):
                     if type_ == "Pod":
                         self.run.pods.run_pod(node, doc, tmpl, scope, where)
-                    elif whole_retry:
-                        self.run_retried(node, doc, tmpl, scope, where, type_)
-                    elif type_ == "Steps":
-                        self.run_steps(node, doc, tmpl, scope, where)
+                    elif type_ == "Suspend":
+                        self.run_suspend(node, tmpl, scope, where)
                     else:
-                        self.run_dag(node, doc, tmpl, scope, where)
+                        try:
+                            if whole_retry:
+                                self.run_retried(node, doc, tmpl, scope, where, type_)
+                            elif type_ == "Steps":
+                                self.run_steps(node, doc, tmpl, scope, where)
+                            else:
+                                self.run_dag(node, doc, tmpl, scope, where)
+                        finally:
+                            # Argo's killDaemonedChildren: the daemons this scope started end
+                            # with it.
+                            self.run.daemons.release(node)
                     self._memoize_save(node, where)
         except (ParamError, SpecError, expr.ExprError) as exc:
             self.run.finish(node, ERROR, str(exc))
@@ -85,8 +100,10 @@ class Scheduler:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
         if fail_fast is not None and node.phase in (FAILED, ERROR):
             fail_fast.set()
-        if node.reused or (node.memoization or {}).get("hit"):
-            return node  # its metrics were the earlier run's
+        if node.reused or node.phase == RUNNING or (node.memoization or {}).get("hit"):
+            # kept from the earlier run or a memoized hit (no metrics of this run), or a
+            # daemon that runs on (its metrics are computed when it ends: pods.py)
+            return node
         outputs = node.outputs if node.phase == SUCCEEDED else dataflow.declared_defaults(tmpl)
         self.run.template_metrics(
             tmpl, node, where, node.phase, node.duration or 0.0, len(node.attempts) - 1, outputs
@@ -194,6 +211,8 @@ class Scheduler:
             except Cancelled:
                 self.run.finish(child, FAILED, self.run.cancel_reason or "cancelled")
                 raise
+            finally:
+                self.run.daemons.release(child)
             if child.phase == SUCCEEDED or (limit is not None and n >= limit):
                 break
             last = Attempt(n, "", child.started or first, child.finished, child.phase)
@@ -204,6 +223,30 @@ class Scheduler:
         with self.run.lock:
             node.outputs = dict(child.outputs)
         self.run.finish(node, child.phase, child.message)
+
+    def run_suspend(
+        self, node: Node, tmpl: dict[str, Any], scope: dict[str, str], where: str
+    ) -> None:
+        """A suspend template with a ``duration``: it waits that long and succeeds, its
+        outputs taking their defaults (operator.go executeSuspend). One without a duration
+        waits for ``argo resume`` and is refused before the run (wiring.py)."""
+        raw = (tmpl.get("suspend") or {}).get("duration")
+        text = params.substitute(str(raw), scope, f"{where}.suspend.duration")
+        try:
+            seconds = _seconds(text)
+        except ParamError:
+            raise ParamError(f"{where}.suspend.duration: {text!r} is not a duration") from None
+        if self.run.cancel.wait(seconds):
+            raise Cancelled()
+        values = {
+            str(p["name"]): params.render(
+                (p.get("valueFrom") or {}).get("default", p.get("default"))
+            )
+            for p in (tmpl.get("outputs") or {}).get("parameters") or []
+        }
+        if values:
+            node.outputs["parameters"] = values
+        self.run.finish(node, SUCCEEDED)
 
     def run_steps(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
@@ -445,8 +488,10 @@ class Scheduler:
         def operand(task: str, result: str | None) -> bool:
             n = results[task]
             phases = n.loop_phases
+            daemoned = n.daemoned and n.phase == RUNNING
             if result is None:
-                return n.phase in (SUCCEEDED, SKIPPED)
+                # a bare name: (X.Succeeded || X.Skipped || X.Daemoned), dag.go
+                return n.phase in (SUCCEEDED, SKIPPED) or daemoned
             if result == "Errored":
                 return n.phase == ERROR
             if result == "Completed":
@@ -456,7 +501,7 @@ class Scheduler:
             if result == "AllFailed":
                 return bool(phases) and all(p in (FAILED, ERROR) for p in phases)
             if result == "Daemoned":
-                return False
+                return daemoned
             return bool(n.phase == result)
 
         def launch(tname: str) -> None:
@@ -536,10 +581,16 @@ class Scheduler:
             for dep in expr.depends_names(deps[tname])
             if _names_failure(deps[tname], dep)
         }
+        # A daemon that failed after its dependents started passes no failure on to them
+        # (dag.go assessDAGPhase follows the branch to the tasks that completed).
+        depended = {d for tname in results if deps[tname] for d in expr.depends_names(deps[tname])}
         bad = [
             r
             for tname, r in results.items()
-            if r.phase in (FAILED, ERROR) and not r.handled and tname not in consumed
+            if r.phase in (FAILED, ERROR)
+            and not r.handled
+            and tname not in consumed
+            and not (r.daemoned and tname in depended)
         ]
         if bad:
             self.run.finish(node, FAILED, f"task {bad[0].display} {bad[0].phase.lower()}")

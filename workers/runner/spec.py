@@ -127,7 +127,14 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
-    "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": EXPR_LANG},
+    "valueFrom": {
+        "path": LEAF,
+        "default": LEAF,
+        "parameter": LEAF,
+        "expression": EXPR_LANG,
+        # a suspend template's output: its default when the suspension's duration expires
+        "supplied": FREE,
+    },
 }
 
 ARGUMENTS: Schema = {"parameters": [PARAMETER]}
@@ -161,6 +168,16 @@ CONTAINER: Schema = {
 }
 
 SCRIPT: Schema = {**CONTAINER, "source": LEAF}
+
+# An init container or a sidecar: a container of the same pod (runner/pods.py).
+USER_CONTAINER: Schema = {**CONTAINER, "mirrorVolumeMounts": LEAF}
+
+# docs/container-set-template.md: containers of one pod ordered by their dependencies (the
+# inner retryStrategy, which the executor applies inside the pod, is not implemented).
+CONTAINER_SET: Schema = {
+    "containers": [{**CONTAINER, "dependencies": LEAF}],
+    "volumeMounts": [VOLUME_MOUNT],
+}
 
 VOLUME: Schema = {
     "name": LEAF,
@@ -257,8 +274,16 @@ def _template(step: Schema, task: Schema) -> Schema:
         "activeDeadlineSeconds": INT_OR_STRING,
         "memoize": MEMOIZE,
         "synchronization": SYNCHRONIZATION,
+        "timeout": LEAF,
         "volumes": [VOLUME],
         "description": LEAF,
+        # lifetimes (runner/pods.py, runner/daemons.py): a daemon lives until its scope ends,
+        # init containers run before the main one, sidecars beside it until it exits
+        "daemon": BOOL,
+        "initContainers": [USER_CONTAINER],
+        "sidecars": [USER_CONTAINER],
+        "suspend": {"duration": LEAF},
+        "containerSet": CONTAINER_SET,
         **_ignored(*_POD_IGNORED),
         # Computed per node into the run folder's metrics.prom (runner/metrics.py).
         "metrics": {"prometheus": [METRIC]},
@@ -322,6 +347,9 @@ CRON_SPEC: Schema = {
 }
 
 CRON_DOCUMENT: Schema = {**DOCUMENT, "spec": CRON_SPEC}
+
+KINDS = ("container", "script", "containerSet", "steps", "dag", "suspend")
+"""The template kinds this runner runs (resource, http, data, plugin need a cluster)."""
 
 RUNNABLE_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 
@@ -581,12 +609,18 @@ def validate(doc: Document, notes: Notes) -> None:
     check_names(doc)
     spec = doc.spec
     for t in spec.get("templates") or []:
-        kinds = [k for k in ("container", "script", "steps", "dag") if t.get(k) is not None]
+        kinds = [k for k in KINDS if t.get(k) is not None]
         if len(kinds) != 1:
             raise SpecError(
                 f"{doc.source}: spec.templates[{t.get('name')}]: a template needs exactly one of "
-                f"container, script, steps, dag (found {kinds or 'none'})"
+                f"{', '.join(KINDS)} (found {kinds or 'none'})"
             )
+        if t.get("daemon"):
+            # A daemon waits for its readiness probes (runner/daemons.py): they are not ignored.
+            probes = f"{doc.source}: spec.templates[{t.get('name')}]."
+            notes.ignored[:] = [
+                n for n in notes.ignored if not (n.startswith(probes) and "readinessProbe" in n)
+            ]
 
 
 def load_documents(path: Path) -> list[Document]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner import defaults, expr, params
+from workers.runner import daemons, defaults, expr, params
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -168,7 +168,22 @@ class Wiring:
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
-        if "steps" in tmpl or "dag" in tmpl:
+        leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
+        for field in ("daemon", "sidecars", "initContainers"):
+            if tmpl.get(field) and not (leaf and (field != "daemon" or "containerSet" not in tmpl)):
+                raise SpecError(
+                    f"{where}: {field} needs a container or script template (it runs a pod)"
+                )
+        if not leaf:
+            if "timeout" in tmpl:
+                # validate.go: timeout is for leaf templates only
+                kind = next(k for k in ("steps", "dag", "suspend") if k in tmpl)
+                raise SpecError(f"{where}: {kind} template doesn't support timeout field")
+        else:
+            _check_timeout(tmpl.get("timeout"), where)
+        if "suspend" in tmpl:
+            self.check_suspend(tmpl, where)
+        elif "steps" in tmpl or "dag" in tmpl:
             if tmpl.get("activeDeadlineSeconds") is not None:
                 # fields.md Template.activeDeadlineSeconds: "only applicable to container
                 # and script templates"; the controller gives it no meaning elsewhere.
@@ -261,20 +276,84 @@ class Wiring:
             if target not in names:
                 raise SpecError(f"{where}: dag.target: target {target!r} is not defined")
 
-    def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
-        kind = "script" if "script" in tmpl else "container"
-        c = tmpl[kind] or {}
-        own = {v["name"] for v in tmpl.get("volumes") or []}
-        for vm in c.get("volumeMounts") or []:
-            if vm["name"] not in own | self.volumes:
-                raise SpecError(
-                    f"{where}: {kind}.volumeMounts[{vm['name']}]: no volume or "
-                    "volumeClaimTemplate of that name"
-                )
-        for e in c.get("env") or []:
-            if "value" not in e and "valueFrom" not in e:
-                raise SpecError(f"{where}: {kind}.env[{e.get('name')}] needs value or valueFrom")
+    def check_container_set(
+        self, cs: Mapping[str, Any], where: str
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """A containerSet's containers: named, unique, dependencies on siblings, no cycle."""
+        members = list(cs.get("containers") or [])
+        if not members:
+            raise SpecError(f"{where}: containerSet.containers: at least one container")
+        names = [str(c.get("name") or "") for c in members]
+        if "" in names or len(set(names)) != len(names):
+            raise SpecError(f"{where}: containerSet.containers: names must be given and unique")
+        deps = {str(c["name"]): [str(d) for d in c.get("dependencies") or []] for c in members}
+        for name, ds in deps.items():
+            for d in ds:
+                if d not in deps:
+                    raise SpecError(
+                        f"{where}: containerSet.containers[{name}].dependencies: no container {d!r}"
+                    )
+        seen: set[str] = set()
+        while len(seen) < len(deps):
+            ready = [n for n, ds in deps.items() if n not in seen and set(ds) <= seen]
+            if not ready:
+                raise SpecError(f"{where}: containerSet.containers: dependency cycle")
+            seen.update(ready)
+        shared = {"volumeMounts": cs.get("volumeMounts") or []}
+        return [("containerSet", shared)] + [
+            (f"containerSet.containers[{c['name']}]", c) for c in members
+        ]
+
+    def check_suspend(self, tmpl: Mapping[str, Any], where: str) -> None:
+        """A suspend template runs locally only with a ``duration`` (its outputs then take
+        their defaults); without one it waits for ``argo resume``, a cluster API."""
+        duration = (tmpl.get("suspend") or {}).get("duration")
+        if duration in (None, ""):
+            raise SpecError(
+                f"{where}: suspend without a duration waits for `argo resume` (a cluster API): "
+                "not supported locally (give suspend.duration)"
+            )
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            vf = p.get("valueFrom") or {}
+            if vf.get("default") is None and p.get("default") is None:
+                raise SpecError(
+                    f"{where}: outputs.parameters[{p['name']}]: a suspend's output is supplied by "
+                    "`argo resume` (a cluster API); locally it needs valueFrom.default"
+                )
+
+    def check_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
+        kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
+        own = {v["name"] for v in tmpl.get("volumes") or []}
+        if kind == "containerSet":
+            cs = tmpl["containerSet"] or {}
+            containers = self.check_container_set(cs, where)
+        else:
+            containers = [(kind, tmpl[kind] or {})]
+        for field in ("initContainers", "sidecars"):
+            for u in tmpl.get(field) or []:
+                if not u.get("name"):
+                    raise SpecError(f"{where}: {field}: every container needs a name")
+                containers.append((f"{field}[{u['name']}]", u))
+        for label, c in containers:
+            for vm in c.get("volumeMounts") or []:
+                if vm["name"] not in own | self.volumes:
+                    raise SpecError(
+                        f"{where}: {label}.volumeMounts[{vm['name']}]: no volume or "
+                        "volumeClaimTemplate of that name"
+                    )
+            for e in c.get("env") or []:
+                if "value" not in e and "valueFrom" not in e:
+                    raise SpecError(
+                        f"{where}: {label}.env[{e.get('name')}] needs value or valueFrom"
+                    )
+            if tmpl.get("daemon") and c.get("readinessProbe") is not None:
+                daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            if "supplied" in (p.get("valueFrom") or {}):
+                raise SpecError(
+                    f"{where}: outputs.parameters[{p['name']}]: valueFrom.supplied is for "
+                    "suspend templates"
+                )
             if "path" not in (p.get("valueFrom") or {}) and p.get("value") is None:
                 raise SpecError(
                     f"{where}: outputs.parameters[{p['name']}]: a {kind} output needs valueFrom.path"
@@ -320,6 +399,15 @@ class Wiring:
                         f"only for a {head[:-1]} with withItems, withParam or withSequence"
                     )
                 return
+            if field == "ip":
+                # validate.go addOutputsToScope: a node's ip exists for daemon templates only
+                _, target = children[step]
+                if not target.get("daemon"):
+                    raise SpecError(
+                        f"{where}: {{{{{tag}}}}}: template {target.get('name')} is not a daemon "
+                        "(only a daemon's pod IP can be referenced)"
+                    )
+                return
             if field.startswith("outputs.parameters."):
                 pname = field.removeprefix("outputs.parameters.")
                 _, target = children[step]
@@ -338,3 +426,22 @@ class Wiring:
 
 def _loops(step: Mapping[str, Any]) -> bool:
     return any(k in step for k in ("withItems", "withParam", "withSequence"))
+
+
+def _check_timeout(value: Any, where: str) -> None:
+    """validate.go: a template's timeout is a duration with a unit (``"10s"``, ``"2m"``); a
+    bare whole number is refused (unless it is a ``{{...}}`` substituted at run time)."""
+    if value is None:
+        return
+    text = str(value).strip()
+    if text.lstrip("+-").isdigit():
+        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
+    if "{{" in text:
+        return
+    from workers.runner.params import ParamError
+    from workers.runner.pods import _seconds
+
+    try:
+        _seconds(text)
+    except ParamError:
+        raise SpecError(f"{where}: timeout {text!r} is not a duration") from None
