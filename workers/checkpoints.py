@@ -139,20 +139,26 @@ class PartWriter:
 
     mode = "fresh"
     min_chunk_bytes = 0
+    background = False
+    """Hash and persist chunks on a thread (see :class:`_Behind`): the backend's ``_persist``
+    must not touch what the writing thread is still writing."""
 
     def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], every: int) -> None:
         self.url = url
         self.ckpt_url = ckpt_url
         self.key = normalized(key)
         self.every = every
-        self.chunks: list[Chunk] = []
+        self.chunks: list[Chunk] = []  # persisted: vouched for by the checkpoint record
         self.bytes = 0
         self._whole: Any = hashlib.sha256()  # None when only a read-back can tell (S3 resume)
         self._sha256: str | None = None
+        # Chunks this attempt closed (persisted, or queued for the thread to persist).
+        self._closed = self._closed_rows_in = self._closed_rows = 0
+        self._behind: _Behind | None = None
+        self._c_sha = hashlib.sha256()
         self._new_chunk()
 
     def _new_chunk(self) -> None:
-        self._c_sha = hashlib.sha256()
         self._c_bytes = self._c_rows_in = self._c_rows = 0
         self._c_last: int | None = None
 
@@ -170,15 +176,17 @@ class PartWriter:
 
     @property
     def rows_in(self) -> int:
-        return sum(c.rows_in for c in self.chunks) + self._c_rows_in
+        return self.resumed_rows_in + self._closed_rows_in + self._c_rows_in
 
     @property
     def rows(self) -> int:
-        return sum(c.rows for c in self.chunks) + self._c_rows
+        resumed = sum(c.rows for c in self.chunks[: self._resumed])
+        return resumed + self._closed_rows + self._c_rows
 
     @property
     def chunk_count(self) -> int:
-        return len(self.chunks) + (1 if self._c_bytes or self._c_rows_in else 0)
+        current = 1 if self._c_bytes or self._c_rows_in else 0
+        return self._resumed + self._closed + current
 
     @property
     def sha256(self) -> str:
@@ -189,11 +197,20 @@ class PartWriter:
     # -- writing
     def write(self, data: bytes) -> None:
         self._sink(data)
-        self._c_sha.update(data)
-        if self._whole is not None:
-            self._whole.update(data)
+        if self.background:
+            if self._behind is None:
+                self._behind = _Behind(self)
+            self._behind.add(data)
+        else:
+            self._hash(data)
         self._c_bytes += len(data)
         self.bytes += len(data)
+
+    def _hash(self, data: bytes) -> None:
+        if self.every:  # without checkpoints the part is one chunk: its digest is the whole's
+            self._c_sha.update(data)
+        if self._whole is not None:
+            self._whole.update(data)
 
     def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
         """A processor batch is written: close the chunk here if it is full."""
@@ -205,12 +222,34 @@ class PartWriter:
             and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
             and self._c_bytes >= self.min_chunk_bytes
         ):
-            chunk = Chunk(
-                self._c_rows_in, self._c_rows, self._c_bytes, self._c_sha.hexdigest(), self._c_last
-            )
-            self.chunks.append(self._persist(chunk))
-            self._save_checkpoint()
+            # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
+            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, "", self._c_last)
+            self._closed += 1
+            self._closed_rows_in += self._c_rows_in
+            self._closed_rows += self._c_rows
+            if self._behind is not None:
+                self._behind.close_chunk(chunk)
+            else:
+                self._close_chunk(chunk)
             self._new_chunk()
+
+    def _close_chunk(self, chunk: Chunk) -> None:
+        """Every byte of ``chunk`` is written and hashed: make it durable, then vouch for it."""
+        chunk = dataclasses.replace(chunk, sha256=self._c_sha.hexdigest())
+        self._c_sha = hashlib.sha256()
+        self.chunks.append(self._persist(chunk))
+        self._save_checkpoint()
+
+    def _settle(self) -> None:
+        """Wait until the thread has hashed and persisted everything (re-raising its error)."""
+        if self._behind is not None:
+            behind, self._behind = self._behind, None
+            behind.finish()
+
+    def _stop(self) -> None:
+        """Leaving without a commit: let the thread finish what it was given, ignore its error."""
+        with contextlib.suppress(Exception):
+            self._settle()
 
     def _save_checkpoint(self, **extra: Any) -> None:
         rec = {
@@ -240,6 +279,7 @@ class PartWriter:
 
     def forget(self) -> None:
         """Never resume this part: what it read cannot be trusted (the rows changed under it)."""
+        self._stop()
         self.chunks.clear()
         self.discard_checkpoint()
 
@@ -265,11 +305,82 @@ class PartWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self._stop()
+        finally:
+            self.close()
+
+
+class _Behind:
+    """The thread that hashes a part's bytes and persists its chunks behind the writer.
+
+    The writer hands over its blocks in order, and a chunk's end after its last block, so
+    the thread sees the same sequence a synchronous writer would: a chunk is made durable
+    and then vouched for by its record exactly as before, only without stalling the read
+    of the next rows (sha256 and fsync release the GIL). Blocks are handed over in lots of
+    about :data:`_LOT_BYTES`, at most :data:`_LOTS` lots ahead, so memory stays bounded. An
+    error is raised to the writer at its next hand-over or at :meth:`finish`.
+    """
+
+    def __init__(self, writer: PartWriter) -> None:
+        import queue
+        import threading
+
+        self._writer = writer
+        self._lot: list[Any] = []
+        self._lot_bytes = 0
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue(_LOTS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="workers-part-hash", daemon=True)
+        self._thread.start()
+
+    def add(self, data: bytes) -> None:
+        self._lot.append(data)
+        self._lot_bytes += len(data)
+        if self._lot_bytes >= _LOT_BYTES:
+            self._hand_over()
+
+    def close_chunk(self, chunk: Chunk) -> None:
+        self._lot.append(chunk)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(self._lot)
+        self._lot, self._lot_bytes = [], 0
+
+    def finish(self) -> None:
+        if self._lot:
+            self._hand_over()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        w = self._writer
+        while (lot := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so the writer never blocks on a dead thread
+            try:
+                for item in lot:
+                    if isinstance(item, Chunk):
+                        w._close_chunk(item)
+                    else:
+                        w._hash(item)
+            except BaseException as exc:  # raised again in the writer's thread
+                self._error = exc
+
+
+_LOT_BYTES = 1 << 20
+_LOTS = 8
 
 
 class _Plain(PartWriter):
     """No checkpoints: the part goes through :class:`storage.AtomicWriter` whole."""
+
+    background = True
 
     def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], mode: str) -> None:
         super().__init__(url, ckpt_url, key, 0)
@@ -280,6 +391,7 @@ class _Plain(PartWriter):
         self._w.write(data)
 
     def commit(self) -> None:
+        self._settle()
         self._w.commit()
         self._sha256 = self._whole.hexdigest()
 
@@ -298,6 +410,7 @@ class _Local(PartWriter):
     """A resumable temp file beside the final name, renamed into place at the commit."""
 
     backend = "local"
+    background = True
 
     def __init__(
         self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
@@ -383,6 +496,7 @@ class _Local(PartWriter):
         return chunk
 
     def commit(self) -> None:
+        self._settle()
         self._file.flush()
         os.fsync(self._file.fileno())
         storage.check_destination(self.url, "output")
