@@ -3,7 +3,9 @@
 A chunk ends at the first processor batch boundary where it holds ``--checkpoint-rows``
 rows read (or :data:`MAX_CHUNK_BYTES` of output): the boundaries depend only on the rows
 and the processor, so a clean run and a resumed one write the same bytes. After each chunk
-the data is made durable, then a checkpoint record is written atomically beside the part:
+the data is made durable, then a checkpoint record is written atomically beside the part
+(locally on a thread behind the writer, with the hashing, so the read of the next rows never
+waits for the disk):
 
     STORE/parts/.part-00007.jsonl.checkpoint   what this shard's in-progress part holds:
                                                its key (run, shard bounds, generation,
