@@ -199,6 +199,12 @@ class Pair:
         }
 
 
+def settle() -> None:
+    """Write back every dirty page before a run: a side that fsyncs (a shard) must not wait for
+    the other side's output still in the page cache (psql does not fsync)."""
+    os.sync()
+
+
 def alternate(
     pair: Pair,
     runs: int,
@@ -492,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {**os.environ, "WORKERS_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
             env.pop("WORKERS_DEBUG", None)
             env.pop("WORKERS_TIMEOUT", None)
+            # Every step runs from compiled bytecode, as from the image (which ships .pyc
+            # files): with PYTHONDONTWRITEBYTECODE inherited from a developer's shell, each
+            # run of each step would time compiling our modules (~30 ms) instead.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
             ctx = Context(url, env, work, size, runs, log)
             steps = [
                 ("produce", ctx.produce),
@@ -660,29 +671,41 @@ class Context:
         last = n // per - 1
         first_lo, first_hi = 1, per
         deep_lo, deep_hi = last * per + 1, (last + 1) * per
-        first = Pair("shard", f"shard {per} rows (first)", "psql \\copy (select) to file", work=per)
-        to_first_row: list[float] = []
 
-        def first_shard() -> Sample:
-            sample = run(common(0, first_lo, first_hi), env=self.env)
-            rec = orjson.loads(Path(store, "commits", "part-00000.json").read_bytes())
-            to_first_row.append(rec["started"] - sample.started + rec["first_row_s"])
-            return sample
+        def versus_psql(lo: int, hi: int, label: str) -> Pair:
+            rows = hi - lo + 1
+            pair = Pair("shard", f"shard {rows} rows ({label})", "psql \\copy (select) to file")
+            to_first_row: list[float] = []
 
-        alternate(first, self.runs, first_shard, lambda: run(raw(first_lo, first_hi)))
-        part0 = Path(store, "parts", "part-00000.jsonl").read_bytes()
-        if part0 != Path(out).read_bytes():
-            raise RuntimeError("shard output differs from psql's for the same rows")
-        record = orjson.loads(Path(store, "commits", "part-00000.json").read_bytes())
-        first.target = "<= 2.0x"
-        first.ok = first.median("a") <= 2.0 * first.median("b")
-        fr = statistics.median(to_first_row[1:])  # [0] is the warm-up
-        first.note = (
-            f"{len(part0) / 1e6:.1f} MB out; process start to first row {fr:.3f} s, "
-            f"then {first.median('a') - fr:.3f} s for the rows, commit and exit "
-            f"(psql: {first.median('b'):.3f} s in all); first_row_s={record['first_row_s']}"
-        )
-        first.work = per
+            def shard() -> Sample:
+                sample = run(common(0, lo, hi), env=self.env)
+                rec = orjson.loads(Path(store, "commits", "part-00000.json").read_bytes())
+                to_first_row.append(rec["started"] - sample.started + rec["first_row_s"])
+                return sample
+
+            alternate(pair, self.runs, shard, lambda: run(raw(lo, hi)), before=settle)
+            part0 = Path(store, "parts", "part-00000.jsonl").read_bytes()
+            if part0 != Path(out).read_bytes():
+                raise RuntimeError("shard output differs from psql's for the same rows")
+            record = orjson.loads(Path(store, "commits", "part-00000.json").read_bytes())
+            # The issue's target is for a 1M-row shard; smaller ones pay start-up more.
+            limit = 1.5 if rows >= 1_000_000 else 2.0
+            pair.target = f"<= {limit}x"
+            pair.ok = pair.median("a") <= limit * pair.median("b")
+            fr = statistics.median(to_first_row[1:])  # [0] is the warm-up
+            pair.note = (
+                f"{len(part0) / 1e6:.1f} MB out; process start to first row {fr:.3f} s, "
+                f"then {pair.median('a') - fr:.3f} s for the rows, commit and exit "
+                f"(psql: {pair.median('b'):.3f} s in all); first_row_s={record['first_row_s']}; "
+                f"CPU {pair.cpu('a'):.3f} s vs {pair.cpu('b'):.3f} s"
+            )
+            pair.work = rows
+            return pair
+
+        first = versus_psql(first_lo, first_hi, "first")
+        versus = [first]
+        if per < n:
+            versus.append(versus_psql(1, n, "whole table"))
 
         deep = Pair(
             "shard depth",
@@ -695,11 +718,12 @@ class Context:
             self.runs,
             lambda: run(common(last, deep_lo, deep_hi), env=self.env),
             lambda: run(common(0, first_lo, first_hi), env=self.env),
+            before=settle,
         )
         deep.target = "<= 1.10x"
         deep.ok = deep.median("a") <= 1.10 * deep.median("b")
         self._shard = (common(0, first_lo, first_hi), store)
-        return [first, deep, *self._resume(table, shard_cmd)]
+        return [*versus, deep, *self._resume(table, shard_cmd)]
 
     # (2b) checkpoints: their cost on a whole-table shard, and a retry after a kill at 90%
     def _resume(self, table: str, shard_cmd: Callable[[int, int, int], list[str]]) -> list[Pair]:
@@ -724,6 +748,7 @@ class Context:
             self.runs,
             lambda: run([*base, "--force", "--checkpoint-rows", str(every)], env=self.env),
             lambda: run([*base, "--force", "--checkpoint-rows", "0"], env=self.env),
+            before=settle,
         )
         cost.target = "<= 1.05x"
         cost.ok = cost.median("a") <= 1.05 * cost.median("b")
@@ -766,6 +791,7 @@ class Context:
             self.runs,
             killed_then_retried,
             lambda: run([*base, "--force", "--checkpoint-rows", str(every)], env=self.env),
+            before=settle,
         )
         # The retry still pays start-up and re-reads (sha256) the 90% it keeps from local disk.
         resume.target = "<= 0.5x, reads <= 15% of rows"
@@ -928,10 +954,6 @@ class Context:
         # The embedded SQLite database and a local folder: the runner's own default.
         env = {k: v for k, v in self.env.items() if k != "WORKERS_DATABASE_URL"}
         folder = os.path.join(self.work, "runner")
-        # The runner's pods share a bytecode cache (as an image ships .pyc files): so do the
-        # baseline's processes, or the comparison would time compiling our modules.
-        xargs_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        xargs_env["PYTHONPYCACHEPREFIX"] = os.path.join(self.work, "pycache")
         pairs: list[Pair] = []
         for n in sizes:
             pair = Pair(
@@ -946,7 +968,7 @@ class Context:
                 pair,
                 runs,
                 functools.partial(run, _runner_cmd(folder, n), env=env),
-                functools.partial(run, _xargs_cmd(folder, n), env=xargs_env),
+                functools.partial(run, _xargs_cmd(folder, n), env=env),
                 before=lambda: shutil.rmtree(folder, ignore_errors=True),
             )
             pair.target = "info: see runner fit"

@@ -25,9 +25,11 @@ from pipeline_helpers import Pipeline, RunStep, log_lines
 from reliability_helpers import (
     STEP_PYTHONPATH,
     exists,
+    fresh_fs,
     kill_at,
     multipart_uploads,
     read,
+    remove,
     shard_cmd,
     store_files,
 )
@@ -371,3 +373,95 @@ def test_a_2m_row_shard_killed_at_90_percent_rereads_at_most_15_percent(
     assert rec["sha256"] == hashlib.sha256(clean).hexdigest()
     assert read(pipe.store, "parts/part-00000.jsonl") == clean
     assert _resumable_leftovers(pipe.store) == []
+
+
+def _gcs_chunks(store: Any) -> dict[str, bytes]:
+    """The chunk objects a GCS shard keeps beside its part (``.part-00000.jsonl.chunk-ID-N``)."""
+    return {
+        name: data
+        for name, data in store_files(store.url).items()
+        if name.startswith("parts/.part-00000.jsonl.chunk-")
+    }
+
+
+GCS_ARGS = ("--processor", "plugins.userfuncs:double", "--batch-size", "100")
+
+
+def test_gcs_resumes_its_chunks_and_composes_the_clean_bytes(
+    gcs_store: Any, run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """GCS has no multipart upload to resume: each chunk is its own object (so only one chunk
+    is ever spooled to local disk), named by an id kept in the checkpoint record. A kill after
+    the second checkpoint leaves two chunk objects and no part; the retry downloads them,
+    checks their sha256, uploads the rest and composes the part: the clean run's bytes, with no
+    chunk or record left. A chunk whose bytes changed is not kept (nor any after it), and a
+    --force run after another kill removes the chunks it does not resume."""
+    pipe = Pipeline(run_step, sqlite_url, gcs_store.url, tmp_path, env={**gcs_store.env, **ENV})
+    rows = 2000
+    pipe.produce(rows)
+    item = pipe.split(rows)[0]
+    ckpt = ("--checkpoint-rows", "300")
+    env = _env(pipe, tmp_path / "home")
+    cmd = shard_cmd(item, pipe.run_id, pipe.store, *GCS_ARGS, *ckpt)
+    kill_at(cmd, env, tmp_path, "checkpoint-2")
+    left = json.loads(read(pipe.store, CKPT))
+    assert left["backend"] == "gcs" and len(left["chunks"]) == 2
+    chunks = _gcs_chunks(gcs_store)
+    assert sorted(chunks) == [
+        f"parts/.part-00000.jsonl.chunk-{left['upload_id']}-{n:05d}" for n in (1, 2)
+    ]
+    assert [hashlib.sha256(chunks[n]).hexdigest() for n in sorted(chunks)] == [
+        c["sha256"] for c in left["chunks"]
+    ]
+    assert not exists(pipe.store, "parts/part-00000.jsonl")  # nothing visible mid-way
+
+    rec = _retry(pipe, item, *GCS_ARGS, *ckpt)
+    assert (rec["resumed_rows_in"], rec["rows_read"], rec["chunks"]) == (600, 1400, 7)
+    part = read(pipe.store, "parts/part-00000.jsonl")
+    clean = _clean_part(run_step, pipe, item, tmp_path, *GCS_ARGS)
+    assert part == clean and rec["sha256"] == hashlib.sha256(clean).hexdigest()
+    assert _gcs_chunks(gcs_store) == {} and not exists(pipe.store, CKPT)
+
+    # A changed chunk 2: a retry keeps chunk 1 only, and still publishes the clean bytes.
+    forced = (*GCS_ARGS, *ckpt, "--force")
+    kill_at(shard_cmd(item, pipe.run_id, pipe.store, *forced), env, tmp_path, "checkpoint-3")
+    second = sorted(_gcs_chunks(gcs_store))[1]
+    fs, root = fresh_fs(gcs_store.url)
+    fs.pipe_file(f"{root}/{second}", b'{"id": 0}\n' * 100)
+    remove(pipe.store, "commits/part-00000.json")  # else the first run's commit is reused
+    rec = _retry(pipe, item, *GCS_ARGS, *ckpt)
+    assert (rec["resumed_rows_in"], rec["rows_read"]) == (300, 1700)
+    assert read(pipe.store, "parts/part-00000.jsonl") == clean
+    assert _gcs_chunks(gcs_store) == {} and not exists(pipe.store, CKPT)
+
+    kill_at(shard_cmd(item, pipe.run_id, pipe.store, *forced), env, tmp_path, "checkpoint-1")
+    assert len(_gcs_chunks(gcs_store)) == 1
+    proc = pipe.shard(item, *forced)
+    assert proc.returncode == 0, proc.stderr
+    assert _record(pipe)["rows_read"] == rows
+    assert _gcs_chunks(gcs_store) == {} and not exists(pipe.store, CKPT)
+    assert read(pipe.store, "parts/part-00000.jsonl") == clean
+    assert pipe.merge().returncode == 0
+
+
+def test_gcs_composes_more_chunks_than_one_request_joins(
+    gcs_store: Any, run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """GCS's compose joins at most 32 objects a request
+    (https://cloud.google.com/storage/docs/composite-objects): a part of 40 chunks, resumed
+    after 35 of them, is joined in two steps and is still the clean run's bytes."""
+    pipe = Pipeline(run_step, sqlite_url, gcs_store.url, tmp_path, env={**gcs_store.env, **ENV})
+    rows = 2000
+    pipe.produce(rows)
+    item = pipe.split(rows)[0]
+    args = ("--processor", "plugins.userfuncs:double", "--batch-size", "50")
+    ckpt = ("--checkpoint-rows", "50")
+    env = _env(pipe, tmp_path / "home")
+    kill_at(shard_cmd(item, pipe.run_id, pipe.store, *args, *ckpt), env, tmp_path, "checkpoint-35")
+    assert len(_gcs_chunks(gcs_store)) == 35
+    rec = _retry(pipe, item, *args, *ckpt)
+    assert (rec["resumed_rows_in"], rec["chunks"]) == (1750, 40)
+    part = read(pipe.store, "parts/part-00000.jsonl")
+    assert part == _clean_part(run_step, pipe, item, tmp_path, *args)
+    assert rec["sha256"] == hashlib.sha256(part).hexdigest()
+    assert _gcs_chunks(gcs_store) == {} and not exists(pipe.store, CKPT)

@@ -3,7 +3,9 @@
 A chunk ends at the first processor batch boundary where it holds ``--checkpoint-rows``
 rows read (or :data:`MAX_CHUNK_BYTES` of output): the boundaries depend only on the rows
 and the processor, so a clean run and a resumed one write the same bytes. After each chunk
-the data is made durable, then a checkpoint record is written atomically beside the part:
+the data is made durable, then a checkpoint record is written atomically beside the part
+(locally on a thread behind the writer, with the hashing, so the read of the next rows never
+waits for the disk):
 
     STORE/parts/.part-00007.jsonl.checkpoint   what this shard's in-progress part holds:
                                                its key (run, shard bounds, generation,
@@ -29,8 +31,11 @@ ETags are in the checkpoint record, and a retry continues the same upload. Only 
 being written is spooled to local disk. A part that never reaches a second chunk is put in
 one request, as before checkpoints.
 
-Other object stores (GCS) keep the previous behaviour: the part is spooled whole and put at
-the end, without checkpoints.
+GCS: each chunk is its own object beside the part, named by an id kept in the checkpoint
+record; a retry downloads the kept chunks, checks their sha256 and goes on; the commit composes
+the chunks into the part (see :class:`_GCS`). Only the chunk being written is spooled to local
+disk there too. Other object stores keep the previous behaviour: the part is spooled whole and
+put at the end, without checkpoints.
 """
 
 from __future__ import annotations
@@ -139,20 +144,26 @@ class PartWriter:
 
     mode = "fresh"
     min_chunk_bytes = 0
+    background = False
+    """Hash and persist chunks on a thread (see :class:`_Behind`): the backend's ``_persist``
+    must not touch what the writing thread is still writing."""
 
     def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], every: int) -> None:
         self.url = url
         self.ckpt_url = ckpt_url
         self.key = normalized(key)
         self.every = every
-        self.chunks: list[Chunk] = []
+        self.chunks: list[Chunk] = []  # persisted: vouched for by the checkpoint record
         self.bytes = 0
         self._whole: Any = hashlib.sha256()  # None when only a read-back can tell (S3 resume)
         self._sha256: str | None = None
+        # Chunks this attempt closed (persisted, or queued for the thread to persist).
+        self._closed = self._closed_rows_in = self._closed_rows = 0
+        self._behind: _Behind | None = None
+        self._c_sha = hashlib.sha256()
         self._new_chunk()
 
     def _new_chunk(self) -> None:
-        self._c_sha = hashlib.sha256()
         self._c_bytes = self._c_rows_in = self._c_rows = 0
         self._c_last: int | None = None
 
@@ -170,15 +181,17 @@ class PartWriter:
 
     @property
     def rows_in(self) -> int:
-        return sum(c.rows_in for c in self.chunks) + self._c_rows_in
+        return self.resumed_rows_in + self._closed_rows_in + self._c_rows_in
 
     @property
     def rows(self) -> int:
-        return sum(c.rows for c in self.chunks) + self._c_rows
+        resumed = sum(c.rows for c in self.chunks[: self._resumed])
+        return resumed + self._closed_rows + self._c_rows
 
     @property
     def chunk_count(self) -> int:
-        return len(self.chunks) + (1 if self._c_bytes or self._c_rows_in else 0)
+        current = 1 if self._c_bytes or self._c_rows_in else 0
+        return self._resumed + self._closed + current
 
     @property
     def sha256(self) -> str:
@@ -189,11 +202,20 @@ class PartWriter:
     # -- writing
     def write(self, data: bytes) -> None:
         self._sink(data)
-        self._c_sha.update(data)
-        if self._whole is not None:
-            self._whole.update(data)
+        if self.background:
+            if self._behind is None:
+                self._behind = _Behind(self)
+            self._behind.add(data)
+        else:
+            self._hash(data)
         self._c_bytes += len(data)
         self.bytes += len(data)
+
+    def _hash(self, data: bytes) -> None:
+        if self.every:  # without checkpoints the part is one chunk: its digest is the whole's
+            self._c_sha.update(data)
+        if self._whole is not None:
+            self._whole.update(data)
 
     def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
         """A processor batch is written: close the chunk here if it is full."""
@@ -205,12 +227,34 @@ class PartWriter:
             and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
             and self._c_bytes >= self.min_chunk_bytes
         ):
-            chunk = Chunk(
-                self._c_rows_in, self._c_rows, self._c_bytes, self._c_sha.hexdigest(), self._c_last
-            )
-            self.chunks.append(self._persist(chunk))
-            self._save_checkpoint()
+            # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
+            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, "", self._c_last)
+            self._closed += 1
+            self._closed_rows_in += self._c_rows_in
+            self._closed_rows += self._c_rows
+            if self._behind is not None:
+                self._behind.close_chunk(chunk)
+            else:
+                self._close_chunk(chunk)
             self._new_chunk()
+
+    def _close_chunk(self, chunk: Chunk) -> None:
+        """Every byte of ``chunk`` is written and hashed: make it durable, then vouch for it."""
+        chunk = dataclasses.replace(chunk, sha256=self._c_sha.hexdigest())
+        self._c_sha = hashlib.sha256()
+        self.chunks.append(self._persist(chunk))
+        self._save_checkpoint()
+
+    def _settle(self) -> None:
+        """Wait until the thread has hashed and persisted everything (re-raising its error)."""
+        if self._behind is not None:
+            behind, self._behind = self._behind, None
+            behind.finish()
+
+    def _stop(self) -> None:
+        """Leaving without a commit: let the thread finish what it was given, ignore its error."""
+        with contextlib.suppress(Exception):
+            self._settle()
 
     def _save_checkpoint(self, **extra: Any) -> None:
         rec = {
@@ -240,6 +284,7 @@ class PartWriter:
 
     def forget(self) -> None:
         """Never resume this part: what it read cannot be trusted (the rows changed under it)."""
+        self._stop()
         self.chunks.clear()
         self.discard_checkpoint()
 
@@ -265,11 +310,82 @@ class PartWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self._stop()
+        finally:
+            self.close()
+
+
+class _Behind:
+    """The thread that hashes a part's bytes and persists its chunks behind the writer.
+
+    The writer hands over its blocks in order, and a chunk's end after its last block, so
+    the thread sees the same sequence a synchronous writer would: a chunk is made durable
+    and then vouched for by its record exactly as before, only without stalling the read
+    of the next rows (sha256 and fsync release the GIL). Blocks are handed over in lots of
+    about :data:`_LOT_BYTES`, at most :data:`_LOTS` lots ahead, so memory stays bounded. An
+    error is raised to the writer at its next hand-over or at :meth:`finish`.
+    """
+
+    def __init__(self, writer: PartWriter) -> None:
+        import queue
+        import threading
+
+        self._writer = writer
+        self._lot: list[Any] = []
+        self._lot_bytes = 0
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue(_LOTS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="workers-part-hash", daemon=True)
+        self._thread.start()
+
+    def add(self, data: bytes) -> None:
+        self._lot.append(data)
+        self._lot_bytes += len(data)
+        if self._lot_bytes >= _LOT_BYTES:
+            self._hand_over()
+
+    def close_chunk(self, chunk: Chunk) -> None:
+        self._lot.append(chunk)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(self._lot)
+        self._lot, self._lot_bytes = [], 0
+
+    def finish(self) -> None:
+        if self._lot:
+            self._hand_over()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        w = self._writer
+        while (lot := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so the writer never blocks on a dead thread
+            try:
+                for item in lot:
+                    if isinstance(item, Chunk):
+                        w._close_chunk(item)
+                    else:
+                        w._hash(item)
+            except BaseException as exc:  # raised again in the writer's thread
+                self._error = exc
+
+
+_LOT_BYTES = 1 << 20
+_LOTS = 8
 
 
 class _Plain(PartWriter):
     """No checkpoints: the part goes through :class:`storage.AtomicWriter` whole."""
+
+    background = True
 
     def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], mode: str) -> None:
         super().__init__(url, ckpt_url, key, 0)
@@ -280,6 +396,7 @@ class _Plain(PartWriter):
         self._w.write(data)
 
     def commit(self) -> None:
+        self._settle()
         self._w.commit()
         self._sha256 = self._whole.hexdigest()
 
@@ -298,6 +415,7 @@ class _Local(PartWriter):
     """A resumable temp file beside the final name, renamed into place at the commit."""
 
     backend = "local"
+    background = True
 
     def __init__(
         self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
@@ -383,6 +501,7 @@ class _Local(PartWriter):
         return chunk
 
     def commit(self) -> None:
+        self._settle()
         self._file.flush()
         os.fsync(self._file.fileno())
         storage.check_destination(self.url, "output")
@@ -568,6 +687,200 @@ class _S3(PartWriter):
         self._spool.close()
 
 
+GCS_MAX_SOURCES = 32
+"""Objects one GCS compose request may join."""
+
+GCS_MAX_COMPONENTS = 1024
+"""GCS's limit on the objects a composite object is made of: a part has at most this many chunks."""
+
+
+def _is_gcs(url: str) -> bool:
+    return url.startswith(("gs://", "gcs://"))
+
+
+class _GCS(PartWriter):
+    """Each chunk its own object beside the part, composed into the part at the commit.
+
+    The chunk objects are named ``.part-NNNNN.jsonl.chunk-ID-MMMMM`` in the parts folder:
+    ``ID`` is drawn by the attempt that uploads the first chunk and kept in the checkpoint
+    record, so a retry resumes the same set and an attempt of another key or a ``--force``
+    one never mixes its chunks with them. A resume downloads the kept chunks and checks their
+    sha256 (as a local resume reads its temp file). Only the chunk being written is spooled
+    to local disk; the part appears in one compose (GCS joins at most 32 objects a request:
+    more are joined into a hidden object first, and the final compose publishes).
+    """
+
+    backend = "gcs"
+
+    def __init__(
+        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+    ) -> None:
+        import tempfile  # deferred: only buckets spool
+
+        super().__init__(url, ckpt_url, key, every)
+        self._fs, self._path = storage.fs_of(url)
+        self.upload_id: str | None = None
+        self._committed = False
+        old = read_checkpoint(ckpt_url)
+        if old is not None and old.get("backend") == self.backend:
+            if not fresh and old.get("key") == self.key:
+                self._resume(old)
+            elif isinstance(old.get("upload_id"), str):
+                # --force, or another generation/processor: that work is never resumed.
+                _gcs_remove_chunks(self._fs, self._path, str(old["upload_id"]))
+        _gcs_remove_stale_chunks(self._fs, self._path, keep=self.upload_id)
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
+
+    def _chunk(self, n: int, upload_id: str | None = None) -> str:
+        return _gcs_chunk_prefix(self._path, upload_id or self.upload_id or "") + f"{n:05d}"
+
+    def _resume(self, rec: dict[str, Any]) -> None:
+        chunks = _chunks_of(rec)
+        upload_id = rec.get("upload_id")
+        if not chunks or not isinstance(upload_id, str):
+            return
+        whole = hashlib.sha256()
+        for n, chunk in enumerate(chunks, 1):
+            before = whole.copy()
+            sha, size = hashlib.sha256(), 0
+            try:
+                f = self._fs.open(
+                    self._chunk(n, upload_id), "rb", block_size=8 * _READ, cache_type="readahead"
+                )
+                with f:
+                    while data := f.read(8 * _READ):
+                        sha.update(data)
+                        whole.update(data)
+                        size += len(data)
+            except FileNotFoundError:
+                whole = before
+                break
+            if size != chunk.bytes or sha.hexdigest() != chunk.sha256:
+                whole = before
+                break
+            self.chunks.append(chunk)
+        if not self.chunks:
+            _gcs_remove_chunks(self._fs, self._path, upload_id)
+            return
+        self.upload_id = upload_id
+        self._whole, self._resumed = whole, len(self.chunks)
+        self.bytes = sum(c.bytes for c in self.chunks)
+        self.mode = "resumed"
+        if len(self.chunks) < len(chunks):
+            self._save_checkpoint()  # the record never vouches for more than the bucket holds
+
+    def _sink(self, data: bytes) -> None:
+        self._spool.write(data)
+
+    def _take_spool(self) -> bytes:
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0)
+        self._spool.truncate()
+        return data
+
+    def _upload(self, n: int) -> str:
+        if n > GCS_MAX_COMPONENTS:
+            raise UsageError(
+                f"{self.url} would need more than {GCS_MAX_COMPONENTS} GCS chunks: "
+                "raise --checkpoint-rows or use smaller shards"
+            )
+        if self.upload_id is None:
+            self.upload_id = os.urandom(8).hex()
+        path = self._chunk(n)
+        self._fs.pipe_file(path, self._take_spool())
+        return path
+
+    def _persist(self, chunk: Chunk) -> Chunk:
+        self._upload(len(self.chunks) + 1)
+        return chunk
+
+    def _checkpoint_fields(self) -> dict[str, Any]:
+        return {"upload_id": self.upload_id}
+
+    def commit(self) -> None:
+        if self.upload_id is None:
+            # One chunk: a single request, nothing to resume.
+            self._fs.pipe_file(self._path, self._take_spool())
+        else:
+            sources = [self._chunk(n) for n in range(1, len(self.chunks) + 1)]
+            if self._c_bytes or not sources:
+                sources.append(self._upload(len(sources) + 1))
+            step = 0
+            while len(sources) > GCS_MAX_SOURCES:
+                step += 1
+                joined = _gcs_chunk_prefix(self._path, self.upload_id) + f"joined-{step:05d}"
+                self._fs.merge(joined, sources[:GCS_MAX_SOURCES])
+                sources = [joined, *sources[GCS_MAX_SOURCES:]]
+            self._fs.merge(self._path, sources)
+        self._committed = True
+        self._sha256 = self._whole.hexdigest()
+
+    def discard_checkpoint(self) -> None:
+        # The chunks first: a record left behind still names them for the next sweep.
+        if self.upload_id is not None:
+            _gcs_remove_chunks(self._fs, self._path, self.upload_id)
+        super().discard_checkpoint()
+
+    def forget(self) -> None:
+        super().forget()
+        if self.upload_id is not None and not self._committed:
+            _gcs_remove_chunks(self._fs, self._path, self.upload_id)
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def _gcs_chunk_prefix(path: str, upload_id: str) -> str:
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.chunk-{upload_id}-" if upload_id else f"{folder}/.{name}.chunk-"
+
+
+def _gcs_chunk_sets(fs: Any, path: str) -> dict[str, float]:
+    """The chunk sets of the part at ``path``: upload id -> when its newest object was written."""
+    folder, _, name = path.rpartition("/")
+    prefix = f".{name}.chunk-"
+    try:
+        found = fs.find(folder, prefix=prefix, detail=True)
+    except (FileNotFoundError, OSError):
+        return {}
+    sets: dict[str, float] = {}
+    for obj_name, info in found.items():
+        upload_id = obj_name.rpartition("/")[2][len(prefix) :].partition("-")[0]
+        touched = _timestamp(info.get("updated") or info.get("timeCreated"))
+        sets[upload_id] = max(sets.get(upload_id, 0.0), touched)
+    return sets
+
+
+def _timestamp(value: Any) -> float:
+    import datetime
+
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return time.time()  # unknown: treat it as fresh, never as abandoned
+
+
+def _gcs_remove_chunks(fs: Any, path: str, upload_id: str) -> None:
+    folder, _, name = path.rpartition("/")
+    prefix = f".{name}.chunk-{upload_id}-"
+    with contextlib.suppress(FileNotFoundError, OSError):
+        names = list(fs.find(folder, prefix=prefix))
+        if names:
+            fs.rm(names)
+
+
+def _gcs_remove_stale_chunks(fs: Any, path: str, keep: str | None) -> None:
+    """Remove the chunk sets of dead attempts (untouched for the lease), never ``keep``'s."""
+    from workers.config import stale_after
+
+    lease = stale_after()
+    now = time.time()
+    for upload_id, touched in _gcs_chunk_sets(fs, path).items():
+        if upload_id != keep and now - touched > lease:
+            _gcs_remove_chunks(fs, path, upload_id)
+
+
 def sweep(url: str, ckpt_url: str) -> None:
     """For a part already committed: remove what dead attempts left to resume it (a resume
     temp nobody holds, and then its checkpoint record), never a live attempt's."""
@@ -583,6 +896,17 @@ def sweep(url: str, ckpt_url: str) -> None:
             except FileNotFoundError:
                 with contextlib.suppress(OSError, UsageError):
                     storage.remove(ckpt_url)
+        return
+    if _is_gcs(url):
+        # As on S3: a live attempt's chunks stay (they are removed once past the lease); a
+        # record naming chunks that no longer exist has nothing left to resume.
+        fs, path = storage.fs_of(url)
+        rec = read_checkpoint(ckpt_url)
+        keep = rec.get("upload_id") if rec is not None else None
+        _gcs_remove_stale_chunks(fs, path, keep=None)
+        if isinstance(keep, str) and keep not in _gcs_chunk_sets(fs, path):
+            with contextlib.suppress(OSError, UsageError):
+                storage.remove(ckpt_url)
         return
     if not storage.is_local(url):
         return
@@ -605,4 +929,6 @@ def open_part(
             return _Plain(url, ckpt_url, key, "private")
     if every and url.startswith(("s3://", "s3a://")):
         return _S3(url, ckpt_url, key, every, fresh)
+    if every and _is_gcs(url):
+        return _GCS(url, ckpt_url, key, every, fresh)
     return _Plain(url, ckpt_url, key, "whole")

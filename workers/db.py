@@ -530,7 +530,8 @@ class PostgresDatabase(Database):
                 lo,
                 hi,
                 "pg",
-                f"{quote(source.key_column)}, {values.pg_value_sql(data)}",
+                # SQL NULL as JSON null by the server: no per-row check on this side.
+                f"{quote(source.key_column)}, coalesce({values.pg_value_sql(data)}, 'null')",
             )
             session = not data.is_json
         else:
@@ -595,9 +596,7 @@ def _batch(source: Source, names: list[str], rows: Sequence[Any]) -> list[Any]:
 
 
 def _text_rows_to_jsonl(values: list[Any]) -> bytes:
-    """JSON Lines from stored JSON texts: one value per line, SQL NULL as null."""
-    if None in values:
-        values = ["null" if v is None else v for v in values]
+    """JSON Lines from JSON texts (never SQL NULL: the query turns it into ``null``)."""
     if values and isinstance(values[0], bytes):  # a SQL_ASCII database hands back bytes
         # surrogateescape carries any byte through to the output unchanged, as COPY would.
         values = [v.decode(errors="surrogateescape") for v in values]
