@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import expr, params, sandbox
+from workers.runner import artifacts, expr, params, sandbox
 from workers.runner.nodes import Attempt, Node
 from workers.runner.params import ParamError
 
@@ -50,9 +50,37 @@ def resolve_inputs(
     return out
 
 
+def input_artifacts(
+    tmpl: Mapping[str, Any], arguments: Mapping[str, Any], scope: Mapping[str, str], where: str
+) -> list[dict[str, Any]]:
+    """The template's input artifacts, supplied by the arguments; their paths substituted
+    with the template's inputs (a path may name a parameter)."""
+    arts = artifacts.resolve_inputs(tmpl, arguments, where)
+    for art in arts:
+        if art.get("path"):
+            art["path"] = params.substitute(
+                str(art["path"]), scope, f"{where}: inputs.artifacts.{art['name']}.path"
+            )
+    return arts
+
+
 def template_outputs(
     node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
 ) -> None:
+    arts: list[dict[str, Any]] = []
+    for art in (tmpl.get("outputs") or {}).get("artifacts") or []:
+        # A steps or dag template's output artifact is another node's (steps.go/dag.go
+        # resolveArtifact): the record it names, under this output's name.
+        awhere = f"{where}: outputs.artifacts.{art['name']}"
+        try:
+            text = params.substitute(str(art.get("from") or ""), scope, awhere)
+        except ParamError:
+            if art.get("optional"):
+                continue
+            raise
+        arts.append({**artifacts.parse_reference(text, awhere), "name": art["name"]})
+    if arts:
+        node.outputs["artifacts"] = arts
     outs: dict[str, str] = {}
     for p in (tmpl.get("outputs") or {}).get("parameters") or []:
         vf = p.get("valueFrom") or {}
@@ -147,6 +175,7 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
         scope[f"{prefix}.outputs.result"] = outs["result"]
     if "exitCode" in outs:
         scope[f"{prefix}.exitCode"] = outs["exitCode"]
+    scope.update(artifacts.scope_entries(f"{prefix}.outputs", outs.get("artifacts") or []))
 
 
 def aggregate(children: list[Node], tmpl: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner import metrics, params, sandbox
+from workers.runner import artifacts, metrics, params, sandbox
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -91,6 +91,7 @@ class Run:
         self.parameters = parameters
         self.run_dir = run_dir
         self.work_dir = run_dir / "work"
+        self.artifact_repository = run_dir / artifacts.REPOSITORY
         self.notes = notes
         self.options = options
         self.progress = progress
@@ -218,7 +219,11 @@ class Run:
         entry = str(self.spec.get("entrypoint") or "")
         where = f"{self.doc.source}: spec.entrypoint"
         doc, tmpl = self.find_template(self.doc, {"template": entry}, where)
-        args = {"parameters": [{"name": k, "value": v} for k, v in self.parameters.items()]}
+        args = {
+            "parameters": [{"name": k, "value": v} for k, v in self.parameters.items()],
+            # spec.arguments.artifacts supply the entrypoint's input artifacts
+            "artifacts": (self.spec.get("arguments") or {}).get("artifacts") or [],
+        }
         deadline = self.spec.get("activeDeadlineSeconds")
         timer = None
         if deadline:

@@ -18,7 +18,7 @@ from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params, sandbox
+from workers.runner import artifacts, dataflow, expr, params, sandbox
 from workers.runner.nodes import (
     ERROR,
     FAILED,
@@ -128,13 +128,27 @@ class PodRuntime:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         kind = "script" if "script" in tmpl else "container"
         try:
-            c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
+            # Outputs first: their paths are variables of the container ({{outputs.*.path}}),
+            # each evaluated once per pod (a random name in a path is the same in both).
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
+            ascope.update(artifacts.path_scope(node.input_artifacts, outputs))
+            c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
             deadline_raw = tmpl.get("activeDeadlineSeconds")
             deadline = (
                 float(params.substitute(str(deadline_raw), ascope, where)) if deadline_raw else None
             )
-            mounts = self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where)
+            files = artifacts.prepare_pod(
+                self.run.mode,
+                node.input_artifacts,
+                outputs,
+                self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where),
+                pod_dir,
+                where,
+            )
+            artifacts.stage_inputs(
+                self.run.artifact_repository, node.input_artifacts, files, self.secret, where
+            )
+            mounts = files.present()
             workdir = str(self.run.work_dir)
             if c.get("workingDir"):
                 wd = str(c["workingDir"])
@@ -156,7 +170,7 @@ class PodRuntime:
                 c, where, pod_name=pod_name, node=node, node_id=pod_node_id
             )
             argv = self.run.podenv.argv(c, kind, pod_dir, where)
-        except (ParamError, SpecError) as exc:
+        except (ParamError, SpecError, artifacts.ArtifactError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
         attempt.mounts = [(m.target, str(m.host)) for m in mounts]
         if self.run.mode == "bwrap":
@@ -173,7 +187,7 @@ class PodRuntime:
                     f"code folder {self.run.code} is where pods mount a volume, so its files are "
                     "hidden in them: run from (or pass --code) the project's own folder"
                 )
-            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir)
+            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, files.root)
             cwd = None
         else:
             cmd = argv
@@ -221,10 +235,28 @@ class PodRuntime:
         if code != 0:
             return self._end(attempt, FAILED, code, f"Error (exit code {code})")
         try:
-            node.outputs.update(dataflow.pod_outputs(attempt, outputs, mounts, where))
-        except ParamError as exc:
+            node.outputs.update(dataflow.pod_outputs(attempt, outputs, files.view, where))
+            saved = artifacts.save_outputs(
+                self.run.artifact_repository,
+                outputs,
+                files.view,
+                f"{self.run.name}/{pod_name}",
+                pod_dir / "staging",
+                self.secret,
+                where,
+            )
+        except (ParamError, artifacts.ArtifactError) as exc:
             return self._end(attempt, ERROR, code, str(exc))
+        if saved:
+            node.outputs["artifacts"] = saved
         return self._end(attempt, SUCCEEDED, code, "")
+
+    def secret(self, name: str, key: str) -> str | None:
+        """A secret an artifact location names, found as env secrets are (and redacted)."""
+        value, _ = self.run.podenv.secret(name, key, "")
+        if value is not None:
+            self.run.podenv.add_secret(value, f"secret {name}/{key}")
+        return value
 
     def _end(self, attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt:
         attempt.phase = phase

@@ -51,6 +51,8 @@ def _outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if outputs.get("parameters"):
         out["parameters"] = _parameters(outputs["parameters"])
+    if outputs.get("artifacts"):
+        out["artifacts"] = outputs["artifacts"]
     for key in ("result", "exitCode"):
         if outputs.get(key) is not None:
             out[key] = outputs[key]
@@ -70,6 +72,7 @@ def _status_node(
     message: str,
     inputs: dict[str, str],
     outputs: dict[str, Any],
+    input_artifacts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "id": node_id,
@@ -86,8 +89,12 @@ def _status_node(
         rec["boundaryID"] = boundary
     if message:
         rec["message"] = message
-    if inputs:
-        rec["inputs"] = {"parameters": _parameters(inputs)}
+    if inputs or input_artifacts:
+        rec["inputs"] = {}
+        if inputs:
+            rec["inputs"]["parameters"] = _parameters(inputs)
+        if input_artifacts:
+            rec["inputs"]["artifacts"] = input_artifacts
     outs = _outputs(outputs)
     if outs:
         rec["outputs"] = outs
@@ -169,6 +176,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
                     a.message,
                     n.inputs,
                     outs,
+                    n.input_artifacts,
                 )
                 pods[aid] = _pod_side(a)
         elif n.attempts:
@@ -186,6 +194,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             n.message,
             n.inputs,
             n.outputs,
+            n.input_artifacts,
         )
         children = ids + kids.get(n.id, [])
         if children or retried:
@@ -237,6 +246,9 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             "runFolder": str(run.run_dir),
             "workFolder": str(run.work_dir),
             "volumes": {k: str(v) for k, v in run.volumes.items()},
+            # The local artifact repository: an artifact's s3.key (without a bucket) is a
+            # path below this folder.
+            "artifactRepository": str(run.artifact_repository),
             "ignoredLocally": run.notes.ignored,
             "notes": run.warnings,
             "pods": pods,

@@ -80,13 +80,15 @@ def _existing_ancestor(target: str) -> str:
     return str(p)
 
 
-def _shadow(folder: str) -> list[str]:
-    """Make ``folder`` writable (a tmpfs) while showing the host's entries again, read-only.
+def _shadow(folder: str, backing: Path | None = None) -> list[str]:
+    """Make ``folder`` writable (a tmpfs, or the host folder ``backing``) while showing the
+    host's entries again, read-only.
 
     bwrap must create a mount point for a target that does not exist on the host
-    (``/mnt/shared``), which the read-only root forbids.
+    (``/mnt/shared``), which the read-only root forbids. A ``backing`` folder keeps what the
+    pod creates there (a new top-level output folder) for the runner to read afterwards.
     """
-    args = ["--tmpfs", folder]
+    args = ["--bind", str(backing), folder] if backing is not None else ["--tmpfs", folder]
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
@@ -107,8 +109,13 @@ def bwrap_command(
     mounts: Sequence[Mount],
     keep: Sequence[tuple[Path, bool]],
     cwd: str,
+    root: Path | None = None,
 ) -> list[str]:
-    """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible."""
+    """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible.
+
+    ``root``: a host folder of the pod's own under ``/``, where the entries it creates at the
+    top level land (the host's own entries are shown read-only over it).
+    """
 
     def under_other_mount(target: str) -> bool:
         return any(
@@ -124,9 +131,11 @@ def bwrap_command(
         },
         key=len,
     )
+    if root is not None and "/" not in shadows:
+        shadows.insert(0, "/")
     args = ["bwrap"]
     if "/" in shadows:
-        args += [*_shadow("/"), "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+        args += [*_shadow("/", root), "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
         shadows.remove("/")
     else:
         args += _base_args()

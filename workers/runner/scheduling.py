@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params
+from workers.runner import artifacts, dataflow, expr, params
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -58,13 +58,17 @@ class Scheduler:
             scope = dict(self.run.scope)
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
+            node.input_artifacts = dataflow.input_artifacts(tmpl, arguments, scope, where)
+            if type_ != "Pod":
+                # {{inputs.artifacts.X}}: a steps or dag template passes its inputs on by from
+                scope.update(artifacts.scope_entries("inputs", node.input_artifacts))
             if type_ == "Pod":
                 self.run.pods.run_pod(node, doc, tmpl, scope, where)
             elif type_ == "Steps":
                 self.run_steps(node, doc, tmpl, scope, where)
             else:
                 self.run_dag(node, doc, tmpl, scope, where)
-        except (ParamError, SpecError, expr.ExprError) as exc:
+        except (ParamError, SpecError, expr.ExprError, artifacts.ArtifactError) as exc:
             self.run.finish(node, ERROR, str(exc))
         except Cancelled:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
