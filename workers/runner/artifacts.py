@@ -706,11 +706,16 @@ def _save(
         if "none" in archive:
             source = host
         elif "zip" in archive:
-            _zip(host, staging)
+            _zip(host, staging, os.path.basename(path))
             source = staging
         else:
             level = (archive.get("tar") or {}).get("compressionLevel")
-            _targz(host, staging, 6 if level is None or level < 0 else int(level))
+            _targz(
+                host,
+                staging,
+                os.path.basename(path),
+                6 if level is None or level < 0 else int(level),
+            )
             source = staging
         if loc.get("bucket"):
             fs, remote = _filesystem(kind, {**loc, "key": key}, secret, where)
@@ -734,23 +739,23 @@ def _save(
     return record
 
 
-def _targz(source: Path, dest: Path, level: int) -> None:
+def _targz(source: Path, dest: Path, name: str, level: int) -> None:
     """util/archive TarGzToWriter: the entry named for the path's base name, a folder's
     symlinks kept as links (never followed)."""
     with tarfile.open(dest, "w:gz", compresslevel=level) as tf:
-        tf.add(source, arcname=source.name, recursive=True)
+        tf.add(source, arcname=name, recursive=True)
 
 
-def _zip(source: Path, dest: Path) -> None:
+def _zip(source: Path, dest: Path, name: str) -> None:
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         if source.is_dir():
             for folder, _, names in os.walk(source):
                 for n in names:
                     p = Path(folder) / n
                     if p.is_file() and not p.is_symlink():
-                        zf.write(p, str(Path(source.name) / p.relative_to(source)))
+                        zf.write(p, str(Path(name) / p.relative_to(source)))
         else:
-            zf.write(source, source.name)
+            zf.write(source, name)
 
 
 def _filesystem(
