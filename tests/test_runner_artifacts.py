@@ -107,11 +107,23 @@ def test_dag_key_only_optional_and_new_top_level_folders(tmp_path: Path, mode: s
     by = nodes(rec)
     repo = repository(rec)
     produce, consume = by["produce"], by["consume"]
-    assert [a["name"] for a in produce["outputs"]["artifacts"]] == ["text", "keyed"]
+    assert [a["name"] for a in produce["outputs"]["artifacts"]] == [
+        "text",
+        "keyed",
+        "parts",
+        "made",
+    ]
     keyed = artifact(produce, "keyed")
     assert keyed["s3"] == {"key": "shared/keyed.tgz"}
     assert members(repo / "shared" / "keyed.tgz") == {"keyed.txt": "keyed\n"}
-    assert consume["outputs"]["result"] == "3\nkeyed"
+    name = rec["metadata"]["name"]
+    assert artifact(produce, "parts")["s3"] == {"key": f"{name}/parts"}
+    assert sorted(p.name for p in (repo / name / "parts").iterdir()) == ["a.txt", "b.txt"]
+    assert members(repo / artifact(produce, "made")["s3"]["key"]) == {
+        "workers-art-made.txt": "made\n"
+    }
+    assert not Path("/usr/local/workers-art-made.txt").exists()  # the pod's own, not the host's
+    assert consume["outputs"]["result"] == "3\nkeyed\nB"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -184,7 +196,7 @@ POD = """
         ),
         (
             "outputs: {artifacts: [{name: etc, path: /etc}]}",
-            "outputs.artifacts[etc]: path /etc is in the image's filesystem",
+            "outputs.artifacts.etc: path /etc is in the image's filesystem",
         ),
         (
             "outputs: {artifacts: [{name: a, path: /tmp/a, s3: {bucket: b, key: k, "

@@ -16,11 +16,12 @@ a symlink is followed as the pod would follow it, and a path that leads outside 
 own folders is refused, never read from the host.
 
 A path outside /tmp, the emptyDirs and volumes is in the image's filesystem in a cluster.
-Locally a pod gets a writable folder of its own for a new top-level entry (``/outputs/x``,
-``/hello.txt``): with bubblewrap its root is a host folder of the pod's showing the host's
-entries read-only, in remap mode the entry is rewritten to that folder. An output under a
-top-level entry the host has (``/etc``, ``/usr/...``) would be the host's files, not an
-image's: it is refused before running.
+Locally the pod creates what the host does not have (``/outputs/x``, ``/hello.txt``,
+``/mnt/out``) in a folder of its own: with bubblewrap the folder that would hold the new
+entry is a host folder of the pod's with the host's entries shown read-only over it, in
+remap mode the entry is rewritten to that folder. An output at a path the host has
+(``/etc``, ``/etc/hosts``) would be the host's file, not an image's: it is refused before
+running.
 """
 
 from __future__ import annotations
@@ -288,7 +289,8 @@ class PodFiles:
 
     mounts: list[Mount]
     inputs: list[Mount] = field(default_factory=list)  # folders of the pod's own for inputs
-    root: Path | None = None  # bwrap: the pod's own folder bound at /
+    # bwrap: host folders shown writable over these pod folders (their host entries on top)
+    layers: dict[str, Path] = field(default_factory=dict)
     view: list[Mount] = field(default_factory=list)  # where the runner resolves pod paths
 
     def present(self) -> list[Mount]:
@@ -311,10 +313,6 @@ def _covered(path: str, mounts: Sequence[Mount]) -> bool:
     )
 
 
-def _top(path: str) -> str:
-    return "/" + path.strip("/").split("/")[0]
-
-
 def prepare_pod(
     mode: str,
     inputs: Sequence[Mapping[str, Any]],
@@ -323,58 +321,84 @@ def prepare_pod(
     pod_dir: Path,
     where: str,
 ) -> PodFiles:
-    """Mounts and root folder the pod needs for its artifact and output paths."""
+    """Mounts and folders of its own the pod needs for its artifact and output paths."""
     root = pod_dir / "root"
     extra: list[Mount] = []
-    new_tops: set[str] = set()
+    entries: set[str] = set()
     for art in inputs:
         if not art.get("path") or not has_location(art):
             continue
         path = clean(str(art["path"]), f"{where}: inputs.artifacts.{art['name']}")
         if _covered(path, mounts) or _covered(path, extra):
             continue
-        if not os.path.lexists(_top(path)):
-            new_tops.add(_top(path))
+        entry = new_entry(path)
+        if entry is not None:
+            entries.add(entry)
         else:
-            # As Argo mounts an input artifact at its path (workflowpod.go
+            # As Argo mounts an input artifact over its path (workflowpod.go
             # addInputArtifactsVolumes): a folder of the pod's own at that path.
             extra.append(Mount(pod_dir / "inputs" / str(art["name"]), path))
-    outs: list[tuple[str, str]] = [
+    for what, raw in output_paths(outputs):
+        path = clean(raw, f"{where}: {what}")
+        if _covered(path, mounts) or _covered(path, extra):
+            continue
+        entry = new_entry(path)
+        if entry is None:
+            raise ArtifactError(image_path_message(f"{where}: {what}", path))
+        entries.add(entry)
+    files = PodFiles(mounts=[*mounts, *extra], inputs=extra)
+    # What the pod creates at a new entry lands in its own folder, at the same relative path.
+    own = [Mount(root / e.lstrip("/"), e) for e in sorted(entries)]
+    if mode == "bwrap":
+        for e in entries:
+            parent = os.path.dirname(e)
+            backing = root / parent.lstrip("/")
+            backing.mkdir(parents=True, exist_ok=True)
+            files.layers[parent] = backing
+        files.view = [*files.mounts, *own]
+    else:
+        # remap: the rewrite sends the pod's paths there (a file or a folder it creates).
+        for m in own:
+            m.host.parent.mkdir(parents=True, exist_ok=True)
+        files.mounts += own
+        files.view = list(files.mounts)
+    return files
+
+
+def new_entry(path: str) -> str | None:
+    """The first component of ``path`` the host does not have (the entry a pod creates in
+    its image's filesystem), or None when the whole path, or a symlink on its way, is the
+    host's."""
+    current = ""
+    for part in path.strip("/").split("/"):
+        current += "/" + part
+        if os.path.islink(current):
+            return None
+        if not os.path.lexists(current):
+            return current
+    return None
+
+
+def output_paths(outputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The container paths a pod's outputs are read from, with the output they belong to."""
+    paths = [
         (f"outputs.artifacts.{a['name']}", str(a["path"]))
         for a in outputs.get("artifacts") or []
         if a.get("path")
     ]
-    outs += [
+    paths += [
         (f"outputs.parameters.{p['name']}", str(p["valueFrom"]["path"]))
         for p in outputs.get("parameters") or []
         if (p.get("valueFrom") or {}).get("path")
     ]
-    for what, raw in outs:
-        path = clean(raw, f"{where}: {what}")
-        if _covered(path, mounts) or _covered(path, extra):
-            continue
-        if os.path.lexists(_top(path)):
-            raise ArtifactError(image_path_message(f"{where}: {what}", path))
-        new_tops.add(_top(path))
-    files = PodFiles(mounts=[*mounts, *extra], inputs=extra)
-    tops = [Mount(root / top.lstrip("/"), top) for top in sorted(new_tops)]
-    if tops:
-        root.mkdir(parents=True, exist_ok=True)
-    if mode == "bwrap" and tops:
-        files.root = root
-        files.view = [*files.mounts, *tops]
-    else:
-        # remap: the rewrite sends the pod's own paths there (a file or a folder it creates).
-        files.mounts += tops
-        files.view = list(files.mounts)
-    return files
+    return paths
 
 
 def image_path_message(where: str, path: str) -> str:
     return (
         f"{where}: path {path} is in the image's filesystem, which a local pod does not have "
-        f"({_top(path)} there is the host's, read-only, and never read by the runner): write "
-        "it under /tmp, an emptyDir or volume, or a new top-level folder"
+        "(there it is the host's, read-only, never read by the runner): write it under /tmp, "
+        "an emptyDir or a volume, or at a path the host does not have"
     )
 
 
@@ -393,25 +417,14 @@ def check_output_paths(tmpl: Mapping[str, Any], where: str) -> None:
         if a.get("path")
     ]
     mounts = [Mount(Path("/"), t.rstrip("/") or "/") for t in targets if t]
-    outputs = tmpl.get("outputs") or {}
-    paths = [
-        (f"outputs.artifacts[{a.get('name')}]", str(a.get("path")))
-        for a in outputs.get("artifacts") or []
-        if a.get("path")
-    ]
-    paths += [
-        (f"outputs.parameters[{p.get('name')}]", str(p["valueFrom"]["path"]))
-        for p in outputs.get("parameters") or []
-        if (p.get("valueFrom") or {}).get("path")
-    ]
-    for what, path in paths:
+    for what, path in output_paths(tmpl.get("outputs") or {}):
         if "{{" in path or not path.startswith("/"):
             continue
         try:
             path = clean(path, what)
         except ArtifactError as exc:
             raise_(f"{where}: {exc}")
-        if not _covered(path, mounts) and os.path.lexists(_top(path)):
+        if not _covered(path, mounts) and new_entry(path) is None:
             raise_(image_path_message(f"{where}: {what}", path))
 
 

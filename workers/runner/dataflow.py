@@ -57,10 +57,18 @@ def input_artifacts(
     with the template's inputs (a path may name a parameter)."""
     arts = artifacts.resolve_inputs(tmpl, arguments, where)
     for art in arts:
-        if art.get("path"):
-            art["path"] = params.substitute(
-                str(art["path"]), scope, f"{where}: inputs.artifacts.{art['name']}.path"
-            )
+        awhere = f"{where}: inputs.artifacts.{art['name']}"
+        for key in ("path", "s3", "gcs"):
+            if key in art:
+                art[key] = params.substitute(art[key], scope, f"{awhere}.{key}")
+        if isinstance(art.get("raw"), dict) and isinstance(art["raw"].get("data"), str):
+            # As the controller substitutes a template (allowUnresolved): a tag it cannot
+            # resolve in file content stays as written.
+            text = art["raw"]["data"]
+            art["raw"] = {
+                **art["raw"],
+                "data": params.TAG.sub(lambda m: scope.get(m.group(1), m.group(0)), text),
+            }
     return arts
 
 

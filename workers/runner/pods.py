@@ -187,7 +187,7 @@ class PodRuntime:
                     f"code folder {self.run.code} is where pods mount a volume, so its files are "
                     "hidden in them: run from (or pass --code) the project's own folder"
                 )
-            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, files.root)
+            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, files.layers)
             cwd = None
         else:
             cmd = argv

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,13 +109,14 @@ def bwrap_command(
     mounts: Sequence[Mount],
     keep: Sequence[tuple[Path, bool]],
     cwd: str,
-    root: Path | None = None,
+    layers: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible.
 
-    ``root``: a host folder of the pod's own under ``/``, where the entries it creates at the
-    top level land (the host's own entries are shown read-only over it).
+    ``layers``: folders of the pod (``/``, ``/mnt``) backed by host folders of its own, where
+    the entries it creates there land (the host's own entries are shown read-only over them).
     """
+    layers = layers or {}
 
     def under_other_mount(target: str) -> bool:
         return any(
@@ -131,16 +132,22 @@ def bwrap_command(
         },
         key=len,
     )
-    if root is not None and "/" not in shadows:
-        shadows.insert(0, "/")
+    shadows = sorted(set(shadows) | set(layers), key=len)
     args = ["bwrap"]
     if "/" in shadows:
-        args += [*_shadow("/", root), "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+        args += [
+            *_shadow("/", layers.get("/")),
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-pid",
+        ]
         shadows.remove("/")
     else:
         args += _base_args()
     for folder in shadows:
-        args += _shadow(folder)
+        args += _shadow(folder, layers.get(folder))
     for m in sorted(mounts, key=lambda m: m.target.count("/")):
         args += ["--ro-bind" if m.readonly else "--bind", str(m.host), m.target]
     # A host path under a mount target (a run folder below /tmp, a venv below /mnt) would be
