@@ -97,7 +97,9 @@ def test_artifacts_pass_between_steps(tmp_path: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_dag_key_only_optional_and_new_top_level_folders(tmp_path: Path, mode: str) -> None:
+def test_dag_key_only_optional_and_new_top_level_folders(
+    tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``{{tasks.X.outputs.artifacts.Y}}``; key-only artifacts (key-only-artifacts.md) in
     the run's repository; an optional output that was not written is left out and an
     optional input that was not supplied is skipped (executor.go saveArtifact, loadArtifact);
@@ -124,6 +126,10 @@ def test_dag_key_only_optional_and_new_top_level_folders(tmp_path: Path, mode: s
     }
     assert not Path("/usr/local/workers-art-made.txt").exists()  # the pod's own, not the host's
     assert consume["outputs"]["result"] == "3\nkeyed\nB"
+    # The run's summary says where each output artifact was saved.
+    printed = capsys.readouterr().out
+    assert f"artifacts:     {repo} (4 saved)" in printed
+    assert f"  produce.keyed: {repo / 'shared' / 'keyed.tgz'}" in printed
 
 
 @pytest.mark.parametrize("mode", MODES)

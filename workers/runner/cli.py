@@ -220,6 +220,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     if summary is not None:
         print(f"merge summary: {summary}")
         _reconcile(summary)
+    for line in report.artifact_lines(run):
+        print(redact(line, tuple(run.secret_values)))
     print(f"run log:       {run_dir / 'run.json'}")
     print(f"timeline:      {run_dir / 'timeline.html'}")
     print(f"metrics:       {run_dir / 'metrics.prom'}")

@@ -406,6 +406,29 @@ def tree(run: Run, root: Node) -> list[Node]:
     return out
 
 
+def artifact_lines(run: Run, limit: int = 10) -> list[str]:
+    """Where the pods' output artifacts were saved: the repository, then one line per artifact
+    (the first ``limit``), a bucket's as its URL."""
+    found: list[tuple[str, str]] = []
+    for n in sorted(run.nodes.values(), key=lambda n: n.finished or 0):
+        if n.type != "Pod":
+            continue
+        for art in n.outputs.get("artifacts") or []:
+            loc = art.get("s3") or art.get("gcs") or {}
+            if loc.get("bucket"):
+                where = f"{'s3' if 's3' in art else 'gs'}://{loc['bucket']}/{loc.get('key')}"
+            else:
+                where = str(run.artifact_repository / str(loc.get("key")))
+            found.append((f"{n.display}.{art.get('name')}", where))
+    if not found:
+        return []
+    lines = [f"artifacts:     {run.artifact_repository} ({len(found)} saved)"]
+    lines += [f"  {name}: {where}" for name, where in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"  ... and {len(found) - limit} more (outputs.artifacts in run.json)")
+    return lines
+
+
 def ignored_summary(notes: list[str]) -> str:
     """``image x5, metrics x4, ...``: which ignored fields occur, without one line per use."""
     counts: dict[str, int] = {}
