@@ -13,6 +13,7 @@ from workers import cli
 from workers.config import redact
 from workers.runner import report, resume, runs, spec
 from workers.runner.engine import ERROR, Node, Options, Run
+from workers.runner.podenv import secret_lookup
 from workers.runner.progress import Progress
 from workers.runner.spec import Notes, SpecError
 from workers.runner.wiring import Wiring, effective_spec, workflow_parameters
@@ -141,7 +142,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         doc, library = spec.resolve_target(args.target, manifests)
         wf_spec = effective_spec(doc, library, notes)
         parameters = workflow_parameters(wf_spec, _overrides(args.parameter), doc.source)
-        Wiring(doc, wf_spec, library, parameters, notes).check()
+        Wiring(doc, wf_spec, library, parameters, notes, secret_lookup(args.env_file)).check()
         if args.code is not None and not args.code.is_dir():
             raise SpecError(f"--code {args.code}: not a folder")
         earlier = None
@@ -221,6 +222,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     if summary is not None:
         print(f"merge summary: {summary}")
         _reconcile(summary)
+    for line in report.artifact_lines(run):
+        print(redact(line, tuple(run.secret_values)))
     print(f"run log:       {run_dir / 'run.json'}")
     print(f"timeline:      {run_dir / 'timeline.html'}")
     print(f"metrics:       {run_dir / 'metrics.prom'}")

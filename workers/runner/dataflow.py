@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import exprlang, params, sandbox
+from workers.runner import artifacts, exprlang, params, sandbox
 from workers.runner.nodes import RUNNING, Attempt, Node
 from workers.runner.params import ParamError
 
@@ -50,9 +50,45 @@ def resolve_inputs(
     return out
 
 
+def input_artifacts(
+    tmpl: Mapping[str, Any], arguments: Mapping[str, Any], scope: Mapping[str, str], where: str
+) -> list[dict[str, Any]]:
+    """The template's input artifacts, supplied by the arguments; their paths substituted
+    with the template's inputs (a path may name a parameter)."""
+    arts = artifacts.resolve_inputs(tmpl, arguments, where)
+    for art in arts:
+        awhere = f"{where}: inputs.artifacts.{art['name']}"
+        for key in ("path", "s3", "gcs"):
+            if key in art:
+                art[key] = params.substitute(art[key], scope, f"{awhere}.{key}")
+        if isinstance(art.get("raw"), dict) and isinstance(art["raw"].get("data"), str):
+            # As the controller substitutes a template (allowUnresolved): a tag it cannot
+            # resolve in file content stays as written.
+            text = art["raw"]["data"]
+            art["raw"] = {
+                **art["raw"],
+                "data": params.TAG.sub(lambda m: scope.get(m.group(1), m.group(0)), text),
+            }
+    return arts
+
+
 def template_outputs(
     node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
 ) -> None:
+    arts: list[dict[str, Any]] = []
+    for art in (tmpl.get("outputs") or {}).get("artifacts") or []:
+        # A steps or dag template's output artifact is another node's (steps.go/dag.go
+        # resolveArtifact): the record it names, under this output's name.
+        awhere = f"{where}: outputs.artifacts.{art['name']}"
+        try:
+            text = params.substitute(str(art.get("from") or ""), scope, awhere)
+        except ParamError:
+            if art.get("optional"):
+                continue
+            raise
+        arts.append({**artifacts.parse_reference(text, awhere), "name": art["name"]})
+    if arts:
+        node.outputs["artifacts"] = arts
     outs: dict[str, str] = {}
     for p in (tmpl.get("outputs") or {}).get("parameters") or []:
         vf = p.get("valueFrom") or {}
@@ -156,6 +192,7 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
         scope[f"{prefix}.outputs.parameters"] = outs[LIST]
     if "exitCode" in outs:
         scope[f"{prefix}.exitCode"] = outs["exitCode"]
+    scope.update(artifacts.scope_entries(f"{prefix}.outputs", outs.get("artifacts") or []))
 
 
 def aggregate(children: list[Node], tmpl: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner import daemons, defaults, metrics, params, sandbox
+from workers.runner import artifacts, daemons, defaults, metrics, params, sandbox
 from workers.runner.memoize import Caches
 from workers.runner.nodes import (
     DONE,
@@ -94,6 +94,7 @@ class Run:
         self.parameters = parameters
         self.run_dir = run_dir
         self.work_dir = run_dir / "work"
+        self.artifact_repository = run_dir / artifacts.REPOSITORY
         self.notes = notes
         self.options = options
         self.progress = progress
@@ -237,7 +238,11 @@ class Run:
         entry = str(self.spec.get("entrypoint") or "")
         where = f"{self.doc.source}: spec.entrypoint"
         doc, tmpl = self.find_template(self.doc, {"template": entry}, where)
-        args = {"parameters": [{"name": k, "value": v} for k, v in self.parameters.items()]}
+        args = {
+            "parameters": [{"name": k, "value": v} for k, v in self.parameters.items()],
+            # spec.arguments.artifacts supply the entrypoint's input artifacts
+            "artifacts": (self.spec.get("arguments") or {}).get("artifacts") or [],
+        }
         deadline = self.spec.get("activeDeadlineSeconds")
         timer = None
         if deadline:

@@ -49,6 +49,7 @@ class Node:
     finished: float | None = None
     message: str = ""
     inputs: dict[str, str] = field(default_factory=dict)
+    input_artifacts: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     children: list[str] = field(default_factory=list)

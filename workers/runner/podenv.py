@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,15 +181,7 @@ class PodEnvironment:
 
     def dotenv(self) -> dict[str, str]:
         if self._dotenv is None:
-            self._dotenv = {}
-            path = self.run.options.env_file or Path(".env")
-            if path.is_file():
-                for line in path.read_text().splitlines():
-                    line = line.strip()
-                    if not line or line.startswith("#") or "=" not in line:
-                        continue
-                    k, v = line.removeprefix("export ").split("=", 1)
-                    self._dotenv[k.strip()] = v.strip().strip("'\"")
+            self._dotenv = read_dotenv(self.run.options.env_file)
         return self._dotenv
 
     def argv(self, container: Mapping[str, Any], kind: str, pod_dir: Path, where: str) -> list[str]:
@@ -211,6 +203,31 @@ class PodEnvironment:
         if os.path.basename(argv[0]) in PYTHON_NAMES:
             argv[0] = sys.executable
         return argv
+
+
+def read_dotenv(env_file: Path | None) -> dict[str, str]:
+    """The variables of a ``.env`` file (``env_file``, default ``./.env``)."""
+    values: dict[str, str] = {}
+    path = env_file or Path(".env")
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            k, v = line.removeprefix("export ").split("=", 1)
+            values[k.strip()] = v.strip().strip("'\"")
+    return values
+
+
+def secret_lookup(env_file: Path | None) -> Callable[[str, str], str | None]:
+    """A secret's value by name and key, as pods get theirs (``<SECRET>_<KEY>`` in the
+    environment, then in ``.env``), for checks made before a run starts."""
+
+    def lookup(secret: str, key: str) -> str | None:
+        name = f"{secret}_{key}".upper().replace("-", "_").replace(".", "_")
+        return os.environ.get(name) or read_dotenv(env_file).get(name) or None
+
+    return lookup
 
 
 def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import daemons, dataflow, expr, exprlang, params, sandbox
+from workers.runner import artifacts, daemons, dataflow, expr, exprlang, params, sandbox
 from workers.runner.nodes import (
     ERROR,
     FAILED,
@@ -198,14 +198,38 @@ class PodRuntime:
         pod = _Pod(node, pod_name, pod_node_id, pod_dir, tmpl, where)
         members: list[tuple[_Process, list[str]]] = []
         try:
-            c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
+            # Outputs first: their paths are variables of the container ({{outputs.*.path}}),
+            # each evaluated once per pod (a random name in a path is the same in both).
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
+            ascope.update(artifacts.path_scope(node.input_artifacts, outputs))
+            c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
+                if node.input_artifacts or outputs.get("artifacts"):
+                    raise SpecError(
+                        f"{where}: artifacts of a containerSet are not supported locally"
+                    )
                 members, c = self._container_set(pod, c, tmp_dir)
                 main = next((p for p, _ in members if p.name == "main"), None)
             else:
-                main = self._container(pod, c, kind, "main", tmp_dir)
+                # The main container's view: its mounts plus where its input artifacts go and
+                # the folders its outputs need (artifacts.prepare_pod).
+                pod.files = artifacts.prepare_pod(
+                    self.run.mode,
+                    node.input_artifacts,
+                    outputs,
+                    self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where),
+                    pod_dir,
+                    where,
+                )
+                artifacts.stage_inputs(
+                    self.run.artifact_repository,
+                    node.input_artifacts,
+                    pod.files,
+                    self.secret,
+                    where,
+                )
+                main = self._container(pod, c, kind, "main", tmp_dir, pod.files)
             inits = [
                 self._container(pod, u, "container", str(u["name"]), self._own_tmp(pod, u))
                 for u in self._user_containers(tmpl, c, "initContainers", ascope, where)
@@ -215,7 +239,7 @@ class PodRuntime:
                 for u in self._user_containers(tmpl, c, "sidecars", ascope, where)
             ]
             probes = self._probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
-        except (ParamError, SpecError) as exc:
+        except (ParamError, SpecError, artifacts.ArtifactError) as exc:
             return self._end(attempt, ERROR, None, str(exc))
         if main is not None:
             attempt.mounts = [(m.target, str(m.host)) for m in main.mounts]
@@ -312,12 +336,22 @@ class PodRuntime:
         return path
 
     def _container(
-        self, pod: _Pod, c: dict[str, Any], kind: str, name: str, tmp_dir: Path
+        self,
+        pod: _Pod,
+        c: dict[str, Any],
+        kind: str,
+        name: str,
+        tmp_dir: Path,
+        files: artifacts.PodFiles | None = None,
     ) -> _Process:
         """One container of the pod as a command line: its mounts, environment and argv, in
-        a bubblewrap namespace of its own (the network, like a pod's, is shared)."""
+        a bubblewrap namespace of its own (the network, like a pod's, is shared). ``files``:
+        the main container's view with its artifacts (artifacts.prepare_pod)."""
         where = pod.where if name == "main" else f"{pod.where}: container {name}"
-        mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where)
+        if files is not None:
+            mounts = files.present()
+        else:
+            mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where)
         workdir = str(self.run.work_dir)
         if c.get("workingDir"):
             wd = str(c["workingDir"])
@@ -350,7 +384,8 @@ class PodRuntime:
                     f"code folder {self.run.code} is where pods mount a volume, so its files are "
                     "hidden in them: run from (or pass --code) the project's own folder"
                 )
-            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir)
+            layers = files.layers if files is not None else None
+            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, layers)
             cwd = None
         else:
             cmd = argv
@@ -363,7 +398,7 @@ class PodRuntime:
             )
         logs = pod.dir if name == "main" else pod.dir / "containers" / name
         return _Process(
-            name, argv[0], cmd, env, cwd, mounts, logs / "stdout.log", logs / "stderr.log"
+            name, argv[0], cmd, env, cwd, mounts, logs / "stdout.log", logs / "stderr.log", files
         )
 
     def _probes(
@@ -494,14 +529,27 @@ class PodRuntime:
                 return self._end(attempt, FAILED, code, f"{name}: Error (exit code {scode})")
         if main is None:
             return self._end(attempt, SUCCEEDED, code, "")
+        # the pod's whole view: its mounts and the folders its outputs were given
+        view = main.files.view if main.files is not None else main.mounts
         try:
             node.outputs.update(
                 dataflow.pod_outputs(
-                    attempt, outputs, main.mounts, where, remapped=self.run.mode == "remap"
+                    attempt, outputs, view, where, remapped=self.run.mode == "remap"
                 )
             )
-        except ParamError as exc:
+            saved = artifacts.save_outputs(
+                self.run.artifact_repository,
+                outputs,
+                view,
+                f"{self.run.name}/{attempt.pod_name}",
+                main.stdout.parent / "staging",
+                self.secret,
+                where,
+            )
+        except (ParamError, artifacts.ArtifactError) as exc:
             return self._end(attempt, ERROR, code, str(exc))
+        if saved:
+            node.outputs["artifacts"] = saved
         return self._end(attempt, SUCCEEDED, code, "")
 
     def _run_main(
@@ -666,6 +714,13 @@ class PodRuntime:
             codes.append((s.name, code if code >= 0 else 128 - code))
         return codes
 
+    def secret(self, name: str, key: str) -> str | None:
+        """A secret an artifact location names, found as env secrets are (and redacted)."""
+        value, _ = self.run.podenv.secret(name, key, "")
+        if value is not None:
+            self.run.podenv.add_secret(value, f"secret {name}/{key}")
+        return value
+
     def _end(self, attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt:
         attempt.phase = phase
         attempt.exit_code = code
@@ -737,6 +792,7 @@ class _Pod:
     dir: Path
     tmpl: dict[str, Any]
     where: str
+    files: artifacts.PodFiles | None = None  # set for the main container (artifacts.py)
 
 
 @dataclass
@@ -751,6 +807,7 @@ class _Process:
     mounts: list[sandbox.Mount]
     stdout: Path
     stderr: Path
+    files: artifacts.PodFiles | None = None  # the main container's artifacts and view
 
 
 def _fresh(path: Path) -> Path:

@@ -51,6 +51,8 @@ def _outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if outputs.get("parameters"):
         out["parameters"] = _parameters(outputs["parameters"])
+    if outputs.get("artifacts"):
+        out["artifacts"] = outputs["artifacts"]
     for key in ("result", "exitCode"):
         if outputs.get(key) is not None:
             out[key] = outputs[key]
@@ -70,6 +72,7 @@ def _status_node(
     message: str,
     inputs: dict[str, str],
     outputs: dict[str, Any],
+    input_artifacts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "id": node_id,
@@ -86,8 +89,12 @@ def _status_node(
         rec["boundaryID"] = boundary
     if message:
         rec["message"] = message
-    if inputs:
-        rec["inputs"] = {"parameters": _parameters(inputs)}
+    if inputs or input_artifacts:
+        rec["inputs"] = {}
+        if inputs:
+            rec["inputs"]["parameters"] = _parameters(inputs)
+        if input_artifacts:
+            rec["inputs"]["artifacts"] = input_artifacts
     outs = _outputs(outputs)
     if outs:
         rec["outputs"] = outs
@@ -169,6 +176,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
                     a.message,
                     n.inputs,
                     outs,
+                    n.input_artifacts,
                 )
                 pods[aid] = _pod_side(a)
         elif n.attempts:
@@ -186,6 +194,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             n.message,
             n.inputs,
             n.outputs,
+            n.input_artifacts,
         )
         if n.memoization is not None:
             rec["memoizationStatus"] = dict(n.memoization)
@@ -239,6 +248,9 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             "runFolder": str(run.run_dir),
             "workFolder": str(run.work_dir),
             "volumes": {k: str(v) for k, v in run.volumes.items()},
+            # The local artifact repository: an artifact's s3.key (without a bucket) is a
+            # path below this folder.
+            "artifactRepository": str(run.artifact_repository),
             "ignoredLocally": run.notes.ignored,
             "notes": run.warnings,
             "pods": pods,
@@ -394,6 +406,29 @@ def tree(run: Run, root: Node) -> list[Node]:
 
     walk(root)
     return out
+
+
+def artifact_lines(run: Run, limit: int = 10) -> list[str]:
+    """Where the pods' output artifacts were saved: the repository, then one line per artifact
+    (the first ``limit``), a bucket's as its URL."""
+    found: list[tuple[str, str]] = []
+    for n in sorted(run.nodes.values(), key=lambda n: n.finished or 0):
+        if n.type != "Pod":
+            continue
+        for art in n.outputs.get("artifacts") or []:
+            loc = art.get("s3") or art.get("gcs") or {}
+            if loc.get("bucket"):
+                where = f"{'s3' if 's3' in art else 'gs'}://{loc['bucket']}/{loc.get('key')}"
+            else:
+                where = str(run.artifact_repository / str(loc.get("key")))
+            found.append((f"{n.display}.{art.get('name')}", where))
+    if not found:
+        return []
+    lines = [f"artifacts:     {run.artifact_repository} ({len(found)} saved)"]
+    lines += [f"  {name}: {where}" for name, where in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"  ... and {len(found) - limit} more (outputs.artifacts in run.json)")
+    return lines
 
 
 def ignored_summary(notes: list[str]) -> str:

@@ -92,7 +92,7 @@ def _outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     params = {str(p["name"]): p.get("value", "") for p in outputs.get("parameters") or []}
     if params:
         out["parameters"] = params
-    for key in ("result", "exitCode"):
+    for key in ("result", "exitCode", "artifacts"):
         if key in outputs:
             out[key] = outputs[key]
     return out

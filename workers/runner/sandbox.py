@@ -17,7 +17,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -99,13 +99,15 @@ def _existing_ancestor(target: str) -> str:
     return str(p)
 
 
-def _shadow(folder: str) -> list[str]:
-    """Make ``folder`` writable (a tmpfs) while showing the host's entries again, read-only.
+def _shadow(folder: str, backing: Path | None = None) -> list[str]:
+    """Make ``folder`` writable (a tmpfs, or the host folder ``backing``) while showing the
+    host's entries again, read-only.
 
     bwrap must create a mount point for a target that does not exist on the host
-    (``/mnt/shared``), which the read-only root forbids.
+    (``/mnt/shared``), which the read-only root forbids. A ``backing`` folder keeps what the
+    pod creates there (a new top-level output folder) for the runner to read afterwards.
     """
-    args = ["--tmpfs", folder]
+    args = ["--bind", str(backing), folder] if backing is not None else ["--tmpfs", folder]
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
@@ -126,8 +128,14 @@ def bwrap_command(
     mounts: Sequence[Mount],
     keep: Sequence[tuple[Path, bool]],
     cwd: str,
+    layers: Mapping[str, Path] | None = None,
 ) -> list[str]:
-    """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible."""
+    """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible.
+
+    ``layers``: folders of the pod (``/``, ``/mnt``) backed by host folders of its own, where
+    the entries it creates there land (the host's own entries are shown read-only over them).
+    """
+    layers = layers or {}
 
     def under_other_mount(target: str) -> bool:
         return any(
@@ -143,14 +151,22 @@ def bwrap_command(
         },
         key=len,
     )
+    shadows = sorted(set(shadows) | set(layers), key=len)
     args = ["bwrap"]
     if "/" in shadows:
-        args += [*_shadow("/"), "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+        args += [
+            *_shadow("/", layers.get("/")),
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-pid",
+        ]
         shadows.remove("/")
     else:
         args += _base_args()
     for folder in shadows:
-        args += _shadow(folder)
+        args += _shadow(folder, layers.get(folder))
     for m in sorted(mounts, key=lambda m: m.target.count("/")):
         args += ["--ro-bind" if m.readonly else "--bind", str(m.host), m.target]
     # A host path under a mount target (a run folder below /tmp, a venv below /mnt) would be

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, govaluate, params
+from workers.runner import artifacts, dataflow, expr, govaluate, params
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -75,6 +75,10 @@ class Scheduler:
             scope = dict(self.run.scope)
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
+            node.input_artifacts = dataflow.input_artifacts(tmpl, arguments, scope, where)
+            if type_ != "Pod":
+                # {{inputs.artifacts.X}}: a steps or dag template passes its inputs on by from
+                scope.update(artifacts.scope_entries("inputs", node.input_artifacts))
             with self._synchronized(node, tmpl, scope, where):
                 if not self._memoized(node, tmpl, scope, where):
                     if type_ == "Pod":
@@ -94,7 +98,7 @@ class Scheduler:
                             # with it.
                             self.run.daemons.release(node)
                     self._memoize_save(node, where)
-        except (ParamError, SpecError, expr.ExprError) as exc:
+        except (ParamError, SpecError, expr.ExprError, artifacts.ArtifactError) as exc:
             self.run.finish(node, ERROR, str(exc))
         except (Cancelled, StopWaiting):
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")

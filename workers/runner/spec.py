@@ -137,7 +137,40 @@ OUTPUT_PARAMETER: Schema = {
     },
 }
 
-ARGUMENTS: Schema = {"parameters": [PARAMETER]}
+SECRET_REF: Schema = {"name": LEAF, "key": LEAF, "optional": LEAF}
+
+ARTIFACT: Schema = {
+    "name": LEAF,
+    "path": LEAF,
+    "mode": LEAF,
+    "recurseMode": LEAF,
+    "optional": LEAF,
+    "from": LEAF,
+    "subPath": LEAF,
+    "description": LEAF,
+    # Rejected with its reason by artifacts.check_artifact (an expression picks the artifact).
+    "fromExpression": LEAF,
+    "archive": {"none": FREE, "tar": {"compressionLevel": LEAF}, "zip": FREE},
+    "raw": {"data": LEAF},
+    # Without a bucket: a key in the run's own repository; with one, through fsspec.
+    "s3": {
+        "bucket": LEAF,
+        "key": LEAF,
+        "endpoint": LEAF,
+        "region": LEAF,
+        "insecure": LEAF,
+        "useSDKCreds": LEAF,
+        "accessKeySecret": SECRET_REF,
+        "secretKeySecret": SECRET_REF,
+    },
+    "gcs": {"bucket": LEAF, "key": LEAF, "serviceAccountKeySecret": SECRET_REF},
+    # Accepted by the schema so artifacts.check_artifact names the reason it cannot run.
+    **dict.fromkeys(("http", "git", "artifactory", "hdfs", "oss", "azure", "plugin"), FREE),
+    # Kubernetes-side cleanup of the bucket's objects.
+    **_ignored("artifactGC", "deleted"),
+}
+
+ARGUMENTS: Schema = {"parameters": [PARAMETER], "artifacts": [ARTIFACT]}
 
 ENV: Schema = {
     "name": LEAF,
@@ -262,8 +295,8 @@ SYNCHRONIZATION: Schema = {
 def _template(step: Schema, task: Schema) -> Schema:
     return {
         "name": LEAF,
-        "inputs": {"parameters": [PARAMETER]},
-        "outputs": {"parameters": [OUTPUT_PARAMETER]},
+        "inputs": {"parameters": [PARAMETER], "artifacts": [ARTIFACT]},
+        "outputs": {"parameters": [OUTPUT_PARAMETER], "artifacts": [ARTIFACT]},
         "container": CONTAINER,
         "script": SCRIPT,
         "steps": [[step]],

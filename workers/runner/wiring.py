@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner import daemons, defaults, expr, params
+from workers.runner import artifacts, daemons, defaults, expr, params
+from workers.runner.podenv import secret_lookup
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -96,6 +97,26 @@ def workflow_parameters(
     return out
 
 
+def local_tags(tmpl: Mapping[str, Any]) -> set[str]:
+    """The artifact and output-path variables a template has (validate.go validateLeaf,
+    validateNonLeaf): ``{{inputs.artifacts.X}}`` everywhere, their ``.path``, and
+    ``{{outputs.artifacts|parameters.X.path}}`` in a container or script."""
+    leaf = "container" in tmpl or "script" in tmpl
+    tags: set[str] = set()
+    for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
+        tags.add(f"inputs.artifacts.{art.get('name')}")
+        if leaf:
+            tags.add(f"inputs.artifacts.{art.get('name')}.path")
+    if leaf:
+        outputs = tmpl.get("outputs") or {}
+        for art in outputs.get("artifacts") or []:
+            tags.add(f"outputs.artifacts.{art.get('name')}.path")
+        for p in outputs.get("parameters") or []:
+            if (p.get("valueFrom") or {}).get("path"):
+                tags.add(f"outputs.parameters.{p.get('name')}.path")
+    return tags
+
+
 class Wiring:
     """Walks every template reachable from the entrypoint, following template and templateRef."""
 
@@ -106,7 +127,9 @@ class Wiring:
         library: Library,
         parameters: Mapping[str, str],
         notes: Notes,
+        secret: artifacts.SecretLookup | None = None,
     ) -> None:
+        self.secret = secret or secret_lookup(None)
         self.doc = doc
         self.spec = spec
         self.library = library
@@ -156,7 +179,33 @@ class Wiring:
         doc, tmpl = self.template(
             self.doc, {"template": entry}, f"{self.doc.source}: spec.entrypoint"
         )
+        where = f"{self.doc.source}: spec"
+        args = self.spec.get("arguments") or {}
+        self.wrap(lambda: artifacts.check_arguments(args, where, self.secret))
+        self.check_supplied(args, doc, tmpl, f"{where}.arguments")
         self.visit(doc, tmpl)
+
+    @staticmethod
+    def wrap(check: Any) -> None:
+        """Run an artifacts check; its errors are SpecErrors before running."""
+        try:
+            check()
+        except artifacts.ArtifactError as exc:
+            raise SpecError(str(exc)) from None
+
+    def check_supplied(
+        self, arguments: Mapping[str, Any], doc: Document, tmpl: Mapping[str, Any], where: str
+    ) -> None:
+        """An input artifact without a location, not optional, needs an argument
+        (common/util.go ProcessArgs, run by validation too)."""
+        given = {str(a.get("name")) for a in arguments.get("artifacts") or []}
+        for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
+            if art.get("optional") or artifacts.has_location(art) or art.get("name") in given:
+                continue
+            raise SpecError(
+                f"{where}: does not supply input artifact {art.get('name')!r} of template "
+                f"{tmpl.get('name')} ({doc.source})"
+            )
 
     def visit(self, doc: Document, tmpl: Mapping[str, Any]) -> None:
         # an inline template has no name: each is its own template
@@ -166,6 +215,8 @@ class Wiring:
         self.seen.add(key)
         where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
+        self.wrap(lambda: artifacts.check_template(tmpl, where, self.secret))
+        local = local_tags(tmpl)
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
         leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
@@ -202,6 +253,7 @@ class Wiring:
                 self.check_target(tmpl, {str(s["name"]) for s in steps}, where)
         else:
             self.check_pod(tmpl, where)
+            artifacts.check_output_paths(tmpl, where)
         prefix = "steps" if "steps" in tmpl else "tasks"
         # fields ignored locally are never substituted; metrics have variables of their own
         meaningful = {
@@ -226,6 +278,8 @@ class Wiring:
             for m in params.TAG.finditer(text):
                 if m.group(1).startswith("="):
                     continue  # an expression: spec.py checked its functions, names bind at run time
+                if m.group(1) in local:
+                    continue
                 self.check_tag(
                     m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}", looped
                 )
@@ -246,6 +300,27 @@ class Wiring:
                 self.check_tag(tag, inputs, children, prefix, mwhere, looped)
         for s in steps:
             sdoc, stmpl = children[str(s["name"])]
+            swhere = f"{where}: step {s['name']}"
+            sargs = s.get("arguments") or {}
+            self.wrap(
+                lambda sargs=sargs, swhere=swhere: artifacts.check_arguments(
+                    sargs, swhere, self.secret
+                )
+            )
+            self.check_supplied(sargs, sdoc, stmpl, swhere)
+            if "dag" in tmpl:
+                deps = str(s.get("depends") or " && ".join(s.get("dependencies") or []))
+                names = set(expr.depends_names(deps)) if deps.strip() else set()
+                for art in sargs.get("artifacts") or []:
+                    ref = str(art.get("from") or "")
+                    if ref.startswith("{{tasks."):
+                        task = ref.removeprefix("{{tasks.").split(".")[0]
+                        if task not in names:
+                            # validate.go validateDAGTaskArgumentDependency
+                            raise SpecError(
+                                f"{swhere}: missing dependency '{task}' for artifact "
+                                f"'{art.get('name')}'"
+                            )
             given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
             for p in (stmpl.get("inputs") or {}).get("parameters") or []:
                 if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
@@ -406,6 +481,18 @@ class Wiring:
                     raise SpecError(
                         f"{where}: {{{{{tag}}}}}: template {target.get('name')} is not a daemon "
                         "(only a daemon's pod IP can be referenced)"
+                    )
+                return
+            if field.startswith("outputs.artifacts."):
+                aname = field.removeprefix("outputs.artifacts.")
+                _, target = children[step]
+                declared = {
+                    str(a["name"]) for a in (target.get("outputs") or {}).get("artifacts") or []
+                }
+                if aname not in declared:
+                    raise SpecError(
+                        f"{where}: {{{{{tag}}}}}: template {target.get('name')} declares no "
+                        f"output artifact {aname!r}"
                     )
                 return
             if field.startswith("outputs.parameters."):
