@@ -124,6 +124,9 @@ class Options:
     verbose: bool = False
     env_file: Path | None = None
     code: Path | None = None  # the user's project, importable in every pod; default: cwd
+    # An image's ENTRYPOINT by image name (with or without its tag): a container without
+    # ``command`` runs it with ``args`` after it, as a container runtime would (--entrypoint).
+    entrypoints: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Run:
@@ -1153,6 +1156,7 @@ class Run:
             command = command or ["sh"]
             argv = [*command, str(script), *args]
         else:
+            command = command or entrypoint_of(container.get("image"), self.options.entrypoints)
             argv = [*command, *args]
             if not command:
                 self.warn(
@@ -1166,6 +1170,20 @@ class Run:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def entrypoint_of(image: Any, entrypoints: Mapping[str, list[str]]) -> list[str]:
+    """The ENTRYPOINT given for ``image``: its exact name first, then its name without the tag
+    (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
+    if not isinstance(image, str) or not entrypoints:
+        return []
+    name = image.split("@", 1)[0]
+    repo, colon, tag = name.rpartition(":")
+    untagged = repo if colon and "/" not in tag else name
+    for key in (image, name, untagged):
+        if key in entrypoints:
+            return list(entrypoints[key])
+    return []
 
 
 def node_id_of(workflow: str, name: str) -> str:
