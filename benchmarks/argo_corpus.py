@@ -390,21 +390,25 @@ def _internal_error(record: dict[str, Any]) -> str:
 
 
 def _why(record: dict[str, Any]) -> str:
-    """The first failed pod's message and log line, else the workflow's message."""
+    """Where it went wrong: the earliest failed node none of whose children failed (the cause,
+    not the parents it failed), with its message and last log line."""
     status = record.get("status") or {}
     side = (record.get("workersRunner") or {}).get("pods") or {}
-    nodes = sorted(
-        (status.get("nodes") or {}).values(), key=lambda n: str(n.get("startedAt") or "")
+    nodes = (status.get("nodes") or {}).values()
+    failed = {n.get("id") for n in nodes if n.get("phase") in ("Failed", "Error")}
+    causes = sorted(
+        (n for n in nodes if n.get("id") in failed and not set(n.get("children") or ()) & failed),
+        key=lambda n: str(n.get("startedAt") or ""),
     )
-    for node in nodes:
-        if node.get("type") == "Pod" and node.get("phase") in ("Failed", "Error"):
-            tail = (side.get(node.get("id")) or {}).get("logTail") or ""
-            last = _last_line(tail) if isinstance(tail, str) and tail.strip() else ""
-            if isinstance(tail, list) and tail:
-                last = str(tail[-1])
-            msg = f"{node.get('displayName')}: {node.get('message') or node.get('phase')}"
-            return f"{msg} ({last[:200]})" if last else msg
-    return str(status.get("message") or "no failed pod")
+    if not causes:
+        return str(status.get("message") or "no node failed")
+    node = causes[0]
+    tail = (side.get(node.get("id")) or {}).get("logTail") or ""
+    last = _last_line(tail) if isinstance(tail, str) and tail.strip() else ""
+    if isinstance(tail, list) and tail:
+        last = str(tail[-1])
+    msg = f"{node.get('displayName')}: {node.get('message') or node.get('phase')}"
+    return f"{msg} (log: {last[:200]})" if last else msg
 
 
 # ------------------------------------------------------------------ grouping
@@ -420,25 +424,30 @@ TOPICS: tuple[tuple[str, str], ...] = (
     (r"\bsidecars\b", "sidecars"),
     (r"\binitContainers\b", "initContainers"),
     (r"\bcontainerSet\b", "containerSet templates"),
-    (r"\bhttp\b|\bplugin\b", "http / plugin templates"),
+    (r"\bhttp\b|\bplugin\b|executorPlugins", "http / plugin templates"),
     (r"synchronization|semaphore|mutex", "synchronization"),
     (r"\bmemoize\b", "memoize"),
-    (r"configMapKeyRef|\bconfigMap\b", "ConfigMap values"),
+    (r"configMapKeyRef|\bconfigMap\b|parameters\.valueFrom", "ConfigMap values"),
+    (r"volumes\.(?:secret|configMap)", "secret / configMap volumes"),
     (r"\btemplateDefaults\b", "templateDefaults"),
     (r"\bdata\b", "data templates"),
     (r"\binline\b", "inline templates"),
-    (r"\btargets\b", "DAG targets"),
-    (r"\bfailFast\b", "DAG failFast"),
+    (r"\btargets?\b", "DAG target"),
+    (r"\bfailFast\b", "failFast"),
     (r"\btimeout\b", "template timeout"),
-    (r"podSpecPatch|fieldRef", "pod fields"),
+    (r"\bglobalName\b", "global outputs (globalName)"),
+    (r"withParam: \{\{(?:steps|tasks)\.\S+\.outputs\.parameters\}\}", "parameter aggregation"),
+    (r"variable not supported", "unsupported variables"),
+    (r"^unsupported field retryStrategy", "workflow-level retryStrategy"),
+    (r"podSpecPatch|fieldRef|podResources|resourceClaims", "pod fields"),
     (r"workflowTemplateRef|WorkflowTemplate .* not found|templateRef", "template references"),
     (r"several runnable documents", "several runnable documents in one file"),
     (r"was not supplied|not one of|\bparameters?\b", "parameters"),
-    (r"\bvalueFrom\b", "output parameters"),
     (r"\bvolumes?\b|volumeMounts|volumeClaim", "volumes"),
     (r"field not supported", "other unsupported fields"),
     (r"still running after", "hangs"),
-    (r"cannot start|not found|No such file", "a program this host lacks"),
+    (r"exit code N\).*(?:not found|execvp)", "a program this host lacks"),
+    (r"PATH: Permission denied", "script file not executable"),
 )
 
 
@@ -449,11 +458,16 @@ def normalise(reason: str, cls: str) -> tuple[str, str]:
         return "", ""
     text = reason
     text = re.sub(r"^/\S+?\.(?:ya?ml|json): ", "", text)
+    text = re.sub(r"^template [^:]+: ", "", text)
     text = re.sub(r"(?<![\w.])/[\w./-]+", "PATH", text)
     text = re.sub(r"\[[^\]]*\]", "[]", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    # a generateName's five characters (the controller's alphabet has no vowels)
+    text = re.sub(r"-[bcdfghjklmnpqrstvwxz2456789]{5}\b", "-…", text)
+    text = re.sub(r"several runnable documents \([^)]*\)", "several runnable documents (…)", text)
     text = re.sub(r"\b\d+(?:\.\d+)?\b", "N", text)
     field_path = re.match(r"(\S+): field not supported", text)
+    variable = re.search(r"(\{\{[^}]+\}\}): variable not supported", text)
     if field_path:
         # spec.templates[].outputs.artifacts -> outputs.artifacts: the cause, not the place
         parts = [re.sub(r"(\[\])+$", "", p) for p in field_path.group(1).split(".")]
@@ -462,11 +476,15 @@ def normalise(reason: str, cls: str) -> tuple[str, str]:
         text = f"unsupported field {'.'.join(parts) or field_path.group(1)}"
     elif "expression tags" in text:
         text = "{{=...}} expression tags"
+    elif variable:
+        text = f"{variable.group(1)}: variable not supported"
+    elif re.search(r"withParam: \{\{(?:steps|tasks)\.\S+\.outputs\.parameters\}\}", text):
+        text = "withParam: {{steps|tasks.NAME.outputs.parameters}} (aggregated outputs)"
     elif cls == WRONG:
-        text = re.sub(r": [^(]*?: ", ": ", text, count=1)
+        text = re.sub(r"^(\w+), Argo: ([\w/]+): ", r"\1 instead of \2: ", text)
     topic = next(
         (name for pattern, name in TOPICS if re.search(pattern, text, re.I)),
-        "other" if cls != WRONG else "wrong phase",
+        "other" if cls != WRONG else "phase differs",
     )
     return text[:200], topic
 
