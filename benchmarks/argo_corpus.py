@@ -363,12 +363,15 @@ def classify(
 
 
 def _traceback(stderr: str) -> str:
-    if "Traceback (most recent call last)" not in stderr:
+    """The runner's own uncaught exception (its frames are in the workers package), not a
+    pod's traceback the runner may echo."""
+    _, sep, rest = stderr.partition("Traceback (most recent call last)")
+    if not sep or not re.search(r'File ".*/workers/', rest):
         return ""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    tail = stderr.split("Traceback (most recent call last)")[-1].splitlines()
-    last = [line for line in tail if line and not line.startswith(" ")]
-    return "traceback: " + (last[-1] if last else lines[-1])
+    # the first exception raised is the cause; later ones are often its consequences (and
+    # threads interleave their tracebacks)
+    raised = re.search(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b.*$", rest, re.M)
+    return "traceback: " + (raised.group(0) if raised else "?")
 
 
 def _rejection(stderr: str) -> str | None:
