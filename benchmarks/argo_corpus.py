@@ -47,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -72,6 +73,9 @@ TEMPLATE_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate")
 # Known ENTRYPOINTs of images the corpus runs with args only (their Dockerfiles).
 ENTRYPOINTS = ("argoproj/argosay:v2=argosay", "alpine/git=git")
 RUNNER_PREFIX = "python -m workers run: "
+
+_RUNNING: set[subprocess.Popen[bytes]] = set()  # the runners under way, for Ctrl-C
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -272,11 +276,16 @@ def run_one(item: Item, work: Path, env: dict[str, str], runner_args: list[str])
             stderr=err,
             start_new_session=True,
         )
+        with _LOCK:
+            _RUNNING.add(proc)
         try:
             code = proc.wait(timeout=item.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             code = _stop(proc)
+        finally:
+            with _LOCK:
+                _RUNNING.discard(proc)
     seconds = time.monotonic() - started
     stderr = stderr_path.read_text(errors="replace")
     result = Result(
@@ -619,6 +628,10 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Started in the background, a shell ignores SIGINT for us and so for every runner, which
+    # then could not be interrupted (it writes run.json when it is): a handler of our own is
+    # reset to the default in each child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     root = args.checkout.resolve()
     if not any((root / f).is_dir() for f in FOLDERS):
         sys.stderr.write(f"argo_corpus.py: {root}: no examples/ or test/e2e/functional/\n")
@@ -667,7 +680,8 @@ def measure(items: list[Item], args: argparse.Namespace) -> list[Result]:
             if item not in to_run:
                 results[item.rel] = not_run(item)
         done = 0
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=args.jobs)
+        try:
             futures = {pool.submit(run_one, i, work, env, runner_args): i for i in to_run}
             for future in as_completed(futures):
                 item = futures[future]
@@ -679,6 +693,15 @@ def measure(items: list[Item], args: argparse.Namespace) -> list[Result]:
                 sys.stderr.write(
                     f"[{done}/{len(to_run)}] {result.cls:<9} {item.rel} ({result.seconds:.1f}s)\n"
                 )
+        except KeyboardInterrupt:
+            # Runners live in their own sessions (so a timeout can stop one alone): stop them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            with _LOCK:
+                running = list(_RUNNING)
+            for proc in running:
+                _stop(proc)
+            raise
+        pool.shutdown()
         return [results[i.rel] for i in items]
     finally:
         if args.work is None:

@@ -268,6 +268,37 @@ def test_run_untested_keeps_the_class(tmp_path: Path) -> None:
     assert "not tested by Argo, run anyway (1 files" in proc.stdout
 
 
+def test_a_file_past_its_timeout_is_stopped_and_wrong(tmp_path: Path) -> None:
+    """A workflow still running after --timeout counts as wrong (hung); the runner is
+    interrupted as Ctrl-C would, so it stops its pods and still writes run.json."""
+    slow = tmp_path / "argo" / "examples" / "slow.yaml"
+    slow.parent.mkdir(parents=True)
+    slow.write_text(
+        GREET.replace("args: [echo, good morning, /tmp/said.txt]", "args: [sleep, 60s]")
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            str(tmp_path / "argo"),
+            "--timeout",
+            "3",
+            "--json",
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 40
+    (result,) = json.loads((tmp_path / "out.json").read_text())
+    assert result["cls"] == "wrong"
+    assert result["reason"] == "still running after 3s (stopped)"
+    assert result["phase"] == "Failed"  # from the run.json the interrupted runner wrote
+
+
 def test_not_a_checkout_is_a_usage_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=60
