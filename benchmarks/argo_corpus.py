@@ -16,6 +16,7 @@ through ``python -m workers run FILE`` and lands in one class:
                          or asserts no phase: there is nothing to compare with; not run
     interactive          its Go test stops, terminates or execs into the running workflow;
                          a plain run has no documented result; not run
+    too heavy            a cluster scale test (thousands of pods): run only with --heavy
     library              WorkflowTemplates another file (or a Go test) uses through
                          templateRef/workflowTemplateRef; given to every run with --manifests
     not a workflow       no Workflow, WorkflowTemplate or CronWorkflow in it (ConfigMap, PVC,
@@ -63,8 +64,15 @@ import argo_shims
 from argo_expect import INTERACTIVE, NOT_TESTED, PHASE, Expectation
 
 AS_ARGO, REJECTED, WRONG, CRASH = "as Argo", "rejected", "wrong", "crash"
-LIBRARY, NOT_WORKFLOW = "library", "not a workflow"
-CLASSES = (AS_ARGO, REJECTED, WRONG, CRASH, NOT_TESTED, INTERACTIVE, LIBRARY, NOT_WORKFLOW)
+LIBRARY, NOT_WORKFLOW, HEAVY = "library", "not a workflow", "too heavy"
+CLASSES = (AS_ARGO, REJECTED, WRONG, CRASH, NOT_TESTED, INTERACTIVE, LIBRARY, NOT_WORKFLOW, HEAVY)
+
+# Scale tests for a cluster: run only with --heavy (one would start thousands of processes
+# on this machine, and take everything else on it down with them).
+HEAVY_FILES = {
+    "test/e2e/functional/loop-sequence-many-long-pods.yaml": "10,000 pods of sleep 600, "
+    "7,000 at once",
+}
 
 FOLDERS = ("examples", "test/e2e/functional")
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -155,7 +163,7 @@ def corpus_files(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def plan(root: Path, default_timeout: float) -> list[Item]:
+def plan(root: Path, default_timeout: float, heavy: bool = False) -> list[Item]:
     """Every corpus file with its class (when it is not run) or its expected phase."""
     go_found, go_library = argo_expect.from_go_tests(root / "test" / "e2e")
     functional = dict(argo_expect.FUNCTIONAL)
@@ -180,6 +188,9 @@ def plan(root: Path, default_timeout: float) -> list[Item]:
         kinds = [str(d.get("kind") or "no kind") for d in docs or []]
         item = Item(path, rel, folder, kinds, timeout=default_timeout)
         items.append(item)
+        if rel in HEAVY_FILES and not heavy:
+            item.cls, item.note = HEAVY, f"{HEAVY_FILES[rel]} (--heavy runs it)"
+            continue
         if docs is None:
             item.expectation = argo_expect.phase("Succeeded", "unreadable YAML: the runner decides")
             continue
@@ -602,6 +613,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the files Argo does not test too (their class stays 'not tested by Argo'; "
         "what the run gave is listed on its own)",
     )
+    p.add_argument(
+        "--heavy",
+        action="store_true",
+        help=f"run the scale tests too ({', '.join(HEAVY_FILES)})",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     p.add_argument("--verbose", "-v", action="store_true", help="list every file")
     p.add_argument(
@@ -636,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any((root / f).is_dir() for f in FOLDERS):
         sys.stderr.write(f"argo_corpus.py: {root}: no examples/ or test/e2e/functional/\n")
         return 2
-    items = plan(root, args.timeout)
+    items = plan(root, args.timeout, args.heavy)
     if args.only:
         items = [i for i in items if fnmatch.fnmatch(i.rel, f"*{args.only}*")]
     if args.print_expectations:

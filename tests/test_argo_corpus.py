@@ -165,6 +165,8 @@ def write_corpus(root: Path) -> Path:
         "test/e2e/functional/stopped.yaml": STOPPED,
         "test/e2e/functional/broken.yaml": BROKEN,
         "test/e2e/tiny_test.go": GO_TEST,
+        # the one scale test the script leaves out unless --heavy (our stand-in, not Argo's)
+        "test/e2e/functional/loop-sequence-many-long-pods.yaml": GREET,
     }
     for rel, text in files.items():
         path = root / rel
@@ -224,7 +226,8 @@ def test_classifies_a_tiny_corpus(tmp_path: Path) -> None:
     assert table["interactive"]["total"] == 1
     assert table["library"]["total"] == 1
     assert table["not a workflow"]["total"] == 1
-    assert table["files"]["total"] == len(results) == 9
+    assert table["too heavy"]["total"] == 1
+    assert table["files"]["total"] == len(results) == 10
     # the rejection grouped under its cause, with its count
     assert re.search(r"^\s+1\s+resource templates", proc.stdout, re.M)
     assert "test/e2e/functional/broken.yaml: Failed, Argo: Succeeded" in proc.stdout
