@@ -459,7 +459,7 @@ TOPICS: tuple[tuple[str, str], ...] = (
     (r"\bfailFast\b", "failFast"),
     (r"\btimeout\b", "template timeout"),
     (r"\bglobalName\b", "global outputs (globalName)"),
-    (r"withParam: \{\{(?:steps|tasks)\.\S+\.outputs\.parameters\}\}", "parameter aggregation"),
+    (r"aggregated outputs", "parameter aggregation (withParam over outputs.parameters)"),
     (r"variable not supported", "unsupported variables"),
     (r"^unsupported field retryStrategy", "workflow-level retryStrategy"),
     (r"podSpecPatch|fieldRef|podResources|resourceClaims", "pod fields"),
