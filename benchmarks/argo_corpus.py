@@ -419,9 +419,11 @@ def _why(record: dict[str, Any]) -> str:
     side = (record.get("workersRunner") or {}).get("pods") or {}
     nodes = (status.get("nodes") or {}).values()
     failed = {n.get("id") for n in nodes if n.get("phase") in ("Failed", "Error")}
+    # Leaves first: a DAG's children are its first tasks only (later ones hang below the
+    # tasks they depend on), so a DAG whose failed task is not its child looks like a cause.
     causes = sorted(
         (n for n in nodes if n.get("id") in failed and not set(n.get("children") or ()) & failed),
-        key=lambda n: str(n.get("startedAt") or ""),
+        key=lambda n: (bool(n.get("children")), str(n.get("startedAt") or "")),
     )
     if not causes:
         return str(status.get("message") or "no node failed")
@@ -430,7 +432,8 @@ def _why(record: dict[str, Any]) -> str:
     last = _last_line(tail) if isinstance(tail, str) and tail.strip() else ""
     if isinstance(tail, list) and tail:
         last = str(tail[-1])
-    msg = f"{node.get('displayName')}: {node.get('message') or node.get('phase')}"
+    text = re.sub(r"^/\S+?\.(?:ya?ml|json): ", "", str(node.get("message") or node.get("phase")))
+    msg = f"{node.get('displayName')}: {text}"
     return f"{msg} (log: {last[:200]})" if last else msg
 
 
