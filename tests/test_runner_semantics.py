@@ -243,3 +243,51 @@ def test_expression_subset(text: str, names: dict[str, str], expected: Any) -> N
 def test_expression_never_evaluates_python() -> None:
     with pytest.raises(ExprError):
         exprlang.evaluate("__import__('os').system('true')", exprlang.environment({}))
+
+
+def test_image_entrypoint_runs_before_args(tmp_path: Path) -> None:
+    """Kubernetes "Define a Command and Arguments for a Container": ``command`` replaces the
+    image's ENTRYPOINT and ``args`` its CMD, so a container with ``args`` only runs
+    ENTRYPOINT + args (Argo's argosay:v2 examples rely on it: test/e2e/images/argosay/v2/
+    Dockerfile sets ENTRYPOINT). ``--entrypoint`` names it per image, tag optional."""
+    code, rec = run(
+        tmp_path,
+        "image-entrypoint.yaml",
+        "--entrypoint",
+        "registry.example:5000/tools/shell:2.1=sh -c",
+        "--entrypoint",
+        "example/printer=printf",
+    )
+    assert code == 0, rec
+    by = nodes(rec)
+    assert by["exact-tag"]["outputs"]["result"] == "shell-entrypoint"
+    assert by["any-tag"]["outputs"]["result"] == "printer for any tag"
+    assert by["own-command"]["outputs"]["result"] == "own command"
+
+
+def test_entrypoint_of_another_tag_does_not_apply(tmp_path: Path) -> None:
+    """An ENTRYPOINT given for one tag is that image's only: another tag runs ``args`` as the
+    command (here ``printf '%s-%s' ...``, no such program), so that step does not succeed
+    (Error when the runner cannot start it, Failed when bubblewrap reports the exec failure)."""
+    code, rec = run(
+        tmp_path,
+        "image-entrypoint.yaml",
+        "--entrypoint",
+        "registry.example:5000/tools/shell:9=sh -c",
+        "--entrypoint",
+        "example/printer=printf",
+    )
+    assert code == 1
+    by = nodes(rec)
+    assert by["exact-tag"]["phase"] in ("Error", "Failed")
+    assert by["any-tag"]["phase"] == "Succeeded"
+
+
+@pytest.mark.parametrize("bad", ["no-equals-sign", "image=", "=sh", "image=sh 'unclosed"])
+def test_malformed_entrypoint_is_a_usage_error(
+    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, "image-entrypoint.yaml", "--entrypoint", bad)
+    assert exc.value.code == 2
+    assert "--entrypoint" in capsys.readouterr().err

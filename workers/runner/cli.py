@@ -100,8 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
         "with its parameters: the pod steps that succeeded are kept with their outputs, the rest "
         "run (argo retry)",
     )
+    p.add_argument(
+        "--entrypoint",
+        action="append",
+        default=[],
+        type=_entrypoint,
+        metavar="IMAGE=COMMAND",
+        help="the ENTRYPOINT of IMAGE (with its tag, or without for every tag): a container of "
+        "that image without command runs COMMAND (split like a shell) then its args "
+        "(repeatable; images are not pulled, so the runner cannot read it)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
+
+
+def _entrypoint(text: str) -> tuple[str, list[str]]:
+    import shlex
+
+    image, sep, command = text.partition("=")
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not sep or not image.strip() or not words:
+        raise argparse.ArgumentTypeError(f"expected IMAGE=COMMAND, got {text!r}")
+    return image.strip(), words
 
 
 def _count(text: str) -> int:
@@ -162,7 +185,14 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             parameters,
             run_dir.resolve(),
             notes,
-            Options(args.sandbox, args.verbose, args.env_file, args.code, manifests),
+            Options(
+                args.sandbox,
+                args.verbose,
+                args.env_file,
+                args.code,
+                manifests,
+                dict(args.entrypoint),
+            ),
             progress,
         )
         if earlier is not None:
@@ -252,6 +282,8 @@ def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:
         argv += ["--env-file", str(args.env_file)]
     if args.code is not None:
         argv += ["--code", str(args.code)]
+    for image, words in args.entrypoint:
+        argv += ["--entrypoint", f"{image}={shlex.join(words)}"]
     if args.keep != KEEP_DEFAULT:
         argv += ["--keep", str(args.keep)]
     if run_dir is not None:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class Options:
     env_file: Path | None = None
     code: Path | None = None  # the user's project, importable in every pod; default: cwd
     manifests: Path | None = None  # the WorkflowTemplate folder (ConfigMaps for semaphores)
+    # An image's ENTRYPOINT by image name (with or without its tag): a container without
+    # ``command`` runs it with ``args`` after it, as a container runtime would (--entrypoint).
+    entrypoints: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Run:

@@ -193,6 +193,7 @@ class PodEnvironment:
             command = command or ["sh"]
             argv = [*command, str(script), *args]
         else:
+            command = command or entrypoint_of(container.get("image"), self.run.options.entrypoints)
             argv = [*command, *args]
             if not command:
                 self.run.warn(
@@ -244,3 +245,17 @@ def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str,
         {**e, "value": r(e["value"])} if "value" in e else e for e in out.get("env") or []
     ]
     return out
+
+
+def entrypoint_of(image: Any, entrypoints: Mapping[str, list[str]]) -> list[str]:
+    """The ENTRYPOINT given for ``image``: its exact name first, then its name without the tag
+    (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
+    if not isinstance(image, str) or not entrypoints:
+        return []
+    name = image.split("@", 1)[0]
+    repo, colon, tag = name.rpartition(":")
+    untagged = repo if colon and "/" not in tag else name
+    for key in (image, name, untagged):
+        if key in entrypoints:
+            return list(entrypoints[key])
+    return []

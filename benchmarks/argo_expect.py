@@ -1,0 +1,267 @@
+"""What Argo's own test suite says each corpus file ends as, read from its Go tests.
+
+examples/: test/e2e/examples_test.go (TestExampleWorkflows) applies every ConfigMap,
+PersistentVolumeClaim, WorkflowTemplate and ClusterWorkflowTemplate under examples/, then
+submits every document of kind Workflow and waits for ``fixtures.ToBeSucceeded``, skipping a
+workflow labelled ``workflows.argoproj.io/no-test``.
+
+test/e2e/functional/: a Go test in test/e2e/*.go submits ``@functional/NAME.yaml`` and waits
+for ``fixtures.ToBeSucceeded``/``ToBeFailed``/``ToBeErrored`` or asserts ``status.Phase`` in
+``ExpectWorkflow``. ``from_go_tests`` reads that with regular expressions when the checkout has
+the Go files; ``FUNCTIONAL`` is the same, written down from v4.1.2, for a corpus without them.
+A test that acts on the running workflow (stop, terminate, exec into a pod, CLI commands) has
+no result a plain run can be compared with; a test that skips itself tests nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+NO_TEST = "workflows.argoproj.io/no-test"
+
+# What an expectation is: a phase to compare with, or a reason the file is not compared.
+PHASE, NOT_TESTED, INTERACTIVE = "phase", "not tested by Argo", "interactive"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str  # PHASE, NOT_TESTED or INTERACTIVE
+    phases: tuple[str, ...]  # the accepted final phases (PHASE only)
+    reason: str  # where it comes from: the Go test, the label, or the default rule
+
+
+def phase(value: str, reason: str) -> Expectation:
+    return Expectation(PHASE, (value,), reason)
+
+
+# From test/e2e/*.go at v4.1.2 (regenerate: argo_corpus.py CHECKOUT --print-expectations).
+# Tests that assert node phases only carry the workflow phase those nodes imply, said so.
+FUNCTIONAL: dict[str, Expectation] = {
+    "conditionals.yaml": phase(
+        "Succeeded", "functional_test.go TestWhenExpressions: ToBeSucceeded"
+    ),
+    "success-event.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestEventOnWorkflowSuccess: waits for done, expects the "
+        "WorkflowSucceeded event",
+    ),
+    "loops-empty-param.yaml": phase(
+        "Succeeded", "functional_test.go TestLoopEmptyParam: status.Phase == WorkflowSucceeded"
+    ),
+    "dag-empty-param.yaml": phase(
+        "Succeeded", "functional_test.go TestDAGEmptyParam: status.Phase == WorkflowSucceeded"
+    ),
+    "dag-omitted-output-ref.yaml": phase(
+        "Error", "functional_test.go TestDAGOmittedOutputRef: status.Phase == WorkflowError"
+    ),
+    "dag-skipped-output-ref.yaml": phase(
+        "Error", "functional_test.go TestDAGSkippedOutputRef: status.Phase == WorkflowError"
+    ),
+    "dag-skipped-producer-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestDAGSkippedProducerOutputDefault: status.Phase == WorkflowSucceeded",
+    ),
+    "dag-skipped-consumer-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestDAGSkippedConsumerInputDefault: status.Phase == WorkflowSucceeded",
+    ),
+    "dag-skipped-volume-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestDAGSkippedVolumeRefProducerDefault: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "dag-skipped-artifact-subpath-ref.yaml": phase(
+        "Error",
+        "functional_test.go TestDAGSkippedArtifactSubPathRef: status.Phase == WorkflowError",
+    ),
+    "dag-skipped-withparam-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestDAGSkippedWithParamProducerDefault: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "steps-skipped-withparam-ref.yaml": phase(
+        "Failed", "functional_test.go TestStepsSkippedWithParamRef: status.Phase == WorkflowFailed"
+    ),
+    "steps-skipped-output-ref.yaml": phase(
+        "Failed", "functional_test.go TestStepsSkippedOutputRef: status.Phase == WorkflowFailed"
+    ),
+    "steps-skipped-producer-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestStepsSkippedProducerOutputDefault: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "steps-skipped-consumer-default.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestStepsSkippedConsumerInputDefault: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "steps-when-expr-filter.yaml": phase(
+        "Succeeded", "functional_test.go TestStepsWhenExprFilter: status.Phase == WorkflowSucceeded"
+    ),
+    "dag-when-expr-skip.yaml": phase(
+        "Succeeded", "functional_test.go TestDAGWhenExprSkip: status.Phase == WorkflowSucceeded"
+    ),
+    "param-aggregation.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestParameterAggregation: status.Phase == WorkflowSucceeded",
+    ),
+    "param-aggregation-fromoutputs.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestParameterAggregationFromOutputs: status.Phase == WorkflowSucceeded",
+    ),
+    "parameter-aggregation-dag-with-retry.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestParameterAggregationDAGWithRetry: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "parameter-aggregation-steps-with-retry.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestParameterAggregationStepsWithRetry: "
+        "status.Phase == WorkflowSucceeded",
+    ),
+    "dag-depends.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestDAGDepends asserts nodes only: should-execute-1/2 Succeeded, "
+        "should-not-execute Omitted; F's failure is handled by depends, no leaf fails",
+    ),
+    "output-artifact-optional.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestOptionalOutputArtifacts: status.Phase == WorkflowSucceeded",
+    ),
+    "pause-before.yaml": Expectation(
+        INTERACTIVE, (), "functional_test.go TestPauseBefore: kubectl exec resumes the pod"
+    ),
+    "pause-after.yaml": Expectation(
+        INTERACTIVE, (), "functional_test.go TestPauseAfter: kubectl exec resumes the pod"
+    ),
+    "pause-before-after.yaml": Expectation(
+        INTERACTIVE,
+        (),
+        "functional_test.go TestPauseAfterAndBefore: kubectl exec resumes the pod",
+    ),
+    "tty.yaml": phase("Succeeded", "functional_test.go TestTTY: ToBeSucceeded"),
+    "template-default-image.yaml": phase(
+        "Succeeded", "functional_test.go TestTemplateDefaultImage: ToBeSucceeded"
+    ),
+    "entrypointName-workflow.yaml": phase(
+        "Succeeded",
+        "functional_test.go TestEntrypointName asserts its only step Succeeded "
+        "(entrypointName-template.yaml created first)",
+    ),
+    "missing-steps.yaml": phase(
+        "Succeeded", "functional_test.go TestMissingStepsInUI: ToBeSucceeded"
+    ),
+    "workflow-exit-handler-sleep.yaml": Expectation(
+        INTERACTIVE,
+        (),
+        "functional_test.go TestTerminateWorkflowWhileOnExitHandlerRunning terminates it",
+    ),
+    "stop-terminate.yaml": Expectation(
+        INTERACTIVE, (), "signals_test.go TestTerminateBehavior: ShutdownWorkflow(Terminate)"
+    ),
+    "stop-terminate-daemon.yaml": Expectation(
+        INTERACTIVE, (), "signals_test.go TestStopBehaviorWithDaemon: ShutdownWorkflow(Stop)"
+    ),
+    "stop-terminate-2.yaml": Expectation(
+        INTERACTIVE,
+        (),
+        "signals_test.go TestDoNotCreatePodsUnderStopBehavior: ShutdownWorkflow(Stop)",
+    ),
+    "resource-template.yaml": Expectation(
+        INTERACTIVE,
+        (),
+        "cli_test.go TestResourceTemplateStopAndTerminate: argo stop / argo terminate",
+    ),
+}
+
+# Files a Go test creates as templates for another (not submitted themselves).
+FUNCTIONAL_LIBRARY = {
+    "entrypointName-template.yaml": "functional_test.go TestEntrypointName creates it "
+    "for entrypointName-workflow.yaml",
+}
+
+# A functional file no Go test submits is expected to succeed unless it is designed to fail;
+# at v4.1.2 the one such file (continue-on-fail.yaml: "some steps fail") is labelled no-test
+# "expected-failure", so no entry is needed here for it.
+
+
+_FUNC = re.compile(r"^func (?:\([^)]*\) )?(Test\w+)\(", re.M)
+_REF = re.compile(
+    r"\b(Workflow|WorkflowTemplate|ClusterWorkflowTemplate|CronWorkflow)\(\s*[\"`]@functional/"
+    r"([^\"`]+)[\"`]"
+)
+_CLI_SUBMIT = re.compile(r"RunCli\(\[\]string\{\"submit\", \"functional/([^\"]+)\"")
+_WAIT = re.compile(r"WaitForWorkflow\(\s*fixtures\.(ToBeSucceeded|ToBeFailed|ToBeErrored)\b")
+_ASSERT = re.compile(
+    r"assert\.Equal\(t, wfv1\.Workflow(Succeeded|Failed|Error), status\.Phase\)"
+    r"|assert\.Contains\(t, \[\]wfv1\.WorkflowPhase\{([^}]*)\}, status\.Phase\)"
+)
+_ACTS = re.compile(
+    r"ShutdownWorkflow\(|\bExec\(|DeleteWorkflow\(|RemoveFinalizers\(|UpdateConfigMap\("
+    r"|RunCli\(\[\]string\{\"(?:stop|terminate|resume|suspend|retry|resubmit|node)\""
+)
+_SKIP = re.compile(r"\.Skip\(|\bt\.Skip\(")
+_WAIT_PHASE = {"ToBeSucceeded": "Succeeded", "ToBeFailed": "Failed", "ToBeErrored": "Error"}
+
+
+def from_go_tests(folder: Path) -> tuple[dict[str, Expectation], dict[str, str]]:
+    """Expectations for functional files from the ``*.go`` tests in ``folder`` (test/e2e), and
+    the files tests create as templates only. Empty when the folder has no Go tests."""
+    found: dict[str, Expectation] = {}
+    library: dict[str, str] = {}
+    for go in sorted(folder.glob("*.go")):
+        text = go.read_text(errors="replace")
+        starts = [m.start() for m in _FUNC.finditer(text)] + [len(text)]
+        for begin, end in itertools.pairwise(starts):
+            body = text[begin:end]
+            test = _FUNC.match(body)
+            if test is None:
+                continue
+            where = f"{go.name} {test.group(1)}"
+            submitted = [n for kind, n in _REF.findall(body) if kind == "Workflow"]
+            submitted += _CLI_SUBMIT.findall(body)
+            for kind, name in _REF.findall(body):
+                if kind != "Workflow" and name not in submitted:
+                    library[name] = f"{where} creates it as a {kind}"
+            if not submitted:
+                continue
+            expectation = _judge(body, where)
+            for name in submitted:
+                # A file several tests submit: one a plain run can be compared with wins.
+                if name not in found or found[name].kind != PHASE:
+                    found[name] = expectation
+    return found, library
+
+
+def _judge(body: str, where: str) -> Expectation:
+    if _SKIP.search(body):
+        return Expectation(NOT_TESTED, (), f"{where} skips itself")
+    if _ACTS.search(body):
+        act = _ACTS.search(body)
+        assert act is not None
+        return Expectation(
+            INTERACTIVE, (), f"{where} acts on the running workflow ({act.group(0)}…)"
+        )
+    waits = _WAIT.findall(body)
+    if waits:
+        return phase(_WAIT_PHASE[waits[-1]], f"{where}: {waits[-1]}")
+    asserted = _ASSERT.search(body)
+    if asserted:
+        if asserted.group(1):
+            return phase(asserted.group(1), f"{where}: status.Phase == Workflow{asserted.group(1)}")
+        names = re.findall(r"wfv1\.Workflow(\w+)", asserted.group(2))
+        return Expectation(PHASE, tuple(names), f"{where}: status.Phase in {names}")
+    return Expectation(NOT_TESTED, (), f"{where} asserts no workflow phase")
+
+
+def no_test_label(docs: list[dict[str, object]]) -> str | None:
+    """The ``no-test`` label's value on any Workflow of a file (None when unlabelled)."""
+    for doc in docs:
+        meta = doc.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, dict) else None
+        if isinstance(labels, dict) and NO_TEST in labels:
+            return str(labels[NO_TEST])
+    return None
