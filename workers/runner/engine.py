@@ -4,7 +4,10 @@ cancellation, warnings, metrics) and hands the work to its parts, each in its ow
 * :mod:`~workers.runner.scheduling`: steps, DAGs, loops, ``when``, ``continueOn``, parallelism;
 * :mod:`~workers.runner.pods`: the pod runtime (processes, retries, deadlines);
 * :mod:`~workers.runner.podenv`: what a pod sees (mounts, environment, secrets, argv);
-* :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation.
+* :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation;
+* :mod:`~workers.runner.hooks`: exit handlers and lifecycle hooks, the workflow's final phase;
+* :mod:`~workers.runner.workflowscope`: ``workflow.status``, ``workflow.duration``,
+  ``workflow.failures`` and the global outputs (``globalName``).
 
 Node phases and outputs follow Argo's documented semantics; where a local run must differ
 (no image, no scheduler) the run log says so.
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner import metrics, params, sandbox
+from workers.runner import metrics, params, sandbox, workflowscope
+from workers.runner.hooks import Hooks
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -120,6 +124,14 @@ class Run:
         self.scheduler = Scheduler(self)
         self.pods = PodRuntime(self)
         self.podenv = PodEnvironment(self)
+        self.hooks = Hooks(self)
+        # The workflow's phase and message once the entrypoint and its exit handler are done
+        # (an exit handler's failure fails a workflow whose entrypoint succeeded).
+        self.phase: str | None = None
+        self.message = ""
+        self.deadline_exceeded = False
+        # globalName -> value, in the order first exported (run.json status.outputs)
+        self.global_outputs: dict[str, str] = {}
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -134,6 +146,7 @@ class Run:
         self.scope["workflow.parameters"] = json.dumps(
             [{"name": k, "value": v} for k, v in parameters.items()]
         )
+        workflowscope.start(self)
 
     # ---------------------------------------------------------------- setup
 
@@ -192,14 +205,24 @@ class Run:
     # ---------------------------------------------------------------- nodes
 
     def new_node(
-        self, name: str, display: str, type_: str, template: str, parent: Node | None
+        self,
+        name: str,
+        display: str,
+        type_: str,
+        template: str,
+        parent: Node | None,
+        *,
+        hooked: bool = False,
     ) -> Node:
+        """A node; with ``hooked`` a hook of ``parent`` (listed in its ``hooks``, not among the
+        steps, groups or tasks its ``children`` hold), or without a parent the exit handler."""
         node_id = node_id_of(self.name, name)
         node = Node(node_id, name, display, type_, template, parent.id if parent else None)
+        node.hooked = hooked
         with self.lock:
             self.nodes[node_id] = node
             if parent is not None:
-                parent.children.append(node_id)
+                (parent.hooks if hooked else parent.children).append(node_id)
         return node
 
     def finish(self, node: Node, phase: str, message: str = "") -> Node:
@@ -210,6 +233,7 @@ class Run:
                 node.started = time.time()
             node.finished = time.time()
         self.progress("finished", node)
+        self.hooks.changed()
         return node
 
     # ---------------------------------------------------------------- execution
@@ -225,18 +249,21 @@ class Run:
             seconds = float(params.substitute(str(deadline), self.scope, "activeDeadlineSeconds"))
 
             def expire() -> None:
+                self.deadline_exceeded = True
                 self.stop(f"workflow exceeded activeDeadlineSeconds={seconds:g}")
 
             timer = threading.Timer(seconds, expire)
             timer.daemon = True
             timer.start()
         try:
-            return self.scheduler.run_template(
+            root = self.scheduler.run_template(
                 doc, tmpl, args, self.name, self.name, None, lenient=True
             )
         finally:
             if timer is not None:
                 timer.cancel()
+        self.phase, self.message = self.hooks.finish(root)
+        return root
 
     def stop(self, reason: str) -> None:
         """Cancel the run: no new nodes, running process groups killed."""

@@ -59,6 +59,10 @@ class Node:
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
+    # A lifecycle hook or exit handler (Argo's nodeFlag.hooked); ``parent`` is then the node it
+    # hooks, which lists it in ``hooks`` (run.json: among that node's children).
+    hooked: bool = False
+    hooks: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

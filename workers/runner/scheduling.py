@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params
+from workers.runner import dataflow, expr, params, workflowscope
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -46,16 +46,19 @@ class Scheduler:
         parent: Node | None,
         *,
         lenient: bool = False,
+        hooked: bool = False,
     ) -> Node:
         kind = next(k for k in ("container", "script", "steps", "dag") if k in tmpl)
         type_ = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG"}[kind]
-        node = self.run.new_node(name, display, type_, str(tmpl.get("name")), parent)
+        node = self.run.new_node(name, display, type_, str(tmpl.get("name")), parent, hooked=hooked)
         node.started = time.time()
         node.phase = RUNNING
+        self.run.hooks.running(node)
         where = f"{doc.source}: template {tmpl.get('name')}"
+        scope: dict[str, str] | None = None
         try:
             node.inputs = dataflow.resolve_inputs(self.run, tmpl, arguments, where, lenient=lenient)
-            scope = dict(self.run.scope)
+            scope = workflowscope.refresh(self.run, dict(self.run.scope))
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
             if type_ == "Pod":
@@ -68,6 +71,11 @@ class Scheduler:
             self.run.finish(node, ERROR, str(exc))
         except Cancelled:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
+        if scope is not None and node.outputs.get("parameters"):
+            try:
+                workflowscope.export(self.run, node, tmpl, scope, where)
+            except ParamError as exc:
+                self.run.warn(str(exc))
         if node.reused:
             return node  # its metrics were the earlier run's
         outputs = node.outputs if node.phase == SUCCEEDED else dataflow.declared_defaults(tmpl)
@@ -83,6 +91,7 @@ class Scheduler:
         failed = ""
         for gi, group in enumerate(tmpl["steps"] or []):
             self.run.check_cancel()
+            workflowscope.refresh(self.run, scope)
             gname = f"{node.name}[{gi}]"
             gnode = self.run.new_node(gname, f"[{gi}]", "StepGroup", "", node)
             gnode.started = time.time()
@@ -143,17 +152,30 @@ class Scheduler:
                 name, display, "Skipped", str(step.get("template", "")), parent
             )
             return self.run.finish(node, ERROR, str(exc))
+        # A step's hooks see it as steps.NAME (a loop item as steps.NAME(i:item)); a task's as
+        # tasks.NAME, loop items included (steps.go executeStepGroup, dag.go executeDAGTask).
+        in_dag = parent.type == "DAG"
+        hooks = self.run.hooks.step(step, doc, tmpl, scope, "tasks" if in_dag else "steps", where)
         if items is None:
+            if hooks is not None:
+                hooks.expect(name, display)
             result = self.run_item(step, tdoc, tmpl, scope, name, display, parent, limiter, where)
+            if hooks is not None:
+                hooks.done(result, display)
             if result.phase in (FAILED, ERROR) and _continues(step, result.phase):
                 result.handled = True
             return result
         group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name")), parent)
         group.started = time.time()
         group.phase = RUNNING
+        if hooks is not None and in_dag:
+            hooks.evaluate(group, display, RUNNING)
         if not items:
             group.outputs = dataflow.empty_outputs(tmpl)
-            return self.run.finish(group, SKIPPED, "loop over an empty list")
+            self.run.finish(group, SKIPPED, "loop over an empty list")
+            if hooks is not None and in_dag:
+                hooks.done(group, display)
+            return group
         group.loop_total = len(items)
         self.run.progress("loop-start", group)
         children: list[Node | None] = [None] * len(items)
@@ -169,7 +191,9 @@ class Scheduler:
                 if i < 0:
                     return
                 label = params.loop_label(i, item)
-                children[i] = child = self.run_item(
+                if hooks is not None and not in_dag:
+                    hooks.expect(f"{name}{label}", f"{display}{label}")
+                child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
@@ -181,6 +205,12 @@ class Scheduler:
                     where,
                 )
                 child.index = i
+                if hooks is not None:
+                    # an item of a task has only its exit handler; the task's other hooks
+                    # watch the task's group node
+                    key = display if in_dag else f"{display}{label}"
+                    hooks.done(child, key, expressions=not in_dag)
+                children[i] = child
 
         slots = len(items) if limiter is None else min(len(items), limiter.size)
         threads = [_start(work, self.run, f"{name}[{k}]") for k in range(slots)]
@@ -197,6 +227,8 @@ class Scheduler:
             self.run.finish(group, FAILED, self.run.cancel_reason or "not all items ran")
         else:
             self.run.finish(group, SUCCEEDED)
+        if hooks is not None and in_dag:
+            hooks.done(group, display)
         return group
 
     def loop_items(
@@ -285,7 +317,7 @@ class Scheduler:
 
         def launch(tname: str) -> None:
             t = tasks[tname]
-            tscope = dict(scope)
+            tscope = workflowscope.refresh(self.run, dict(scope))
 
             def work() -> None:
                 r: Node | None = None

@@ -38,6 +38,15 @@ FREE = "free"
 
 Schema = dict[str, Any]
 
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping whose keys are the user's names (``hooks``: one entry per hook), each value
+    checked against ``value``."""
+
+    value: Any
+
+
 # Fields that only concern Kubernetes scheduling, security, observability or cleanup.
 _POD_IGNORED = (
     "metrics",
@@ -104,6 +113,8 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
+    # exported as {{workflow.outputs.parameters.NAME}} and in status.outputs (runner/hooks.py)
+    "globalName": LEAF,
     "valueFrom": {"path": LEAF, "default": LEAF, "parameter": LEAF, "expression": LEAF},
 }
 
@@ -164,6 +175,15 @@ TEMPLATE_REF: Schema = {"name": LEAF, "template": LEAF, **_ignored("clusterScope
 
 SEQUENCE: Schema = {"count": LEAF, "start": LEAF, "end": LEAF, "format": LEAF}
 
+# A lifecycle hook (runner/hooks.py): ``exit`` is an exit handler, any other name needs an
+# ``expression`` and runs once when it becomes true.
+HOOK: Schema = {
+    "template": LEAF,
+    "templateRef": TEMPLATE_REF,
+    "arguments": ARGUMENTS,
+    "expression": LEAF,
+}
+
 STEP: Schema = {
     "name": LEAF,
     "template": LEAF,
@@ -175,6 +195,8 @@ STEP: Schema = {
     "when": LEAF,
     "continueOn": {"failed": LEAF, "error": LEAF},
     "description": LEAF,
+    "onExit": LEAF,
+    "hooks": MapOf(HOOK),
 }
 
 TASK: Schema = {**STEP, "dependencies": LEAF, "depends": LEAF}
@@ -216,6 +238,8 @@ SPEC: Schema = {
     "volumeClaimTemplates": [PVC_TEMPLATE],
     "volumes": [VOLUME],
     "workflowTemplateRef": {"name": LEAF, **_ignored("clusterScope")},
+    "onExit": LEAF,
+    "hooks": MapOf(HOOK),
     **_ignored(*_POD_IGNORED),
 }
 
@@ -282,6 +306,14 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
                 )
         return
     if schema in (IGNORED, FREE, EXPRESSION):
+        return
+    if isinstance(schema, MapOf):
+        if doc is None:
+            return
+        if not isinstance(doc, dict):
+            raise SpecError(f"{source}: {path}: expected a mapping, got {type(doc).__name__}")
+        for key, value in doc.items():
+            check(value, schema.value, f"{path}.{key}", source, notes)
         return
     if isinstance(schema, list):
         if doc is None:
