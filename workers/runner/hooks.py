@@ -105,7 +105,8 @@ class Hooks:
         self.lock = threading.Lock()
         self.workflow = _Fired()
         self.final = False  # the workflow's hooks had their last evaluation
-        self.watching: dict[str, tuple[StepHooks, str]] = {}  # node name -> its step's hooks
+        # node name -> its step's hooks, its name in steps.NAME, its loop item's variables
+        self.watching: dict[str, tuple[StepHooks, str, dict[str, str]]] = {}
 
     # ------------------------------------------------------------ workflow level
 
@@ -210,8 +211,8 @@ class Hooks:
         with self.lock:
             watch = self.watching.pop(node.name, None)
         if watch is not None:
-            hooks, key = watch
-            hooks.evaluate(node, key, RUNNING)
+            hooks, key, item = watch
+            hooks.evaluate(node, key, RUNNING, item)
 
     # ------------------------------------------------------------ running a hook
 
@@ -266,18 +267,21 @@ class StepHooks:
         self.exit = exit_hook(step)
         self.fired: dict[str, _Fired] = {}  # hooked node id -> its hooks
 
-    def expect(self, name: str, key: str) -> None:
+    def expect(self, name: str, key: str, item: Mapping[str, str] | None = None) -> None:
         """Node ``name`` is about to start: evaluate the hooks when it runs, ``key`` naming it in
-        ``steps.KEY.status``."""
+        ``steps.KEY.status``, ``item`` the loop item's variables (a loop expands them into the
+        hooks too)."""
         if self.expressions:
             with self.hooks.lock:
-                self.hooks.watching[name] = (self, key)
+                self.hooks.watching[name] = (self, key, dict(item or {}))
 
-    def evaluate(self, node: Node, key: str, phase: str) -> None:
+    def evaluate(
+        self, node: Node, key: str, phase: str, item: Mapping[str, str] | None = None
+    ) -> None:
         """Start the expression hooks that ``phase`` makes true and have not run yet."""
         if not self.expressions:
             return
-        scope = workflowscope.refresh(self.run, dict(self.scope))
+        scope = workflowscope.refresh(self.run, {**self.scope, **(item or {})})
         scope[f"{self.prefix}.{key}.status"] = phase
         fired = self.fired.setdefault(node.id, _Fired())
         for name, hook in self.expressions.items():
@@ -293,7 +297,7 @@ class StepHooks:
                 if not fire:
                     continue
                 fired.names.add(hname)
-            args = _lenient(_arguments(hook) or {}, self._exit_scope(node, key))
+            args = _lenient(_arguments(hook) or {}, self._exit_scope(node, key, item))
             display = f"{node.display}.hooks.{name}"
             where = f"{self.where}.hooks.{name}"
             fired.threads.append(
@@ -306,7 +310,14 @@ class StepHooks:
                 )
             )
 
-    def done(self, node: Node, key: str, *, expressions: bool = True) -> None:
+    def done(
+        self,
+        node: Node,
+        key: str,
+        item: Mapping[str, str] | None = None,
+        *,
+        expressions: bool = True,
+    ) -> None:
         """The node ended: its last hook evaluation, then wait for the hooks it started, then
         its exit handler (a completed node only), as its step group or DAG does."""
         with self.hooks.lock:
@@ -314,12 +325,12 @@ class StepHooks:
         if self.prefix == "steps" and node.phase == SKIPPED:
             return  # a step whose ``when`` is false has no hooks in Argo's step group
         if expressions:
-            self.evaluate(node, key, node.phase)
+            self.evaluate(node, key, node.phase, item)
         for t in list(self.fired.get(node.id, _Fired()).threads):
             t.join()
         if self.exit is None or node.phase not in COMPLETED:
             return
-        scope = self._exit_scope(node, key)
+        scope = self._exit_scope(node, key, item)
         args = _lenient(_arguments(self.exit) or self.hooks._workflow_arguments(), scope)
         self.hooks._run(
             self.doc,
@@ -331,11 +342,13 @@ class StepHooks:
             f"{self.where}.onExit",
         )
 
-    def _exit_scope(self, node: Node, key: str) -> dict[str, str]:
+    def _exit_scope(
+        self, node: Node, key: str, item: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """What a hook's arguments see: the step's scope, the node's status and its output
         parameters (a declared one without a value is empty, as ``resolveExitTmplArgument``
         sets it)."""
-        scope = workflowscope.refresh(self.run, dict(self.scope))
+        scope = workflowscope.refresh(self.run, {**self.scope, **(item or {})})
         scope[f"{self.prefix}.{key}.status"] = node.phase
         values = node.outputs.get("parameters") or {}
         for p in (self.tmpl.get("outputs") or {}).get("parameters") or []:

@@ -191,13 +191,14 @@ class Scheduler:
                 if i < 0:
                     return
                 label = params.loop_label(i, item)
+                variables = params.item_scope(item)
                 if hooks is not None and not in_dag:
-                    hooks.expect(f"{name}{label}", f"{display}{label}")
+                    hooks.expect(f"{name}{label}", f"{display}{label}", variables)
                 child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
-                    {**scope, **params.item_scope(item)},
+                    {**scope, **variables},
                     f"{name}{label}",
                     f"{display}{label}",
                     group,
@@ -209,7 +210,7 @@ class Scheduler:
                     # an item of a task has only its exit handler; the task's other hooks
                     # watch the task's group node
                     key = display if in_dag else f"{display}{label}"
-                    hooks.done(child, key, expressions=not in_dag)
+                    hooks.done(child, key, variables, expressions=not in_dag)
                 children[i] = child
 
         slots = len(items) if limiter is None else min(len(items), limiter.size)
