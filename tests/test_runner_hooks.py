@@ -294,3 +294,107 @@ def test_go_json_and_quote() -> None:
     assert go_json([{"message": "a<b>&c"}]) == '[{"message":"a\\u003cb\\u003e\\u0026c"}]'
     assert go_json(None) == "null"
     assert go_quote('say "hi"\n\tnow\x01é') == '"say \\"hi\\"\\n\\tnow\\x01é"'
+
+
+def test_hooks_of_a_retried_entrypoint_and_of_an_omitted_task(tmp_path: Path) -> None:
+    """test/e2e/hooks_test.go TestWorkflowLevelHooksWithRetry: the retried entrypoint is a
+    Retry node with one pod per attempt; the running and failed hooks both run; progress counts
+    pods ("2/4"). dag.go executeDAGTask evaluates a task's hooks whatever its phase, an omitted
+    one's too (TestTemplateLevelHooksDagHasDependencyVersion: B is Omitted and its running and
+    success hooks never run), and a task that never ran has no exit handler."""
+    path = tmp_path / "retry-hooks.yaml"
+    path.write_text(
+        """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: retry-hooks
+spec:
+  entrypoint: flaky
+  hooks:
+    failed:
+      template: ok
+      expression: workflow.status == "Failed"
+    running:
+      template: ok
+      expression: workflow.status == "Running"
+  templates:
+    - name: flaky
+      retryStrategy:
+        limit: 1
+      container:
+        image: alpine:3.20
+        command: [sh, -c]
+        args: ["sleep 0.2; exit 1"]
+    - name: ok
+      container:
+        image: alpine:3.20
+        command: [sh, -c]
+        args: ["echo ok"]
+"""
+    )
+    code, rec = run(tmp_path / "retry", path)
+    assert code == 1
+    nodes = by_name(rec)
+    assert rec["status"]["progress"] == "2/4"
+    assert nodes["retry-hooks"]["type"] == "Retry"
+    assert "nodeFlag" not in nodes["retry-hooks"]
+    for name in ("retry-hooks.hooks.failed", "retry-hooks.hooks.running"):
+        assert nodes[name]["phase"] == "Succeeded"
+        assert nodes[name]["nodeFlag"] == {"hooked": True}
+
+    path = tmp_path / "omitted-hooks.yaml"
+    path.write_text(
+        """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: omitted-hooks
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      dag:
+        tasks:
+          - name: A
+            template: fail
+            hooks:
+              running:
+                template: ok
+                expression: tasks.A.status == "Running"
+              success:
+                template: ok
+                expression: tasks.A.status == "Succeeded"
+          - name: B
+            template: ok
+            dependencies: [A]
+            onExit: ok
+            hooks:
+              running:
+                template: ok
+                expression: tasks.B.status == "Running"
+              omitted:
+                template: ok
+                expression: tasks.B.status == "Omitted"
+    - name: fail
+      container:
+        image: alpine:3.20
+        command: [sh, -c]
+        args: ["sleep 0.2; exit 1"]
+    - name: ok
+      container:
+        image: alpine:3.20
+        command: [sh, -c]
+        args: ["echo ok"]
+"""
+    )
+    code, rec = run(tmp_path / "omitted", path)
+    assert code == 1
+    ran = {k.removeprefix("omitted-hooks").lstrip("."): v["phase"] for k, v in by_name(rec).items()}
+    assert ran == {
+        "": "Failed",
+        "A": "Failed",
+        "A.hooks.running": "Succeeded",
+        "B": "Omitted",
+        "B.hooks.omitted": "Succeeded",
+    }

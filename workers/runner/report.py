@@ -198,7 +198,11 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         if n.hooked:
             rec["nodeFlag"] = {"hooked": True}
         nodes[n.id] = rec
-        if n.type == "Pod":
+        if retried:
+            # Argo's progress counts pods: each attempt of a Retry node is one
+            pods_total += len(n.attempts)
+            pods_done += sum(a.phase == "Succeeded" for a in n.attempts)
+        elif n.type == "Pod":
             pods_total += 1
             pods_done += n.phase == "Succeeded"
     phase, message = workflow_phase(run, root)

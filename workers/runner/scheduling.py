@@ -297,6 +297,7 @@ class Scheduler:
             deps[tname] = text
         results: dict[str, Node] = {}
         running: set[str] = set()
+        omitted: list[str] = []
         cond = threading.Condition(self.run.lock)
 
         def operand(task: str, result: str | None) -> bool:
@@ -368,10 +369,19 @@ class Scheduler:
                             skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
                         )
                         dataflow.publish(scope, f"tasks.{tname}", skipped)
+                        omitted.append(tname)
                         continue
                     launch(tname)
                 if len(results) < len(tasks):
                     cond.wait(0.5)
+        for tname in omitted:
+            # an omitted task's hooks still see its status (dag.go executeDAGTask evaluates
+            # them for every fulfilled task); it never ran, so it has no exit handler
+            hooks = self.run.hooks.step(
+                tasks[tname], doc, {}, dict(scope), "tasks", f"{where}: dag.tasks[{tname}]"
+            )
+            if hooks is not None:
+                hooks.done(results[tname], tname)
         self.run.check_cancel()
         # A failure counts unless continueOn covers it or a task that ran depended on it.
         consumed = {
