@@ -398,3 +398,32 @@ spec:
         "B": "Omitted",
         "B.hooks.omitted": "Succeeded",
     }
+
+
+def test_resume_runs_the_exit_handler_again(tmp_path: Path) -> None:
+    """workflow/util/util.go FormulateRetryWorkflow: ``argo retry`` deletes the workflow's
+    ``WF.onExit`` nodes, so the exit handler runs again, while the succeeded steps are kept."""
+    code, rec = run(tmp_path, "exit-handler.yaml", "-p", "code=0", "-p", "exit-code=4")
+    assert code == 1
+    folder = tmp_path / "runs" / rec["metadata"]["name"]
+    kept = "succeeded in the run this one resumes (kept)"
+    code = main(
+        [
+            str(EXAMPLES / "exit-handler.yaml"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--sandbox",
+            "remap",
+            "-p",
+            "code=0",
+            "-p",
+            "exit-code=4",
+            "--resume",
+            str(folder),
+        ]
+    )
+    assert code == 1
+    nodes = by_name(json.loads((folder / "run.json").read_text()))
+    assert nodes["exit-wf[0].work"]["message"] == kept
+    assert nodes["exit-wf.onExit[0].report"].get("message") != kept
+    assert nodes["exit-wf.onExit[0].report"]["phase"] == "Succeeded"
