@@ -120,30 +120,34 @@ class Hooks:
         run = self.run
         scope = workflowscope.refresh(run, dict(run.scope))
         root = run.nodes.get(run.name)
+        if root is None:
+            return
         for name, hook in expression_hooks(run.spec).items():
             hname = f"{run.name}.hooks.{name}"
+            # Under the lock up to the thread's start: finish() then waits for every hook a
+            # concurrent evaluation starts, and none starts after it stopped evaluating.
             with self.lock:
-                if hname in self.workflow.names:
+                if self.final or hname in self.workflow.names:
                     continue
                 try:
                     fire = _true(str(hook.get("expression") or ""), scope)
                 except expr.ExprError as exc:
                     run.warn(f"{run.doc.source}: spec.hooks.{name}.expression: {exc}")
                     fire = False
-                if not fire or root is None:
+                if not fire:
                     continue
                 self.workflow.names.add(hname)
-            args = _lenient(_arguments(hook) or {}, scope)
-            where = f"{run.doc.source}: spec.hooks.{name}"
-            self.workflow.threads.append(
-                _spawn(
-                    run,
-                    hname,
-                    lambda h=hook, n=hname, a=args, w=where, r=root: self._run(
-                        run.doc, h, a, n, n, r, w
-                    ),
+                args = _lenient(_arguments(hook) or {}, scope)
+                where = f"{run.doc.source}: spec.hooks.{name}"
+                self.workflow.threads.append(
+                    _spawn(
+                        run,
+                        hname,
+                        lambda h=hook, n=hname, a=args, w=where: self._run(
+                            run.doc, h, a, n, n, root, w
+                        ),
+                    )
                 )
-            )
 
     def finish(self, root: Node) -> tuple[str, str]:
         """The entrypoint is done: the workflow's final hooks and its exit handler; returns the
@@ -159,8 +163,10 @@ class Hooks:
             run.scope["workflow.failures"] = workflowscope.failures(run)
         if expression_hooks(run.spec):
             self._evaluate_workflow_hooks()
-        self.final = True
-        for t in list(self.workflow.threads):
+        with self.lock:
+            self.final = True
+            started = list(self.workflow.threads)
+        for t in started:
             t.join()
         message = root.message or run.cancel_reason
         hook = exit_hook(run.spec)
