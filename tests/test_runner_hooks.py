@@ -117,7 +117,8 @@ def test_step_and_task_exit_handlers_and_hooks(tmp_path: Path) -> None:
     as ``NODE.onExit``, its arguments seeing the step's status and output parameters
     (exit_handler.go resolveExitTmplArgument); the next group, or a dependent task
     (CheckAllHooksFullfilled), waits for them; they are children of the hooked node, share its
-    boundary, and their failure changes no phase (the group's phase is its steps')."""
+    boundary, and their failure changes no phase (the group's phase is its steps'). An exit
+    hook with an ``expression`` runs only if it holds (exit_handler.go runOnExitNode)."""
     code, rec = run(tmp_path, "step-hooks.yaml")
     assert code == 0, rec["status"].get("message")
     nodes = by_name(rec)
@@ -148,6 +149,7 @@ def test_step_and_task_exit_handlers_and_hooks(tmp_path: Path) -> None:
     assert a_exit["displayName"] == "A.onExit"
     assert a_exit["boundaryID"] == nodes["step-hooks[2].flow"]["id"]
     assert when(b, "startedAt") >= when(a_exit, "finishedAt")
+    assert "step-hooks[2].flow.B.onExit" not in nodes  # its exit hook's expression is false
     assert rec["status"]["phase"] == "Succeeded"
 
 

@@ -337,6 +337,14 @@ class StepHooks:
         if self.exit is None or node.phase not in COMPLETED:
             return
         scope = self._exit_scope(node, key, item)
+        condition = str(self.exit.get("expression") or "")
+        try:
+            # a step's exit hook may carry an expression too (exit_handler.go runOnExitNode)
+            if condition and not _true(condition, scope):
+                return
+        except expr.ExprError as exc:
+            self.run.warn(f"{self.where}.hooks.exit.expression: {exc}")
+            return
         args = _lenient(_arguments(self.exit) or self.hooks._workflow_arguments(), scope)
         self.hooks._run(
             self.doc,
