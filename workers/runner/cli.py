@@ -258,10 +258,11 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     print(f"timeline:      {run_dir / 'timeline.html'}")
     print(f"metrics:       {run_dir / 'metrics.prom'}")
     print(f"duration:      {finished - run.created:.2f}s")
-    if root.phase != "Succeeded":
+    phase, _ = report.workflow_phase(run, root)
+    if phase != "Succeeded":
         print(redact(f"resume:        {rerun_command(args, run_dir)}", tuple(run.secret_values)))
         print("               (keeps the steps that succeeded; runs the failed and the rest)")
-    return 0 if root.phase == "Succeeded" else 1
+    return 0 if phase == "Succeeded" else 1
 
 
 def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:

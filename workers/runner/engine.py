@@ -4,7 +4,10 @@ cancellation, warnings, metrics) and hands the work to its parts, each in its ow
 * :mod:`~workers.runner.scheduling`: steps, DAGs, loops, ``when``, ``continueOn``, parallelism;
 * :mod:`~workers.runner.pods`: the pod runtime (processes, retries, deadlines);
 * :mod:`~workers.runner.podenv`: what a pod sees (mounts, environment, secrets, argv);
-* :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation.
+* :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation;
+* :mod:`~workers.runner.hooks`: exit handlers and lifecycle hooks, the workflow's final phase;
+* :mod:`~workers.runner.workflowscope`: ``workflow.status``, ``workflow.duration``,
+  ``workflow.failures`` and the global outputs (``globalName``).
 
 Node phases and outputs follow Argo's documented semantics; where a local run must differ
 (no image, no scheduler) the run log says so.
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.runner import artifacts, daemons, defaults, metrics, params, sandbox
+from workers.runner import artifacts, daemons, defaults, metrics, params, sandbox, workflowscope
+from workers.runner.hooks import Hooks
 from workers.runner.memoize import Caches
 from workers.runner.nodes import (
     DONE,
@@ -131,6 +135,14 @@ class Run:
         self.scheduler = Scheduler(self)
         self.pods = PodRuntime(self)
         self.podenv = PodEnvironment(self)
+        self.hooks = Hooks(self)
+        # The workflow's phase and message once the entrypoint and its exit handler are done
+        # (an exit handler's failure fails a workflow whose entrypoint succeeded).
+        self.phase: str | None = None
+        self.message = ""
+        self.deadline_exceeded = False
+        # globalName -> value, in the order first exported (run.json status.outputs)
+        self.global_outputs: dict[str, str] = {}
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",
@@ -145,6 +157,7 @@ class Run:
         self.scope["workflow.parameters"] = json.dumps(
             [{"name": k, "value": v} for k, v in parameters.items()]
         )
+        workflowscope.start(self)
 
     # ---------------------------------------------------------------- setup
 
@@ -215,14 +228,24 @@ class Run:
     # ---------------------------------------------------------------- nodes
 
     def new_node(
-        self, name: str, display: str, type_: str, template: str, parent: Node | None
+        self,
+        name: str,
+        display: str,
+        type_: str,
+        template: str,
+        parent: Node | None,
+        *,
+        hooked: bool = False,
     ) -> Node:
+        """A node; with ``hooked`` a hook of ``parent`` (listed in its ``hooks``, not among the
+        steps, groups or tasks its ``children`` hold), or without a parent the exit handler."""
         node_id = node_id_of(self.name, name)
         node = Node(node_id, name, display, type_, template, parent.id if parent else None)
+        node.hooked = hooked
         with self.lock:
             self.nodes[node_id] = node
             if parent is not None:
-                parent.children.append(node_id)
+                (parent.hooks if hooked else parent.children).append(node_id)
         return node
 
     def finish(self, node: Node, phase: str, message: str = "") -> Node:
@@ -233,6 +256,7 @@ class Run:
                 node.started = time.time()
             node.finished = time.time()
         self.progress("finished", node)
+        self.hooks.changed()
         return node
 
     # ---------------------------------------------------------------- execution
@@ -252,18 +276,21 @@ class Run:
             seconds = float(params.substitute(str(deadline), self.scope, "activeDeadlineSeconds"))
 
             def expire() -> None:
+                self.deadline_exceeded = True
                 self.stop(f"workflow exceeded activeDeadlineSeconds={seconds:g}")
 
             timer = threading.Timer(seconds, expire)
             timer.daemon = True
             timer.start()
         try:
-            return self._run_entrypoint(doc, tmpl, args)
+            root = self._run_entrypoint(doc, tmpl, args)
         finally:
             if timer is not None:
                 timer.cancel()
             # an entrypoint that is itself a daemon has no steps or DAG to end it
             self.daemons.release_all()
+        self.phase, self.message = self.hooks.finish(root)
+        return root
 
     def _run_entrypoint(self, doc: Document, tmpl: dict[str, Any], args: Mapping[str, Any]) -> Node:
         """The entrypoint, under the workflow's own mutexes and semaphores (held for the

@@ -63,6 +63,10 @@ class Node:
     # memoize: Argo's memoizationStatus (hit, key, cacheName), None without memoize
     memoization: dict[str, Any] | None = None
     daemoned: bool = False  # a daemon that became ready: it runs on until its scope ends
+    # A lifecycle hook or exit handler (Argo's nodeFlag.hooked); ``parent`` is then the node it
+    # hooks, which lists it in ``hooks`` (run.json: among that node's children).
+    hooked: bool = False
+    hooks: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

@@ -127,6 +127,9 @@ def _children(run: Run) -> dict[str, list[str]]:
                     kids.setdefault(dep, []).append(c)
         else:
             kids[n.id].extend(n.children)
+    for n in run.nodes.values():
+        # Argo adds hook and exit-handler nodes to the children of the node they hook.
+        kids[n.id].extend(n.hooks)
     return kids
 
 
@@ -146,6 +149,8 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         parent = run.nodes.get(n.parent) if n.parent else None
         if parent is None:
             boundary[n.id] = None
+        elif n.hooked:
+            boundary[n.id] = boundary.get(parent.id)  # a hook shares its step's boundary
         elif parent.type in ("Steps", "DAG"):
             boundary[n.id] = parent.id
         else:
@@ -201,12 +206,17 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         children = ids + kids.get(n.id, [])
         if children or retried:
             rec["children"] = children
+        if n.hooked:
+            rec["nodeFlag"] = {"hooked": True}
         nodes[n.id] = rec
-        if n.type == "Pod":
+        if retried:
+            # Argo's progress counts pods: each attempt of a Retry node is one
+            pods_total += len(n.attempts)
+            pods_done += sum(a.phase == "Succeeded" for a in n.attempts)
+        elif n.type == "Pod":
             pods_total += 1
             pods_done += n.phase == "Succeeded"
-    phase = root.phase if root.phase in DONE else "Failed"
-    message = root.message or run.cancel_reason
+    phase, message = workflow_phase(run, root)
     status: dict[str, Any] = {
         "phase": phase,
         "startedAt": rfc3339(run.created),
@@ -216,6 +226,9 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
     }
     if message and phase != "Succeeded":
         status["message"] = message
+    if run.global_outputs:
+        # globalName exports (runner/workflowscope.py), as Argo's status.outputs
+        status["outputs"] = {"parameters": _parameters(run.global_outputs)}
     spec = dict(run.spec)
     if run.parameters:
         spec["arguments"] = {"parameters": _parameters(run.parameters)}
@@ -256,6 +269,17 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             "pods": pods,
         },
     }
+
+
+def workflow_phase(run: Run, root: Node) -> tuple[str, str]:
+    """The workflow's phase and message: the entrypoint's, or its exit handler's failure when
+    the entrypoint succeeded (runner/hooks.py); Failed when the run stopped before deciding."""
+    if run.phase is not None:
+        return run.phase, run.message
+    phase = root.phase if root.phase in DONE else "Failed"
+    if phase in ("Skipped", "Omitted"):
+        phase = "Succeeded"
+    return phase, root.message or run.cancel_reason
 
 
 def _pod_side(a: Attempt) -> dict[str, Any]:
@@ -312,13 +336,16 @@ def _host(path: str, mounts: list[Mount], cwd: Path) -> Path:
 def summary_text(run: Run, root: Node) -> str:
     """The end summary: one line per step; a loop of more than :data:`LOOP_COLLAPSE` items is
     its counts by phase, time percentiles, skew, its slowest items and its failed ones."""
+    phase, message = workflow_phase(run, root)
     lines = [
-        f"workflow {run.name}: {root.phase}"
-        + (f" ({root.message})" if root.message and root.phase != "Succeeded" else "")
+        f"workflow {run.name}: {phase}"
+        + (f" ({message})" if message and phase != "Succeeded" else "")
     ]
     lines.append(f"{'NODE':44} {'PHASE':10} {'ATT':>3} {'DURATION':>9}  OUTPUTS")
     skip: set[str] = set()
-    for n in tree(run, root):
+    # the workflow's exit handler is a top-level node of its own, listed after the entrypoint
+    on_exit = [n for n in run.nodes.values() if n.hooked and n.parent is None]
+    for n in tree(run, root) + [m for h in on_exit for m in tree(run, h)]:
         if n.type in ("StepGroup",) or n is root or n.id in skip:
             continue
         items = [run.nodes[c] for c in n.children if c in run.nodes]
@@ -390,7 +417,7 @@ def _descendants(run: Run, node: Node) -> set[str]:
         out.add(c)
         child = run.nodes.get(c)
         if child is not None:
-            stack.extend(child.children)
+            stack.extend(child.children + child.hooks)
     return out
 
 
@@ -400,7 +427,7 @@ def tree(run: Run, root: Node) -> list[Node]:
 
     def walk(node: Node) -> None:
         out.append(node)
-        kids = [run.nodes[c] for c in node.children if c in run.nodes]
+        kids = [run.nodes[c] for c in node.children + node.hooks if c in run.nodes]
         for kid in sorted(kids, key=lambda k: (k.index, k.started or 0, k.name)):
             walk(kid)
 

@@ -78,6 +78,8 @@ def read(folder: Path) -> Earlier:
         # Retry nodes stand for a pod step with a retryStrategy; their attempts are its children.
         if node.get("type") not in ("Pod", "Retry") or node.get("phase") != "Succeeded":
             continue
+        if str(node.get("name")).startswith(f"{name}.onExit"):
+            continue  # argo retry runs the workflow's exit handler again (util.go)
         succeeded[str(node.get("name"))] = Prior(
             _outputs(node.get("outputs") or {}),
             parse_time(node.get("startedAt")),

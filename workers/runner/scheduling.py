@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, dataflow, expr, govaluate, params
+from workers.runner import artifacts, dataflow, expr, govaluate, params, workflowscope
 from workers.runner.nodes import (
     DONE,
     ERROR,
@@ -50,6 +50,7 @@ class Scheduler:
         *,
         lenient: bool = False,
         fail_fast: threading.Event | None = None,
+        hooked: bool = False,
     ) -> Node:
         kind = next(k for k in KINDS if k in tmpl)
         type_ = {
@@ -65,14 +66,21 @@ class Scheduler:
         # (operator.go executeTemplate: the retry node wraps any template type).
         whole_retry = type_ in ("Steps", "DAG") and tmpl.get("retryStrategy") is not None
         node = self.run.new_node(
-            name, display, "Retry" if whole_retry else type_, str(tmpl.get("name") or ""), parent
+            name,
+            display,
+            "Retry" if whole_retry else type_,
+            str(tmpl.get("name") or ""),
+            parent,
+            hooked=hooked,
         )
         node.started = time.time()
         node.phase = RUNNING
+        self.run.hooks.running(node)
         where = f"{doc.source}: template {tmpl.get('name') or f'(inline in {display})'}"
+        scope: dict[str, str] | None = None
         try:
             node.inputs = dataflow.resolve_inputs(self.run, tmpl, arguments, where, lenient=lenient)
-            scope = dict(self.run.scope)
+            scope = workflowscope.refresh(self.run, dict(self.run.scope))
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
             node.input_artifacts = dataflow.input_artifacts(tmpl, arguments, scope, where)
@@ -104,6 +112,11 @@ class Scheduler:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
         if fail_fast is not None and node.phase in (FAILED, ERROR):
             fail_fast.set()
+        if scope is not None and node.outputs.get("parameters"):
+            try:
+                workflowscope.export(self.run, node, tmpl, scope, where)
+            except ParamError as exc:
+                self.run.warn(str(exc))
         if node.reused or node.phase == RUNNING or (node.memoization or {}).get("hit"):
             # kept from the earlier run or a memoized hit (no metrics of this run), or a
             # daemon that runs on (its metrics are computed when it ends: pods.py)
@@ -261,6 +274,7 @@ class Scheduler:
         gnode: Node | None = None
         for gi, group in enumerate(tmpl["steps"] or []):
             self.run.check_cancel()
+            workflowscope.refresh(self.run, scope)
             gname = f"{node.name}[{gi}]"
             gnode = self.run.new_node(gname, f"[{gi}]", "StepGroup", "", node)
             gnode.started = time.time()
@@ -343,21 +357,36 @@ class Scheduler:
                 name, display, "Skipped", str(step.get("template", "")), parent
             )
             return self.run.finish(node, ERROR, str(exc))
+        # A step's hooks see it as steps.NAME (a loop item as steps.NAME(i:item)); a task's as
+        # tasks.NAME, loop items included (steps.go executeStepGroup, dag.go executeDAGTask).
+        in_dag = parent.type == "DAG"
+        hooks = self.run.hooks.step(step, doc, tmpl, scope, "tasks" if in_dag else "steps", where)
         if items is None:
+            if hooks is not None:
+                hooks.expect(name, display)
             result = self.run_item(
                 step, tdoc, tmpl, scope, name, display, parent, limiter, where, fail_fast
             )
             if result is None:
+                if hooks is not None:
+                    hooks.forget(name)
                 return None
+            if hooks is not None:
+                hooks.done(result, display)
             if result.phase in (FAILED, ERROR) and _continues(step, result.phase):
                 result.handled = True
             return result
         group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name") or ""), parent)
         group.started = time.time()
         group.phase = RUNNING
+        if hooks is not None and in_dag:
+            hooks.evaluate(group, display, RUNNING)
         if not items:
             group.outputs = dataflow.empty_outputs(tmpl)
-            return self.run.finish(group, SKIPPED, "loop over an empty list")
+            self.run.finish(group, SKIPPED, "loop over an empty list")
+            if hooks is not None and in_dag:
+                hooks.done(group, display)
+            return group
         group.loop_total = len(items)
         self.run.progress("loop-start", group)
         children: list[Node | None] = [None] * len(items)
@@ -373,11 +402,14 @@ class Scheduler:
                 if i < 0:
                     return
                 label = params.loop_label(i, item)
+                variables = params.item_scope(item)
+                if hooks is not None and not in_dag:
+                    hooks.expect(f"{name}{label}", f"{display}{label}", variables)
                 child = self.run_item(
                     step,
                     tdoc,
                     tmpl,
-                    {**scope, **params.item_scope(item)},
+                    {**scope, **variables},
                     f"{name}{label}",
                     f"{display}{label}",
                     group,
@@ -385,9 +417,17 @@ class Scheduler:
                     where,
                     fail_fast,
                 )
-                if child is not None:
-                    child.index = i
-                    children[i] = child
+                if child is None:
+                    if hooks is not None and not in_dag:
+                        hooks.forget(f"{name}{label}")
+                    continue
+                child.index = i
+                if hooks is not None:
+                    # an item of a task has only its exit handler; the task's other hooks
+                    # watch the task's group node
+                    key = display if in_dag else f"{display}{label}"
+                    hooks.done(child, key, variables, expressions=not in_dag)
+                children[i] = child
 
         slots = len(items) if limiter is None else min(len(items), limiter.size)
         threads = [_start(work, self.run, f"{name}[{k}]") for k in range(slots)]
@@ -404,6 +444,8 @@ class Scheduler:
             self.run.finish(group, FAILED, self.run.cancel_reason or "not all items ran")
         else:
             self.run.finish(group, SUCCEEDED)
+        if hooks is not None and in_dag:
+            hooks.done(group, display)
         return group
 
     def loop_items(
@@ -487,6 +529,7 @@ class Scheduler:
         stopped: set[str] = set()  # tasks failFast kept from starting
         results: dict[str, Node] = {}
         running: set[str] = set()
+        omitted: list[str] = []
         cond = threading.Condition(self.run.lock)
 
         def operand(task: str, result: str | None) -> bool:
@@ -510,7 +553,7 @@ class Scheduler:
 
         def launch(tname: str) -> None:
             t = tasks[tname]
-            tscope = dict(scope)
+            tscope = workflowscope.refresh(self.run, dict(scope))
 
             def work() -> None:
                 r: Node | None = None
@@ -569,10 +612,19 @@ class Scheduler:
                             skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
                         )
                         dataflow.publish(scope, f"tasks.{tname}", skipped)
+                        omitted.append(tname)
                         continue
                     launch(tname)
                 if len(results) < len(tasks):
                     cond.wait(0.5)
+        for tname in omitted:
+            # an omitted task's hooks still see its status (dag.go executeDAGTask evaluates
+            # them for every fulfilled task); it never ran, so it has no exit handler
+            hooks = self.run.hooks.step(
+                tasks[tname], doc, {}, dict(scope), "tasks", f"{where}: dag.tasks[{tname}]"
+            )
+            if hooks is not None:
+                hooks.done(results[tname], tname)
         self.run.check_cancel()
         if fail_fast is not None and fail_fast.is_set():
             self.run.finish(node, FAILED, FAIL_FAST)

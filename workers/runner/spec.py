@@ -61,6 +61,15 @@ TYPED = (INT, INT_OR_STRING, BOOL, STRING_LIST, DURATION)
 
 Schema = dict[str, Any]
 
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping whose keys are the user's names (``hooks``: one entry per hook), each value
+    checked against ``value``."""
+
+    value: Any
+
+
 # Fields that only concern Kubernetes scheduling, security, observability or cleanup.
 _POD_IGNORED = (
     "metrics",
@@ -127,6 +136,8 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
+    # exported as {{workflow.outputs.parameters.NAME}} and in status.outputs (runner/hooks.py)
+    "globalName": LEAF,
     "valueFrom": {
         "path": LEAF,
         "default": LEAF,
@@ -247,6 +258,15 @@ SEQUENCE: Schema = {
     "format": LEAF,
 }
 
+# A lifecycle hook (runner/hooks.py): ``exit`` is an exit handler, any other name needs an
+# ``expression`` and runs once when it becomes true.
+HOOK: Schema = {
+    "template": LEAF,
+    "templateRef": TEMPLATE_REF,
+    "arguments": ARGUMENTS,
+    "expression": LEAF,
+}
+
 PLAIN_STEP: Schema = {
     "name": LEAF,
     "template": LEAF,
@@ -258,6 +278,8 @@ PLAIN_STEP: Schema = {
     "when": LEAF,
     "continueOn": {"failed": BOOL, "error": BOOL},
     "description": LEAF,
+    "onExit": LEAF,
+    "hooks": MapOf(HOOK),
 }
 
 PLAIN_TASK: Schema = {**PLAIN_STEP, "dependencies": STRING_LIST, "depends": LEAF}
@@ -349,6 +371,8 @@ SPEC: Schema = {
     "volumeClaimTemplates": [PVC_TEMPLATE],
     "volumes": [VOLUME],
     "workflowTemplateRef": {"name": LEAF, **_ignored("clusterScope")},
+    "onExit": LEAF,
+    "hooks": MapOf(HOOK),
     **_ignored(*_POD_IGNORED),
 }
 
@@ -443,6 +467,14 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
         _check_expressions(doc, path, source, whole=schema == EXPR_LANG)
         return
     if schema in (IGNORED, FREE):
+        return
+    if isinstance(schema, MapOf):
+        if doc is None:
+            return
+        if not isinstance(doc, dict):
+            raise SpecError(f"{source}: {path}: expected a mapping, got {type(doc).__name__}")
+        for key, value in doc.items():
+            check(value, schema.value, f"{path}.{key}", source, notes)
         return
     if isinstance(schema, list):
         if doc is None:

@@ -34,10 +34,16 @@ GLOBALS = (
     "workflow.creationTimestamp",
     "workflow.serviceAccountName",
     "workflow.parameters",
+    "workflow.status",
+    "workflow.duration",
     "retries",
     "pod.name",
     "node.name",
 )
+EXIT_GLOBALS = ("workflow.failures",)
+"""Set once the entrypoint is done; Argo's validation offers them where an exit handler exists."""
+
+OUTPUTS = "workflow.outputs.parameters."
 
 
 def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, Any]:
@@ -140,6 +146,12 @@ class Wiring:
         volumes = {v["name"] for v in spec.get("volumes") or []}
         volumes |= {v["metadata"]["name"] for v in spec.get("volumeClaimTemplates") or []}
         self.volumes = volumes
+        self.has_hooks = bool(spec.get("onExit") or spec.get("hooks"))
+        # globalName exports seen in the templates visited, and the references to check
+        # against them once every template was visited
+        self.global_names: set[str] = set()
+        self.any_global = False  # a globalName made of {{...}}: known only at run time
+        self.global_refs: list[tuple[str, str]] = []
 
     def template(self, doc: Document, ref: Mapping[str, Any], where: str) -> tuple[Document, Any]:
         """The template a step runs, as the run resolves it (engine.Run.find_template)."""
@@ -184,6 +196,46 @@ class Wiring:
         self.wrap(lambda: artifacts.check_arguments(args, where, self.secret))
         self.check_supplied(args, doc, tmpl, f"{where}.arguments")
         self.visit(doc, tmpl)
+        workflow_args = {str(k) for k in self.parameters}
+        self.hooks(self.doc, self.spec, f"{self.doc.source}: spec", workflow_args)
+        for name, where in self.global_refs:
+            if name not in self.global_names and not self.any_global:
+                known = ", ".join(sorted(self.global_names)) or "none"
+                raise SpecError(
+                    f"{where}: {{{{{OUTPUTS}{name}}}}} but no output parameter has "
+                    f"globalName {name!r} (globalNames: {known})"
+                )
+
+    def hooks(
+        self, doc: Document, holder: Mapping[str, Any], where: str, workflow_args: set[str]
+    ) -> None:
+        """A spec's, step's or task's ``onExit`` and ``hooks``: every hook but ``exit`` needs an
+        ``expression`` (validate.go validateHooks), its template exists and gets its inputs
+        (an exit handler without arguments gets the workflow's)."""
+        hooks = {f"hooks.{k}": (str(k), v) for k, v in (holder.get("hooks") or {}).items()}
+        if holder.get("onExit"):
+            hooks["onExit"] = ("exit", {"template": holder["onExit"]})  # wins over hooks.exit
+        for field, (name, hook) in hooks.items():
+            hwhere = f"{where}.{field}"
+            if not isinstance(hook, dict):
+                raise SpecError(f"{hwhere}: expected a mapping")
+            if name != "exit" and not str(hook.get("expression") or "").strip():
+                raise SpecError(f"{hwhere}: expression required (only the exit hook has none)")
+            if not hook.get("template") and not hook.get("templateRef"):
+                raise SpecError(f"{hwhere}: needs template or templateRef")
+            hdoc, htmpl = self.template(doc, hook, hwhere)
+            args = (hook.get("arguments") or {}).get("parameters") or []
+            given = {str(p["name"]) for p in args}
+            if name == "exit" and not args:
+                given = workflow_args
+            for p in (htmpl.get("inputs") or {}).get("parameters") or []:
+                if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
+                    continue
+                raise SpecError(
+                    f"{hwhere}: does not supply input parameter {p['name']!r} of template "
+                    f"{htmpl.get('name')} ({hdoc.source})"
+                )
+            self.visit(hdoc, htmpl)
 
     @staticmethod
     def wrap(check: Any) -> None:
@@ -284,6 +336,12 @@ class Wiring:
                     m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}", looped
                 )
         outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            gname = str(p.get("globalName") or "")
+            if params.TAG.search(gname):
+                self.any_global = True
+            elif gname:
+                self.global_names.add(gname)
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
             for m in params.TAG.finditer(text):
                 tag = m.group(1)
@@ -339,6 +397,9 @@ class Wiring:
                 except expr.ExprError as exc:
                     raise SpecError(f"{where}: task {s['name']}: {exc}") from None
             self.visit(sdoc, stmpl)
+            if s.get("hooks") or s.get("onExit"):
+                workflow_args = {str(k) for k in self.parameters}
+                self.hooks(doc, s, f"{where}: step {s['name']}", workflow_args)
 
     def check_target(self, tmpl: Mapping[str, Any], names: set[str], where: str) -> None:
         """validate.go validateDAGTargets: each literal target names a task."""
@@ -444,6 +505,11 @@ class Wiring:
         looped: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         if tag in GLOBALS or tag == "item" or tag.startswith("item."):
+            return
+        if tag in EXIT_GLOBALS and self.has_hooks:
+            return
+        if tag.startswith(OUTPUTS):
+            self.global_refs.append((tag.removeprefix(OUTPUTS), where))
             return
         if tag.startswith("inputs.parameters."):
             name = tag.removeprefix("inputs.parameters.")
