@@ -59,6 +59,9 @@ class Node:
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
+    # A loop whose items' stdouts are not all JSON: why its outputs.result cannot be aggregated
+    # (an error only for a template that reads that result).
+    result_error: str = ""
 
     @property
     def duration(self) -> float | None:

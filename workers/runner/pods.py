@@ -45,6 +45,8 @@ class PodRuntime:
     def run_pod(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
+        # `retryStrategy: {}` is a strategy (an empty one), not none
+        retried = tmpl.get("retryStrategy") is not None
         rs = tmpl.get("retryStrategy") or {}
         prior = self.run.resumed.get(node.name)
         if prior is not None:
@@ -57,17 +59,26 @@ class PodRuntime:
             if prior.finished is not None:
                 node.finished = prior.finished
             return
-        limit = int(params.substitute(str(rs.get("limit", 0)), scope, f"{where}.retryStrategy"))
+        # The controller substitutes the whole template, retryStrategy included, before it reads
+        # it: {{inputs.parameters.X}} works in limit and expression alike.
+        rs = params.substitute(dict(rs), scope, f"{where}.retryStrategy")
+        # No limit is no limit: processNodeRetries stops on "No more retries left" only when
+        # retryStrategy.limit is set, so `retryStrategy: {}` retries until the pod succeeds.
+        limit: int | None = None
+        if rs.get("limit") is not None:
+            limit = params.integer(rs["limit"], f"{where}.retryStrategy.limit")
         policy = rs.get("retryPolicy") or ("Always" if rs.get("expression") else "OnFailure")
         if policy not in ("Always", "OnFailure", "OnError", "OnTransientError"):
             raise SpecError(f"{where}: retryStrategy.retryPolicy {policy!r} is not an Argo policy")
         if policy == "OnTransientError":
             self.run.warn(f"{where}: retryPolicy OnTransientError retries Error nodes locally")
         backoff = rs.get("backoff") or {}
-        node.retry = bool(rs)
+        node.retry = retried
         first = time.time()
         attempt: Attempt | None = None
-        for n in range(limit + 1):
+        n = -1
+        while True:
+            n += 1
             self.run.check_cancel()
             delay = 0.0
             if n > 0 and backoff:
@@ -84,9 +95,15 @@ class PodRuntime:
                     raise Cancelled()
             attempt = self.run_attempt(node, doc, tmpl, scope, where, n)
             attempt.backoff_s = delay
-            if attempt.phase == SUCCEEDED or n == limit:
+            if attempt.phase == SUCCEEDED or not retried:
+                break
+            if not _should_retry(policy, None, attempt, where):
+                break
+            if limit is not None and n >= limit:
+                node.message = "No more retries left"
                 break
             if not _should_retry(policy, rs.get("expression"), attempt, where):
+                node.message = "retryStrategy.expression evaluated to false"
                 break
             # Argo also computes the metrics of an attempt it retries (the retry node's last
             # child), with that attempt's status and duration.
@@ -101,7 +118,7 @@ class PodRuntime:
             )
             self.run.progress("retry", node)
         assert attempt is not None
-        self.run.finish(node, attempt.phase, attempt.message)
+        self.run.finish(node, attempt.phase, node.message or attempt.message)
 
     def run_attempt(
         self,
@@ -221,7 +238,9 @@ class PodRuntime:
         if code != 0:
             return self._end(attempt, FAILED, code, f"Error (exit code {code})")
         try:
-            node.outputs.update(dataflow.pod_outputs(attempt, outputs, mounts, where))
+            node.outputs.update(
+                dataflow.pod_outputs(attempt, outputs, mounts, where, self.run.warn)
+            )
         except ParamError as exc:
             return self._end(attempt, ERROR, code, str(exc))
         return self._end(attempt, SUCCEEDED, code, "")
