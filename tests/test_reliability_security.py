@@ -291,8 +291,10 @@ def test_runner_files_and_lines_never_hold_the_secret(tmp_path: Path) -> None:
     leak = next(n for n in nodes if n["displayName"] == "leak")
     seen = {p["name"]: p["value"] for p in leak["outputs"]["parameters"]}["seen"]
     assert seen == "password=***\nurl ***"
-    token = leak["outputs"]["result"].split()[1]
-    assert len(token) == 300_000 and token.isalnum()
+    # outputs.result keeps the stdout's last 256 kB, as Argo's executor does: the line begins
+    # inside the token, which must come through whole from there on
+    token = leak["outputs"]["result"].split()[0]
+    assert len(token) > 250_000 and token.isalnum()
 
 
 # ---------------------------------------------------------------- redaction rule

@@ -162,6 +162,9 @@ def test_wrong_output_path_fails_the_run_and_names_it(
     nodes = rec["status"]["nodes"].values()
     split = next(n for n in nodes if n["displayName"] == "split")
     assert split["phase"] == "Error"
-    assert "outputs.parameters.shard-count" in split["message"]
-    assert "/tmp/shards-count" in split["message"]
+    # as in Argo, the Retry node says why it stopped; its last attempt says what went wrong
+    assert split["message"] == "No more retries left"
+    last = next(n for n in nodes if n["displayName"] == "split(4)")
+    assert "outputs.parameters.shard-count" in last["message"]
+    assert "/tmp/shards-count" in last["message"]
     assert not any(n.get("templateName") == "merge" and n["type"] == "Pod" for n in nodes)

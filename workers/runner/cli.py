@@ -234,7 +234,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     finished = time.time()
     if root.phase == ERROR and not root.started:
         root.started = run.created
-    files = sorted({doc.source, *(d.source for d in library.templates.values())})
+    files = sorted({doc.source, *(d.source for d in library.documents())})
     record = report.workflow_record(run, root, finished, files)
     report.write_json(run_dir / "run.json", record, run.secret_values)
     (run_dir / "metrics.prom").write_text(

@@ -5,13 +5,16 @@ the steps and tasks after them, and their aggregation over a loop's items."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import artifacts, exprlang, params, sandbox
-from workers.runner.nodes import RUNNING, Attempt, Node
+from workers.runner.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
 from workers.runner.params import ParamError
+
+MAX_RESULT_BYTES = 256 * 1024
+"""The executor's ``maxAnnotationSize`` (workflow/executor/executor.go CaptureScriptResult)."""
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
@@ -29,7 +32,17 @@ def resolve_inputs(
     declared = (tmpl.get("inputs") or {}).get("parameters") or []
     for p in declared:
         pname = str(p["name"])
-        if pname in given and given[pname] is not None:
+        supplied = pname in given and given[pname] is not None
+        if supplied and given[pname] == params.ABSENT_ARGUMENT:
+            # The argument was only a reference to a skipped producer's defaultless output: as
+            # unsupplied, so the input's own default applies (common.ProcessArgs).
+            supplied = False
+            if p.get("default") is None and p.get("value") is None:
+                raise ParamError(
+                    f"{where}: inputs.parameters.{pname}: argument references an absent "
+                    "optional (skipped/omitted node output with no default)"
+                )
+        if supplied:
             value: Any = given[pname]
         elif p.get("default") is not None:
             value = p["default"]
@@ -37,12 +50,10 @@ def resolve_inputs(
             value = p["value"]
         else:
             raise ParamError(f"{where}: inputs.parameters.{pname} was not supplied")
-        # defaults such as "{{workflow.name}}" see the workflow's variables
-        text = params.substitute(params.render(value), run.scope, f"{where}: input {pname}")
-        enum = p.get("enum")
-        if enum and text not in [params.render(e) for e in enum]:
-            raise ParamError(f"{where}: inputs.parameters.{pname}={text!r} is not one of {enum}")
-        out[pname] = text
+        # defaults such as "{{workflow.name}}" see the workflow's variables. An input's enum is
+        # not checked here: Argo validates enums on arguments only (validate.go
+        # validateArgumentsValues), a template's inputs.parameters[].enum is for the UI.
+        out[pname] = params.substitute(params.render(value), run.scope, f"{where}: input {pname}")
     if not lenient:
         extra = sorted(set(given) - {str(p["name"]) for p in declared})
         if extra:
@@ -102,8 +113,10 @@ def template_outputs(
                     raise
                 outs[p["name"]] = params.render(vf["default"])
         elif "expression" in vf:
+            # an absent output (a skipped producer's, no default) is nil to an expression
+            names = {k: None if isinstance(v, params.Absent) else v for k, v in scope.items()}
             outs[p["name"]] = exprlang.output_parameter(
-                str(vf["expression"]), scope, vf.get("default")
+                str(vf["expression"]), names, vf.get("default")
             )
         elif p.get("value") is not None:
             outs[p["name"]] = params.render(p["value"])
@@ -111,9 +124,17 @@ def template_outputs(
         node.outputs["parameters"] = outs
 
 
-def empty_outputs(tmpl: Mapping[str, Any]) -> dict[str, Any]:
-    names = [p["name"] for p in (tmpl.get("outputs") or {}).get("parameters") or []]
-    return {"parameters": dict.fromkeys(names, "[]"), "result": "[]"}
+def skipped_outputs(tmpl: Mapping[str, Any]) -> dict[str, str]:
+    """What a Skipped or Omitted node that produced nothing offers the nodes after it
+    (addSkippedNodeOutputsToScope, workflow/controller/scope.go): each declared output parameter
+    is its ``valueFrom.default``, or :class:`~workers.runner.params.Absent` without one; its
+    ``outputs.result`` is not there at all."""
+    out: dict[str, str] = {}
+    for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+        vf = p.get("valueFrom") or {}
+        default = vf.get("default") if isinstance(vf, dict) else None
+        out[str(p["name"])] = params.Absent() if default is None else params.render(default)
+    return out
 
 
 def pod_outputs(
@@ -121,14 +142,24 @@ def pod_outputs(
     outputs: Mapping[str, Any],
     mounts: list[sandbox.Mount],
     where: str,
+    warn: Callable[[str], None] | None = None,
     *,
     remapped: bool = False,
 ) -> dict[str, Any]:
     """A finished pod's outputs: its stdout as ``result`` and its parameter files, read as
     the pod sees them (``remapped``: it ran on host paths, see :func:`sandbox.pod_file`)."""
     result: dict[str, Any] = {}
-    stdout = Path(attempt.stdout).read_bytes().decode(errors="replace")
-    result["result"] = stdout[:-1] if stdout.endswith("\n") else stdout
+    stdout = Path(attempt.stdout).read_bytes()
+    # Argo's executor (CaptureScriptResult) trims one newline and keeps the last 256 kB.
+    stdout = stdout.removesuffix(b"\n")
+    if len(stdout) > MAX_RESULT_BYTES:
+        if warn is not None:
+            warn(
+                f"{where}: outputs.result is {len(stdout):,} bytes; only the last 256 kB were "
+                "kept, as Argo's executor keeps them"
+            )
+        stdout = stdout[-MAX_RESULT_BYTES:]
+    result["result"] = stdout.decode(errors="replace")
     values: dict[str, str] = {}
     for p in outputs.get("parameters") or []:
         vf = p.get("valueFrom") or {}
@@ -169,7 +200,11 @@ def declared_defaults(tmpl: Mapping[str, Any]) -> dict[str, Any]:
     return {"parameters": values} if values else {}
 
 
-def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
+def publish(
+    scope: dict[str, str], prefix: str, node: Node, tmpl: Mapping[str, Any] | None = None
+) -> None:
+    """Offer a finished node's fields to the nodes after it; ``tmpl``, the template it would
+    have run, gives a Skipped or Omitted node's outputs (:func:`skipped_outputs`)."""
     scope[f"{prefix}.status"] = node.phase
     scope[f"{prefix}.id"] = node.id
     if node.started:
@@ -184,6 +219,9 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
         # a daemon's pod IP: every local pod shares this machine's network (daemons.py)
         scope[f"{prefix}.ip"] = "127.0.0.1"
     outs = node.outputs
+    if not outs and tmpl is not None and node.phase in (SKIPPED, OMITTED):
+        for k, v in skipped_outputs(tmpl).items():
+            scope[f"{prefix}.outputs.parameters.{k}"] = v
     for k, v in (outs.get("parameters") or {}).items():
         scope[f"{prefix}.outputs.parameters.{k}"] = v
     if "result" in outs:
@@ -195,20 +233,29 @@ def publish(scope: dict[str, str], prefix: str, node: Node) -> None:
     scope.update(artifacts.scope_entries(f"{prefix}.outputs", outs.get("artifacts") or []))
 
 
-def aggregate(children: list[Node], tmpl: Mapping[str, Any]) -> dict[str, Any]:
-    names = [p["name"] for p in (tmpl.get("outputs") or {}).get("parameters") or []]
-    per: dict[str, list[str]] = {n: [] for n in names}
+def aggregate(children: list[Node]) -> tuple[dict[str, Any], str]:
+    """A loop's outputs (processAggregateNodeOutputs, workflow/controller/operator.go): from its
+    Succeeded children in item order, one JSON list per output parameter a child produced and
+    the list of their results. The second value says why the results cannot be aggregated (a
+    stdout that is not JSON), which fails the template only if it reads them."""
+    per: dict[str, list[str]] = {}
     results: list[str] = []
     for c in children:
+        if c.phase != SUCCEEDED:
+            continue
         for k, v in (c.outputs.get("parameters") or {}).items():
             per.setdefault(k, []).append(v)
         if "result" in c.outputs:
             results.append(c.outputs["result"])
-    return {
+    outputs: dict[str, Any] = {
         "parameters": {k: params.aggregate(v) for k, v in per.items()},
-        "result": params.aggregate_results(results),
         LIST: parameter_list(children),
     }
+    try:
+        outputs["result"] = params.aggregate_results(results)
+    except ParamError as exc:
+        return outputs, str(exc)
+    return outputs, ""
 
 
 LIST = "parameterList"
@@ -229,3 +276,19 @@ def parameter_list(children: list[Node]) -> str:
     ]
     text = json.dumps(rows, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def result_referenced(tmpl: Mapping[str, Any], prefix: str, name: str) -> bool:
+    """Whether a steps/DAG template reads ``{{steps.NAME.outputs.result}}`` (or
+    ``steps['NAME'].outputs.result``): only then do Argo's pods of NAME capture their stdout
+    (hasOutputResultRef, workflow/controller/operator.go)."""
+    import json
+    import re
+
+    text = json.dumps(tmpl)
+    return bool(
+        re.search(rf"{prefix}\.{re.escape(name)}\.outputs\.result", text)
+        # on the template's JSON, as the controller matches it: a double-quoted subscript is
+        # escaped there (\"), so only steps['NAME'] matches
+        or re.search(rf"{prefix}\[['\"]{re.escape(name)}['\"]\]\.outputs.result", text)
+    )

@@ -67,6 +67,9 @@ class Node:
     # hooks, which lists it in ``hooks`` (run.json: among that node's children).
     hooked: bool = False
     hooks: list[str] = field(default_factory=list)
+    # A loop whose items' stdouts are not all JSON: why its outputs.result cannot be aggregated
+    # (an error only for a template that reads that result).
+    result_error: str = ""
 
     @property
     def duration(self) -> float | None:

@@ -1,7 +1,8 @@
 """Argo's ``{{...}}`` substitution, loop expansion and output aggregation.
 
-Values in a scope are strings, as in Argo; items and aggregated outputs are
-rendered as compact JSON with sorted keys, like the controller's Go ``json.Marshal``.
+Values in a scope are strings, as in Argo. Items and aggregated outputs are rendered as the
+controller renders them with Go's ``encoding/json``: compact, ``<``, ``>`` and ``&`` escaped,
+decoded maps with sorted keys, raw JSON (a withParam item, a stdout) with its own key order.
 
 A ``{{= expression }}`` tag (the ``=`` right after the braces) is an expr-lang expression over
 the same scope (util/template/expression_template.go), evaluated by workers/runner/exprlang.py:
@@ -22,6 +23,35 @@ EXPRESSION_TAG = re.compile(r"\{\{=(.*?)\}\}", re.DOTALL)
 
 class ParamError(ValueError):
     """A ``{{...}}`` reference, loop or parameter that cannot be resolved."""
+
+
+class Absent(str):
+    """The output of a Skipped or Omitted producer that declares no ``valueFrom.default``: in a
+    scope it is *absent*, not empty (docs/variables.md, "Outputs of Skipped and Omitted Nodes").
+    A simple tag naming it is an error; an argument that is only that tag lets the consumer's
+    input default apply; an expression sees ``nil``."""
+
+
+ABSENT_ARGUMENT = "__argo-internal.absent-optional-output__"
+"""What an argument that was only a reference to an absent output becomes before substitution
+(the controller's ``common.AbsentOptionalArgumentValue``): the input's own default applies."""
+
+
+def absent_message(tag: str) -> str:
+    return (
+        f"unable to substitute {{{{{tag}}}}}: output is an absent optional "
+        "(skipped/omitted node with no default)"
+    )
+
+
+def absent_reference(value: Any, scope: Mapping[str, str]) -> bool:
+    """Whether ``value`` is one whole ``{{tag}}`` naming an absent output (scope.absentOptionalRef)."""
+    if not isinstance(value, str) or not value.startswith("{{") or not value.endswith("}}"):
+        return False
+    key = value[2:-2].strip()
+    if "{{" in key or "}}" in key:
+        return False
+    return isinstance(scope.get(key), Absent)
 
 
 def render(value: Any) -> str:
@@ -45,6 +75,8 @@ def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
         def one(m: re.Match[str]) -> str:
             key = m.group(1)
             if key in scope:
+                if isinstance(scope[key], Absent):
+                    raise ParamError(f"{where}: {absent_message(key)}")
                 return scope[key]
             raise ParamError(f"{where}: cannot resolve {{{{{key}}}}}")
 
@@ -82,21 +114,12 @@ def expression(text: str, env: Mapping[str, Any], where: str) -> str:
         raise ParamError(f"{where}: {{{{={text}}}}}: {exc}") from None
 
 
-def item_scope(item: Any) -> dict[str, str]:
-    """``{{item}}`` and ``{{item.field}}`` (nested fields joined by dots) for one loop item."""
-    scope = {"item": render(item)}
-
-    def walk(prefix: str, v: Any) -> None:
-        if isinstance(v, dict):
-            for k, sub in v.items():
-                scope[f"{prefix}.{k}"] = render(sub)
-                walk(f"{prefix}.{k}", sub)
-
-    walk("item", item)
-    return scope
-
-
 _ATOI = re.compile(r"[+-]?[0-9]+")
+
+
+def integer(value: Any, what: str) -> int:
+    """An integer field written as a number or a string of one (Kubernetes' IntOrString)."""
+    return _int(value, what)
 
 
 def _int(value: Any, what: str) -> int:
@@ -133,40 +156,185 @@ def sequence(spec: Mapping[str, Any], where: str) -> list[str]:
 
 
 def parse_list(text: str, where: str) -> list[Any]:
-    """``withParam``: the substituted value must be a JSON array."""
+    """``withParam``: the substituted value must be a JSON array. Its items stay raw JSON, as
+    the controller's ``[]wfv1.Item`` keeps them: numbers as written, maps in their key order."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = loads_raw(text)
+    except ValueError as exc:
         raise ParamError(f"{where}: withParam value is not JSON ({exc}): {text[:200]!r}") from None
     if not isinstance(value, list):
         raise ParamError(f"{where}: withParam value is not a JSON list: {text[:200]!r}")
     return value
 
 
-def aggregate(values: list[str]) -> str:
-    """Looped outputs as one JSON array: parsed values if every one is JSON, else the strings."""
-    parsed: list[Any] = []
-    for v in values:
-        try:
-            parsed.append(json.loads(v))
-        except (json.JSONDecodeError, TypeError):
-            return json.dumps(values, separators=(",", ":"))
-    return json.dumps(parsed, separators=(",", ":"))
+# ---------------------------------------------------------------- Go's encoding/json
+
+_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_HTML_RE = re.compile("[<>&\u2028\u2029]")
 
 
-def aggregate_results(values: list[str]) -> str:
-    """Looped ``outputs.result``: each stdout parsed as JSON when it is JSON, else kept as a string."""
-    out: list[Any] = []
-    for v in values:
-        try:
-            out.append(json.loads(v))
-        except (json.JSONDecodeError, TypeError):
-            out.append(v)
-    return json.dumps(out, separators=(",", ":"))
+class RawNumber(str):
+    """A JSON number kept as written (Go's ``json.RawMessage`` inside an Item)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def loads_raw(text: str) -> Any:
+    """JSON as Go reads it into ``wfv1.Item``: numbers kept as written, NaN/Infinity refused."""
+    return json.loads(text, parse_int=RawNumber, parse_float=RawNumber, parse_constant=_no_constant)
+
+
+def _go_float(value: float) -> str:
+    # strconv.AppendFloat as encoding/json's floatEncoder calls it: positional between 1e-6
+    # and 1e21, else exponent form without a leading zero in the exponent.
+    import decimal
+
+    if value == 0:
+        return "0"
+    if 1e-6 <= abs(value) < 1e21:
+        text = format(decimal.Decimal(repr(value)), "f")
+        return text[:-2] if text.endswith(".0") else text
+    mantissa, _, exponent = repr(value).partition("e")
+    sign = exponent[0] if exponent[0] in "+-" else "+"
+    return f"{mantissa}e{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"
+
+
+def go_json(value: Any, *, sort_keys: bool = True) -> str:
+    """``json.Marshal``: compact, HTML characters escaped, non-ASCII kept; maps decoded from JSON
+    have their keys sorted (``sort_keys``), raw ones keep their order."""
+
+    def enc(v: Any) -> str:
+        if isinstance(v, _Raw):
+            return v.text
+        if isinstance(v, RawNumber):
+            return str.__str__(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, float):
+            return _go_float(v)
+        if isinstance(v, dict):
+            keys = sorted(v) if sort_keys else list(v)
+            return (
+                "{"
+                + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{enc(v[k])}" for k in keys)
+                + "}"
+            )
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(enc(x) for x in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    return _HTML_RE.sub(lambda m: _HTML[m.group(0)], enc(value))
+
+
+def _fix(text: str) -> str:
+    # util/json.Fix: Item.String() undoes json.Marshal's HTML escaping.
+    return text.replace("\\u003c", "<").replace("\\u003e", ">").replace("\\u0026", "&")
+
+
+def item_string(value: Any) -> str:
+    """``wfv1.Item.String()``: the item's JSON, a string's without its quotes (still escaped)."""
+    text = go_json(value, sort_keys=False)
+    if text.startswith('"'):
+        text = text[1:-1]
+    return _fix(text)
+
+
+def sort_item(value: Any) -> Any:
+    """A withItems item as the controller reads it back from the cluster: the API server stores
+    a Workflow as a JSON map, so every map in it has its keys sorted."""
+    if isinstance(value, dict):
+        return {k: sort_item(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sort_item(v) for v in value]
+    return value
+
+
+def item_scope(item: Any) -> dict[str, str]:
+    """``{{item}}`` and ``{{item.KEY}}`` as ``processItem`` (workflow/controller/operator.go)
+    fills them: a string as it is, a number or bool as written, a map as JSON with its keys
+    sorted (nested maps keep their order) and one ``item.KEY`` per top-level key, a list as JSON.
+    There is no ``item.a.b``: the controller resolves only top-level keys."""
+    if isinstance(item, str) and not isinstance(item, RawNumber):
+        return {"item": item}
+    if isinstance(item, dict):
+        scope = {f"item.{k}": item_string(v) for k, v in item.items()}
+        scope["item"] = go_json({k: _Raw(v) for k, v in item.items()})
+        return scope
+    if isinstance(item, list) or item is None:
+        return {"item": go_json(_raw_tree(item))}
+    return {"item": item_string(item)}
+
+
+class _Raw:
+    """A value that ``go_json`` writes without sorting its maps (a ``json.RawMessage``)."""
+
+    def __init__(self, value: Any) -> None:
+        self.text = go_json(value, sort_keys=False)
+
+
+def _raw_tree(value: Any) -> Any:
+    return [_Raw(v) for v in value] if isinstance(value, list) else value
 
 
 def loop_label(index: int, item: Any) -> str:
-    text = render(item)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"({index}:{text})"
+    """The ``(i:desc)`` a loop child's name ends with (``generateNodeName``): a map as its sorted
+    ``key:value`` pairs joined by commas, a list as ``[a b]``, parentheses dropped."""
+    if isinstance(item, dict):
+        desc = ",".join(sorted(f"{k}:{item_string(v)}" for k, v in item.items()))
+    elif isinstance(item, list):
+        desc = "[" + " ".join(item_string(v) for v in item) + "]"
+    elif item is None:
+        desc = "[]"
+    else:
+        desc = item_string(item)
+    return f"({index}:{desc.replace('(', '').replace(')', '')})"
+
+
+def _float64(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
+def aggregate(values: list[str]) -> str:
+    """A looped output parameter (``aggregatedJSONValueList``, workflow/controller/operator.go):
+    the values decoded only when every one is a JSON object or list, else the list of strings,
+    so ``1`` and ``3`` aggregate to ``["1","3"]``."""
+    decoded: list[Any] = []
+    for v in values:
+        try:
+            # Go decodes every number into a float64 (and refuses one out of its range)
+            parsed = json.loads(
+                v, parse_int=_float64, parse_float=_float64, parse_constant=_no_constant
+            )
+        except ValueError:
+            return go_json(values)
+        if not isinstance(parsed, (dict, list)):
+            return go_json(values)
+        decoded.append(parsed)
+    return go_json(decoded)
+
+
+def aggregate_results(values: list[str]) -> str:
+    """A loop's ``outputs.result`` (``processAggregateNodeOutputs``): each stdout read as a raw
+    JSON value, so numbers stay numbers and a map keeps its key order; a stdout that is not
+    JSON raises ParamError, as the controller's ``json.Unmarshal`` fails the template."""
+    items: list[Any] = []
+    for i, v in enumerate(values):
+        try:
+            items.append(_Raw(loads_raw(v)))
+        except ValueError as exc:
+            raise ParamError(
+                f"outputs.result of loop item {i} is not JSON ({exc}): {v[:80]!r}; Argo cannot "
+                "aggregate it"
+            ) from None
+    return go_json(items)

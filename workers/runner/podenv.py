@@ -188,10 +188,21 @@ class PodEnvironment:
         command = [str(a) for a in container.get("command") or []]
         args = [str(a) for a in container.get("args") or []]
         if kind == "script":
-            script = pod_dir / "script"
-            script.write_text(str(container.get("source") or ""))
             command = command or ["sh"]
-            argv = [*command, str(script), *args]
+            source = str(container.get("source") or "")
+            if source:
+                # As the controller builds it (executeScript): the staged script, mode 0755
+                # (executor StageFiles), is the last argument, after the template's args.
+                script = pod_dir / "script"
+                script.write_text(source)
+                script.chmod(0o755)
+                argv = [*command, *args, str(script)]
+            else:
+                self.run.warn(
+                    f"{where}: script.source is empty: nothing is appended to the command "
+                    "(as in Argo; a container template says so better)"
+                )
+                argv = [*command, *args]
         else:
             command = command or entrypoint_of(container.get("image"), self.run.options.entrypoints)
             argv = [*command, *args]

@@ -108,20 +108,29 @@ class PodRuntime:
         daemon: daemons.Daemon | None,
     ) -> None:
         """The node's attempts as its ``retryStrategy`` allows; the node ends with the last."""
+        # `retryStrategy: {}` is a strategy (an empty one), not none
+        retried = tmpl.get("retryStrategy") is not None
         rs = tmpl.get("retryStrategy") or {}
-        limit = int(params.substitute(str(rs.get("limit", 0)), scope, f"{where}.retryStrategy"))
-        # Argo substitutes the template's {{inputs...}} into the expression before evaluating it
-        expression = params.substitute(rs.get("expression"), scope, f"{where}.retryStrategy")
+        # The controller substitutes the whole template, retryStrategy included, before it reads
+        # it: {{inputs.parameters.X}} works in limit and expression alike.
+        rs = params.substitute(dict(rs), scope, f"{where}.retryStrategy")
+        # No limit is no limit: processNodeRetries stops on "No more retries left" only when
+        # retryStrategy.limit is set, so `retryStrategy: {}` retries until the pod succeeds.
+        limit: int | None = None
+        if rs.get("limit") is not None:
+            limit = params.integer(rs["limit"], f"{where}.retryStrategy.limit")
         policy = rs.get("retryPolicy") or ("Always" if rs.get("expression") else "OnFailure")
         if policy not in ("Always", "OnFailure", "OnError", "OnTransientError"):
             raise SpecError(f"{where}: retryStrategy.retryPolicy {policy!r} is not an Argo policy")
         if policy == "OnTransientError":
             self.run.warn(f"{where}: retryPolicy OnTransientError retries Error nodes locally")
         backoff = rs.get("backoff") or {}
-        node.retry = bool(rs)
+        node.retry = retried
         first = time.time()
         attempt: Attempt | None = None
-        for n in range(limit + 1):
+        n = -1
+        while True:
+            n += 1
             self.run.check_cancel()
             if daemon is not None and daemon.released:
                 break
@@ -142,9 +151,15 @@ class PodRuntime:
                     raise Cancelled()
             attempt = self.run_attempt(node, doc, tmpl, scope, where, n, daemon)
             attempt.backoff_s = delay
-            if attempt.phase == SUCCEEDED or n == limit:
+            if attempt.phase == SUCCEEDED or not retried:
                 break
-            if not _should_retry(policy, expression, attempt, where):
+            if not _should_retry(policy, None, attempt, where):
+                break
+            if limit is not None and n >= limit:
+                node.message = "No more retries left"
+                break
+            if not _should_retry(policy, rs.get("expression"), attempt, where):
+                node.message = "retryStrategy.expression evaluated to false"
                 break
             # Argo also computes the metrics of an attempt it retries (the retry node's last
             # child), with that attempt's status and duration.
@@ -164,7 +179,7 @@ class PodRuntime:
             self.run.finish(node, SUCCEEDED, "")
             return
         assert attempt is not None
-        self.run.finish(node, attempt.phase, attempt.message)
+        self.run.finish(node, attempt.phase, node.message or attempt.message)
 
     def run_attempt(
         self,
@@ -534,7 +549,7 @@ class PodRuntime:
         try:
             node.outputs.update(
                 dataflow.pod_outputs(
-                    attempt, outputs, view, where, remapped=self.run.mode == "remap"
+                    attempt, outputs, view, where, self.run.warn, remapped=self.run.mode == "remap"
                 )
             )
             saved = artifacts.save_outputs(

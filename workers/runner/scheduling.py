@@ -4,16 +4,15 @@ their ``depends`` allow, a loop's items as ``parallelism`` frees slots, ``when``
 
 from __future__ import annotations
 
-import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import artifacts, dataflow, expr, govaluate, params, workflowscope
 from workers.runner.nodes import (
-    DONE,
     ERROR,
     FAILED,
     OMITTED,
@@ -312,14 +311,21 @@ class Scheduler:
             group_failed = [
                 r for r in results.values() if r.phase in (FAILED, ERROR) and not r.handled
             ]
-            for sname, r in results.items():
-                dataflow.publish(scope, f"steps.{sname}", r)
             if fail_fast is not None and fail_fast.is_set():
                 break  # the group's node is failed below, with the template's
             self.run.finish(gnode, FAILED if group_failed else SUCCEEDED)
             if group_failed:
                 failed = f"child {group_failed[0].display} {group_failed[0].phase.lower()}"
                 break
+            for step in group or []:
+                sname = str(step["name"])
+                r = results[sname]
+                if r.result_error and dataflow.result_referenced(tmpl, "steps", sname):
+                    # the controller fails the steps template when it adds the group's
+                    # outputs to its scope (executeSteps -> processAggregateNodeOutputs)
+                    self.run.finish(node, ERROR, f"{where}: steps.{sname}: {r.result_error}")
+                    return
+                dataflow.publish(scope, f"steps.{sname}", r, self._template_of(doc, step))
         self.run.check_cancel()
         if fail_fast is not None and fail_fast.is_set():
             # operator.go checkParallelism: the template and its last step group are failed
@@ -376,17 +382,19 @@ class Scheduler:
             if result.phase in (FAILED, ERROR) and _continues(step, result.phase):
                 result.handled = True
             return result
+        if not items:
+            # A Skipped node with no outputs, as the controller makes it ("Skipped, empty
+            # params"): what it offers the nodes after it is its template's skipped outputs.
+            empty = self.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
+            self.run.finish(empty, SKIPPED, "Skipped, empty params")
+            if hooks is not None and in_dag:
+                hooks.done(empty, display)
+            return empty
         group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name") or ""), parent)
         group.started = time.time()
         group.phase = RUNNING
         if hooks is not None and in_dag:
             hooks.evaluate(group, display, RUNNING)
-        if not items:
-            group.outputs = dataflow.empty_outputs(tmpl)
-            self.run.finish(group, SKIPPED, "loop over an empty list")
-            if hooks is not None and in_dag:
-                hooks.done(group, display)
-            return group
         group.loop_total = len(items)
         self.run.progress("loop-start", group)
         children: list[Node | None] = [None] * len(items)
@@ -435,7 +443,7 @@ class Scheduler:
             t.join()
         done = [c for c in children if c is not None]
         group.loop_phases = [c.phase for c in done]
-        group.outputs = dataflow.aggregate(done, tmpl)
+        group.outputs, group.result_error = dataflow.aggregate(done)
         bad = [c for c in done if c.phase in (FAILED, ERROR)]
         if bad:
             self.run.finish(group, bad[0].phase, f"{len(bad)} of {len(items)} failed")
@@ -455,7 +463,9 @@ class Scheduler:
             raw = step["withItems"]
             if not isinstance(raw, list):
                 raise ParamError(f"{where}.withItems: expected a list")
-            return [params.substitute(i, scope, f"{where}.withItems") for i in raw]
+            return [
+                params.sort_item(params.substitute(i, scope, f"{where}.withItems")) for i in raw
+            ]
         if "withParam" in step:
             text = params.substitute(str(step["withParam"]), scope, f"{where}.withParam")
             return params.parse_list(text, f"{where}.withParam")
@@ -487,7 +497,7 @@ class Scheduler:
                     )
                     return self.run.finish(node, SKIPPED, f"when '{text}' evaluated false")
             arguments = params.substitute(
-                dict(step.get("arguments") or {}), scope, f"{where}.arguments"
+                _mark_absent(dict(step.get("arguments") or {}), scope), scope, f"{where}.arguments"
             )
         except (ParamError, expr.ExprError) as exc:
             node = self.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
@@ -533,27 +543,61 @@ class Scheduler:
         cond = threading.Condition(self.run.lock)
 
         def operand(task: str, result: str | None) -> bool:
+            # evaluateDependsLogic (workflow/controller/dag.go) over a finished dependency
             n = results[task]
-            phases = n.loop_phases
+            phases = n.loop_phases if n.type == "TaskGroup" else []
             daemoned = n.daemoned and n.phase == RUNNING
             if result is None:
-                # a bare name: (X.Succeeded || X.Skipped || X.Daemoned), dag.go
-                return n.phase in (SUCCEEDED, SKIPPED) or daemoned
+                # a bare name (or a `dependencies` entry) is expandDependency's
+                # (T.Succeeded || T.Skipped || T.Daemoned), plus T.Failed / T.Errored when T
+                # has continueOn for them (workflow/common/ancestry.go)
+                return (
+                    n.phase in (SUCCEEDED, SKIPPED) or daemoned or _continues(tasks[task], n.phase)
+                )
             if result == "Errored":
                 return n.phase == ERROR
-            if result == "Completed":
-                return n.phase in DONE
             if result == "AnySucceeded":
-                return any(p == SUCCEEDED for p in phases) or (n.phase == SUCCEEDED and not phases)
+                return any(p == SUCCEEDED for p in phases)
             if result == "AllFailed":
-                return bool(phases) and all(p in (FAILED, ERROR) for p in phases)
+                return bool(phases) and all(p == FAILED for p in phases)
             if result == "Daemoned":
                 return daemoned
             return bool(n.phase == result)
 
+        def ancestors(tname: str) -> list[str]:
+            seen: list[str] = []
+            todo = list(expr.depends_names(deps[tname]) if deps[tname] else [])
+            while todo:
+                d = todo.pop()
+                if d not in seen:
+                    seen.append(d)
+                    todo.extend(expr.depends_names(deps[d]) if deps[d] else [])
+            return seen
+
+        def unaggregatable(names: list[str]) -> str:
+            """Why a loop among ``names`` has an outputs.result this DAG reads but Argo cannot
+            aggregate (its stdouts are not JSON): the controller errors when it builds the
+            scope of the tasks after it (buildLocalScopeFromTask) and of the DAG's outputs."""
+            for d in names:
+                r = results.get(d)
+                if (
+                    r is not None
+                    and r.result_error
+                    and dataflow.result_referenced(tmpl, "tasks", d)
+                ):
+                    return f"tasks.{d}: {r.result_error}"
+            return ""
+
         def launch(tname: str) -> None:
             t = tasks[tname]
             tscope = workflowscope.refresh(self.run, dict(scope))
+            broken = unaggregatable(ancestors(tname))
+            if broken:
+                errored = self.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
+                errored.after = _dependency_ids(deps[tname], results)
+                results[tname] = self.run.finish(errored, ERROR, broken)
+                dataflow.publish(scope, f"tasks.{tname}", errored)
+                return
 
             def work() -> None:
                 r: Node | None = None
@@ -581,7 +625,7 @@ class Scheduler:
                                 r.phase, r.message = ERROR, "internal error"
                             results[tname] = r
                             r.after = _dependency_ids(deps[tname], results)
-                            dataflow.publish(scope, f"tasks.{tname}", r)
+                            dataflow.publish(scope, f"tasks.{tname}", r, self._template_of(doc, t))
                         running.discard(tname)
                         cond.notify_all()
 
@@ -611,7 +655,9 @@ class Scheduler:
                         results[tname] = self.run.finish(
                             skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
                         )
-                        dataflow.publish(scope, f"tasks.{tname}", skipped)
+                        dataflow.publish(
+                            scope, f"tasks.{tname}", skipped, self._template_of(doc, tasks[tname])
+                        )
                         omitted.append(tname)
                         continue
                     launch(tname)
@@ -629,30 +675,26 @@ class Scheduler:
         if fail_fast is not None and fail_fast.is_set():
             self.run.finish(node, FAILED, FAIL_FAST)
             return
-        # A failure counts unless continueOn covers it or a task that ran depended on it.
-        consumed = {
-            dep
-            for tname, r in results.items()
-            if r.phase != OMITTED and deps[tname]
-            for dep in expr.depends_names(deps[tname])
-            if _names_failure(deps[tname], dep)
-        }
-        # A daemon that failed after its dependents started passes no failure on to them
-        # (dag.go assessDAGPhase follows the branch to the tasks that completed).
-        depended = {d for tname in results if deps[tname] for d in expr.depends_names(deps[tname])}
-        bad = [
-            r
-            for tname, r in results.items()
-            if r.phase in (FAILED, ERROR)
-            and not r.handled
-            and tname not in consumed
-            and not (r.daemoned and tname in depended)
-        ]
-        if bad:
-            self.run.finish(node, FAILED, f"task {bad[0].display} {bad[0].phase.lower()}")
+        # dag.target may have left tasks out: only those that ran have leaves and branches
+        phase, culprit = _assess_dag(tasks, {t: deps[t] for t in tasks}, results)
+        if phase != SUCCEEDED:
+            r = results[culprit]
+            how = "" if r.phase == phase else f" ({r.phase.lower()} under a {phase.lower()} branch)"
+            self.run.finish(node, phase, f"task {culprit} {phase.lower()}{how}")
+            return
+        broken = unaggregatable(list(tasks))
+        if broken:
+            self.run.finish(node, ERROR, f"{where}: {broken}")
             return
         dataflow.template_outputs(node, tmpl, scope, where)
         self.run.finish(node, SUCCEEDED)
+
+    def _template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The template a step or task names, for the outputs it offers when it never ran."""
+        try:
+            return self.run.find_template(doc, step, "")[1]
+        except SpecError:
+            return None
 
 
 FAIL_FAST = "template has failed or errored children and failFast enabled"
@@ -722,11 +764,66 @@ def _limiter(tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str) -> L
 
 
 def _continues(step: Mapping[str, Any], phase: str) -> bool:
+    """``ContinuesOn``: continueOn.failed covers a Failed node, continueOn.error an Errored one."""
     cont = step.get("continueOn") or {}
-    return bool(cont.get("failed")) if phase == FAILED else bool(cont.get("error"))
+    if phase == FAILED:
+        return bool(cont.get("failed"))
+    return phase == ERROR and bool(cont.get("error"))
 
 
-def _names_failure(text: str, dep: str) -> bool:
-    """Whether a depends expression looks at ``dep`` failing (so the failure is handled)."""
-    results = ("Failed", "Errored", "Completed", "AllFailed", "AnySucceeded")
-    return any(re.search(rf"(?<![\w-]){re.escape(dep)}\.{r}\b", text) for r in results)
+_COMPLETED = (SUCCEEDED, FAILED, ERROR)
+
+
+def _assess_dag(
+    tasks: Mapping[str, Mapping[str, Any]], deps: Mapping[str, str], results: Mapping[str, Node]
+) -> tuple[str, str]:
+    """A finished DAG's phase and the leaf that decides it (assessDAGPhase, dag.go).
+
+    Only the leaves count (the tasks no other task depends on, by name). A leaf that ran has
+    its own phase; a Skipped or Omitted one inherits its branch's: the phase of the last node
+    that ran on a path from a root, a Failed or Errored path winning over a Succeeded one. So
+    an Omitted leaf under a failed task fails the DAG, and a failure that a task after it
+    handles (it ran) does not. A leaf's own continueOn for its phase excuses it. The first
+    failing leaf in name order decides between Failed and Error."""
+    children: dict[str, list[str]] = {t: [] for t in tasks}
+    for t, text in deps.items():
+        for d in dict.fromkeys(expr.depends_names(text) if text else []):
+            children[d].append(t)
+    leaves = sorted(t for t in tasks if not children[t])
+    deduced: dict[str, str] = {}
+    queue: deque[tuple[str, str]] = deque((t, SUCCEEDED) for t in tasks if not deps[t])
+    seen: set[tuple[str, str]] = set()
+    while queue:
+        t, incoming = queue.popleft()
+        if (t, incoming) in seen or t not in results:
+            continue
+        seen.add((t, incoming))
+        n = results[t]
+        branch = n.phase if n.phase in _COMPLETED else incoming
+        if t in leaves and deduced.get(t) not in (FAILED, ERROR):
+            deduced[t] = branch
+        # the tasks after a loop hang off each of its items (the group's outbound nodes)
+        outgoing = [p if p in _COMPLETED else branch for p in n.loop_phases] or [branch]
+        for c in children[t]:
+            queue.extend((c, p) for p in dict.fromkeys(outgoing))
+    for leaf in leaves:
+        phase = deduced.get(leaf, SUCCEEDED)
+        if phase in (FAILED, ERROR) and not _continues(tasks[leaf], phase):
+            return phase, leaf
+    return SUCCEEDED, ""
+
+
+def _mark_absent(arguments: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
+    """Arguments whose value is only a reference to an absent output (a skipped producer's, no
+    default) become the sentinel that lets the consumer's input default apply
+    (markAbsentOptionalArgs, workflow/controller/scope.go), before substitution."""
+    given = arguments.get("parameters")
+    if not given:
+        return arguments
+    marked = [
+        {**p, "value": params.ABSENT_ARGUMENT}
+        if isinstance(p, dict) and params.absent_reference(p.get("value"), scope)
+        else p
+        for p in given
+    ]
+    return {**arguments, "parameters": marked}

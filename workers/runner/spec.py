@@ -249,7 +249,7 @@ RETRY: Schema = {
     **_ignored("affinity"),
 }
 
-TEMPLATE_REF: Schema = {"name": LEAF, "template": LEAF, **_ignored("clusterScope")}
+TEMPLATE_REF: Schema = {"name": LEAF, "template": LEAF, "clusterScope": LEAF}
 
 SEQUENCE: Schema = {
     "count": INT_OR_STRING,
@@ -370,7 +370,7 @@ SPEC: Schema = {
     "activeDeadlineSeconds": INT,
     "volumeClaimTemplates": [PVC_TEMPLATE],
     "volumes": [VOLUME],
-    "workflowTemplateRef": {"name": LEAF, **_ignored("clusterScope")},
+    "workflowTemplateRef": {"name": LEAF, "clusterScope": LEAF},
     "onExit": LEAF,
     "hooks": MapOf(HOOK),
     **_ignored(*_POD_IGNORED),
@@ -705,14 +705,32 @@ def load_documents(path: Path) -> list[Document]:
 
 
 class Library:
-    """WorkflowTemplates by name, from a manifests folder (and the file being run)."""
+    """WorkflowTemplates and ClusterWorkflowTemplates by name, from a manifests folder (and the
+    file being run). They are two namespaces, as in a cluster: a ``templateRef`` (or
+    ``workflowTemplateRef``) with ``clusterScope: true`` names a ClusterWorkflowTemplate, one
+    without it a WorkflowTemplate (templateresolution, fetchWorkflowSpec in operator.go)."""
 
     def __init__(self) -> None:
         self.templates: dict[str, Document] = {}
+        self.cluster_templates: dict[str, Document] = {}
 
-    def add(self, doc: Document) -> None:
-        if doc.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
-            self.templates.setdefault(doc.name, doc)
+    def _kind(self, doc: Document) -> dict[str, Document] | None:
+        if doc.kind == "WorkflowTemplate":
+            return self.templates
+        if doc.kind == "ClusterWorkflowTemplate":
+            return self.cluster_templates
+        return None
+
+    def add(self, doc: Document, *, wins: bool = False) -> None:
+        table = self._kind(doc)
+        if table is not None:
+            if wins:
+                table[doc.name] = doc
+            else:
+                table.setdefault(doc.name, doc)
+
+    def documents(self) -> list[Document]:
+        return [*self.templates.values(), *self.cluster_templates.values()]
 
     @classmethod
     def scan(cls, folder: Path | None) -> Library:
@@ -729,20 +747,37 @@ class Library:
                     lib.add(doc)
         return lib
 
-    def get(self, name: str, where: str) -> Document:
-        doc = self.templates.get(name)
+    def get(self, name: str, where: str, *, cluster: bool = False) -> Document:
+        table = self.cluster_templates if cluster else self.templates
+        doc = table.get(name)
         if doc is None:
-            known = ", ".join(sorted(self.templates)) or "none"
-            raise SpecError(f"{where}: WorkflowTemplate {name!r} not found (known: {known})")
+            kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
+            known = ", ".join(sorted(table)) or "none"
+            other = self.templates if cluster else self.cluster_templates
+            hint = ""
+            if name in other:
+                hint = (
+                    "; a ClusterWorkflowTemplate of that name needs clusterScope: true"
+                    if not cluster
+                    else "; a WorkflowTemplate of that name needs clusterScope false or unset"
+                )
+            raise SpecError(f"{where}: {kind} {name!r} not found (known: {known}){hint}")
         return doc
 
+    def get_ref(self, ref: Mapping[str, Any], where: str) -> Document:
+        """The document a ``templateRef`` or ``workflowTemplateRef`` names."""
+        cluster = ref.get("clusterScope")
+        if cluster not in (None, True, False):
+            raise SpecError(f"{where}.clusterScope: expected true or false, got {cluster!r}")
+        return self.get(str(ref.get("name")), where, cluster=bool(cluster))
+
     def resolve(self, tref: Mapping[str, Any], where: str) -> tuple[Document, dict[str, Any]]:
-        """The WorkflowTemplate and template a ``templateRef`` names."""
-        target = self.get(str(tref.get("name")), f"{where}.templateRef")
+        """The WorkflowTemplate (or ClusterWorkflowTemplate) and template a ``templateRef`` names."""
+        target = self.get_ref(tref, f"{where}.templateRef")
         tmpl = target.template(str(tref.get("template")))
         if tmpl is None:
             raise SpecError(
-                f"{where}.templateRef: WorkflowTemplate {target.name} ({target.source}) "
+                f"{where}.templateRef: {target.kind} {target.name} ({target.source}) "
                 f"has no template {tref.get('template')!r}"
             )
         return target, tmpl
@@ -773,10 +808,8 @@ def resolve_target(target: str, manifests: Path | None) -> tuple[Document, Libra
         if not docs:
             raise SpecError(f"{target}: no Workflow, WorkflowTemplate or CronWorkflow in the file")
         for doc in docs:
-            lib.add(doc)
             # a template in the file being run wins over a same-named one in manifests/
-            if doc.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
-                lib.templates[doc.name] = doc
+            lib.add(doc, wins=True)
         runnable = [d for d in docs if d.kind in RUNNABLE_KINDS]
         if len(runnable) > 1:
             names = ", ".join(f"{d.kind}/{d.name}" for d in runnable)
@@ -784,7 +817,10 @@ def resolve_target(target: str, manifests: Path | None) -> tuple[Document, Libra
         return runnable[0], lib
     if os.sep in target or target.endswith((".yaml", ".yml")):
         raise SpecError(f"{target}: no such file")
-    return lib.get(target, f"manifests folder {manifests}"), lib
+    where = f"manifests folder {manifests}"
+    if target not in lib.templates and target in lib.cluster_templates:
+        return lib.get(target, where, cluster=True), lib
+    return lib.get(target, where), lib
 
 
 def workflow_name(doc: Document) -> str:

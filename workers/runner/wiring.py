@@ -7,6 +7,7 @@ and file before the first process starts, instead of after the slow steps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,7 @@ def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, A
     ref = spec.get("workflowTemplateRef")
     if not ref:
         return spec
-    base_doc = library.get(str(ref.get("name")), f"{doc.source}: spec.workflowTemplateRef")
+    base_doc = library.get_ref(ref, f"{doc.source}: spec.workflowTemplateRef")
     validate(base_doc, notes)
     base = base_doc.spec
     merged = {**base, **{k: v for k, v in spec.items() if k != "workflowTemplateRef"}}
@@ -96,9 +97,7 @@ def workflow_parameters(
                 f"{source}: spec.arguments.parameters[{name}] has no value: pass -p {name}=..."
             )
         text = params.render(value)
-        enum = p.get("enum")
-        if enum and text not in [params.render(e) for e in enum]:
-            raise SpecError(f"{source}: parameter {name}={text!r} is not one of {enum}")
+        _check_enum(p, text, f"{source}: spec.arguments.parameters[{name}]")
         out[name] = text
     return out
 
@@ -168,7 +167,7 @@ class Wiring:
             return doc, defaults.effective(self.spec, inline)
         if ref.get("templateRef"):
             tref = ref["templateRef"]
-            target = self.library.get(str(tref.get("name")), f"{where}.templateRef")
+            target = self.library.get_ref(tref, f"{where}.templateRef")
             if target.source + target.name not in self.validated:
                 validate(target, self.notes)
                 self.validated.add(target.source + target.name)
@@ -271,6 +270,8 @@ class Wiring:
         local = local_tags(tmpl)
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
+        if "dag" in tmpl:
+            check_dag(tmpl, where)
         leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
         for field in ("daemon", "sidecars", "initContainers"):
             if tmpl.get(field) and not (leaf and (field != "daemon" or "containerSet" not in tmpl)):
@@ -380,6 +381,10 @@ class Wiring:
                                 f"'{art.get('name')}'"
                             )
             given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
+            for p in (s.get("arguments") or {}).get("parameters") or []:
+                if p.get("enum") is not None:
+                    value = None if p.get("value") is None else params.render(p["value"])
+                    _check_enum(p, value, f"{where}: step {s['name']}: arguments.parameters")
             for p in (stmpl.get("inputs") or {}).get("parameters") or []:
                 if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
                     continue
@@ -598,3 +603,75 @@ def _check_timeout(value: Any, where: str) -> None:
         _seconds(text)
     except ParamError:
         raise SpecError(f"{where}: timeout {text!r} is not a duration") from None
+
+
+def _check_enum(p: Mapping[str, Any], value: str | None, where: str) -> None:
+    """An argument's ``enum``, as validateArgumentsValues (workflow/validate/validate.go) checks
+    it. Only arguments are checked: a template's ``inputs.parameters[].enum`` is not, neither
+    here nor when the step runs."""
+    enum = p.get("enum")
+    if enum is None:
+        return
+    name = p.get("name")
+    if not enum:
+        raise SpecError(f"{where}: {name}.enum should contain at least one value")
+    if value is None:
+        raise SpecError(f"{where}: {name}.value is required")
+    if value not in [params.render(e) for e in enum]:
+        raise SpecError(f"{where}: {name}={value!r} is not one of the values of its enum {enum}")
+
+
+TASK_RESULTS = (
+    "Succeeded",
+    "Failed",
+    "Errored",
+    "Skipped",
+    "Omitted",
+    "Daemoned",
+    "AnySucceeded",
+    "AllFailed",
+)
+"""The results a ``depends`` operand may name (common.ValidateTaskResults): no ``Completed``."""
+
+_TASK_RESULT = re.compile(r"([a-zA-Z0-9][-a-zA-Z0-9]*?\.[A-Z][a-zA-Z]+)")
+
+
+def check_dag(tmpl: Mapping[str, Any], where: str) -> None:
+    """What Argo's validateDAG (workflow/validate/validate.go) rejects about dependencies."""
+    tasks = [t for t in (tmpl.get("dag") or {}).get("tasks") or [] if isinstance(t, dict)]
+    by_name = {str(t.get("name")): t for t in tasks}
+    using_depends = any(t.get("depends") for t in tasks)
+    for t in tasks:
+        name = str(t.get("name"))
+        twhere = f"{where}: dag.tasks[{name}]"
+        if (using_depends or t.get("dependencies")) and name[:1].isdigit():
+            raise SpecError(
+                f"{twhere}: name cannot begin with a digit when using either 'depends' or "
+                "'dependencies'"
+            )
+        if using_depends and t.get("dependencies"):
+            raise SpecError(
+                f"{twhere}: cannot use both 'depends' and 'dependencies' in the same DAG template"
+            )
+        if using_depends and t.get("continueOn") is not None:
+            raise SpecError(
+                f"{twhere}: cannot use 'continueOn' when using 'depends'. Instead use "
+                "'dep-task.Failed'/'dep-task.Errored'"
+            )
+        for operand in _TASK_RESULT.findall(str(t.get("depends") or "")):
+            dep, _, result = operand.partition(".")
+            if result not in TASK_RESULTS:
+                raise SpecError(
+                    f"{twhere}: task result '{result}' for task '{dep}' is invalid "
+                    f"(valid: {', '.join(TASK_RESULTS)})"
+                )
+            target = by_name.get(dep)
+            if (
+                result in ("AnySucceeded", "AllFailed")
+                and target is not None
+                and not any(target.get(k) for k in ("withItems", "withParam", "withSequence"))
+            ):
+                raise SpecError(
+                    f"{twhere}: dependency '{dep}' uses an items-based condition such as "
+                    ".AnySucceeded or .AllFailed but does not contain any items"
+                )
