@@ -553,3 +553,96 @@ def test_cluster_scope_selects_the_cluster_workflow_template(tmp_path: Path) -> 
     by = nodes(rec)
     assert by["namespaced"]["outputs"]["result"] == "from WorkflowTemplate"
     assert by["cluster"]["outputs"]["result"] == "from ClusterWorkflowTemplate"
+
+
+# ---------------------------------------------------------------- found by the Argo corpus
+
+
+def test_workflow_parameters_json_reaches_expression_tags(tmp_path: Path) -> None:
+    """docs/variables.md: ``workflow.parameters.json`` is every workflow parameter as a JSON
+    string (the bare ``workflow.parameters`` is deprecated "as this doesn't work with expression
+    tags"); examples/conditionals.yaml reads it with ``jsonpath``."""
+    templates = """
+    - name: main
+      steps:
+        - - name: pick
+            template: print
+            arguments:
+              parameters:
+                - {name: msg, value: "{{=jsonpath(workflow.parameters.json, '$[1].value')}}"}
+    """
+    extra = "  arguments:\n    parameters: [{name: a, value: one}, {name: b, value: two}]\n"
+    code, rec = run(tmp_path, workflow("params-json", templates, EXIT, extra=extra))
+    assert code == 0, rec
+    assert nodes(rec)["pick"]["outputs"]["result"] == "two"
+
+
+def test_an_input_default_sees_the_inputs_before_it(tmp_path: Path) -> None:
+    """The controller substitutes a template with its inputs once they are resolved, its own
+    inputs section included (common.ProcessArgs then SubstituteParams), so a default may use an
+    earlier input, in a tag or in an expression (test/e2e/functional/steps-when-expr-filter)."""
+    templates = """
+    - name: main
+      steps:
+        - - name: list
+            template: listing
+            arguments: {parameters: [{name: test, value: "true"}]}
+    - name: listing
+      inputs:
+        parameters:
+          - name: test
+          - name: plain
+            default: "test={{inputs.parameters.test}}"
+          - name: list
+            default: "{{= concat(['always'], inputs.parameters.test == 'true' ? ['test'] : []) | toJSON() }}"
+      container:
+        image: alpine
+        command: [echo, "{{inputs.parameters.plain}} {{inputs.parameters.list}}"]
+    """
+    code, rec = run(tmp_path, workflow("input-order", templates))
+    assert code == 0, rec
+    plain, _, listed = nodes(rec)["list"]["outputs"]["result"].partition(" ")
+    assert plain == "test=true"
+    assert json.loads(listed) == ["always", "test"]  # expr-lang's toJSON indents
+
+
+def test_a_container_without_command_or_args_needs_its_entrypoint(tmp_path: Path) -> None:
+    """Kubernetes runs an image's ENTRYPOINT and CMD when a container gives neither command nor
+    args; a local run does not know them, so the workflow is refused before anything runs
+    (examples/daemon-nginx.yaml: image nginx), unless ``--entrypoint`` names them. A script
+    template without command runs the named ENTRYPOINT with its args too (argosay's
+    ``script: {args: [echo, "[]"]}`` in test/e2e/functional/loops-empty-param.yaml)."""
+    templates = """
+    - name: main
+      steps:
+        - - name: server
+            template: server
+          - name: scripted
+            template: scripted
+    - name: server
+      container: {image: example/server:1.0}
+    - name: scripted
+      script: {image: example/server:1.0, args: [scripted, run]}
+    """
+    body = workflow("entrypoint", templates)
+    code, rec = run(tmp_path / "a", body)
+    assert code == 2 and rec == {}
+    code, rec = run(tmp_path / "b", body, "--entrypoint", "example/server=echo served")
+    assert code == 0, rec
+    by = nodes(rec)
+    assert by["server"]["outputs"]["result"] == "served"
+    assert by["scripted"]["outputs"]["result"] == "served scripted run"
+
+
+def test_host_aliases_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``hostAliases`` are entries in the pod's /etc/hosts (Kubernetes PodSpec); a local
+    process shares the machine's, so a workflow that relies on them cannot run as in a cluster
+    (test/e2e/functional/*host_aliases.yaml resolve the aliases): refused before running."""
+    extra = "  hostAliases: [{ip: 127.0.0.1, hostnames: [foo.bar]}]\n"
+    templates = """
+    - name: main
+      container: {image: alpine, command: [echo, hi]}
+    """
+    code, rec = run(tmp_path, workflow("aliases", templates, extra=extra))
+    assert code == 2 and rec == {}
+    assert "hostAliases" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def test_symlinks_cannot_pull_host_files_into_artifacts(tmp_path: Path, mode: st
     assert code == 1
     by = nodes(rec)
     assert by["link"]["phase"] == "Error"
-    assert "outside the pod's own folders" in by["link"]["message"]
+    assert "outside the pod's /tmp, emptyDirs and volumes" in by["link"]["message"]
     repo = repository(rec)
     saved = members(repo / artifact(by["folder"], "out")["s3"]["key"])
     assert saved == {"out": "/", "out/own.txt": "mine\n", "out/host": "->/etc/hostname"}

@@ -91,7 +91,7 @@ def _install() -> None:
 
     # The checkpointed part writers publish without AtomicWriter: the same phases, holds and
     # breakage for them.
-    for cls in (checkpoints._Local, checkpoints._S3):
+    for cls in (checkpoints._Local, checkpoints._S3, checkpoints._GCS):
 
         def part_commit(self: checkpoints.PartWriter, _orig=cls.commit) -> None:  # type: ignore[no-untyped-def]
             _phase("before-publish-part")

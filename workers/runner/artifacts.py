@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.runner import sandbox
 from workers.runner.sandbox import Mount
 
 REPOSITORY = "artifacts"
@@ -57,9 +58,6 @@ _REJECTED = {
 }
 
 _NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
-
-# Linux's limit on symlinks followed while resolving one path (ELOOP).
-_MAX_LINKS = 40
 
 SecretLookup = Callable[[str, str], str | None]
 
@@ -429,45 +427,13 @@ def check_output_paths(tmpl: Mapping[str, Any], where: str) -> None:
 
 
 def resolve(path: str, view: Sequence[Mount]) -> tuple[str, Path]:
-    """``path`` as the pod sees it: its final path in the pod and the host file behind it.
-
-    Symlinks are followed as the pod would follow them (an absolute target starts again at
-    the pod's root), so a link a step planted leads only to another of the pod's folders;
-    a missing component ends the walk (the rest is appended). A path that ends outside the
-    pod's folders is refused: it would be the host's, not the pod's.
-    """
-    todo = [p for p in path.split("/") if p]
-    current: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = "/" + "/".join([*current, part])
-        if _covered(candidate, view):
-            host = _host(candidate, view)
-            if host.is_symlink():
-                links += 1
-                if links > _MAX_LINKS:
-                    raise ArtifactError(f"{path}: too many levels of symbolic links")
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    current = []
-                todo = [p for p in target.split("/") if p] + todo
-                continue
-        current.append(part)
-    final = "/" + "/".join(current)
-    if not _covered(final, view):
-        raise ArtifactError(
-            f"{path}: outside the pod's own folders"
-            + (f" (it resolves to {final})" if final != path else "")
-            + "; the runner never reads the host's files"
-        )
-    return final, _host(final, view)
+    """``path`` as the pod sees it: its final path in the pod and the host file behind it,
+    symlinks followed in the pod's own view (:func:`workers.runner.sandbox.pod_path`); a path
+    that ends outside the pod's folders is refused, as the runner never reads the host's."""
+    try:
+        return sandbox.pod_path(path, view)
+    except sandbox.PodPathError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def _host(path: str, view: Sequence[Mount]) -> Path:

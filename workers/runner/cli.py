@@ -165,7 +165,15 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         doc, library = spec.resolve_target(args.target, manifests)
         wf_spec = effective_spec(doc, library, notes)
         parameters = workflow_parameters(wf_spec, _overrides(args.parameter), doc.source)
-        Wiring(doc, wf_spec, library, parameters, notes, secret_lookup(args.env_file)).check()
+        Wiring(
+            doc,
+            wf_spec,
+            library,
+            parameters,
+            notes,
+            secret_lookup(args.env_file),
+            dict(args.entrypoint),
+        ).check()
         if args.code is not None and not args.code.is_dir():
             raise SpecError(f"--code {args.code}: not a folder")
         earlier = None

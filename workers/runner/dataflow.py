@@ -30,6 +30,9 @@ def resolve_inputs(
     }
     out: dict[str, str] = {}
     declared = (tmpl.get("inputs") or {}).get("parameters") or []
+    # The controller substitutes the template with its inputs once they are known, its own
+    # inputs section included: a default may use the inputs before it (and {{= }} on them).
+    scope = dict(run.scope)
     for p in declared:
         pname = str(p["name"])
         supplied = pname in given and given[pname] is not None
@@ -53,7 +56,8 @@ def resolve_inputs(
         # defaults such as "{{workflow.name}}" see the workflow's variables. An input's enum is
         # not checked here: Argo validates enums on arguments only (validate.go
         # validateArgumentsValues), a template's inputs.parameters[].enum is for the UI.
-        out[pname] = params.substitute(params.render(value), run.scope, f"{where}: input {pname}")
+        out[pname] = params.substitute(params.render(value), scope, f"{where}: input {pname}")
+        scope[f"inputs.parameters.{pname}"] = out[pname]
     if not lenient:
         extra = sorted(set(given) - {str(p["name"]) for p in declared})
         if extra:

@@ -154,9 +154,11 @@ class Run:
         }
         for k, v in parameters.items():
             self.scope[f"workflow.parameters.{k}"] = v
-        self.scope["workflow.parameters"] = json.dumps(
-            [{"name": k, "value": v} for k, v in parameters.items()]
-        )
+        # docs/variables.md: all of them as a JSON string; the bare name is deprecated in favour
+        # of .json, which expression tags can reach (a parameter named json keeps its value).
+        every = json.dumps([{"name": k, "value": v} for k, v in parameters.items()])
+        self.scope["workflow.parameters"] = every
+        self.scope.setdefault("workflow.parameters.json", every)
         workflowscope.start(self)
 
     # ---------------------------------------------------------------- setup

@@ -619,25 +619,7 @@ def parse(text: str) -> Node:
 # ------------------------------------------------------------------ values
 
 
-def type_name(value: Any) -> str:
-    """A value's Go type as expr-lang's error messages print it."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    if callable(value):
-        return "func"
-    return type(value).__name__
+type_name = golang.type_name
 
 
 def _is_number(v: Any) -> bool:

@@ -328,3 +328,24 @@ def _char_class(pattern: str, start: int) -> tuple[int, str]:
         out.append(ch)
         i += 1
     raise GoError(f"error parsing regexp: missing closing ]: {pattern[start:]!r}")
+
+
+def type_name(value: Any) -> str:
+    """A value's Go type as expr-lang's error messages print it."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    if callable(value):
+        return "func"
+    return type(value).__name__

@@ -188,7 +188,13 @@ class PodEnvironment:
         command = [str(a) for a in container.get("command") or []]
         args = [str(a) for a in container.get("args") or []]
         if kind == "script":
-            command = command or ["sh"]
+            # no command: the image's ENTRYPOINT when --entrypoint names it (argosay's `args`
+            # scripts), else sh, which every image the examples use has
+            command = (
+                command
+                or entrypoint_of(container.get("image"), self.run.options.entrypoints)
+                or ["sh"]
+            )
             source = str(container.get("source") or "")
             if source:
                 # As the controller builds it (executeScript): the staged script, mode 0755

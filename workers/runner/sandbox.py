@@ -245,6 +245,12 @@ def pod_file(path: str, mounts: Sequence[Mount], *, remapped: bool = False) -> P
         raise PodPathError(f"{path}: not an absolute path")
     if remapped:
         return _remapped_file(path, mounts)
+    return pod_path(path, mounts)[1]
+
+
+def pod_path(path: str, mounts: Sequence[Mount]) -> tuple[str, Path]:
+    """``path`` as a pod in a mount namespace sees it: its final path in the pod, after its
+    symlinks, and the host file behind it (see :func:`pod_file`)."""
     todo = [p for p in path.split("/") if p]
     current: list[str] = []
     links = 0
@@ -271,7 +277,7 @@ def pod_file(path: str, mounts: Sequence[Mount], *, remapped: bool = False) -> P
     final = "/" + "/".join(current)
     if _mount_of(final, mounts) is None:
         raise _outside(path, final)
-    return host_path(final, mounts)
+    return final, host_path(final, mounts)
 
 
 def _remapped_file(path: str, mounts: Sequence[Mount]) -> Path:

@@ -89,7 +89,6 @@ _POD_IGNORED = (
     "podMetadata",
     "podPriorityClassName",
     "podDisruptionBudget",
-    "hostAliases",
     "dnsPolicy",
     "dnsConfig",
     "executor",

@@ -65,7 +65,7 @@ ALL_NAMES = frozenset(
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise SprigError(
-            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({_type_of(value)}) as string"
+            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({golang.type_name(value)}) as string"
         )
     return value
 
@@ -73,7 +73,7 @@ def _str(value: Any, name: str) -> str:
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise SprigError(
-            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({_type_of(value)}) as int"
+            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({golang.type_name(value)}) as int"
         )
     return value
 
@@ -81,27 +81,9 @@ def _int(value: Any, name: str) -> int:
 def _bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise SprigError(
-            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({_type_of(value)}) as bool"
+            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({golang.type_name(value)}) as bool"
         )
     return value
-
-
-def _type_of(value: Any) -> str:
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return "func"
 
 
 def _kind_of(value: Any) -> str:
@@ -111,7 +93,7 @@ def _kind_of(value: Any) -> str:
         return "slice"
     if isinstance(value, dict):
         return "map"
-    return _type_of(value)
+    return golang.type_name(value)
 
 
 def to_int64(value: Any) -> int:
@@ -355,7 +337,7 @@ def _b32dec(text: Any) -> str:
 
 def _list_arg(value: Any, name: str) -> list[Any]:
     if not isinstance(value, list):
-        raise SprigError(f"sprig.{name}: cannot find {name} on type {_type_of(value)}")
+        raise SprigError(f"sprig.{name}: cannot find {name} on type {golang.type_name(value)}")
     return value
 
 
@@ -368,7 +350,9 @@ def _dict(*pairs: Any) -> dict[str, Any]:
 
 def _dict_arg(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise SprigError(f"sprig.{name}: cannot use {_type_of(value)} as map[string]interface {{}}")
+        raise SprigError(
+            f"sprig.{name}: cannot use {golang.type_name(value)} as map[string]interface {{}}"
+        )
     return value
 
 
@@ -620,10 +604,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "randInt": _rand_int,
     "uuidv4": lambda: str(uuid.uuid4()),
     # types
-    "typeOf": _type_of,
+    "typeOf": golang.type_name,
     "kindOf": _kind_of,
     "kindIs": lambda kind, v: _str(kind, "kindIs") == _kind_of(v),
-    "typeIs": lambda t, v: _str(t, "typeIs") == _type_of(v),
+    "typeIs": lambda t, v: _str(t, "typeIs") == golang.type_name(v),
     "deepEqual": _deep_equal,
 }
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.runner import artifacts, daemons, defaults, expr, params
-from workers.runner.podenv import secret_lookup
+from workers.runner.podenv import entrypoint_of, secret_lookup
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -35,6 +35,7 @@ GLOBALS = (
     "workflow.creationTimestamp",
     "workflow.serviceAccountName",
     "workflow.parameters",
+    "workflow.parameters.json",
     "workflow.status",
     "workflow.duration",
     "retries",
@@ -133,8 +134,10 @@ class Wiring:
         parameters: Mapping[str, str],
         notes: Notes,
         secret: artifacts.SecretLookup | None = None,
+        entrypoints: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.secret = secret or secret_lookup(None)
+        self.entrypoints = dict(entrypoints or {})
         self.doc = doc
         self.spec = spec
         self.library = library
@@ -489,6 +492,7 @@ class Wiring:
                     )
             if tmpl.get("daemon") and c.get("readinessProbe") is not None:
                 daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
+            self.check_runnable(label, c, where)
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
             if "supplied" in (p.get("valueFrom") or {}):
                 raise SpecError(
@@ -499,6 +503,20 @@ class Wiring:
                 raise SpecError(
                     f"{where}: outputs.parameters[{p['name']}]: a {kind} output needs valueFrom.path"
                 )
+
+    def check_runnable(self, label: str, c: Mapping[str, Any], where: str) -> None:
+        """A container without ``command`` and ``args`` runs its image's ENTRYPOINT and CMD,
+        which a local run cannot know unless ``--entrypoint`` names them: refused before
+        running rather than failing (or hanging on a missing server) halfway through."""
+        if label in ("script", "containerSet") or c.get("command") or c.get("args"):
+            return
+        image = c.get("image")
+        if entrypoint_of(image, self.entrypoints):
+            return
+        raise SpecError(
+            f"{where}: {label} has neither command nor args: it runs the ENTRYPOINT and CMD of "
+            f"image {image!r}, which a local run does not know (give --entrypoint {image}=COMMAND)"
+        )
 
     def check_tag(
         self,
