@@ -646,3 +646,32 @@ def test_host_aliases_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, rec = run(tmp_path, workflow("aliases", templates, extra=extra))
     assert code == 2 and rec == {}
     assert "hostAliases" in capsys.readouterr().err
+
+
+def test_an_exit_hook_receives_the_steps_output_artifact(tmp_path: Path) -> None:
+    """docs/lifecyclehook.md and examples/exit-handler-with-artifacts.yaml: a step's exit hook
+    may pass the step's output artifacts on as its arguments (``from:
+    "{{steps.NAME.outputs.artifacts.X}}"``; exit_handler.go resolveExitTmplArgument)."""
+    templates = """
+    - name: main
+      steps:
+        - - name: make
+            template: make
+            hooks:
+              exit:
+                template: show
+                arguments:
+                  artifacts:
+                    - {name: message, from: "{{steps.make.outputs.artifacts.result}}"}
+    - name: make
+      container: {image: alpine, command: [sh, -c, "echo Welcome > /tmp/result.txt"]}
+      outputs:
+        artifacts: [{name: result, path: /tmp/result.txt}]
+    - name: show
+      inputs:
+        artifacts: [{name: message, path: /tmp/message}]
+      container: {image: alpine, command: [cat, /tmp/message]}
+    """
+    code, rec = run(tmp_path, workflow("exit-artifact", templates))
+    assert code == 0, rec
+    assert nodes(rec)["make.onExit"]["outputs"]["result"] == "Welcome"

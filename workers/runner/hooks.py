@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import expr, exprlang, params, workflowscope
+from workers.runner import artifacts, expr, exprlang, params, workflowscope
 from workers.runner.nodes import ERROR, FAILED, RUNNING, SKIPPED, SUCCEEDED, Node
 from workers.runner.spec import Document, SpecError
 
@@ -59,7 +59,7 @@ def _arguments(hook: Mapping[str, Any]) -> dict[str, Any] | None:
     """A hook's own arguments, None when it gives none (an exit handler then gets the
     workflow's: ``LifecycleHook.WithArgs``)."""
     args = hook.get("arguments") or {}
-    return dict(args) if args.get("parameters") else None
+    return dict(args) if args.get("parameters") or args.get("artifacts") else None
 
 
 def _true(text: str, scope: Mapping[str, str]) -> bool:
@@ -370,6 +370,9 @@ class StepHooks:
                 scope[f"{self.prefix}.{key}.outputs.parameters.{p['name']}"] = str(
                     values.get(p["name"], "")
                 )
+        # and its output artifacts (examples/exit-handler-with-artifacts.yaml passes one on)
+        prefix = f"{self.prefix}.{key}.outputs"
+        scope.update(artifacts.scope_entries(prefix, node.outputs.get("artifacts") or []))
         return scope
 
 
