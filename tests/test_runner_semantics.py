@@ -267,10 +267,13 @@ def test_image_entrypoint_runs_before_args(tmp_path: Path) -> None:
     assert by["own-command"]["outputs"]["result"] == "own command"
 
 
-def test_entrypoint_of_another_tag_does_not_apply(tmp_path: Path) -> None:
+def test_entrypoint_of_another_tag_does_not_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An ENTRYPOINT given for one tag is that image's only: another tag runs ``args`` as the
-    command (here ``printf '%s-%s' ...``, no such program), so that step does not succeed
-    (Error when the runner cannot start it, Failed when bubblewrap reports the exec failure)."""
+    command (here ``printf '%s-%s' ...``, no such program on this machine), so the workflow is
+    refused before anything runs, naming the program (a local pod runs this machine's
+    programs, not the image's)."""
     code, rec = run(
         tmp_path,
         "image-entrypoint.yaml",
@@ -279,10 +282,9 @@ def test_entrypoint_of_another_tag_does_not_apply(tmp_path: Path) -> None:
         "--entrypoint",
         "example/printer=printf",
     )
-    assert code == 1
-    by = nodes(rec)
-    assert by["exact-tag"]["phase"] in ("Error", "Failed")
-    assert by["any-tag"]["phase"] == "Succeeded"
+    assert code == 2 and rec == {}
+    err = capsys.readouterr().err
+    assert "template exact-tag" in err and "is not a program on this machine" in err
 
 
 @pytest.mark.parametrize("bad", ["no-equals-sign", "image=", "=sh", "image=sh 'unclosed"])

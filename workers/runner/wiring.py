@@ -7,12 +7,14 @@ and file before the first process starts, instead of after the slow steps.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from workers.runner import artifacts, daemons, defaults, expr, params
-from workers.runner.podenv import entrypoint_of, secret_lookup
+from workers.runner.podenv import PYTHON_NAMES, entrypoint_of, secret_lookup
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -505,18 +507,36 @@ class Wiring:
                 )
 
     def check_runnable(self, label: str, c: Mapping[str, Any], where: str) -> None:
-        """A container without ``command`` and ``args`` runs its image's ENTRYPOINT and CMD,
-        which a local run cannot know unless ``--entrypoint`` names them: refused before
-        running rather than failing (or hanging on a missing server) halfway through."""
-        if label in ("script", "containerSet") or c.get("command") or c.get("args"):
+        """The program a container starts must be one this machine has: a local pod runs
+        this machine's programs, not its image's. A container without ``command`` and
+        ``args`` runs its image's ENTRYPOINT and CMD, which a local run cannot know unless
+        ``--entrypoint`` names them. Both are refused before running rather than failing (or
+        hanging on a missing server) halfway through."""
+        if label == "containerSet":
             return
         image = c.get("image")
-        if entrypoint_of(image, self.entrypoints):
+        command = [str(a) for a in c.get("command") or []]
+        args = [str(a) for a in c.get("args") or []]
+        run = command or entrypoint_of(image, self.entrypoints)
+        if label == "script":
+            program = (run or ["sh"])[0]
+        elif run or args:
+            program = (run or args)[0]
+        else:
+            raise SpecError(
+                f"{where}: {label} has neither command nor args: it runs the ENTRYPOINT and CMD "
+                f"of image {image!r}, which a local run does not know (give --entrypoint "
+                f"{image}=COMMAND)"
+            )
+        # A path (/mnt/run.sh, ./tool) may be written by the pod itself; a {{...}} is known at
+        # run time: only a bare program name is looked up on PATH here.
+        if "/" in program or "{{" in program or os.path.basename(program) in PYTHON_NAMES:
             return
-        raise SpecError(
-            f"{where}: {label} has neither command nor args: it runs the ENTRYPOINT and CMD of "
-            f"image {image!r}, which a local run does not know (give --entrypoint {image}=COMMAND)"
-        )
+        if shutil.which(program) is None:
+            raise SpecError(
+                f"{where}: {label}: {program!r} is not a program on this machine (a local pod "
+                f"runs this machine's programs, not those of image {image!r})"
+            )
 
     def check_tag(
         self,
