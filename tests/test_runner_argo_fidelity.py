@@ -675,3 +675,36 @@ def test_an_exit_hook_receives_the_steps_output_artifact(tmp_path: Path) -> None
     code, rec = run(tmp_path, workflow("exit-artifact", templates))
     assert code == 0, rec
     assert nodes(rec)["make.onExit"]["outputs"]["result"] == "Welcome"
+
+
+def test_workflow_metadata_variables(tmp_path: Path) -> None:
+    """docs/variables.md, Global: ``workflow.mainEntrypoint``, ``workflow.labels.<NAME>`` and
+    ``.json``, ``workflow.annotations.<NAME>``, ``workflow.creationTimestamp.RFC3339``; and
+    ``workflow.scheduledTime`` "only available for CronWorkflow" (a local run of one is
+    scheduled now: its creation time)."""
+    body = """
+    apiVersion: argoproj.io/v1alpha1
+    kind: CronWorkflow
+    metadata:
+      name: meta
+      labels: {team: data}
+      annotations: {owner: ops}
+    spec:
+      schedules: ["0 * * * *"]
+      workflowSpec:
+        entrypoint: main
+        templates:
+          - name: main
+            container:
+              image: alpine
+              command: [echo]
+              args:
+                - >-
+                  {{workflow.mainEntrypoint}} {{workflow.labels.team}} {{workflow.labels.json}}
+                  {{workflow.annotations.owner}}
+                  {{=workflow.scheduledTime == workflow.creationTimestamp.RFC3339}}
+    """
+    code, rec = run(tmp_path, body)
+    assert code == 0, rec
+    root = next(iter(rec["status"]["nodes"].values()))
+    assert root["outputs"]["result"] == 'main data {"team":"data"} ops true'

@@ -159,6 +159,9 @@ class Run:
         every = json.dumps([{"name": k, "value": v} for k, v in parameters.items()])
         self.scope["workflow.parameters"] = every
         self.scope.setdefault("workflow.parameters.json", every)
+        self.scope.update(
+            workflowscope.metadata_scope(doc, spec, self.scope["workflow.creationTimestamp"])
+        )
         workflowscope.start(self)
 
     # ---------------------------------------------------------------- setup

@@ -25,6 +25,7 @@ from workers.runner.spec import (
     strings,
     validate,
 )
+from workers.runner.workflowscope import metadata_scope
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
 METRIC_VARIABLES = ("status", "duration", "exitCode", "retries", "outputs.result")
@@ -548,6 +549,8 @@ class Wiring:
         looped: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         if tag in GLOBALS or tag == "item" or tag.startswith("item."):
+            return
+        if tag in metadata_scope(self.doc, self.spec, ""):
             return
         if tag in EXIT_GLOBALS and self.has_hooks:
             return

@@ -17,6 +17,7 @@ from workers.runner.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
+    from workers.runner.spec import Document
 
 RUNNING = "Running"
 OUTPUTS = "workflow.outputs.parameters."
@@ -169,3 +170,23 @@ def export(
         with run.lock:
             run.global_outputs[name] = values[p["name"]]
             run.scope[OUTPUTS + name] = values[p["name"]]
+
+
+def metadata_scope(doc: Document, spec: Mapping[str, Any], created: str) -> dict[str, str]:
+    """docs/variables.md's workflow metadata variables: ``workflow.labels.<NAME>`` and
+    ``workflow.annotations.<NAME>`` (and ``.json``), ``workflow.mainEntrypoint``,
+    ``workflow.creationTimestamp.RFC3339``, and for a CronWorkflow ``workflow.scheduledTime``,
+    which a local run of it, started now, takes as its creation time."""
+    meta = doc.body.get("metadata") or {}
+    scope = {
+        "workflow.mainEntrypoint": str(spec.get("entrypoint") or ""),
+        "workflow.creationTimestamp.RFC3339": created,
+    }
+    for kind in ("labels", "annotations"):
+        values = {str(k): str(v) for k, v in (meta.get(kind) or {}).items()}
+        for k, v in values.items():
+            scope[f"workflow.{kind}.{k}"] = v
+        scope[f"workflow.{kind}.json"] = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    if doc.kind == "CronWorkflow":
+        scope["workflow.scheduledTime"] = created
+    return scope
