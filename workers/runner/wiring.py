@@ -141,6 +141,8 @@ class Wiring:
     ) -> None:
         self.secret = secret or secret_lookup(None)
         self.entrypoints = dict(entrypoints or {})
+        # workflow.labels.X, workflow.mainEntrypoint ...: the names exist whatever the values
+        self.metadata = metadata_scope(doc, spec, "")
         self.doc = doc
         self.spec = spec
         self.library = library
@@ -550,7 +552,7 @@ class Wiring:
     ) -> None:
         if tag in GLOBALS or tag == "item" or tag.startswith("item."):
             return
-        if tag in metadata_scope(self.doc, self.spec, ""):
+        if tag in self.metadata:
             return
         if tag in EXIT_GLOBALS and self.has_hooks:
             return
