@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import io
 import shutil
-import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +27,8 @@ import orjson
 from workers import cli, failures, layout, provenance, storage
 from workers.config import Environment
 from workers.errors import IncompleteError, UsageError
-from workers.jsonparts import BLOCK, JsonLines
 from workers.log import Logger, rate
+from workers.splice import Output, Part, write_merged
 
 FORMATS = ("json", "jsonl")
 
@@ -115,23 +111,6 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
         if summary == output:
             raise UsageError("--summary and --output name the same file")
     return MergeConfig(args.store, tuple(args.paths), args.glob, output, args.format, summary)
-
-
-@dataclass(frozen=True)
-class Part:
-    """One input of the merge and what its commit record vouches for (nothing without a plan)."""
-
-    url: str
-    index: int | None = None
-    rows: int | None = None
-    bytes: int | None = None
-    sha256: str | None = None
-    record: Any = None
-
-    @property
-    def label(self) -> str:
-        """How errors name it: the shard's part name, or the path given on the command line."""
-        return f"part-{self.index:05d}" if self.index is not None else self.url
 
 
 def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
@@ -240,172 +219,11 @@ def _listing(problems: list[str], n_shards: int) -> str:
     return f"{len(problems)} of {n_shards} shards not usable: {shown}{more}"
 
 
-CHUNK = 1 << 20
-"""Bytes read at a time: a part is streamed, never held whole, so memory is a constant."""
-
-_NL_TO_COMMA = bytes.maketrans(b"\n", b",")
-
-
-@contextlib.contextmanager
-def _opened(part: Part) -> Iterator[tuple[io.RawIOBase | io.BufferedIOBase, int]]:
-    try:
-        f, size = storage.open_input(part.url, "part", block_size=4 * CHUNK)
-    except FileNotFoundError:
-        raise IncompleteError(f"{part.label} data file is missing: {part.url}") from None
-    with f:
-        yield f, size
-
-
-class _Splice:
-    """Writes whole lines of JSON values as JSON Lines or, newline to comma, as one array.
-
-    Chunks may end anywhere; a newline that ends a chunk becomes a comma only once
-    more values follow, so the array closes without a trailing comma.
-    """
-
-    def __init__(self, writer: storage.AtomicWriter, fmt: str) -> None:
-        self.writer = writer
-        self.array = fmt == "json"
-        self.comma = False  # a value was written and its separator is still owed
-        if self.array:
-            writer.write(b"[")
-
-    def write(self, chunk: bytes | bytearray, joined: memoryview | None = None) -> None:
-        """``chunk`` of lines; ``joined``, when given, is the same lines without the final
-        newline joined by commas (the JSON Lines validator makes it anyway)."""
-        if not self.array:
-            self.writer.write(chunk)
-            return
-        if not chunk:
-            return
-        if self.comma:
-            self.writer.write(b",")
-        if joined is not None:
-            self.writer.write(joined)
-            self.comma = True
-            return
-        spliced = chunk.translate(_NL_TO_COMMA)
-        self.comma = chunk.endswith(b"\n")
-        self.writer.write(memoryview(spliced)[:-1] if self.comma else spliced)
-
-    def end_part(self, last: int) -> None:
-        """After a part whose last byte was ``last``: one without a final newline still ends a line."""
-        if last != 0x0A:
-            if self.array:
-                self.comma = True
-            else:
-                self.writer.write(b"\n")
-
-    def close(self) -> None:
-        if self.array:
-            self.writer.write(b"]\n")
-
-
-def _digest(sha: Any, chunk: bytearray) -> int:
-    """Hash a chunk of a part and count its lines (on the hashing thread)."""
-    sha.update(chunk)
-    return chunk.count(b"\n")
-
-
-class _Hashing:
-    """The hashing thread and the two read buffers, made once per merge whatever the parts."""
-
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-        self.buffers = (bytearray(CHUNK), bytearray(CHUNK))
-
-    def __enter__(self) -> _Hashing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown()
-
-
-def _copy_verified(part: Part, out: _Splice, worker: _Hashing) -> int:
-    """Copy a part with a commit record, hashing and counting lines on the way; returns its rows.
-
-    Bytes matching the sha256 of a record shard wrote are one ``orjson.dumps`` per
-    line: valid JSON Lines by construction, so nothing is parsed again. The check
-    ends only after the copy, but the output is still a temp file then: a part
-    that does not match its record fails the merge before anything is published.
-
-    The part's sha256 and line count are computed on the worker's one thread (hashlib
-    drops the GIL) while this one writes the chunk and the output's own sha256: the
-    two hashes, most of the work, run side by side. Two buffers take turns, so the next
-    chunk is read while the last one is still being hashed.
-    """
-    label = part.label
-    with _opened(part) as (f, size):
-        if part.bytes is not None and size != part.bytes:
-            raise IncompleteError(f"{label} is {size} bytes, its commit record says {part.bytes}")
-        sha = hashlib.sha256()
-        pool, buffers = worker.pool, worker.buffers
-        hashing: Future[int] | None = None
-        total = lines = turn = 0
-        last = 0x0A
-        try:
-            while n := f.readinto(buf := buffers[turn]):
-                turn ^= 1
-                chunk = buf if n == CHUNK else buf[:n]
-                total += n
-                if part.bytes is not None and total > part.bytes:
-                    break  # grew since it was measured: no need to read the rest
-                # One worker: the updates run in order. Wait for the previous one before its
-                # buffer is read into again.
-                previous, hashing = hashing, pool.submit(_digest, sha, chunk)
-                out.write(chunk)
-                last = buf[n - 1]
-                if previous is not None:
-                    lines += previous.result()
-        finally:
-            if hashing is not None:
-                lines += hashing.result()
-        out.end_part(last)
-    if part.bytes is not None and total != part.bytes:
-        raise IncompleteError(f"{label} is {total} bytes, its commit record says {part.bytes}")
-    if sha.hexdigest() != part.sha256:
-        raise IncompleteError(f"{label} does not match the sha256 of its commit record")
-    rows = lines + (last != 0x0A)
-    if part.rows is not None and rows != part.rows:
-        raise IncompleteError(
-            f"{label} holds {rows} JSON values, its commit record says {part.rows}"
-        )
-    return rows
-
-
-def _copy_validated(part: Part, out: _Splice) -> int:
-    """Copy a part nobody vouches for, validating it block by block the way ``jq -s`` reads it."""
-    parser = JsonLines(part.url)
-    with _opened(part) as (f, _):
-        while chunk := f.read(BLOCK):
-            for lines, _n, joined in parser.feed(chunk):
-                out.write(lines, joined)
-        for lines, _n, joined in parser.finish():
-            out.write(lines, joined)
-    return parser.values
-
-
-def write_merged(parts: Sequence[Part], writer: storage.AtomicWriter, fmt: str) -> int:
-    """Stream every part into ``writer``, verifying each against its record; returns the value count.
-
-    Memory is a few chunks whatever the parts' sizes: nothing is held whole.
-    """
-    out = _Splice(writer, fmt)
-    total = 0
-    verified = any(part.sha256 is not None for part in parts)
-    with _Hashing() if verified else contextlib.nullcontext() as worker:
-        for part in parts:
-            if worker is not None and part.sha256 is not None:
-                total += _copy_verified(part, out, worker)
-            else:
-                total += _copy_validated(part, out)
-    out.close()
-    return total
-
-
 def summarize(
     plan: layout.Plan, parts: Sequence[Part], output: str, fmt: str, seconds: float
 ) -> dict[str, Any]:
+    import statistics  # deferred: only the summary needs it
+
     per_shard = [
         {
             "index": p.index,
@@ -464,13 +282,14 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     # stdout gets the document only once it is complete: spool to a temp file first.
     # The summary vouches for the output by its sha256: hash it only when there is one.
     to_stdout = cfg.output is None or cfg.output == "-"
-    target = (
-        _StdoutSpool(checksum=cfg.summary is not None)
-        if to_stdout
-        else storage.AtomicWriter(str(cfg.output), checksum=cfg.summary is not None)
-    )
+    target = _StdoutSpool() if to_stdout else storage.AtomicWriter(str(cfg.output), checksum=False)
     with target as writer:
-        values = write_merged(parts, writer, cfg.format)
+        out = Output(writer, digest=cfg.summary is not None)
+        try:
+            values = write_merged(parts, out, cfg.format)
+            digest = out.sha256() if cfg.summary else None
+        finally:
+            out.close()
         seconds = time.perf_counter() - t0
         report: dict[str, Any]
         if plan is not None:
@@ -483,7 +302,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
             }
         if cfg.summary:
             report["output_bytes"] = writer.bytes
-            report["output_sha256"] = writer.sha256
+            report["output_sha256"] = digest
             publish_with_summary(writer, cfg.summary, report, None if to_stdout else cfg.output)
         else:
             writer.commit()
@@ -519,8 +338,8 @@ def publish_with_summary(
 class _StdoutSpool(storage.AtomicWriter):
     """An AtomicWriter whose commit copies the finished spool to stdout."""
 
-    def __init__(self, *, checksum: bool = False) -> None:
-        super().__init__("spool://stdout", checksum=checksum)
+    def __init__(self) -> None:
+        super().__init__("spool://stdout", checksum=False)
 
     def commit(self) -> None:
         self._file.flush()
