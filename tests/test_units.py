@@ -193,3 +193,16 @@ def test_encode_is_compact_json() -> None:
     data = shards.encode(shards.by_count(3, 2))
     assert data == b'[{"index":0,"lo":1,"hi":2,"rows":2},{"index":1,"lo":3,"hi":3,"rows":1}]'
     assert orjson.loads(data)[1]["rows"] == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 40503, 2**31 - 1, -5])
+def test_built_in_rows_as_json_are_orjson_bytes_of_the_dicts(seed: int) -> None:
+    """produce writes ``generate_json``; shards and merge must see exactly what
+    ``orjson.dumps`` of the documented rows gives."""
+    from workers import synth
+
+    rows = list(synth.generate(60_000, seed))
+    assert list(synth.generate_json(60_000, seed)) == [orjson.dumps(row) for row in rows]
+    # The comparison covered every line template and whole and fractional scores.
+    assert len({(row["city"], row["kind"]) for row in rows}) == 40
+    assert any(row["score"] == int(row["score"]) for row in rows)

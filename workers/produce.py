@@ -158,17 +158,15 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
                 "not an iterable of dicts"
                 + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
             ) from None
-        objects = _guarded(objects, cfg.generator)
+        rows = db.json_rows(_guarded(objects, cfg.generator), "generator")
     else:
-        from workers.synth import generate
+        from workers.synth import generate_json
 
-        objects = generate(cfg.rows, cfg.seed)
+        rows = generate_json(cfg.rows, cfg.seed)  # the same bytes, without a dict per row
     pending = Generation.new(0, cfg.generator or "synthetic", {"rows": cfg.rows, "seed": cfg.seed})
     with db.connect(cfg.database_url, cfg.connect_timeout) as database:
         database.check_columns(cfg.source, creating=True)
-        return database.replace_run(
-            cfg.source, cfg.run_id, db.json_rows(objects, "generator"), pending
-        )
+        return database.replace_run(cfg.source, cfg.run_id, rows, pending)
 
 
 def write_count(path: str, count: int) -> None:
