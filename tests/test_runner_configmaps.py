@@ -46,8 +46,9 @@ def run(
     """Run ``body`` with ``manifests`` (YAML) as the manifests folder; the exit code, run.json
     (empty if none) and each pod's stdout (its ``outputs.result``) by its display name."""
     folder = tmp_path / "manifests"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "configmaps.yaml").write_text(textwrap.dedent(manifests))
+    # in a subfolder, as examples/configmaps/simple-parameters-configmap.yaml
+    (folder / "configmaps").mkdir(parents=True, exist_ok=True)
+    (folder / "configmaps" / "cm.yaml").write_text(textwrap.dedent(manifests))
     path = tmp_path / "wf.yaml"
     path.write_text(textwrap.dedent(body))
     runs = tmp_path / "runs"
@@ -115,6 +116,20 @@ def test_global_parameter_from_a_config_map(
     assert code == 0, rec["status"].get("message")
     assert out[rec["metadata"]["name"]] == expected
     assert rec["spec"]["arguments"]["parameters"] == [{"name": "message", "value": expected}]
+
+
+def test_a_config_map_in_the_file_being_run_wins(tmp_path: Path) -> None:
+    """A ConfigMap document next to the Workflow in the file being run is read first (a
+    cluster would hold one ConfigMap of that name; the file is what the user applies)."""
+    extra = """
+    arguments:
+      parameters:
+        - {name: message, valueFrom: {configMapKeyRef: {name: simple-parameters, key: msg}}}
+    """
+    body = PARAMS_CM.replace("hello world", "from the file") + "---\n" + workflow(PRINT, extra)
+    code, rec, out = run(tmp_path, body, manifests=PARAMS_CM)
+    assert code == 0, rec["status"].get("message")
+    assert out[rec["metadata"]["name"]] == "from the file"
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--manifests",
         type=Path,
-        help="WorkflowTemplate folder (default ./manifests, else the installed library)",
+        help="folder of WorkflowTemplates and ConfigMaps, searched recursively (default "
+        "./manifests, else the installed library)",
     )
     p.add_argument(
         "--runs",
