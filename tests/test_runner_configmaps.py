@@ -447,3 +447,34 @@ def test_env_from_a_secret_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, _ = run(tmp_path, workflow(templates))
     assert code == 2
     assert "name each one with env[].valueFrom.secretKeyRef" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_secret_volume_items_from_the_environment_or_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A secret volume's ``items`` (Kubernetes SecretVolumeSource: only the listed keys, each at
+    its ``path`` with its ``mode``); the value comes from ``<SECRET>_<KEY>`` in the
+    environment or in the ``--env-file``, as a secretKeyRef's does."""
+    monkeypatch.delenv("DB_CREDS_PASSWORD", raising=False)
+    args: list[str] = []
+    if where == "environment":
+        monkeypatch.setenv("DB_CREDS_PASSWORD", "correct-horse-battery")
+    else:
+        env_file = tmp_path / "secrets.env"
+        env_file.write_text("DB_CREDS_PASSWORD='correct-horse-battery'\n")
+        args = ["--env-file", str(env_file)]
+    templates = """
+    - name: main
+      container:
+        image: alpine
+        command: [sh, -c, 'stat -c %a /s/pw/file; test "$(cat /s/pw/file)" = correct-horse-battery && echo same']
+        volumeMounts: [{name: creds, mountPath: /s}]
+    """
+    extra = (
+        "volumes: [{name: creds, secret: {secretName: db-creds, "
+        "items: [{key: password, path: pw/file, mode: 0400}]}}]"
+    )
+    code, rec, out = run(tmp_path, workflow(templates, extra), *args)
+    assert code == 0, rec["status"].get("message")
+    assert out[rec["metadata"]["name"]].splitlines() == ["400", "same"]
