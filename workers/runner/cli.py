@@ -11,7 +11,8 @@ from pathlib import Path
 
 from workers import cli
 from workers.config import redact
-from workers.runner import report, resume, runs, spec
+from workers.runner import configmaps, report, resume, runs, spec
+from workers.runner.configmaps import ConfigMaps
 from workers.runner.engine import ERROR, Node, Options, Run
 from workers.runner.podenv import secret_lookup
 from workers.runner.progress import Progress
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--manifests",
         type=Path,
-        help="WorkflowTemplate folder (default ./manifests, else the installed library)",
+        help="folder of WorkflowTemplates and ConfigMaps, searched recursively (default "
+        "./manifests, else the installed library)",
     )
     p.add_argument(
         "--runs",
@@ -164,7 +166,10 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         manifests = args.manifests or spec.default_manifests()
         doc, library = spec.resolve_target(args.target, manifests)
         wf_spec = effective_spec(doc, library, notes)
-        parameters = workflow_parameters(wf_spec, _overrides(args.parameter), doc.source)
+        config_maps = ConfigMaps(configmaps.files_for(doc.source, manifests))
+        parameters = workflow_parameters(
+            wf_spec, _overrides(args.parameter), doc.source, config_maps
+        )
         Wiring(
             doc,
             wf_spec,
@@ -173,6 +178,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             notes,
             secret_lookup(args.env_file),
             dict(args.entrypoint),
+            config_maps,
         ).check()
         if args.code is not None and not args.code.is_dir():
             raise SpecError(f"--code {args.code}: not a folder")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import artifacts, exprlang, params, sandbox
+from workers.runner.configmaps import ConfigMapError
 from workers.runner.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
 from workers.runner.params import ParamError
 
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 def resolve_inputs(
     run: Run, tmpl: Mapping[str, Any], arguments: Mapping[str, Any], where: str, *, lenient: bool
 ) -> dict[str, str]:
-    given = {
-        str(p["name"]): p.get("value")
-        for p in (arguments.get("parameters") or [])
-        if isinstance(p, dict)
-    }
+    """A template's input parameters as common.ProcessArgs sets them: the argument's value, else
+    a ``valueFrom.configMapKeyRef`` (the argument's, which replaces the input's, or the
+    input's own), else the input's default or value."""
+    args = {str(p["name"]): p for p in (arguments.get("parameters") or []) if isinstance(p, dict)}
+    given = {k: p.get("value") for k, p in args.items()}
     out: dict[str, str] = {}
     declared = (tmpl.get("inputs") or {}).get("parameters") or []
     # The controller substitutes the template with its inputs once they are known, its own
@@ -36,17 +37,23 @@ def resolve_inputs(
     for p in declared:
         pname = str(p["name"])
         supplied = pname in given and given[pname] is not None
+        value_from = p.get("valueFrom") or {}
+        if not supplied and (args.get(pname) or {}).get("valueFrom"):
+            value_from = args[pname]["valueFrom"]  # overwriteWithArguments
+        ref = value_from.get("configMapKeyRef")
         if supplied and given[pname] == params.ABSENT_ARGUMENT:
             # The argument was only a reference to a skipped producer's defaultless output: as
             # unsupplied, so the input's own default applies (common.ProcessArgs).
             supplied = False
-            if p.get("default") is None and p.get("value") is None:
+            if p.get("default") is None and p.get("value") is None and not ref:
                 raise ParamError(
                     f"{where}: inputs.parameters.{pname}: argument references an absent "
                     "optional (skipped/omitted node output with no default)"
                 )
         if supplied:
             value: Any = given[pname]
+        elif ref:
+            value = _from_config_map(run, pname, ref, value_from, where)
         elif p.get("default") is not None:
             value = p["default"]
         elif p.get("value") is not None:
@@ -63,6 +70,24 @@ def resolve_inputs(
         if extra:
             run.warn(f"{where}: arguments {extra} are not declared inputs (ignored, as in Argo)")
     return out
+
+
+def _from_config_map(
+    run: Run, pname: str, ref: Mapping[str, Any], value_from: Mapping[str, Any], where: str
+) -> Any:
+    """common/util.go substituteAndGetConfigMapValue: the ConfigMap's name and key see the
+    global variables; a missing ConfigMap or key (not a wrong label) falls back to
+    ``valueFrom.default``; any other failure is the node's error."""
+    cm = params.substitute(str(ref.get("name") or ""), run.scope, f"{where}: input {pname}")
+    key = params.substitute(str(ref.get("key") or ""), run.scope, f"{where}: input {pname}")
+    try:
+        return run.config_maps.parameter(cm, key)
+    except ConfigMapError as exc:
+        if value_from.get("default") is None or not exc.not_found:
+            raise ParamError(
+                f"{where}: unable to retrieve inputs.parameters.{pname} from ConfigMap: {exc}"
+            ) from None
+        return value_from["default"]
 
 
 def input_artifacts(

@@ -26,7 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.runner import artifacts, daemons, defaults, metrics, params, sandbox, workflowscope
+from workers.runner import (
+    artifacts,
+    configmaps,
+    daemons,
+    defaults,
+    metrics,
+    params,
+    sandbox,
+    workflowscope,
+)
+from workers.runner.configmaps import ConfigMaps
 from workers.runner.hooks import Hooks
 from workers.runner.memoize import Caches
 from workers.runner.nodes import (
@@ -72,7 +82,7 @@ class Options:
     verbose: bool = False
     env_file: Path | None = None
     code: Path | None = None  # the user's project, importable in every pod; default: cwd
-    manifests: Path | None = None  # the WorkflowTemplate folder (ConfigMaps for semaphores)
+    manifests: Path | None = None  # the WorkflowTemplate folder, and its ConfigMaps
     # An image's ENTRYPOINT by image name (with or without its tag): a container without
     # ``command`` runs it with ``args`` after it, as a container runtime would (--entrypoint).
     entrypoints: dict[str, list[str]] = field(default_factory=dict)
@@ -131,7 +141,8 @@ class Run:
         self.resumed: dict[str, Any] = {}
         # memoize caches and synchronization locks live in the runs folder, shared by runs
         self.caches = Caches(run_dir.parent / ".caches")
-        self.locks = Locks(run_dir.parent / ".locks", "local", self._config_map_files(), self.warn)
+        self.config_maps = ConfigMaps(configmaps.files_for(doc.source, options.manifests))
+        self.locks = Locks(run_dir.parent / ".locks", "local", self.config_maps, self.warn)
         self.scheduler = Scheduler(self)
         self.pods = PodRuntime(self)
         self.podenv = PodEnvironment(self)
@@ -183,14 +194,6 @@ class Run:
                 f"no bubblewrap ({self.mode_reason}): container paths are rewritten to host "
                 "folders in command, args, env, script source and output paths"
             )
-
-    def _config_map_files(self) -> list[Path]:
-        """Where a semaphore's ConfigMap may be: the file being run, then the manifests."""
-        files = [Path(self.doc.source)]
-        folder = self.options.manifests
-        if folder is not None and folder.is_dir():
-            files += sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml"))
-        return files
 
     def volume_dir(self, vname: str) -> Path:
         path = self.run_dir / "volumes" / vname

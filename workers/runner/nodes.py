@@ -70,6 +70,10 @@ class Node:
     # A loop whose items' stdouts are not all JSON: why its outputs.result cannot be aggregated
     # (an error only for a template that reads that result).
     result_error: str = ""
+    # The scope of the step or task that started it (steps.X, tasks.X outputs ...): the
+    # controller substitutes the workflow's volumes with it (steps.go, dag.go
+    # substituteParamsInVolumes), so a configMap or secret volume's name may use it.
+    caller_scope: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def duration(self) -> float | None:

@@ -40,6 +40,9 @@ _BASE_ENV = (
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
+SECRETS_DIR = "secrets"
+"""A pod folder's subfolder for its secret volumes' files, removed when the pod ends."""
+
 
 class PodEnvironment:
     """What each pod of one :class:`~workers.runner.engine.Run` sees."""
@@ -55,13 +58,23 @@ class PodEnvironment:
         pod_dir: Path,
         tmp_dir: Path,
         where: str,
+        scope: Mapping[str, str] | None = None,
     ) -> list[sandbox.Mount]:
+        """The container's mounts; ``scope`` resolves ``{{...}}`` in a configMap or secret
+        volume (the controller substitutes the workflow's volumes with the scope of the step or
+        task that creates the pod, then with the pod's globals and inputs)."""
         volumes = {v["name"]: v for v in self.run.spec.get("volumes") or []}
         volumes.update({v["name"]: v for v in tmpl.get("volumes") or []})
         mounts = [sandbox.Mount(tmp_dir, "/tmp")]
         for vm in container.get("volumeMounts") or []:
             vname, target = str(vm["name"]), str(vm["mountPath"]).rstrip("/") or "/"
-            if vname in volumes and "emptyDir" in volumes[vname]:
+            read_only = bool(vm.get("readOnly"))
+            projected = volumes.get(vname) or {}
+            if "configMap" in projected or "secret" in projected:
+                # The kubelet mounts both read-only whatever the volumeMount says.
+                host = self.projected(projected, pod_dir, scope or self.run.scope, where)
+                read_only = True
+            elif vname in volumes and "emptyDir" in volumes[vname]:
                 # One folder per emptyDir and pod, shared by its containers; the main
                 # container's /tmp folder when that is where the main container mounts it.
                 main = tmpl.get("script") or tmpl.get("container") or {}
@@ -86,10 +99,86 @@ class PodEnvironment:
                         "path without '..' (Kubernetes rejects the pod)"
                     )
                 host = host / sub
-            host.mkdir(parents=True, exist_ok=True)
+            if not host.exists():
+                host.mkdir(parents=True)
             mounts = [m for m in mounts if m.target != target]
-            mounts.append(sandbox.Mount(host, target, bool(vm.get("readOnly"))))
+            mounts.append(sandbox.Mount(host, target, read_only))
         return mounts
+
+    def projected(
+        self, volume: Mapping[str, Any], pod_dir: Path, scope: Mapping[str, str], where: str
+    ) -> Path:
+        """A ``configMap`` or ``secret`` volume as the kubelet fills it: one file per key (or
+        per ``items`` entry, at its ``path``), mode ``defaultMode`` (0644) or the item's own.
+        Written once per pod; a secret's folder is removed when the pod ends (pods.py)."""
+        vname = str(volume["name"])
+        kind = "configMap" if "configMap" in volume else "secret"
+        where = f"{where}: volumes[{vname}].{kind}"
+        source = params.substitute(dict(volume[kind] or {}), scope, where)
+        folder = pod_dir / ("configmaps" if kind == "configMap" else SECRETS_DIR) / vname
+        if folder.is_dir():
+            return folder
+        if kind == "configMap":
+            files = self.config_map_files(source, where)
+        else:
+            files = self.secret_files(source, where)
+        default_mode = file_mode(source.get("defaultMode"), 0o644, f"{where}.defaultMode")
+        folder.mkdir(parents=True, mode=0o700)
+        items = source.get("items")
+        wanted = (
+            [(str(i["key"]), str(i.get("path") or i["key"]), i.get("mode")) for i in items]
+            if items
+            else [(k, k, None) for k in files]
+        )
+        for key, rel, mode in wanted:
+            if key not in files:
+                continue  # an optional source without it (checked by the *_files methods)
+            if rel.startswith("/") or ".." in rel.split("/"):
+                raise SpecError(f"{where}.items[{key}].path {rel!r}: must be relative, no '..'")
+            path = folder / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(files[key])
+            path.chmod(file_mode(mode, default_mode, f"{where}.items[{key}].mode"))
+        return folder
+
+    def config_map_files(self, source: Mapping[str, Any], where: str) -> dict[str, bytes]:
+        name = str(source.get("name") or "")
+        cm = self.run.config_maps.get(name)
+        optional = bool(source.get("optional"))
+        if cm is None:
+            if optional:
+                return {}  # an optional volume of a missing ConfigMap is an empty folder
+            raise SpecError(
+                f"{where}: configmap {name!r} not found (no kind: ConfigMap document of that "
+                f"name in {self.run.config_maps.where()}): the kubelet would not start the pod"
+            )
+        files = cm.files()
+        for item in source.get("items") or []:
+            if str(item.get("key")) not in files and not optional:
+                raise SpecError(
+                    f"{where}: configmap {name!r} ({cm.source}) has no key {item.get('key')!r}: "
+                    "the kubelet would not start the pod"
+                )
+        return files
+
+    def secret_files(self, source: Mapping[str, Any], where: str) -> dict[str, bytes]:
+        """A Secret's keys from the environment or ``.env`` (``<SECRET>_<KEY>``), as
+        secretKeyRef reads them: the keys ``items`` names, else those the workflow names."""
+        name = str(source.get("secretName") or "")
+        keys = secret_volume_keys(source, self.run.spec)
+        files: dict[str, bytes] = {}
+        for key in keys:
+            value, looked = self.secret(name, key, "")
+            if value is None:
+                if source.get("optional"):
+                    continue
+                raise SpecError(
+                    f"{where}: secret {name}/{key} not found locally: set {looked[0]} in the "
+                    "environment or .env"
+                )
+            self.add_secret(value, f"secret {name}/{key}")
+            files[key] = value.encode()
+        return files
 
     def environment(
         self,
@@ -114,10 +203,38 @@ class PodEnvironment:
         # read-only source tree, so without this every pod compiled every module again (~25%
         # of a trivial shard's CPU). One cache per run, in its writable work folder.
         env["PYTHONPYCACHEPREFIX"] = str(self.run.work_dir / "pycache")
+        # envFrom first: a variable of env wins over one of envFrom (as in Kubernetes).
+        for source in container.get("envFrom") or []:
+            ref = source.get("configMapRef") or {}
+            cm = self.run.config_maps.get(str(ref.get("name") or ""))
+            if cm is None:
+                if ref.get("optional"):
+                    continue
+                raise SpecError(
+                    f"{where}: envFrom: configmap {ref.get('name')!r} not found (no kind: "
+                    f"ConfigMap document of that name in {self.run.config_maps.where()})"
+                )
+            for k, v in cm.data.items():
+                env[f"{source.get('prefix') or ''}{k}"] = v
         for e in container.get("env") or []:
             name = str(e["name"])
             if "value" in e:
                 env[name] = params.render(e["value"])
+                continue
+            cm_ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+            if cm_ref is not None:
+                cm = self.run.config_maps.get(str(cm_ref.get("name") or ""))
+                key = str(cm_ref.get("key") or "")
+                if cm is not None and key in cm.data:
+                    env[name] = cm.data[key]
+                elif not cm_ref.get("optional"):
+                    missing = (
+                        f"configmap {cm_ref.get('name')!r} not found (no kind: ConfigMap document "
+                        f"of that name in {self.run.config_maps.where()})"
+                        if cm is None
+                        else f"couldn't find key {key} in ConfigMap {cm.name} ({cm.source})"
+                    )
+                    raise SpecError(f"{where}: env {name}: {missing}")
                 continue
             field_ref = (e.get("valueFrom") or {}).get("fieldRef")
             if field_ref is not None:
@@ -221,6 +338,45 @@ class PodEnvironment:
         if os.path.basename(argv[0]) in PYTHON_NAMES:
             argv[0] = sys.executable
         return argv
+
+
+def file_mode(value: Any, default: int, where: str) -> int:
+    """A volume file's mode: an integer (YAML's 0644 is octal already, JSON's 420 decimal)."""
+    if value is None or value == "":
+        return default
+    try:
+        mode = (
+            int(value) if not isinstance(value, str) else int(value, 8 if value[:1] == "0" else 10)
+        )
+    except ValueError:
+        raise SpecError(f"{where}: {value!r} is not a file mode") from None
+    if not 0 <= mode <= 0o777:
+        raise SpecError(f"{where}: {value!r} is not a file mode between 0 and 0777")
+    return mode
+
+
+def secret_volume_keys(source: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """The keys a secret volume holds locally: its ``items``; without them the keys the
+    workflow's ``secretKeyRef``s name for that Secret (a Secret's keys cannot be listed from
+    the environment)."""
+    name = str(source.get("secretName") or "")
+    if source.get("items"):
+        return [str(i.get("key")) for i in source["items"]]
+    keys: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            ref = value.get("secretKeyRef")
+            if isinstance(ref, dict) and str(ref.get("name")) == name and ref.get("key"):
+                keys[str(ref["key"])] = None
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(spec)
+    return list(keys)
 
 
 def read_dotenv(env_file: Path | None) -> dict[str, str]:

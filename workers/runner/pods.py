@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from workers.runner.nodes import (
     node_id_of,
 )
 from workers.runner.params import ParamError
-from workers.runner.podenv import PACKAGE_ROOT, remap_container
+from workers.runner.podenv import PACKAGE_ROOT, SECRETS_DIR, remap_container
 from workers.runner.spec import Document, SpecError, seconds
 
 if TYPE_CHECKING:
@@ -210,7 +210,9 @@ class PodRuntime:
         kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
         # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
         pod_node_id = node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
-        pod = _Pod(node, pod_name, pod_node_id, pod_dir, tmpl, where)
+        pod = _Pod(
+            node, pod_name, pod_node_id, pod_dir, tmpl, where, scope={**node.caller_scope, **ascope}
+        )
         members: list[tuple[_Process, list[str]]] = []
         try:
             # Outputs first: their paths are variables of the container ({{outputs.*.path}}),
@@ -233,7 +235,7 @@ class PodRuntime:
                     self.run.mode,
                     node.input_artifacts,
                     outputs,
-                    self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where),
+                    self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where, pod.scope),
                     pod_dir,
                     where,
                 )
@@ -255,6 +257,7 @@ class PodRuntime:
             ]
             probes = self._probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
         except (ParamError, SpecError, artifacts.ArtifactError) as exc:
+            shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
             return self._end(attempt, ERROR, None, str(exc))
         if main is not None:
             attempt.mounts = [(m.target, str(m.host)) for m in main.mounts]
@@ -282,6 +285,9 @@ class PodRuntime:
                 )
         except Cancelled:
             return self._end(attempt, FAILED, None, self.run.cancel_reason or "cancelled")
+        finally:
+            # secret values are not left on disk once the pod is gone
+            shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
 
     def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
         """``activeDeadlineSeconds`` and ``timeout``, whichever ends first: for a pod template
@@ -366,7 +372,7 @@ class PodRuntime:
         if files is not None:
             mounts = files.present()
         else:
-            mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where)
+            mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where, pod.scope)
         workdir = str(self.run.work_dir)
         if c.get("workingDir"):
             wd = str(c["workingDir"])
@@ -808,6 +814,7 @@ class _Pod:
     tmpl: dict[str, Any]
     where: str
     files: artifacts.PodFiles | None = None  # set for the main container (artifacts.py)
+    scope: dict[str, str] = field(default_factory=dict)  # resolves its volumes (podenv.py)
 
 
 @dataclass

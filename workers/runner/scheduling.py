@@ -50,6 +50,7 @@ class Scheduler:
         lenient: bool = False,
         fail_fast: threading.Event | None = None,
         hooked: bool = False,
+        caller_scope: Mapping[str, str] | None = None,
     ) -> Node:
         kind = next(k for k in KINDS if k in tmpl)
         type_ = {
@@ -74,6 +75,7 @@ class Scheduler:
         )
         node.started = time.time()
         node.phase = RUNNING
+        node.caller_scope = dict(caller_scope or {})
         self.run.hooks.running(node)
         where = f"{doc.source}: template {tmpl.get('name') or f'(inline in {display})'}"
         scope: dict[str, str] | None = None
@@ -511,7 +513,7 @@ class Scheduler:
                 )
                 return self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
             return self.run_template(
-                doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast
+                doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast, caller_scope=scope
             )
 
     def run_dag(

@@ -123,12 +123,16 @@ def _ignored(*names: str) -> Schema:
     return dict.fromkeys(names, IGNORED)
 
 
+CONFIG_MAP_KEY_REF: Schema = {"name": LEAF, "key": LEAF, "optional": BOOL}
+
 PARAMETER: Schema = {
     "name": LEAF,
     "value": LEAF,
     "default": LEAF,
     "enum": LEAF,
     "description": LEAF,
+    # a ConfigMap's key (runner/configmaps.py), its default when the ConfigMap or key is missing
+    "valueFrom": {"configMapKeyRef": CONFIG_MAP_KEY_REF, "default": LEAF},
 }
 
 OUTPUT_PARAMETER: Schema = {
@@ -187,6 +191,7 @@ ENV: Schema = {
     "value": LEAF,
     "valueFrom": {
         "secretKeyRef": {"name": LEAF, "key": LEAF, "optional": BOOL},
+        "configMapKeyRef": CONFIG_MAP_KEY_REF,
         # The downward API: metadata.name is the pod's name (the runner's pod folder).
         "fieldRef": {"fieldPath": LEAF, "apiVersion": LEAF},
     },
@@ -205,6 +210,10 @@ CONTAINER: Schema = {
     "command": STRING_LIST,
     "args": STRING_LIST,
     "env": [ENV],
+    # every key of a ConfigMap as a variable; a secretRef is refused by wiring.py with its reason
+    "envFrom": [
+        {"prefix": LEAF, "configMapRef": {"name": LEAF, "optional": BOOL}, "secretRef": FREE}
+    ],
     "workingDir": LEAF,
     "volumeMounts": [VOLUME_MOUNT],
     **_ignored(*_CONTAINER_IGNORED),
@@ -222,10 +231,16 @@ CONTAINER_SET: Schema = {
     "volumeMounts": [VOLUME_MOUNT],
 }
 
+KEY_TO_PATH: Schema = {"key": LEAF, "path": LEAF, "mode": LEAF}
+
 VOLUME: Schema = {
     "name": LEAF,
     "emptyDir": {"medium": IGNORED, "sizeLimit": IGNORED},
     "persistentVolumeClaim": {"claimName": LEAF, "readOnly": LEAF},
+    # files written per pod from a local ConfigMap, or from secrets found as secretKeyRef finds
+    # them (runner/podenv.py)
+    "configMap": {"name": LEAF, "items": [KEY_TO_PATH], "defaultMode": LEAF, "optional": BOOL},
+    "secret": {"secretName": LEAF, "items": [KEY_TO_PATH], "defaultMode": LEAF, "optional": BOOL},
 }
 
 PVC_TEMPLATE: Schema = {

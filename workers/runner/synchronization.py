@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from workers.runner.configmaps import ConfigMaps
 from workers.runner.params import ParamError
 
 POLL_S = 0.05
@@ -57,31 +56,13 @@ class Locks:
         self,
         folder: Path,
         namespace: str,
-        files: list[Path],
+        config_maps: ConfigMaps,
         warn: Callable[[str], None],
     ) -> None:
         self.folder = folder
         self.namespace = namespace
-        self.files = files
+        self.config_maps = config_maps
         self.warn = warn
-        self._config_maps: dict[str, dict[str, Any]] | None = None
-        self._guard = threading.Lock()
-
-    def config_maps(self) -> dict[str, dict[str, Any]]:
-        with self._guard:
-            if self._config_maps is None:
-                found: dict[str, dict[str, Any]] = {}
-                for path in self.files:
-                    try:
-                        docs = list(yaml.safe_load_all(path.read_text()))
-                    except (OSError, yaml.YAMLError):
-                        continue
-                    for d in docs:
-                        if isinstance(d, dict) and d.get("kind") == "ConfigMap":
-                            name = str((d.get("metadata") or {}).get("name") or "")
-                            found.setdefault(name, {**(d.get("data") or {}), "__file__": path})
-                self._config_maps = found
-            return self._config_maps
 
     def resolve(self, sync: Mapping[str, Any], where: str) -> list[Lock]:
         """The locks a ``synchronization`` block names, in a fixed order (no two nodes wait
@@ -115,22 +96,22 @@ class Locks:
     def _semaphore(self, ns: str, ref: Mapping[str, Any], where: str) -> Lock:
         cm_name, key = str(ref.get("name") or ""), str(ref.get("key") or "")
         name = f"{ns}/ConfigMap/{cm_name}/{key}"
-        cm = self.config_maps().get(cm_name)
+        cm = self.config_maps.get(cm_name)
         if cm is None:
             self.warn(
                 f"{where}: semaphore {name}: no ConfigMap {cm_name!r} in the file being run or "
                 "the manifests folder; limit 1 locally (Argo reads it from the cluster's ConfigMap)"
             )
             return Lock("Semaphore", name, 1)
-        if key not in cm:
+        if key not in cm.data:
             raise ParamError(
                 f"{where}: Sync configuration key '{key}' not found in ConfigMap {cm_name} "
-                f"({cm['__file__']})"
+                f"({cm.source})"
             )
-        text = str(cm[key]).strip()
+        text = cm.data[key].strip()
         if not re.fullmatch(r"[+-]?\d+", text):
             raise ParamError(
-                f"{where}: semaphore {name}: ConfigMap value {cm[key]!r} is not an integer"
+                f"{where}: semaphore {name}: ConfigMap value {cm.data[key]!r} is not an integer"
             )
         return Lock("Semaphore", name, int(text))
 

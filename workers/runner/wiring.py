@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.runner import artifacts, daemons, defaults, expr, params
-from workers.runner.podenv import PYTHON_NAMES, entrypoint_of, secret_lookup
+from workers.runner.configmaps import ConfigMapError, ConfigMaps
+from workers.runner.podenv import PYTHON_NAMES, entrypoint_of, secret_lookup, secret_volume_keys
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -77,9 +78,17 @@ def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, A
 
 
 def workflow_parameters(
-    spec: Mapping[str, Any], overrides: Mapping[str, str], source: str
+    spec: Mapping[str, Any],
+    overrides: Mapping[str, str],
+    source: str,
+    config_maps: ConfigMaps | None = None,
 ) -> dict[str, str]:
-    """``spec.arguments.parameters`` with ``-p`` values applied; enum and presence checked."""
+    """``spec.arguments.parameters`` with ``-p`` values applied; enum and presence checked.
+
+    A ``valueFrom.configMapKeyRef`` is read as operator.go setGlobalParameters reads it: a value
+    wins; else the ConfigMap's key, else (any error) the ``valueFrom.default``. Without one the
+    controller fails the workflow ("failed to set global parameters"); here it is refused
+    before anything runs, with the same reason."""
     declared = (spec.get("arguments") or {}).get("parameters") or []
     names = [str(p["name"]) for p in declared]
     unknown = [k for k in overrides if k not in names]
@@ -90,10 +99,14 @@ def workflow_parameters(
     out: dict[str, str] = {}
     for p in declared:
         name = str(p["name"])
+        _check_value_from(p, f"{source}: spec.arguments.parameters.")
+        ref = (p.get("valueFrom") or {}).get("configMapKeyRef")
         if name in overrides:
             value: Any = overrides[name]
         elif p.get("value") is not None:
             value = p["value"]
+        elif ref:
+            value = _global_from_config_map(p, ref, config_maps, source)
         elif p.get("default") is not None:
             value = p["default"]
         else:
@@ -104,6 +117,47 @@ def workflow_parameters(
         _check_enum(p, text, f"{source}: spec.arguments.parameters[{name}]")
         out[name] = text
     return out
+
+
+def _global_from_config_map(
+    p: Mapping[str, Any],
+    ref: Mapping[str, Any],
+    config_maps: ConfigMaps | None,
+    source: str,
+) -> Any:
+    cm, key = str(ref.get("name") or ""), str(ref.get("key") or "")
+    try:
+        if config_maps is None:
+            raise ConfigMapError("no ConfigMaps are available", not_found=True)
+        return config_maps.parameter(cm, key)
+    except ConfigMapError as exc:
+        default = (p.get("valueFrom") or {}).get("default")
+        if default is not None:
+            return default
+        raise SpecError(
+            f"{source}: failed to set global parameters: failed to set global parameter "
+            f"{p['name']} from configmap with name {cm} and key {key}: {exc} (Argo fails the "
+            "workflow)"
+        ) from None
+
+
+def _check_value_from(p: Mapping[str, Any], prefix: str) -> None:
+    """validate.go validateArgumentsValues: an argument's valueFrom reads a ConfigMap (the
+    ``supplied`` and ``event`` forms are for a cluster's resume and events)."""
+    if "valueFrom" in p and not (p.get("valueFrom") or {}).get("configMapKeyRef"):
+        raise SpecError(
+            f"{prefix}{p['name']}.valueFrom only allows: default, configMapKeyRef and supplied "
+            "(and supplied needs a cluster's `argo resume`)"
+        )
+
+
+def _has_source(p: Mapping[str, Any]) -> bool:
+    """An input that needs no argument: a default, a value, or a ConfigMap key to read."""
+    return (
+        p.get("default") is not None
+        or p.get("value") is not None
+        or bool((p.get("valueFrom") or {}).get("configMapKeyRef"))
+    )
 
 
 def local_tags(tmpl: Mapping[str, Any]) -> set[str]:
@@ -138,8 +192,10 @@ class Wiring:
         notes: Notes,
         secret: artifacts.SecretLookup | None = None,
         entrypoints: Mapping[str, list[str]] | None = None,
+        config_maps: ConfigMaps | None = None,
     ) -> None:
         self.secret = secret or secret_lookup(None)
+        self.config_maps = config_maps or ConfigMaps([])
         self.entrypoints = dict(entrypoints or {})
         # workflow.labels.X, workflow.mainEntrypoint ...: the names exist whatever the values
         self.metadata = metadata_scope(doc, spec, "")
@@ -236,7 +292,7 @@ class Wiring:
             if name == "exit" and not args:
                 given = workflow_args
             for p in (htmpl.get("inputs") or {}).get("parameters") or []:
-                if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
+                if p["name"] in given or _has_source(p):
                     continue
                 raise SpecError(
                     f"{hwhere}: does not supply input parameter {p['name']!r} of template "
@@ -390,11 +446,12 @@ class Wiring:
                             )
             given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
             for p in (s.get("arguments") or {}).get("parameters") or []:
+                _check_value_from(p, f"{where}: step {s['name']}: arguments.parameters.")
                 if p.get("enum") is not None:
                     value = None if p.get("value") is None else params.render(p["value"])
                     _check_enum(p, value, f"{where}: step {s['name']}: arguments.parameters")
             for p in (stmpl.get("inputs") or {}).get("parameters") or []:
-                if p["name"] in given or p.get("default") is not None or p.get("value") is not None:
+                if p["name"] in given or _has_source(p):
                     continue
                 raise SpecError(
                     f"{where}: step {s['name']} does not supply input parameter {p['name']!r} "
@@ -495,6 +552,7 @@ class Wiring:
                     raise SpecError(
                         f"{where}: {label}.env[{e.get('name')}] needs value or valueFrom"
                     )
+            self.check_config_sources(tmpl, c, f"{where}: {label}")
             if tmpl.get("daemon") and c.get("readinessProbe") is not None:
                 daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
             self.check_runnable(label, c, where)
@@ -507,6 +565,81 @@ class Wiring:
             if "path" not in (p.get("valueFrom") or {}) and p.get("value") is None:
                 raise SpecError(
                     f"{where}: outputs.parameters[{p['name']}]: a {kind} output needs valueFrom.path"
+                )
+
+    def check_config_sources(
+        self, tmpl: Mapping[str, Any], c: Mapping[str, Any], where: str
+    ) -> None:
+        """What the kubelet needs before it starts the container: the ConfigMaps its
+        ``configMap`` volumes, ``configMapKeyRef`` and ``envFrom`` name, and the secrets its
+        ``secret`` volumes hold; a missing one that is not ``optional`` would keep the pod from
+        starting, so it is refused here. A name with ``{{...}}`` is checked when the pod starts."""
+        volumes = {v["name"]: v for v in self.spec.get("volumes") or []}
+        volumes.update({v["name"]: v for v in tmpl.get("volumes") or []})
+        for vm in c.get("volumeMounts") or []:
+            vol = volumes.get(vm["name"]) or {}
+            vwhere = f"{where}.volumeMounts[{vm['name']}]"
+            if "configMap" in vol:
+                src = vol["configMap"] or {}
+                keys = [str(i.get("key")) for i in src.get("items") or []]
+                self.check_config_map(src, keys, vwhere)
+            elif "secret" in vol:
+                self.check_secret_volume(vol["secret"] or {}, vwhere)
+        for e in c.get("env") or []:
+            ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref is not None:
+                self.check_config_map(ref, [str(ref.get("key"))], f"{where}.env[{e['name']}]")
+        for i, source in enumerate(c.get("envFrom") or []):
+            if "secretRef" in source:
+                raise SpecError(
+                    f"{where}.envFrom[{i}].secretRef: a Secret's keys cannot be listed locally "
+                    "(secrets come from the environment or .env): name each one with "
+                    "env[].valueFrom.secretKeyRef"
+                )
+            if "configMapRef" not in source:
+                raise SpecError(f"{where}.envFrom[{i}]: needs configMapRef")
+            self.check_config_map(source["configMapRef"] or {}, [], f"{where}.envFrom[{i}]")
+
+    def check_config_map(self, ref: Mapping[str, Any], keys: list[str], where: str) -> None:
+        name = str(ref.get("name") or "")
+        if not name:
+            raise SpecError(f"{where}: a ConfigMap name is required")
+        if "{{" in name or ref.get("optional"):
+            return
+        cm = self.config_maps.get(name)
+        if cm is None:
+            raise SpecError(
+                f"{where}: no ConfigMap {name!r} (looked for a kind: ConfigMap document in "
+                f"{self.config_maps.where()}): the pod would not start; add one or set "
+                "optional: true"
+            )
+        for key in keys:
+            if "{{" not in key and key not in cm.files():
+                raise SpecError(
+                    f"{where}: ConfigMap {name!r} ({cm.source}) has no key {key!r}: the pod "
+                    "would not start"
+                )
+
+    def check_secret_volume(self, src: Mapping[str, Any], where: str) -> None:
+        name = str(src.get("secretName") or "")
+        if not name:
+            raise SpecError(f"{where}: secret.secretName is required")
+        if "{{" in name:
+            return
+        keys = secret_volume_keys(src, self.spec)
+        if not keys:
+            raise SpecError(
+                f"{where}: secret {name}: list its keys in secret.items (locally a Secret's "
+                "keys come from the environment or .env, which cannot list them)"
+            )
+        if src.get("optional"):
+            return
+        for key in keys:
+            if "{{" not in key and self.secret(name, key) is None:
+                variable = f"{name}_{key}".upper().replace("-", "_").replace(".", "_")
+                raise SpecError(
+                    f"{where}: secret {name}/{key} not found locally: set {variable} in the "
+                    "environment or .env"
                 )
 
     def check_runnable(self, label: str, c: Mapping[str, Any], where: str) -> None:
