@@ -17,6 +17,10 @@ through ``python -m workers run FILE`` and lands in one class:
     interactive          its Go test stops, terminates or execs into the running workflow;
                          a plain run has no documented result; not run
     too heavy            a cluster scale test (thousands of pods): run only with --heavy
+    too long             runs longer than LONG_SECONDS by design (argo_expect.DURATIONS):
+                         run only with --long
+    needs busybox        runs pods of alpine/busybox images, and busybox is not on this
+                         machine: not run (see below)
     library              WorkflowTemplates another file (or a Go test) uses through
                          templateRef/workflowTemplateRef; given to every run with --manifests
     not a workflow       no Workflow, WorkflowTemplate or CronWorkflow in it (ConfigMap, PVC,
@@ -30,7 +34,14 @@ Argo's suite applies every template under examples/ before it submits any exampl
 Images are not pulled: commands run on this machine. ``argosay`` and ``cowsay`` come from
 argo_shims.py through a bin folder put first on PATH; ``argoproj/argosay:v2`` has ENTRYPOINT
 argosay and ``alpine/git`` has git (``--entrypoint``); python images use the runner's own
-interpreter. Other programs (go, influx, nginx) must be on PATH or the file ends "wrong".
+interpreter. Pods of the alpine-based images (BUSYBOX_IMAGES) get busybox's sh and applets
+first on their PATH, as those images have them (the runner's ``--image-path``, a folder of
+links to this machine's ``busybox``); without busybox, files using them are not run ("needs
+busybox"). Other programs (go, influx, nginx) must be on PATH or the file is refused.
+
+Files no Go test submits are compared with what their own text says where the no-test label
+or the folder's rule would say otherwise (argo_expect.OWN_TEXT); files that run long by design
+get a timeout above their duration (argo_expect.DURATIONS).
 
 Exit 0 whatever the results (a measurement), 2 on bad usage; with ``--target N``, 1 when
 fewer than N files end as Argo or any file ends wrong or crash.
@@ -65,7 +76,28 @@ from argo_expect import INTERACTIVE, NOT_TESTED, PHASE, Expectation
 
 AS_ARGO, REJECTED, WRONG, CRASH = "as Argo", "rejected", "wrong", "crash"
 LIBRARY, NOT_WORKFLOW, HEAVY = "library", "not a workflow", "too heavy"
-CLASSES = (AS_ARGO, REJECTED, WRONG, CRASH, NOT_TESTED, INTERACTIVE, LIBRARY, NOT_WORKFLOW, HEAVY)
+LONG, NEEDS_BUSYBOX = "too long", "needs busybox"
+CLASSES = (
+    AS_ARGO,
+    REJECTED,
+    WRONG,
+    CRASH,
+    NOT_TESTED,
+    INTERACTIVE,
+    LIBRARY,
+    NOT_WORKFLOW,
+    HEAVY,
+    LONG,
+    NEEDS_BUSYBOX,
+)
+
+# Files whose designed duration (argo_expect.DURATIONS) is above this are run only with --long.
+LONG_SECONDS = 300.0
+
+# Images whose sh and core programs are busybox's: busybox itself, alpine, and images built
+# FROM alpine (python:alpine3.23's and curlimages/curl's Dockerfiles). Matched as --entrypoint
+# is: with the tag, or without it for every tag.
+BUSYBOX_IMAGES = ("busybox", "alpine", "python:alpine3.23", "curlimages/curl")
 
 # Scale tests for a cluster: run only with --heavy (one would start thousands of processes
 # on this machine, and take everything else on it down with them).
@@ -163,8 +195,64 @@ def corpus_files(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def plan(root: Path, default_timeout: float, heavy: bool = False) -> list[Item]:
-    """Every corpus file with its class (when it is not run) or its expected phase."""
+def images(docs: Iterable[dict[str, Any]]) -> set[str]:
+    """Every ``image`` a file's containers, scripts, sidecars and init containers name."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("image"), str):
+                found.add(value["image"])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for doc in docs:
+        walk(doc)
+    return found
+
+
+def busybox_image(image: str) -> bool:
+    from workers.runner.podenv import of_image
+
+    return bool(of_image(image, {name: ["busybox"] for name in BUSYBOX_IMAGES}))
+
+
+def plan(
+    root: Path,
+    default_timeout: float,
+    heavy: bool = False,
+    long: bool = False,
+    busybox: bool = True,
+) -> list[Item]:
+    """Every corpus file with its class (when it is not run) or its expected phase.
+    ``busybox``: whether this machine has busybox for the pods of BUSYBOX_IMAGES."""
+    items = _plan(root, default_timeout, heavy)
+    for item in items:
+        own = argo_expect.OWN_TEXT.get(item.rel)
+        if own is not None and item.expectation is not None:
+            item.expectation = own
+        if item.rel in argo_expect.DURATIONS and item.cls in (None, NOT_TESTED):
+            seconds, why = argo_expect.DURATIONS[item.rel]
+            if seconds > LONG_SECONDS and not long:
+                item.cls, item.note = LONG, f"runs {seconds:g}s by design: {why} (--long runs it)"
+                continue
+            # room for the runner's own start and the pods' starts beyond their sleeps
+            item.timeout = max(item.timeout, seconds * 1.25 + 60)
+        if not busybox and item.cls in (None, NOT_TESTED) and item.expectation is not None:
+            used = sorted(i for i in images(load(item.path) or []) if busybox_image(i))
+            if used:
+                item.cls = NEEDS_BUSYBOX
+                item.note = (
+                    f"image {used[0]} runs busybox's sh and applets, and busybox is not on "
+                    "this machine (apt-get install busybox)"
+                )
+    return items
+
+
+def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
     go_found, go_library = argo_expect.from_go_tests(root / "test" / "e2e")
     functional = dict(argo_expect.FUNCTIONAL)
     for name, exp in go_found.items():
@@ -538,6 +626,7 @@ def summary(results: list[Result], verbose: bool) -> str:
             f"({100 * total[AS_ARGO] / len(run):.0f}%), {total[REJECTED]} rejected, "
             f"{total[WRONG]} wrong, {total[CRASH]} crash"
         )
+    lines.append(headline(results))
     for cls in (REJECTED, WRONG, CRASH):
         chosen = [r for r in results if r.cls == cls]
         if not chosen:
@@ -561,7 +650,7 @@ def summary(results: list[Result], verbose: bool) -> str:
         lines += [
             "",
             f"not tested by Argo, run anyway ({len(untested)} files; compared with success, "
-            "or failure where labelled expected-failure):",
+            "or failure where labelled expected-failure, or what the file says: argo_expect.OWN_TEXT):",
             "  " + ", ".join(f"{local[c]} {c}" for c in (AS_ARGO, REJECTED, WRONG, CRASH)),
         ]
         topics = Counter(r.topic for r in untested if r.local == REJECTED)
@@ -579,6 +668,20 @@ def summary(results: list[Result], verbose: bool) -> str:
             phase = f" [{r.phase}]" if r.phase else ""
             lines.append(f"  {r.cls:<{width}}  {r.file}{phase}  {detail[:200]}")
     return "\n".join(lines)
+
+
+def headline(results: list[Result]) -> str:
+    """The issue's figure: the files that behave as Argo documents (those Argo tests ending as
+    Argo, those it does not test ending as their expectation says) of every file run."""
+    tested = Counter(r.cls for r in results if r.cls in (AS_ARGO, REJECTED, WRONG, CRASH))
+    untested = Counter(r.local for r in results if r.local)
+    both = tested + untested
+    good = tested[AS_ARGO] + untested[AS_ARGO]
+    return (
+        f"behave as Argo documents: {good} of {sum(both.values())} files run "
+        f"({tested[AS_ARGO]} Argo-tested as Argo + {untested[AS_ARGO]} untested as expected); "
+        f"{both[REJECTED]} rejected before running, {both[WRONG]} wrong, {both[CRASH]} crash"
+    )
 
 
 def not_run(item: Item) -> Result:
@@ -621,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"run the scale tests too ({', '.join(HEAVY_FILES)})",
     )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help=f"run the files that run longer than {LONG_SECONDS:g}s by design too "
+        "(argo_expect.DURATIONS)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     p.add_argument("--verbose", "-v", action="store_true", help="list every file")
     p.add_argument(
@@ -655,7 +764,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any((root / f).is_dir() for f in FOLDERS):
         sys.stderr.write(f"argo_corpus.py: {root}: no examples/ or test/e2e/functional/\n")
         return 2
-    items = plan(root, args.timeout, args.heavy)
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        sys.stderr.write(
+            "argo_corpus.py: busybox is not on this machine: the files whose pods run "
+            f"{', '.join(BUSYBOX_IMAGES)} images are not run (apt-get install busybox)\n"
+        )
+    items = plan(root, args.timeout, args.heavy, args.long, busybox is not None)
     if args.only:
         items = [i for i in items if fnmatch.fnmatch(i.rel, f"*{args.only}*")]
     if args.print_expectations:
@@ -689,6 +804,10 @@ def measure(items: list[Item], args: argparse.Namespace) -> list[Result]:
         runner_args = ["--sandbox", args.sandbox]
         for spec in (*ENTRYPOINTS, *args.entrypoint):
             runner_args += ["--entrypoint", spec]
+        applets = busybox_applets(work / "busybox")
+        if applets is not None:
+            for image in BUSYBOX_IMAGES:
+                runner_args += ["--image-path", f"{image}={applets}"]
         results: dict[str, Result] = {}
         to_run = [
             i
@@ -725,6 +844,23 @@ def measure(items: list[Item], args: argparse.Namespace) -> list[Result]:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def busybox_applets(folder: Path) -> Path | None:
+    """A folder of links named after each applet of this machine's busybox (what an alpine
+    image has in /bin and /usr/bin), or None without busybox. Not under /tmp: each pod sees
+    its own /tmp in bubblewrap."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        return None
+    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = Path(busybox).resolve()
+    for name in listed.stdout.split():
+        link = folder / name
+        if "/" not in name and not link.exists():
+            link.symlink_to(target)
+    return folder
 
 
 def _temp_work() -> Path:

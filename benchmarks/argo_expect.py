@@ -183,9 +183,8 @@ FUNCTIONAL_LIBRARY = {
     "for entrypointName-workflow.yaml",
 }
 
-# A functional file no Go test submits is expected to succeed unless it is designed to fail;
-# at v4.1.2 the one such file (continue-on-fail.yaml: "some steps fail") is labelled no-test
-# "expected-failure", so no entry is needed here for it.
+# A functional file no Go test submits is expected to succeed unless OWN_TEXT (below) says
+# otherwise with its evidence.
 
 
 _FUNC = re.compile(r"^func (?:\([^)]*\) )?(Test\w+)\(", re.M)
@@ -265,3 +264,102 @@ def no_test_label(docs: list[dict[str, object]]) -> str | None:
         if isinstance(labels, dict) and NO_TEST in labels:
             return str(labels[NO_TEST])
     return None
+
+
+def phases(values: tuple[str, ...], reason: str) -> Expectation:
+    return Expectation(PHASE, values, reason)
+
+
+# Files no Go test submits whose own text (or image) says how they end where the no-test
+# label's default (success; failure for "expected-failure") or the functional folder's rule
+# (success) says otherwise. Each names its evidence: the file's comment or step, or Argo's code.
+_CONTINUE_ON_FAIL = phase(
+    "Succeeded",
+    "labelled no-test expected-failure, but step C's failure is continued on "
+    "(continueOn.failed): steps.go executeStepGroup fails a step group only for a child that "
+    "FailedOrError && !step.ContinuesOn(phase), so D runs and the steps node Succeeds; "
+    "operator.go operate maps the entry node's Succeeded to WorkflowSucceeded",
+)
+_RANDOM = "random, either phase: "
+OWN_TEXT: dict[str, Expectation] = {
+    "examples/continue-on-fail.yaml": _CONTINUE_ON_FAIL,
+    "test/e2e/functional/continue-on-fail.yaml": _CONTINUE_ON_FAIL,
+    "examples/custom-metrics.yaml": phases(
+        ("Succeeded", "Failed"),
+        _RANDOM + "step flakey runs random.choice([0, 1, 1]) without retries "
+        "('# fail with a 66% probability')",
+    ),
+    "examples/resubmit.yaml": phases(
+        ("Succeeded", "Failed"),
+        _RANDOM + "eight pods of random.choice([0, 0, 1]) ('# fail with a 33% probability'; "
+        "'Submit this workflow, which will very likely fail')",
+    ),
+    "examples/retry-on-error.yaml": phases(
+        ("Succeeded", "Failed"),
+        _RANDOM + "random.choice(range(0, 5)) ('# fail with a 80% probability') with "
+        "retryStrategy.limit 2: three attempts",
+    ),
+    "examples/retry-conditional.yaml": phase(
+        "Failed",
+        "always fails: its script exits 1 or 2, never 0 ('# Exit 1 with 50% probability and 2 "
+        "with 50%'), and retryStrategy.expression retries only while exitCode > 1",
+    ),
+    "examples/loops-arbitrary-sequential-steps.yaml": phase(
+        "Failed",
+        "designed to fail: 'When a step fails, the iteration will break', and its fourth item "
+        'is { "exit_code": 1, "message": "will fail and stop here" }',
+    ),
+    "examples/pod-gc-strategy.yaml": phase(
+        "Failed", "designed to fail: its step fail runs `exit 1` beside succeed (a podGC demo)"
+    ),
+    "examples/pod-gc-strategy-with-label-selector.yaml": phase(
+        "Failed",
+        "designed to fail: its step fail runs `exit 1` ('This step will not be deleted since "
+        "it's not successful')",
+    ),
+    "examples/step-level-timeout.yaml": phase(
+        "Failed",
+        "both steps run `sleep 30s` under a 10s template timeout: the pod's deadline message "
+        "makes each node Failed (operator.go inferFailedReason: a pod status message gives "
+        "NodeFailed), sleep1 continues on error only (workflow_types.go continues), so "
+        "steps.go executeStepGroup fails the group",
+    ),
+    "examples/exit-handler-slack.yaml": phase(
+        "Failed",
+        "needs the network and a user's webhook: as written its exit handler curls the "
+        "placeholder host YOUR_WEBHOOK_URL_HERE ('Replace YOUR_WEBHOOK_URL_HERE ... with that "
+        "webhook url'), which does not resolve; operator.go operate marks a workflow whose "
+        "main succeeded and whose exit node failed Failed",
+    ),
+    "test/e2e/functional/sidecar-volumes.yaml": phase(
+        "Failed",
+        "verify runs `sh -c '[[ ... ]]'` in argoproj/argosay:v2, built FROM argoproj/argosay:v1 "
+        "FROM ubuntu:26.04 (test/e2e/images/argosay/v1 and v2/Dockerfile), whose sh is dash: "
+        "`[[: not found`, exit 127 (the image was alpine:latest, with busybox's ash, before "
+        "#14094; no Go test submits the file)",
+    ),
+}
+
+# Files that run longer than the corpus's default timeout by design: the seconds their own
+# sleeps add up to, and the evidence. They run with a timeout above that; one longer than
+# argo_corpus.LONG_SECONDS is not run without --long.
+DURATIONS: dict[str, tuple[float, str]] = {
+    "examples/parallelism-nested-workflow.yaml": (
+        120.0,
+        "'As the parallelism of A is 1, the four steps of seq-step will run sequentially': "
+        "4 x `sleep 30`",
+    ),
+    "examples/synchronization-mutex-tmpl-level.yaml": (
+        250.0,
+        "mutex test lets one of acquire-lock-1's five `sleep 50` pods run at a time: 5 x 50 s",
+    ),
+    "examples/synchronization-db-mutex-tmpl-level.yaml": (
+        250.0,
+        "database mutex test lets one of acquire-lock-1's five `sleep 50` pods run at a time: "
+        "5 x 50 s",
+    ),
+    "examples/forever.yaml": (
+        1000.0,
+        "'# run forever': `for I in $(seq 1 1000) ; do echo $I ; sleep 1s; done`",
+    ),
+}

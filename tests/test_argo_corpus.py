@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -231,6 +232,11 @@ def test_classifies_a_tiny_corpus(tmp_path: Path) -> None:
     # the rejection grouped under its cause, with its count
     assert re.search(r"^\s+1\s+resource templates", proc.stdout, re.M)
     assert "test/e2e/functional/broken.yaml: Failed, Argo: Succeeded" in proc.stdout
+    # the issue's headline figure: every file run, tested or not
+    assert (
+        "behave as Argo documents: 3 of 5 files run (3 Argo-tested as Argo + 0 untested as "
+        "expected); 1 rejected before running, 1 wrong, 0 crash"
+    ) in proc.stdout
 
 
 def summary_rows(text: str) -> dict[str, dict[str, int]]:
@@ -300,6 +306,69 @@ def test_a_file_past_its_timeout_is_stopped_and_wrong(tmp_path: Path) -> None:
     assert result["cls"] == "wrong"
     assert result["reason"] == "still running after 3s (stopped)"
     assert result["phase"] == "Failed"  # from the run.json the interrupted runner wrote
+
+
+ASH = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: ash-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      container:
+        image: alpine:3.23
+        command: [sh, -c, 'r=${RANDOM}; [[ -n "$r" ]]']
+"""
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox")
+def test_alpine_pods_get_busybox_s_shell(tmp_path: Path) -> None:
+    """alpine's sh is busybox's ash ($RANDOM, ``[[``): the script gives alpine pods
+    busybox's applets through the runner's --image-path, so the file ends as Argo."""
+    path = tmp_path / "argo" / "examples" / "ash.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(ASH)
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "argo"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(out.read_text())
+    assert (result["cls"], result["phase"]) == ("as Argo", "Succeeded"), result["reason"]
+
+
+def test_plan_without_busybox_and_with_the_file_s_own_text(tmp_path: Path) -> None:
+    """Without busybox a file whose pods run an alpine image is not run (never run with
+    another shell); argo_expect.OWN_TEXT replaces a label's default with what the file itself
+    says, and argo_expect.DURATIONS keeps a file longer than LONG_SECONDS for --long."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import argo_corpus
+    import argo_expect
+
+    root = tmp_path / "argo"
+    for rel, text in {
+        "examples/ash.yaml": ASH,
+        "examples/continue-on-fail.yaml": UNTESTED,
+        "examples/forever.yaml": UNTESTED,
+        "examples/parallelism-nested-workflow.yaml": GREET,
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    by = {i.rel: i for i in argo_corpus.plan(root, 120.0, busybox=False)}
+    assert by["examples/ash.yaml"].cls == "needs busybox"
+    assert "alpine:3.23" in by["examples/ash.yaml"].note
+    own = by["examples/continue-on-fail.yaml"].expectation
+    assert own == argo_expect.OWN_TEXT["examples/continue-on-fail.yaml"]
+    assert by["examples/forever.yaml"].cls == "too long"
+    assert by["examples/parallelism-nested-workflow.yaml"].timeout > 120.0
+    again = {i.rel: i for i in argo_corpus.plan(root, 120.0, long=True)}
+    assert again["examples/forever.yaml"].cls == "not tested by Argo"
+    assert again["examples/forever.yaml"].timeout > 1000.0
 
 
 def test_not_a_checkout_is_a_usage_error(tmp_path: Path) -> None:

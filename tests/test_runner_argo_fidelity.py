@@ -8,6 +8,7 @@ the behaviour (controller, executor or validation code, or the documentation pag
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -708,3 +709,98 @@ def test_workflow_metadata_variables(tmp_path: Path) -> None:
     assert code == 0, rec
     root = next(iter(rec["status"]["nodes"].values()))
     assert root["outputs"]["result"] == 'main data {"team":"data"} ops true'
+
+
+# ---------------------------------------------------------------- continueOn in steps
+
+
+@pytest.mark.parametrize(
+    ("continue_on", "phase", "last"),
+    [("{failed: true}", "Succeeded", "Succeeded"), ("{error: true}", "Failed", None)],
+)
+def test_a_continued_failed_step_leaves_the_steps_succeeded(
+    tmp_path: Path, continue_on: str, phase: str, last: str | None
+) -> None:
+    """examples/continue-on-fail.yaml's shape. workflow/controller/steps.go executeStepGroup
+    fails a step group only for a child that is FailedOrError and not ``step.ContinuesOn`` its
+    phase; pkg/apis/workflow/v1alpha1/workflow_types.go ``continues`` matches Failed with
+    ``continueOn.failed`` and Error with ``continueOn.error`` only. The next group runs and the
+    steps node Succeeds, which operator.go operate maps to WorkflowSucceeded; a failed exit
+    (not an error) under ``continueOn.error`` fails the group and the workflow."""
+    main = f"""
+    - name: main
+      steps:
+        - - {{name: a, template: exit}}
+        - - {{name: b, template: exit}}
+          - name: c
+            template: exit
+            arguments: {{parameters: [{{name: code, value: "1"}}]}}
+            continueOn: {continue_on}
+        - - {{name: d, template: exit}}
+    """
+    code, rec = run(tmp_path, workflow("continue", main, EXIT))
+    assert rec["status"]["phase"] == phase
+    assert code == (0 if phase == "Succeeded" else 1)
+    found = nodes(rec)
+    assert found["c"]["phase"] == "Failed"
+    assert found.get("d", {}).get("phase") == last
+
+
+# ---------------------------------------------------------------- --image-path
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "remap"])
+def test_image_path_puts_an_image_s_programs_first_for_its_pods_only(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """A local pod runs this machine's programs; ``--image-path IMAGE=DIR`` puts DIR first on
+    PATH in the pods of IMAGE (any tag when given without one), as an image's own /bin would
+    be: the check before running looks the program up there too. Not Argo behaviour (a cluster
+    runs the image), a way to give a local pod the image's programs where they differ."""
+    tools = tmp_path / "image-bin"
+    tools.mkdir(parents=True)
+    tool = tools / "imagetool"
+    tool.write_text("#!/bin/sh\necho from-the-image\n")
+    tool.chmod(0o755)
+    templates = """
+    - name: main
+      steps:
+        - - {name: own, template: own}
+          - {name: which, template: which}
+    - name: own
+      container: {image: "example/tools:1.2", command: [imagetool]}
+    - name: which
+      container: {image: other, command: [sh, -c, "command -v imagetool || echo none"]}
+    """
+    body = workflow("image-path", templates)
+    code, rec = run(
+        tmp_path / "a", body, "--image-path", f"example/tools={tools}", "--sandbox", sandbox
+    )
+    assert code == 0, rec.get("status", {}).get("message")
+    found = nodes(rec)
+    assert found["own"]["outputs"]["result"] == "from-the-image"
+    assert found["which"]["outputs"]["result"] == "none"
+    # without it the program is not on this machine: refused before running
+    assert run(tmp_path / "b", body)[0] == 2
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox")
+def test_busybox_applets_give_an_alpine_pod_ash(tmp_path: Path) -> None:
+    """test/e2e/functional/dag-with-retries.yaml runs ``exit $(( ${RANDOM} % 5 ))`` in
+    alpine:3.23, whose sh is busybox's ash ($RANDOM, ``[[``); this machine's sh may be dash,
+    which has neither. With busybox's applets linked in a folder given by --image-path, an
+    alpine pod has ash; another image keeps this machine's sh."""
+    applets = tmp_path / "applets"
+    applets.mkdir(parents=True)
+    (applets / "sh").symlink_to(shutil.which("busybox") or "")
+    script = 'r=${RANDOM}; [[ -n "$r" ]] && echo "$r"'
+    templates = f"""
+    - name: main
+      steps:
+        - - {{name: ash, template: ash}}
+    - name: ash
+      container: {{image: "alpine:3.23", command: [sh, -c, {json.dumps(script)}]}}
+    """
+    code, rec = run(tmp_path / "a", workflow("ash", templates), "--image-path", f"alpine={applets}")
+    assert code == 0, rec.get("status", {}).get("message")
+    assert nodes(rec)["ash"]["outputs"]["result"].isdigit()

@@ -112,8 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
         "that image without command runs COMMAND (split like a shell) then its args "
         "(repeatable; images are not pulled, so the runner cannot read it)",
     )
+    p.add_argument(
+        "--image-path",
+        action="append",
+        default=[],
+        type=_image_path,
+        metavar="IMAGE=DIR[:DIR...]",
+        help="folders of IMAGE's own programs (with its tag, or without for every tag), put first "
+        "on PATH in its pods, where this machine's differ: e.g. alpine=DIR with busybox's applets "
+        "linked in DIR gives alpine pods busybox's sh (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
+
+
+def _image_path(text: str) -> tuple[str, list[str]]:
+    image, sep, folders = text.partition("=")
+    dirs = [d for d in folders.split(os.pathsep) if d]
+    if not sep or not image.strip() or not dirs:
+        raise argparse.ArgumentTypeError(f"expected IMAGE=DIR[:DIR...], got {text!r}")
+    for d in dirs:
+        if not os.path.isabs(d) or not os.path.isdir(d):
+            raise argparse.ArgumentTypeError(f"{text!r}: {d} is not an absolute folder path")
+    return image.strip(), dirs
 
 
 def _entrypoint(text: str) -> tuple[str, list[str]]:
@@ -178,7 +199,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             notes,
             secret_lookup(args.env_file),
             dict(args.entrypoint),
-            config_maps,
+            config_maps=config_maps,
+            image_paths=dict(args.image_path),
         ).check()
         if args.code is not None and not args.code.is_dir():
             raise SpecError(f"--code {args.code}: not a folder")
@@ -206,6 +228,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
                 args.code,
                 manifests,
                 dict(args.entrypoint),
+                dict(args.image_path),
             ),
             progress,
         )
@@ -299,6 +322,8 @@ def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:
         argv += ["--code", str(args.code)]
     for image, words in args.entrypoint:
         argv += ["--entrypoint", f"{image}={shlex.join(words)}"]
+    for image, dirs in args.image_path:
+        argv += ["--image-path", f"{image}={os.pathsep.join(dirs)}"]
     if args.keep != KEEP_DEFAULT:
         argv += ["--keep", str(args.keep)]
     if run_dir is not None:

@@ -86,6 +86,10 @@ class Options:
     # An image's ENTRYPOINT by image name (with or without its tag): a container without
     # ``command`` runs it with ``args`` after it, as a container runtime would (--entrypoint).
     entrypoints: dict[str, list[str]] = field(default_factory=dict)
+    # Folders of an image's own programs, first on its pods' PATH (--image-path): a local pod
+    # runs this machine's programs, so where the image's differ (busybox's sh in alpine),
+    # the user names where to find its own.
+    image_paths: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Run:

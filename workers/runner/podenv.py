@@ -190,6 +190,7 @@ class PodEnvironment:
         node_id: str | None = None,
     ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        env["PATH"] = image_search_path(container.get("image"), self.run.options.image_paths)
         pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.run.import_paths)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         # What Argo's controller adds to every main container (workflowpod.go; the workflow
@@ -423,12 +424,24 @@ def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str,
 def entrypoint_of(image: Any, entrypoints: Mapping[str, list[str]]) -> list[str]:
     """The ENTRYPOINT given for ``image``: its exact name first, then its name without the tag
     (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
-    if not isinstance(image, str) or not entrypoints:
+    return of_image(image, entrypoints)
+
+
+def of_image(image: Any, given: Mapping[str, list[str]]) -> list[str]:
+    """What an option gives ``image``: for its exact name first, then for its name without
+    the tag (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
+    if not isinstance(image, str) or not given:
         return []
     name = image.split("@", 1)[0]
     repo, colon, tag = name.rpartition(":")
     untagged = repo if colon and "/" not in tag else name
     for key in (image, name, untagged):
-        if key in entrypoints:
-            return list(entrypoints[key])
+        if key in given:
+            return list(given[key])
     return []
+
+
+def image_search_path(image: Any, image_paths: Mapping[str, list[str]]) -> str:
+    """PATH in a pod of ``image``: the folders --image-path gives it, then this machine's."""
+    host = os.environ.get("PATH", os.defpath)
+    return os.pathsep.join([*of_image(image, image_paths), host])

@@ -33,7 +33,7 @@ from workers.runner.nodes import (
     node_id_of,
 )
 from workers.runner.params import ParamError
-from workers.runner.podenv import PACKAGE_ROOT, SECRETS_DIR, remap_container
+from workers.runner.podenv import PACKAGE_ROOT, SECRETS_DIR, of_image, remap_container
 from workers.runner.spec import Document, SpecError, seconds
 
 if TYPE_CHECKING:
@@ -399,6 +399,8 @@ class PodRuntime:
                 (Path(sys.prefix), False),
                 (Path(sys.base_prefix), False),
                 *((p, False) for p in self.run.import_paths if p.exists()),
+                # --image-path folders: the image's programs, wherever they lie (even below /tmp)
+                *((Path(d), False) for d in of_image(c.get("image"), self.run.options.image_paths)),
             ]
             if any(m.target == str(self.run.code) for m in mounts):
                 self.run.warn_once(

@@ -15,7 +15,13 @@ from typing import Any
 
 from workers.runner import artifacts, daemons, defaults, expr, params
 from workers.runner.configmaps import ConfigMapError, ConfigMaps
-from workers.runner.podenv import PYTHON_NAMES, entrypoint_of, secret_lookup, secret_volume_keys
+from workers.runner.podenv import (
+    PYTHON_NAMES,
+    entrypoint_of,
+    image_search_path,
+    secret_lookup,
+    secret_volume_keys,
+)
 from workers.runner.spec import (
     IGNORED,
     TEMPLATE,
@@ -193,10 +199,12 @@ class Wiring:
         secret: artifacts.SecretLookup | None = None,
         entrypoints: Mapping[str, list[str]] | None = None,
         config_maps: ConfigMaps | None = None,
+        image_paths: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.secret = secret or secret_lookup(None)
         self.config_maps = config_maps or ConfigMaps([])
         self.entrypoints = dict(entrypoints or {})
+        self.image_paths = dict(image_paths or {})
         # workflow.labels.X, workflow.mainEntrypoint ...: the names exist whatever the values
         self.metadata = metadata_scope(doc, spec, "")
         self.doc = doc
@@ -668,7 +676,7 @@ class Wiring:
         # run time: only a bare program name is looked up on PATH here.
         if "/" in program or "{{" in program or os.path.basename(program) in PYTHON_NAMES:
             return
-        if shutil.which(program) is None:
+        if shutil.which(program, path=image_search_path(image, self.image_paths)) is None:
             raise SpecError(
                 f"{where}: {label}: {program!r} is not a program on this machine (a local pod "
                 f"runs this machine's programs, not those of image {image!r})"
