@@ -49,6 +49,7 @@ EXIT_GLOBALS = ("workflow.failures",)
 """Set once the entrypoint is done; Argo's validation offers them where an exit handler exists."""
 
 OUTPUTS = "workflow.outputs.parameters."
+ARTIFACTS = "workflow.outputs.artifacts."
 
 
 def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, Any]:
@@ -159,6 +160,10 @@ class Wiring:
         self.global_names: set[str] = set()
         self.any_global = False  # a globalName made of {{...}}: known only at run time
         self.global_refs: list[tuple[str, str]] = []
+        # the same for output artifacts (workflow.outputs.artifacts.NAME)
+        self.global_artifacts: set[str] = set()
+        self.any_global_artifact = False
+        self.global_artifact_refs: list[tuple[str, str]] = []
 
     def template(self, doc: Document, ref: Mapping[str, Any], where: str) -> tuple[Document, Any]:
         """The template a step runs, as the run resolves it (engine.Run.find_template)."""
@@ -210,6 +215,14 @@ class Wiring:
                 known = ", ".join(sorted(self.global_names)) or "none"
                 raise SpecError(
                     f"{where}: {{{{{OUTPUTS}{name}}}}} but no output parameter has "
+                    f"globalName {name!r} (globalNames: {known})"
+                )
+        for name, where in self.global_artifact_refs:
+            # validate.go addOutputsToScope: an output artifact's globalName is a variable
+            if name not in self.global_artifacts and not self.any_global_artifact:
+                known = ", ".join(sorted(self.global_artifacts)) or "none"
+                raise SpecError(
+                    f"{where}: {{{{{ARTIFACTS}{name}}}}} but no output artifact has "
                     f"globalName {name!r} (globalNames: {known})"
                 )
 
@@ -346,11 +359,23 @@ class Wiring:
                 )
         outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            # validate.go validateOutputParameter: a literal value or a valueFrom, not both
+            pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
+            if p.get("value") is not None and p.get("valueFrom") is not None:
+                raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
+            if p.get("value") is None and p.get("valueFrom") is None:
+                raise SpecError(f"{pwhere} does not have valueFrom or value specified")
             gname = str(p.get("globalName") or "")
             if params.TAG.search(gname):
                 self.any_global = True
             elif gname:
                 self.global_names.add(gname)
+        for a in (tmpl.get("outputs") or {}).get("artifacts") or []:
+            gname = str(a.get("globalName") or "")
+            if params.TAG.search(gname):
+                self.any_global_artifact = True
+            elif gname:
+                self.global_artifacts.add(gname)
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
             for m in params.TAG.finditer(text):
                 tag = m.group(1)
@@ -476,6 +501,16 @@ class Wiring:
         if kind == "containerSet":
             cs = tmpl["containerSet"] or {}
             containers = self.check_container_set(cs, where)
+            inputs, outputs = tmpl.get("inputs") or {}, tmpl.get("outputs") or {}
+            has_main = any(c.get("name") == "main" for c in cs.get("containers") or [])
+            if not has_main and (
+                inputs.get("artifacts") or outputs.get("parameters") or outputs.get("artifacts")
+            ):
+                # validate.go validateLeaf: inputs and outputs are the main container's
+                raise SpecError(
+                    f'{where}: containerSet.containers must have a container named "main" '
+                    "for input or output"
+                )
         else:
             containers = [(kind, tmpl[kind] or {})]
         for field in ("initContainers", "sidecars"):
@@ -558,6 +593,9 @@ class Wiring:
             return
         if tag.startswith(OUTPUTS):
             self.global_refs.append((tag.removeprefix(OUTPUTS), where))
+            return
+        if tag.startswith(ARTIFACTS):
+            self.global_artifact_refs.append((tag.removeprefix(ARTIFACTS), where))
             return
         if tag.startswith("inputs.parameters."):
             name = tag.removeprefix("inputs.parameters.")
