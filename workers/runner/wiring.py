@@ -288,6 +288,13 @@ class Wiring:
         where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         self.wrap(lambda: artifacts.check_template(tmpl, where, self.secret))
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            # validate.go validateOutputParameter: a literal value or a valueFrom, not both
+            pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
+            if p.get("value") is not None and p.get("valueFrom") is not None:
+                raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
+            if p.get("value") is None and p.get("valueFrom") is None:
+                raise SpecError(f"{pwhere} does not have valueFrom or value specified")
         local = local_tags(tmpl)
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
@@ -359,12 +366,6 @@ class Wiring:
                 )
         outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
-            # validate.go validateOutputParameter: a literal value or a valueFrom, not both
-            pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
-            if p.get("value") is not None and p.get("valueFrom") is not None:
-                raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
-            if p.get("value") is None and p.get("valueFrom") is None:
-                raise SpecError(f"{pwhere} does not have valueFrom or value specified")
             gname = str(p.get("globalName") or "")
             if params.TAG.search(gname):
                 self.any_global = True
