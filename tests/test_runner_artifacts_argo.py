@@ -373,3 +373,44 @@ def test_argument_naming_an_unsaved_optional_artifact(tmp_path: Path, optional: 
         assert rec["status"]["phase"] == "Failed"
         assert by["take"]["phase"] == "Error"
         assert "unable to resolve references" in by["take"]["message"]
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_exit_hook_argument_naming_a_missing_artifact(tmp_path: Path, optional: bool) -> None:
+    """exit_handler.go resolveExitTmplArgument: a step's exit hook sees the step's output
+    artifacts; a ``from`` that names none (the step failed before saving it) leaves an
+    ``optional`` argument out and is otherwise "unable to resolve references", an error of the
+    hook's node that leaves the step's own phase as it was."""
+    opt = ", optional: true" if optional else ""
+    templates = f"""
+    - name: main
+      steps:
+        - - name: make
+            template: make
+            continueOn: {{failed: true}}
+            hooks:
+              exit:
+                template: show
+                arguments:
+                  artifacts:
+                    - {{name: message, from: "{{{{steps.make.outputs.artifacts.result}}}}"{opt}}}
+    - name: make
+      container: {{image: alpine, command: [sh, -c, "exit 3"]}}
+      outputs:
+        artifacts: [{{name: result, path: /tmp/result.txt}}]
+    - name: show
+      inputs:
+        artifacts: [{{name: message, path: /tmp/message, optional: true}}]
+      container: {{image: alpine, command: [sh, -c, "test -e /tmp/message || echo absent"]}}
+    """
+    code, rec = run(tmp_path, workflow("exit-missing", templates))
+    by = nodes(rec)
+    assert by["make"]["phase"] == "Failed"
+    hook = by["make.onExit"]
+    if optional:
+        assert hook["phase"] == "Succeeded", hook
+        assert result(hook) == "absent"
+    else:
+        assert hook["phase"] == "Error"
+        assert "unable to resolve references" in hook["message"]
+    assert code in (0, 1), rec
