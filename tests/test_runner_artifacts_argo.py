@@ -249,7 +249,7 @@ CONTAINER_SET = """
       - name: main
         image: alpine
         dependencies: [a]
-        command: [sh, -c, "cat /workspace/a.txt /tmp/seed.txt > /workspace/out"]
+        command: [sh, -c, "cat /workspace/a.txt {{inputs.artifacts.seed.path}} > {{outputs.artifacts.out.path}}"]
   outputs:
     artifacts: [{name: out, path: /workspace/out}]
 - name: cat
@@ -263,7 +263,8 @@ def test_container_set_artifacts_are_the_main_containers(tmp_path: Path) -> None
     and validateOutputs give its artifacts paths; docs/container-set-template.md "Inputs and
     Outputs": they are loaded into and saved from the container named ``main``
     (workflowpod.go addInputArtifactsVolumes mounts inputs in main only); a workspace volume
-    carries another container's files (examples/container-set-template/workspace-workflow.yaml).
+    carries another container's files (examples/container-set-template/workspace-workflow.yaml);
+    validateLeaf offers ``{{inputs|outputs.artifacts.X.path}}`` as in a container template.
     """
     code, rec = run(tmp_path, workflow("cs", CONTAINER_SET))
     assert code == 0, rec["status"]

@@ -111,7 +111,7 @@ def local_tags(tmpl: Mapping[str, Any]) -> set[str]:
     """The artifact and output-path variables a template has (validate.go validateLeaf,
     validateNonLeaf): ``{{inputs.artifacts.X}}`` everywhere, their ``.path``, and
     ``{{outputs.artifacts|parameters.X.path}}`` in a container or script."""
-    leaf = "container" in tmpl or "script" in tmpl
+    leaf = any(k in tmpl for k in artifacts.LEAF_KINDS)  # Template.IsLeaf
     tags: set[str] = set()
     for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
         tags.add(f"inputs.artifacts.{art.get('name')}")
