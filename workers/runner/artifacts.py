@@ -59,6 +59,9 @@ _REJECTED = {
 
 _NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 
+LEAF_KINDS = ("container", "script", "containerSet", "resource", "data", "http", "plugin")
+"""The template types Argo's ``Template.IsLeaf`` names: their artifacts have paths."""
+
 SecretLookup = Callable[[str, str], str | None]
 
 
@@ -73,7 +76,8 @@ class ArtifactError(ValueError):
 def check_template(tmpl: Mapping[str, Any], where: str, secret: SecretLookup) -> None:
     """Argo's validation of a template's artifacts (validate.go validateInputs/Outputs),
     and what a local run cannot do, rejected with the reason."""
-    leaf = "container" in tmpl or "script" in tmpl
+    # Template.IsLeaf (workflow_types.go): a containerSet's artifacts are its main container's
+    leaf = any(k in tmpl for k in LEAF_KINDS)
     for side in ("inputs", "outputs"):
         for art in (tmpl.get(side) or {}).get("artifacts") or []:
             name = str(art.get("name") or "")
@@ -81,9 +85,15 @@ def check_template(tmpl: Mapping[str, Any], where: str, secret: SecretLookup) ->
             if not _NAME.match(name):
                 raise_(f"{awhere}: name must consist of alpha-numeric characters, '_' or '-'")
             if leaf and not art.get("path") and (side == "outputs" or "from" not in art):
-                raise_(f"{awhere}: path is required in a container or script template")
+                raise_(
+                    f"{awhere}: path is required in a container, script or containerSet template"
+                )
             if not leaf and art.get("path"):
                 raise_(f"{awhere}.path only valid in container/script templates")
+            if "from" in art and "fromExpression" in art:
+                raise_(f"{awhere}: shouldn't have both `from` and `fromExpression` in Artifact")
+            if side == "inputs" and "fromExpression" in art:
+                raise_(f"{awhere}.fromExpression: an input artifact is supplied by its arguments")
             if side == "inputs" and "from" in art:
                 raise_(f"{awhere}.from not valid in inputs")
             if side == "outputs" and not leaf and "from" not in art and "fromExpression" not in art:
@@ -99,17 +109,17 @@ def check_arguments(arguments: Mapping[str, Any], where: str, secret: SecretLook
         awhere = f"{where}: arguments.artifacts[{name}]"
         if "from" in art and "fromExpression" in art:
             raise_(f"{awhere}: shouldn't have both `from` and `fromExpression` in Artifact")
-        if "from" not in art and "fromExpression" not in art and not has_location(art):
+        # validate.go validateArgumentsValues: a fromExpression alone is not enough
+        if "from" not in art and not has_location(art):
             raise_(f"{awhere}: from, artifact location, or key is required")
         check_artifact(art, awhere, secret)
 
 
 def check_artifact(art: Mapping[str, Any], where: str, secret: SecretLookup) -> None:
-    if "fromExpression" in art:
-        raise_(
-            f"{where}.fromExpression: expression-selected artifacts are not supported by the "
-            "local runner (use from)"
-        )
+    gname = art.get("globalName")
+    if gname not in (None, "") and "{{" not in str(gname) and not _NAME.match(str(gname)):
+        # validate.go validateOutputs: isValidParamOrArtifactName
+        raise_(f"{where}.globalName: must consist of alpha-numeric characters, '_' or '-'")
     kinds = [k for k in LOCATIONS if k in art]
     if len(kinds) > 1:
         raise_(f"{where}: more than one location ({', '.join(kinds)})")
@@ -201,10 +211,18 @@ def resolve_inputs(
     for arg in arguments.get("artifacts") or []:
         art = dict(arg)
         if "from" in art:
-            art = {
-                **parse_reference(str(art["from"]), f"{where}: arguments.artifacts"),
-                **{k: v for k, v in art.items() if k not in ("from",)},
-            }
+            try:
+                found = parse_reference(str(art["from"]), f"{where}: arguments.artifacts")
+            except ArtifactError:
+                # steps.go resolveReferences / dag.go / exit_handler.go: an optional argument
+                # whose from names no artifact is left out; any other is an error
+                if arg.get("optional"):
+                    continue
+                raise ArtifactError(
+                    f"{where}: arguments.artifacts.{arg.get('name')}: unable to resolve "
+                    f"references: Unable to resolve: {str(art['from'])!r}"
+                ) from None
+            art = {**found, **{k: v for k, v in art.items() if k not in ("from",)}}
             art.pop("subPath", None)
             sub = arg.get("subPath")
             if sub:
@@ -402,13 +420,20 @@ def image_path_message(where: str, path: str) -> str:
 
 def check_output_paths(tmpl: Mapping[str, Any], where: str) -> None:
     """The check :func:`prepare_pod` makes, before running, for literal output paths."""
-    kind = "script" if "script" in tmpl else "container"
-    if kind not in tmpl:
-        return
+    if "containerSet" in tmpl:
+        # the outputs are read in the main container's view: its mounts and the set's
+        cs = tmpl["containerSet"] or {}
+        main: dict[str, Any] = next(
+            (c for c in cs.get("containers") or [] if c.get("name") == "main"), {}
+        )
+        mounts_of = [*(main.get("volumeMounts") or []), *(cs.get("volumeMounts") or [])]
+    else:
+        kind = "script" if "script" in tmpl else "container"
+        if kind not in tmpl:
+            return
+        mounts_of = list((tmpl[kind] or {}).get("volumeMounts") or [])
     targets = ["/tmp"]
-    targets += [
-        str(vm.get("mountPath") or "") for vm in (tmpl[kind] or {}).get("volumeMounts") or []
-    ]
+    targets += [str(vm.get("mountPath") or "") for vm in mounts_of]
     targets += [
         str(a.get("path"))
         for a in (tmpl.get("inputs") or {}).get("artifacts") or []

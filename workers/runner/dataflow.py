@@ -4,12 +4,14 @@ the steps and tasks after them, and their aggregation over a loop's items."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, exprlang, params, sandbox
+from workers.runner import artifacts, expr, exprlang, params, sandbox
 from workers.runner.configmaps import ConfigMapError
 from workers.runner.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
 from workers.runner.params import ParamError
@@ -90,6 +92,41 @@ def _from_config_map(
         return value_from["default"]
 
 
+def step_arguments(arguments: Mapping[str, Any], scope: Mapping[str, str], where: str) -> Any:
+    """A step's or task's arguments substituted (steps.go resolveReferences, dag.go
+    resolveDependencyReferences): a tag naming an output artifact may stay unresolved in an
+    artifact's ``from`` (template.simpleReplaceStrict lets it through to the artifact
+    resolution, where an ``optional`` argument that names nothing is left out and any other is
+    an error: :func:`artifacts.resolve_inputs`); a ``fromExpression`` picks its artifact here."""
+    given = arguments.get("artifacts")
+    out = params.substitute({k: v for k, v in arguments.items() if k != "artifacts"}, scope, where)
+    if not given:
+        return out
+    resolved: list[dict[str, Any]] = []
+    for raw in given:
+        art = dict(raw)
+        ref, chooser = art.pop("from", None), art.pop("fromExpression", None)
+        art = params.substitute(art, scope, f"{where}.artifacts")
+        if ref is not None:
+            art["from"] = params.TAG.sub(lambda m: _known(m, scope), str(ref))
+        elif chooser is not None:
+            try:
+                found = artifact_expression(str(chooser), scope, f"{where}.artifacts")
+            except artifacts.ArtifactError as exc:
+                if art.get("optional"):
+                    continue
+                raise artifacts.ArtifactError(f"unable to resolve references: {exc}") from None
+            art["from"] = json.dumps(found)
+        resolved.append(art)
+    out["artifacts"] = resolved
+    return out
+
+
+def _known(m: re.Match[str], scope: Mapping[str, str]) -> str:
+    value = scope.get(m.group(1))
+    return m.group(0) if value is None or isinstance(value, params.Absent) else value
+
+
 def input_artifacts(
     tmpl: Mapping[str, Any], arguments: Mapping[str, Any], scope: Mapping[str, str], where: str
 ) -> list[dict[str, Any]]:
@@ -117,16 +154,22 @@ def template_outputs(
 ) -> None:
     arts: list[dict[str, Any]] = []
     for art in (tmpl.get("outputs") or {}).get("artifacts") or []:
-        # A steps or dag template's output artifact is another node's (steps.go/dag.go
-        # resolveArtifact): the record it names, under this output's name.
+        # A steps or dag template's output artifact is another node's (operator.go
+        # getTemplateOutputsFromScope, scope.go resolveArtifact): the record its from or
+        # fromExpression names, under this output's name; an optional one that resolves to
+        # nothing is left out.
         awhere = f"{where}: outputs.artifacts.{art['name']}"
         try:
-            text = params.substitute(str(art.get("from") or ""), scope, awhere)
-        except ParamError:
+            if "fromExpression" in art:
+                found = artifact_expression(str(art["fromExpression"]), scope, awhere)
+            else:
+                text = params.substitute(str(art.get("from") or ""), scope, awhere)
+                found = artifacts.parse_reference(text, awhere)
+        except (ParamError, artifacts.ArtifactError) as exc:
             if art.get("optional"):
                 continue
-            raise
-        arts.append({**artifacts.parse_reference(text, awhere), "name": art["name"]})
+            raise artifacts.ArtifactError(f"unable to resolve outputs from scope: {exc}") from None
+        arts.append({**found, "name": art["name"]})
     if arts:
         node.outputs["artifacts"] = arts
     outs: dict[str, str] = {}
@@ -151,6 +194,20 @@ def template_outputs(
             outs[p["name"]] = params.render(p["value"])
     if outs:
         node.outputs["parameters"] = outs
+
+
+def artifact_expression(text: str, scope: Mapping[str, str], where: str) -> dict[str, Any]:
+    """The artifact a ``fromExpression`` picks (scope.go resolveArtifact): expr-lang over the
+    scope, where each published artifact is its record; nil or anything but an artifact is an
+    error."""
+    names = {k: None if isinstance(v, params.Absent) else v for k, v in scope.items()}
+    try:
+        value = exprlang.evaluate(text, exprlang.environment(names))
+    except expr.ExprError as exc:
+        raise artifacts.ArtifactError(f"{where}: fromExpression {text!r}: {exc}") from None
+    if value is None:
+        raise artifacts.ArtifactError(f"{where}: Unable to resolve: {text!r}")
+    return artifacts.parse_reference(str(value), where)
 
 
 def skipped_outputs(tmpl: Mapping[str, Any]) -> dict[str, str]:

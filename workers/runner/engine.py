@@ -158,6 +158,8 @@ class Run:
         self.deadline_exceeded = False
         # globalName -> value, in the order first exported (run.json status.outputs)
         self.global_outputs: dict[str, str] = {}
+        # globalName -> the exported artifact record (run.json status.outputs.artifacts)
+        self.global_artifacts: dict[str, dict[str, Any]] = {}
         self.scope: dict[str, str] = {
             "workflow.name": name,
             "workflow.namespace": "local",

@@ -222,31 +222,13 @@ class PodRuntime:
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
-                if node.input_artifacts or outputs.get("artifacts"):
-                    raise SpecError(
-                        f"{where}: artifacts of a containerSet are not supported locally"
-                    )
-                members, c = self._container_set(pod, c, tmp_dir)
+                members, c = self._container_set(pod, c, tmp_dir, node.input_artifacts, outputs)
                 main = next((p for p, _ in members if p.name == "main"), None)
             else:
                 # The main container's view: its mounts plus where its input artifacts go and
                 # the folders its outputs need (artifacts.prepare_pod).
-                pod.files = artifacts.prepare_pod(
-                    self.run.mode,
-                    node.input_artifacts,
-                    outputs,
-                    self.run.podenv.mounts(tmpl, c, pod_dir, tmp_dir, where, pod.scope),
-                    pod_dir,
-                    where,
-                )
-                artifacts.stage_inputs(
-                    self.run.artifact_repository,
-                    node.input_artifacts,
-                    pod.files,
-                    self.secret,
-                    where,
-                )
-                main = self._container(pod, c, kind, "main", tmp_dir, pod.files)
+                files = self._artifact_view(pod, c, tmp_dir, node.input_artifacts, outputs)
+                main = self._container(pod, c, kind, "main", tmp_dir, files)
             inits = [
                 self._container(pod, u, "container", str(u["name"]), self._own_tmp(pod, u))
                 for u in self._user_containers(tmpl, c, "initContainers", ascope, where)
@@ -331,11 +313,19 @@ class PodRuntime:
         return out
 
     def _container_set(
-        self, pod: _Pod, cs: dict[str, Any], tmp_dir: Path
+        self,
+        pod: _Pod,
+        cs: dict[str, Any],
+        tmp_dir: Path,
+        inputs: list[dict[str, Any]],
+        outputs: dict[str, Any],
     ) -> tuple[list[tuple[_Process, list[str]]], dict[str, Any]]:
         """A containerSet's containers, each a process with the set's ``volumeMounts`` added
         and its ``dependencies`` (docs/container-set-template.md); and the dict whose mounts
-        ``mirrorVolumeMounts`` copies (the container named main, else the set's mounts)."""
+        ``mirrorVolumeMounts`` copies (the container named main, else the set's mounts). The
+        artifacts are the main container's, as a container template's are (its view is made
+        by artifacts.prepare_pod, its inputs placed there: workflowpod.go
+        addInputArtifactsVolumes mounts them in main only)."""
         shared = list(cs.get("volumeMounts") or [])
         members = []
         mirror: dict[str, Any] = {"volumeMounts": shared}
@@ -345,10 +335,36 @@ class PodRuntime:
             c["volumeMounts"] = [*(c.get("volumeMounts") or []), *shared]
             name = str(c["name"])
             tmp = tmp_dir if name == "main" else self._own_tmp(pod, c)
-            members.append((self._container(pod, c, "container", name, tmp), deps))
+            files = None
             if name == "main":
                 mirror = c
+                if inputs or outputs.get("artifacts"):
+                    files = self._artifact_view(pod, c, tmp, inputs, outputs)
+            members.append((self._container(pod, c, "container", name, tmp, files), deps))
         return members, mirror
+
+    def _artifact_view(
+        self,
+        pod: _Pod,
+        c: dict[str, Any],
+        tmp_dir: Path,
+        inputs: list[dict[str, Any]],
+        outputs: dict[str, Any],
+    ) -> artifacts.PodFiles:
+        """The main container's view with its input artifacts placed and the folders its
+        outputs need (artifacts.prepare_pod, stage_inputs)."""
+        pod.files = artifacts.prepare_pod(
+            self.run.mode,
+            inputs,
+            outputs,
+            self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, pod.where, pod.scope),
+            pod.dir,
+            pod.where,
+        )
+        artifacts.stage_inputs(
+            self.run.artifact_repository, inputs, pod.files, self.secret, pod.where
+        )
+        return pod.files
 
     def _own_tmp(self, pod: _Pod, container: dict[str, Any]) -> Path:
         """Each container has its own image, so its own /tmp: only volumes are shared."""

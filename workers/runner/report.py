@@ -226,9 +226,13 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
     }
     if message and phase != "Succeeded":
         status["message"] = message
-    if run.global_outputs:
+    if run.global_outputs or run.global_artifacts:
         # globalName exports (runner/workflowscope.py), as Argo's status.outputs
-        status["outputs"] = {"parameters": _parameters(run.global_outputs)}
+        status["outputs"] = {}
+        if run.global_outputs:
+            status["outputs"]["parameters"] = _parameters(run.global_outputs)
+        if run.global_artifacts:
+            status["outputs"]["artifacts"] = list(run.global_artifacts.values())
     spec = dict(run.spec)
     if run.parameters:
         spec["arguments"] = {"parameters": _parameters(run.parameters)}

@@ -113,7 +113,7 @@ class Scheduler:
             self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
         if fail_fast is not None and node.phase in (FAILED, ERROR):
             fail_fast.set()
-        if scope is not None and node.outputs.get("parameters"):
+        if scope is not None and (node.outputs.get("parameters") or node.outputs.get("artifacts")):
             try:
                 workflowscope.export(self.run, node, tmpl, scope, where)
             except ParamError as exc:
@@ -498,7 +498,7 @@ class Scheduler:
                         name, display, "Skipped", str(tmpl.get("name") or ""), parent
                     )
                     return self.run.finish(node, SKIPPED, f"when '{text}' evaluated false")
-            arguments = params.substitute(
+            arguments = dataflow.step_arguments(
                 _mark_absent(dict(step.get("arguments") or {}), scope), scope, f"{where}.arguments"
             )
         except (ParamError, expr.ExprError) as exc:

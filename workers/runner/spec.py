@@ -139,6 +139,9 @@ OUTPUT_PARAMETER: Schema = {
     "name": LEAF,
     "description": LEAF,
     "default": LEAF,
+    # a literal (substituted) value: the executor reports the template's outputs as they are,
+    # filling in only valueFrom.path (executor.go SaveParameters, ReportOutputs)
+    "value": LEAF,
     # exported as {{workflow.outputs.parameters.NAME}} and in status.outputs (runner/hooks.py)
     "globalName": LEAF,
     "valueFrom": {
@@ -162,8 +165,11 @@ ARTIFACT: Schema = {
     "from": LEAF,
     "subPath": LEAF,
     "description": LEAF,
-    # Rejected with its reason by artifacts.check_artifact (an expression picks the artifact).
+    # expr-lang picking a child's artifact (a steps/dag template's outputs; arguments beside a
+    # location): evaluated as scope.go resolveArtifact evaluates it (runner/dataflow.py)
     "fromExpression": LEAF,
+    # exported as {{workflow.outputs.artifacts.NAME}} and in status.outputs (workflowscope.py)
+    "globalName": LEAF,
     "archive": {"none": FREE, "tar": {"compressionLevel": LEAF}, "zip": FREE},
     "raw": {"data": LEAF},
     # Without a bucket: a key in the run's own repository; with one, through fsspec.

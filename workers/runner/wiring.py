@@ -56,6 +56,7 @@ EXIT_GLOBALS = ("workflow.failures",)
 """Set once the entrypoint is done; Argo's validation offers them where an exit handler exists."""
 
 OUTPUTS = "workflow.outputs.parameters."
+ARTIFACTS = "workflow.outputs.artifacts."
 
 
 def effective_spec(doc: Document, library: Library, notes: Notes) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def local_tags(tmpl: Mapping[str, Any]) -> set[str]:
     """The artifact and output-path variables a template has (validate.go validateLeaf,
     validateNonLeaf): ``{{inputs.artifacts.X}}`` everywhere, their ``.path``, and
     ``{{outputs.artifacts|parameters.X.path}}`` in a container or script."""
-    leaf = "container" in tmpl or "script" in tmpl
+    leaf = any(k in tmpl for k in artifacts.LEAF_KINDS)  # Template.IsLeaf
     tags: set[str] = set()
     for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
         tags.add(f"inputs.artifacts.{art.get('name')}")
@@ -223,6 +224,10 @@ class Wiring:
         self.global_names: set[str] = set()
         self.any_global = False  # a globalName made of {{...}}: known only at run time
         self.global_refs: list[tuple[str, str]] = []
+        # the same for output artifacts (workflow.outputs.artifacts.NAME)
+        self.global_artifacts: set[str] = set()
+        self.any_global_artifact = False
+        self.global_artifact_refs: list[tuple[str, str]] = []
 
     def template(self, doc: Document, ref: Mapping[str, Any], where: str) -> tuple[Document, Any]:
         """The template a step runs, as the run resolves it (engine.Run.find_template)."""
@@ -274,6 +279,14 @@ class Wiring:
                 known = ", ".join(sorted(self.global_names)) or "none"
                 raise SpecError(
                     f"{where}: {{{{{OUTPUTS}{name}}}}} but no output parameter has "
+                    f"globalName {name!r} (globalNames: {known})"
+                )
+        for name, where in self.global_artifact_refs:
+            # validate.go addOutputsToScope: an output artifact's globalName is a variable
+            if name not in self.global_artifacts and not self.any_global_artifact:
+                known = ", ".join(sorted(self.global_artifacts)) or "none"
+                raise SpecError(
+                    f"{where}: {{{{{ARTIFACTS}{name}}}}} but no output artifact has "
                     f"globalName {name!r} (globalNames: {known})"
                 )
 
@@ -339,6 +352,13 @@ class Wiring:
         where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
         inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         self.wrap(lambda: artifacts.check_template(tmpl, where, self.secret))
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            # validate.go validateOutputParameter: a literal value or a valueFrom, not both
+            pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
+            if p.get("value") is not None and p.get("valueFrom") is not None:
+                raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
+            if p.get("value") is None and p.get("valueFrom") is None:
+                raise SpecError(f"{pwhere} does not have valueFrom or value specified")
         local = local_tags(tmpl)
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
@@ -415,6 +435,12 @@ class Wiring:
                 self.any_global = True
             elif gname:
                 self.global_names.add(gname)
+        for a in (tmpl.get("outputs") or {}).get("artifacts") or []:
+            gname = str(a.get("globalName") or "")
+            if params.TAG.search(gname):
+                self.any_global_artifact = True
+            elif gname:
+                self.global_artifacts.add(gname)
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
             for m in params.TAG.finditer(text):
                 tag = m.group(1)
@@ -541,6 +567,16 @@ class Wiring:
         if kind == "containerSet":
             cs = tmpl["containerSet"] or {}
             containers = self.check_container_set(cs, where)
+            inputs, outputs = tmpl.get("inputs") or {}, tmpl.get("outputs") or {}
+            has_main = any(c.get("name") == "main" for c in cs.get("containers") or [])
+            if not has_main and (
+                inputs.get("artifacts") or outputs.get("parameters") or outputs.get("artifacts")
+            ):
+                # validate.go validateLeaf: inputs and outputs are the main container's
+                raise SpecError(
+                    f'{where}: containerSet.containers must have a container named "main" '
+                    "for input or output"
+                )
         else:
             containers = [(kind, tmpl[kind] or {})]
         for field in ("initContainers", "sidecars"):
@@ -699,6 +735,9 @@ class Wiring:
             return
         if tag.startswith(OUTPUTS):
             self.global_refs.append((tag.removeprefix(OUTPUTS), where))
+            return
+        if tag.startswith(ARTIFACTS):
+            self.global_artifact_refs.append((tag.removeprefix(ARTIFACTS), where))
             return
         if tag.startswith("inputs.parameters."):
             name = tag.removeprefix("inputs.parameters.")

@@ -1,8 +1,9 @@
 """The workflow's own variables, as the controller keeps them in its global scope:
 ``workflow.status`` and ``workflow.duration`` (current while the workflow runs, final for its
 exit handler), ``workflow.failures`` (once the entrypoint is done) and the global outputs an
-output parameter's ``globalName`` exports as ``workflow.outputs.parameters.NAME``
-(controller/operator.go: setGlobalRuntimeParameters, operate, addParamToGlobalScope)."""
+output parameter's or artifact's ``globalName`` exports as ``workflow.outputs.parameters.NAME``
+or ``workflow.outputs.artifacts.NAME`` (controller/operator.go: setGlobalRuntimeParameters,
+operate, addParamToGlobalScope, addArtifactToGlobalScope)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 RUNNING = "Running"
 OUTPUTS = "workflow.outputs.parameters."
+ARTIFACTS = "workflow.outputs.artifacts."
 
 
 def start(run: Run) -> None:
@@ -45,6 +47,8 @@ def refresh(run: Run, scope: dict[str, str]) -> dict[str, str]:
                 scope[key] = run.scope[key]
         for name, value in run.global_outputs.items():
             scope[OUTPUTS + name] = value
+        for name, art in run.global_artifacts.items():
+            scope[ARTIFACTS + name] = json.dumps(art)
     return scope
 
 
@@ -157,9 +161,11 @@ def go_quote(text: str) -> str:
 def export(
     run: Run, node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
 ) -> None:
-    """A node's output parameters with a ``globalName``: set (or overwritten, the latest node
-    winning) as ``workflow.outputs.parameters.NAME`` and in the workflow's
-    ``status.outputs``. The name may use the template's inputs (``{{inputs.parameters.x}}``)."""
+    """A node's output parameters and artifacts with a ``globalName``: set (or overwritten, the
+    latest node winning) as ``workflow.outputs.parameters.NAME`` /
+    ``workflow.outputs.artifacts.NAME`` and in the workflow's ``status.outputs``
+    (operator.go addOutputsToGlobalScope). The name may use the template's inputs
+    (``{{inputs.parameters.x}}``)."""
     values = node.outputs.get("parameters") or {}
     for p in (tmpl.get("outputs") or {}).get("parameters") or []:
         if not isinstance(p, dict) or p.get("globalName") in (None, "") or p["name"] not in values:
@@ -170,6 +176,23 @@ def export(
         with run.lock:
             run.global_outputs[name] = values[p["name"]]
             run.scope[OUTPUTS + name] = values[p["name"]]
+    saved = {str(a.get("name")): a for a in node.outputs.get("artifacts") or []}
+    for art in (tmpl.get("outputs") or {}).get("artifacts") or []:
+        if not isinstance(art, dict) or art.get("globalName") in (None, ""):
+            continue
+        record = saved.get(str(art.get("name")))
+        if record is None:
+            continue  # an optional artifact that was not produced exports nothing
+        name = params.substitute(
+            str(art["globalName"]), scope, f"{where}: outputs.artifacts.{art['name']}.globalName"
+        )
+        # addArtifactToGlobalScope: the artifact renamed to its globalName, without globalName
+        # and path; a later export of the same name overwrites it in place
+        exported = {k: v for k, v in record.items() if k not in ("globalName", "path")}
+        exported["name"] = name
+        with run.lock:
+            run.global_artifacts[name] = exported
+            run.scope[ARTIFACTS + name] = json.dumps(exported)
 
 
 def metadata_scope(doc: Document, spec: Mapping[str, Any], created: str) -> dict[str, str]:
