@@ -338,6 +338,15 @@ OWN_TEXT: dict[str, Expectation] = {
         "`[[: not found`, exit 127 (the image was alpine:latest, with busybox's ash, before "
         "#14094; no Go test submits the file)",
     ),
+    "test/e2e/functional/output-input-artifact-optional.yaml": phase(
+        "Failed",
+        "generate-artifact writes /tmp/hello_world123.txt, not its optional output "
+        "/tmp/hello_world.txt, so no hello-art is saved; consume-artifact's argument "
+        "(not optional: only the template input is) names it with from, and steps.go "
+        "resolveReferences skips an unresolvable artifact only 'if art.Optional', else "
+        "'unable to resolve references': executeStepGroup marks the group Error and the steps "
+        "fail (no Go test submits the file)",
+    ),
 }
 
 # Files that run longer than the corpus's default timeout by design: the seconds their own
