@@ -286,13 +286,9 @@ class Wiring:
                 raise SpecError(
                     f"{where}: {field} needs a container or script template (it runs a pod)"
                 )
-        if not leaf:
-            if "timeout" in tmpl:
-                # validate.go: timeout is for leaf templates only
-                kind = next(k for k in ("steps", "dag", "suspend") if k in tmpl)
-                raise SpecError(f"{where}: {kind} template doesn't support timeout field")
-        else:
-            _check_timeout(tmpl.get("timeout"), where)
+        # A steps, dag or suspend template's own timeout is refused by spec.validate (validate.go
+        # checks the templates as written); one merged from templateDefaults is checked here.
+        _check_timeout(tmpl.get("timeout"), where)
         if "suspend" in tmpl:
             self.check_suspend(tmpl, where)
         elif "steps" in tmpl or "dag" in tmpl:
@@ -622,6 +618,14 @@ class Wiring:
                     )
                 return
             raise SpecError(f"{where}: {{{{{tag}}}}}: unsupported field {field!r}")
+        if not params.argo_variable(tag):
+            # validate.go resolveAllVariables: "Skip the custom variable references"; the run
+            # leaves the tag as written (params.substitute).
+            self.notes.add(
+                f"{where}: {{{{{tag}}}}} is not an Argo variable (no {'/'.join(params.ARGO_PREFIXES)}"
+                " prefix): left as written, as Argo leaves it"
+            )
+            return
         raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
 
 
