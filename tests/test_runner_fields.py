@@ -197,6 +197,21 @@ def test_a_default_timeout_fails_a_longer_suspend(tmp_path: Path) -> None:
     assert (wait["phase"], wait["message"]) == ("Failed", "timeout")
 
 
+def test_a_default_timeout_in_whole_seconds_is_a_pod_deadline(tmp_path: Path) -> None:
+    """validate.go refuses a whole-number ``timeout`` written on a template, but does not see
+    ``templateDefaults``; the controller reads the merged value with ParseStringToDuration
+    (v1alpha1/utils.go: "If no units are attached, treat as seconds") as the pod's deadline."""
+    templates = """
+    - name: main
+      container: {image: busybox, command: [sleep, "20"]}
+    """
+    code, rec = run(tmp_path, workflow(templates, 'templateDefaults: {timeout: "1"}'))
+    assert code == 1
+    (node,) = rec["status"]["nodes"].values()
+    assert node["phase"] == "Failed"
+    assert "deadline" in node["message"]
+
+
 # ---------------------------------------------------------------- variables Argo does not own
 
 

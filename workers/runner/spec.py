@@ -698,14 +698,21 @@ def _check_pod_resources(value: Any, where: str) -> None:
 
 
 def _check_own_timeout(tmpl: Mapping[str, Any], kind: str, where: str) -> None:
-    """validate.go validateTemplateHolder: a ``timeout`` written on a template that is not a
-    leaf (steps, dag, suspend) is refused. Validation sees the templates as written, without
+    """validate.go validateTemplate: a ``timeout`` written on a template that is not a leaf
+    (steps, dag, suspend) is refused, and so is a whole number on a leaf. Validation sees the templates as written, without
     ``templateDefaults``: a default ``timeout`` reaches every template at run time
     (operator.go mergedTemplateDefaultsInto), where it is a deadline for a pod and for a
     (Pending) suspend node, and no-op for a Steps or DAG node, which starts Running
     (checkTemplateTimeouts only fails a Pending node)."""
-    if tmpl.get("timeout") not in (None, "") and kind in _ARGO_TYPES:
+    timeout = tmpl.get("timeout")
+    if timeout in (None, ""):
+        return
+    if kind in _ARGO_TYPES:
         raise SpecError(f"{where}: {_ARGO_TYPES[kind]} template doesn't support timeout field")
+    text = str(timeout).strip()
+    if _INTEGER.fullmatch(text):
+        # "timeout should not be a whole number" (the controller would read it as seconds)
+        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
 
 
 def _inline_templates(tmpl: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

@@ -634,13 +634,13 @@ def _loops(step: Mapping[str, Any]) -> bool:
 
 
 def _check_timeout(value: Any, where: str) -> None:
-    """validate.go: a template's timeout is a duration with a unit (``"10s"``, ``"2m"``); a
-    bare whole number is refused (unless it is a ``{{...}}`` substituted at run time)."""
+    """A template's timeout, once ``templateDefaults`` are merged, must be what the controller
+    reads (v1alpha1 ParseStringToDuration: whole seconds or a Go duration). A whole number
+    written on the template itself is refused by spec.validate, as validate.go refuses it; one
+    from ``templateDefaults`` (which validation does not see) counts seconds."""
     if value is None:
         return
     text = str(value).strip()
-    if text.lstrip("+-").isdigit():
-        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
     if "{{" in text:
         return
     from workers.runner.params import ParamError
