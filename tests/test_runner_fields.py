@@ -232,6 +232,7 @@ def test_a_custom_variable_is_left_as_written(tmp_path: Path) -> None:
     assert code == 0, rec
     (node,) = rec["status"]["nodes"].values()
     assert node["outputs"]["result"] == "{{custom.variable}} {{ user.name }} hello"
+    assert "{{custom.variable}}: tag without an Argo prefix" in json.dumps(rec)
 
 
 def test_an_unknown_argo_variable_is_still_refused(

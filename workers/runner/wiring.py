@@ -621,9 +621,10 @@ class Wiring:
         if not params.argo_variable(tag):
             # validate.go resolveAllVariables: "Skip the custom variable references"; the run
             # leaves the tag as written (params.substitute).
+            # the run log's summary keys a note by its text after the last ": " (no dots)
             self.notes.add(
-                f"{where}: {{{{{tag}}}}} is not an Argo variable (no {'/'.join(params.ARGO_PREFIXES)}"
-                " prefix): left as written, as Argo leaves it"
+                f"{where}: {{{{{tag}}}}}: tag without an Argo prefix (item, steps, inputs, "
+                "outputs, pod, workflow, tasks) left as written"
             )
             return
         raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
