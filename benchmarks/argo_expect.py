@@ -338,6 +338,13 @@ OWN_TEXT: dict[str, Expectation] = {
         "`[[: not found`, exit 127 (the image was alpine:latest, with busybox's ash, before "
         "#14094; no Go test submits the file)",
     ),
+    "examples/template-defaults.yaml": phases(
+        ("Succeeded", "Failed"),
+        _RANDOM + "labelled no-test expected-failure ('requires interaction'), but its only "
+        "failing pod runs random.choice([0, 1, 1]) ('# fail with a 66% probability') under "
+        "templateDefaults.retryStrategy limit 2, which applies to every template "
+        "(operator.go mergedTemplateDefaultsInto merges it in), steps included",
+    ),
     "test/e2e/functional/output-input-artifact-optional.yaml": phase(
         "Failed",
         "generate-artifact writes /tmp/hello_world123.txt, not its optional output "

@@ -564,9 +564,93 @@ def test_sprig_random_values() -> None:
     )
 
 
+# Written from sprig v3.3.0 date_test.go (TestToDate, TestUnixEpoch, TestDateInZone,
+# TestDuration, TestDurationRound) and docs/date.md, with Unix seconds where those tests pass a
+# time.Time (1560458379 is their "13 Jun 19 20:39:39 GMT"). An expr-lang integer is a Go int,
+# which date.go's ``case int`` takes as Unix seconds.
+SPRIG_DATE_CASES: list[tuple[str, Any]] = [
+    ("sprig.date('02/01/2006', sprig.toDate('2006-01-02', '2017-12-31'))", "31/12/2017"),
+    (
+        "sprig.unixEpoch(sprig.toDate('02 Jan 06 15:04:05 MST', '13 Jun 19 20:39:39 GMT'))",
+        "1560458379",
+    ),
+    ("sprig.dateInZone('02 Jan 06 15:04 -0700', 1560458379, 'UTC')", "13 Jun 19 20:39 +0000"),
+    ("sprig.date_in_zone('02 Jan 06 15:04 -0700', 1560458379, 'foobar')", "13 Jun 19 20:39 +0000"),
+    ("sprig.dateInZone('2006-01-02 15:04 MST', 1560458379, 'Asia/Tokyo')", "2019-06-14 05:39 JST"),
+    (
+        "sprig.duration('61') + ' ' + sprig.duration('3600') + ' ' + sprig.duration('93784')",
+        "1m1s 1h0m0s 26h3m4s",
+    ),
+    (
+        "sprig.durationRound('2h5s') + sprig.durationRound('24h5s') + sprig.durationRound('2400h5s')",
+        "2h1d3mo",
+    ),
+    (
+        "sprig.htmlDate(0) + ' ' + sprig.htmlDateInZone(0, 'America/New_York')",
+        "1970-01-01 1969-12-31",
+    ),
+    # docs/date.md dateModify: "-1.5h" (a duration time.ParseDuration reads)
+    ("sprig.date('15:04', sprig.dateModify('-1.5h', sprig.toDate('15:04', '12:00')))", "10:30"),
+    ("sprig.date('15:04', sprig.date_modify('nonsense', sprig.toDate('15:04', '12:00')))", "12:00"),
+    ("sprig.unixEpoch(sprig.mustDateModify('1s', sprig.mustToDate('2006', '1970')))", "1"),
+    ("sprig.date('2006', sprig.must_date_modify('8760h', sprig.toDate('2006', '2001')))", "2002"),
+    # toDate of a value the layout does not read is Go's zero time.Time, year 1
+    ("sprig.unixEpoch(sprig.toDate('2006-01-02', 'not a date'))", "-62135596800"),
+    ("sprig.ago(sprig.now())", "0s"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SPRIG_DATE_CASES)
+def test_sprig_dates(text: str, expected: Any) -> None:
+    """Sprig's date functions (date.go) with Go's reference-time layouts."""
+    assert exprlang.evaluate(text, exprlang.environment({})) == expected
+
+
+def test_sprig_date_of_a_string_is_now() -> None:
+    """sprig date.go ``dateInZone``: a date that is neither a time.Time nor an int is not parsed
+    (``default: t = time.Now()``), so Argo's expression-tag-template-workflow.yaml
+    ``sprig.date('2006', workflow.creationTimestamp)`` (a string in the expression env) is the
+    current year, in the controller's zone (UTC)."""
+    import datetime
+
+    env = exprlang.environment({"workflow.creationTimestamp": "1999-01-02T03:04:05Z"})
+    year = exprlang.evaluate("sprig.date('2006', workflow.creationTimestamp)", env)
+    assert year == str(datetime.datetime.now(datetime.UTC).year)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # sprig switches on int64 only: Go gives 0s for an expr-lang int, the local runner
+        # cannot tell it from asInt's int64
+        ("sprig.duration(95)", "pass a string"),
+        ("sprig.durationRound(95)", "pass a string"),
+        ("sprig.unixEpoch('2019-06-13')", "as time.Time"),
+        ("sprig.mustToDate('2006-01-02', '2017-13-01')", "month out of range"),
+        ("sprig.mustDateModify('1x', sprig.now())", 'unknown unit "x"'),
+        # fmt's %v of time.Now() prints its monotonic clock reading (m=+0.0012)
+        ("sprig.toString(sprig.now())", "monotonic"),
+    ],
+)
+def test_sprig_date_errors(text: str, message: str) -> None:
+    with pytest.raises(ExprError, match=re.escape(message)):
+        exprlang.evaluate(text, exprlang.environment({}))
+
+
+def test_a_time_value_renders_as_go_json() -> None:
+    """expression_template.go: a non-string result is JSON-marshaled; time.Time's MarshalJSON
+    is RFC 3339 with nanoseconds (trailing zeros dropped)."""
+    env = exprlang.environment({})
+    value = exprlang.evaluate(
+        "sprig.toDate('2006-01-02 15:04:05.000', '2017-12-31 10:00:00.250')", env
+    )
+    assert exprlang.render(value) == '"2017-12-31T10:00:00.25Z"'
+
+
 def test_every_sprig_function_is_tested() -> None:
     """Each function the runner implements appears in this file's tables."""
-    covered = " ".join(text for text, _ in SPRIG_CASES) + " sprig.randAlphaNum sprig.randAlpha "
+    covered = " ".join(text for text, _ in SPRIG_CASES + SPRIG_DATE_CASES)
+    covered += " sprig.randAlphaNum sprig.randAlpha "
     covered += "sprig.randNumeric sprig.randAscii sprig.randInt sprig.uuidv4 "
     missing = [
         n for n in sprig.FUNCTIONS if f"sprig.{n}(" not in covered and f"sprig.{n} " not in covered
@@ -633,7 +717,11 @@ def test_jsonpath_missing_key_is_an_error() -> None:
         ("asInt(x) + asFloat(y) + len(toJson(jsonpath(z, '$')))", None),
         ("filter(x, # > 1) | map(# * 2)", None),
         ("now()", "now() is not supported"),
-        ("sprig.date('2006', x)", "sprig.date() is not supported by the local runner"),
+        ("sprig.date('2006', x)", None),
+        (
+            "sprig.semverCompare('>=1', x)",
+            "sprig.semverCompare() is not supported by the local runner",
+        ),
         ("sprig.nope(x)", "sprig.nope() is not a sprig function"),
         ("toYaml(x)", "function toYaml() is not supported"),
         ("x.Seconds()", "method calls (.Seconds()) are not supported"),

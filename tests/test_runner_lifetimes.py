@@ -397,7 +397,7 @@ def test_suspend_with_duration_waits_and_succeeds_with_defaults(tmp_path: Path) 
         ("{name: wait, suspend: {}}", "waits for `argo resume`"),
         (
             "{name: wait, steps: [[{name: a, template: leaf}]], timeout: 5s}",
-            "steps template doesn't support timeout field",
+            "Steps template doesn't support timeout field",
         ),
         ("{name: wait, container: {image: x, command: [true]}, timeout: '10'}", "timeout '10'"),
         (

@@ -101,6 +101,13 @@ def sprint(value: Any) -> str:
         return "map[" + " ".join(f"{sprint(k)}:{sprint(v)}" for k, v in items) + "]"
     if isinstance(value, bytes):
         return "[" + " ".join(str(b) for b in value) + "]"
+    from workers.runner import gotime
+
+    if isinstance(value, gotime.Time):
+        try:
+            return value.string()
+        except gotime.TimeError as exc:
+            raise GoError(str(exc)) from None
     return str(value)
 
 
@@ -168,6 +175,13 @@ def marshal(value: Any, indent: str | None = None, _level: int = 0) -> str:
             return open_ + ",".join(items) + close
         inner = "\n" + indent * (_level + 1)
         return open_ + inner + ("," + inner).join(items) + "\n" + indent * _level + close
+    from workers.runner import gotime
+
+    if isinstance(value, gotime.Time):
+        try:
+            return value.json()
+        except gotime.TimeError as exc:
+            raise GoError(f"json: error calling MarshalJSON for type time.Time: {exc}") from None
     raise GoError(f"json: unsupported type: {type(value).__name__}")
 
 
@@ -348,4 +362,8 @@ def type_name(value: Any) -> str:
         return "map[string]interface {}"
     if callable(value):
         return "func"
+    from workers.runner import gotime
+
+    if isinstance(value, gotime.Time):
+        return "time.Time"
     return type(value).__name__

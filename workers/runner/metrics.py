@@ -61,7 +61,7 @@ def _number(text: str, where: str) -> float:
 def render_value(text: str, scope: Mapping[str, str], where: str) -> str:
     """``text`` with ``{{=expression}}`` evaluated and ``{{name}}`` substituted from ``scope``."""
     try:
-        return str(params.substitute(text, scope, where))
+        return str(params.substitute(text, scope, where, strict=True))
     except params.ParamError as exc:
         raise MetricError(str(exc)) from None
 

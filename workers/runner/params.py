@@ -67,9 +67,26 @@ def render(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
-    """Replace every ``{{name}}`` and ``{{= expression }}`` in strings of ``value``; an unknown
-    name or a failing expression is an error."""
+ARGO_PREFIXES = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
+"""The variable prefixes Argo resolves (common.go GlobalVarValidWorkflowVariablePrefix); any other
+``{{...}}`` is left for another template language (docs/walk-through/
+custom-template-variable-reference.md)."""
+
+
+def argo_variable(tag: str) -> bool:
+    """Whether Argo's validation checks ``tag`` (validate.go resolveAllVariables skips a tag
+    without one of :data:`ARGO_PREFIXES`)."""
+    return tag.strip().startswith(ARGO_PREFIXES)
+
+
+def substitute(value: Any, scope: Mapping[str, str], where: str, *, strict: bool = False) -> Any:
+    """Replace every ``{{name}}`` and ``{{= expression }}`` in strings of ``value``.
+
+    An unknown name with an Argo prefix (``inputs.``, ``steps.``...) or a failing expression is
+    an error (the wiring checks refuse those before running). An unknown name without one is
+    written back as it is, as the controller's substitution does (simple_template.go
+    simpleReplaceStrict: "allow unresolved ... just write the same string back"); ``strict``
+    makes it an error too, as a metric's substitution (operator.go, ``Replace(..., false)``)."""
     if isinstance(value, str):
 
         def one(m: re.Match[str]) -> str:
@@ -78,6 +95,8 @@ def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
                 if isinstance(scope[key], Absent):
                     raise ParamError(f"{where}: {absent_message(key)}")
                 return scope[key]
+            if not strict and not argo_variable(key):
+                return m.group(0)
             raise ParamError(f"{where}: cannot resolve {{{{{key}}}}}")
 
         if "{{=" not in value:
@@ -97,9 +116,9 @@ def substitute(value: Any, scope: Mapping[str, str], where: str) -> Any:
         parts.append(TAG.sub(one, value[pos:]))
         return "".join(parts)
     if isinstance(value, list):
-        return [substitute(v, scope, where) for v in value]
+        return [substitute(v, scope, where, strict=strict) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, scope, where) for k, v in value.items()}
+        return {k: substitute(v, scope, where, strict=strict) for k, v in value.items()}
     return value
 
 

@@ -4,6 +4,7 @@ their ``depends`` allow, a loop's items as ``parallelism`` frees slots, ``when``
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -84,6 +85,7 @@ class Scheduler:
             scope = workflowscope.refresh(self.run, dict(self.run.scope))
             for k, v in node.inputs.items():
                 scope[f"inputs.parameters.{k}"] = v
+            _display_name(node, tmpl, scope, where)
             node.input_artifacts = dataflow.input_artifacts(tmpl, arguments, scope, where)
             if type_ != "Pod":
                 # {{inputs.artifacts.X}}: a steps or dag template passes its inputs on by from
@@ -254,6 +256,20 @@ class Scheduler:
             seconds = _seconds(text)
         except ParamError:
             raise ParamError(f"{where}.suspend.duration: {text!r} is not a duration") from None
+        # A timeout merged from templateDefaults (a suspend's own is refused before running):
+        # the suspend node is Pending, and operator.go checkTemplateTimeouts fails a Pending
+        # node once its timeout passed, with ErrTimeout's message.
+        timeout = tmpl.get("timeout")
+        limit = (
+            _seconds(params.substitute(str(timeout), scope, f"{where}.timeout"))
+            if timeout
+            else None
+        )
+        if limit is not None and limit < seconds:
+            if self.run.cancel.wait(limit):
+                raise Cancelled()
+            self.run.finish(node, FAILED, "timeout")
+            return
         if self.run.cancel.wait(seconds):
             raise Cancelled()
         values = {
@@ -756,6 +772,28 @@ class Limiter(threading.BoundedSemaphore):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+DISPLAY_NAME = "workflows.argoproj.io/display-name"
+_DISPLAY_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-.]{0,61}[a-zA-Z0-9]")
+
+
+def _display_name(
+    node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
+) -> None:
+    """A template's ``annotations`` (workflow_types.go Template.Annotations): the one Argo
+    reads, ``workflows.argoproj.io/display-name``, substituted with the template's inputs,
+    becomes the node's displayName; one that is not a valid name errors the node
+    (operator.go executeTemplate, ``displayNameRegex``; docs/walk-through/annotations.md)."""
+    raw = (tmpl.get("annotations") or {}).get(DISPLAY_NAME)
+    if raw is None or raw == "":
+        return
+    text = str(params.substitute(str(raw), scope, f"{where}.annotations"))
+    if not _DISPLAY_NAME_RE.fullmatch(text):
+        raise ParamError(
+            f"{where}: displayName must match the regex ^{_DISPLAY_NAME_RE.pattern}$ (got {text!r})"
+        )
+    node.display = text
 
 
 def _limiter(tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str) -> Limiter | None:

@@ -99,7 +99,11 @@ _POD_IGNORED = (
     "volumeClaimGC",
     "workflowMetadata",
     "metadata",
-    "tolerations",
+    # Pod-level requests/limits and Dynamic Resource Allocation claims (workflowpod.go copies
+    # them into the pod spec): scheduling hints, like a container's ``resources``. What Argo's
+    # validation refuses of them is refused here (check_pod_resources).
+    "podResources",
+    "resourceClaims",
 )
 
 _CONTAINER_IGNORED = (
@@ -352,6 +356,9 @@ def _template(step: Schema, task: Schema) -> Schema:
         "timeout": LEAF,
         "volumes": [VOLUME],
         "description": LEAF,
+        # Template.Annotations: workflows.argoproj.io/display-name names the node
+        # (runner/scheduling.py _display_name); Argo reads no other key.
+        "annotations": MapOf(LEAF),
         # lifetimes (runner/pods.py, runner/daemons.py): a daemon lives until its scope ends,
         # init containers run before the main one, sidecars beside it until it exits
         "daemon": BOOL,
@@ -688,17 +695,80 @@ def check_names(doc: Document) -> None:
             _check_name(name, _LABEL, 63, "metadata.name", where)
 
 
+# wfv1.TemplateType, as Argo's messages name a template's kind
+_ARGO_TYPES = {"steps": "Steps", "dag": "DAG", "suspend": "Suspend"}
+
+
+def _check_pod_resources(value: Any, where: str) -> None:
+    """validate.go validatePodResources: pod-level resources are ``cpu``, ``memory`` and
+    ``hugepages-*`` only, without ``claims`` (anything else the API server would refuse at pod
+    creation, mid-workflow, so Argo refuses it at submission)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a mapping, got {_kind(value)}")
+    if value.get("claims"):
+        raise SpecError(f"{where}.claims is not supported for pod-level resources")
+    for key in ("limits", "requests"):
+        for name in value.get(key) or {}:
+            if name not in ("cpu", "memory") and not str(name).startswith("hugepages-"):
+                raise SpecError(
+                    f'{where}: "{name}" is not a valid pod-level resource, only cpu, memory and '
+                    "hugepages-* are supported"
+                )
+
+
+def _check_own_timeout(tmpl: Mapping[str, Any], kind: str, where: str) -> None:
+    """validate.go validateTemplate: a ``timeout`` written on a template that is not a leaf
+    (steps, dag, suspend) is refused, and so is a whole number on a leaf. Validation sees the templates as written, without
+    ``templateDefaults``: a default ``timeout`` reaches every template at run time
+    (operator.go mergedTemplateDefaultsInto), where it is a deadline for a pod and for a
+    (Pending) suspend node, and no-op for a Steps or DAG node, which starts Running
+    (checkTemplateTimeouts only fails a Pending node)."""
+    timeout = tmpl.get("timeout")
+    if timeout in (None, ""):
+        return
+    if kind in _ARGO_TYPES:
+        raise SpecError(f"{where}: {_ARGO_TYPES[kind]} template doesn't support timeout field")
+    text = str(timeout).strip()
+    if _INTEGER.fullmatch(text):
+        # "timeout should not be a whole number" (the controller would read it as seconds)
+        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
+
+
+def _inline_templates(tmpl: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    steps = [s for group in tmpl.get("steps") or [] for s in group or []]
+    tasks = list((tmpl.get("dag") or {}).get("tasks") or [])
+    for step in (*steps, *tasks):
+        if isinstance(step, dict) and isinstance(step.get("inline"), dict):
+            yield step["inline"]
+
+
 def validate(doc: Document, notes: Notes) -> None:
     schema = CRON_DOCUMENT if doc.kind == "CronWorkflow" else DOCUMENT
     check(doc.body, schema, "", doc.source, notes)
     check_names(doc)
     spec = doc.spec
+    _check_pod_resources(spec.get("podResources"), f"{doc.source}: spec.podResources")
     for t in spec.get("templates") or []:
         kinds = [k for k in KINDS if t.get(k) is not None]
         if len(kinds) != 1:
             raise SpecError(
                 f"{doc.source}: spec.templates[{t.get('name')}]: a template needs exactly one of "
                 f"{', '.join(KINDS)} (found {kinds or 'none'})"
+            )
+        where = f"{doc.source}: templates.{t.get('name')}"
+        _check_own_timeout(t, kinds[0], f"{doc.source}: template {t.get('name')}")
+        for holder in _inline_templates(t):
+            inline_kinds = [k for k in KINDS if holder.get(k) is not None]
+            if inline_kinds:
+                _check_own_timeout(holder, inline_kinds[0], f"{where} (inline)")
+        _check_pod_resources(t.get("podResources"), f"{where}.podResources")
+        if t.get("resourceClaims") and kinds[0] not in ("container", "script", "containerSet"):
+            # validate.go validateTemplate: claims go on the pod a template runs
+            raise SpecError(
+                f"{where}.resourceClaims is not supported for {_ARGO_TYPES[kinds[0]]} templates, "
+                "which do not create a pod"
             )
         if t.get("daemon"):
             # A daemon waits for its readiness probes (runner/daemons.py): they are not ignored.

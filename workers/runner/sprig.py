@@ -10,6 +10,10 @@ truncated, anything else 0). Parameters Go types as ``int`` or ``string`` must g
 :data:`FUNCTIONS` is what the runner implements; :data:`ALL_NAMES` is sprig's whole map, so a
 function it has but the runner does not (dates, crypto, semver, paths, network) is refused with
 that reason before anything runs.
+
+The date functions format with Go's reference-time layouts (``sprig.date('2006-01-02', t)``,
+workers/runner/gotime.py). As in sprig, a date that is not a ``time.Time`` or Unix seconds
+(a date *string*, such as ``workflow.creationTimestamp``) formats the current time.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from workers.runner import golang
+from workers.runner import golang, gotime
 from workers.runner.expr import ExprError
 
 
@@ -475,7 +479,144 @@ def _ternary(yes: Any, no: Any, cond: Any) -> Any:
     return yes if _bool(cond, "ternary") else no
 
 
+# ------------------------------------------------------------------ dates (sprig date.go)
+
+
+def _time(value: Any, name: str) -> gotime.Time:
+    """A ``time.Time`` parameter."""
+    if not isinstance(value, gotime.Time):
+        raise SprigError(
+            f"sprig.{name}: cannot use {golang.sprint(value)!r} ({golang.type_name(value)}) "
+            "as time.Time"
+        )
+    return value
+
+
+def _instant(value: Any) -> gotime.Time:
+    """sprig's date argument: a time.Time, or Unix seconds as a Go int; anything else, a
+    date string included, is *now* (date.go ``dateInZone``'s ``default: t = time.Now()``)."""
+    if isinstance(value, gotime.Time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return gotime.Time.from_unix(value)
+    return gotime.Time.now()
+
+
+def _date_in_zone(layout: Any, date: Any, zone: Any) -> str:
+    try:
+        loc = gotime.load_location(_str(zone, "dateInZone"))
+    except gotime.TimeError:
+        loc = gotime.UTC  # sprig falls back to UTC for a zone it cannot load
+    return _instant(date).in_location(loc).format(_str(layout, "dateInZone"))
+
+
+def _date_modify(change: Any, date: Any) -> gotime.Time:
+    t = _time(date, "dateModify")
+    try:
+        return t.add(gotime.parse_duration(_str(change, "dateModify")))
+    except gotime.TimeError:
+        return t  # sprig returns the date unchanged when the duration does not parse
+
+
+def _must_date_modify(change: Any, date: Any) -> gotime.Time:
+    t = _time(date, "mustDateModify")
+    try:
+        return t.add(gotime.parse_duration(_str(change, "mustDateModify")))
+    except gotime.TimeError as exc:
+        raise SprigError(str(exc)) from None
+
+
+def _ago(date: Any) -> str:
+    return gotime.duration_string(
+        gotime.round_duration(gotime.Time.now().sub_ns(_instant(date)), gotime.SECOND)
+    )
+
+
+def _no_int(value: Any, name: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # sprig switches on int64 only: an expr-lang int literal is a Go int (0s), asInt's
+        # result an int64 (counted); the local runner does not keep that difference.
+        raise SprigError(
+            f"sprig.{name}: a number is 0 for an int and counted for an int64 in Go, which the "
+            "local runner does not tell apart: pass a string"
+        )
+
+
+def _go_int64(value: int) -> int:
+    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+def _duration(seconds: Any) -> str:
+    _no_int(seconds, "duration")
+    n = 0
+    if isinstance(seconds, str) and re.fullmatch(r"[+-]?[0-9]+", seconds):
+        # strconv.ParseInt: out of range is the nearest int64
+        n = max(-(1 << 63), min((1 << 63) - 1, int(seconds)))
+    return gotime.duration_string(_go_int64(n * gotime.SECOND))
+
+
+_ROUND_UNITS = (
+    (gotime.HOUR * 24 * 365, "y"),
+    (gotime.HOUR * 24 * 30, "mo"),
+    (gotime.HOUR * 24, "d"),
+    (gotime.HOUR, "h"),
+    (gotime.MINUTE, "m"),
+    (gotime.SECOND, "s"),
+)
+
+
+def _duration_round(value: Any) -> str:
+    _no_int(value, "durationRound")
+    d = 0
+    if isinstance(value, str):
+        try:
+            d = gotime.parse_duration(value)
+        except gotime.TimeError:
+            d = 0
+    elif isinstance(value, gotime.Time):
+        d = gotime.Time.now().sub_ns(value)
+    u = abs(d)
+    for size, unit in _ROUND_UNITS:
+        if u > size:
+            return f"{u // size}{unit}"
+    return "0s"
+
+
+_ZERO_TIME = gotime.Time(-62135596800)  # time.Time{}: January 1, year 1, 00:00:00 UTC
+
+
+def _to_date(layout: Any, text: Any) -> gotime.Time:
+    try:
+        return gotime.parse(_str(layout, "toDate"), _str(text, "toDate"))
+    except gotime.TimeError:
+        return _ZERO_TIME
+
+
+def _must_to_date(layout: Any, text: Any) -> gotime.Time:
+    try:
+        return gotime.parse(_str(layout, "mustToDate"), _str(text, "mustToDate"))
+    except gotime.TimeError as exc:
+        raise SprigError(str(exc)) from None
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    # dates (Go's reference-time layouts: workers/runner/gotime.py)
+    "date": lambda layout, date: _date_in_zone(layout, date, "Local"),
+    "dateInZone": _date_in_zone,
+    "date_in_zone": _date_in_zone,
+    "htmlDate": lambda date: _date_in_zone("2006-01-02", date, "Local"),
+    "htmlDateInZone": lambda date, zone: _date_in_zone("2006-01-02", date, zone),
+    "now": gotime.Time.now,
+    "dateModify": _date_modify,
+    "date_modify": _date_modify,
+    "mustDateModify": _must_date_modify,
+    "must_date_modify": _must_date_modify,
+    "ago": _ago,
+    "duration": _duration,
+    "durationRound": _duration_round,
+    "toDate": _to_date,
+    "mustToDate": _must_to_date,
+    "unixEpoch": lambda date: str(_time(date, "unixEpoch").unix),
     # strings (subject last)
     "upper": lambda s: _str(s, "upper").upper(),
     "lower": lambda s: _str(s, "lower").lower(),

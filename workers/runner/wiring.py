@@ -370,13 +370,9 @@ class Wiring:
                 raise SpecError(
                     f"{where}: {field} needs a container or script template (it runs a pod)"
                 )
-        if not leaf:
-            if "timeout" in tmpl:
-                # validate.go: timeout is for leaf templates only
-                kind = next(k for k in ("steps", "dag", "suspend") if k in tmpl)
-                raise SpecError(f"{where}: {kind} template doesn't support timeout field")
-        else:
-            _check_timeout(tmpl.get("timeout"), where)
+        # A steps, dag or suspend template's own timeout is refused by spec.validate (validate.go
+        # checks the templates as written); one merged from templateDefaults is checked here.
+        _check_timeout(tmpl.get("timeout"), where)
         if "suspend" in tmpl:
             self.check_suspend(tmpl, where)
         elif "steps" in tmpl or "dag" in tmpl:
@@ -802,6 +798,15 @@ class Wiring:
                     )
                 return
             raise SpecError(f"{where}: {{{{{tag}}}}}: unsupported field {field!r}")
+        if not params.argo_variable(tag):
+            # validate.go resolveAllVariables: "Skip the custom variable references"; the run
+            # leaves the tag as written (params.substitute).
+            # the run log's summary keys a note by its text after the last ": " (no dots)
+            self.notes.add(
+                f"{where}: {{{{{tag}}}}}: tag without an Argo prefix (item, steps, inputs, "
+                "outputs, pod, workflow, tasks) left as written"
+            )
+            return
         raise SpecError(f"{where}: {{{{{tag}}}}}: variable not supported by the local runner")
 
 
@@ -810,13 +815,13 @@ def _loops(step: Mapping[str, Any]) -> bool:
 
 
 def _check_timeout(value: Any, where: str) -> None:
-    """validate.go: a template's timeout is a duration with a unit (``"10s"``, ``"2m"``); a
-    bare whole number is refused (unless it is a ``{{...}}`` substituted at run time)."""
+    """A template's timeout, once ``templateDefaults`` are merged, must be what the controller
+    reads (v1alpha1 ParseStringToDuration: whole seconds or a Go duration). A whole number
+    written on the template itself is refused by spec.validate, as validate.go refuses it; one
+    from ``templateDefaults`` (which validation does not see) counts seconds."""
     if value is None:
         return
     text = str(value).strip()
-    if text.lstrip("+-").isdigit():
-        raise SpecError(f"{where}: timeout {text!r}: invalid duration format (give a unit: 10s)")
     if "{{" in text:
         return
     from workers.runner.params import ParamError
