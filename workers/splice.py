@@ -32,9 +32,6 @@ CHUNK = 1 << 20
 BUFFERS = 3
 """Read buffers taking turns: one being filled while the two before it are still hashed."""
 
-WRITEBACK = 32 << 20
-"""Bytes of output between two requests to start writing it back: fsync then has little left."""
-
 _NL_TO_COMMA = bytes.maketrans(b"\n", b",")
 
 
@@ -71,13 +68,9 @@ class Output:
             else None
         )
         self._last: Future[None] | None = None
-        self._writeback_at = WRITEBACK
 
     def write(self, data: bytes | bytearray | memoryview) -> Future[None] | None:
         self.writer.write(data)
-        if self.writer.bytes >= self._writeback_at:
-            self._writeback_at = self.writer.bytes + WRITEBACK
-            self.writer.start_writeback()
         if self._pool is None or self._sha is None:
             return None
         # One worker: the updates run in the order the bytes were written.

@@ -450,7 +450,6 @@ class AtomicWriter:
     def __init__(self, url: str, *, checksum: bool = True) -> None:
         self.url = url
         self.bytes = 0
-        self._advised = 0  # bytes already handed to start_writeback
         self._sha = hashlib.sha256() if checksum else None
         self._committed = False
         self._local = is_local(url)
@@ -487,20 +486,6 @@ class AtomicWriter:
         if self._sha is not None:
             self._sha.update(data)
         self.bytes += len(data) if not isinstance(data, memoryview) else data.nbytes
-
-    def start_writeback(self) -> None:
-        """Have the kernel start writing what was written so far (local files; else nothing).
-
-        A large output then reaches the disk while more is being produced, and
-        :meth:`commit`'s fsync waits only for the rest. Pages still being written stay
-        cached; the clean ones are dropped, which suits an output nobody reads back here.
-        """
-        if not self._local:
-            return
-        self._file.flush()
-        start, self._advised = self._advised, self.bytes
-        with contextlib.suppress(OSError, AttributeError):  # advice only: never an error
-            os.posix_fadvise(self._file.fileno(), start, self.bytes - start, os.POSIX_FADV_DONTNEED)
 
     def commit(self) -> None:
         self._file.flush()
