@@ -377,6 +377,6 @@ class StepHooks:
 
 
 def _spawn(run: Run, name: str, work: Any) -> threading.Thread:
-    from workers.runner.scheduling import _start
+    from workers.runner.concurrency import start_thread
 
-    return _start(work, run, name)
+    return start_thread(work, run, name)

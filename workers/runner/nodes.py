@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,3 +95,15 @@ def node_id_of(workflow: str, name: str) -> str:
     for byte in name.encode():
         h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
     return f"{workflow}-{h}"
+
+
+def continues(step: Mapping[str, Any], phase: str) -> bool:
+    """``ContinuesOn``: continueOn.failed covers a Failed node, continueOn.error an Errored one."""
+    cont = step.get("continueOn") or {}
+    if phase == FAILED:
+        return bool(cont.get("failed"))
+    return phase == ERROR and bool(cont.get("error"))
+
+
+FAIL_FAST = "template has failed or errored children and failFast enabled"
+"""The message of a steps or DAG node failFast ended (Argo's words)."""

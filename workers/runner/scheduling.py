@@ -1,28 +1,29 @@
-"""Scheduling: which node runs when. A template's steps group by group, a DAG's tasks as
-their ``depends`` allow, a loop's items as ``parallelism`` frees slots, ``when`` and
-``continueOn``; one thread per running node, a pod template handed to :mod:`pods`."""
+"""Scheduling: which node runs when. A template's steps group by group, a loop's items as
+``parallelism`` frees slots, ``when`` and ``continueOn``, retries of whole templates, memoize
+and synchronization around a node; DAGs in :mod:`dags`, a pod template handed to :mod:`pods`."""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, dataflow, expr, govaluate, params, workflowscope
+from workers.runner import artifacts, dags, dataflow, expr, govaluate, params, workflowscope
+from workers.runner.concurrency import Limiter, parallelism_limit, start_thread
 from workers.runner.nodes import (
     ERROR,
+    FAIL_FAST,
     FAILED,
-    OMITTED,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
     Attempt,
     Cancelled,
     Node,
+    continues,
 )
 from workers.runner.params import ParamError
 from workers.runner.pods import _seconds, _should_retry
@@ -103,7 +104,7 @@ class Scheduler:
                             elif type_ == "Steps":
                                 self.run_steps(node, doc, tmpl, scope, where)
                             else:
-                                self.run_dag(node, doc, tmpl, scope, where)
+                                dags.run_dag(self, node, doc, tmpl, scope, where)
                         finally:
                             # Argo's killDaemonedChildren: the daemons this scope started end
                             # with it.
@@ -225,7 +226,7 @@ class Scheduler:
                 if type_ == "Steps":
                     self.run_steps(child, doc, tmpl, ascope, where)
                 else:
-                    self.run_dag(child, doc, tmpl, ascope, where)
+                    dags.run_dag(self, child, doc, tmpl, ascope, where)
             except (ParamError, SpecError, expr.ExprError) as exc:
                 self.run.finish(child, ERROR, str(exc))
             except Cancelled:
@@ -285,7 +286,7 @@ class Scheduler:
     def run_steps(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
-        limiter = _limiter(tmpl, scope, where)
+        limiter = parallelism_limit(tmpl, scope, where)
         fail_fast = threading.Event() if tmpl.get("failFast") else None
         failed = ""
         gnode: Node | None = None
@@ -323,7 +324,7 @@ class Scheduler:
                     if r is not None:
                         results[sname] = r
 
-                threads.append(_start(work, self.run, f"{gname}.{sname}"))
+                threads.append(start_thread(work, self.run, f"{gname}.{sname}"))
             for t in threads:
                 t.join()
             group_failed = [
@@ -343,7 +344,7 @@ class Scheduler:
                     # outputs to its scope (executeSteps -> processAggregateNodeOutputs)
                     self.run.finish(node, ERROR, f"{where}: steps.{sname}: {r.result_error}")
                     return
-                dataflow.publish(scope, f"steps.{sname}", r, self._template_of(doc, step))
+                dataflow.publish(scope, f"steps.{sname}", r, self.template_of(doc, step))
         self.run.check_cancel()
         if fail_fast is not None and fail_fast.is_set():
             # operator.go checkParallelism: the template and its last step group are failed
@@ -397,7 +398,7 @@ class Scheduler:
                 return None
             if hooks is not None:
                 hooks.done(result, display)
-            if result.phase in (FAILED, ERROR) and _continues(step, result.phase):
+            if result.phase in (FAILED, ERROR) and continues(step, result.phase):
                 result.handled = True
             return result
         if not items:
@@ -456,7 +457,7 @@ class Scheduler:
                 children[i] = child
 
         slots = len(items) if limiter is None else min(len(items), limiter.size)
-        threads = [_start(work, self.run, f"{name}[{k}]") for k in range(slots)]
+        threads = [start_thread(work, self.run, f"{name}[{k}]") for k in range(slots)]
         for t in threads:
             t.join()
         done = [c for c in children if c is not None]
@@ -465,7 +466,7 @@ class Scheduler:
         bad = [c for c in done if c.phase in (FAILED, ERROR)]
         if bad:
             self.run.finish(group, bad[0].phase, f"{len(bad)} of {len(items)} failed")
-            group.handled = _continues(step, bad[0].phase)
+            group.handled = continues(step, bad[0].phase)
         elif len(done) < len(items):
             self.run.finish(group, FAILED, self.run.cancel_reason or "not all items ran")
         else:
@@ -532,182 +533,7 @@ class Scheduler:
                 doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast, caller_scope=scope
             )
 
-    def run_dag(
-        self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
-    ) -> None:
-        limiter = _limiter(tmpl, scope, where)
-        tasks = {str(t["name"]): t for t in tmpl["dag"].get("tasks") or []}
-        deps: dict[str, str] = {}
-        for tname, t in tasks.items():
-            if t.get("depends") and t.get("dependencies"):
-                raise SpecError(f"{where}: task {tname}: use depends or dependencies, not both")
-            text = str(t.get("depends") or " && ".join(t.get("dependencies") or []))
-            for dep in expr.depends_names(text) if text else []:
-                if dep not in tasks:
-                    raise SpecError(f"{where}: task {tname} depends on unknown task {dep!r}")
-            deps[tname] = text
-        wanted = _targets(tmpl, tasks, deps, scope, where)
-        if wanted is not None:
-            tasks = {k: v for k, v in tasks.items() if k in wanted}
-        # dag.failFast (default true) needs nothing here: the controller (dag.go
-        # assessDAGPhase) keeps a DAG Running while any of its nodes runs and starts every
-        # task whose dependencies resolve in the meantime, so with or without it a DAG runs
-        # what it can and fails once nothing runs. The template's own failFast stops it.
-        fail_fast = threading.Event() if tmpl.get("failFast") else None
-        stopped: set[str] = set()  # tasks failFast kept from starting
-        results: dict[str, Node] = {}
-        running: set[str] = set()
-        omitted: list[str] = []
-        cond = threading.Condition(self.run.lock)
-
-        def operand(task: str, result: str | None) -> bool:
-            # evaluateDependsLogic (workflow/controller/dag.go) over a finished dependency
-            n = results[task]
-            phases = n.loop_phases if n.type == "TaskGroup" else []
-            daemoned = n.daemoned and n.phase == RUNNING
-            if result is None:
-                # a bare name (or a `dependencies` entry) is expandDependency's
-                # (T.Succeeded || T.Skipped || T.Daemoned), plus T.Failed / T.Errored when T
-                # has continueOn for them (workflow/common/ancestry.go)
-                return (
-                    n.phase in (SUCCEEDED, SKIPPED) or daemoned or _continues(tasks[task], n.phase)
-                )
-            if result == "Errored":
-                return n.phase == ERROR
-            if result == "AnySucceeded":
-                return any(p == SUCCEEDED for p in phases)
-            if result == "AllFailed":
-                return bool(phases) and all(p == FAILED for p in phases)
-            if result == "Daemoned":
-                return daemoned
-            return bool(n.phase == result)
-
-        def ancestors(tname: str) -> list[str]:
-            seen: list[str] = []
-            todo = list(expr.depends_names(deps[tname]) if deps[tname] else [])
-            while todo:
-                d = todo.pop()
-                if d not in seen:
-                    seen.append(d)
-                    todo.extend(expr.depends_names(deps[d]) if deps[d] else [])
-            return seen
-
-        def unaggregatable(names: list[str]) -> str:
-            """Why a loop among ``names`` has an outputs.result this DAG reads but Argo cannot
-            aggregate (its stdouts are not JSON): the controller errors when it builds the
-            scope of the tasks after it (buildLocalScopeFromTask) and of the DAG's outputs."""
-            for d in names:
-                r = results.get(d)
-                if (
-                    r is not None
-                    and r.result_error
-                    and dataflow.result_referenced(tmpl, "tasks", d)
-                ):
-                    return f"tasks.{d}: {r.result_error}"
-            return ""
-
-        def launch(tname: str) -> None:
-            t = tasks[tname]
-            tscope = workflowscope.refresh(self.run, dict(scope))
-            broken = unaggregatable(ancestors(tname))
-            if broken:
-                errored = self.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
-                errored.after = _dependency_ids(deps[tname], results)
-                results[tname] = self.run.finish(errored, ERROR, broken)
-                dataflow.publish(scope, f"tasks.{tname}", errored)
-                return
-
-            def work() -> None:
-                r: Node | None = None
-                try:
-                    r = self.run_task(
-                        t,
-                        doc,
-                        tscope,
-                        f"{node.name}.{tname}",
-                        tname,
-                        node,
-                        limiter,
-                        f"{where}: dag.tasks[{tname}]",
-                        fail_fast,
-                    )
-                finally:
-                    with cond:
-                        if r is None and fail_fast is not None and fail_fast.is_set():
-                            stopped.add(tname)  # never started: no node, as in Argo
-                        else:
-                            if r is None:
-                                r = self.run.new_node(
-                                    f"{node.name}.{tname}", tname, "Skipped", "", node
-                                )
-                                r.phase, r.message = ERROR, "internal error"
-                            results[tname] = r
-                            r.after = _dependency_ids(deps[tname], results)
-                            dataflow.publish(scope, f"tasks.{tname}", r, self._template_of(doc, t))
-                        running.discard(tname)
-                        cond.notify_all()
-
-            running.add(tname)
-            _start(work, self.run, f"{node.name}.{tname}")
-
-        with cond:
-            while len(results) < len(tasks):
-                if self.run.cancel.is_set() and not running:
-                    break
-                halted = fail_fast is not None and fail_fast.is_set()
-                if halted and not running:
-                    break
-                for tname in tasks:
-                    if tname in results or tname in running or self.run.cancel.is_set():
-                        continue
-                    if halted:
-                        break
-                    names = expr.depends_names(deps[tname]) if deps[tname] else []
-                    if not all(d in results for d in names):
-                        continue
-                    if deps[tname] and not expr.depends(deps[tname], operand):
-                        skipped = self.run.new_node(
-                            f"{node.name}.{tname}", tname, "Skipped", "", node
-                        )
-                        skipped.after = _dependency_ids(deps[tname], results)
-                        results[tname] = self.run.finish(
-                            skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
-                        )
-                        dataflow.publish(
-                            scope, f"tasks.{tname}", skipped, self._template_of(doc, tasks[tname])
-                        )
-                        omitted.append(tname)
-                        continue
-                    launch(tname)
-                if len(results) < len(tasks):
-                    cond.wait(0.5)
-        for tname in omitted:
-            # an omitted task's hooks still see its status (dag.go executeDAGTask evaluates
-            # them for every fulfilled task); it never ran, so it has no exit handler
-            hooks = self.run.hooks.step(
-                tasks[tname], doc, {}, dict(scope), "tasks", f"{where}: dag.tasks[{tname}]"
-            )
-            if hooks is not None:
-                hooks.done(results[tname], tname)
-        self.run.check_cancel()
-        if fail_fast is not None and fail_fast.is_set():
-            self.run.finish(node, FAILED, FAIL_FAST)
-            return
-        # dag.target may have left tasks out: only those that ran have leaves and branches
-        phase, culprit = _assess_dag(tasks, {t: deps[t] for t in tasks}, results)
-        if phase != SUCCEEDED:
-            r = results[culprit]
-            how = "" if r.phase == phase else f" ({r.phase.lower()} under a {phase.lower()} branch)"
-            self.run.finish(node, phase, f"task {culprit} {phase.lower()}{how}")
-            return
-        broken = unaggregatable(list(tasks))
-        if broken:
-            self.run.finish(node, ERROR, f"{where}: {broken}")
-            return
-        dataflow.template_outputs(node, tmpl, scope, where)
-        self.run.finish(node, SUCCEEDED)
-
-    def _template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    def template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The template a step or task names, for the outputs it offers when it never ran."""
         try:
             return self.run.find_template(doc, step, "")[1]
@@ -715,63 +541,7 @@ class Scheduler:
             return None
 
 
-FAIL_FAST = "template has failed or errored children and failFast enabled"
 """The message of a steps/DAG template its ``failFast`` failed (operator.go checkParallelism)."""
-
-
-def _targets(
-    tmpl: Mapping[str, Any],
-    tasks: Mapping[str, Any],
-    deps: Mapping[str, str],
-    scope: Mapping[str, str],
-    where: str,
-) -> set[str] | None:
-    """``dag.target``: the named tasks (space-separated, after substitution) and every task
-    they depend on, directly or not (dag.go executeDAG/executeDAGTask); None runs them all."""
-    raw = (tmpl.get("dag") or {}).get("target")
-    if raw in (None, ""):
-        return None
-    text = str(params.substitute(str(raw), scope, f"{where}.dag.target"))
-    names = text.split()
-    if not names:
-        return None
-    for t in names:
-        if t not in tasks:
-            raise SpecError(f"{where}: dag.target: target {t!r} is not defined")
-    wanted: set[str] = set()
-    todo = list(names)
-    while todo:
-        t = todo.pop()
-        if t in wanted:
-            continue
-        wanted.add(t)
-        todo.extend(expr.depends_names(deps[t]) if deps[t] else [])
-    return wanted
-
-
-def _dependency_ids(text: str, results: Mapping[str, Node]) -> list[str]:
-    return [results[d].id for d in (expr.depends_names(text) if text else []) if d in results]
-
-
-def _start(work: Callable[[], None], run: Run, name: str) -> threading.Thread:
-    def guarded() -> None:
-        try:
-            work()
-        except Exception as exc:  # a runner bug must fail its node, not hang the run
-            run.warn(f"{name}: internal error {type(exc).__name__}: {exc}")
-            run.stop(f"internal error in {name}")
-
-    t = threading.Thread(target=guarded, name=name, daemon=True)
-    t.start()
-    return t
-
-
-class Limiter(threading.BoundedSemaphore):
-    """A template's ``parallelism``: a semaphore that knows its size."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
 
 
 DISPLAY_NAME = "workflows.argoproj.io/display-name"
@@ -794,63 +564,6 @@ def _display_name(
             f"{where}: displayName must match the regex ^{_DISPLAY_NAME_RE.pattern}$ (got {text!r})"
         )
     node.display = text
-
-
-def _limiter(tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str) -> Limiter | None:
-    raw = tmpl.get("parallelism")
-    if raw is None:
-        return None
-    return Limiter(int(params.substitute(str(raw), scope, f"{where}.parallelism")))
-
-
-def _continues(step: Mapping[str, Any], phase: str) -> bool:
-    """``ContinuesOn``: continueOn.failed covers a Failed node, continueOn.error an Errored one."""
-    cont = step.get("continueOn") or {}
-    if phase == FAILED:
-        return bool(cont.get("failed"))
-    return phase == ERROR and bool(cont.get("error"))
-
-
-_COMPLETED = (SUCCEEDED, FAILED, ERROR)
-
-
-def _assess_dag(
-    tasks: Mapping[str, Mapping[str, Any]], deps: Mapping[str, str], results: Mapping[str, Node]
-) -> tuple[str, str]:
-    """A finished DAG's phase and the leaf that decides it (assessDAGPhase, dag.go).
-
-    Only the leaves count (the tasks no other task depends on, by name). A leaf that ran has
-    its own phase; a Skipped or Omitted one inherits its branch's: the phase of the last node
-    that ran on a path from a root, a Failed or Errored path winning over a Succeeded one. So
-    an Omitted leaf under a failed task fails the DAG, and a failure that a task after it
-    handles (it ran) does not. A leaf's own continueOn for its phase excuses it. The first
-    failing leaf in name order decides between Failed and Error."""
-    children: dict[str, list[str]] = {t: [] for t in tasks}
-    for t, text in deps.items():
-        for d in dict.fromkeys(expr.depends_names(text) if text else []):
-            children[d].append(t)
-    leaves = sorted(t for t in tasks if not children[t])
-    deduced: dict[str, str] = {}
-    queue: deque[tuple[str, str]] = deque((t, SUCCEEDED) for t in tasks if not deps[t])
-    seen: set[tuple[str, str]] = set()
-    while queue:
-        t, incoming = queue.popleft()
-        if (t, incoming) in seen or t not in results:
-            continue
-        seen.add((t, incoming))
-        n = results[t]
-        branch = n.phase if n.phase in _COMPLETED else incoming
-        if t in leaves and deduced.get(t) not in (FAILED, ERROR):
-            deduced[t] = branch
-        # the tasks after a loop hang off each of its items (the group's outbound nodes)
-        outgoing = [p if p in _COMPLETED else branch for p in n.loop_phases] or [branch]
-        for c in children[t]:
-            queue.extend((c, p) for p in dict.fromkeys(outgoing))
-    for leaf in leaves:
-        phase = deduced.get(leaf, SUCCEEDED)
-        if phase in (FAILED, ERROR) and not _continues(tasks[leaf], phase):
-            return phase, leaf
-    return SUCCEEDED, ""
 
 
 def _mark_absent(arguments: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
