@@ -34,7 +34,10 @@ Argo's suite applies every template under examples/ before it submits any exampl
 Images are not pulled: commands run on this machine. ``argosay`` and ``cowsay`` come from
 argo_shims.py through a bin folder put first on PATH; ``argoproj/argosay:v2`` has ENTRYPOINT
 argosay and ``alpine/git`` has git (``--entrypoint``); python images use the runner's own
-interpreter. Pods of the alpine-based images (BUSYBOX_IMAGES) get busybox's sh and applets
+interpreter. Containers of the base images whose WORKDIR is known (WORKDIRS: ``/`` for alpine,
+busybox, debian, ubuntu, python and argosay) start there (``--workdir``), in a folder of the
+pod's own, as a relative ``open("result.txt", "w")`` then writes the ``/result.txt`` an output
+declares. Pods of the alpine-based images (BUSYBOX_IMAGES) get busybox's sh and applets
 first on their PATH, as those images have them (the runner's ``--image-path``, a folder of
 links to this machine's ``busybox``); without busybox, files using them are not run ("needs
 busybox"). Other programs (go, influx, nginx) must be on PATH or the file is refused.
@@ -112,6 +115,18 @@ RUNNABLE = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWork
 TEMPLATE_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate")
 # Known ENTRYPOINTs of images the corpus runs with args only (their Dockerfiles).
 ENTRYPOINTS = ("argoproj/argosay:v2=argosay", "alpine/git=git")
+# WORKDIRs of the base images the corpus runs (their Dockerfiles): alpine, busybox, debian,
+# ubuntu and the official python images set none, so their containers start in `/`;
+# argoproj/argosay:v2 is built FROM argosay:v1 FROM ubuntu, neither setting one
+# (test/e2e/images/argosay/). Matched as --entrypoint is: with the tag, or without for every tag.
+WORKDIRS = (
+    "alpine=/",
+    "busybox=/",
+    "debian=/",
+    "ubuntu=/",
+    "python=/",
+    "argoproj/argosay=/",
+)
 RUNNER_PREFIX = "python -m workers run: "
 
 _RUNNING: set[subprocess.Popen[bytes]] = set()  # the runners under way, for Ctrl-C
@@ -804,6 +819,8 @@ def measure(items: list[Item], args: argparse.Namespace) -> list[Result]:
         runner_args = ["--sandbox", args.sandbox]
         for spec in (*ENTRYPOINTS, *args.entrypoint):
             runner_args += ["--entrypoint", spec]
+        for spec in WORKDIRS:
+            runner_args += ["--workdir", spec]
         applets = busybox_applets(work / "busybox")
         if applets is not None:
             for image in BUSYBOX_IMAGES:

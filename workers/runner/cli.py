@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         "on PATH in its pods, where this machine's differ: e.g. alpine=DIR with busybox's applets "
         "linked in DIR gives alpine pods busybox's sh (repeatable)",
     )
+    p.add_argument(
+        "--workdir",
+        action="append",
+        default=[],
+        type=_workdir,
+        metavar="IMAGE=DIR",
+        help="the WORKDIR of IMAGE (with its tag, or without for every tag): its containers "
+        "without workingDir work there, in a folder of the pod's own when the path is the "
+        "image's (e.g. python=/); without it they work in the run's work folder (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
 
@@ -135,6 +145,16 @@ def _image_path(text: str) -> tuple[str, list[str]]:
         if not os.path.isabs(d) or not os.path.isdir(d):
             raise argparse.ArgumentTypeError(f"{text!r}: {d} is not an absolute folder path")
     return image.strip(), dirs
+
+
+def _workdir(text: str) -> tuple[str, str]:
+    image, sep, folder = text.partition("=")
+    if not sep or not image.strip() or not folder:
+        raise argparse.ArgumentTypeError(f"expected IMAGE=DIR, got {text!r}")
+    if not folder.startswith("/"):
+        # a container's working folder is absolute (the runtime refuses a relative one)
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not an absolute path")
+    return image.strip(), folder
 
 
 def _entrypoint(text: str) -> tuple[str, list[str]]:
@@ -229,6 +249,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
                 manifests,
                 dict(args.entrypoint),
                 dict(args.image_path),
+                dict(args.workdir),
             ),
             progress,
         )
@@ -324,6 +345,8 @@ def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:
         argv += ["--entrypoint", f"{image}={shlex.join(words)}"]
     for image, dirs in args.image_path:
         argv += ["--image-path", f"{image}={os.pathsep.join(dirs)}"]
+    for image, folder in args.workdir:
+        argv += ["--workdir", f"{image}={folder}"]
     if args.keep != KEEP_DEFAULT:
         argv += ["--keep", str(args.keep)]
     if run_dir is not None:

@@ -90,6 +90,9 @@ class Options:
     # runs this machine's programs, so where the image's differ (busybox's sh in alpine),
     # the user names where to find its own.
     image_paths: dict[str, list[str]] = field(default_factory=dict)
+    # An image's WORKDIR by image name (--workdir): the working folder of its containers
+    # without ``workingDir``, as the container runtime gives it; images are not pulled.
+    workdirs: dict[str, str] = field(default_factory=dict)
 
 
 class Run:

@@ -430,15 +430,30 @@ def entrypoint_of(image: Any, entrypoints: Mapping[str, list[str]]) -> list[str]
 def of_image(image: Any, given: Mapping[str, list[str]]) -> list[str]:
     """What an option gives ``image``: for its exact name first, then for its name without
     the tag (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
+    key = image_key(image, given)
+    return list(given[key]) if key is not None else []
+
+
+def image_key(image: Any, given: Mapping[str, Any]) -> str | None:
+    """The key of ``given`` that names ``image`` (see :func:`of_image`), or None."""
     if not isinstance(image, str) or not given:
-        return []
+        return None
     name = image.split("@", 1)[0]
     repo, colon, tag = name.rpartition(":")
     untagged = repo if colon and "/" not in tag else name
     for key in (image, name, untagged):
         if key in given:
-            return list(given[key])
-    return []
+            return key
+    return None
+
+
+def working_dir(container: Mapping[str, Any], workdirs: Mapping[str, str]) -> str | None:
+    """A container's working folder as Kubernetes gives it: its ``workingDir``, else its
+    image's WORKDIR when ``--workdir`` names it, else None (the runner's own default)."""
+    if container.get("workingDir"):
+        return str(container["workingDir"])
+    key = image_key(container.get("image"), workdirs)
+    return workdirs[key] if key is not None else None
 
 
 def image_search_path(image: Any, image_paths: Mapping[str, list[str]]) -> str:

@@ -33,7 +33,13 @@ from workers.runner.nodes import (
     node_id_of,
 )
 from workers.runner.params import ParamError
-from workers.runner.podenv import PACKAGE_ROOT, SECRETS_DIR, of_image, remap_container
+from workers.runner.podenv import (
+    PACKAGE_ROOT,
+    SECRETS_DIR,
+    of_image,
+    remap_container,
+    working_dir,
+)
 from workers.runner.spec import Document, SpecError, seconds
 
 if TYPE_CHECKING:
@@ -201,9 +207,10 @@ class PodRuntime:
         pod_dir = self.run.run_dir / "pods" / pod_name
         tmp_dir = pod_dir / "tmp"
         if self.run.resumed:
-            # The earlier run's attempt of this name left its /tmp (output files included):
-            # a new pod starts with an empty one (and so does each of its other containers).
-            for old in (tmp_dir, pod_dir / "containers"):
+            # The earlier run's attempt of this name left its /tmp (output files included) and
+            # what it created in its image's folders: a new pod starts from its image again
+            # (and so does each of its other containers).
+            for old in (tmp_dir, pod_dir / "containers", pod_dir / "root"):
                 if old.exists():
                     shutil.rmtree(old)
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -389,15 +396,13 @@ class PodRuntime:
             mounts = files.present()
         else:
             mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where, pod.scope)
-        workdir = str(self.run.work_dir)
-        if c.get("workingDir"):
-            wd = str(c["workingDir"])
-            if any(wd == m.target or wd.startswith(m.target.rstrip("/") + "/") for m in mounts):
-                workdir = wd
-            else:
-                self.run.warn(
-                    f"{where}: workingDir {wd} is in the image; the run's work folder is used"
-                )
+        layers = dict(files.layers) if files is not None else {}
+        workdir, host_cwd = str(self.run.work_dir), self.run.work_dir
+        wd = working_dir(c, self.run.options.workdirs)
+        if wd is not None:
+            root = pod.dir / "root" if name == "main" else pod.dir / "containers" / name / "root"
+            workdir, host_cwd, layer = _working_folder(wd, mounts, root, where)
+            layers.update(layer)
         if self.run.mode == "remap":
             # Only the template's own strings: the runner's paths (sys.executable,
             # PYTHONPATH) are host paths already, and may lie under a mount target.
@@ -423,18 +428,12 @@ class PodRuntime:
                     f"code folder {self.run.code} is where pods mount a volume, so its files are "
                     "hidden in them: run from (or pass --code) the project's own folder"
                 )
-            layers = files.layers if files is not None else None
             cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, layers)
             cwd = None
         else:
             cmd = argv
             env["TMPDIR"] = str(tmp_dir)
-            # the run's work folder is a host path already; a container workingDir is not
-            cwd = (
-                str(sandbox.host_path(workdir, mounts))
-                if workdir != str(self.run.work_dir)
-                else workdir
-            )
+            cwd = str(host_cwd)
         logs = pod.dir if name == "main" else pod.dir / "containers" / name
         return _Process(
             name, argv[0], cmd, env, cwd, mounts, logs / "stdout.log", logs / "stderr.log", files
@@ -867,6 +866,52 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
     threading.Thread(target=hard, daemon=True).start()
+
+
+def _working_folder(
+    path: str, mounts: list[sandbox.Mount], root: Path, where: str
+) -> tuple[str, Path, dict[str, Path]]:
+    """A container's working folder (``workingDir``, else its image's WORKDIR from
+    ``--workdir``): its path in the pod, the host folder behind it, and the layer to add.
+
+    Kubernetes starts the container there (core/v1 Container.workingDir: "If not specified,
+    the container runtime's default will be used, which might be configured in the container
+    image"), in a root filesystem that is writable and the container's own. A path under one
+    of the pod's mounts (its /tmp, a volume, an input artifact) is that folder. Any other is a
+    path of its image: it becomes a folder of the container's own (``root``, below its pod
+    folder) layered over the host's (:func:`sandbox.own_folder_layer`), so a relative
+    ``open("result.txt", "w")`` in an image whose WORKDIR is ``/`` creates the ``/result.txt``
+    an output declares, seen by no other pod and never written to the host's root. A missing
+    folder is created, so the process can start there.
+    """
+    if not path.startswith("/"):
+        # the container runtime refuses a relative cwd (OCI runtime spec: process.cwd
+        # "MUST be an absolute path")
+        raise SpecError(f"{where}: workingDir {path!r} is not an absolute path")
+    try:
+        path = artifacts.clean(path, f"{where}: workingDir")
+    except artifacts.ArtifactError as exc:
+        raise SpecError(str(exc)) from None
+    mount = next(
+        (
+            m
+            for m in sorted(mounts, key=lambda m: len(m.target), reverse=True)
+            if path == m.target.rstrip("/") or path.startswith(m.target.rstrip("/") + "/")
+        ),
+        None,
+    )
+    if mount is not None:
+        host = sandbox.host_path(path, mounts)
+        if not mount.readonly:
+            host.mkdir(parents=True, exist_ok=True)
+        return path, host, {}
+    try:
+        layer = sandbox.own_folder_layer(path)
+    except sandbox.PodPathError as exc:
+        raise SpecError(f"{where}: workingDir {exc}") from None
+    host = root / path.lstrip("/")
+    host.mkdir(parents=True, exist_ok=True)
+    return path, host, {layer: root / layer.lstrip("/")}
 
 
 def _seconds(value: Any) -> float:

@@ -181,6 +181,34 @@ def bwrap_command(
     return args
 
 
+def own_folder_layer(path: str) -> str:
+    """The host folder a pod's own working folder at ``path`` (a path of its image, under no
+    mount) is layered over: ``path`` itself where the host has that folder (``/``), else its
+    deepest ancestor the host has (``/`` for ``/app``). A pod's own host folder is bound
+    there, with the host's entries shown read-only over it (:func:`bwrap_command`), so what
+    the pod creates there is its own; the path's missing part is created in that folder.
+
+    The same layer :func:`workers.runner.artifacts.prepare_pod` gives an output at a new path
+    below it, so an output written relative to the working folder is read where it landed.
+    """
+    if not path.startswith("/") or ".." in path.split("/"):
+        raise PodPathError(f"{path}: not an absolute path without '..'")
+    current = "/"
+    for part in (p for p in path.split("/") if p and p != "."):
+        step = os.path.join(current, part)
+        if os.path.islink(step):
+            raise PodPathError(
+                f"{path}: {step} is a symlink on this machine, whose root a local pod shares: "
+                "it cannot have a folder of its own there"
+            )
+        if not os.path.lexists(step):
+            return current
+        if not os.path.isdir(step):
+            raise PodPathError(f"{path}: {step} is a file on this machine, not a folder")
+        current = step
+    return current
+
+
 def covers_a_mount(path: str, mounts: Sequence[Mount]) -> bool:
     """Whether ``path`` is a mount target or one of its ancestors (``/`` covers every one)."""
     base = path.rstrip("/") + "/"

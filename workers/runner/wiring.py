@@ -595,6 +595,11 @@ class Wiring:
             self.check_config_sources(tmpl, c, f"{where}: {label}")
             if tmpl.get("daemon") and c.get("readinessProbe") is not None:
                 daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
+            wd = c.get("workingDir")
+            if wd and "{{" not in str(wd) and not str(wd).startswith("/"):
+                # the container runtime refuses it (OCI runtime spec: process.cwd "MUST be an
+                # absolute path"); the pod would never start
+                raise SpecError(f"{where}: {label}.workingDir {wd!r} is not an absolute path")
             self.check_runnable(label, c, where)
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
             if "supplied" in (p.get("valueFrom") or {}):

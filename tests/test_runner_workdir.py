@@ -1,0 +1,320 @@
+"""A container starts in its working folder, as Kubernetes starts it, in a root of its own.
+
+Kubernetes' core/v1 ``Container.workingDir`` (Argo v4.1.2 docs/fields.md, which Argo passes to
+the pod unchanged): "Container's working directory. If not specified, the container runtime's
+default will be used, which might be configured in the container image" (the image's
+``WORKDIR``, ``/`` for alpine, busybox, python, debian and ubuntu, which set none). Argo's
+executor starts the user's command there: cmd/argoexec/commands/emissary_link_artifacts_test.go
+TestStageInputArtifacts_ArtifactAtWorkingDir ("The runtime chdirs the emissary into workingDir
+before staging runs"; relative paths resolve there). Argo's examples/conditional-artifacts.yaml
+writes ``open("result.txt", "w")`` in python:alpine and declares the output at
+``/result.txt``. The OCI runtime spec requires ``process.cwd`` to be an absolute path.
+
+Every run test is a real ``python -m workers run`` of a small workflow, in each sandbox mode
+this machine has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.runner import sandbox
+from workers.runner.podenv import working_dir
+
+MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
+
+
+def workers_run(
+    tmp_path: Path, yaml_text: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(textwrap.dedent(yaml_text))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers", "run", str(wf), "--runs", str(runs), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout=120,
+        check=False,
+    )
+    logs = list(runs.glob("*/run.json"))
+    return proc, json.loads(logs[0].read_text()) if logs else {}
+
+
+def outputs(record: dict[str, Any], display: str) -> dict[str, str]:
+    node = next(n for n in record["status"]["nodes"].values() if n["displayName"] == display)
+    return {p["name"]: p["value"] for p in (node.get("outputs") or {}).get("parameters") or []}
+
+
+def one_pod(script: str, path: str, working: str | None = None, image: str = "busybox:1.36") -> str:
+    wd = f"\n                workingDir: {working}" if working else ""
+    return f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: working-folder
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              steps:
+                - - name: write
+                    template: write
+            - name: write
+              container:
+                image: {image}{wd}
+                command: [sh, -c]
+                args: ['{script}']
+              outputs:
+                parameters:
+                  - name: value
+                    valueFrom:
+                      path: {path}
+        """
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("working", "options"),
+    [
+        ("/", []),  # the container's own workingDir
+        (None, ["--workdir", "busybox=/"]),  # the image's WORKDIR, every tag
+        (None, ["--workdir", "busybox:1.36=/"]),  # the image's WORKDIR, this tag
+    ],
+    ids=["workingDir", "workdir-untagged", "workdir-tagged"],
+)
+def test_a_relative_write_in_the_root_is_the_output_declared_at_the_root(
+    tmp_path: Path, mode: str, working: str | None, options: list[str]
+) -> None:
+    """examples/conditional-artifacts.yaml's pattern: a relative write in an image whose
+    WORKDIR is ``/`` is the ``/result.txt`` its output reads; it lands in the pod's own
+    folder, not in the host's root nor in the run's shared work folder."""
+    assert not os.path.lexists("/result.txt")
+    proc, record = workers_run(
+        tmp_path,
+        one_pod("echo it was heads > result.txt", "/result.txt", working),
+        "--sandbox",
+        mode,
+        *options,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "write") == {"value": "it was heads"}
+    assert not os.path.lexists("/result.txt")
+    (run,) = (tmp_path / "runs").iterdir()
+    assert not (run / "work" / "result.txt").exists()
+    (own,) = run.glob("pods/*/root/result.txt")
+    assert own.read_text() == "it was heads\n"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_a_working_folder_a_pod_works_in_the_runs_work_folder(
+    tmp_path: Path, mode: str
+) -> None:
+    """The runner's default, kept: a container without workingDir whose image has no
+    ``--workdir`` works in ``RUN/work`` (the project's image has WORKDIR /work, where its
+    templates keep the embedded database)."""
+    proc, record = workers_run(
+        tmp_path,
+        one_pod("echo here > mark.txt; echo done > /tmp/v", "/tmp/v"),
+        "--sandbox",
+        mode,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "write") == {"value": "done"}
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "work" / "mark.txt").read_text() == "here\n"
+    assert not list(run.glob("pods/*/root/mark.txt"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pods_in_the_same_image_folder_do_not_see_each_others_files(
+    tmp_path: Path, mode: str
+) -> None:
+    """Each pod has its own root filesystem: two pods writing ``result.txt`` in ``/`` at once
+    each read their own, and a later pod in ``/`` finds none (a shared work folder would
+    collide: no cluster does)."""
+    proc, record = workers_run(
+        tmp_path,
+        """
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: private-roots
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              steps:
+                - - name: write
+                    template: write
+                    arguments: {parameters: [{name: text, value: "{{item}}"}]}
+                    withItems: [one, two, three]
+                - - name: look
+                    template: look
+            - name: write
+              inputs: {parameters: [{name: text}]}
+              container:
+                image: busybox
+                command: [sh, -c]
+                args: ['echo {{inputs.parameters.text}} > result.txt; sleep 0.3']
+              outputs:
+                parameters:
+                  - name: value
+                    valueFrom: {path: /result.txt}
+            - name: look
+              container:
+                image: busybox
+                command: [sh, -c]
+                args: ['if test -e result.txt; then echo seen; else echo absent; fi > /tmp/v']
+              outputs:
+                parameters:
+                  - name: value
+                    valueFrom: {path: /tmp/v}
+        """,
+        "--sandbox",
+        mode,
+        "--workdir",
+        "busybox=/",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for i, text in enumerate(["one", "two", "three"]):
+        assert outputs(record, f"write({i}:{text})") == {"value": text}
+    assert outputs(record, "look") == {"value": "absent"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("working", "path"),
+    [
+        ("/app/src", "/app/src/out.txt"),  # a folder the host lacks: created in the pod's own
+        ("/tmp/job", "/tmp/job/out.txt"),  # under the pod's /tmp: created there
+    ],
+)
+def test_a_working_folder_is_created_and_relative_paths_resolve_there(
+    tmp_path: Path, mode: str, working: str, path: str
+) -> None:
+    """workingDir is where relative paths resolve (emissary_link_artifacts_test.go
+    TestStageInputArtifacts_ArtifactAtWorkingDir); a missing one is created for the
+    container, in its own folders, never on the host."""
+    assert not os.path.lexists("/app")
+    proc, record = workers_run(
+        tmp_path, one_pod("echo made > out.txt", path, working), "--sandbox", mode
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "write") == {"value": "made"}
+    assert not os.path.lexists("/app")
+
+
+@pytest.mark.skipif("bwrap" not in MODES, reason="bubblewrap cannot create namespaces here")
+def test_in_a_mount_namespace_the_working_folder_is_the_containers_path(tmp_path: Path) -> None:
+    """``pwd`` in the pod is the workingDir itself (under bubblewrap the pod sees container
+    paths), and the image's (the host's) entries are still there, read-only."""
+    proc, record = workers_run(
+        tmp_path,
+        one_pod("pwd > /tmp/v; test -d usr && echo usr >> /tmp/v", "/tmp/v", "/"),
+        "--sandbox",
+        "bwrap",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "write") == {"value": "/\nusr"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_init_container_has_a_root_of_its_own(tmp_path: Path, mode: str) -> None:
+    """Each container has its own image, so its own root: what an init container writes in
+    ``/`` is not in the main container's ``/`` (only volumes are shared)."""
+    proc, record = workers_run(
+        tmp_path,
+        """
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: init-root
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              initContainers:
+                - name: init
+                  image: busybox
+                  workingDir: /
+                  command: [sh, -c, 'echo init > result.txt']
+              container:
+                image: busybox
+                workingDir: /
+                command: [sh, -c]
+                args: ['if test -e result.txt; then echo seen; else echo absent; fi > /tmp/v']
+              outputs:
+                parameters:
+                  - name: value
+                    valueFrom: {path: /tmp/v}
+        """,
+        "--sandbox",
+        mode,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "init-root") == {"value": "absent"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "workingDir 'work' is not an absolute path"),
+        (["--workdir", "busybox=work"], "work is not an absolute path"),
+        (["--workdir", "busybox"], "expected IMAGE=DIR"),
+    ],
+)
+def test_a_relative_working_folder_is_refused_before_running(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """The OCI runtime spec requires an absolute ``process.cwd``: a pod with a relative
+    workingDir never starts on a cluster, so it is refused (exit 2) rather than run."""
+    working = "work" if not args else None
+    proc, _ = workers_run(tmp_path, one_pod("true", "/tmp/v", working), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/pods"))
+
+
+@pytest.mark.parametrize(
+    ("container", "workdirs", "expected"),
+    [
+        ({"image": "python:alpine3.23"}, {"python": "/"}, "/"),
+        ({"image": "python:alpine3.23"}, {"python:3.12": "/"}, None),
+        ({"image": "python:alpine3.23"}, {"python:alpine3.23": "/x", "python": "/"}, "/x"),
+        ({"image": "reg:5000/team/tool:v2"}, {"reg:5000/team/tool": "/app"}, "/app"),
+        ({"image": "busybox", "workingDir": "/w"}, {"busybox": "/"}, "/w"),
+        ({"image": "busybox"}, {}, None),
+    ],
+)
+def test_working_dir_matches_images_as_entrypoint_does(
+    container: dict[str, Any], workdirs: dict[str, str], expected: str | None
+) -> None:
+    """``--workdir`` names an image as ``--entrypoint`` does (with its tag first, then
+    without for every tag); the container's own workingDir wins, as in Kubernetes."""
+    assert working_dir(container, workdirs) == expected
+
+
+def test_own_folder_layer_table(tmp_path: Path) -> None:
+    """The host folder a pod's own working folder is layered over: the path itself, or its
+    deepest ancestor the host has; a host symlink or file on the way is refused."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    assert sandbox.own_folder_layer("/") == "/"
+    assert sandbox.own_folder_layer(str(tmp_path / "dir")) == str(tmp_path / "dir")
+    assert sandbox.own_folder_layer(str(tmp_path / "dir" / "a" / "b")) == str(tmp_path / "dir")
+    for bad in ("file/a", "link/a"):
+        with pytest.raises(sandbox.PodPathError):
+            sandbox.own_folder_layer(str(tmp_path / bad))
