@@ -338,6 +338,19 @@ OWN_TEXT: dict[str, Expectation] = {
         "`[[: not found`, exit 127 (the image was alpine:latest, with busybox's ash, before "
         "#14094; no Go test submits the file)",
     ),
+    **dict.fromkeys(
+        (
+            "examples/retry-with-steps.yaml",
+            "examples/workflow-template/retry-with-steps.yaml",
+            "test/e2e/functional/retry-with-steps.yaml",
+        ),
+        phases(
+            ("Succeeded", "Failed"),
+            _RANDOM + "labelled no-test flaky: three steps each run random.choice([0, 1, 1]) "
+            "('# fail with a 66% probability') under retryStrategy.limit 10, so each fails all "
+            "eleven attempts with a probability of (2/3)^11, about 1.2%",
+        ),
+    ),
     "examples/template-defaults.yaml": phases(
         ("Succeeded", "Failed"),
         _RANDOM + "labelled no-test expected-failure ('requires interaction'), but its only "

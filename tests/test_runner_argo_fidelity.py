@@ -14,20 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import unavailable
+from runner_helpers import run_yaml
 
-from workers.runner.cli import main
 from workers.timeline import parameters
 
 
 def run(tmp_path: Path, body: str, *args: str, name: str = "wf.yaml") -> tuple[int, dict[str, Any]]:
     """Write ``body`` (YAML, dedented) and run it; the exit code and run.json (empty if none)."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    runs = tmp_path / "runs"
-    code = main([str(path), "--runs", str(runs), *args])
-    logs = list(runs.glob("*/run.json"))
-    return code, json.loads(logs[0].read_text()) if logs else {}
+    return run_yaml(tmp_path, body, *args, name=name)
 
 
 def nodes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -784,12 +779,13 @@ def test_image_path_puts_an_image_s_programs_first_for_its_pods_only(
     assert run(tmp_path / "b", body)[0] == 2
 
 
-@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox")
 def test_busybox_applets_give_an_alpine_pod_ash(tmp_path: Path) -> None:
     """test/e2e/functional/dag-with-retries.yaml runs ``exit $(( ${RANDOM} % 5 ))`` in
     alpine:3.23, whose sh is busybox's ash ($RANDOM, ``[[``); this machine's sh may be dash,
     which has neither. With busybox's applets linked in a folder given by --image-path, an
     alpine pod has ash; another image keeps this machine's sh."""
+    if shutil.which("busybox") is None:
+        unavailable("busybox (Debian package busybox) is not installed")
     applets = tmp_path / "applets"
     applets.mkdir(parents=True)
     (applets / "sh").symlink_to(shutil.which("busybox") or "")
@@ -804,3 +800,29 @@ def test_busybox_applets_give_an_alpine_pod_ash(tmp_path: Path) -> None:
     code, rec = run(tmp_path / "a", workflow("ash", templates), "--image-path", f"alpine={applets}")
     assert code == 0, rec.get("status", {}).get("message")
     assert nodes(rec)["ash"]["outputs"]["result"].isdigit()
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "remap"])
+def test_a_tty_container_reads_a_terminal_and_others_read_nothing(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """Kubernetes core/v1 Container: ``tty`` "Whether this container should allocate a TTY for
+    itself"; ``stdin``: "If this is not set, reads from stdin in the container will always
+    result in EOF" (test/e2e/functional/tty.yaml checks ``-t 0`` both ways). A local pod's
+    stdin is never the runner's own terminal."""
+    probe = "if [ -t 0 ]; then echo tty; else echo none; fi; cat; echo end"
+    templates = f"""
+    - name: main
+      steps:
+        - - {{name: with-tty, template: with-tty}}
+          - {{name: without, template: without}}
+    - name: with-tty
+      container: {{image: alpine, tty: true, stdin: true, command: [sh, -c, "[ -t 0 ] && echo tty"]}}
+    - name: without
+      container: {{image: alpine, command: [sh, -c, {json.dumps(probe)}]}}
+    """
+    code, rec = run(tmp_path, workflow("tty", templates), "--sandbox", sandbox)
+    assert code == 0, rec.get("status", {}).get("message")
+    found = nodes(rec)
+    assert found["with-tty"]["outputs"]["result"] == "tty"
+    assert found["without"]["outputs"]["result"] == "none\nend"

@@ -8,14 +8,13 @@ output. The docstrings cite the Argo source, or the Kubernetes behaviour the pod
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_helpers import run_yaml, write_yaml
 
-from workers.runner.cli import main
 from workers.timeline import parameters
 
 PARAMS_CM = """
@@ -47,14 +46,8 @@ def run(
     (empty if none) and each pod's stdout (its ``outputs.result``) by its display name."""
     folder = tmp_path / "manifests"
     # in a subfolder, as examples/configmaps/simple-parameters-configmap.yaml
-    (folder / "configmaps").mkdir(parents=True, exist_ok=True)
-    (folder / "configmaps" / "cm.yaml").write_text(textwrap.dedent(manifests))
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(body))
-    runs = tmp_path / "runs"
-    code = main([str(path), "--runs", str(runs), "--manifests", str(folder), *args])
-    logs = list(runs.glob("*/run.json"))
-    record = json.loads(logs[0].read_text()) if logs else {}
+    write_yaml(folder / "configmaps", manifests, "cm.yaml")
+    code, record = run_yaml(tmp_path, body, "--manifests", str(folder), *args)
     out = {
         n["displayName"]: n["outputs"]["result"]
         for n in (record.get("status") or {}).get("nodes", {}).values()

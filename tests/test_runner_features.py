@@ -5,13 +5,11 @@ real processes, real files, the run log read back."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from workers.runner.cli import main
+from runner_helpers import run_file, write_yaml
 
 
 def run(
@@ -19,13 +17,8 @@ def run(
 ) -> tuple[int, dict[str, Any]]:
     """Write the workflow, run it in remap mode (no bubblewrap needed), return the exit code
     and the newest run.json of the runs folder."""
-    folder = runs or tmp_path / "runs"
-    before = set(folder.glob("*/run.json")) if folder.exists() else set()
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(yaml_text))
-    code = main([str(path), "--runs", str(folder), "--sandbox", "remap", *args])
-    new = sorted(set(folder.glob("*/run.json")) - before) if folder.exists() else []
-    return code, json.loads(new[0].read_text()) if new else {}
+    path = write_yaml(tmp_path, yaml_text)
+    return run_file(path, runs or tmp_path / "runs", "--sandbox", "remap", *args)
 
 
 def nodes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,19 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from workers.runner.cli import main
+from runner_helpers import run_yaml
 
 
 def run(tmp_path: Path, body: str) -> tuple[int, dict[str, Any]]:
     """Write ``body`` (YAML, dedented) and run it; the exit code and run.json (empty if none)."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(body))
-    runs = tmp_path / "runs"
-    code = main([str(path), "--runs", str(runs)])
-    logs = list(runs.glob("*/run.json"))
-    return code, json.loads(logs[0].read_text()) if logs else {}
+    return run_yaml(tmp_path, body)
 
 
 def workflow(templates: str, extra: str = "") -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_helpers import run_file
 
 from workers.runner.cli import main
 from workers.runner.nodes import node_id_of
@@ -23,11 +24,8 @@ EXAMPLES = Path(__file__).parent / "argo_examples"
 
 
 def run(tmp_path: Path, target: Path | str, *args: str) -> tuple[int, dict[str, Any]]:
-    runs = tmp_path / "runs"
     path = target if isinstance(target, Path) else EXAMPLES / target
-    code = main([str(path), "--runs", str(runs), "--sandbox", "remap", *args])
-    logs = list(runs.glob("*/run.json"))
-    return code, json.loads(logs[0].read_text()) if logs else {}
+    return run_file(path, tmp_path / "runs", "--sandbox", "remap", *args)
 
 
 def by_name(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

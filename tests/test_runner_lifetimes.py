@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_helpers import run_yaml
 
 from workers.runner import sandbox
-from workers.runner.cli import main
 
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 PY = sys.executable
@@ -31,12 +31,7 @@ PY = sys.executable
 def run(
     tmp_path: Path, yaml_text: str, *args: str, mode: str = "auto"
 ) -> tuple[int, dict[str, Any]]:
-    wf = tmp_path / "wf.yaml"
-    wf.write_text(textwrap.dedent(yaml_text))
-    runs = tmp_path / "runs"
-    code = main([str(wf), "--runs", str(runs), "--sandbox", mode, *args])
-    logs = list(runs.glob("*/run.json"))
-    return code, (json.loads(logs[0].read_text()) if logs else {})
+    return run_yaml(tmp_path, yaml_text, "--sandbox", mode, *args)
 
 
 def by_name(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,11 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_helpers import run_process
 
 from workers.runner import sandbox
 
@@ -25,23 +25,7 @@ MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 CANARY = "host-canary-7f3a9c"
 
 
-def workers_run(
-    tmp_path: Path, yaml_text: str, *args: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    wf = tmp_path / "wf.yaml"
-    wf.write_text(textwrap.dedent(yaml_text))
-    runs = tmp_path / "runs"
-    proc = subprocess.run(
-        [sys.executable, "-m", "workers", "run", str(wf), "--runs", str(runs), *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-    )
-    logs = list(runs.glob("*/run.json"))
-    return proc, json.loads(logs[0].read_text()) if logs else {}
+workers_run = run_process
 
 
 def pod_node(record: dict[str, Any], display: str) -> dict[str, Any]:

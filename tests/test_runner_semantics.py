@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_helpers import run_file
 
 from workers.runner import exprlang, sandbox
-from workers.runner.cli import main
 from workers.runner.expr import ExprError
 from workers.timeline import parameters
 
@@ -25,11 +25,7 @@ MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 def run(
     tmp_path: Path, name: str, *args: str, sandbox_mode: str = "auto"
 ) -> tuple[int, dict[str, Any]]:
-    runs = tmp_path / "runs"
-    code = main([str(EXAMPLES / name), "--runs", str(runs), "--sandbox", sandbox_mode, *args])
-    logs = list(runs.glob("*/run.json"))
-    record = json.loads(logs[0].read_text()) if logs else {}
-    return code, record
+    return run_file(EXAMPLES / name, tmp_path / "runs", "--sandbox", sandbox_mode, *args)
 
 
 def nodes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

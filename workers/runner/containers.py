@@ -48,6 +48,7 @@ class Process:
     stdout: Path
     stderr: Path
     files: artifacts.PodFiles | None = None  # the main container's artifacts and view
+    tty: bool = False  # stdin is a terminal (the container's ``tty``)
 
 
 class Containers:
@@ -199,7 +200,16 @@ class Containers:
             cwd = str(host_cwd)
         logs = pod.dir if name == "main" else pod.dir / "containers" / name
         return Process(
-            name, argv[0], cmd, env, cwd, mounts, logs / "stdout.log", logs / "stderr.log", files
+            name,
+            argv[0],
+            cmd,
+            env,
+            cwd,
+            mounts,
+            logs / "stdout.log",
+            logs / "stderr.log",
+            files,
+            tty=bool(c.get("tty")),
         )
 
     def probes(

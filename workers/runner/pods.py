@@ -48,6 +48,7 @@ class PodRuntime:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.containers = Containers(run, self.secret)
+        self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
 
     def run_pod(
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
@@ -523,11 +524,32 @@ class PodRuntime:
     ) -> subprocess.Popen[bytes]:
         """Start a container's process in its own session, registered so that a stopped run
         (and a daemon's scope) can kill its whole process group."""
-        proc = subprocess.Popen(
-            p.cmd, stdout=out, stderr=err, env=p.env, cwd=p.cwd, start_new_session=True
-        )
+        # A container's stdin is closed unless it asks for a terminal (core/v1 Container.stdin,
+        # .tty): never the runner's own terminal. With ``tty`` it is a pseudo-terminal, so
+        # ``[ -t 0 ]`` holds as in the pod; stdout and stderr still go to the pod's logs.
+        stdin: Any = subprocess.DEVNULL
+        terminal = None
+        if p.tty:
+            import pty
+
+            terminal, stdin = pty.openpty()
+        try:
+            proc = subprocess.Popen(
+                p.cmd,
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                env=p.env,
+                cwd=p.cwd,
+                start_new_session=True,
+            )
+        finally:
+            if terminal is not None:
+                os.close(stdin)
         with self.run.lock:
             self.run.processes[proc.pid] = proc
+            if terminal is not None:
+                self.terminals[proc.pid] = terminal
             cancelled = self.run.cancel.is_set()
         if daemon is not None:
             daemon.own(proc)
@@ -540,6 +562,9 @@ class PodRuntime:
     def _forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
         with self.run.lock:
             self.run.processes.pop(proc.pid, None)
+            terminal = self.terminals.pop(proc.pid, None)
+        if terminal is not None:
+            os.close(terminal)
         if daemon is not None:
             daemon.disown(proc)
 

@@ -119,7 +119,6 @@ _CONTAINER_IGNORED = (
     "terminationMessagePolicy",
     "stdin",
     "stdinOnce",
-    "tty",
 )
 
 
@@ -226,6 +225,7 @@ CONTAINER: Schema = {
     ],
     "workingDir": LEAF,
     "volumeMounts": [VOLUME_MOUNT],
+    "tty": BOOL,  # stdin a pseudo-terminal (pods.py)
     **_ignored(*_CONTAINER_IGNORED),
 }
 
