@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,25 +176,26 @@ def load(path: Path) -> list[dict[str, Any]] | None:
     return [d for d in docs if isinstance(d, dict)]
 
 
+def _mappings(value: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a parsed YAML document, the document itself included."""
+    if isinstance(value, dict):
+        yield value
+        for v in value.values():
+            yield from _mappings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _mappings(v)
+
+
 def references(docs: Iterable[dict[str, Any]]) -> set[str]:
     """The template names a file's templateRef and workflowTemplateRef point at."""
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key in ("templateRef", "workflowTemplateRef"):
-                ref = value.get(key)
-                if isinstance(ref, dict) and isinstance(ref.get("name"), str):
-                    found.add(ref["name"])
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for doc in docs:
-        walk(doc)
-    return found
+    return {
+        ref["name"]
+        for doc in docs
+        for m in _mappings(doc)
+        for ref in (m.get("templateRef"), m.get("workflowTemplateRef"))
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str)
+    }
 
 
 def corpus_files(root: Path) -> list[tuple[Path, str]]:
@@ -212,21 +213,7 @@ def corpus_files(root: Path) -> list[tuple[Path, str]]:
 
 def images(docs: Iterable[dict[str, Any]]) -> set[str]:
     """Every ``image`` a file's containers, scripts, sidecars and init containers name."""
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if isinstance(value.get("image"), str):
-                found.add(value["image"])
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for doc in docs:
-        walk(doc)
-    return found
+    return {m["image"] for doc in docs for m in _mappings(doc) if isinstance(m.get("image"), str)}
 
 
 def busybox_image(image: str) -> bool:
