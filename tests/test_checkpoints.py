@@ -178,6 +178,8 @@ DAMAGES = [
     ("truncated inside chunk 3", 2),
     ("temp file gone", 0),
     ("checkpoint record corrupt", 0),
+    # version 1 held each chunk's own sha256, which a version 2 resume cannot check
+    ("checkpoint record of version 1", 0),
 ]
 
 
@@ -215,8 +217,10 @@ def test_a_resume_keeps_only_the_chunks_whose_bytes_verify(
         os.truncate(temp, sum(sizes) - 10)
     elif damage == "temp file gone":
         temp.unlink()
-    elif damage.startswith("checkpoint"):
-        ckpt.write_bytes(b'{"version": 1, "chunks": [')
+    elif damage == "checkpoint record corrupt":
+        ckpt.write_bytes(b'{"version": 2, "chunks": [')
+    elif damage.endswith("version 1"):
+        ckpt.write_bytes(ckpt.read_bytes().replace(b'"version":2', b'"version":1', 1))
     rec = _retry(pipe, item, *args)
     assert rec["resumed_rows_in"] == 300 * kept
     assert rec["rows_read"] == rows - 300 * kept
@@ -410,8 +414,11 @@ def test_gcs_resumes_its_chunks_and_composes_the_clean_bytes(
     assert sorted(chunks) == [
         f"parts/.part-00000.jsonl.chunk-{left['upload_id']}-{n:05d}" for n in (1, 2)
     ]
-    assert [hashlib.sha256(chunks[n]).hexdigest() for n in sorted(chunks)] == [
-        c["sha256"] for c in left["chunks"]
+    # Each chunk's digest is of the part through its end: chunk 1, then chunks 1 and 2.
+    joined = b"".join(chunks[n] for n in sorted(chunks))
+    sizes = [c["bytes"] for c in left["chunks"]]
+    assert [hashlib.sha256(joined[: sum(sizes[:i])]).hexdigest() for i in (1, 2)] == [
+        c["prefix_sha256"] for c in left["chunks"]
     ]
     assert not exists(pipe.store, "parts/part-00000.jsonl")  # nothing visible mid-way
 

@@ -10,8 +10,14 @@ waits for the disk):
     STORE/parts/.part-00007.jsonl.checkpoint   what this shard's in-progress part holds:
                                                its key (run, shard bounds, generation,
                                                processor identity) and per chunk the rows
-                                               read, values written, bytes, sha256 and the
-                                               last key read (and the S3 part's ETag)
+                                               read, values written, bytes, the sha256 of the
+                                               part through the chunk's end and the last key
+                                               read (and the S3 part's ETag)
+
+A chunk's digest is of the part from its first byte through the chunk's end: one running
+sha256 serves every chunk and, at the end, the whole part (the commit record's ``sha256``), so a
+checkpointed part is hashed once, as a part without checkpoints is, and a resume verifies the
+kept chunks in one pass that also restores the running digest.
 
 A retry whose key matches resumes: it keeps the chunks whose bytes still verify, drops
 whatever a dead attempt wrote after them, and reads the database from the key after the
@@ -70,7 +76,8 @@ S3_MAX_PARTS = 10_000
 MAX_CHECKPOINT_BYTES = 16 << 20
 """Ceiling for a checkpoint record: ~150 bytes per chunk, so ~100,000 chunks."""
 
-VERSION = 1
+VERSION = 2
+"""Records of another version are never resumed (1 held each chunk's own sha256)."""
 
 _READ = 1 << 20
 
@@ -86,7 +93,9 @@ class Chunk:
     rows_in: int
     rows: int
     bytes: int
-    sha256: str
+    prefix_sha256: str | None
+    """sha256 of the part's bytes from its start through this chunk's end (None after an S3
+    resume, whose kept parts cannot be read back before the upload completes)."""
     last_key: int | None
     etag: str | None = None
 
@@ -102,11 +111,12 @@ class Chunk:
             raise TypeError("a chunk is not an object")
         last = obj.get("last_key")
         etag = obj.get("etag")
+        digest = obj["prefix_sha256"]
         return cls(
             int(obj["rows_in"]),
             int(obj["rows"]),
             int(obj["bytes"]),
-            str(obj["sha256"]),
+            str(digest) if digest is not None else None,
             int(last) if last is not None else None,
             str(etag) if etag is not None else None,
         )
@@ -160,7 +170,6 @@ class PartWriter:
         # Chunks this attempt closed (persisted, or queued for the thread to persist).
         self._closed = self._closed_rows_in = self._closed_rows = 0
         self._behind: _Behind | None = None
-        self._c_sha = hashlib.sha256()
         self._new_chunk()
 
     def _new_chunk(self) -> None:
@@ -212,8 +221,6 @@ class PartWriter:
         self.bytes += len(data)
 
     def _hash(self, data: bytes) -> None:
-        if self.every:  # without checkpoints the part is one chunk: its digest is the whole's
-            self._c_sha.update(data)
         if self._whole is not None:
             self._whole.update(data)
 
@@ -228,7 +235,7 @@ class PartWriter:
             and self._c_bytes >= self.min_chunk_bytes
         ):
             # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
-            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, "", self._c_last)
+            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, None, self._c_last)
             self._closed += 1
             self._closed_rows_in += self._c_rows_in
             self._closed_rows += self._c_rows
@@ -240,8 +247,8 @@ class PartWriter:
 
     def _close_chunk(self, chunk: Chunk) -> None:
         """Every byte of ``chunk`` is written and hashed: make it durable, then vouch for it."""
-        chunk = dataclasses.replace(chunk, sha256=self._c_sha.hexdigest())
-        self._c_sha = hashlib.sha256()
+        if self._whole is not None:
+            chunk = dataclasses.replace(chunk, prefix_sha256=self._whole.copy().hexdigest())
         self.chunks.append(self._persist(chunk))
         self._save_checkpoint()
 
@@ -471,15 +478,14 @@ class _Local(PartWriter):
             if offset + chunk.bytes > size:
                 break
             before = whole.copy()
-            sha, left = hashlib.sha256(), chunk.bytes
+            left = chunk.bytes
             while left:
                 data = self._file.read(min(_READ, left))
                 if not data:
                     break
-                sha.update(data)
                 whole.update(data)
                 left -= len(data)
-            if left or sha.hexdigest() != chunk.sha256:
+            if left or whole.copy().hexdigest() != chunk.prefix_sha256:
                 whole = before
                 break
             self.chunks.append(chunk)
@@ -650,18 +656,16 @@ class _S3(PartWriter):
             self._sha256 = self._read_back()
 
     def _read_back(self) -> str:
-        """The published object's sha256, read in ranges, each resumed chunk verified again."""
+        """The published object's sha256, read in ranges, each chunk with a digest verified again."""
         fs, path = self._fs, f"{self._bucket}/{self._key}"
         whole, offset = hashlib.sha256(), 0
         for chunk in self.chunks:
-            sha = hashlib.sha256()
             for start in range(offset, offset + chunk.bytes, 8 * _READ):
                 data = fs.cat_file(
                     path, start=start, end=min(start + 8 * _READ, offset + chunk.bytes)
                 )
-                sha.update(data)
                 whole.update(data)
-            if sha.hexdigest() != chunk.sha256:
+            if chunk.prefix_sha256 is not None and whole.copy().hexdigest() != chunk.prefix_sha256:
                 raise failures.error(
                     "incomplete",
                     f"{self.url}: chunk at byte {offset} does not match its checkpoint after the "
@@ -742,20 +746,19 @@ class _GCS(PartWriter):
         whole = hashlib.sha256()
         for n, chunk in enumerate(chunks, 1):
             before = whole.copy()
-            sha, size = hashlib.sha256(), 0
+            size = 0
             try:
                 f = self._fs.open(
                     self._chunk(n, upload_id), "rb", block_size=8 * _READ, cache_type="readahead"
                 )
                 with f:
                     while data := f.read(8 * _READ):
-                        sha.update(data)
                         whole.update(data)
                         size += len(data)
             except FileNotFoundError:
                 whole = before
                 break
-            if size != chunk.bytes or sha.hexdigest() != chunk.sha256:
+            if size != chunk.bytes or whole.copy().hexdigest() != chunk.prefix_sha256:
                 whole = before
                 break
             self.chunks.append(chunk)
