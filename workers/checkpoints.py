@@ -397,7 +397,7 @@ class _Plain(PartWriter):
     def __init__(self, url: str, ckpt_url: str, key: dict[str, Any], mode: str) -> None:
         super().__init__(url, ckpt_url, key, 0)
         self.mode = mode
-        self._w = storage.AtomicWriter(url, checksum=False)
+        self._w = storage.AtomicWriter(url)
 
     def _sink(self, data: bytes) -> None:
         self._w.write(data)

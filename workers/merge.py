@@ -282,7 +282,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     # stdout gets the document only once it is complete: spool to a temp file first.
     # The summary vouches for the output by its sha256: hash it only when there is one.
     to_stdout = cfg.output is None or cfg.output == "-"
-    target = _StdoutSpool() if to_stdout else storage.AtomicWriter(str(cfg.output), checksum=False)
+    target = _StdoutSpool() if to_stdout else storage.AtomicWriter(str(cfg.output))
     with target as writer:
         out = Output(writer, digest=cfg.summary is not None)
         try:
@@ -322,7 +322,7 @@ def publish_with_summary(
     (an unusable summary store fails first), and if publishing the summary fails the
     output is withdrawn too: a failed merge leaves neither.
     """
-    with storage.AtomicWriter(summary_url, checksum=False) as summary_writer:
+    with storage.AtomicWriter(summary_url) as summary_writer:
         summary_writer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         storage.remove(summary_url)
         writer.commit()
@@ -339,7 +339,7 @@ class _StdoutSpool(storage.AtomicWriter):
     """An AtomicWriter whose commit copies the finished spool to stdout."""
 
     def __init__(self) -> None:
-        super().__init__("spool://stdout", checksum=False)
+        super().__init__("spool://stdout")
 
     def commit(self) -> None:
         self._file.flush()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import io
 import os
 import stat
@@ -437,8 +436,8 @@ def _newest_part(fs: Any, bucket: str, key: str, upload_id: str) -> float:
 class AtomicWriter:
     """Streams bytes to ``url``; nothing is visible under that name until :meth:`commit`.
 
-    Tracks size and sha256 of what was written so a commit record can vouch for it
-    (``checksum=False`` skips the hashing for writers nobody asks the digest of).
+    Tracks the size of what was written; whoever needs a digest makes it (a shard's part
+    writer, merge's :class:`splice.Output`), on the thread and in the order that suits it.
     Leaving the ``with`` block without committing discards everything.
 
     Locally the hidden temp file is flock()ed until it is renamed into place, so
@@ -447,10 +446,9 @@ class AtomicWriter:
     never replaced.
     """
 
-    def __init__(self, url: str, *, checksum: bool = True) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         self.bytes = 0
-        self._sha = hashlib.sha256() if checksum else None
         self._committed = False
         self._local = is_local(url)
         self._file: IO[bytes]
@@ -475,16 +473,8 @@ class AtomicWriter:
             self._file = tempfile.NamedTemporaryFile(prefix="workers-spool-", delete=False)  # noqa: SIM115
             self._tmp = self._file.name
 
-    @property
-    def sha256(self) -> str:
-        if self._sha is None:
-            raise RuntimeError(f"AtomicWriter({self.url!r}) was made with checksum=False")
-        return self._sha.hexdigest()
-
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
-        if self._sha is not None:
-            self._sha.update(data)
         self.bytes += len(data) if not isinstance(data, memoryview) else data.nbytes
 
     def commit(self) -> None:
