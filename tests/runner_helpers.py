@@ -60,3 +60,44 @@ def run_process(
         check=False,
     )
     return proc, newest_record(runs)
+
+
+def pod_node(record: dict[str, Any], display: str) -> dict[str, Any]:
+    """The node of ``record`` (a run.json) whose displayName is ``display``."""
+    return next(n for n in record["status"]["nodes"].values() if n["displayName"] == display)
+
+
+def one_pod_workflow(
+    script: str,
+    path: str,
+    *,
+    step: str = "write",
+    working: str | None = None,
+    image: str = "busybox:1.36",
+) -> str:
+    """A Workflow of one step whose pod runs ``sh -c script`` and outputs the parameter
+    ``value`` read from ``path`` in the pod (``workingDir`` set when ``working`` is)."""
+    wd = f"\n                workingDir: {working}" if working else ""
+    return f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: one-pod
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              steps:
+                - - name: {step}
+                    template: {step}
+            - name: {step}
+              container:
+                image: {image}{wd}
+                command: [sh, -c]
+                args: [{json.dumps(script)}]
+              outputs:
+                parameters:
+                  - name: value
+                    valueFrom:
+                      path: {path}
+        """

@@ -14,10 +14,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from runner_helpers import run_process
+from runner_helpers import one_pod_workflow, pod_node, run_process
 
 from workers.runner import sandbox
 
@@ -28,34 +27,8 @@ CANARY = "host-canary-7f3a9c"
 workers_run = run_process
 
 
-def pod_node(record: dict[str, Any], display: str) -> dict[str, Any]:
-    return next(n for n in record["status"]["nodes"].values() if n["displayName"] == display)
-
-
 def output_workflow(command: str, path: str) -> str:
-    return f"""
-        apiVersion: argoproj.io/v1alpha1
-        kind: Workflow
-        metadata:
-          name: outputs-in-the-pod
-        spec:
-          entrypoint: main
-          templates:
-            - name: main
-              steps:
-                - - name: leak
-                    template: leak
-            - name: leak
-              container:
-                image: busybox
-                command: [sh, -c]
-                args: ["{command}"]
-              outputs:
-                parameters:
-                  - name: value
-                    valueFrom:
-                      path: {path}
-        """
+    return one_pod_workflow(command, path, step="leak", image="busybox")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import run_process
+from runner_helpers import one_pod_workflow, pod_node, run_process
 
 from workers.runner import sandbox
 from workers.runner.podenv import working_dir
@@ -33,35 +33,8 @@ workers_run = run_process
 
 
 def outputs(record: dict[str, Any], display: str) -> dict[str, str]:
-    node = next(n for n in record["status"]["nodes"].values() if n["displayName"] == display)
+    node = pod_node(record, display)
     return {p["name"]: p["value"] for p in (node.get("outputs") or {}).get("parameters") or []}
-
-
-def one_pod(script: str, path: str, working: str | None = None, image: str = "busybox:1.36") -> str:
-    wd = f"\n                workingDir: {working}" if working else ""
-    return f"""
-        apiVersion: argoproj.io/v1alpha1
-        kind: Workflow
-        metadata:
-          name: working-folder
-        spec:
-          entrypoint: main
-          templates:
-            - name: main
-              steps:
-                - - name: write
-                    template: write
-            - name: write
-              container:
-                image: {image}{wd}
-                command: [sh, -c]
-                args: ['{script}']
-              outputs:
-                parameters:
-                  - name: value
-                    valueFrom:
-                      path: {path}
-        """
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -83,7 +56,7 @@ def test_a_relative_write_in_the_root_is_the_output_declared_at_the_root(
     assert not os.path.lexists("/result.txt")
     proc, record = workers_run(
         tmp_path,
-        one_pod("echo it was heads > result.txt", "/result.txt", working),
+        one_pod_workflow("echo it was heads > result.txt", "/result.txt", working=working),
         "--sandbox",
         mode,
         *options,
@@ -106,7 +79,7 @@ def test_without_a_working_folder_a_pod_works_in_the_runs_work_folder(
     templates keep the embedded database)."""
     proc, record = workers_run(
         tmp_path,
-        one_pod("echo here > mark.txt; echo done > /tmp/v", "/tmp/v"),
+        one_pod_workflow("echo here > mark.txt; echo done > /tmp/v", "/tmp/v"),
         "--sandbox",
         mode,
     )
@@ -189,7 +162,7 @@ def test_a_working_folder_is_created_and_relative_paths_resolve_there(
     container, in its own folders, never on the host."""
     assert not os.path.lexists("/app")
     proc, record = workers_run(
-        tmp_path, one_pod("echo made > out.txt", path, working), "--sandbox", mode
+        tmp_path, one_pod_workflow("echo made > out.txt", path, working=working), "--sandbox", mode
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert outputs(record, "write") == {"value": "made"}
@@ -202,7 +175,7 @@ def test_in_a_mount_namespace_the_working_folder_is_the_containers_path(tmp_path
     paths), and the image's (the host's) entries are still there, read-only."""
     proc, record = workers_run(
         tmp_path,
-        one_pod("pwd > /tmp/v; test -d usr && echo usr >> /tmp/v", "/tmp/v", "/"),
+        one_pod_workflow("pwd > /tmp/v; test -d usr && echo usr >> /tmp/v", "/tmp/v", working="/"),
         "--sandbox",
         "bwrap",
     )
@@ -261,7 +234,7 @@ def test_a_relative_working_folder_is_refused_before_running(
     """The OCI runtime spec requires an absolute ``process.cwd``: a pod with a relative
     workingDir never starts on a cluster, so it is refused (exit 2) rather than run."""
     working = "work" if not args else None
-    proc, _ = workers_run(tmp_path, one_pod("true", "/tmp/v", working), *args)
+    proc, _ = workers_run(tmp_path, one_pod_workflow("true", "/tmp/v", working=working), *args)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
