@@ -31,17 +31,10 @@ checkpoints instead, so two attempts never append to one file; both publish the 
 Where locks do not prove liveness (see :func:`storage.locks_prove_liveness`), a resume temp
 touched within the lease (``WORKERS_STALE_AFTER``) counts as a live writer's.
 
-S3: one multipart upload to the final key whose parts are the chunks (a chunk is at least
-:data:`S3_MIN_PART_BYTES`, S3's minimum part size, except the last); its upload id and part
-ETags are in the checkpoint record, and a retry continues the same upload. Only the chunk
-being written is spooled to local disk. A part that never reaches a second chunk is put in
-one request, as before checkpoints.
-
-GCS: each chunk is its own object beside the part, named by an id kept in the checkpoint
-record; a retry downloads the kept chunks, checks their sha256 and goes on; the commit composes
-the chunks into the part (see :class:`_GCS`). Only the chunk being written is spooled to local
-disk there too. Other object stores keep the previous behaviour: the part is spooled whole and
-put at the end, without checkpoints.
+S3 and GCS have writers of their own (:mod:`workers.checkpoints_s3`: one multipart upload to
+the final key, a part per chunk; :mod:`workers.checkpoints_gcs`: a chunk object per chunk,
+composed at the commit), imported only by shards that write there. Other object stores keep the
+previous behaviour: the part is spooled whole and put at the end, without checkpoints.
 """
 
 from __future__ import annotations
@@ -59,7 +52,7 @@ from typing import IO, Any
 import orjson
 
 from workers import failures, storage
-from workers.errors import TransientError, UsageError
+from workers.errors import UsageError
 
 DEFAULT_CHECKPOINT_ROWS = 100_000
 """Rows read per chunk: tens of MB of output for rows of a few hundred bytes."""
@@ -67,19 +60,14 @@ DEFAULT_CHECKPOINT_ROWS = 100_000
 MAX_CHUNK_BYTES = 64 << 20
 """A chunk also ends at this much output, so wide rows keep chunks (and S3 parts) bounded."""
 
-S3_MIN_PART_BYTES = 5 << 20
-"""S3 refuses multipart parts under 5 MiB except the last: a chunk on S3 is at least this."""
-
-S3_MAX_PARTS = 10_000
-"""S3's limit on parts per upload."""
-
 MAX_CHECKPOINT_BYTES = 16 << 20
 """Ceiling for a checkpoint record: ~150 bytes per chunk, so ~100,000 chunks."""
 
 VERSION = 2
 """Records of another version are never resumed (1 held each chunk's own sha256)."""
 
-_READ = 1 << 20
+READ_BYTES = 1 << 20
+"""Bytes read at a time when a resume verifies what it keeps."""
 
 
 def checkpoint_url(store: str, index: int) -> str:
@@ -136,7 +124,7 @@ def read_checkpoint(url: str) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("version") == VERSION else None
 
 
-def _chunks_of(rec: dict[str, Any]) -> list[Chunk] | None:
+def chunks_of(rec: dict[str, Any]) -> list[Chunk] | None:
     try:
         return [Chunk.from_dict(c) for c in rec.get("chunks") or []]
     except (KeyError, TypeError, ValueError):
@@ -467,7 +455,7 @@ class _Local(PartWriter):
 
     def _resume(self) -> None:
         rec = self._matching_checkpoint()
-        chunks = _chunks_of(rec) if rec is not None else None
+        chunks = chunks_of(rec) if rec is not None else None
         if not chunks:
             return
         size = os.fstat(self._file.fileno()).st_size
@@ -480,7 +468,7 @@ class _Local(PartWriter):
             before = whole.copy()
             left = chunk.bytes
             while left:
-                data = self._file.read(min(_READ, left))
+                data = self._file.read(min(READ_BYTES, left))
                 if not data:
                     break
                 whole.update(data)
@@ -529,387 +517,26 @@ class _Local(PartWriter):
             self._file.close()
 
 
-class _S3(PartWriter):
-    """A multipart upload to the final key, one part per chunk, resumed by upload id."""
-
-    backend = "s3"
-    min_chunk_bytes = S3_MIN_PART_BYTES
-
-    def __init__(
-        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
-    ) -> None:
-        import tempfile  # deferred: only buckets spool
-
-        super().__init__(url, ckpt_url, key, every)
-        self._fs, path = storage.fs_of(url)
-        self._bucket, _, self._key = path.partition("/")
-        self.upload_id: str | None = None
-        self._committed = False
-        storage.remove_stale_temps(url)  # uploads of this key untouched for the lease
-        old = read_checkpoint(ckpt_url)
-        if old is not None and old.get("backend") == self.backend:
-            if not fresh and old.get("key") == self.key:
-                self._resume(old)
-            elif old.get("upload_id"):
-                # --force, or another generation/processor: that work is never resumed.
-                self._abort(str(old["upload_id"]))
-        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
-
-    def _call(self, method: str, **kw: Any) -> Any:
-        return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
-
-    def _abort(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError, OSError):
-            self._call("abort_multipart_upload", UploadId=upload_id)
-
-    def _resume(self, rec: dict[str, Any]) -> None:
-        chunks = _chunks_of(rec)
-        upload_id = rec.get("upload_id")
-        if not chunks or not isinstance(upload_id, str):
-            return
-        try:
-            parts = self._list_parts(upload_id)
-        except FileNotFoundError:
-            return  # completed or aborted since (e.g. swept after the lease): start again
-        self.upload_id = upload_id
-        for n, chunk in enumerate(chunks, 1):
-            if parts.get(n) != (chunk.etag, chunk.bytes):
-                break
-            self.chunks.append(chunk)
-        self._resumed = len(self.chunks)
-        self.bytes = sum(c.bytes for c in self.chunks)
-        if self.chunks:
-            self.mode = "resumed"
-            self._whole = None  # the uploaded parts cannot be read back before completion
-
-    def _list_parts(self, upload_id: str) -> dict[int, tuple[str, int]]:
-        out: dict[int, tuple[str, int]] = {}
-        marker = 0
-        while True:
-            res = self._call("list_parts", UploadId=upload_id, PartNumberMarker=marker)
-            for p in res.get("Parts", []):
-                out[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
-            marker = int(res.get("NextPartNumberMarker") or 0)
-            if not res.get("IsTruncated") or not marker:
-                return out
-
-    def _sink(self, data: bytes) -> None:
-        self._spool.write(data)
-
-    def _take_spool(self) -> bytes:
-        self._spool.seek(0)
-        data = self._spool.read()
-        self._spool.seek(0)
-        self._spool.truncate()
-        return data
-
-    def _upload(self, number: int, body: bytes) -> str:
-        if number > S3_MAX_PARTS:
-            raise UsageError(
-                f"{self.url} would need more than {S3_MAX_PARTS} S3 parts: "
-                "raise --checkpoint-rows or use smaller shards"
-            )
-        if self.upload_id is None:
-            self.upload_id = str(self._call("create_multipart_upload")["UploadId"])
-        try:
-            res = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
-        except FileNotFoundError:
-            raise self._gone() from None
-        return str(res["ETag"])
-
-    def _gone(self) -> TransientError:
-        return TransientError(
-            f"the upload of {self.url} was completed or aborted by another attempt of this "
-            "shard while this one wrote it: a retry finds that attempt's commit or resumes"
-        )
-
-    def _persist(self, chunk: Chunk) -> Chunk:
-        etag = self._upload(len(self.chunks) + 1, self._take_spool())
-        return dataclasses.replace(chunk, etag=etag)
-
-    def _checkpoint_fields(self) -> dict[str, Any]:
-        return {"upload_id": self.upload_id}
-
-    def commit(self) -> None:
-        if self.upload_id is None:
-            # One chunk: a single request, nothing to resume.
-            self._fs.pipe_file(f"{self._bucket}/{self._key}", self._take_spool())
-            self._sha256 = self._whole.hexdigest()
-            self._committed = True
-            return
-        parts = [{"PartNumber": n, "ETag": c.etag} for n, c in enumerate(self.chunks, 1)]
-        if self._c_bytes or not parts:
-            n = len(parts) + 1
-            parts.append({"PartNumber": n, "ETag": self._upload(n, self._take_spool())})
-        try:
-            self._call(
-                "complete_multipart_upload",
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        except FileNotFoundError:
-            raise self._gone() from None
-        self._committed = True
-        if self._whole is not None:
-            self._sha256 = self._whole.hexdigest()
-        else:
-            self._sha256 = self._read_back()
-
-    def _read_back(self) -> str:
-        """The published object's sha256, read in ranges, each chunk with a digest verified again."""
-        fs, path = self._fs, f"{self._bucket}/{self._key}"
-        whole, offset = hashlib.sha256(), 0
-        for chunk in self.chunks:
-            for start in range(offset, offset + chunk.bytes, 8 * _READ):
-                data = fs.cat_file(
-                    path, start=start, end=min(start + 8 * _READ, offset + chunk.bytes)
-                )
-                whole.update(data)
-            if chunk.prefix_sha256 is not None and whole.copy().hexdigest() != chunk.prefix_sha256:
-                raise failures.error(
-                    "incomplete",
-                    f"{self.url}: chunk at byte {offset} does not match its checkpoint after the "
-                    "upload completed",
-                )
-            offset += chunk.bytes
-        size = int(fs.info(path)["size"])
-        for start in range(offset, size, 8 * _READ):
-            whole.update(fs.cat_file(path, start=start, end=min(start + 8 * _READ, size)))
-        if size != self.bytes:
-            raise failures.error(
-                "incomplete",
-                f"{self.url} holds {size} bytes after the upload, expected {self.bytes}",
-            )
-        return whole.hexdigest()
-
-    def forget(self) -> None:
-        if self.upload_id is not None and not self._committed:
-            self._abort(self.upload_id)
-        super().forget()
-
-    def close(self) -> None:
-        self._spool.close()
-
-
-GCS_MAX_SOURCES = 32
-"""Objects one GCS compose request may join."""
-
-GCS_MAX_COMPONENTS = 1024
-"""GCS's limit on the objects a composite object is made of: a part has at most this many chunks."""
-
-
-def _is_gcs(url: str) -> bool:
+def is_gcs(url: str) -> bool:
     return url.startswith(("gs://", "gcs://"))
 
 
-class _GCS(PartWriter):
-    """Each chunk its own object beside the part, composed into the part at the commit.
-
-    The chunk objects are named ``.part-NNNNN.jsonl.chunk-ID-MMMMM`` in the parts folder:
-    ``ID`` is drawn by the attempt that uploads the first chunk and kept in the checkpoint
-    record, so a retry resumes the same set and an attempt of another key or a ``--force``
-    one never mixes its chunks with them. A resume downloads the kept chunks and checks their
-    sha256 (as a local resume reads its temp file). Only the chunk being written is spooled
-    to local disk; the part appears in one compose (GCS joins at most 32 objects a request:
-    more are joined into a hidden object first, and the final compose publishes).
-    """
-
-    backend = "gcs"
-
-    def __init__(
-        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
-    ) -> None:
-        import tempfile  # deferred: only buckets spool
-
-        super().__init__(url, ckpt_url, key, every)
-        self._fs, self._path = storage.fs_of(url)
-        self.upload_id: str | None = None
-        self._committed = False
-        old = read_checkpoint(ckpt_url)
-        if old is not None and old.get("backend") == self.backend:
-            if not fresh and old.get("key") == self.key:
-                self._resume(old)
-            elif isinstance(old.get("upload_id"), str):
-                # --force, or another generation/processor: that work is never resumed.
-                _gcs_remove_chunks(self._fs, self._path, str(old["upload_id"]))
-        _gcs_remove_stale_chunks(self._fs, self._path, keep=self.upload_id)
-        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
-
-    def _chunk(self, n: int, upload_id: str | None = None) -> str:
-        return _gcs_chunk_prefix(self._path, upload_id or self.upload_id or "") + f"{n:05d}"
-
-    def _resume(self, rec: dict[str, Any]) -> None:
-        chunks = _chunks_of(rec)
-        upload_id = rec.get("upload_id")
-        if not chunks or not isinstance(upload_id, str):
-            return
-        whole = hashlib.sha256()
-        for n, chunk in enumerate(chunks, 1):
-            before = whole.copy()
-            size = 0
-            try:
-                f = self._fs.open(
-                    self._chunk(n, upload_id), "rb", block_size=8 * _READ, cache_type="readahead"
-                )
-                with f:
-                    while data := f.read(8 * _READ):
-                        whole.update(data)
-                        size += len(data)
-            except FileNotFoundError:
-                whole = before
-                break
-            if size != chunk.bytes or whole.copy().hexdigest() != chunk.prefix_sha256:
-                whole = before
-                break
-            self.chunks.append(chunk)
-        if not self.chunks:
-            _gcs_remove_chunks(self._fs, self._path, upload_id)
-            return
-        self.upload_id = upload_id
-        self._whole, self._resumed = whole, len(self.chunks)
-        self.bytes = sum(c.bytes for c in self.chunks)
-        self.mode = "resumed"
-        if len(self.chunks) < len(chunks):
-            self._save_checkpoint()  # the record never vouches for more than the bucket holds
-
-    def _sink(self, data: bytes) -> None:
-        self._spool.write(data)
-
-    def _take_spool(self) -> bytes:
-        self._spool.seek(0)
-        data = self._spool.read()
-        self._spool.seek(0)
-        self._spool.truncate()
-        return data
-
-    def _upload(self, n: int) -> str:
-        if n > GCS_MAX_COMPONENTS:
-            raise UsageError(
-                f"{self.url} would need more than {GCS_MAX_COMPONENTS} GCS chunks: "
-                "raise --checkpoint-rows or use smaller shards"
-            )
-        if self.upload_id is None:
-            self.upload_id = os.urandom(8).hex()
-        path = self._chunk(n)
-        self._fs.pipe_file(path, self._take_spool())
-        return path
-
-    def _persist(self, chunk: Chunk) -> Chunk:
-        self._upload(len(self.chunks) + 1)
-        return chunk
-
-    def _checkpoint_fields(self) -> dict[str, Any]:
-        return {"upload_id": self.upload_id}
-
-    def commit(self) -> None:
-        if self.upload_id is None:
-            # One chunk: a single request, nothing to resume.
-            self._fs.pipe_file(self._path, self._take_spool())
-        else:
-            sources = [self._chunk(n) for n in range(1, len(self.chunks) + 1)]
-            if self._c_bytes or not sources:
-                sources.append(self._upload(len(sources) + 1))
-            step = 0
-            while len(sources) > GCS_MAX_SOURCES:
-                step += 1
-                joined = _gcs_chunk_prefix(self._path, self.upload_id) + f"joined-{step:05d}"
-                self._fs.merge(joined, sources[:GCS_MAX_SOURCES])
-                sources = [joined, *sources[GCS_MAX_SOURCES:]]
-            self._fs.merge(self._path, sources)
-        self._committed = True
-        self._sha256 = self._whole.hexdigest()
-
-    def discard_checkpoint(self) -> None:
-        # The chunks first: a record left behind still names them for the next sweep.
-        if self.upload_id is not None:
-            _gcs_remove_chunks(self._fs, self._path, self.upload_id)
-        super().discard_checkpoint()
-
-    def forget(self) -> None:
-        super().forget()
-        if self.upload_id is not None and not self._committed:
-            _gcs_remove_chunks(self._fs, self._path, self.upload_id)
-
-    def close(self) -> None:
-        self._spool.close()
-
-
-def _gcs_chunk_prefix(path: str, upload_id: str) -> str:
-    folder, _, name = path.rpartition("/")
-    return f"{folder}/.{name}.chunk-{upload_id}-" if upload_id else f"{folder}/.{name}.chunk-"
-
-
-def _gcs_chunk_sets(fs: Any, path: str) -> dict[str, float]:
-    """The chunk sets of the part at ``path``: upload id -> when its newest object was written."""
-    folder, _, name = path.rpartition("/")
-    prefix = f".{name}.chunk-"
-    try:
-        found = fs.find(folder, prefix=prefix, detail=True)
-    except (FileNotFoundError, OSError):
-        return {}
-    sets: dict[str, float] = {}
-    for obj_name, info in found.items():
-        upload_id = obj_name.rpartition("/")[2][len(prefix) :].partition("-")[0]
-        touched = _timestamp(info.get("updated") or info.get("timeCreated"))
-        sets[upload_id] = max(sets.get(upload_id, 0.0), touched)
-    return sets
-
-
-def _timestamp(value: Any) -> float:
-    import datetime
-
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return time.time()  # unknown: treat it as fresh, never as abandoned
-
-
-def _gcs_remove_chunks(fs: Any, path: str, upload_id: str) -> None:
-    folder, _, name = path.rpartition("/")
-    prefix = f".{name}.chunk-{upload_id}-"
-    with contextlib.suppress(FileNotFoundError, OSError):
-        names = list(fs.find(folder, prefix=prefix))
-        if names:
-            fs.rm(names)
-
-
-def _gcs_remove_stale_chunks(fs: Any, path: str, keep: str | None) -> None:
-    """Remove the chunk sets of dead attempts (untouched for the lease), never ``keep``'s."""
-    from workers.config import stale_after
-
-    lease = stale_after()
-    now = time.time()
-    for upload_id, touched in _gcs_chunk_sets(fs, path).items():
-        if upload_id != keep and now - touched > lease:
-            _gcs_remove_chunks(fs, path, upload_id)
+def is_s3(url: str) -> bool:
+    return url.startswith(("s3://", "s3a://"))
 
 
 def sweep(url: str, ckpt_url: str) -> None:
     """For a part already committed: remove what dead attempts left to resume it (a resume
     temp nobody holds, and then its checkpoint record), never a live attempt's."""
-    if url.startswith(("s3://", "s3a://")):
-        # A live attempt's upload stays (remove_stale_temps aborts it once past the lease);
-        # a record naming an upload that no longer exists has nothing left to resume.
-        rec = read_checkpoint(ckpt_url)
-        if rec is not None and isinstance(rec.get("upload_id"), str):
-            fs, path = storage.fs_of(url)
-            bucket, _, key = path.partition("/")
-            try:
-                fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=rec["upload_id"])
-            except FileNotFoundError:
-                with contextlib.suppress(OSError, UsageError):
-                    storage.remove(ckpt_url)
+    if is_s3(url):
+        from workers import checkpoints_s3
+
+        checkpoints_s3.sweep(url, ckpt_url)
         return
-    if _is_gcs(url):
-        # As on S3: a live attempt's chunks stay (they are removed once past the lease); a
-        # record naming chunks that no longer exist has nothing left to resume.
-        fs, path = storage.fs_of(url)
-        rec = read_checkpoint(ckpt_url)
-        keep = rec.get("upload_id") if rec is not None else None
-        _gcs_remove_stale_chunks(fs, path, keep=None)
-        if isinstance(keep, str) and keep not in _gcs_chunk_sets(fs, path):
-            with contextlib.suppress(OSError, UsageError):
-                storage.remove(ckpt_url)
+    if is_gcs(url):
+        from workers import checkpoints_gcs
+
+        checkpoints_gcs.sweep(url, ckpt_url)
         return
     if not storage.is_local(url):
         return
@@ -930,8 +557,12 @@ def open_part(
             return _Local(url, ckpt_url, key, every, fresh)
         except Busy:
             return _Plain(url, ckpt_url, key, "private")
-    if every and url.startswith(("s3://", "s3a://")):
-        return _S3(url, ckpt_url, key, every, fresh)
-    if every and _is_gcs(url):
-        return _GCS(url, ckpt_url, key, every, fresh)
+    if every and is_s3(url):
+        from workers.checkpoints_s3 import S3Part
+
+        return S3Part(url, ckpt_url, key, every, fresh)
+    if every and is_gcs(url):
+        from workers.checkpoints_gcs import GCSPart
+
+        return GCSPart(url, ckpt_url, key, every, fresh)
     return _Plain(url, ckpt_url, key, "whole")

@@ -87,11 +87,11 @@ def _install() -> None:
 
         storage.AtomicWriter.write = write  # type: ignore[method-assign]
 
-    from workers import checkpoints
+    from workers import checkpoints, checkpoints_gcs, checkpoints_s3
 
     # The checkpointed part writers publish without AtomicWriter: the same phases, holds and
     # breakage for them.
-    for cls in (checkpoints._Local, checkpoints._S3, checkpoints._GCS):
+    for cls in (checkpoints._Local, checkpoints_s3.S3Part, checkpoints_gcs.GCSPart):
 
         def part_commit(self: checkpoints.PartWriter, _orig=cls.commit) -> None:  # type: ignore[no-untyped-def]
             _phase("before-publish-part")
