@@ -49,7 +49,7 @@ class Daemon:
 
     def own(self, proc: subprocess.Popen[bytes]) -> None:
         """A process of the current attempt: killed with the daemon (now, if released)."""
-        from workers.runner.pods import kill
+        from workers.runner.processes import kill
 
         with self.changed:
             self.procs.append(proc)
@@ -98,7 +98,7 @@ class Daemon:
 
     def release(self, timeout: float = 30.0) -> None:
         """Kill the daemon's processes as its scope ends and wait until its node has ended."""
-        from workers.runner.pods import kill
+        from workers.runner.processes import kill
 
         with self.changed:
             self.released = True

@@ -2,7 +2,8 @@
 cancellation, warnings, metrics) and hands the work to its parts, each in its own module:
 
 * :mod:`~workers.runner.scheduling`: steps, DAGs, loops, ``when``, ``continueOn``, parallelism;
-* :mod:`~workers.runner.pods`: the pod runtime (processes, retries, deadlines);
+* :mod:`~workers.runner.pods`: the pod runtime (attempts, retries, deadlines);
+* :mod:`~workers.runner.processes`: a pod's containers as processes, their exit codes and outputs;
 * :mod:`~workers.runner.podenv`: what a pod sees (mounts, environment, secrets, argv);
 * :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation;
 * :mod:`~workers.runner.hooks`: exit handlers and lifecycle hooks, the workflow's final phase;
@@ -53,7 +54,8 @@ from workers.runner.nodes import (
     node_id_of,
 )
 from workers.runner.podenv import PodEnvironment
-from workers.runner.pods import PodRuntime, kill
+from workers.runner.pods import PodRuntime
+from workers.runner.processes import kill
 from workers.runner.scheduling import Scheduler
 from workers.runner.spec import Document, Library, Notes, SpecError
 from workers.runner.synchronization import Locks, StopWaiting

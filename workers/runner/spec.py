@@ -225,13 +225,13 @@ CONTAINER: Schema = {
     ],
     "workingDir": LEAF,
     "volumeMounts": [VOLUME_MOUNT],
-    "tty": BOOL,  # stdin a pseudo-terminal (pods.py)
+    "tty": BOOL,  # stdin a pseudo-terminal (processes.py)
     **_ignored(*_CONTAINER_IGNORED),
 }
 
 SCRIPT: Schema = {**CONTAINER, "source": LEAF}
 
-# An init container or a sidecar: a container of the same pod (runner/pods.py).
+# An init container or a sidecar: a container of the same pod (runner/processes.py).
 USER_CONTAINER: Schema = {**CONTAINER, "mirrorVolumeMounts": LEAF}
 
 # docs/container-set-template.md: containers of one pod ordered by their dependencies (the
@@ -359,8 +359,9 @@ def _template(step: Schema, task: Schema) -> Schema:
         # Template.Annotations: workflows.argoproj.io/display-name names the node
         # (runner/scheduling.py _display_name); Argo reads no other key.
         "annotations": MapOf(LEAF),
-        # lifetimes (runner/pods.py, runner/daemons.py): a daemon lives until its scope ends,
-        # init containers run before the main one, sidecars beside it until it exits
+        # lifetimes (runner/pods.py, runner/daemons.py): a daemon lives until its scope ends;
+        # (runner/processes.py) init containers run before the main one, sidecars beside it
+        # until it exits
         "daemon": BOOL,
         "initContainers": [USER_CONTAINER],
         "sidecars": [USER_CONTAINER],
