@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params, workflowscope
+from workers.runner import dataflow, expr, params, steps, workflowscope
 from workers.runner.concurrency import parallelism_limit, start_thread
 from workers.runner.nodes import (
     ERROR,
@@ -117,7 +117,8 @@ def run_dag(
         def work() -> None:
             r: Node | None = None
             try:
-                r = sched.run_task(
+                r = steps.run_task(
+                    sched,
                     t,
                     doc,
                     tscope,

@@ -1,7 +1,9 @@
 """Executing a workflow: one :class:`Run` holds a run's state (nodes, scope, volumes,
 cancellation, warnings, metrics) and hands the work to its parts, each in its own module:
 
-* :mod:`~workers.runner.scheduling`: steps, DAGs, loops, ``when``, ``continueOn``, parallelism;
+* :mod:`~workers.runner.scheduling`: a template as a node (memoize, synchronization, retries);
+* :mod:`~workers.runner.steps`: steps, loops, ``when``, ``continueOn``, parallelism;
+* :mod:`~workers.runner.dags`: DAG tasks and their ``depends``;
 * :mod:`~workers.runner.pods`: the pod runtime (attempts, retries, deadlines);
 * :mod:`~workers.runner.processes`: a pod's containers as processes, their exit codes and outputs;
 * :mod:`~workers.runner.podenv`: what a pod sees (mounts, environment, secrets, argv);

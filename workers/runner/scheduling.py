@@ -1,6 +1,7 @@
-"""Scheduling: which node runs when. A template's steps group by group, a loop's items as
-``parallelism`` frees slots, ``when`` and ``continueOn``, retries of whole templates, memoize
-and synchronization around a node; DAGs in :mod:`dags`, a pod template handed to :mod:`pods`."""
+"""Scheduling: a template run as a node. Its inputs and display name, retries of whole steps
+and DAG templates, ``suspend`` durations, memoize and synchronization around the node; steps
+templates and the loops, ``when`` and arguments of a step or task in :mod:`steps`, DAGs in
+:mod:`dags`, a pod template handed to :mod:`pods`."""
 
 from __future__ import annotations
 
@@ -11,19 +12,15 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, dags, dataflow, expr, govaluate, params, workflowscope
-from workers.runner.concurrency import Limiter, parallelism_limit, start_thread
+from workers.runner import artifacts, dags, dataflow, expr, params, steps, workflowscope
 from workers.runner.nodes import (
     ERROR,
-    FAIL_FAST,
     FAILED,
     RUNNING,
-    SKIPPED,
     SUCCEEDED,
     Attempt,
     Cancelled,
     Node,
-    continues,
 )
 from workers.runner.params import ParamError
 from workers.runner.pods import _seconds, _should_retry
@@ -102,7 +99,7 @@ class Scheduler:
                             if whole_retry:
                                 self.run_retried(node, doc, tmpl, scope, where, type_)
                             elif type_ == "Steps":
-                                self.run_steps(node, doc, tmpl, scope, where)
+                                steps.run_steps(self, node, doc, tmpl, scope, where)
                             else:
                                 dags.run_dag(self, node, doc, tmpl, scope, where)
                         finally:
@@ -224,7 +221,7 @@ class Scheduler:
             ascope = {**scope, "retries": str(n)}
             try:
                 if type_ == "Steps":
-                    self.run_steps(child, doc, tmpl, ascope, where)
+                    steps.run_steps(self, child, doc, tmpl, ascope, where)
                 else:
                     dags.run_dag(self, child, doc, tmpl, ascope, where)
             except (ParamError, SpecError, expr.ExprError) as exc:
@@ -283,265 +280,12 @@ class Scheduler:
             node.outputs["parameters"] = values
         self.run.finish(node, SUCCEEDED)
 
-    def run_steps(
-        self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
-    ) -> None:
-        limiter = parallelism_limit(tmpl, scope, where)
-        fail_fast = threading.Event() if tmpl.get("failFast") else None
-        failed = ""
-        gnode: Node | None = None
-        for gi, group in enumerate(tmpl["steps"] or []):
-            self.run.check_cancel()
-            workflowscope.refresh(self.run, scope)
-            gname = f"{node.name}[{gi}]"
-            gnode = self.run.new_node(gname, f"[{gi}]", "StepGroup", "", node)
-            gnode.started = time.time()
-            results: dict[str, Node] = {}
-            threads = []
-            for step in group or []:
-                sname = str(step["name"])
-                swhere = f"{where}: steps[{gi}][{sname}]"
-
-                def work(
-                    step: dict[str, Any] = step,
-                    sname: str = sname,
-                    w: str = swhere,
-                    gname: str = gname,
-                    gnode: Node = gnode,
-                    results: dict[str, Node] = results,
-                ) -> None:
-                    r = self.run_task(
-                        step,
-                        doc,
-                        dict(scope),
-                        f"{gname}.{sname}",
-                        sname,
-                        gnode,
-                        limiter,
-                        w,
-                        fail_fast,
-                    )
-                    if r is not None:
-                        results[sname] = r
-
-                threads.append(start_thread(work, self.run, f"{gname}.{sname}"))
-            for t in threads:
-                t.join()
-            group_failed = [
-                r for r in results.values() if r.phase in (FAILED, ERROR) and not r.handled
-            ]
-            if fail_fast is not None and fail_fast.is_set():
-                break  # the group's node is failed below, with the template's
-            self.run.finish(gnode, FAILED if group_failed else SUCCEEDED)
-            if group_failed:
-                failed = f"child {group_failed[0].display} {group_failed[0].phase.lower()}"
-                break
-            for step in group or []:
-                sname = str(step["name"])
-                r = results[sname]
-                if r.result_error and dataflow.result_referenced(tmpl, "steps", sname):
-                    # the controller fails the steps template when it adds the group's
-                    # outputs to its scope (executeSteps -> processAggregateNodeOutputs)
-                    self.run.finish(node, ERROR, f"{where}: steps.{sname}: {r.result_error}")
-                    return
-                dataflow.publish(scope, f"steps.{sname}", r, self.template_of(doc, step))
-        self.run.check_cancel()
-        if fail_fast is not None and fail_fast.is_set():
-            # operator.go checkParallelism: the template and its last step group are failed
-            # once no child runs, whatever continueOn says.
-            if gnode is not None:
-                self.run.finish(gnode, FAILED, FAIL_FAST)
-            self.run.finish(node, FAILED, FAIL_FAST)
-            return
-        if failed:
-            self.run.finish(node, FAILED, failed)
-            return
-        dataflow.template_outputs(node, tmpl, scope, where)
-        self.run.finish(node, SUCCEEDED)
-
-    def run_task(
-        self,
-        step: dict[str, Any],
-        doc: Document,
-        scope: dict[str, str],
-        name: str,
-        display: str,
-        parent: Node,
-        limiter: Limiter | None,
-        where: str,
-        fail_fast: threading.Event | None = None,
-    ) -> Node | None:
-        """A step or DAG task: expand its loop, check ``when``, run the template per item.
-        None when the template's ``failFast`` stopped it before it started (Argo creates no
-        node then)."""
-        try:
-            tdoc, tmpl = self.run.find_template(doc, step, where)
-            items = self.loop_items(step, scope, where)
-        except (ParamError, SpecError, expr.ExprError) as exc:
-            node = self.run.new_node(
-                name, display, "Skipped", str(step.get("template", "")), parent
-            )
-            return self.run.finish(node, ERROR, str(exc))
-        # A step's hooks see it as steps.NAME (a loop item as steps.NAME(i:item)); a task's as
-        # tasks.NAME, loop items included (steps.go executeStepGroup, dag.go executeDAGTask).
-        in_dag = parent.type == "DAG"
-        hooks = self.run.hooks.step(step, doc, tmpl, scope, "tasks" if in_dag else "steps", where)
-        if items is None:
-            if hooks is not None:
-                hooks.expect(name, display)
-            result = self.run_item(
-                step, tdoc, tmpl, scope, name, display, parent, limiter, where, fail_fast
-            )
-            if result is None:
-                if hooks is not None:
-                    hooks.forget(name)
-                return None
-            if hooks is not None:
-                hooks.done(result, display)
-            if result.phase in (FAILED, ERROR) and continues(step, result.phase):
-                result.handled = True
-            return result
-        if not items:
-            # A Skipped node with no outputs, as the controller makes it ("Skipped, empty
-            # params"): what it offers the nodes after it is its template's skipped outputs.
-            empty = self.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
-            self.run.finish(empty, SKIPPED, "Skipped, empty params")
-            if hooks is not None and in_dag:
-                hooks.done(empty, display)
-            return empty
-        group = self.run.new_node(name, display, "TaskGroup", str(tmpl.get("name") or ""), parent)
-        group.started = time.time()
-        group.phase = RUNNING
-        if hooks is not None and in_dag:
-            hooks.evaluate(group, display, RUNNING)
-        group.loop_total = len(items)
-        self.run.progress("loop-start", group)
-        children: list[Node | None] = [None] * len(items)
-        pending = iter(enumerate(items))
-        take = threading.Lock()
-
-        def work() -> None:
-            # Items start in order as slots free up, as the controller starts them; a bounded
-            # loop needs no more threads than it has slots (10,000 items, parallelism 10: 10).
-            while True:
-                with take:
-                    i, item = next(pending, (-1, None))
-                if i < 0:
-                    return
-                label = params.loop_label(i, item)
-                variables = params.item_scope(item)
-                if hooks is not None and not in_dag:
-                    hooks.expect(f"{name}{label}", f"{display}{label}", variables)
-                child = self.run_item(
-                    step,
-                    tdoc,
-                    tmpl,
-                    {**scope, **variables},
-                    f"{name}{label}",
-                    f"{display}{label}",
-                    group,
-                    limiter,
-                    where,
-                    fail_fast,
-                )
-                if child is None:
-                    if hooks is not None and not in_dag:
-                        hooks.forget(f"{name}{label}")
-                    continue
-                child.index = i
-                if hooks is not None:
-                    # an item of a task has only its exit handler; the task's other hooks
-                    # watch the task's group node
-                    key = display if in_dag else f"{display}{label}"
-                    hooks.done(child, key, variables, expressions=not in_dag)
-                children[i] = child
-
-        slots = len(items) if limiter is None else min(len(items), limiter.size)
-        threads = [start_thread(work, self.run, f"{name}[{k}]") for k in range(slots)]
-        for t in threads:
-            t.join()
-        done = [c for c in children if c is not None]
-        group.loop_phases = [c.phase for c in done]
-        group.outputs, group.result_error = dataflow.aggregate(done)
-        bad = [c for c in done if c.phase in (FAILED, ERROR)]
-        if bad:
-            self.run.finish(group, bad[0].phase, f"{len(bad)} of {len(items)} failed")
-            group.handled = continues(step, bad[0].phase)
-        elif len(done) < len(items):
-            self.run.finish(group, FAILED, self.run.cancel_reason or "not all items ran")
-        else:
-            self.run.finish(group, SUCCEEDED)
-        if hooks is not None and in_dag:
-            hooks.done(group, display)
-        return group
-
-    def loop_items(
-        self, step: Mapping[str, Any], scope: Mapping[str, str], where: str
-    ) -> list[Any] | None:
-        if "withItems" in step:
-            raw = step["withItems"]
-            if not isinstance(raw, list):
-                raise ParamError(f"{where}.withItems: expected a list")
-            return [
-                params.sort_item(params.substitute(i, scope, f"{where}.withItems")) for i in raw
-            ]
-        if "withParam" in step:
-            text = params.substitute(str(step["withParam"]), scope, f"{where}.withParam")
-            return params.parse_list(text, f"{where}.withParam")
-        if "withSequence" in step:
-            seq = params.substitute(dict(step["withSequence"]), scope, f"{where}.withSequence")
-            return list(params.sequence(seq, f"{where}.withSequence"))
-        return None
-
-    def run_item(
-        self,
-        step: Mapping[str, Any],
-        doc: Document,
-        tmpl: dict[str, Any],
-        scope: dict[str, str],
-        name: str,
-        display: str,
-        parent: Node,
-        limiter: Limiter | None,
-        where: str,
-        fail_fast: threading.Event | None = None,
-    ) -> Node | None:
-        try:
-            when = step.get("when")
-            if when is not None:
-                text = params.substitute(str(when), scope, f"{where}.when")
-                if not govaluate.should_execute(text):
-                    node = self.run.new_node(
-                        name, display, "Skipped", str(tmpl.get("name") or ""), parent
-                    )
-                    return self.run.finish(node, SKIPPED, f"when '{text}' evaluated false")
-            arguments = dataflow.step_arguments(
-                _mark_absent(dict(step.get("arguments") or {}), scope), scope, f"{where}.arguments"
-            )
-        except (ParamError, expr.ExprError) as exc:
-            node = self.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
-            return self.run.finish(node, ERROR, str(exc))
-        with limiter or nullcontext():
-            if fail_fast is not None and fail_fast.is_set():
-                return None
-            if self.run.cancel.is_set():
-                node = self.run.new_node(
-                    name, display, "Skipped", str(tmpl.get("name") or ""), parent
-                )
-                return self.run.finish(node, FAILED, self.run.cancel_reason or "cancelled")
-            return self.run_template(
-                doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast, caller_scope=scope
-            )
-
     def template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The template a step or task names, for the outputs it offers when it never ran."""
         try:
             return self.run.find_template(doc, step, "")[1]
         except SpecError:
             return None
-
-
-"""The message of a steps/DAG template its ``failFast`` failed (operator.go checkParallelism)."""
 
 
 DISPLAY_NAME = "workflows.argoproj.io/display-name"
@@ -564,19 +308,3 @@ def _display_name(
             f"{where}: displayName must match the regex ^{_DISPLAY_NAME_RE.pattern}$ (got {text!r})"
         )
     node.display = text
-
-
-def _mark_absent(arguments: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
-    """Arguments whose value is only a reference to an absent output (a skipped producer's, no
-    default) become the sentinel that lets the consumer's input default apply
-    (markAbsentOptionalArgs, workflow/controller/scope.go), before substitution."""
-    given = arguments.get("parameters")
-    if not given:
-        return arguments
-    marked = [
-        {**p, "value": params.ABSENT_ARGUMENT}
-        if isinstance(p, dict) and params.absent_reference(p.get("value"), scope)
-        else p
-        for p in given
-    ]
-    return {**arguments, "parameters": marked}
