@@ -141,6 +141,16 @@ def integer(value: Any, what: str) -> int:
     return _int(value, what)
 
 
+def duration(value: Any) -> float:
+    """An Argo duration: a number of seconds or a Go duration string (``10s``, ``2m``, ``1h30m``)."""
+    from workers.runner.spec import seconds
+
+    try:
+        return seconds(value)
+    except ValueError:
+        raise ParamError(f"bad duration {value!r}") from None
+
+
 def _int(value: Any, what: str) -> int:
     # Go's strconv.Atoi, as the controller parses withSequence: no spaces, no underscores.
     text = render(value)

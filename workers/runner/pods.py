@@ -28,7 +28,7 @@ from workers.runner.podenv import (
     SECRETS_DIR,
 )
 from workers.runner.processes import PodProcesses, end
-from workers.runner.spec import Document, SpecError, seconds
+from workers.runner.spec import Document, SpecError
 
 if TYPE_CHECKING:
     from workers.runner.engine import Run
@@ -132,13 +132,13 @@ class PodRuntime:
                 break
             delay = 0.0
             if n > 0 and backoff:
-                delay = _seconds(backoff.get("duration", 0)) * float(
+                delay = params.duration(backoff.get("duration", 0)) * float(
                     backoff.get("factor", 1) or 1
                 ) ** (n - 1)
                 if backoff.get("cap"):
-                    delay = min(delay, _seconds(backoff["cap"]))
+                    delay = min(delay, params.duration(backoff["cap"]))
                 max_d = backoff.get("maxDuration")
-                if max_d and time.time() + delay - first > _seconds(max_d):
+                if max_d and time.time() + delay - first > params.duration(max_d):
                     node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
                     break
                 if daemon is not None and daemon.wait_released(delay):
@@ -289,7 +289,7 @@ class PodRuntime:
         if raw:
             text = params.substitute(str(raw), scope, f"{where}.timeout")
             try:
-                seconds = _seconds(text)
+                seconds = params.duration(text)
             except ParamError:
                 raise ParamError(f"{where}.timeout: {text!r} is not a duration") from None
             deadline = seconds if deadline is None else min(deadline, seconds)
@@ -301,14 +301,6 @@ class PodRuntime:
         if value is not None:
             self.run.podenv.add_secret(value, f"secret {name}/{key}")
         return value
-
-
-def _seconds(value: Any) -> float:
-    """An Argo duration: a number of seconds or a Go duration string (``10s``, ``2m``, ``1h30m``)."""
-    try:
-        return seconds(value)
-    except ValueError:
-        raise ParamError(f"bad duration {value!r}") from None
 
 
 def _should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:

@@ -23,7 +23,7 @@ from workers.runner.nodes import (
     Node,
 )
 from workers.runner.params import ParamError
-from workers.runner.pods import _seconds, _should_retry
+from workers.runner.pods import _should_retry
 from workers.runner.spec import KINDS, Document, SpecError
 from workers.runner.synchronization import Lock, StopWaiting
 
@@ -202,13 +202,13 @@ class Scheduler:
         while True:
             self.run.check_cancel()
             if n > 0 and backoff:
-                delay = _seconds(backoff.get("duration", 0)) * float(
+                delay = params.duration(backoff.get("duration", 0)) * float(
                     params.substitute(str(backoff.get("factor", 1) or 1), scope, where)
                 ) ** (n - 1)
                 if backoff.get("cap"):
-                    delay = min(delay, _seconds(backoff["cap"]))
+                    delay = min(delay, params.duration(backoff["cap"]))
                 max_d = backoff.get("maxDuration")
-                if max_d and time.time() + delay - first > _seconds(max_d):
+                if max_d and time.time() + delay - first > params.duration(max_d):
                     node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
                     break
                 if self.run.cancel.wait(delay):
@@ -251,7 +251,7 @@ class Scheduler:
         raw = (tmpl.get("suspend") or {}).get("duration")
         text = params.substitute(str(raw), scope, f"{where}.suspend.duration")
         try:
-            seconds = _seconds(text)
+            seconds = params.duration(text)
         except ParamError:
             raise ParamError(f"{where}.suspend.duration: {text!r} is not a duration") from None
         # A timeout merged from templateDefaults (a suspend's own is refused before running):
@@ -259,7 +259,7 @@ class Scheduler:
         # node once its timeout passed, with ErrTimeout's message.
         timeout = tmpl.get("timeout")
         limit = (
-            _seconds(params.substitute(str(timeout), scope, f"{where}.timeout"))
+            params.duration(params.substitute(str(timeout), scope, f"{where}.timeout"))
             if timeout
             else None
         )

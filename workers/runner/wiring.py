@@ -829,11 +829,10 @@ def _check_timeout(value: Any, where: str) -> None:
     text = str(value).strip()
     if "{{" in text:
         return
-    from workers.runner.params import ParamError
-    from workers.runner.pods import _seconds
+    from workers.runner.params import ParamError, duration
 
     try:
-        _seconds(text)
+        duration(text)
     except ParamError:
         raise SpecError(f"{where}: timeout {text!r} is not a duration") from None
 
