@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from workers.runner.golang import json_float, json_string
+
 TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 EXPRESSION_TAG = re.compile(r"\{\{=(.*?)\}\}", re.DOTALL)
 """``{{=...}}`` up to the first ``}}``, as Argo's fasttemplate cuts tags."""
@@ -198,9 +200,6 @@ def parse_list(text: str, where: str) -> list[Any]:
 
 # ---------------------------------------------------------------- Go's encoding/json
 
-_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_HTML_RE = re.compile("[<>&\u2028\u2029]")
-
 
 class RawNumber(str):
     """A JSON number kept as written (Go's ``json.RawMessage`` inside an Item)."""
@@ -215,24 +214,12 @@ def loads_raw(text: str) -> Any:
     return json.loads(text, parse_int=RawNumber, parse_float=RawNumber, parse_constant=_no_constant)
 
 
-def _go_float(value: float) -> str:
-    # strconv.AppendFloat as encoding/json's floatEncoder calls it: positional between 1e-6
-    # and 1e21, else exponent form without a leading zero in the exponent.
-    import decimal
-
-    if value == 0:
-        return "0"
-    if 1e-6 <= abs(value) < 1e21:
-        text = format(decimal.Decimal(repr(value)), "f")
-        return text[:-2] if text.endswith(".0") else text
-    mantissa, _, exponent = repr(value).partition("e")
-    sign = exponent[0] if exponent[0] in "+-" else "+"
-    return f"{mantissa}e{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"
-
-
 def go_json(value: Any, *, sort_keys: bool = True) -> str:
     """``json.Marshal``: compact, HTML characters escaped, non-ASCII kept; maps decoded from JSON
-    have their keys sorted (``sort_keys``), raw ones keep their order."""
+    have their keys sorted (``sort_keys``), raw ones keep their order. Strings and floats are
+    written by :mod:`golang`'s encoders, as :func:`golang.marshal` writes them, but an Item's raw
+    values (``_Raw``, ``RawNumber``) are kept as written and a negative zero is ``0`` (Go
+    writes ``-0``)."""
 
     def enc(v: Any) -> str:
         if isinstance(v, _Raw):
@@ -240,7 +227,7 @@ def go_json(value: Any, *, sort_keys: bool = True) -> str:
         if isinstance(v, RawNumber):
             return str.__str__(v)
         if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
+            return json_string(v)
         if v is None:
             return "null"
         if isinstance(v, bool):
@@ -248,19 +235,15 @@ def go_json(value: Any, *, sort_keys: bool = True) -> str:
         if isinstance(v, int):
             return str(v)
         if isinstance(v, float):
-            return _go_float(v)
+            return "0" if v == 0 else json_float(v)
         if isinstance(v, dict):
             keys = sorted(v) if sort_keys else list(v)
-            return (
-                "{"
-                + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{enc(v[k])}" for k in keys)
-                + "}"
-            )
+            return "{" + ",".join(f"{json_string(str(k))}:{enc(v[k])}" for k in keys) + "}"
         if isinstance(v, (list, tuple)):
             return "[" + ",".join(enc(x) for x in v) + "]"
-        return json.dumps(str(v), ensure_ascii=False)
+        return json_string(str(v))
 
-    return _HTML_RE.sub(lambda m: _HTML[m.group(0)], enc(value))
+    return enc(value)
 
 
 def _fix(text: str) -> str:
