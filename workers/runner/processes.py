@@ -1,8 +1,9 @@
-"""A pod's processes: its init containers one after another, then its main container with
-its sidecars (or a ``containerSet``'s containers as their dependencies allow), each in a session
-of its own so that a deadline or a stopped run kills its whole process group; stderr read live
-for progress events; exit codes and outputs turned into the attempt's phase. The attempts,
-retries and deadlines around them are :mod:`pods`'."""
+"""A pod's processes. :class:`PodProcesses` runs a pod's life: its init containers one after
+another, then its main container with its sidecars (or a ``containerSet``'s containers as their
+dependencies allow), and turns exit codes and outputs into the attempt's phase.
+:class:`Launcher` starts each container's process in a session of its own, so that a deadline
+or a stopped run kills its whole process group, and reads its stderr live for progress events.
+The attempts, retries and deadlines around them are :mod:`pods`'."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class PodProcesses:
     def __init__(self, run: Run, secret: Callable[[str, str], str | None]) -> None:
         self.run = run
         self.secret = secret
-        self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
+        self.launcher = Launcher(run)
 
     def run_containers(
         self,
@@ -55,8 +56,8 @@ class PodProcesses:
         for init in inits:
             try:
                 with open(_fresh(init.stdout), "wb") as out, open(init.stderr, "wb") as err:
-                    proc = self._popen(init, out, err, daemon)
-                code, timed_out = self._wait(proc, None, attempt, node, deadline, daemon)
+                    proc = self.launcher.popen(init, out, err, daemon)
+                code, timed_out = self.launcher.wait(proc, None, attempt, node, deadline, daemon)
             except OSError as exc:
                 return end(attempt, ERROR, None, f"cannot start {init.argv0}: {exc}")
             if timed_out:
@@ -73,7 +74,7 @@ class PodProcesses:
             if members:
                 for s in sides:
                     with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
-                        running.append((s, self._popen(s, sout, serr, daemon)))
+                        running.append((s, self.launcher.popen(s, sout, serr, daemon)))
                 code, timed_out, failure = self._run_set(node, attempt, members, deadline)
             else:
                 assert main is not None
@@ -150,9 +151,9 @@ class PodProcesses:
                 for s in sides:
                     starting = s
                     with open(_fresh(s.stdout), "wb") as sout, open(s.stderr, "wb") as serr:
-                        running.append((s, self._popen(s, sout, serr, daemon)))
+                        running.append((s, self.launcher.popen(s, sout, serr, daemon)))
                 starting = main
-                proc = self._popen(main, out, subprocess.PIPE, daemon)
+                proc = self.launcher.popen(main, out, subprocess.PIPE, daemon)
             except OSError as exc:
                 raise OSError(f"cannot start {starting.argv0}: {exc}") from None
             self.run.progress("running", node)
@@ -168,7 +169,7 @@ class PodProcesses:
                     ),
                     daemon=True,
                 ).start()
-            code, timed_out = self._wait(proc, err, attempt, node, deadline, daemon)
+            code, timed_out = self.launcher.wait(proc, err, attempt, node, deadline, daemon)
             if daemon is not None:
                 daemon.poke()
         return code, timed_out
@@ -213,8 +214,8 @@ class PodProcesses:
                 cnode.phase = RUNNING
                 main = p.name == "main"
                 with open(_fresh(p.stdout), "wb") as out, open(p.stderr, "wb") as err:
-                    proc = self._popen(p, out, subprocess.PIPE if main else err, None)
-                    code, timed[p.name] = self._wait(
+                    proc = self.launcher.popen(p, out, subprocess.PIPE if main else err, None)
+                    code, timed[p.name] = self.launcher.wait(
                         proc, err if main else None, attempt, node, deadline, None
                     )
                 codes[p.name] = code if code >= 0 else 128 - code
@@ -252,7 +253,34 @@ class PodProcesses:
             f"Pod was active on the node longer than the specified deadline ({deadline:g}s)",
         )
 
-    def _popen(
+    def _stop_sidecars(
+        self,
+        running: list[tuple[Process, subprocess.Popen[bytes]]],
+        daemon: daemons.Daemon | None,
+    ) -> list[tuple[str, int]]:
+        """Kill the sidecars once the main container exited (the executor sends SIGTERM, then
+        SIGKILL) and return their exit codes, a signal's as 128 + its number."""
+        for _, proc in running:
+            if proc.poll() is None:
+                kill(proc)
+        codes = []
+        for s, proc in running:
+            code = proc.wait()
+            self.launcher.forget(proc, daemon)
+            codes.append((s.name, code if code >= 0 else 128 - code))
+        return codes
+
+
+class Launcher:
+    """The container processes of one :class:`~workers.runner.engine.Run`: each started in a
+    session of its own and registered with the run (so that a stopped run kills its process
+    group), waited for up to a deadline while its stderr is read live, then forgotten."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
+
+    def popen(
         self, p: Process, out: Any, err: Any, daemon: daemons.Daemon | None
     ) -> subprocess.Popen[bytes]:
         """Start a container's process in its own session, registered so that a stopped run
@@ -292,7 +320,7 @@ class PodProcesses:
             kill(proc)
         return proc
 
-    def _forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
+    def forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
         with self.run.lock:
             self.run.processes.pop(proc.pid, None)
             terminal = self.terminals.pop(proc.pid, None)
@@ -301,24 +329,7 @@ class PodProcesses:
         if daemon is not None:
             daemon.disown(proc)
 
-    def _stop_sidecars(
-        self,
-        running: list[tuple[Process, subprocess.Popen[bytes]]],
-        daemon: daemons.Daemon | None,
-    ) -> list[tuple[str, int]]:
-        """Kill the sidecars once the main container exited (the executor sends SIGTERM, then
-        SIGKILL) and return their exit codes, a signal's as 128 + its number."""
-        for _, proc in running:
-            if proc.poll() is None:
-                kill(proc)
-        codes = []
-        for s, proc in running:
-            code = proc.wait()
-            self._forget(proc, daemon)
-            codes.append((s.name, code if code >= 0 else 128 - code))
-        return codes
-
-    def _wait(
+    def wait(
         self,
         proc: subprocess.Popen[bytes],
         err_file: Any,
@@ -345,7 +356,7 @@ class PodProcesses:
                 kill(proc)
                 code = proc.wait()
         finally:
-            self._forget(proc, daemon)
+            self.forget(proc, daemon)
         if reader is not None:
             reader.join(timeout=5)
         return code, timed_out
