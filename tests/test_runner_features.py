@@ -95,6 +95,41 @@ def test_template_fail_fast_stops_a_loop(tmp_path: Path) -> None:
     assert by["ff-loop"]["message"] == FAIL_FAST
 
 
+def test_template_fail_fast_never_stops_what_the_first_pass_started(tmp_path: Path) -> None:
+    """Without ``parallelism`` the controller creates every item of a loop in one pass
+    (steps.go executeStepGroup; checkParallelism sees no failure yet), so a failing item
+    cannot keep its siblings from starting, however late their threads run here: all twelve
+    have nodes, the eleven sleepers succeed, and failFast still fails the template."""
+    code, rec = run(
+        tmp_path,
+        """
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata: {name: ff-first-pass}
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              failFast: true
+              steps:
+                - - name: each
+                    template: maybe
+                    arguments: {parameters: [{name: n, value: "{{item}}"}]}
+                    withSequence: {count: "12"}
+            - name: maybe
+              inputs: {parameters: [{name: n}]}
+              container:
+                image: alpine
+                command: [sh, -c, 'if [ {{inputs.parameters.n}} = 0 ]; then exit 1; fi; sleep 0.3']
+        """,
+    )
+    assert code == 1
+    by = nodes(rec)
+    phases = [by[f"each({i}:{i})"]["phase"] for i in range(12)]
+    assert phases == ["Failed"] + ["Succeeded"] * 11
+    assert by["ff-first-pass"]["message"] == FAIL_FAST
+
+
 @pytest.mark.parametrize("fail_fast", ["", "failFast: false"])
 def test_dag_runs_every_branch_it_can_with_or_without_dag_fail_fast(
     tmp_path: Path, fail_fast: str

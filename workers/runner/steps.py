@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from workers.runner import dataflow, expr, govaluate, params, workflowscope
@@ -197,6 +196,9 @@ def run_task(
                 limiter,
                 where,
                 fail_fast,
+                # the items the loop's first pass starts (one per slot); later ones start
+                # as slots free up, in a pass that knows of any failure before it
+                launched=i < slots,
             )
             if child is None:
                 if hooks is not None and not in_dag:
@@ -257,7 +259,14 @@ def run_item(
     limiter: Limiter | None,
     where: str,
     fail_fast: threading.Event | None = None,
+    *,
+    launched: bool = True,
 ) -> Node | None:
+    """Run one step, task or loop item under the template's ``parallelism``. None when
+    ``failFast`` keeps it from starting: a failure was known in the pass that would start it,
+    i.e. it is not among the items its scheduler ``launched`` in a pass that knew of none, or it
+    had to wait for a slot (operator.go checkParallelism). Deciding by when the failure
+    happened rather than when this thread runs keeps a busy machine from changing the outcome."""
     try:
         when = step.get("when")
         if when is not None:
@@ -273,8 +282,12 @@ def run_item(
     except (ParamError, expr.ExprError) as exc:
         node = sched.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
         return sched.run.finish(node, ERROR, str(exc))
-    with limiter or nullcontext():
-        if fail_fast is not None and fail_fast.is_set():
+    waited = limiter is not None and not limiter.acquire(blocking=False)
+    if waited:
+        assert limiter is not None
+        limiter.acquire()
+    try:
+        if fail_fast is not None and fail_fast.is_set() and (waited or not launched):
             return None
         if sched.run.cancel.is_set():
             node = sched.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
@@ -282,6 +295,9 @@ def run_item(
         return sched.run_template(
             doc, tmpl, arguments, name, display, parent, fail_fast=fail_fast, caller_scope=scope
         )
+    finally:
+        if limiter is not None:
+            limiter.release()
 
 
 def _mark_absent(arguments: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
