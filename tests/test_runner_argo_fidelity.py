@@ -644,6 +644,31 @@ def test_host_aliases_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "hostAliases" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("value", "go"), [(".nan", "NaN"), (".inf", "+Inf"), ("-.inf", "-Inf")])
+def test_a_float_json_cannot_hold_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, go: str
+) -> None:
+    """YAML's ``.nan`` and ``.inf`` have no JSON form: ``argo submit`` and the API server
+    marshal the workflow with encoding/json, which fails with "json: unsupported value", so no
+    item of it ever runs (the runner used to start the loop and crash in it)."""
+    templates = f"""
+    - name: main
+      steps:
+        - - name: each
+            template: echo
+            arguments: {{parameters: [{{name: x, value: "{{{{item}}}}"}}]}}
+            withItems: [1, {value}]
+    - name: echo
+      inputs: {{parameters: [{{name: x}}]}}
+      container: {{image: alpine, command: [echo, "{{{{inputs.parameters.x}}}}"]}}
+    """
+    code, rec = run(tmp_path, workflow("floats", templates))
+    assert code == 2 and rec == {}
+    err = capsys.readouterr().err
+    assert f"spec.templates[0].steps[0][0].withItems[1]: json: unsupported value: {go}" in err
+    assert "Traceback" not in err
+
+
 def test_an_exit_hook_receives_the_steps_output_artifact(tmp_path: Path) -> None:
     """docs/lifecyclehook.md and examples/exit-handler-with-artifacts.yaml: a step's exit hook
     may pass the step's output artifacts on as its arguments (``from:

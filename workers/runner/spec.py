@@ -791,8 +791,31 @@ def load_documents(path: Path) -> list[Document]:
             continue
         meta = body.get("metadata") or {}
         name = meta.get("name") or meta.get("generateName") or path.stem
+        bad = _unsupported_float(body, "")
+        if bad is not None:
+            # YAML's .nan/.inf have no JSON form: the CLI and the API server marshal the
+            # object as JSON and refuse it before the controller sees it (encoding/json).
+            at, value = bad
+            raise SpecError(
+                f"{path}: {at}: json: unsupported value: {value} (Argo cannot submit it)"
+            )
         docs.append(Document(str(body["kind"]), str(name), body, str(path)))
     return docs
+
+
+def _unsupported_float(value: Any, at: str) -> tuple[str, str] | None:
+    """Where ``value`` holds a NaN or an infinity, and Go's name for it; None if nowhere."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return at.lstrip("."), "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (bad := _unsupported_float(v, f"{at}.{k}")) is not None:
+                return bad
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if (bad := _unsupported_float(v, f"{at}[{i}]")) is not None:
+                return bad
+    return None
 
 
 class Library:
