@@ -156,6 +156,8 @@ class Pair:
     note: str = ""
     a_seconds: float | None = None  # overrides the median of a (derived timings)
     b_seconds: float | None = None
+    a_derived: list[float] | None = None  # the derived timings' samples, for their range
+    b_derived: list[float] | None = None
 
     def median(self, which: str) -> float:
         override = self.a_seconds if which == "a" else self.b_seconds
@@ -163,6 +165,16 @@ class Pair:
             return override
         samples = self.a if which == "a" else self.b
         return statistics.median(s.seconds for s in samples)
+
+    def spread(self, which: str) -> list[float] | None:
+        """[fastest, slowest] of one side's measured runs (None for a fit or a prediction)."""
+        derived = self.a_derived if which == "a" else self.b_derived
+        if derived:
+            return [round(min(derived), 4), round(max(derived), 4)]
+        if (self.a_seconds if which == "a" else self.b_seconds) is not None:
+            return None
+        samples = [s.seconds for s in (self.a if which == "a" else self.b)]
+        return [round(min(samples), 4), round(max(samples), 4)] if samples else None
 
     def cpu(self, which: str) -> float:
         """Median CPU seconds of one side: on a shared machine, steadier than wall time."""
@@ -188,6 +200,8 @@ class Pair:
             "raw_tool": self.b_label,
             "workers_s": round(a, 4),
             "raw_s": round(b, 4),
+            "workers_range_s": self.spread("a"),
+            "raw_range_s": self.spread("b"),
             "ratio": round(a / b, 3) if b else None,
             "workers_rate": rate,
             "workers_peak_mb": round(self.peak_mb("a"), 1),
@@ -568,8 +582,27 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _ranges(a: list[float] | None, b: list[float] | None) -> str:
+    """Both sides' fastest-slowest runs, as the medians' company ("-" where there are none)."""
+
+    def one(r: list[float] | None) -> str:
+        return f"{r[0]:.3f}-{r[1]:.3f}" if r else "-"
+
+    return "-" if not a and not b else f"{one(a)} | {one(b)}"
+
+
 def render(result: dict[str, Any]) -> str:
-    head = ("step", "workers", "raw tool", "workers s", "raw s", "ratio", "rate", "peak MB w/raw")
+    head = (
+        "step",
+        "workers",
+        "raw tool",
+        "workers s",
+        "raw s",
+        "ratio",
+        "range w | raw (s)",
+        "rate",
+        "peak MB w/raw",
+    )
     head2 = ("target", "met")
     lines = []
     table = []
@@ -583,6 +616,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{r['workers_s']:.3f}",
                 f"{r['raw_s']:.3f}",
                 f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-",
+                _ranges(r.get("workers_range_s"), r.get("raw_range_s")),
                 r["workers_rate"] or "-",
                 f"{r['workers_peak_mb']:.0f}/{r['raw_peak_mb']:.0f}",
                 r["target"],
@@ -966,8 +1000,9 @@ class Context:
             return s
 
         alternate(fr, self.runs, first_row, floor_row)
-        fr.a_seconds = statistics.median(firsts[1:])  # the first is the warm-up
-        fr.b_seconds = statistics.median(floors[1:])
+        fr.a_derived, fr.b_derived = firsts[1:], floors[1:]  # the first is the warm-up
+        fr.a_seconds = statistics.median(fr.a_derived)
+        fr.b_seconds = statistics.median(fr.b_derived)
         mods = imported_modules(cmd[1:], self.env)
         heavy = sorted(mods & {"fsspec", "sqlalchemy", "s3fs", "gcsfs"})
         fr.target = "no sqlalchemy/fsspec on PostgreSQL"

@@ -72,6 +72,13 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
     }
     for row in result["rows"]:
         assert row["workers_s"] > 0 and row["raw_s"] > 0, row
+        # Medians come with their ranges: every measured side's fastest and slowest run.
+        for side in ("workers", "raw"):
+            spread = row[f"{side}_range_s"]
+            if spread is not None:
+                assert spread[0] <= row[f"{side}_s"] <= spread[1], row
+        if not row["step"].startswith("runner fit"):
+            assert row["workers_range_s"] is not None, row
         assert row["workers_peak_mb"] > 0 and row["raw_peak_mb"] > 0, row
         # Every row with a target says whether it met it; informational rows say they are.
         assert row["met"] in (True, False) or row["target"].startswith("info"), row
