@@ -402,6 +402,29 @@ class _Plain(PartWriter):
         pass  # a private writer never owns the checkpoint: a live attempt may be using it
 
 
+class SpooledPart(PartWriter):
+    """A bucket's part writer: only the chunk being written is spooled to local disk."""
+
+    def _open_spool(self) -> None:
+        import tempfile  # deferred: only buckets spool
+
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
+
+    def _sink(self, data: bytes) -> None:
+        self._spool.write(data)
+
+    def _take_spool(self) -> bytes:
+        """The chunk written since the last call; the spool is empty again after it."""
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0)
+        self._spool.truncate()
+        return data
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 class Busy(Exception):
     """The resume temp belongs to another attempt that may be alive."""
 

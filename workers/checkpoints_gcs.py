@@ -11,10 +11,10 @@ import contextlib
 import hashlib
 import os
 import time
-from typing import IO, Any
+from typing import Any
 
 from workers import storage
-from workers.checkpoints import READ_BYTES, Chunk, PartWriter, chunks_of, read_checkpoint
+from workers.checkpoints import READ_BYTES, Chunk, SpooledPart, chunks_of, read_checkpoint
 from workers.errors import UsageError
 
 GCS_MAX_SOURCES = 32
@@ -24,7 +24,7 @@ GCS_MAX_COMPONENTS = 1024
 """GCS's limit on the objects a composite object is made of: a part has at most this many chunks."""
 
 
-class GCSPart(PartWriter):
+class GCSPart(SpooledPart):
     """Each chunk its own object beside the part, composed into the part at the commit.
 
     The chunk objects are named ``.part-NNNNN.jsonl.chunk-ID-MMMMM`` in the parts folder:
@@ -41,8 +41,6 @@ class GCSPart(PartWriter):
     def __init__(
         self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
     ) -> None:
-        import tempfile  # deferred: only buckets spool
-
         super().__init__(url, ckpt_url, key, every)
         self._fs, self._path = storage.fs_of(url)
         self.upload_id: str | None = None
@@ -55,7 +53,7 @@ class GCSPart(PartWriter):
                 # --force, or another generation/processor: that work is never resumed.
                 _gcs_remove_chunks(self._fs, self._path, str(old["upload_id"]))
         _gcs_remove_stale_chunks(self._fs, self._path, keep=self.upload_id)
-        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
+        self._open_spool()
 
     def _chunk(self, n: int, upload_id: str | None = None) -> str:
         return _gcs_chunk_prefix(self._path, upload_id or self.upload_id or "") + f"{n:05d}"
@@ -96,16 +94,6 @@ class GCSPart(PartWriter):
         self.mode = "resumed"
         if len(self.chunks) < len(chunks):
             self._save_checkpoint()  # the record never vouches for more than the bucket holds
-
-    def _sink(self, data: bytes) -> None:
-        self._spool.write(data)
-
-    def _take_spool(self) -> bytes:
-        self._spool.seek(0)
-        data = self._spool.read()
-        self._spool.seek(0)
-        self._spool.truncate()
-        return data
 
     def _upload(self, n: int) -> str:
         if n > GCS_MAX_COMPONENTS:
@@ -154,9 +142,6 @@ class GCSPart(PartWriter):
         super().forget()
         if self.upload_id is not None and not self._committed:
             _gcs_remove_chunks(self._fs, self._path, self.upload_id)
-
-    def close(self) -> None:
-        self._spool.close()
 
 
 def _gcs_chunk_prefix(path: str, upload_id: str) -> str:

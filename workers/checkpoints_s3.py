@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-from typing import IO, Any
+from typing import Any
 
 from workers import failures, storage
-from workers.checkpoints import READ_BYTES, Chunk, PartWriter, chunks_of, read_checkpoint
+from workers.checkpoints import READ_BYTES, Chunk, SpooledPart, chunks_of, read_checkpoint
 from workers.errors import TransientError, UsageError
 
 S3_MIN_PART_BYTES = 5 << 20
@@ -25,7 +25,7 @@ S3_MAX_PARTS = 10_000
 """S3's limit on parts per upload."""
 
 
-class S3Part(PartWriter):
+class S3Part(SpooledPart):
     """A multipart upload to the final key, one part per chunk, resumed by upload id."""
 
     backend = "s3"
@@ -34,8 +34,6 @@ class S3Part(PartWriter):
     def __init__(
         self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
     ) -> None:
-        import tempfile  # deferred: only buckets spool
-
         super().__init__(url, ckpt_url, key, every)
         self._fs, path = storage.fs_of(url)
         self._bucket, _, self._key = path.partition("/")
@@ -49,7 +47,7 @@ class S3Part(PartWriter):
             elif old.get("upload_id"):
                 # --force, or another generation/processor: that work is never resumed.
                 self._abort(str(old["upload_id"]))
-        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="workers-chunk-")  # noqa: SIM115
+        self._open_spool()
 
     def _call(self, method: str, **kw: Any) -> Any:
         return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
@@ -88,16 +86,6 @@ class S3Part(PartWriter):
             marker = int(res.get("NextPartNumberMarker") or 0)
             if not res.get("IsTruncated") or not marker:
                 return out
-
-    def _sink(self, data: bytes) -> None:
-        self._spool.write(data)
-
-    def _take_spool(self) -> bytes:
-        self._spool.seek(0)
-        data = self._spool.read()
-        self._spool.seek(0)
-        self._spool.truncate()
-        return data
 
     def _upload(self, number: int, body: bytes) -> str:
         if number > S3_MAX_PARTS:
@@ -182,9 +170,6 @@ class S3Part(PartWriter):
         if self.upload_id is not None and not self._committed:
             self._abort(self.upload_id)
         super().forget()
-
-    def close(self) -> None:
-        self._spool.close()
 
 
 def sweep(url: str, ckpt_url: str) -> None:
