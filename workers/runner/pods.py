@@ -149,12 +149,12 @@ class PodRuntime:
             attempt.backoff_s = delay
             if attempt.phase == SUCCEEDED or not retried:
                 break
-            if not _should_retry(policy, None, attempt, where):
+            if not should_retry(policy, None, attempt, where):
                 break
             if limit is not None and n >= limit:
                 node.message = "No more retries left"
                 break
-            if not _should_retry(policy, rs.get("expression"), attempt, where):
+            if not should_retry(policy, rs.get("expression"), attempt, where):
                 node.message = "retryStrategy.expression evaluated to false"
                 break
             # Argo also computes the metrics of an attempt it retries (the retry node's last
@@ -303,7 +303,9 @@ class PodRuntime:
         return value
 
 
-def _should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:
+def should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:
+    """Whether a retryStrategy's policy and expression allow another attempt after ``attempt``
+    (pods and whole steps/DAG templates share the rule: retry_strategy.go, operator.go)."""
     if policy == "OnFailure" and attempt.phase != FAILED:
         return False
     if policy in ("OnError", "OnTransientError") and attempt.phase != ERROR:

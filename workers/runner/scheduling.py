@@ -23,7 +23,7 @@ from workers.runner.nodes import (
     Node,
 )
 from workers.runner.params import ParamError
-from workers.runner.pods import _should_retry
+from workers.runner.pods import should_retry
 from workers.runner.spec import KINDS, Document, SpecError
 from workers.runner.synchronization import Lock, StopWaiting
 
@@ -235,7 +235,7 @@ class Scheduler:
                 break
             last = Attempt(n, "", child.started or first, child.finished, child.phase)
             last.message = child.message
-            if not _should_retry(policy, rs.get("expression"), last, where):
+            if not should_retry(policy, rs.get("expression"), last, where):
                 break
             n += 1
         with self.run.lock:
