@@ -305,7 +305,7 @@ class PodRuntime:
 
 def should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:
     """Whether a retryStrategy's policy and expression allow another attempt after ``attempt``
-    (pods and whole steps/DAG templates share the rule: retry_strategy.go, operator.go)."""
+    (pods and whole steps/DAG templates share the rule: operator.go processNodeRetries)."""
     if policy == "OnFailure" and attempt.phase != FAILED:
         return False
     if policy in ("OnError", "OnTransientError") and attempt.phase != ERROR:
