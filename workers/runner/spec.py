@@ -613,16 +613,21 @@ def seconds(value: Any) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
-def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every string in a YAML tree with its dotted path (where ``{{...}}`` may hide)."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, list):
+def leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every scalar in a YAML tree with its dotted path."""
+    if isinstance(value, list):
         for i, v in enumerate(value):
-            yield from strings(v, f"{path}[{i}]")
+            yield from leaves(v, f"{path}[{i}]")
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from strings(v, f"{path}.{k}")
+            yield from leaves(v, f"{path}.{k}")
+    else:
+        yield path, value
+
+
+def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a YAML tree with its dotted path (where ``{{...}}`` may hide)."""
+    return ((p, v) for p, v in leaves(value, path) if isinstance(v, str))
 
 
 @dataclass
@@ -791,31 +796,24 @@ def load_documents(path: Path) -> list[Document]:
             continue
         meta = body.get("metadata") or {}
         name = meta.get("name") or meta.get("generateName") or path.stem
-        bad = _unsupported_float(body, "")
-        if bad is not None:
-            # YAML's .nan/.inf have no JSON form: the CLI and the API server marshal the
-            # object as JSON and refuse it before the controller sees it (encoding/json).
-            at, value = bad
-            raise SpecError(
-                f"{path}: {at}: json: unsupported value: {value} (Argo cannot submit it)"
-            )
+        _check_json_floats(body, path)
         docs.append(Document(str(body["kind"]), str(name), body, str(path)))
     return docs
 
 
-def _unsupported_float(value: Any, at: str) -> tuple[str, str] | None:
-    """Where ``value`` holds a NaN or an infinity, and Go's name for it; None if nowhere."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return at.lstrip("."), "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if (bad := _unsupported_float(v, f"{at}.{k}")) is not None:
-                return bad
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            if (bad := _unsupported_float(v, f"{at}[{i}]")) is not None:
-                return bad
-    return None
+def _check_json_floats(body: Any, path: Path) -> None:
+    """YAML's .nan/.inf have no JSON form: the CLI and the API server marshal the object with
+    encoding/json and refuse it before the controller sees it."""
+    from workers.runner.golang import GoError, json_float
+
+    for at, value in leaves(body, ""):
+        if isinstance(value, float):
+            try:
+                json_float(value)
+            except GoError as exc:
+                raise SpecError(
+                    f"{path}: {at.lstrip('.')}: {exc} (Argo cannot submit it)"
+                ) from None
 
 
 class Library:

@@ -282,9 +282,9 @@ def run_item(
     except (ParamError, expr.ExprError) as exc:
         node = sched.run.new_node(name, display, "Skipped", str(tmpl.get("name") or ""), parent)
         return sched.run.finish(node, ERROR, str(exc))
-    waited = limiter is not None and not limiter.acquire(blocking=False)
-    if waited:
-        assert limiter is not None
+    waited = False
+    if limiter is not None and not limiter.acquire(blocking=False):
+        waited = True
         limiter.acquire()
     try:
         if fail_fast is not None and fail_fast.is_set() and (waited or not launched):
