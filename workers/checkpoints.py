@@ -87,6 +87,11 @@ class Chunk:
     last_key: int | None
     etag: str | None = None
 
+    def matches(self, running: Any) -> bool:
+        """Whether ``running``, the part's sha256 over the bytes through this chunk, is the one
+        recorded (a copy is read: the caller hashes on)."""
+        return bool(running.copy().hexdigest() == self.prefix_sha256)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if self.etag is None:
@@ -496,7 +501,7 @@ class _Local(PartWriter):
                     break
                 whole.update(data)
                 left -= len(data)
-            if left or whole.copy().hexdigest() != chunk.prefix_sha256:
+            if left or not chunk.matches(whole):
                 whole = before
                 break
             self.chunks.append(chunk)

@@ -81,7 +81,7 @@ class GCSPart(SpooledPart):
             except FileNotFoundError:
                 whole = before
                 break
-            if size != chunk.bytes or whole.copy().hexdigest() != chunk.prefix_sha256:
+            if size != chunk.bytes or not chunk.matches(whole):
                 whole = before
                 break
             self.chunks.append(chunk)

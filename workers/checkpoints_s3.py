@@ -149,7 +149,7 @@ class S3Part(SpooledPart):
                     path, start=start, end=min(start + 8 * READ_BYTES, offset + chunk.bytes)
                 )
                 whole.update(data)
-            if chunk.prefix_sha256 is not None and whole.copy().hexdigest() != chunk.prefix_sha256:
+            if chunk.prefix_sha256 is not None and not chunk.matches(whole):
                 raise failures.error(
                     "incomplete",
                     f"{self.url}: chunk at byte {offset} does not match its checkpoint after the "
