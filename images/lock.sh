@@ -9,6 +9,11 @@
 #
 # Usage: images/lock.sh [--upgrade]   (extra args go to pip-compile)
 # Env:   PYTHON (default python3.11 or python3), must be 3.11.
+#        LOCK_EXTRAS (default "all"): the extras to lock, comma-separated;
+#        LOCK_OUTPUT (default images/requirements.txt): the file to write, from the repo root;
+#        LOCK_TOOLS=1 also pins pip and setuptools (the dev locks install the package
+#        editable without build isolation, so its build backend must be pinned too).
+# bin/lock calls this for the image's lock and for requirements/test.txt.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,8 +25,10 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$PYTHON" - "$root/pyproject.toml" > "$work/requirements.in" <<'PY'
-"""Print the runtime requirements of the [all] extra, self-references expanded."""
+extras="${LOCK_EXTRAS:-all}"
+output="${LOCK_OUTPUT:-images/requirements.txt}"
+"$PYTHON" - "$root/pyproject.toml" "$extras" > "$work/requirements.in" <<'PY'
+"""Print the runtime requirements of the given extras, self-references expanded."""
 import re
 import sys
 import tomllib
@@ -43,7 +50,8 @@ def expand(extra: str) -> None:
         else:
             out.append(req)
 
-expand("all")
+for extra in sys.argv[2].split(","):
+    expand(extra.strip())
 print("\n".join(out))
 PY
 
@@ -51,13 +59,18 @@ PY
 # A clean config: host-local find-links/indexes must not leak into the lock.
 export PIP_CONFIG_FILE=/dev/null
 unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL
-"$work/venv/bin/pip" install --quiet "pip-tools>=7.4"
+if [[ ${LOCK_TOOLS:-} == 1 ]]; then
+    build=$("$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$root/pyproject.toml")
+    printf '%s\npip\n' "$build" >>"$work/requirements.in"
+fi
+# pip-tools itself pinned: a new pip-tools release must not change how the lock is written.
+"$work/venv/bin/pip" install --quiet "pip-tools==7.7.0"
 cd "$root"
-CUSTOM_COMPILE_COMMAND="images/lock.sh" "$work/venv/bin/pip-compile" \
+CUSTOM_COMPILE_COMMAND="bin/lock" "$work/venv/bin/pip-compile" \
     --quiet --generate-hashes --allow-unsafe --strip-extras \
     --no-emit-index-url --no-emit-find-links \
-    --output-file images/requirements.txt "$@" "$work/requirements.in"
+    --output-file "$output" "$@" "$work/requirements.in"
 # pip-compile records the temp input path in "# via -r ..." comments; make the
 # file reproducible across runs.
-sed -i -E "s#-r $work/requirements.in#-r requirements.in (from pyproject.toml [all])#" images/requirements.txt
-echo "wrote images/requirements.txt" >&2
+sed -i -E "s#-r $work/requirements.in#-r requirements.in (from pyproject.toml [$extras])#" "$output"
+echo "wrote $output" >&2

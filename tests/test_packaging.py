@@ -259,3 +259,68 @@ def test_bin_demo_from_a_fresh_clone_prints_only_the_demo(tmp_path: Path) -> Non
         assert [line for line in proc.stdout.splitlines() if noise.search(line)] == []
         assert "rows:          merged 2,000 == produced 2,000 in 1 shards" in proc.stdout
     assert (clone / ".venv/install.log").stat().st_size > 0
+
+
+def _lock_pins(lock: Path) -> dict[str, str]:
+    """``name -> version`` of every pin in a pip-compile lock (names normalized)."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ ;\\]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [
+        ("requirements/test.txt", ("all", "test")),
+        ("requirements/run.txt", ("all",)),
+        ("images/requirements.txt", ("all",)),
+    ],
+)
+def test_every_lock_satisfies_pyproject_and_every_pin_has_a_hash(
+    lock: str, extras: tuple[str, ...]
+) -> None:
+    from packaging.requirements import Requirement
+
+    text = (REPO / lock).read_text()
+    pins = _lock_pins(REPO / lock)
+    # Every pin carries at least one sha256 (pip installs it with --require-hashes).
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1])
+    unhashed = [
+        b.split()[0] for b in blocks if "==" in b.split("\n")[0] and "--hash=sha256:" not in b
+    ]
+    assert unhashed == []
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for spec_ in project["optional-dependencies"][extra]:
+            req = Requirement(spec_)
+            if req.name == project["name"]:
+                todo.extend(req.extras)
+            else:
+                wanted.append(spec_)
+    for spec_ in wanted:
+        req = Requirement(spec_)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{lock}: {spec_} is not locked (run bin/lock)"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{lock}: {name}=={pins[name]} does not satisfy {spec_} (run bin/lock)"
+        )
+
+
+def test_the_test_venv_holds_exactly_the_locked_versions() -> None:
+    import importlib.metadata as md
+
+    pins = _lock_pins(REPO / "requirements/test.txt")
+    installed = {
+        re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in md.distributions()
+    }
+    drift = {n: (v, installed.get(n)) for n, v in pins.items() if installed.get(n) != v}
+    assert drift == {}, "installed versions differ from requirements/test.txt (bin/test reinstalls)"
