@@ -24,7 +24,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = {"reliability": ROOT / "docs" / "reliability.md", "performance": ROOT / "docs" / "performance.md"}
+PAGES = {
+    "reliability": ROOT / "docs" / "reliability.md",
+    "performance": ROOT / "docs" / "performance.md",
+}
 """Which page holds which block."""
 RESULTS = ROOT / "benchmarks" / "results.json"
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]

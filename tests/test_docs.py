@@ -16,6 +16,7 @@ parameters, a ``buildah bud`` folder has a Dockerfile. The set of such blocks is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "hooks"))
 import reference  # noqa: E402  (docs/hooks/reference.py)
 
-PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```(\w+)?(.*)$")
 NO_RUN = re.compile(r"^<!-- no-run: (.+) -->$")
 SERVICES = re.compile(r"^<!-- docs-test: ([a-z0-9 ]+) -->$", re.M)
@@ -128,10 +129,8 @@ def _services(page: Path, request: pytest.FixtureRequest, home: Path) -> dict[st
 
 
 def _fresh_bucket(create: object, delete: object, endpoint: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # no such bucket yet
         delete(endpoint, "my-bucket")  # type: ignore[operator]
-    except Exception:  # no such bucket yet
-        pass
     create(endpoint, "my-bucket")  # type: ignore[operator]
 
 
@@ -160,7 +159,9 @@ def test_every_command_block_runs(
         timeout=600,
         check=False,
     )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
     assert "Traceback" not in proc.stderr, proc.stderr[-5000:]
 
 
@@ -222,7 +223,9 @@ def _names_what_exists(argv: list[str]) -> list[str]:
 
 def test_no_run_check_has_teeth() -> None:
     bad = "argo submit --from workflowtemplate/workers-pipeline -p rowz=1"
-    assert _names_what_exists(shlex.split(bad)) == ["-p rowz is not a parameter of workers-pipeline"]
+    assert _names_what_exists(shlex.split(bad)) == [
+        "-p rowz is not a parameter of workers-pipeline"
+    ]
     assert _names_what_exists(["buildah", "bud", "-t", "x", "examples"]) == [
         "examples has no Dockerfile"
     ]

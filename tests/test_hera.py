@@ -65,7 +65,9 @@ def merged_of(run_dir: Path) -> tuple[bytes, dict]:
     return (summary.parent / "merged.json").read_bytes(), json.loads(summary.read_text())
 
 
-@pytest.mark.parametrize(("title", "rows", "shards"), [("pipeline.py", 20000, 4), ("submit.py", 20000, 4)])
+@pytest.mark.parametrize(
+    ("title", "rows", "shards"), [("pipeline.py", 20000, 4), ("submit.py", 20000, 4)]
+)
 def test_hera_workflow_from_the_docs_runs_locally(
     title: str, rows: int, shards: int, tmp_path: Path
 ) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def cell(text: object) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def table(head: tuple[str, ...], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -70,9 +71,7 @@ def _flags(action: argparse.Action) -> str:
         return f"`{action.metavar or action.dest}`" + (" ..." if action.nargs in ("*", "+") else "")
     metavar = ""
     if action.nargs != 0:
-        metavar = " " + (
-            action.metavar if isinstance(action.metavar, str) else action.dest.upper()
-        )
+        metavar = " " + (action.metavar if isinstance(action.metavar, str) else action.dest.upper())
         if action.choices and not action.metavar:
             metavar = " " + "\\|".join(str(c) for c in action.choices)
     return ", ".join(f"`{flag}{metavar}`" for flag in action.option_strings)
@@ -115,7 +114,7 @@ def exit_code_rows() -> list[tuple[str, str]]:
     tree = ast.parse(Path(exitcodes.__file__).read_text())
     docs: dict[str, str] = {}
     body = tree.body
-    for node, after in zip(body, body[1:], strict=False):
+    for node, after in itertools.pairwise(body):
         if isinstance(node, ast.Assign) and isinstance(after, ast.Expr):
             name = node.targets[0].id  # type: ignore[attr-defined]
             docs[name] = str(after.value.value)  # type: ignore[attr-defined]
@@ -218,7 +217,9 @@ def metric_rows() -> list[tuple[str, str, str, str, str]]:
     dashboard = json.loads((OBSERVABILITY / "dashboard.json").read_text())
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            for name in re.findall(r"argo_workflows_(\w+?)(?:_bucket|_sum|_count)?\b", target["expr"]):
+            for name in re.findall(
+                r"argo_workflows_(\w+?)(?:_bucket|_sum|_count)?\b", target["expr"]
+            ):
                 if panel["title"] not in panels.setdefault(name, []):
                     panels[name].append(panel["title"])
     seen: dict[str, tuple[str, str, list[str], str]] = {}
@@ -244,7 +245,13 @@ def metric_rows() -> list[tuple[str, str, str, str, str]]:
 
 def metrics() -> str:
     return table(
-        ("metric (as scraped)", "type; labels", "what it measures", "templates", "dashboard panels"),
+        (
+            "metric (as scraped)",
+            "type; labels",
+            "what it measures",
+            "templates",
+            "dashboard panels",
+        ),
         metric_rows(),
     )
 
