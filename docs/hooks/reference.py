@@ -41,8 +41,10 @@ COMMANDS = {
 
 
 def cell(text: object) -> str:
-    """A markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """A markdown table cell: one line, pipes escaped outside code spans (inside them the
+    tables extension already keeps a pipe, and would print the backslash)."""
+    parts = " ".join(str(text).split()).split("`")
+    return "`".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
 
 
 def table(head: tuple[str, ...], rows: Sequence[Sequence[object]]) -> str:
@@ -73,7 +75,7 @@ def _flags(action: argparse.Action) -> str:
     if action.nargs != 0:
         metavar = " " + (action.metavar if isinstance(action.metavar, str) else action.dest.upper())
         if action.choices and not action.metavar:
-            metavar = " " + "\\|".join(str(c) for c in action.choices)
+            metavar = " " + "|".join(str(c) for c in action.choices)
     return ", ".join(f"`{flag}{metavar}`" for flag in action.option_strings)
 
 
