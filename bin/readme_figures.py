@@ -1,8 +1,11 @@
-"""Regenerate the README's figure blocks from what runs printed, never by hand.
+"""Regenerate the docs' figure blocks from what runs printed, never by hand.
 
     bin/readme-figures                         # both blocks from the recorded results
     bin/readme-figures --reliability FILE      # first adopt a run's reliability-figures.json
-    bin/readme-figures --check                 # exit 1 if the README differs (what CI runs)
+    bin/readme-figures --check                 # exit 1 if a page differs (what CI runs)
+
+The blocks live in the docs site: Reliability in ``docs/reliability.md``, Performance in
+``docs/performance.md``.
 
 The Reliability block (``<!-- reliability:begin -->`` .. ``<!-- reliability:end -->``) renders
 the suite's table figures (counted from the tests' own tables) and the reference run's figures
@@ -21,7 +24,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+PAGES = {
+    "reliability": ROOT / "docs" / "reliability.md",
+    "performance": ROOT / "docs" / "performance.md",
+}
+"""Which page holds which block."""
 RESULTS = ROOT / "benchmarks" / "results.json"
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
@@ -46,15 +53,17 @@ def reliability_block(run: dict) -> str:
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no <!-- {name}:begin/end --> markers")
+        raise SystemExit(f"{PAGES[name].name} has no <!-- {name}:begin/end --> markers")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
-def rendered(readme: str) -> str:
+def rendered(name: str, text: str) -> str:
+    """``text`` (the page holding block ``name``) with that block rendered anew."""
     import reliability_figures as figures
 
-    text = replace_block(readme, "reliability", reliability_block(figures.reference_run()))
-    return replace_block(text, "performance", performance_block(json.loads(RESULTS.read_text())))
+    if name == "reliability":
+        return replace_block(text, name, reliability_block(figures.reference_run()))
+    return replace_block(text, name, performance_block(json.loads(RESULTS.read_text())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,14 +76,17 @@ def main(argv: list[str] | None = None) -> int:
 
         run = json.loads(args.reliability.read_text())["run"]
         figures.REFERENCE_RUN.write_text(json.dumps(run, indent=2) + "\n")
-    current = README.read_text()
-    new = rendered(current)
-    if args.check:
+    stale = []
+    for name, page in PAGES.items():
+        current = page.read_text()
+        new = rendered(name, current)
         if new != current:
-            print("README.md figures are out of date: run bin/readme-figures", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
+            stale.append(page.relative_to(ROOT))
+            if not args.check:
+                page.write_text(new)
+    if args.check and stale:
+        print(f"figures out of date in {stale}: run bin/readme-figures", file=sys.stderr)
+        return 1
     return 0
 
 

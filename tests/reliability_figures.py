@@ -1,6 +1,6 @@
 """The reliability suite's figures: counted from its own tables, or recorded by the run.
 
-Two kinds of figures reach the README's Reliability block (between ``<!-- reliability:begin -->``
+Two kinds of figures reach the docs' Reliability block (docs/reliability.md, between ``<!-- reliability:begin -->``
 and ``<!-- reliability:end -->``), and both are generated, never typed:
 
 * table figures (kill attempts per run, bad-input cases, hypothesis examples, hostile names,
@@ -9,7 +9,7 @@ and ``<!-- reliability:end -->``), and both are generated, never typed:
   and this plugin writes them to ``reliability-figures.json`` in pytest's session folder and
   prints them in the terminal summary. ``bin/readme-figures --reliability that.json`` copies
   them to ``tests/reliability-run.json`` (the reference run, with its seed and date) and
-  rewrites the README block from both; ``test_reliability_readme.py`` checks the block.
+  rewrites the docs block from both; ``test_reliability_readme.py`` checks the block.
 
 Loaded by ``tests/conftest.py`` (``pytest_plugins``).
 """
@@ -77,7 +77,7 @@ def table_figures() -> dict[str, Any]:
 
 
 def render(table: dict[str, Any], run: dict[str, Any]) -> str:
-    """The README's Reliability table from the table figures and a reference run's figures."""
+    """The docs' Reliability table from the table figures and a reference run's figures."""
     kills = run.get("kills") or {}
     landed = sum(k.get("kills", 0) for k in kills.values())
     finished = sum(k.get("finished-before-kill", 0) for k in kills.values())
@@ -184,4 +184,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"seed {run['seed']} backend {backend}: {counts}")
     total = sum(c.get("kills", 0) for c in run["kills"].values())
     terminalreporter.write_line(f"kills landed: {total}; figures written to {path}")
-    terminalreporter.write_line(f"README: bin/readme-figures --reliability {path}")
+    terminalreporter.write_line(f"docs/reliability.md: bin/readme-figures --reliability {path}")

@@ -534,9 +534,10 @@ def test_generator_returning_a_non_iterable_says_what_it_returned(
 # ------------------------------------------------------------------------------ docs
 
 
-def test_readme_column_types_table_is_the_codes() -> None:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Column types", 1)[1].split("\n#", 1)[0]
+def test_docs_column_types_table_is_the_codes() -> None:
+    import docs_pages
+
+    section = docs_pages.page("reference/column-types.md")
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -753,9 +753,10 @@ def test_every_cause_has_a_case_against_a_real_process() -> None:
     assert {c.cause for c in CASES} == set(failures.CAUSES)
 
 
-def _readme_exit_code_rows() -> dict[str, int]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+def _docs_exit_code_rows() -> dict[str, int]:
+    import docs_pages
+
+    section = docs_pages.page("reference/exit-codes.md")
     rows = {}
     for line in section.splitlines():
         m = re.match(r"^\|\s*(\d+)\s*\|\s*`([a-z-]+)`\s*\|", line)
@@ -764,8 +765,8 @@ def _readme_exit_code_rows() -> dict[str, int]:
     return rows
 
 
-def test_readme_exit_code_table_matches_the_module() -> None:
-    rows = _readme_exit_code_rows()
+def test_docs_exit_code_table_matches_the_module() -> None:
+    rows = _docs_exit_code_rows()
     assert rows == {name: c.code for name, c in failures.CAUSES.items()}
     assert set(rows.values()) == set(exitcodes.ALL.values()) - {exitcodes.OK}
 

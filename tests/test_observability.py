@@ -87,11 +87,10 @@ def panel_queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in dashboard()["panels"] for t in p["targets"]]
 
 
-def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index(f"## {title}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+def docs_page(name: str) -> str:
+    import docs_pages
+
+    return docs_pages.page(name)
 
 
 # ------------------------------------------------------------------ rules and promtool
@@ -178,7 +177,7 @@ def test_every_exported_metric_is_charted_and_documented() -> None:
     charted = {exported_series()[n] for _, q in panel_queries() for n in SERIES.findall(q)}
     metrics = set(template_metrics())
     assert metrics - charted == set(), "exported but on no dashboard panel"
-    section = readme_section("Dashboards and alerts")
+    section = docs_page("reference/metrics.md")
     assert [m for m in sorted(metrics) if f"`{PREFIX}{m}" not in section] == []
     assert [r["alert"] for r in rules() if f"`{r['alert']}`" not in section] == []
 

@@ -101,10 +101,10 @@ def test_one_version_source() -> None:
     assert dynamic == {"version": {"attr": "workers.__version__"}}
 
 
-def test_readme_install_commands_name_this_distribution_and_its_extras() -> None:
+def test_docs_install_commands_name_this_distribution_and_its_extras() -> None:
     project = _pyproject()["project"]
     extras = set(project["optional-dependencies"])
-    readme = (REPO / "README.md").read_text()
+    readme = "".join((REPO / p).read_text() for p in ("README.md", "docs/install.md"))
     installs = re.findall(r"pip install '([^'\[]+)\[([^\]]+)\]'", readme)
     assert (project["name"], "postgres,s3,gcs") in installs
     for name, wanted in installs:

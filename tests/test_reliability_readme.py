@@ -1,4 +1,7 @@
-"""The README's figures are what the suite and the benchmark render, not numbers typed by hand.
+"""The docs' figures are what the suite and the benchmark render, not numbers typed by hand.
+
+The Reliability block is in docs/reliability.md, the Performance block in docs/performance.md
+(bin/readme-figures renders both).
 
 Cheap (no processes): left outside the ``reliability`` marker so every suite run checks it.
 """
@@ -19,9 +22,9 @@ import readme_figures  # noqa: E402  (bin/readme_figures.py)
 
 
 def _block(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = readme_figures.PAGES[name].read_text()
     m = re.search(rf"<!-- {name}:begin -->\n(.*?)\n<!-- {name}:end -->", text, re.S)
-    assert m, f"README.md lacks the {name} markers"
+    assert m, f"{readme_figures.PAGES[name]} lacks the {name} markers"
     return m.group(1)
 
 
@@ -62,8 +65,8 @@ def test_profile_notes_quote_the_measured_ratios() -> None:
     """The prose under the table names ratios ("**shard, 3.5x ...**"): each is a rounding of a
     ratio in results.json, so a new benchmark run with other figures fails here."""
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
-    text = (ROOT / "README.md").read_text()
-    notes = text[text.index("<!-- performance:end -->") : text.index("## Reliability")]
+    text = readme_figures.PAGES["performance"].read_text()
+    notes = text[text.index("<!-- performance:end -->") :]
     quoted = re.findall(r"\*\*[a-z -]+, (\d+(?:\.\d+)?)x", notes)
     assert quoted, "no ratio found in the profile notes"
     ratios = [r["ratio"] for r in results["rows"] if r["ratio"] is not None]

@@ -531,10 +531,10 @@ def test_help_shows_examples_that_parse(run_step: RunStep, step: str) -> None:
         module.build_parser().parse_args(args)  # a wrong flag in an example raises UsageError here
 
 
-def test_readme_step_examples_parse() -> None:
+def test_docs_step_examples_parse() -> None:
     import importlib
 
-    readme = (TESTS.parent / "README.md").read_text()
+    readme = (TESTS.parent / "docs" / "reference" / "steps.md").read_text()
     seen = 0
     for step in ("produce", "split", "shard", "merge"):
         module = importlib.import_module(f"workers.{step}")

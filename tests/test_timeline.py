@@ -438,12 +438,12 @@ def test_node_ids_are_argos() -> None:
     )
 
 
-def test_readme_and_help_examples_are_true(jq: str) -> None:
-    """Every ``python -m workers timeline`` line of the README and of --help parses, and the
-    README's jq line lists the pods of a cluster Workflow."""
+def test_docs_and_help_examples_are_true(jq: str) -> None:
+    """Every ``python -m workers timeline`` line of the sizing how-to and of --help parses, and
+    the page's jq line lists the pods of a cluster Workflow."""
     import shlex
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "how-to" / "sizing.md").read_text()
     lines = [
         line.split("#")[0].strip().rstrip("\\").strip()
         for text in (readme, timeline.EPILOG)

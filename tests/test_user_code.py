@@ -353,7 +353,7 @@ def test_bad_keep_is_refused(value: str, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the docs stay true
 
-DOCS = [orders.EXAMPLE.parents[1] / "README.md", orders.EXAMPLE / "README.md"]
+DOCS = [orders.EXAMPLE.parents[1] / "docs" / "tutorial.md", orders.EXAMPLE / "README.md"]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(orders.EXAMPLE.parents[1])))
@@ -361,8 +361,8 @@ def test_user_code_docs_name_real_parameters_and_figures(doc: Path) -> None:
     import yaml
 
     text = doc.read_text()
-    if doc.name == "README.md" and doc.parent == orders.EXAMPLE.parents[1]:
-        text = text[text.index("## Your own code") : text.index("## Exit codes")]
+    if doc.name == "tutorial.md":
+        text = text[text.index("### With the templates") :]
     pipeline = yaml.safe_load(
         (orders.EXAMPLE.parents[1] / "manifests/base/templates/pipeline.yaml").read_text()
     )
