@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import reliability_figures
 import services
+from conftest import unavailable
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
     CHECKPOINT,
@@ -551,7 +552,7 @@ def test_full_local_disk_mid_write_is_transient_and_leaves_nothing(
     """The shared volume fills up while the part is written (a 64 KiB tmpfs; ENOSPC)."""
     store = tmp_path / "full"
     if not _tmpfs(store, "64k"):
-        pytest.skip("needs root to mount a small tmpfs")
+        unavailable("needs root to mount a small tmpfs (ENOSPC case)")
     try:
         pipe = Pipeline(run_step, sqlite_url, str(store / "run"), tmp_path, env=ENV)
         pipe.produce(3000)
