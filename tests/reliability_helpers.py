@@ -240,10 +240,13 @@ def multipart_uploads(store: Any) -> list[dict[str, Any]]:
 
 @dataclass
 class Attempt:
-    """One shard attempt: killed at ``delay`` s after its start line, or left to finish."""
+    """One shard attempt: killed ``delay`` s after it announces phase ``after`` (``read``: its
+    start line), or left to finish. Aiming from the phase's own announcement keeps a kill in
+    the phase it was meant for however the machine's load stretches the phases before it."""
 
     index: int
     delay: float
+    after: str = "read"
     killed: bool = False
     phase: str = "not-started"
     returncode: int | None = None
@@ -260,7 +263,8 @@ class Attempt:
 def run_attempt(
     cmd: list[str], env: Mapping[str, str], cwd: Path, attempt: Attempt, timeout: float = 60
 ) -> Attempt:
-    """Start a shard process; SIGKILL it ``attempt.delay`` s after it logs ``start``."""
+    """Start a shard process; SIGKILL it ``attempt.delay`` s after it announces
+    ``attempt.after`` (or let it finish when it exits first)."""
     proc = subprocess.Popen(
         cmd,
         env=dict(env),
@@ -270,6 +274,7 @@ def run_attempt(
         text=True,
     )
     started = threading.Event()
+    aimed = threading.Event()  # the phase the delay counts from was announced (or never will be)
     t0 = [time.monotonic()]
 
     def reader() -> None:
@@ -288,11 +293,15 @@ def run_attempt(
                     attempt.times[attempt.phase] = time.monotonic() - t0[0]
                 elif line.get("event") in ("committed", "failed"):
                     attempt.phase = str(line["event"])
+                if attempt.phase == attempt.after:
+                    aimed.set()
         started.set()
+        aimed.set()
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     started.wait(timeout)
+    aimed.wait(timeout)
     deadline = time.monotonic() + attempt.delay
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.002)

@@ -11,7 +11,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from workers.runner.cli import main
+
+# Both sandboxes, always collected. Where bubblewrap cannot create namespaces the bwrap case is
+# not dropped: its mark makes conftest fail it under CI=true (skip it elsewhere), saying why, as
+# `workers run` itself refuses to fall back from bubblewrap to remap silently.
+MODES = ["remap", pytest.param("bwrap", marks=pytest.mark.bwrap)]
 
 
 def newest_record(runs: Path, before: set[Path] | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import services
+from conftest import unavailable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import Pipeline, RunStep, error_of
@@ -376,7 +377,7 @@ def _special(path: Path, kind: str) -> None:
         os.mkfifo(path)
     elif kind == "device":
         if not IS_ROOT:
-            pytest.skip("mknod needs root")
+            unavailable("mknod needs root")
         os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a private /dev/null
     else:
         path.mkdir()

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 import workers
 
@@ -41,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_SH = ROOT / "images" / "build.sh"
 STORAGE_DRIVER = os.environ.get("STORAGE_DRIVER", "vfs")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 BUILD_TIMEOUT = 1200
 RUN_TIMEOUT = 120
 
@@ -57,12 +57,6 @@ def dockerfile_arg(name: str, dockerfile: Path = DOCKERFILE) -> str:
 IMAGE_UID = int(dockerfile_arg("UID"))
 IMAGE_GID = int(dockerfile_arg("GID"))
 USER = f"{IMAGE_UID}:{IMAGE_GID}"
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
 
 
 def buildah(*args: str, timeout: float = RUN_TIMEOUT, check: bool = True) -> str:
@@ -91,9 +85,9 @@ def test_dockerfile_user_is_numeric_uid_arg() -> None:
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
     if shutil.which("buildah") is None:
-        _unavailable("buildah is not installed (apt-get install buildah)")
+        unavailable("buildah is not installed (apt-get install buildah)")
     if os.geteuid() != 0:
-        _unavailable("buildah chroot builds here need root")
+        unavailable("buildah chroot builds here need root")
     tag = f"localhost/workers:pytest-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "STORAGE_DRIVER": STORAGE_DRIVER, "CONTEXT": str(ROOT)}
     proc = subprocess.run(

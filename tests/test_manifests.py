@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 import workers
 
@@ -24,9 +25,7 @@ except ImportError:
 
 def _render_or_skip(path: Path) -> list[mc.Doc]:
     if mc.kustomize_command() is None:
-        if mc.env_ci():
-            pytest.fail("kubectl (or kustomize) is required under CI")
-        pytest.skip("kubectl not installed: kustomize rendering not checked")
+        unavailable(mc.NO_KUSTOMIZE)
     return mc.render(path)
 
 
@@ -73,6 +72,7 @@ def test_library_has_each_step_and_the_pipeline(lib: dict[str, dict[str, mc.Doc]
         "workers-split",
         "workers-shard",
         "workers-merge",
+        "workers-cleanup",
         "workers-pipeline",
     }
 
@@ -166,7 +166,13 @@ def test_every_container_runs_an_existing_step(base_docs: list[mc.Doc]) -> None:
         for t in d["spec"]["templates"]
         if "container" in t
     }
-    assert modules == {"workers.produce", "workers.split", "workers.shard", "workers.merge"}
+    assert modules == {
+        "workers.produce",
+        "workers.split",
+        "workers.shard",
+        "workers.merge",
+        "workers.cleanup",
+    }
 
 
 def test_file_outputs_are_written_by_the_step(base_docs: list[mc.Doc]) -> None:
@@ -272,7 +278,7 @@ def test_retry_expression(
     strategies = [
         t["retryStrategy"] for wt in lib.values() for t in wt.values() if "container" in t
     ]
-    assert len(strategies) == 5
+    assert len(strategies) == 6
     for s in strategies:
         assert s["retryPolicy"] == "Always"  # the expression alone decides, on every Argo >= 3.2
         assert mc.retry_decision(s["expression"], code, status, message) is retry

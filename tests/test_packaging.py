@@ -28,7 +28,7 @@ from workers.runner import spec
 REPO = Path(__file__).resolve().parents[1]
 VERSION_LINE = f"workers {workers.__version__}\n"
 
-STEPS = ("produce", "split", "shard", "merge")
+STEPS = ("produce", "split", "shard", "merge", "cleanup")
 
 
 def _python(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ Kill delays come from ``random.Random(seed)``: set ``WORKERS_RELIABILITY_SEED`` 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import reliability_figures
 import services
+from conftest import unavailable
 from pipeline_helpers import Pipeline, RunStep, error_of
 from reliability_helpers import (
     CHECKPOINT,
@@ -135,6 +137,38 @@ def check_merge(pipe: Pipeline, expected_ids: list[int]) -> int:
     return proc.returncode
 
 
+def tally(store: str, attempt: Attempt, number: int, figures: collections.Counter[str]) -> None:
+    """Count one attempt of a round: finished first, killed before its commit, or killed after it.
+
+    The commit is the publish of the shard's commit record; the attempt had made it when the
+    record in the store is its own (``attempt`` is the number this attempt was started with).
+    Only kills before the commit test the protocol; those after it are counted apart. The phase
+    the attempt last announced must agree with the store.
+    """
+    if not attempt.killed:
+        assert attempt.returncode == 0, attempt.lines
+        figures["finished-before-kill"] += 1
+        return
+    try:
+        record = json.loads(read(store, f"commits/part-{attempt.index:05d}.json"))
+    except FileNotFoundError:
+        record = {}
+    after = record.get("attempt") == number
+    phase = attempt.phase
+    if phase in ("after-publish-record", "committed"):
+        assert after, f"shard {attempt.index} announced {phase} but its record is not in the store"
+    elif after:
+        # killed while the record was being published: only a kill there may find it written
+        assert phase == "before-publish-record", (phase, attempt.lines)
+    figures["kills-after-commit" if after else "kills-before-commit"] += 1
+    figures[f"killed-in:{phase}"] += 1
+
+
+def attempt_number(round_no: int, index: int, shards: int) -> int:
+    """A number per attempt of a campaign (its ``--attempt``, stored in its commit record)."""
+    return 1 + round_no * shards + index
+
+
 def kill_campaign(
     pipe: Pipeline,
     items: list[dict[str, Any]],
@@ -146,31 +180,29 @@ def kill_campaign(
 ) -> None:
     """``rounds`` rounds; each starts every shard at once (--force) and SIGKILLs each at a random
     delay after its ``start`` line; between rounds a random half of the shards is wiped so kills
-    also hit first attempts. After every round the store and the merge are checked."""
+    also hit first attempts. After every round the store and the merge are checked. Kills are
+    aimed before the commit (the commit record's publish); one that lands after it is counted
+    apart (``tally``)."""
     cwd = pipe.workdir
     step_env = services.step_env(
         cwd / "home", {"WORKERS_DATABASE_URL": pipe.db_url, **env, "WORKERS_TEST_PAUSE": str(PAUSE)}
     )
     expected = list(range(1, sum(i["rows"] for i in items) + 1))
 
-    # Calibrate: a clean attempt gives the interval of each phase (read, before/after the part
-    # is published, before/after its record is); each kill aims at a random phase, then at a
-    # uniform point inside it, so the narrow windows get as many kills as the long read.
-    def one_round(attempts: list[Attempt]) -> list[Attempt]:
-        with ThreadPoolExecutor(len(attempts)) as pool:
-            return list(
-                pool.map(
-                    lambda a: run_attempt(
-                        shard_cmd(items[a.index], pipe.run_id, pipe.store, "--force", *extra),
-                        step_env,
-                        cwd,
-                        a,
-                    ),
-                    attempts,
-                )
-            )
+    # Calibrate: a clean attempt gives the length of each phase before the commit (read,
+    # before/after the part is published, before its record is); each kill aims at a random
+    # phase, then at a uniform point of its length after the phase's own announcement, so the
+    # narrow windows get as many kills as the long read, whatever the load did to earlier ones.
+    def one_round(attempts: list[Attempt], round_no: int) -> list[Attempt]:
+        def start(a: Attempt) -> Attempt:
+            number = str(attempt_number(round_no, a.index, len(items)))
+            cmd = shard_cmd(items[a.index], pipe.run_id, pipe.store, "--force", *extra)
+            return run_attempt([*cmd, "--attempt", number], step_env, cwd, a)
 
-    calib = one_round([Attempt(item["index"], 1e9) for item in items])
+        with ThreadPoolExecutor(len(attempts)) as pool:
+            return list(pool.map(start, attempts))
+
+    calib = one_round([Attempt(item["index"], 1e9) for item in items], 0)
     assert all(a.returncode == 0 for a in calib), [a.lines for a in calib]
     spans = collections.defaultdict(list)
     for a in calib:
@@ -179,26 +211,21 @@ def kill_campaign(
     windows = [
         (phase, sum(lo for lo, _ in v) / len(v), sum(hi for _, hi in v) / len(v))
         for phase, v in spans.items()
-        if phase not in ("committed", "exit")  # the process is already past its commit
+        # from these on the process is past its commit (its record is published)
+        if phase not in ("after-publish-record", "committed", "exit")
     ]
-    assert len(windows) >= 5, windows
-    for _ in range(rounds):
+    assert len(windows) >= 4, windows
+    for round_no in range(1, rounds + 1):
         for item in items:
             if rng.random() < 0.5:  # a fresh shard: no earlier commit to fall back on
                 remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
                 remove(pipe.store, f"commits/part-{item['index']:05d}.json")
         attempts = []
         for item in items:
-            _phase, lo, hi = rng.choice(windows)
-            attempts.append(Attempt(item["index"], rng.uniform(lo, hi)))
-        done = one_round(attempts)
-        for a in done:
-            if a.killed:
-                figures["kills"] += 1
-                figures[f"killed-in:{a.phase}"] += 1
-            else:
-                assert a.returncode == 0, a.lines
-                figures["finished-before-kill"] += 1
+            phase, lo, hi = rng.choice(windows)
+            attempts.append(Attempt(item["index"], rng.uniform(0, hi - lo), after=phase))
+        for a in one_round(attempts, round_no):
+            tally(pipe.store, a, attempt_number(round_no, a.index, len(items)), figures)
         state = check_store(pipe, len(items))
         figures.update({f"state:{k}": v for k, v in state.items()})
         figures[f"merge-exit-{check_merge(pipe, expected)}"] += 1
@@ -241,7 +268,7 @@ def test_sigkill_at_random_points_never_loses_or_duplicates_rows(
     figures: collections.Counter[str] = collections.Counter()
     kill_campaign(pipe, items, env_slow, rng, ROUNDS, extra, figures)
     reliability_figures.record(backend, SEED, figures)
-    assert figures["kills"] >= ROUNDS * len(items) // 2
+    assert figures["kills-before-commit"] >= ROUNDS * len(items) // 2
     if backend == "s3":
         assert multipart_uploads(request.getfixturevalue("s3_store")) == []
 
@@ -313,12 +340,25 @@ def _checkpointed_chunks(store: str, index: int) -> int:
         return 0
 
 
+def last_announced(lines: list[dict[str, Any]]) -> str:
+    """The protocol phase a shard's log lines reached last (as ``run_attempt`` tracks it)."""
+    phase = "not-started"
+    for line in lines:
+        if line.get("event") == "start":
+            phase = "read"
+        elif line.get("event") == "phase":
+            phase = str(line["phase"])
+        elif line.get("event") in ("committed", "failed"):
+            phase = str(line["event"])
+    return phase
+
+
 def kill_after_event(
-    cmd: list[str], env: dict[str, str], cwd: Path, phase: str, nth: int, delay: float
+    cmd: list[str], env: dict[str, str], cwd: Path, phase: str, nth: int, delay: float, index: int
 ) -> Attempt:
     """Run a shard; SIGKILL it ``delay`` s after its ``nth`` announcement of ``phase`` (``start``:
     its start line), or let it finish when it never makes that announcement."""
-    attempt = Attempt(0, delay)
+    attempt = Attempt(index, delay)
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -333,8 +373,12 @@ def kill_after_event(
             if seen == nth:
                 time.sleep(delay)
                 proc.kill()
-                attempt.phase = f"{phase}#{nth}"
                 break
+    # What it announced before the signal struck: the rest of its stderr, to EOF.
+    for raw in proc.stderr:
+        with contextlib.suppress(ValueError):
+            attempt.lines.append(json.loads(raw))
+    attempt.phase = last_announced(attempt.lines)
     attempt.returncode = proc.wait(60)
     attempt.killed = attempt.returncode == -signal.SIGKILL
     return attempt
@@ -366,7 +410,7 @@ def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
     )
     expected = list(range(1, ROWS + 1))
     figures: collections.Counter[str] = collections.Counter()
-    for _ in range(RESUME_ROUNDS):
+    for round_no in range(1, RESUME_ROUNDS + 1):
         plans = []
         for item in items:
             remove(pipe.store, f"parts/part-{item['index']:05d}.jsonl")
@@ -378,30 +422,15 @@ def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
                 for phase, most, window in RESUME_TARGETS
             ]
             phase, most, (lo, hi) = rng.choice([t for t in targets if t[1] >= 1])
-            plans.append((item, phase, rng.randint(1, most), rng.uniform(lo, hi)))
+            number = str(attempt_number(round_no, item["index"], len(items)))
+            cmd = [*shard_cmd(item, pipe.run_id, pipe.store, *extra, *ckpt), "--attempt", number]
+            plans.append((cmd, phase, rng.randint(1, most), rng.uniform(lo, hi), item["index"]))
         with ThreadPoolExecutor(len(plans)) as pool:
-            done = list(
-                pool.map(
-                    lambda p: kill_after_event(
-                        shard_cmd(p[0], pipe.run_id, pipe.store, *extra, *ckpt),
-                        env,
-                        tmp_path,
-                        p[1],
-                        p[2],
-                        p[3],
-                    ),
-                    plans,
-                )
-            )
+            done = list(pool.map(lambda p: kill_after_event(p[0], env, tmp_path, *p[1:]), plans))
         for a in done:
             if any(x.get("event") == "checkpoint" and x.get("mode") == "resumed" for x in a.lines):
                 figures["resumed"] += 1
-            if a.killed:
-                figures["kills"] += 1
-                figures[f"killed-at:{a.phase.split('#')[0]}"] += 1
-            else:
-                assert a.returncode == 0, a.lines
-                figures["finished-before-kill"] += 1
+            tally(pipe.store, a, attempt_number(round_no, a.index, len(items)), figures)
         state = check_store(pipe, len(items))
         figures.update({f"state:{k}": v for k, v in state.items()})
         figures[f"merge-exit-{check_merge(pipe, expected)}"] += 1
@@ -411,7 +440,7 @@ def test_sigkill_around_checkpoints_resumes_to_the_clean_bytes(
         assert proc.returncode == 0, proc.stderr
     check_store(pipe, len(items))
     assert check_merge(pipe, expected) == 0
-    assert figures["kills"] >= RESUME_ROUNDS * len(items) // 2
+    assert figures["kills-before-commit"] >= RESUME_ROUNDS * len(items) // 2
     assert figures["resumed"] >= RESUME_ROUNDS // 2
     clean = Pipeline(run_step, db_url, str(tmp_path / "clean"), tmp_path, env=ENV)
     for item in items:
@@ -551,7 +580,7 @@ def test_full_local_disk_mid_write_is_transient_and_leaves_nothing(
     """The shared volume fills up while the part is written (a 64 KiB tmpfs; ENOSPC)."""
     store = tmp_path / "full"
     if not _tmpfs(store, "64k"):
-        pytest.skip("needs root to mount a small tmpfs")
+        unavailable("needs root to mount a small tmpfs (ENOSPC case)")
     try:
         pipe = Pipeline(run_step, sqlite_url, str(store / "run"), tmp_path, env=ENV)
         pipe.produce(3000)

@@ -43,6 +43,40 @@ def test_reliability_block_names_its_reference_run() -> None:
         assert "no reference run recorded yet" in block
 
 
+def test_reference_run_accounts_for_every_attempt() -> None:
+    """Each backend's attempts are kills before the commit, kills after it, or finished first:
+    no other kind of count reaches the README."""
+    table = figures.table_figures()
+    run = figures.reference_run()
+    assert run.get("kills"), "no reference run recorded"
+    for backend, counts in run["kills"].items():
+        split = [counts.get(k, 0) for k in ("kills-before-commit", "kills-after-commit")]
+        assert (
+            sum(split) + counts.get("finished-before-kill", 0)
+            == (table["kill_attempts_per_backend"])
+        ), (backend, counts)
+        assert "kills" not in counts, "a total that mixes kills before and after the commit"
+
+
+def test_block_counts_only_kills_before_the_commit() -> None:
+    table = figures.table_figures()
+    run = {
+        "seed": 7,
+        "date": "2026-12-07",
+        "kills": {
+            "local": {
+                "kills-before-commit": 30,
+                "kills-after-commit": 4,
+                "finished-before-kill": 2,
+            },
+            "s3": {"kills-before-commit": 25, "kills-after-commit": 1, "finished-before-kill": 10},
+        },
+    }
+    block = figures.render(table, run)
+    assert "55 of 72 attempts were killed before their commit (local 30; s3 25)" in block
+    assert "5 landed after it (the shard had committed: not counted) and 12 finished first" in block
+
+
 def test_table_figures_count_the_suite_as_collected() -> None:
     """The counts are the tables' sizes: the kill test's parameters, BAD_INPUTS' rows..."""
     import test_reliability_input as inputs

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import services
+from conftest import unavailable
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import Pipeline, RunStep, error_of
@@ -561,7 +562,7 @@ def pss_violations(docs: list[dict[str, Any]]) -> list[str]:
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
     if mc.kustomize_command() is None:
-        pytest.skip("kubectl not installed")
+        unavailable(mc.NO_KUSTOMIZE)
     return mc.render(mc.MANIFESTS)
 
 

@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import run_yaml
+from runner_helpers import MODES, run_yaml
 
-from workers.runner import sandbox
-
-MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 PY = sys.executable
 
 

@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from runner_helpers import one_pod_workflow, pod_node, run_process
+from runner_helpers import MODES, one_pod_workflow, pod_node, run_process
 
 from workers.runner import sandbox
 
-MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 CANARY = "host-canary-7f3a9c"
 
 

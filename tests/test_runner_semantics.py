@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import run_file
+from runner_helpers import MODES, run_file
 
-from workers.runner import exprlang, sandbox
+from workers.runner import exprlang
 from workers.runner.expr import ExprError
 from workers.timeline import parameters
 
 EXAMPLES = Path(__file__).parent / "argo_examples"
-MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 
 
 def run(

@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import one_pod_workflow, pod_node, run_process
+from runner_helpers import MODES, one_pod_workflow, pod_node, run_process
 
 from workers.runner import sandbox
 from workers.runner.podenv import working_dir
-
-MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
-
 
 workers_run = run_process
 
@@ -169,7 +166,7 @@ def test_a_working_folder_is_created_and_relative_paths_resolve_there(
     assert not os.path.lexists("/app")
 
 
-@pytest.mark.skipif("bwrap" not in MODES, reason="bubblewrap cannot create namespaces here")
+@pytest.mark.bwrap
 def test_in_a_mount_namespace_the_working_folder_is_the_containers_path(tmp_path: Path) -> None:
     """``pwd`` in the pod is the workingDir itself (under bubblewrap the pod sees container
     paths), and the image's (the host's) entries are still there, read-only."""

@@ -151,7 +151,6 @@ def on_first_screen(el: Element) -> bool:
 # ---------------------------------------------------------------- local runs
 
 
-@pytest.mark.skipif(not (MANIFESTS / "base").is_dir(), reason="manifests/ not merged")
 @pytest.mark.parametrize(
     ("processor", "code"),
     [("plugins.userfuncs:skewed", 0), ("plugins.userfuncs:skewed_failing", 1)],

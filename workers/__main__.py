@@ -23,6 +23,7 @@ steps (what a pod runs; workers STEP is python -m workers.STEP, each has --help)
   split      plan the shards: the JSON list Argo's withParam fans out over
   shard      process one shard into a part file and its commit record
   merge      verify every part and write the merged document
+  cleanup    remove a finished run's rows and generation from the database
 
 options:
   -h, --help     this message
@@ -60,6 +61,10 @@ def _command(name: str) -> Callable[[Sequence[str]], int] | None:
         from workers.merge import main as merge_main
 
         return merge_main
+    if name == "cleanup":
+        from workers.cleanup import main as cleanup_main
+
+        return cleanup_main
     return None
 
 

@@ -35,6 +35,7 @@ COMMANDS = {
     "merge": "workers.merge",
     "pipeline": "workers.pipeline",
     "timeline": "workers.timeline",
+    "cleanup": "workers.cleanup",
     # The local runner's parser: its module moves with the runner's package (issue 23).
     "run": ("workers.runner.cli", "argo_local.cli"),
 }
