@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workers import cli
 from workers.config import redact
-from workers.runner import configmaps, report, resume, runs, spec
+from workers.runner import configmaps, reaper, report, resume, runs, spec
 from workers.runner.configmaps import ConfigMaps
 from workers.runner.engine import ERROR, Node, Options, Run
 from workers.runner.podenv import secret_lookup
@@ -289,6 +289,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         root.phase, root.message = "Failed", "interrupted"
     # No node is left Running in the report: daemons ended, stragglers of a stopped run Failed.
     run.settle()
+    # nothing a pod started outlives the run (each pod's leftovers went with it already)
+    reaper.end(None, f"{run.uid}/")
     finished = time.time()
     if root.phase == ERROR and not root.started:
         root.started = run.created

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers import redaction
-from workers.runner import params, sandbox
+from workers.runner import params, safepath, sandbox
 from workers.runner.nodes import Node
 from workers.runner.spec import SpecError
 
@@ -98,7 +98,12 @@ class PodEnvironment:
                         f"{where}: volumeMounts[{vname}].subPath {sub!r}: must be a relative "
                         "path without '..' (Kubernetes rejects the pod)"
                     )
-                host = host / sub
+                host.mkdir(parents=True, exist_ok=True)
+                try:
+                    # An earlier pod may have made it a link: followed only inside the volume.
+                    host = safepath.subfolder(host, sub)
+                except safepath.EscapeError as exc:
+                    raise SpecError(f"{where}: volumeMounts[{vname}].subPath {exc}") from None
             if not host.exists():
                 host.mkdir(parents=True)
             mounts = [m for m in mounts if m.target != target]
