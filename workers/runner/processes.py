@@ -20,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.redaction import redact
 from workers.runner import artifacts, daemons, dataflow, reaper
 from workers.runner.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
 from workers.runner.params import ParamError
@@ -383,7 +384,11 @@ class Launcher:
             err_file.write(line)
             err_file.flush()
             if self.run.options.verbose:
-                sys.stderr.write(f"  {node.display} | {line.decode(errors='replace')}")
+                # the pod's own words, masked like everything else the runner prints
+                with self.run.lock:
+                    secrets = tuple(self.run.secret_values)
+                text = f"  {node.display} | {line.decode(errors='replace')}"
+                sys.stderr.write(redact(text, secrets))
             if line.startswith(b"{"):
                 try:
                     event = json.loads(line)
