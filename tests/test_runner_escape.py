@@ -15,11 +15,13 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import pod_node, run_process
+from runner_helpers import pod_node, run_process, write_yaml
 
 from workers.runner import sandbox
 
@@ -152,7 +154,8 @@ def test_a_subpath_an_earlier_pod_made_a_link_out_is_not_mounted(tmp_path: Path,
     assert sorted(p.name for p in host.iterdir()) == ["canary.txt"]
     write = pod_node(rec, "write")
     assert write["phase"] == "Error"
-    assert "subPath 'sub'" in write["message"] and "leaves" in write["message"], write["message"]
+    message = write["message"]
+    assert "subPath 'sub'" in message and "leaves its volume" in message, message
     assert CANARY not in _everything(tmp_path, proc)
 
 
@@ -303,18 +306,19 @@ def test_an_artifact_key_through_a_link_to_proc_self_reads_nothing_of_the_runner
     assert rec["status"]["phase"] in ("Failed", "Error")
 
 
-def _processes_with(marker: str) -> list[int]:
-    """The pids of live processes whose command line holds ``marker``."""
+def _sleeps(seconds: str) -> list[int]:
+    """The pids of live ``sleep SECONDS`` processes (the shell that started one is not)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker.encode() in cmdline and state != "Z":
+        is_sleep = os.path.basename(argv[0]) == b"sleep" and argv[1:2] == [seconds.encode()]
+        if is_sleep and state != "Z":
             found.append(int(entry))
     return found
 
@@ -361,9 +365,9 @@ def test_a_pods_background_processes_end_with_it(tmp_path: Path, mode: str, how:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         # the next step no longer saw it: it ended with its pod, not only with the run
         assert pod_node(rec, "after")["phase"] == "Succeeded"
-        assert _processes_with(f"sleep {seconds}") == []
+        assert _sleeps(seconds) == []
     finally:
-        for pid in _processes_with(f"sleep {seconds}"):
+        for pid in _sleeps(seconds):
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
 
@@ -448,3 +452,106 @@ def test_an_input_archive_never_unpacks_outside_its_path(
     assert "cannot unpack" in use["message"], use["message"]
     assert sorted(p.name for p in host.iterdir()) == ["canary.txt"]
     assert not [p for p in tmp_path.rglob("escaped.txt")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_working_folder_through_a_planted_link_is_not_made_on_the_host(
+    tmp_path: Path, mode: str
+) -> None:
+    host = _host_folder(tmp_path)
+    proc, rec = run_process(
+        tmp_path,
+        f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: workdir-link
+        spec:
+          entrypoint: main
+          volumeClaimTemplates:
+            - metadata:
+                name: shared
+              spec:
+                accessModes: [ReadWriteOnce]
+                resources:
+                  requests:
+                    storage: 1Mi
+          templates:
+            - name: main
+              steps:
+                - - name: plant
+                    template: plant
+                - - name: work
+                    template: work
+            - name: plant
+              container:
+                image: busybox
+                command: [sh, -c, "ln -s /{host} /mnt/vol/wd"]
+                volumeMounts:
+                  - name: shared
+                    mountPath: /mnt/vol
+            - name: work
+              container:
+                image: busybox
+                workingDir: /mnt/vol/wd/made
+                command: [sh, -c, "echo {PWNED} > here.txt"]
+                volumeMounts:
+                  - name: shared
+                    mountPath: /mnt/vol
+        """,
+        "--sandbox",
+        mode,
+    )
+    assert sorted(p.name for p in host.iterdir()) == ["canary.txt"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    work = pod_node(rec, "work")
+    assert work["phase"] == "Error"
+    assert "wd is a symlink that leaves its volume" in work["message"], work["message"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_process_of_its_pods(
+    tmp_path: Path, mode: str, signum: int
+) -> None:
+    seconds = str(random.randint(800_000, 899_999))
+    path = write_yaml(
+        tmp_path,
+        f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: interrupted
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              container:
+                image: busybox
+                command: [sh, -c]
+                args: ["setsid sleep {seconds} & sleep {seconds} & wait"]
+        """,
+    )
+    argv = [sys.executable, "-m", "workers", "run", str(path), "--runs", str(tmp_path / "runs")]
+    runner = subprocess.Popen(
+        [*argv, "--sandbox", mode],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while len(_sleeps(seconds)) < 2 and time.time() < deadline:
+            assert runner.poll() is None, runner.communicate()
+            time.sleep(0.05)
+        assert len(_sleeps(seconds)) == 2
+        runner.send_signal(signum)
+        out, err = runner.communicate(timeout=60)
+        assert runner.returncode == 1, out + err
+        assert _sleeps(seconds) == []
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in _sleeps(seconds):
+            os.kill(pid, signal.SIGKILL)

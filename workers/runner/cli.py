@@ -282,7 +282,8 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         )
     run.prepare()
     try:
-        root = run.execute()
+        with reaper.terminate_interrupts():
+            root = run.execute()
     except KeyboardInterrupt:
         run.stop("interrupted")
         root = next(iter(run.nodes.values()), None) or Node(name, name, name, "Steps", "", None)

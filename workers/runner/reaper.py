@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import signal
-from contextlib import suppress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 MARKER = "WORKERS_RUN_PROCESS"
 """The environment variable holding ``<run uid>/<n>``, the n-th container process the run
@@ -82,3 +84,22 @@ def end(session: int | None, marked: str, since: int | None = None) -> int:
             os.kill(int(entry), signal.SIGKILL)
             killed += 1
     return killed
+
+
+@contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """While the run executes, SIGTERM (``kill``, a CI job's cancel, ``timeout``) stops it as
+    Ctrl-C does: its pods are killed and the report is written, instead of the runner dying
+    and leaving every pod running. Outside the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -106,7 +106,7 @@ def subfolder(root: Path, rel: str) -> Path:
         if os.path.islink(step):
             real = os.path.realpath(step)
             if not _inside(real, base):
-                raise EscapeError(f"{rel!r}: {part} is a symlink that leaves the volume")
+                raise EscapeError(f"{rel!r}: {part} is a symlink that leaves its volume")
             step = real
         elif not os.path.lexists(step):
             with suppress(FileExistsError):
