@@ -555,3 +555,46 @@ def test_an_interrupted_run_leaves_no_process_of_its_pods(
             runner.kill()
         for pid in _sleeps(seconds):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("where", ["in-the-pod", "host-file", "link-to-host-file"])
+def test_the_summary_a_merge_logs_is_read_only_inside_the_run_folder(
+    tmp_path: Path, mode: str, where: str
+) -> None:
+    """The runner prints merge's row reconciliation from the summary file merge's log names: a
+    path the step controls, read only inside the run folder and through no link."""
+    host = _host_folder(tmp_path)
+    totals = '{"totals": {"rows": 7, "rows_expected": 7, "shards": 1}}'
+    (host / "summary.json").write_text(totals)
+    path = {
+        "in-the-pod": "/tmp/summary.json",
+        "host-file": f"/{host}/summary.json",
+        "link-to-host-file": "/tmp/link.json",
+    }[where]
+    event = json.dumps({"event": "merged", "output": "/tmp/out.json", "summary": path})
+    script = (
+        f"echo '{totals}' > /tmp/summary.json && echo '[]' > /tmp/out.json && "
+        f"ln -s /{host}/summary.json /tmp/link.json && echo '{event}' >&2"
+    )
+    proc, _ = run_process(
+        tmp_path,
+        f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: summary
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              container:
+                image: busybox
+                command: [sh, -c, {json.dumps(script)}]
+        """,
+        "--sandbox",
+        mode,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reconciled = "rows:          merged 7 == produced 7 in 1 shards" in proc.stdout
+    assert reconciled == (where == "in-the-pod"), proc.stdout

@@ -217,3 +217,22 @@ def fresh_folder(parent: Path, prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def read_text(root: Path, path: Path) -> str:
+    """The regular file ``path``, which must lie below ``root``, read without following a
+    link on the way (a FIFO or a device is refused, never waited on)."""
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    except ValueError:
+        raise EscapeError(f"{path}: outside {root}") from None
+    items = parts(rel.as_posix())
+    if not items:
+        raise EscapeError(f"{path}: not a file")
+    with folder(root, items[:-1]) as parent:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(items[-1], flags, dir_fd=parent)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise EscapeError(f"{path}: not a regular file")
+        return f.read().decode(errors="replace")
