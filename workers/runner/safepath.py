@@ -99,6 +99,7 @@ def subfolder(root: Path, rel: str) -> Path:
     ``doSafeMakeDir``/``safeOpenSubPath``): a symlink on the way is followed only while it
     stays inside the volume; missing folders are created. The real path is returned, so a
     bind mount or a rewritten path never follows a link made later."""
+    root.mkdir(parents=True, exist_ok=True)  # a folder of the runner's (a volume, a pod's own)
     base = os.path.realpath(root)
     current = base
     for part in parts(rel):
