@@ -500,7 +500,7 @@ def stage_inputs(
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Staged in a folder made now (mkdtemp), never at a name next to the path, where an
         # earlier pod sharing the volume could have left a link to a host file.
-        scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=".input-", dir=dest.parent))
         temp = scratch / dest.name
         try:
             found = _load(repo, art, temp, secret, awhere)
