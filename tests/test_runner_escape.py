@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from runner_helpers import pod_node, run_process, write_yaml
 
-from workers.runner import sandbox
+from workers.runner import safepath, sandbox
 
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 CANARY = "host-canary-5d81e2"
@@ -598,3 +598,25 @@ def test_the_summary_a_merge_logs_is_read_only_inside_the_run_folder(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reconciled = "rows:          merged 7 == produced 7 in 1 shards" in proc.stdout
     assert reconciled == (where == "in-the-pod"), proc.stdout
+
+
+def test_a_folder_swapped_for_a_link_after_resolution_is_not_followed(tmp_path: Path) -> None:
+    """The window a pod sharing a volume could use: the runner resolved an output's path, then
+    a folder on the way became a link to a host folder before the runner opened it."""
+    host = _host_folder(tmp_path)
+    vol = tmp_path / "vol"
+    (vol / "d").mkdir(parents=True)
+    (vol / "d" / "canary.txt").write_text("the pod's own")
+    mounts = [sandbox.Mount(vol, "/mnt/vol")]
+    resolved = sandbox.pod_file("/mnt/vol/d/canary.txt", mounts)
+    assert resolved == vol / "d" / "canary.txt"
+    (vol / "d" / "canary.txt").unlink()
+    (vol / "d").rmdir()
+    (vol / "d").symlink_to(host)
+    with pytest.raises(safepath.EscapeError, match="is a symlink"):
+        safepath.open_below(resolved, [vol])
+    with pytest.raises(sandbox.PodPathError):
+        sandbox.read_pod_text("/mnt/vol/d/canary.txt", mounts)
+    # the repository's own walk refuses the same
+    with pytest.raises(safepath.EscapeError, match="is a symlink"):
+        safepath.read_text(vol, vol / "d" / "canary.txt")

@@ -237,3 +237,24 @@ def read_text(root: Path, path: Path) -> str:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise EscapeError(f"{path}: not a regular file")
         return f.read().decode(errors="replace")
+
+
+def open_below(path: Path, roots: Sequence[Path], flags: int = os.O_RDONLY) -> int:
+    """Open ``path``, which lies below one of ``roots`` (the longest that holds it), walking
+    from that root one component at a time without following a link, the last included: a
+    folder on the way swapped for a link after the caller resolved ``path`` is refused, not
+    followed. The root itself is the runner's own (a pod's mount), so its own links count."""
+    text = os.path.abspath(path)
+    best: tuple[int, str, Path] | None = None
+    for root in roots:
+        for base in dict.fromkeys((os.path.abspath(root), os.path.realpath(root))):
+            if _inside(text, base) and (best is None or len(base) > best[0]):
+                best = (len(base), base, root)
+    if best is None:
+        raise EscapeError(f"{path}: outside the pod's folders")
+    _, base, root = best
+    items = parts(os.path.relpath(text, base).replace(os.sep, "/"))
+    if not items:
+        raise EscapeError(f"{path}: a folder, not a file")
+    with folder(Path(os.path.realpath(root)), items[:-1]) as parent:
+        return os.open(items[-1], flags | os.O_NOFOLLOW, dir_fd=parent)
