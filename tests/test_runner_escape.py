@@ -25,7 +25,9 @@ from runner_helpers import pod_node, run_process, write_yaml
 
 from workers.runner import safepath, sandbox
 
-MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
+# Under CI a bwrap that cannot run fails its cases (the runner exits 2 naming why), never
+# drops them; elsewhere a machine without it runs the remap cases.
+MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] or os.environ.get("CI") else [])
 CANARY = "host-canary-5d81e2"
 PWNED = "written-through-a-link-4c09"
 
