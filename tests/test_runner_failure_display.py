@@ -9,6 +9,7 @@ run`` as its own process.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -102,3 +103,34 @@ def test_each_failed_attempt_shows_its_own_error_and_the_headline_names_the_step
     # run.json keeps Argo's own messages
     produce = next(n for n in rec["status"]["nodes"].values() if n["displayName"] == "produce")
     assert produce["message"] == "No more retries left"
+
+
+def test_an_informational_log_line_is_never_shown_as_the_reason(tmp_path: Path) -> None:
+    script = (
+        """echo '{"level": "error", "message": "disk full"}' >&2; """
+        """echo '{"level": "info", "message": "cleaning up"}' >&2; exit 1"""
+    )
+    proc, _ = run_process(
+        tmp_path,
+        f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata:
+          name: quiet
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              container:
+                image: busybox
+                command: [sh, -c, {json.dumps(script)}]
+        """,
+        "--sandbox",
+        "remap",
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    headline = proc.stdout.splitlines()[0]
+    assert headline == "workflow quiet: Failed: step quiet failed (exit code 1): disk full", (
+        headline
+    )
+    assert "cleaning up" not in headline

@@ -21,10 +21,17 @@ _MAX = 300
 _FAILED = ("Failed", "Error")
 
 
+_QUIET = ("trace", "debug", "info", "notice")
+
+
 def error_line(attempt: Attempt) -> str:
     """The message of the attempt's last JSON log line that has one ("message", else "msg",
-    else a string "error"), on one line and at most :data:`_MAX` characters; "" when none."""
+    else a string "error"), on one line and at most :data:`_MAX` characters; "" when none.
+    A line logged at an informational level ("level": "info") is never the reason."""
     for event in reversed(attempt.events):
+        level = str(event.get("level") or event.get("severity") or "").lower()
+        if level in _QUIET:
+            continue
         for key in ("message", "msg", "error"):
             value = event.get(key)
             if isinstance(value, str) and value.strip():
