@@ -32,13 +32,14 @@ import re
 import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.runner import sandbox
+from workers.runner import safepath, sandbox
 from workers.runner.sandbox import Mount
 
 REPOSITORY = "artifacts"
@@ -497,7 +498,10 @@ def stage_inputs(
             _, host_parent = resolve(os.path.dirname(path), files.view)
             dest = host_parent / os.path.basename(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        temp = dest.with_name(dest.name + ".tmp")
+        # Staged in a folder made now (mkdtemp), never at a name next to the path, where an
+        # earlier pod sharing the volume could have left a link to a host file.
+        scratch = Path(tempfile.mkdtemp(prefix=".input-", dir=dest.parent))
+        temp = scratch / dest.name
         try:
             found = _load(repo, art, temp, secret, awhere)
             if not found:
@@ -509,7 +513,7 @@ def stage_inputs(
             if art.get("mode") is not None:
                 _chmod(dest, int(art["mode"]), bool(art.get("recurseMode")))
         finally:
-            _remove(temp)
+            _remove(scratch)
     return skipped
 
 
@@ -536,14 +540,13 @@ def _load(repo: Path, art: Mapping[str, Any], dest: Path, secret: SecretLookup, 
         else:
             fs.get(remote, str(dest))
         return True
-    source = repository_path(repo, str(loc.get("key")), where)
-    if not os.path.lexists(source):
-        return False
-    if source.is_dir() and not source.is_symlink():
-        shutil.copytree(source, dest, symlinks=True)
-    else:
-        shutil.copyfile(source, dest, follow_symlinks=False)
-    return True
+    repository_path(repo, str(loc.get("key")), where)
+    try:
+        # Every component of the key below the repository is opened without following a link
+        # (one to /proc/self would read the runner's own process).
+        return safepath.fetch(repo, str(loc.get("key")), dest)
+    except safepath.EscapeError as exc:
+        raise ArtifactError(f"{where}: artifact key: {exc}") from None
 
 
 def _location(art: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -575,8 +578,8 @@ def _unarchive(art: Mapping[str, Any], temp: Path, dest: Path, where: str) -> No
         if kind == "none":
             _replace(temp, dest)
             return
-        unpacked = dest.with_name(dest.name + ".tmpdir")
-        unpacked.mkdir(parents=True, exist_ok=True)
+        unpacked = temp.with_name(temp.name + ".tmpdir")  # in the caller's fresh folder
+        unpacked.mkdir()
         try:
             if kind == "tar":
                 with tarfile.open(temp, "r:*") as tf:
@@ -705,7 +708,8 @@ def _save(
         file_name = f"{art['name']}.tgz"
     key = str(loc.get("key") or f"{key_prefix}/{file_name}")
     staging_dir.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir / file_name
+    # a folder of its own per archive (mkdtemp): no link planted at a fixed name is written through
+    staging = Path(tempfile.mkdtemp(dir=staging_dir)) / file_name
     try:
         if "none" in archive:
             source = host
@@ -724,21 +728,22 @@ def _save(
         if loc.get("bucket"):
             fs, remote = _filesystem(kind, {**loc, "key": key}, secret, where)
             if source.is_dir():
+                # fsspec's put follows links: one leaving the folder would upload host files
+                safepath.refuse_links_leaving(source, f"{where}: {path}")
                 fs.put(str(source).rstrip("/") + "/", remote.rstrip("/") + "/", recursive=True)
             else:
                 fs.put(str(source), remote)
         else:
-            dest = repository_path(repo, key, where)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _remove(dest)
-            if source.is_dir():
-                shutil.copytree(source, dest, symlinks=True)
-            else:
-                shutil.copyfile(source, dest, follow_symlinks=False)
+            repository_path(repo, key, where)
+            # No component of the key is followed through a link (one stored earlier would
+            # lead the copy to a host folder), and a stored folder keeps only links inside it.
+            safepath.store(source, repo, key, f"{where}: {path}")
+    except safepath.EscapeError as exc:
+        raise ArtifactError(str(exc)) from None
     except OSError as exc:
         raise ArtifactError(f"{where}: cannot save {path}: {exc}") from None
     finally:
-        _remove(staging)
+        _remove(staging.parent)
     record[kind] = {**loc, "key": key}
     return record
 

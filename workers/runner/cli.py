@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workers import cli
 from workers.config import redact
-from workers.runner import configmaps, report, resume, runs, spec
+from workers.runner import configmaps, reaper, report, resume, runs, safepath, spec
 from workers.runner.configmaps import ConfigMaps
 from workers.runner.engine import ERROR, Node, Options, Run
 from workers.runner.podenv import secret_lookup
@@ -282,13 +282,16 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         )
     run.prepare()
     try:
-        root = run.execute()
+        with reaper.terminate_interrupts():
+            root = run.execute()
     except KeyboardInterrupt:
         run.stop("interrupted")
         root = next(iter(run.nodes.values()), None) or Node(name, name, name, "Steps", "", None)
         root.phase, root.message = "Failed", "interrupted"
     # No node is left Running in the report: daemons ended, stragglers of a stopped run Failed.
     run.settle()
+    # nothing a pod started outlives the run (each pod's leftovers went with it already)
+    reaper.end(None, f"{run.uid}/")
     finished = time.time()
     if root.phase == ERROR and not root.started:
         root.started = run.created
@@ -309,7 +312,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         print(f"merged output: {output}")
     if summary is not None:
         print(f"merge summary: {summary}")
-        _reconcile(summary)
+        _reconcile(summary, run.run_dir)
     for line in report.artifact_lines(run):
         print(redact(line, tuple(run.secret_values)))
     print(f"run log:       {run_dir / 'run.json'}")
@@ -389,11 +392,12 @@ def rows_line(totals: dict[str, object]) -> str | None:
     )
 
 
-def _reconcile(summary: Path) -> None:
+def _reconcile(summary: Path, run_dir: Path) -> None:
     import json
 
     try:
-        totals = json.loads(summary.read_text()).get("totals") or {}
+        # a path the step logged: read only inside the run folder, through no link
+        totals = json.loads(safepath.read_text(run_dir, summary)).get("totals") or {}
     except (OSError, ValueError):
         return
     line = rows_line(totals)

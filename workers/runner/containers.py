@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, params, sandbox
+from workers.runner import artifacts, daemons, params, safepath, sandbox
 from workers.runner.nodes import Node
 from workers.runner.podenv import PACKAGE_ROOT, of_image, remap_container, working_dir
 from workers.runner.spec import SpecError
@@ -303,6 +303,12 @@ def working_folder(
     if mount is not None:
         host = sandbox.host_path(path, mounts)
         if not mount.readonly:
+            rest = path[len(mount.target.rstrip("/")) :].strip("/")
+            try:
+                # an earlier pod may have left a link on the way: never made outside the mount
+                host = safepath.subfolder(mount.host, rest) if rest else host
+            except safepath.EscapeError as exc:
+                raise SpecError(f"{where}: workingDir {path}: {exc}") from None
             host.mkdir(parents=True, exist_ok=True)
         return path, host, {}
     try:

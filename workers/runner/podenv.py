@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers import redaction
-from workers.runner import params, sandbox
+from workers.runner import params, safepath, sandbox
 from workers.runner.nodes import Node
 from workers.runner.spec import SpecError
 
@@ -98,7 +98,12 @@ class PodEnvironment:
                         f"{where}: volumeMounts[{vname}].subPath {sub!r}: must be a relative "
                         "path without '..' (Kubernetes rejects the pod)"
                     )
-                host = host / sub
+                host.mkdir(parents=True, exist_ok=True)
+                try:
+                    # An earlier pod may have made it a link: followed only inside the volume.
+                    host = safepath.subfolder(host, sub)
+                except safepath.EscapeError as exc:
+                    raise SpecError(f"{where}: volumeMounts[{vname}].subPath {exc}") from None
             if not host.exists():
                 host.mkdir(parents=True)
             mounts = [m for m in mounts if m.target != target]
@@ -381,17 +386,20 @@ def secret_volume_keys(source: Mapping[str, Any], spec: Mapping[str, Any]) -> li
 
 
 def read_dotenv(env_file: Path | None) -> dict[str, str]:
-    """The variables of a ``.env`` file (``env_file``, default ``./.env``)."""
-    values: dict[str, str] = {}
+    """The variables of a ``.env`` file (``env_file``, default ``./.env``), by python-dotenv's
+    rules: ``export``, single quotes (raw) and double quotes (escapes, several lines), an
+    inline `` # comment`` after a value; ``${VAR}`` is not expanded (a secret may hold ``$``).
+    A name without ``=`` has no value and is left out."""
     path = env_file or Path(".env")
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            k, v = line.removeprefix("export ").split("=", 1)
-            values[k.strip()] = v.strip().strip("'\"")
-    return values
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {
+        k: v
+        for k, v in dotenv_values(path, interpolate=False, encoding="utf-8").items()
+        if v is not None
+    }
 
 
 def secret_lookup(env_file: Path | None) -> Callable[[str, str], str | None]:

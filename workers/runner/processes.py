@@ -7,6 +7,7 @@ The attempts, retries and deadlines around them are :mod:`pods`'."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, dataflow
+from workers.redaction import redact
+from workers.runner import artifacts, daemons, dataflow, reaper
 from workers.runner.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
 from workers.runner.params import ParamError
 
@@ -279,6 +281,8 @@ class Launcher:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
+        self.markers: dict[int, str] = {}  # pid -> its reaper.MARKER value
+        self._count = itertools.count()
 
     def popen(
         self, p: Process, out: Any, err: Any, daemon: daemons.Daemon | None
@@ -294,13 +298,15 @@ class Launcher:
             import pty
 
             terminal, stdin = pty.openpty()
+        # what it starts carries this, so its leftovers are found once it exits (reaper.py)
+        mark = f"{self.run.uid}/{next(self._count)}"
         try:
             proc = subprocess.Popen(
                 p.cmd,
                 stdin=stdin,
                 stdout=out,
                 stderr=err,
-                env=p.env,
+                env={**p.env, reaper.MARKER: mark},
                 cwd=p.cwd,
                 start_new_session=True,
             )
@@ -309,6 +315,7 @@ class Launcher:
                 os.close(stdin)
         with self.run.lock:
             self.run.processes[proc.pid] = proc
+            self.markers[proc.pid] = mark
             if terminal is not None:
                 self.terminals[proc.pid] = terminal
             cancelled = self.run.cancel.is_set()
@@ -321,9 +328,15 @@ class Launcher:
         return proc
 
     def forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
+        """Once ``proc`` exited: what it left running is killed (a container's processes end
+        with its main process), and the run no longer tracks it."""
         with self.run.lock:
             self.run.processes.pop(proc.pid, None)
             terminal = self.terminals.pop(proc.pid, None)
+            mark = self.markers.pop(proc.pid, None)
+        if mark is not None and self.run.mode != "bwrap":
+            # bwrap's PID namespace (--unshare-pid) ends them already; remap has only this
+            reaper.end(proc.pid, mark)
         if terminal is not None:
             os.close(terminal)
         if daemon is not None:
@@ -371,7 +384,11 @@ class Launcher:
             err_file.write(line)
             err_file.flush()
             if self.run.options.verbose:
-                sys.stderr.write(f"  {node.display} | {line.decode(errors='replace')}")
+                # the pod's own words, masked like everything else the runner prints
+                with self.run.lock:
+                    secrets = tuple(self.run.secret_values)
+                text = f"  {node.display} | {line.decode(errors='replace')}"
+                sys.stderr.write(redact(text, secrets))
             if line.startswith(b"{"):
                 try:
                     event = json.loads(line)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from workers.redaction import redact
+from workers.runner.errorlines import with_error_line
 from workers.timeline import fmt_s, short_name
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ class Progress:
             last = node.attempts[-1]
             self._write(
                 f"{'RETRY':4} {node.display}: attempt {last.number + 1} {last.phase} "
-                f"(exit {last.exit_code}): {last.message}",
+                f"(exit {last.exit_code}): {with_error_line(last.message, last)}",
                 "RETRY",
             )
         elif event == "daemoned":
@@ -289,4 +290,7 @@ class Progress:
                 where += f" {loop.rows:,} rows, {_fmt_rate(loop.rows / max(time.time() - loop.started_at, 1e-6))}"
         duration = f"{node.duration:.2f}s" if node.duration is not None else ""
         message = f"  {node.message}" if node.phase in ("Failed", "Error") and node.message else ""
+        if message and node.type == "Pod" and node.attempts:
+            # the last attempt's own reason (its log's error line), not only its exit code
+            message = "  " + with_error_line(node.message, node.attempts[-1])
         return f"{_MARK.get(node.phase, node.phase):4} {node.display} {duration}{extra}{where}{message}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.redaction import redact, redact_values
+from workers.runner import errorlines
 from workers.runner.engine import DONE, Attempt, Node, Run, node_id_of
 from workers.runner.sandbox import Mount, host_path
 from workers.timeline import percentile, short_name
@@ -341,10 +342,8 @@ def summary_text(run: Run, root: Node) -> str:
     """The end summary: one line per step; a loop of more than :data:`LOOP_COLLAPSE` items is
     its counts by phase, time percentiles, skew, its slowest items and its failed ones."""
     phase, message = workflow_phase(run, root)
-    lines = [
-        f"workflow {run.name}: {phase}"
-        + (f" ({message})" if message and phase != "Succeeded" else "")
-    ]
+    # the step that failed and why, not the nodes omitted after it (errorlines.py)
+    lines = [errorlines.headline(run, phase, message)]
     lines.append(f"{'NODE':44} {'PHASE':10} {'ATT':>3} {'DURATION':>9}  OUTPUTS")
     skip: set[str] = set()
     # the workflow's exit handler is a top-level node of its own, listed after the entrypoint
@@ -377,6 +376,7 @@ def _node_lines(run: Run, n: Node) -> list[str]:
     lines = [f"{_short(run, n):44} {n.phase:10} {len(n.attempts) or '':>3} {dur:>9}  {text}"]
     if n.phase in ("Failed", "Error") and n.message and n.type in ("Pod", "Skipped"):
         lines.append(f"{'':44} {n.message}")
+        lines.extend(f"{'':44} {t}" for t in errorlines.attempt_lines(n))
         if n.attempts and n.attempts[-1].stderr:
             tail = _tail(Path(n.attempts[-1].stderr))
             lines.extend(f"{'':46}| {t}" for t in tail)

@@ -340,7 +340,16 @@ def _mount_of(path: str, mounts: Sequence[Mount]) -> Mount | None:
 def read_pod_text(path: str, mounts: Sequence[Mount], *, remapped: bool = False) -> str:
     """A pod's text file, read without following a last-moment symlink (see :func:`pod_file`)."""
     host = pod_file(path, mounts, remapped=remapped)
-    fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    from workers.runner import safepath
+
+    try:
+        # opened from its mount down, no link followed: another pod sharing the volume cannot
+        # swap a folder on the way for a link between the resolution above and this open
+        fd = safepath.open_below(
+            host, [m.host for m in mounts], os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+        )
+    except safepath.EscapeError as exc:
+        raise PodPathError(f"{path}: {exc}") from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise PodPathError(f"{path}: not a regular file")

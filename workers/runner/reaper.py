@@ -1,0 +1,105 @@
+"""A pod's processes end with it, as a container's do when its main process exits.
+
+Each container process starts in a session of its own (its pid is the session id) with a
+marker in its environment naming the run and the process. When it exits, what it left
+running is killed: every process of its session (``cmd &``, a job-control shell's own
+process groups) and every process that carries its marker (one that called ``setsid`` to
+leave the session). At the run's end every process that carries the run's marker is
+killed. bubblewrap's PID namespace does the same for a sandboxed pod (``--unshare-pid``,
+``--die-with-parent``); remap mode has only this. Found through ``/proc`` (Linux); elsewhere
+the session's process group is killed.
+
+What escapes: a process that leaves the session *and* clears its environment; a pod that
+must leave something running is a daemon step, whose scope ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+MARKER = "WORKERS_RUN_PROCESS"
+"""The environment variable holding ``<run uid>/<n>``, the n-th container process the run
+started."""
+
+
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(session id, start time in clock ticks) of a live process, None for a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[3]), int(fields[19])
+
+
+def _carries(pid: str, value: bytes, *, prefix: bool) -> bool:
+    """Whether the environment of ``pid`` holds ``value`` (or an entry starting with it)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return False
+    return any(e.startswith(value) if prefix else e == value for e in env.split(b"\0"))
+
+
+def _own_start_ticks() -> int:
+    found = _stat(str(os.getpid()))
+    return found[1] if found is not None else 0
+
+
+def end(session: int | None, marked: str, since: int | None = None) -> int:
+    """Kill (SIGKILL) every process of ``session`` and every one whose environment has
+    ``MARKER=<marked>`` (``marked`` ending in ``/``: every process of that run); ``since``
+    (clock ticks) skips processes started before it. Returns how many were killed."""
+    if not os.path.isdir("/proc/self"):
+        if session is not None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(session, signal.SIGKILL)
+        return 0
+    me = os.getpid()
+    floor = _own_start_ticks() if since is None else since
+    exact = f"{MARKER}={marked}".encode()
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        found = _stat(entry)
+        if found is None:
+            continue
+        sid, started = found
+        if sid != session:
+            # Only processes started since the runner can carry its marker: the cheap test
+            # first, the environment read only for those.
+            if started < floor:
+                continue
+            if not _carries(entry, exact, prefix=marked.endswith("/")):
+                continue
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+@contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """While the run executes, SIGTERM (``kill``, a CI job's cancel, ``timeout``) stops it as
+    Ctrl-C does: its pods are killed and the report is written, instead of the runner dying
+    and leaving every pod running. Outside the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
