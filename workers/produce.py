@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers import cli, db, failures, plugins, storage
+from workers import cli, db, deadline, failures, plugins, storage, usercode
 from workers.config import DEFAULT_TABLE, Environment, check_run_id, new_run_id
 from workers.errors import ProcessingError
 from workers.log import Logger, rate
@@ -127,11 +127,13 @@ def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
         try:
             obj = next(it)
         except StopIteration:
+            deadline.check()
             return
         except Exception as exc:
             raise failures.user_code_error(
                 f"generator {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
             ) from None
+        deadline.check()  # a generator that swallowed the deadline must not commit its rows
         yield obj
 
 
@@ -158,7 +160,7 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
                 "not an iterable of dicts"
                 + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
             ) from None
-        rows = db.json_rows(_guarded(objects, cfg.generator), "generator")
+        rows = usercode.encode_rows(_guarded(objects, cfg.generator), cfg.generator, func)
     else:
         from workers.synth import generate_json
 

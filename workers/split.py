@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers import cli, db, layout, provenance, shards, storage
+from workers import cli, db, layout, output, provenance, shards, storage
 from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
@@ -277,8 +276,9 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
         storage.write_bytes(cfg.output_file, data + b"\n")
     if cfg.shard_count_file:
         storage.write_bytes(cfg.shard_count_file, f"{len(items)}\n".encode())
-    sys.stdout.buffer.write(data + b"\n")
-    sys.stdout.flush()
+    out = output.declared()
+    out.write(data + b"\n")
+    out.flush()
     log.info(
         "planned",
         rows=total,
