@@ -69,6 +69,7 @@ def _doc(docs: list[mc.Doc], name: str) -> mc.Doc:
 
 def test_library_has_each_step_and_the_pipeline(lib: dict[str, dict[str, mc.Doc]]) -> None:
     assert set(lib) == {
+        "workers-check",
         "workers-produce",
         "workers-split",
         "workers-shard",
@@ -166,7 +167,13 @@ def test_every_container_runs_an_existing_step(base_docs: list[mc.Doc]) -> None:
         for t in d["spec"]["templates"]
         if "container" in t
     }
-    assert modules == {"workers.produce", "workers.split", "workers.shard", "workers.merge"}
+    assert modules == {
+        "workers.check",
+        "workers.produce",
+        "workers.split",
+        "workers.shard",
+        "workers.merge",
+    }
 
 
 def test_file_outputs_are_written_by_the_step(base_docs: list[mc.Doc]) -> None:
@@ -210,7 +217,7 @@ def test_pipeline_storage_defaults(lib: dict[str, dict[str, mc.Doc]], base_docs:
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["storageClassName"] == "{{workflow.parameters.storage-class}}"
     for name, tmpl in [(n, t) for wt in lib.values() for n, t in wt.items()]:
-        if "container" in tmpl and name != "produce":
+        if "container" in tmpl and name not in ("check", "produce"):
             mounts = {m["name"]: m["mountPath"] for m in tmpl["container"]["volumeMounts"]}
             assert mounts["workers-shared"] == "/mnt/shared", name
     for key in ("activeDeadlineSeconds", "podGC", "ttlStrategy"):
@@ -272,7 +279,7 @@ def test_retry_expression(
     strategies = [
         t["retryStrategy"] for wt in lib.values() for t in wt.values() if "container" in t
     ]
-    assert len(strategies) == 5
+    assert len(strategies) == 6
     for s in strategies:
         assert s["retryPolicy"] == "Always"  # the expression alone decides, on every Argo >= 3.2
         assert mc.retry_decision(s["expression"], code, status, message) is retry

@@ -8,6 +8,9 @@ NaN, 42 or an object, prints, or is fixed in a helper module between two attempt
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -371,3 +374,57 @@ def test_a_fixed_helper_module_never_resumes_or_reuses_the_old_codes_rows(
     assert "already-committed" not in again.stderr
     assert {row["by"] for row in parts(pipe, 1)} == {"new"}
     assert pipe.merge().returncode == 0
+
+
+# ------------------------------------------------------------------ parameters checked first
+
+CHECKED = """\
+    def processor(batch, extra):
+        return batch
+
+    def generator(rows, colour):
+        yield {"id": 1}
+"""
+
+BAD_PARAMETERS = [
+    # -p values, exit code of the check step, words of its error
+    (["processor=checked:typo"], 2, "'checked' has no attribute 'typo'"),
+    (["processor=nosuchmodule:f"], 2, "cannot import 'nosuchmodule'"),
+    (["rows-per-shard=0"], 2, "--rows-per-shard: expected a positive integer"),
+    (["rows=100000", "rows-per-shard=10", "max-shards=50"], 2, "--max-shards"),
+    (["processor=checked:processor"], 3, "has the wrong signature processor(batch, extra)"),
+    (["generator=checked:generator"], 3, "has the wrong signature generator(rows, colour)"),
+]
+
+
+def _workers_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKERS_DATABASE_URL", "PYTHONPATH")}
+    return subprocess.run(
+        [sys.executable, "-m", "workers", "run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _nodes(cwd: Path) -> dict[str, dict[str, Any]]:
+    [record] = (cwd / "workers-runs").glob("*/run.json")
+    nodes = json.loads(record.read_text())["status"]["nodes"].values()
+    return {str(n["displayName"]): n for n in nodes}
+
+
+@pytest.mark.parametrize(("params", "exit_code", "words"), BAD_PARAMETERS)
+def test_the_pipeline_refuses_bad_parameters_before_produce(
+    code: Path, params: list[str], exit_code: int, words: str
+) -> None:
+    write_code(code, {"checked.py": CHECKED})
+    args = [a for p in ["rows=100", "rows-per-shard=50", *params] for a in ("-p", p)]
+    proc = _workers_run(code, "workers-pipeline", "--sandbox", "remap", *args)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    nodes = _nodes(code)
+    assert nodes["check"]["phase"] == "Failed"
+    assert "produce" not in nodes or nodes["produce"]["phase"] in ("Omitted", "Skipped")
+    assert f'"exit_code":{exit_code}' in proc.stdout and words in proc.stdout, proc.stdout

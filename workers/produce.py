@@ -97,15 +97,16 @@ def build_config(args: argparse.Namespace, env: Environment) -> ProduceConfig:
     )
 
 
-def call_generator(
+def generator_kwargs(
     func: Callable[..., Any], rows: int, seed: int, run_id: str, path: str = "generator"
-) -> Iterable[Any]:
-    """Call a generator with the keyword arguments it declares among rows, seed and run_id."""
+) -> dict[str, Any] | None:
+    """The keyword arguments a generator declares among rows, seed and run_id (None: it has
+    no signature Python can read); exit 3 when it cannot be called with them."""
     offered = {"rows": rows, "seed": seed, "run_id": run_id}
     try:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
-        return func()  # type: ignore[no-any-return]
+        return None
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = offered
     else:
@@ -117,7 +118,15 @@ def call_generator(
         "a generator is called with the keyword arguments it declares among rows, seed and run_id",
         **kwargs,
     )
-    return func(**kwargs)  # type: ignore[no-any-return]
+    return kwargs
+
+
+def call_generator(
+    func: Callable[..., Any], rows: int, seed: int, run_id: str, path: str = "generator"
+) -> Iterable[Any]:
+    """Call a generator with the keyword arguments it declares among rows, seed and run_id."""
+    kwargs = generator_kwargs(func, rows, seed, run_id, path)
+    return func(**(kwargs or {}))  # type: ignore[no-any-return]
 
 
 def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
