@@ -428,3 +428,36 @@ def test_the_pipeline_refuses_bad_parameters_before_produce(
     assert nodes["check"]["phase"] == "Failed"
     assert "produce" not in nodes or nodes["produce"]["phase"] in ("Omitted", "Skipped")
     assert f'"exit_code":{exit_code}' in proc.stdout and words in proc.stdout, proc.stdout
+
+
+# ------------------------------------------------------------------ resume after a code fix
+
+
+def test_resume_after_fixing_the_code_recomputes_what_the_old_code_made(code: Path) -> None:
+    write_code(code, {**HELPER_PACKAGE, "enrich/helpers.py": OLD_HELPER})
+    params = ["rows=200", "rows-per-shard=50", "batch-size=10", "processor=enrich.proc:processor"]
+    args = ["workers-pipeline", "--sandbox", "remap", *[a for p in params for a in ("-p", p)]]
+    first = _workers_run(code, *args)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "a bug in the helper" in first.stdout
+    [run_dir] = (code / "workers-runs").iterdir()
+    produced = _nodes(code)["produce"]
+    assert produced["phase"] == "Succeeded"
+
+    write_code(code, {"enrich/helpers.py": NEW_HELPER})  # the fix, in the helper module
+    again = _workers_run(code, *args, "--resume", str(run_dir))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "rows:          merged 200 == produced 200 in 4 shards" in again.stdout
+    # produce and its generation are kept; the steps that check their own reuse ran again
+    nodes = _nodes(code)
+    assert nodes["produce"]["message"].endswith("(kept)")
+    assert nodes["produce"]["outputs"] == produced["outputs"]
+    assert "except steps of check, merge, shard, split, split-table: they run again" in again.stderr
+    [store] = (run_dir / "volumes" / "workers-shared").iterdir()
+    merged = json.loads((store / "merged.json").read_text())
+    assert len(merged) == 200 and {row["by"] for row in merged} == {"new"}
+    plan = json.loads((store / "plan.json").read_text())
+    records = [json.loads(p.read_text()) for p in sorted((store / "commits").glob("*.json"))]
+    assert len(records) == 4
+    assert all(r["processor"] == plan["processor"] for r in records)
+    assert len({r["generation"]["id"] for r in records} | {plan["generation"]["id"]}) == 1
