@@ -461,3 +461,30 @@ def test_resume_after_fixing_the_code_recomputes_what_the_old_code_made(code: Pa
     assert len(records) == 4
     assert all(r["processor"] == plan["processor"] for r in records)
     assert len({r["generation"]["id"] for r in records} | {plan["generation"]["id"]}) == 1
+
+
+def test_split_again_re_pins_a_fixed_processor_and_says_so(pipe: Pipeline, code: Path) -> None:
+    write_code(code, {**HELPER_PACKAGE, "enrich/helpers.py": OLD_HELPER})
+    pipe.produce(100)
+    opts = ["--processor", "enrich.proc:processor"]
+    items = pipe.split(50, *opts)
+    assert pipe.shard(items[1], *opts).returncode == 0
+    write_code(code, {"enrich/helpers.py": NEW_HELPER})
+    refused = pipe.shard(items[0], *opts)
+    assert refused.returncode == 2
+    assert "run split again to pin the code of now" in error_of(refused)["message"]
+
+    def split_events() -> list[dict[str, Any]]:
+        args = ["--count", "100", "--rows-per-shard", "50", "--run-id", pipe.run_id]
+        proc = pipe.ok("split", *args, "--store", pipe.store, *opts)
+        assert json.loads(proc.stdout) == items
+        return [x for x in log_lines(proc) if x["event"] == "re-pinned"]
+
+    [repinned] = split_events()
+    assert "another version of processor 'enrich.proc:processor'" in repinned["message"]
+    assert split_events() == []  # pinned already: nothing to say twice
+    for item in items:
+        assert pipe.shard(item, *opts).returncode == 0
+    assert pipe.merge().returncode == 0
+    merged = json.loads(pipe.read("merged.json"))
+    assert len(merged) == 100 and {row["by"] for row in merged} == {"new"}

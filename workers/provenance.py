@@ -124,8 +124,12 @@ _MAX_PACKAGE_FILES = 10_000
 
 def _package_files(package: Any) -> dict[str, str]:
     """Every ``.py`` file under a package's folders, by path relative to them."""
+    from workers.failures import is_library_file
+
     files: dict[str, str] = {}
     for root in getattr(package, "__path__", None) or ():
+        if is_library_file(os.path.abspath(root) + os.sep):
+            continue  # a namespace package's share of site-packages is not the user's code
         base = os.path.dirname(os.path.abspath(root))
         for folder, dirs, names in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))

@@ -239,9 +239,20 @@ def expectations(cfg: ShardConfig) -> Expected:
             raise UsageError(
                 f"the plan pins processor {plan.processor.get('path')!r}; this shard runs "
                 + "; ".join(diffs)
-                + ": pass split and shard the same --processor, --batch-size and source columns"
+                + ": "
+                + _pin_advice(plan.processor, identity)
             )
     return Expected(plan, identity)
+
+
+def _pin_advice(pinned: dict[str, Any], identity: dict[str, Any]) -> str:
+    if {**pinned, "code": None} == {**identity, "code": None}:
+        # Only the code changed (a fix since split ran): the plan must pin the code of now.
+        return (
+            "run split again to pin the code of now (workers run --resume does), then the "
+            "shards: those the old code made are recomputed"
+        )
+    return "pass split and shard the same --processor, --batch-size and source columns"
 
 
 def committed_record(
