@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 _declared: BinaryIO | None = None
+_active = False
 
 
 class _Lines(io.TextIOBase):
@@ -46,32 +47,42 @@ class _Lines(io.TextIOBase):
 
 def declared() -> BinaryIO:
     """Where a step writes its declared output: the real stdout."""
-    return _declared if _declared is not None else sys.stdout.buffer
+    stream = _declared if _active else getattr(sys.stdout, "buffer", None)
+    if stream is None:  # the step started with fd 1 closed
+        from workers.errors import UsageError
+
+        raise UsageError("stdout is closed: there is nowhere to write the step's output")
+    return stream
 
 
 @contextlib.contextmanager
 def redirected(emit: Callable[[str], None]) -> Iterator[None]:
     """For the duration: fd 1 is stderr, ``sys.stdout`` lines go to ``emit``."""
-    global _declared
+    global _declared, _active
     original = sys.stdout
     try:
         fd = original.fileno()
+        original.flush()
     except (AttributeError, OSError, ValueError):
-        fd = -1  # stdout is not a file (a test captured it): there is no descriptor to guard
-    original.flush()
-    saved = os.dup(1) if fd == 1 else -1
+        fd = -1  # stdout is not a file (a test captured it) or closed: no descriptor to guard
+    saved = -1
+    if fd == 1:
+        try:
+            saved = os.dup(1)
+        except OSError:  # fd 1 closed: nothing can reach stdout, and nothing can be declared
+            saved = -1
     if saved >= 0:
         os.dup2(2, 1)
         _declared = os.fdopen(saved, "wb", closefd=False)
     else:
-        _declared = original.buffer
+        _declared = getattr(original, "buffer", None)
     lines = _Lines(emit)
-    sys.stdout = lines
+    sys.stdout, _active = lines, True
     try:
         yield
     finally:
         lines.finish()
-        sys.stdout = original
+        sys.stdout, _active = original, False
         if saved >= 0:
             assert _declared is not None
             _declared.flush()
