@@ -65,14 +65,23 @@ def _kind(value: Any) -> str:
 
 
 def has_non_finite(value: Any) -> bool:
-    """Whether a float NaN or ±Infinity is anywhere in ``value`` (dicts and lists walked)."""
-    if type(value) is float:
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(has_non_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(has_non_finite(v) for v in value)
-    return isinstance(value, float) and not math.isfinite(value)
+    """Whether a float NaN or ±Infinity is anywhere in ``value`` (dicts, lists, tuples walked)."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:  # nan for NaN and ±Infinity, 0.0 for every finite float
+                return True
+        elif t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif t is not str and t is not int and isinstance(v, float) and not math.isfinite(v):
+            # a float subclass (numpy.float64)
+            return True
+    return False
 
 
 def dumps(value: Any, option: int = 0) -> bytes:
@@ -89,7 +98,16 @@ def dumps(value: Any, option: int = 0) -> bytes:
 
 def encode_values(values: list[Any], path: str, func: Callable[..., Any]) -> bytes:
     """A processor's values as one JSON Lines block; exit 3 naming a value with no JSON form."""
+    from workers.values import default
+
     opt = orjson.OPT_APPEND_NEWLINE
+    try:
+        block = b"".join([orjson.dumps(v, default=default, option=opt) for v in values])
+    except (TypeError, orjson.JSONEncodeError):
+        block = None  # find the value, and say which
+    # orjson writes NaN and ±Infinity as null: only a block with a null may hold one.
+    if block is not None and (b"null" not in block or not has_non_finite(values)):
+        return block
     out = []
     for i, value in enumerate(values):
         try:
