@@ -1,8 +1,9 @@
 """User code cannot lose, change or mix rows behind an exit 0 (issue 20, "Trust").
 
-Each test runs the steps as real processes over SQLite and PostgreSQL with user code written
-into the test's own folder: a processor or generator that swallows the step deadline, returns
-NaN, 42 or an object, prints, or is fixed in a helper module between two attempts.
+Each test runs the steps as real processes over SQLite and PostgreSQL (or the pipeline through
+``workers run``) with user code written into the test's own folder: a processor or generator
+that swallows the step deadline, returns NaN, 42 or an object, prints, is fixed in a helper
+module between two attempts or before ``--resume``, or is named with a typo.
 """
 
 from __future__ import annotations
