@@ -68,6 +68,7 @@ def _doc(docs: list[mc.Doc], name: str) -> mc.Doc:
 
 def test_library_has_each_step_and_the_pipeline(lib: dict[str, dict[str, mc.Doc]]) -> None:
     assert set(lib) == {
+        "workers-check",
         "workers-produce",
         "workers-split",
         "workers-shard",
@@ -167,6 +168,7 @@ def test_every_container_runs_an_existing_step(base_docs: list[mc.Doc]) -> None:
         if "container" in t
     }
     assert modules == {
+        "workers.check",
         "workers.produce",
         "workers.split",
         "workers.shard",
@@ -216,7 +218,7 @@ def test_pipeline_storage_defaults(lib: dict[str, dict[str, mc.Doc]], base_docs:
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["storageClassName"] == "{{workflow.parameters.storage-class}}"
     for name, tmpl in [(n, t) for wt in lib.values() for n, t in wt.items()]:
-        if "container" in tmpl and name != "produce":
+        if "container" in tmpl and name not in ("check", "produce"):
             mounts = {m["name"]: m["mountPath"] for m in tmpl["container"]["volumeMounts"]}
             assert mounts["workers-shared"] == "/mnt/shared", name
     for key in ("activeDeadlineSeconds", "podGC", "ttlStrategy"):

@@ -558,7 +558,7 @@ def test_local_run_pods_log_their_names_and_record_the_metrics(
     side = rec["workersRunner"]["pods"]
     nodes = rec["status"]["nodes"].values()
     pods = {side[n["id"]]["podName"]: n for n in nodes if n["type"] == "Pod"}
-    assert len(pods) == 6  # produce, split, 3 shards, merge
+    assert len(pods) == 7  # check, produce, split, 3 shards, merge
     processor_lines = 0
     for pod, node in pods.items():
         for line in json_lines((run_dir / "pods" / pod / "stderr.log").read_text()):

@@ -311,24 +311,25 @@ def _sql(db_url: str, sql: str) -> None:
             conn.execute(sql)  # type: ignore[arg-type]
 
 
-def test_processor_identity_names_code_files_and_the_distribution_holding_them() -> None:
+def test_processor_identity_covers_the_code_it_depends_on() -> None:
     import hypothesis
 
     from workers.provenance import code_fingerprint, identity_differences
 
     fp = code_fingerprint("hypothesis:given", hypothesis.given)
-    # The named module and the module the function is defined in; the distribution that
-    # installed them, by name and version.
-    assert set(fp["files"]) == {"__init__.py", "core.py"}
+    # An installed distribution: its name and version, and its RECORD (every file's hash).
     assert fp["distribution"] == f"hypothesis=={hypothesis.__version__}"
-    # A module outside any distribution of its name gets no version, only its code hash.
+    assert set(fp) == {"distribution", "record"} and len(fp["record"]) == 64
+    # A package of the user's: every module of its top-level package, by path.
     sys.path.insert(0, str(TESTS))
     try:
         from plugins import userfuncs
     finally:
         sys.path.remove(str(TESTS))
     fp = code_fingerprint("plugins.userfuncs:tag_a", userfuncs.tag_a)
-    assert list(fp) == ["files"] and list(fp["files"]) == ["userfuncs.py"]
+    assert list(fp) == ["files"]
+    package = sorted(f"plugins/{p.name}" for p in (TESTS / "plugins").glob("*.py"))
+    assert [f for f in fp["files"] if f.startswith("plugins/")] == package
     a = {"path": "m:f", "code": {"files": {"m.py": "1"}}, "options": {"batch_size": 5}}
     assert identity_differences(a, a) == []
     assert identity_differences(a, {**a, "code": {"files": {"m.py": "2"}}}) == [

@@ -74,7 +74,8 @@ def test_resume_keeps_the_succeeded_steps_and_runs_the_failed_one(tmp_path: Path
 @pytest.mark.slow
 def test_resumed_pipeline_reuses_produce_and_the_committed_shards(tmp_path: Path) -> None:
     """The fan-in case: one shard's processor fails, the user fixes it, resumes; produce does
-    not run again (same generation), the nine good shards are kept, merge certifies all rows."""
+    not run again (same generation), the nine good shards run again (their template says
+    workers.dev/resume: rerun) and reuse their verified commits, merge certifies all rows."""
     runs = tmp_path / "runs"
     params = ["-p", "rows=1000", "-p", "rows-per-shard=100"]
     params += ["-p", "processor=plugins.userfuncs:fails_until_fixed"]
@@ -102,8 +103,16 @@ def test_resumed_pipeline_reuses_produce_and_the_committed_shards(tmp_path: Path
         if n.get("templateName") == "shard"
         and (n["type"] == "Retry" or (n["type"] == "Pod" and not n["name"].endswith(")(0)")))
     ]
-    kept = [n for n in shards if n.get("message", "").endswith("(kept)")]
-    assert len(shards) == 10 and len(kept) == 9
+    assert len(shards) == 10
+    assert not [n for n in shards if n.get("message", "").endswith("(kept)")]
+    # The processor's code did not change: the nine commits are reused, one shard computed.
+    rows = sorted(
+        p["value"]
+        for n in shards
+        for p in n["outputs"]["parameters"]
+        if p["name"] == "rows" and n["type"] == "Retry"
+    )
+    assert rows == ["0"] * 9 + ["100"]
     # every part from the one generation produce committed in the first run
     generations = {
         json.loads(p.read_text())["generation"]["id"]

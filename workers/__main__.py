@@ -19,6 +19,7 @@ commands:
              (workers timeline workers-runs/NAME/run.json; see workers timeline --help)
 
 steps (what a pod runs; workers STEP is python -m workers.STEP, each has --help):
+  check      refuse the pipeline's parameters before produce runs (imports, signatures, ranges)
   produce    write synthetic or generated rows to the database
   split      plan the shards: the JSON list Argo's withParam fans out over
   shard      process one shard into a part file and its commit record
@@ -45,6 +46,10 @@ def _command(name: str) -> Callable[[Sequence[str]], int] | None:
         from workers.pipeline import main as pipeline_main
 
         return pipeline_main
+    if name == "check":
+        from workers.check import main as check_main
+
+        return check_main
     if name == "produce":
         from workers.produce import main as produce_main
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from workers import exitcodes, failures
+from workers import deadline, exitcodes, failures, output
 from workers import log as log_module
 from workers.config import Environment, redact
 from workers.errors import UsageError, WorkersError
@@ -110,14 +109,6 @@ def add_processor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Deadline(Exception):
-    pass
-
-
-def _alarm(signum: int, frame: Any) -> None:
-    raise _Deadline()
-
-
 DEADLINE_GRACE_S = 5.0
 """After the step deadline, how long unwinding (rollback, closing a stalled socket) may take."""
 
@@ -178,30 +169,33 @@ def _run_step(
     log = handler.logger
     try:
         args = parser.parse_args(argv)
-        env = Environment.from_environ()
-        log = handler.logger = Logger(step, secrets=env.secrets)
-        handler.debug = env.debug
-        cfg = build(args, env)
-        if context is not None:
-            log.bind(**context(cfg))
-        timeout = getattr(cfg, "timeout", None) or env.timeout
-        if timeout:
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout)
-            watchdog = _watchdog(timeout, log)
-        try:
-            return work(cfg, log)
-        finally:
+        with output.redirected(lambda line: handler.logger.info("stdout", message=line)):
+            # From here on user code may run (imported by build): its prints never reach stdout.
+            env = Environment.from_environ()
+            log = handler.logger = Logger(step, secrets=env.secrets)
+            handler.debug = env.debug
+            cfg = build(args, env)
+            if context is not None:
+                log.bind(**context(cfg))
+            timeout = getattr(cfg, "timeout", None) or env.timeout
             if timeout:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            if watchdog is not None:
-                watchdog.cancel()
+                deadline.arm(timeout)
+                watchdog = _watchdog(timeout, log)
+            try:
+                code = work(cfg, log)
+                deadline.check()  # swallowed by user code (except BaseException): no success
+                return code
+            finally:
+                if timeout:
+                    deadline.disarm()
+                if watchdog is not None:
+                    watchdog.cancel()
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else exitcodes.OK
     except KeyboardInterrupt:
         log.error("interrupted")
         return exitcodes.TRANSIENT
-    except _Deadline:
+    except deadline.Deadline:
         err: WorkersError = failures.error("deadline", f"step deadline of {timeout:g}s exceeded")
     except BaseException as exc:
         err = failures.classify(exc)

@@ -687,6 +687,12 @@ _LIBRARY_DIRS = (
 )
 
 
+def is_library_file(path: str) -> bool:
+    """Whether an absolute file path is workers', the standard library's or an installed
+    package's, not the user's own code."""
+    return path.startswith((_WORKERS_DIR + os.sep, *_LIBRARY_DIRS))
+
+
 def user_frame(exc: BaseException, module: str | None = None) -> str | None:
     """``file:line`` of the innermost frame of ``exc`` in the user's own code: in the package
     of ``module`` (``pkg.mod:func``, even when installed), else not in workers, the standard

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from workers import cli, failures, layout, provenance, storage
+from workers import cli, failures, layout, output, provenance, storage
 from workers.config import Environment
 from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
@@ -344,8 +343,9 @@ class _StdoutSpool(storage.AtomicWriter):
     def commit(self) -> None:
         self._file.flush()
         self._file.seek(0)
-        shutil.copyfileobj(self._file, sys.stdout.buffer, 1 << 20)
-        sys.stdout.buffer.flush()
+        out = output.declared()
+        shutil.copyfileobj(self._file, out, 1 << 20)
+        out.flush()
         self.abort()
         self._committed = True
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from workers import cli, exitcodes, storage
+from workers import cli, exitcodes, output, storage
 from workers.config import DEFAULT_STORE, Environment, check_run_id, new_run_id
 from workers.errors import WorkersError
 from workers.log import Logger
@@ -126,6 +126,11 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     produce = [*run, "--rows", str(cfg.rows), "--count-file", count_file]
     if cfg.generator:
         produce += ["--generator", cfg.generator]
+    # Every parameter a step would refuse, refused before produce writes a row.
+    check = [*run, "--rows", str(cfg.rows), "--rows-per-shard", str(cfg.rows_per_shard)]
+    check += ["--max-shards", str(cfg.max_shards), "--store", cfg.store]
+    check += ["--generator", cfg.generator or "", "--processor", cfg.processor or ""]
+    _step("check", check, cfg.retries, log)
     _step("produce", produce, cfg.retries, log)
     # split pins the processor in the plan; every shard must then run the same one.
     processor = ["--processor", cfg.processor or ""]
@@ -171,8 +176,9 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
 
 def _work(cfg: PipelineConfig, log: Logger) -> int:
     result = run_pipeline(cfg, log)
-    print(f"merged output: {result['output']}")
-    print(f"run summary:   {result['summary']}")
+    out = output.declared()  # stdout: what user code prints goes to stderr meanwhile
+    out.write(f"merged output: {result['output']}\nrun summary:   {result['summary']}\n".encode())
+    out.flush()
     return 0
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers import cli, db, failures, plugins, storage
+from workers import cli, db, deadline, failures, plugins, storage, usercode
 from workers.config import DEFAULT_TABLE, Environment, check_run_id, new_run_id
 from workers.errors import ProcessingError
 from workers.log import Logger, rate
@@ -97,15 +97,16 @@ def build_config(args: argparse.Namespace, env: Environment) -> ProduceConfig:
     )
 
 
-def call_generator(
+def generator_kwargs(
     func: Callable[..., Any], rows: int, seed: int, run_id: str, path: str = "generator"
-) -> Iterable[Any]:
-    """Call a generator with the keyword arguments it declares among rows, seed and run_id."""
+) -> dict[str, Any] | None:
+    """The keyword arguments a generator declares among rows, seed and run_id (None: it has
+    no signature Python can read); exit 3 when it cannot be called with them."""
     offered = {"rows": rows, "seed": seed, "run_id": run_id}
     try:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
-        return func()  # type: ignore[no-any-return]
+        return None
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = offered
     else:
@@ -117,7 +118,15 @@ def call_generator(
         "a generator is called with the keyword arguments it declares among rows, seed and run_id",
         **kwargs,
     )
-    return func(**kwargs)  # type: ignore[no-any-return]
+    return kwargs
+
+
+def call_generator(
+    func: Callable[..., Any], rows: int, seed: int, run_id: str, path: str = "generator"
+) -> Iterable[Any]:
+    """Call a generator with the keyword arguments it declares among rows, seed and run_id."""
+    kwargs = generator_kwargs(func, rows, seed, run_id, path)
+    return func(**(kwargs or {}))  # type: ignore[no-any-return]
 
 
 def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
@@ -127,11 +136,13 @@ def _guarded(objects: Iterable[Any], path: str) -> Iterable[Any]:
         try:
             obj = next(it)
         except StopIteration:
+            deadline.check()
             return
         except Exception as exc:
             raise failures.user_code_error(
                 f"generator {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
             ) from None
+        deadline.check()  # a generator that swallowed the deadline must not commit its rows
         yield obj
 
 
@@ -158,7 +169,7 @@ def produce(cfg: ProduceConfig, log: Logger | None = None) -> Generation:
                 "not an iterable of dicts"
                 + (f" (defined at {w})" if (w := plugins.definition(func)) else "")
             ) from None
-        rows = db.json_rows(_guarded(objects, cfg.generator), "generator")
+        rows = usercode.encode_rows(_guarded(objects, cfg.generator), cfg.generator, func)
     else:
         from workers.synth import generate_json
 

@@ -7,9 +7,11 @@ snapshot as its rows and writes it, with its **processor identity**, into its
 commit record. A verified commit is reused only when both match, and merge
 refuses any record whose generation or processor differs from the plan's.
 
-The processor identity is the import path, a fingerprint of the code (sha256 of
-the module files that define it, plus the distribution's version when the module
-belongs to one) and the options that change output (batch size, source columns).
+The processor identity is the import path, a fingerprint of the code it depends on
+(an installed distribution's name, version and RECORD of hashes; else the sha256 of
+every file of its top-level package and of every module it loaded from the user's
+folders, so a fixed helper module is another identity) and the options that change
+output (batch size, source columns).
 """
 
 from __future__ import annotations
@@ -88,11 +90,12 @@ def _file_sha256(path: str | None) -> str | None:
     return digest.hexdigest()
 
 
-def _distribution(module_name: str, module_file: str | None) -> str | None:
-    """``name==version`` of the installed distribution that holds the module's file, if any.
+def _distribution(module_name: str, module_file: str | None) -> Any:
+    """The installed distribution that holds the module's file, if any.
 
     Looked up by the top-level package's name, and kept only when the module's file lies
-    inside it: an unrelated distribution of the same name must not vouch for user code.
+    inside it: an unrelated distribution of the same name (or an editable install, whose
+    files live in the user's folder) must not vouch for user code.
     """
     from importlib import metadata  # deferred: only user processors pay for it
 
@@ -102,34 +105,96 @@ def _distribution(module_name: str, module_file: str | None) -> str | None:
     try:
         dist = metadata.distribution(top)
         root = os.path.realpath(str(dist.locate_file(top)))
-    except Exception:  # not installed, or a broken dist-info: the code hash still binds
+    except Exception:  # not installed, or a broken dist-info: the code hashes still bind
         return None
     if os.path.commonpath([root, os.path.realpath(module_file)]) != root:
         return None
-    return f"{dist.metadata['Name']}=={dist.version}"
+    return dist
+
+
+def _record_sha256(dist: Any) -> str | None:
+    """sha256 of the distribution's RECORD: the hash of every file it installed."""
+    text = dist.read_text("RECORD")
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+_MAX_PACKAGE_FILES = 10_000
+"""A package folder with more Python files than this is not a processor's code: refused."""
+
+
+def _package_files(package: Any) -> dict[str, str]:
+    """Every ``.py`` file under a package's folders, by path relative to them."""
+    from workers.failures import is_library_file
+
+    files: dict[str, str] = {}
+    for root in getattr(package, "__path__", None) or ():
+        if is_library_file(os.path.abspath(root) + os.sep):
+            continue  # a namespace package's share of site-packages is not the user's code
+        base = os.path.dirname(os.path.abspath(root))
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    files[os.path.relpath(path, base)] = path
+            if len(files) > _MAX_PACKAGE_FILES:
+                from workers.errors import UsageError
+
+                raise UsageError(
+                    f"package {getattr(package, '__name__', root)!r} at {root} holds more than "
+                    f"{_MAX_PACKAGE_FILES} Python files: is it the processor's own package?"
+                )
+    return files
+
+
+def _loaded_user_modules() -> dict[str, str]:
+    """Modules already imported from the user's folders (not the standard library, an
+    installed package or workers): a single-file processor's helper modules."""
+    from workers.failures import is_library_file
+
+    files: dict[str, str] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py") or name == "__main__":
+            continue
+        if not is_library_file(os.path.abspath(file)):
+            files[
+                name.replace(".", "/") + ("/__init__.py" if file.endswith("__init__.py") else ".py")
+            ] = file
+    return files
 
 
 def code_fingerprint(path: str, func: Callable[..., Any] | None) -> dict[str, Any]:
-    """sha256 of the files defining ``func`` (the named module and the function's own module)."""
+    """What binds a processor's code: for an installed distribution, its name, version and
+    the sha256 of its RECORD (which hashes every file it installed); otherwise the sha256
+    of every Python file of the processor's top-level package and of every module loaded
+    from the user's folders (its helpers), by path."""
     if func is None:
         from workers import __version__
 
         return {"workers": __version__}
     module_name = path.partition(":")[0]
-    files: dict[str, str] = {}
-    candidates = [getattr(sys.modules.get(module_name), "__file__", None)]
-    own = getattr(func, "__module__", None)
-    if own and own != module_name:
-        candidates.append(getattr(sys.modules.get(own), "__file__", None))
-    for file in candidates:
-        digest = _file_sha256(file)
-        if file and digest:
-            files[os.path.basename(file)] = digest
-    fingerprint: dict[str, Any] = {"files": files}
-    dist = _distribution(module_name, candidates[0])
-    if dist:
-        fingerprint["distribution"] = dist
-    return fingerprint
+    module = sys.modules.get(module_name)
+    dist = _distribution(module_name, getattr(module, "__file__", None))
+    if dist is not None:
+        return {
+            "distribution": f"{dist.metadata['Name']}=={dist.version}",
+            "record": _record_sha256(dist),
+        }
+    sources = _loaded_user_modules()
+    top = sys.modules.get(module_name.split(".", 1)[0])
+    sources.update(_package_files(top))
+    # The named module and the function's own, even from a folder taken for a library's.
+    for name in (module_name, getattr(func, "__module__", None)):
+        file = getattr(sys.modules.get(name or ""), "__file__", None)
+        if isinstance(file, str) and file not in sources.values():
+            sources[os.path.basename(file)] = file
+    files = {}
+    for rel in sorted(sources):
+        digest = _file_sha256(sources[rel])
+        if digest:
+            files[rel] = digest
+    return {"files": files}
 
 
 def processor_identity(

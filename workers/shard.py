@@ -27,9 +27,20 @@ from typing import Any
 
 import orjson
 
-from workers import checkpoints, cli, db, failures, layout, plugins, provenance, storage
+from workers import (
+    checkpoints,
+    cli,
+    db,
+    deadline,
+    failures,
+    layout,
+    plugins,
+    provenance,
+    storage,
+    usercode,
+)
 from workers.config import Environment, check_run_id
-from workers.errors import IncompleteError, ProcessingError, UsageError
+from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
 from workers.provenance import Generation
 from workers.shards import MAX_ITEM_BYTES, Shard, parse_index, parse_item
@@ -228,9 +239,20 @@ def expectations(cfg: ShardConfig) -> Expected:
             raise UsageError(
                 f"the plan pins processor {plan.processor.get('path')!r}; this shard runs "
                 + "; ".join(diffs)
-                + ": pass split and shard the same --processor, --batch-size and source columns"
+                + ": "
+                + _pin_advice(plan.processor, identity)
             )
     return Expected(plan, identity)
+
+
+def _pin_advice(pinned: dict[str, Any], identity: dict[str, Any]) -> str:
+    if {**pinned, "code": None} == {**identity, "code": None}:
+        # Only the code changed (a fix since split ran): the plan must pin the code of now.
+        return (
+            "run split again to pin the code of now (workers run --resume does), then the "
+            "shards: those the old code made are recomputed"
+        )
+    return "pass split and shard the same --processor, --batch-size and source columns"
 
 
 def committed_record(
@@ -294,23 +316,9 @@ def _processed(
     func: Callable[..., Any], path: str, batches: Iterable[tuple[list[dict[str, Any]], int]]
 ) -> Iterable[tuple[bytes, int, int, int]]:
     """Apply the processor per batch; yield (JSON Lines block, rows in, values out, last key)."""
-    from workers.values import default  # Decimal, bytes, timedelta the documented way
-
-    dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for batch, last_key in batches:
-        try:
-            out = list(func(batch))
-        except Exception as exc:
-            raise failures.user_code_error(
-                f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
-            ) from None
-        try:
-            block = b"".join([dumps(v, default=default, option=opt) for v in out])
-        except TypeError as exc:
-            raise ProcessingError(
-                f"processor {path} returned a value that is not JSON-serializable: {exc}"
-            ) from None
-        yield block, len(batch), len(out), last_key
+        out = usercode.call_processor(func, path, batch)
+        yield usercode.encode_values(out, path, func), len(batch), len(out), last_key
 
 
 def _copy_rows(
@@ -414,6 +422,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                     f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
                     "did the table change after split?"
                 )
+            deadline.check()  # user code may have swallowed it: a late part is never committed
             committing = time.perf_counter()
             writer.commit()
             commit_s = time.perf_counter() - committing

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers import cli, db, layout, provenance, shards, storage
+from workers import cli, db, layout, output, provenance, shards, storage
 from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
@@ -239,6 +238,34 @@ def plan_shards(cfg: SplitConfig) -> Cut:
         return Cut(stats.rows, items, "db-quantiles", generation, observed)
 
 
+def _previous_plan(store: str) -> layout.Plan | None:
+    """The plan this split replaces, if one is there and readable (it is rewritten anyway)."""
+    try:
+        return layout.read_plan_if_any(store)
+    except UsageError:
+        return None
+
+
+def report_repin(previous: layout.Plan | None, plan: layout.Plan, log: Logger) -> None:
+    """Say so when this plan replaces one of the same run and generation that pinned another
+    processor identity (the code was fixed, then the run resumed): every shard whose commit
+    or checkpoint the earlier identity made is recomputed, the others are reused."""
+    if previous is None or previous.run_id != plan.run_id:
+        return
+    if previous.processor is None or plan.processor is None:
+        return
+    if provenance.generation_id(previous.generation) != provenance.generation_id(plan.generation):
+        return
+    diffs = provenance.identity_differences(previous.processor, plan.processor)
+    if diffs:
+        log.warning(
+            "re-pinned",
+            message=f"the plan pinned processor {previous.processor.get('path')!r}, this split "
+            f"pins {'; '.join(diffs)}: shards made by the earlier one are recomputed, "
+            "the rows of the same generation are kept",
+        )
+
+
 def _work(cfg: SplitConfig, log: Logger) -> int:
     t0 = time.perf_counter()
     # Only a processor named to split is pinned ("" names the default): without one, merge
@@ -272,13 +299,15 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
             cut.generation.to_dict() if cut.generation else None,
             identity,
         )
+        report_repin(_previous_plan(cfg.store), plan, log)
         layout.write_plan(cfg.store, plan)
     if cfg.output_file:
         storage.write_bytes(cfg.output_file, data + b"\n")
     if cfg.shard_count_file:
         storage.write_bytes(cfg.shard_count_file, f"{len(items)}\n".encode())
-    sys.stdout.buffer.write(data + b"\n")
-    sys.stdout.flush()
+    out = output.declared()
+    out.write(data + b"\n")
+    out.flush()
     log.info(
         "planned",
         rows=total,

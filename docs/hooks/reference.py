@@ -36,6 +36,7 @@ COMMANDS = {
     "pipeline": "workers.pipeline",
     "timeline": "workers.timeline",
     "cleanup": "workers.cleanup",
+    "check": "workers.check",
     # The local runner's parser: its module moves with the runner's package (issue 23).
     "run": ("workers.runner.cli", "argo_local.cli"),
 }

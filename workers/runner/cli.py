@@ -274,6 +274,12 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
             f"  resuming: {earlier.name} ({earlier.phase or 'unknown phase'}); "
             f"{len(earlier.succeeded)} pod steps that succeeded are kept\n"
         )
+        again = resume.reruns([doc, *library.documents()])
+        if again:
+            sys.stderr.write(
+                f"  except steps of {', '.join(again)}: they run again and reuse only what the "
+                "code of now would make (workers.dev/resume: rerun)\n"
+            )
     if notes.ignored:
         progress(
             f"ignored locally (no meaning outside Kubernetes; each use is listed in run.json): "

@@ -12,7 +12,7 @@ import zlib
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, dataflow, expr, exprlang, params
+from workers.runner import artifacts, daemons, dataflow, expr, exprlang, params, resume
 from workers.runner.containers import Containers, Pod, Process
 from workers.runner.nodes import (
     ERROR,
@@ -46,7 +46,7 @@ class PodRuntime:
         self, node: Node, doc: Document, tmpl: dict[str, Any], scope: dict[str, str], where: str
     ) -> None:
         prior = self.run.resumed.get(node.name)
-        if prior is not None:
+        if prior is not None and resume.keeps(tmpl):
             # As argo retry keeps a succeeded node: its outputs feed the steps after it.
             with self.run.lock:
                 node.reused = True

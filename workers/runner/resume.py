@@ -8,6 +8,11 @@ failed is reused by shard's own commit check; one killed mid-part resumes after 
 checkpoint. produce is not repeated when it succeeded, so the data's generation (and every
 committed shard of it) stays valid.
 
+One exception to keeping a succeeded step: a template annotated ``workers.dev/resume: rerun``
+runs again, because it checks for itself what it can reuse (shard reuses a commit only when
+the processor's code is the same, split re-pins the processor): after the user fixed the code,
+resuming recomputes exactly what the old code made.
+
 The earlier run's record is its ``run.json`` (an Argo Workflow object).
 """
 
@@ -42,6 +47,28 @@ class Earlier:
 
 class ResumeError(RuntimeError):
     """Raised when the earlier run cannot be resumed as asked (bad record, other parameters)."""
+
+
+RERUN = ("workers.dev/resume", "rerun")
+"""The template annotation that makes ``--resume`` run a succeeded step again."""
+
+
+def keeps(template: dict[str, Any]) -> bool:
+    """Whether ``--resume`` keeps a succeeded pod step of this template instead of running it."""
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(RERUN[0]) != RERUN[1])
+
+
+def reruns(documents: list[Any]) -> list[str]:
+    """The names of the templates ``--resume`` runs again even when they succeeded."""
+    return sorted(
+        {
+            str(t.get("name"))
+            for d in documents
+            for t in ((d.body.get("spec") or {}).get("templates") or [])
+            if isinstance(t, dict) and not keeps(t)
+        }
+    )
 
 
 def run_folder(value: str, runs: Path) -> Path:
