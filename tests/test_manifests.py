@@ -280,7 +280,7 @@ def test_retry_expression(
     strategies = [
         t["retryStrategy"] for wt in lib.values() for t in wt.values() if "container" in t
     ]
-    assert len(strategies) == 6
+    assert len(strategies) == 7
     for s in strategies:
         assert s["retryPolicy"] == "Always"  # the expression alone decides, on every Argo >= 3.2
         assert mc.retry_decision(s["expression"], code, status, message) is retry
