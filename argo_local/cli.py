@@ -9,15 +9,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from argo_local import resume, runs
+from argo_local.engine.run import ERROR, Node, Options, Run
+from argo_local.model import configmaps, spec
+from argo_local.model.configmaps import ConfigMaps
+from argo_local.model.spec import Notes, SpecError
+from argo_local.model.wiring import Wiring, effective_spec, workflow_parameters
+from argo_local.pods.podenv import secret_lookup
+from argo_local.report import report
+from argo_local.report.progress import Progress
 from workers import cli
 from workers.config import redact
-from workers.runner import configmaps, report, resume, runs, spec
-from workers.runner.configmaps import ConfigMaps
-from workers.runner.engine import ERROR, Node, Options, Run
-from workers.runner.podenv import secret_lookup
-from workers.runner.progress import Progress
-from workers.runner.spec import Notes, SpecError
-from workers.runner.wiring import Wiring, effective_spec, workflow_parameters
 
 EPILOG = """examples:
   python -m workers run workers-pipeline                 # the pipeline on SQLite + a local folder

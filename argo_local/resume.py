@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner.runs import RECORD
+from argo_local.runs import RECORD
 
 
 @dataclass(frozen=True)

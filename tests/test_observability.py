@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from workers.runner import exprlang
-from workers.runner.expr import ExprError
-from workers.runner.metrics import PREFIX, MetricError, Registry, node_scope
+from argo_local.engine.metrics import PREFIX, MetricError, Registry, node_scope
+from argo_local.expr import exprlang
+from argo_local.expr.depends import ExprError
 
 try:  # tests/ may or may not become a package on other branches
     from tests import manifest_checks as mc
@@ -535,7 +535,7 @@ def test_local_run_pods_log_their_names_and_record_the_metrics(
     capsys: pytest.CaptureFixture[str],
     promtool: str,
 ) -> None:
-    from workers.runner.cli import main
+    from argo_local.cli import main
 
     monkeypatch.delenv("WORKERS_DATABASE_URL", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from runner_helpers import run_yaml
 
-from workers.runner import sandbox
+from argo_local.pods import sandbox
 
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 PY = sys.executable

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from workers.runner.cli import main
+from argo_local.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runner_helpers import one_pod_workflow, pod_node, run_process
 
-from workers.runner import sandbox
+from argo_local.pods import sandbox
 
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] else [])
 CANARY = "host-canary-7f3a9c"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.runner import cli, runs, sandbox
+from argo_local import cli, runs
+from argo_local.pods import sandbox
 
 try:  # tests/ may or may not become a package on other branches
     from tests import orders_example as orders

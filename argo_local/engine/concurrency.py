@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import params
+from argo_local.expr import params
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 
 def start_thread(work: Callable[[], None], run: Run, name: str) -> threading.Thread:

@@ -8,9 +8,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, params, steps, workflowscope
-from workers.runner.concurrency import parallelism_limit, start_thread
-from workers.runner.nodes import (
+from argo_local.engine import steps, workflowscope
+from argo_local.engine.concurrency import parallelism_limit, start_thread
+from argo_local.expr import depends as expr
+from argo_local.expr import params
+from argo_local.model.nodes import (
     ERROR,
     FAIL_FAST,
     FAILED,
@@ -21,10 +23,11 @@ from workers.runner.nodes import (
     Node,
     continues,
 )
-from workers.runner.spec import Document, SpecError
+from argo_local.model.spec import Document, SpecError
+from argo_local.pods import dataflow
 
 if TYPE_CHECKING:
-    from workers.runner.scheduling import Scheduler
+    from argo_local.engine.scheduling import Scheduler
 
 
 def run_dag(

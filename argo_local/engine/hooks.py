@@ -26,12 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, expr, exprlang, params, workflowscope
-from workers.runner.nodes import ERROR, FAILED, RUNNING, SKIPPED, SUCCEEDED, Node
-from workers.runner.spec import Document, SpecError
+from argo_local.engine import workflowscope
+from argo_local.expr import depends as expr
+from argo_local.expr import exprlang, params
+from argo_local.model.nodes import ERROR, FAILED, RUNNING, SKIPPED, SUCCEEDED, Node
+from argo_local.model.spec import Document, SpecError
+from argo_local.pods import artifacts
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 EXIT = "exit"
 COMPLETED = (SUCCEEDED, FAILED, ERROR)  # Argo's NodeStatus.Completed(): not Skipped/Omitted
@@ -93,7 +96,7 @@ class _Fired:
 
 
 class Hooks:
-    """The exit handlers and lifecycle hooks of one :class:`~workers.runner.engine.Run`."""
+    """The exit handlers and lifecycle hooks of one :class:`~argo_local.engine.run.Run`."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -377,6 +380,6 @@ class StepHooks:
 
 
 def _spawn(run: Run, name: str, work: Any) -> threading.Thread:
-    from workers.runner.concurrency import start_thread
+    from argo_local.engine.concurrency import start_thread
 
     return start_thread(work, run, name)

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workers.runner.params import ParamError
-from workers.runner.spec import seconds
+from argo_local.expr.params import ParamError
+from argo_local.model.spec import seconds
 
 KEY = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 """controller/cache/cache.go cacheKeyRegex: a key outside it is an error, not a miss."""

@@ -10,8 +10,8 @@ series a cluster's dashboard would chart.
 What differs from a cluster: a value is computed once per node (and once per attempt that is
 retried), not scraped over time; ``realtime`` gauges hold their final value; a metric whose
 variables cannot be resolved is a run warning where Argo sets the workflow's ``MetricsError``
-condition. Expression values (``{{=...}}``) are expr-lang (workers/runner/exprlang.py) and
-``when`` is govaluate (workers/runner/govaluate.py), as in Argo.
+condition. Expression values (``{{=...}}``) are expr-lang (argo_local/expr/exprlang.py) and
+``when`` is govaluate (argo_local/expr/govaluate.py), as in Argo.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.runner import expr, govaluate, params
+from argo_local.expr import depends as expr
+from argo_local.expr import govaluate, params
 
 PREFIX = "argo_workflows_"
 """What Argo's exporter puts before a custom metric's name (WithNamespace("argo_workflows"))."""

@@ -1,15 +1,15 @@
 """Executing a workflow: one :class:`Run` holds a run's state (nodes, scope, volumes,
 cancellation, warnings, metrics) and hands the work to its parts, each in its own module:
 
-* :mod:`~workers.runner.scheduling`: a template as a node (memoize, synchronization, retries);
-* :mod:`~workers.runner.steps`: steps, loops, ``when``, ``continueOn``, parallelism;
-* :mod:`~workers.runner.dags`: DAG tasks and their ``depends``;
-* :mod:`~workers.runner.pods`: the pod runtime (attempts, retries, deadlines);
-* :mod:`~workers.runner.processes`: a pod's containers as processes, their exit codes and outputs;
-* :mod:`~workers.runner.podenv`: what a pod sees (mounts, environment, secrets, argv);
-* :mod:`~workers.runner.dataflow`: inputs, outputs, their publication and aggregation;
-* :mod:`~workers.runner.hooks`: exit handlers and lifecycle hooks, the workflow's final phase;
-* :mod:`~workers.runner.workflowscope`: ``workflow.status``, ``workflow.duration``,
+* :mod:`~argo_local.engine.scheduling`: a template as a node (memoize, synchronization, retries);
+* :mod:`~argo_local.engine.steps`: steps, loops, ``when``, ``continueOn``, parallelism;
+* :mod:`~argo_local.engine.dags`: DAG tasks and their ``depends``;
+* :mod:`~argo_local.pods.pods`: the pod runtime (attempts, retries, deadlines);
+* :mod:`~argo_local.pods.processes`: a pod's containers as processes, their exit codes and outputs;
+* :mod:`~argo_local.pods.podenv`: what a pod sees (mounts, environment, secrets, argv);
+* :mod:`~argo_local.pods.dataflow`: inputs, outputs, their publication and aggregation;
+* :mod:`~argo_local.engine.hooks`: exit handlers and lifecycle hooks, the workflow's final phase;
+* :mod:`~argo_local.engine.workflowscope`: ``workflow.status``, ``workflow.duration``,
   ``workflow.failures`` and the global outputs (``globalName``).
 
 Node phases and outputs follow Argo's documented semantics; where a local run must differ
@@ -29,20 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.runner import (
-    artifacts,
-    configmaps,
-    daemons,
-    defaults,
-    metrics,
-    params,
-    sandbox,
-    workflowscope,
-)
-from workers.runner.configmaps import ConfigMaps
-from workers.runner.hooks import Hooks
-from workers.runner.memoize import Caches
-from workers.runner.nodes import (
+from argo_local.engine import metrics, workflowscope
+from argo_local.engine.hooks import Hooks
+from argo_local.engine.memoize import Caches
+from argo_local.engine.scheduling import Scheduler
+from argo_local.engine.synchronization import Locks, StopWaiting
+from argo_local.expr import params
+from argo_local.model import configmaps, defaults
+from argo_local.model.configmaps import ConfigMaps
+from argo_local.model.nodes import (
     DONE,
     ERROR,
     FAILED,
@@ -55,12 +50,11 @@ from workers.runner.nodes import (
     Node,
     node_id_of,
 )
-from workers.runner.podenv import PodEnvironment
-from workers.runner.pods import PodRuntime
-from workers.runner.processes import kill
-from workers.runner.scheduling import Scheduler
-from workers.runner.spec import Document, Library, Notes, SpecError
-from workers.runner.synchronization import Locks, StopWaiting
+from argo_local.model.spec import Document, Library, Notes, SpecError
+from argo_local.pods import artifacts, daemons, sandbox
+from argo_local.pods.podenv import PodEnvironment
+from argo_local.pods.pods import PodRuntime
+from argo_local.pods.processes import kill
 
 # Re-exported: the report, progress and CLI modules read a run's records through this module.
 __all__ = [

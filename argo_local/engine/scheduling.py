@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, dags, dataflow, expr, params, steps, workflowscope
-from workers.runner.nodes import (
+from argo_local.engine import dags, steps, workflowscope
+from argo_local.engine.synchronization import Lock, StopWaiting
+from argo_local.expr import depends as expr
+from argo_local.expr import params
+from argo_local.expr.params import ParamError
+from argo_local.model.nodes import (
     ERROR,
     FAILED,
     RUNNING,
@@ -22,17 +26,16 @@ from workers.runner.nodes import (
     Cancelled,
     Node,
 )
-from workers.runner.params import ParamError
-from workers.runner.pods import should_retry
-from workers.runner.spec import KINDS, Document, SpecError
-from workers.runner.synchronization import Lock, StopWaiting
+from argo_local.model.spec import KINDS, Document, SpecError
+from argo_local.pods import artifacts, dataflow
+from argo_local.pods.pods import should_retry
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 
 class Scheduler:
-    """Runs templates as nodes of one :class:`~workers.runner.engine.Run`."""
+    """Runs templates as nodes of one :class:`~argo_local.engine.run.Run`."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

@@ -2,7 +2,7 @@
 side by side; and what a step or a DAG task (:mod:`dags`) runs: its loop expanded
 (``withItems``, ``withParam``, ``withSequence``) into items started as ``parallelism`` frees
 slots, ``when`` checked, arguments resolved, its template run per item by the
-:class:`~workers.runner.scheduling.Scheduler`."""
+:class:`~argo_local.engine.scheduling.Scheduler`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import dataflow, expr, govaluate, params, workflowscope
-from workers.runner.concurrency import Limiter, parallelism_limit, start_thread
-from workers.runner.nodes import (
+from argo_local.engine import workflowscope
+from argo_local.engine.concurrency import Limiter, parallelism_limit, start_thread
+from argo_local.expr import depends as expr
+from argo_local.expr import govaluate, params
+from argo_local.expr.params import ParamError
+from argo_local.model.nodes import (
     ERROR,
     FAIL_FAST,
     FAILED,
@@ -23,11 +26,11 @@ from workers.runner.nodes import (
     Node,
     continues,
 )
-from workers.runner.params import ParamError
-from workers.runner.spec import Document, SpecError
+from argo_local.model.spec import Document, SpecError
+from argo_local.pods import dataflow
 
 if TYPE_CHECKING:
-    from workers.runner.scheduling import Scheduler
+    from argo_local.engine.scheduling import Scheduler
 
 
 def run_steps(

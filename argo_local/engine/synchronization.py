@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.runner.configmaps import ConfigMaps
-from workers.runner.params import ParamError
+from argo_local.expr.params import ParamError
+from argo_local.model.configmaps import ConfigMaps
 
 POLL_S = 0.05
 """How often a waiting node tries the slots again (flock has no timed wait)."""

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import params
-from workers.runner.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
+from argo_local.expr import params
+from argo_local.model.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
-    from workers.runner.spec import Document
+    from argo_local.engine.run import Run
+    from argo_local.model.spec import Document
 
 RUNNING = "Running"
 OUTPUTS = "workflow.outputs.parameters."

@@ -3,8 +3,8 @@
 Argo evaluates ``depends`` with expr-lang after rewriting each ``task.Result`` into a boolean;
 only task names, results, ``&&``, ``||``, ``!`` and parentheses can appear, so
 :func:`depends` is a small evaluator of its own. The other languages live in their own
-modules: ``when`` is govaluate (workers/runner/govaluate.py); ``retryStrategy.expression``,
-``valueFrom.expression`` and ``{{= }}`` tags are expr-lang (workers/runner/exprlang.py).
+modules: ``when`` is govaluate (argo_local/expr/govaluate.py); ``retryStrategy.expression``,
+``valueFrom.expression`` and ``{{= }}`` tags are expr-lang (argo_local/expr/exprlang.py).
 
 Nothing here calls ``eval``: a template is data, and must not run code in the runner.
 """

@@ -4,7 +4,7 @@ Argo evaluates ``retryStrategy.expression``, an output parameter's ``valueFrom.e
 every ``{{= ... }}`` tag with expr-lang, over an environment built by ``util/expr/env``
 (``GetFuncMap``): the scope's dotted names expanded into nested maps (``inputs.parameters.x`` is
 ``inputs.parameters['x']``; a hyphenated name needs the brackets), plus ``asInt``, ``asFloat``,
-``jsonpath``, ``toJson`` and the ``sprig`` function map (workers/runner/sprig.py).
+``jsonpath``, ``toJson`` and the ``sprig`` function map (argo_local/expr/sprig.py).
 
 expr-lang is typed, and Argo's variables are strings: ``"1" == 1`` is false, so
 ``lastRetry.exitCode == 75`` never holds and ``asInt(lastRetry.exitCode) == 75`` does. Numbers are
@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers.runner import golang
-from workers.runner.expr import ExprError
+from argo_local.expr import golang
+from argo_local.expr.depends import ExprError
 
 
 class ExprLangError(ExprError):
@@ -941,7 +941,7 @@ def _call(node: Node, s: _Scope) -> Any:
     if not callable(fn):
         name = callee[1] if callee[0] == "ident" else callee[2][1]
         if fn is None and callee[0] == "member":
-            from workers.runner import sprig
+            from argo_local.expr import sprig
 
             known = name in sprig.ALL_NAMES
             raise ExprLangError(
@@ -1408,14 +1408,14 @@ def expand(scope: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _json_path(text: Any, path: Any) -> Any:
-    from workers.runner import jsonpath
+    from argo_local.expr import jsonpath
 
     data = golang.from_json(_str_arg("jsonpath", text))
     return jsonpath.query(_str_arg("jsonpath", path), data)
 
 
 def _functions() -> dict[str, Any]:
-    from workers.runner import sprig
+    from argo_local.expr import sprig
 
     return {
         "asInt": Function("asInt", as_int),
@@ -1511,7 +1511,7 @@ def _check_names(node: Any, env: Mapping[str, Any], local: set[str]) -> None:
 
 def check(text: str) -> None:
     """Parse ``text`` and refuse, before anything runs, a function the runner does not have."""
-    from workers.runner import sprig
+    from argo_local.expr import sprig
 
     tree = parse(text)
 

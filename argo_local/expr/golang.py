@@ -102,7 +102,7 @@ def sprint(value: Any) -> str:
         return "map[" + " ".join(f"{sprint(k)}:{sprint(v)}" for k, v in items) + "]"
     if isinstance(value, bytes):
         return "[" + " ".join(str(b) for b in value) + "]"
-    from workers.runner import gotime
+    from argo_local.expr import gotime
 
     if isinstance(value, gotime.Time):
         try:
@@ -163,7 +163,7 @@ def marshal(value: Any, indent: str | None = None, _level: int = 0) -> str:
             return open_ + ",".join(items) + close
         inner = "\n" + indent * (_level + 1)
         return open_ + inner + ("," + inner).join(items) + "\n" + indent * _level + close
-    from workers.runner import gotime
+    from argo_local.expr import gotime
 
     if isinstance(value, gotime.Time):
         try:
@@ -350,7 +350,7 @@ def type_name(value: Any) -> str:
         return "map[string]interface {}"
     if callable(value):
         return "func"
-    from workers.runner import gotime
+    from argo_local.expr import gotime
 
     if isinstance(value, gotime.Time):
         return "time.Time"

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.runner import golang
-from workers.runner.expr import ExprError
+from argo_local.expr import golang
+from argo_local.expr.depends import ExprError
 
 
 class GovaluateError(ExprError):

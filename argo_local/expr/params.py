@@ -5,7 +5,7 @@ controller renders them with Go's ``encoding/json``: compact, ``<``, ``>`` and `
 decoded maps with sorted keys, raw JSON (a withParam item, a stdout) with its own key order.
 
 A ``{{= expression }}`` tag (the ``=`` right after the braces) is an expr-lang expression over
-the same scope (util/template/expression_template.go), evaluated by workers/runner/exprlang.py:
+the same scope (util/template/expression_template.go), evaluated by argo_local/expr/exprlang.py:
 its value replaces the tag, a string as it is and anything else as JSON.
 """
 
@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner.golang import json_float, json_string
+from argo_local.expr.golang import json_float, json_string
 
 TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 EXPRESSION_TAG = re.compile(r"\{\{=(.*?)\}\}", re.DOTALL)
@@ -110,7 +110,7 @@ def substitute(value: Any, scope: Mapping[str, str], where: str, *, strict: bool
         for m in EXPRESSION_TAG.finditer(value):
             parts.append(TAG.sub(one, value[pos : m.start()]))
             if env is None:
-                from workers.runner import exprlang
+                from argo_local.expr import exprlang
 
                 env = exprlang.environment(scope)
             parts.append(expression(m.group(1), env, where))
@@ -126,8 +126,8 @@ def substitute(value: Any, scope: Mapping[str, str], where: str, *, strict: bool
 
 def expression(text: str, env: Mapping[str, Any], where: str) -> str:
     """The text of one ``{{=text}}`` tag in ``env`` (an exprlang environment)."""
-    from workers.runner import exprlang
-    from workers.runner.expr import ExprError
+    from argo_local.expr import exprlang
+    from argo_local.expr.depends import ExprError
 
     try:
         return exprlang.render(exprlang.evaluate(text, env))
@@ -145,7 +145,7 @@ def integer(value: Any, what: str) -> int:
 
 def duration(value: Any) -> float:
     """An Argo duration: a number of seconds or a Go duration string (``10s``, ``2m``, ``1h30m``)."""
-    from workers.runner.spec import seconds
+    from argo_local.model.spec import seconds
 
     try:
         return seconds(value)

@@ -12,7 +12,7 @@ function it has but the runner does not (dates, crypto, semver, paths, network) 
 that reason before anything runs.
 
 The date functions format with Go's reference-time layouts (``sprig.date('2006-01-02', t)``,
-workers/runner/gotime.py). As in sprig, a date that is not a ``time.Time`` or Unix seconds
+argo_local/expr/gotime.py). As in sprig, a date that is not a ``time.Time`` or Unix seconds
 (a date *string*, such as ``workflow.creationTimestamp``) formats the current time.
 """
 
@@ -30,8 +30,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from workers.runner import golang, gotime
-from workers.runner.expr import ExprError
+from argo_local.expr import golang, gotime
+from argo_local.expr.depends import ExprError
 
 
 class SprigError(ExprError):
@@ -600,7 +600,7 @@ def _must_to_date(layout: Any, text: Any) -> gotime.Time:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    # dates (Go's reference-time layouts: workers/runner/gotime.py)
+    # dates (Go's reference-time layouts: argo_local/expr/gotime.py)
     "date": lambda layout, date: _date_in_zone(layout, date, "Local"),
     "dateInZone": _date_in_zone,
     "date_in_zone": _date_in_zone,

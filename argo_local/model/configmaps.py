@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.runner.params import ParamError
+from argo_local.expr.params import ParamError
 
 TYPE_LABEL = "workflows.argoproj.io/configmap-type"
 PARAMETER_TYPE = "Parameter"

@@ -462,8 +462,8 @@ _SPACED_EXPRESSION_TAG = re.compile(r"\{\{\s+=")
 def _check_expressions(doc: Any, path: str, source: str, *, whole: bool) -> None:
     """Parse every expr-lang expression (``{{=...}}`` tags, or the whole string) and refuse a
     function the runner does not implement, before anything runs."""
-    from workers.runner import exprlang, params
-    from workers.runner.expr import ExprError
+    from argo_local.expr import exprlang, params
+    from argo_local.expr.depends import ExprError
 
     for text_path, text in strings(doc, path):
         # a whole expression may hold {{inputs...}} tags, substituted before it is evaluated
@@ -804,7 +804,7 @@ def load_documents(path: Path) -> list[Document]:
 def _check_json_floats(body: Any, path: Path) -> None:
     """YAML's .nan/.inf have no JSON form: the CLI and the API server marshal the object with
     encoding/json and refuse it before the controller sees it."""
-    from workers.runner.golang import GoError, json_float
+    from argo_local.expr.golang import GoError, json_float
 
     for at, value in leaves(body, ""):
         if isinstance(value, float):
@@ -904,7 +904,7 @@ def default_manifests() -> Path:
     here = Path("manifests")
     if here.is_dir():
         return here
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2] / "workers"
     shipped = package / "manifests"
     if shipped.is_dir():
         return shipped

@@ -13,16 +13,12 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from workers.runner import artifacts, daemons, defaults, expr, params
-from workers.runner.configmaps import ConfigMapError, ConfigMaps
-from workers.runner.podenv import (
-    PYTHON_NAMES,
-    entrypoint_of,
-    image_search_path,
-    secret_lookup,
-    secret_volume_keys,
-)
-from workers.runner.spec import (
+from argo_local.engine.workflowscope import metadata_scope
+from argo_local.expr import depends as expr
+from argo_local.expr import params
+from argo_local.model import defaults
+from argo_local.model.configmaps import ConfigMapError, ConfigMaps
+from argo_local.model.spec import (
     IGNORED,
     TEMPLATE,
     Document,
@@ -32,7 +28,14 @@ from workers.runner.spec import (
     strings,
     validate,
 )
-from workers.runner.workflowscope import metadata_scope
+from argo_local.pods import artifacts, daemons
+from argo_local.pods.podenv import (
+    PYTHON_NAMES,
+    entrypoint_of,
+    image_search_path,
+    secret_lookup,
+    secret_volume_keys,
+)
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
 METRIC_VARIABLES = ("status", "duration", "exitCode", "retries", "outputs.result")
@@ -829,7 +832,7 @@ def _check_timeout(value: Any, where: str) -> None:
     text = str(value).strip()
     if "{{" in text:
         return
-    from workers.runner.params import ParamError, duration
+    from argo_local.expr.params import ParamError, duration
 
     try:
         duration(text)

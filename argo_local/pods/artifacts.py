@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.runner import sandbox
-from workers.runner.sandbox import Mount
+from argo_local.pods import sandbox
+from argo_local.pods.sandbox import Mount
 
 REPOSITORY = "artifacts"
 """The run folder's artifact repository (``RUN/artifacts/<key>``)."""
@@ -181,7 +181,7 @@ def _secret_var(name: str, key: str) -> str:
 
 
 def raise_(message: str) -> None:
-    from workers.runner.spec import SpecError
+    from argo_local.model.spec import SpecError
 
     raise SpecError(message)
 
@@ -453,7 +453,7 @@ def check_output_paths(tmpl: Mapping[str, Any], where: str) -> None:
 
 def resolve(path: str, view: Sequence[Mount]) -> tuple[str, Path]:
     """``path`` as the pod sees it: its final path in the pod and the host file behind it,
-    symlinks followed in the pod's own view (:func:`workers.runner.sandbox.pod_path`); a path
+    symlinks followed in the pod's own view (:func:`argo_local.pods.sandbox.pod_path`); a path
     that ends outside the pod's folders is refused, as the runner never reads the host's."""
     try:
         return sandbox.pod_path(path, view)

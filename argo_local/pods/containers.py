@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, params, sandbox
-from workers.runner.nodes import Node
-from workers.runner.podenv import PACKAGE_ROOT, of_image, remap_container, working_dir
-from workers.runner.spec import SpecError
+from argo_local.expr import params
+from argo_local.model.nodes import Node
+from argo_local.model.spec import SpecError
+from argo_local.pods import artifacts, daemons, sandbox
+from argo_local.pods.podenv import PACKAGE_ROOT, of_image, remap_container, working_dir
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 
 @dataclass

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.runner.nodes import Node
-from workers.runner.spec import SpecError
+from argo_local.model.nodes import Node
+from argo_local.model.spec import SpecError
 
 if TYPE_CHECKING:
     import subprocess
 
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 LOCAL_IP = "127.0.0.1"
 
@@ -49,7 +49,7 @@ class Daemon:
 
     def own(self, proc: subprocess.Popen[bytes]) -> None:
         """A process of the current attempt: killed with the daemon (now, if released)."""
-        from workers.runner.processes import kill
+        from argo_local.pods.processes import kill
 
         with self.changed:
             self.procs.append(proc)
@@ -98,7 +98,7 @@ class Daemon:
 
     def release(self, timeout: float = 30.0) -> None:
         """Kill the daemon's processes as its scope ends and wait until its node has ended."""
-        from workers.runner.processes import kill
+        from argo_local.pods.processes import kill
 
         with self.changed:
             self.released = True

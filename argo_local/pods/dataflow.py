@@ -11,16 +11,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, expr, exprlang, params, sandbox
-from workers.runner.configmaps import ConfigMapError
-from workers.runner.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
-from workers.runner.params import ParamError
+from argo_local.expr import depends as expr
+from argo_local.expr import exprlang, params
+from argo_local.expr.params import ParamError
+from argo_local.model.configmaps import ConfigMapError
+from argo_local.model.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
+from argo_local.pods import artifacts, sandbox
 
 MAX_RESULT_BYTES = 256 * 1024
 """The executor's ``maxAnnotationSize`` (workflow/executor/executor.go CaptureScriptResult)."""
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 
 def resolve_inputs(
@@ -213,7 +215,7 @@ def artifact_expression(text: str, scope: Mapping[str, str], where: str) -> dict
 def skipped_outputs(tmpl: Mapping[str, Any]) -> dict[str, str]:
     """What a Skipped or Omitted node that produced nothing offers the nodes after it
     (addSkippedNodeOutputsToScope, workflow/controller/scope.go): each declared output parameter
-    is its ``valueFrom.default``, or :class:`~workers.runner.params.Absent` without one; its
+    is its ``valueFrom.default``, or :class:`~argo_local.expr.params.Absent` without one; its
     ``outputs.result`` is not there at all."""
     out: dict[str, str] = {}
     for p in (tmpl.get("outputs") or {}).get("parameters") or []:

@@ -10,13 +10,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from argo_local.expr import params
+from argo_local.model.nodes import Node
+from argo_local.model.spec import SpecError
+from argo_local.pods import sandbox
 from workers import redaction
-from workers.runner import params, sandbox
-from workers.runner.nodes import Node
-from workers.runner.spec import SpecError
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
 
@@ -45,7 +46,7 @@ SECRETS_DIR = "secrets"
 
 
 class PodEnvironment:
-    """What each pod of one :class:`~workers.runner.engine.Run` sees."""
+    """What each pod of one :class:`~argo_local.engine.run.Run` sees."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

@@ -12,9 +12,10 @@ import zlib
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, dataflow, expr, exprlang, params
-from workers.runner.containers import Containers, Pod, Process
-from workers.runner.nodes import (
+from argo_local.expr import depends as expr
+from argo_local.expr import exprlang, params
+from argo_local.expr.params import ParamError
+from argo_local.model.nodes import (
     ERROR,
     FAILED,
     SUCCEEDED,
@@ -23,19 +24,20 @@ from workers.runner.nodes import (
     Node,
     node_id_of,
 )
-from workers.runner.params import ParamError
-from workers.runner.podenv import (
+from argo_local.model.spec import Document, SpecError
+from argo_local.pods import artifacts, daemons, dataflow
+from argo_local.pods.containers import Containers, Pod, Process
+from argo_local.pods.podenv import (
     SECRETS_DIR,
 )
-from workers.runner.processes import PodProcesses, end
-from workers.runner.spec import Document, SpecError
+from argo_local.pods.processes import PodProcesses, end
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
 
 
 class PodRuntime:
-    """Starts, waits for and retries the pods of one :class:`~workers.runner.engine.Run`."""
+    """Starts, waits for and retries the pods of one :class:`~argo_local.engine.run.Run`."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

@@ -19,18 +19,18 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.runner import artifacts, daemons, dataflow
-from workers.runner.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
-from workers.runner.params import ParamError
+from argo_local.expr.params import ParamError
+from argo_local.model.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
+from argo_local.pods import artifacts, daemons, dataflow
 
 if TYPE_CHECKING:
-    from workers.runner.containers import Process
-    from workers.runner.engine import Run
+    from argo_local.engine.run import Run
+    from argo_local.pods.containers import Process
 
 
 class PodProcesses:
     """Runs the containers of a pod's attempts as processes of one
-    :class:`~workers.runner.engine.Run`."""
+    :class:`~argo_local.engine.run.Run`."""
 
     def __init__(self, run: Run, secret: Callable[[str, str], str | None]) -> None:
         self.run = run
@@ -272,7 +272,7 @@ class PodProcesses:
 
 
 class Launcher:
-    """The container processes of one :class:`~workers.runner.engine.Run`: each started in a
+    """The container processes of one :class:`~argo_local.engine.run.Run`: each started in a
     session of its own and registered with the run (so that a stopped run kills its process
     group), waited for up to a deadline while its stderr is read live, then forgotten."""
 

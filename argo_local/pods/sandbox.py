@@ -188,7 +188,7 @@ def own_folder_layer(path: str) -> str:
     there, with the host's entries shown read-only over it (:func:`bwrap_command`), so what
     the pod creates there is its own; the path's missing part is created in that folder.
 
-    The same layer :func:`workers.runner.artifacts.prepare_pod` gives an output at a new path
+    The same layer :func:`argo_local.pods.artifacts.prepare_pod` gives an output at a new path
     below it, so an output written relative to the working folder is read where it landed.
     """
     if not path.startswith("/") or ".." in path.split("/"):

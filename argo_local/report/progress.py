@@ -24,7 +24,7 @@ from workers.redaction import redact
 from workers.timeline import fmt_s, short_name
 
 if TYPE_CHECKING:
-    from workers.runner.engine import Node, Run
+    from argo_local.engine.run import Node, Run
 
 _MARK = {
     "Succeeded": "ok  ",

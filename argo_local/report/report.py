@@ -1,5 +1,5 @@
 """What a run leaves behind: the final summary and ``run.json``, an Argo Workflow object
-(the live progress is :mod:`workers.runner.progress`, ``timeline.html`` :mod:`workers.timeline`).
+(the live progress is :mod:`argo_local.report.progress`, ``timeline.html`` :mod:`workers.timeline`).
 
 Secrets taken from the environment are replaced by ``***`` everywhere the runner
 writes; the per-pod stdout/stderr files are the processes' own output and are
@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from argo_local.engine.run import DONE, Attempt, Node, Run, node_id_of
+from argo_local.pods.sandbox import Mount, host_path
 from workers.redaction import redact, redact_values
-from workers.runner.engine import DONE, Attempt, Node, Run, node_id_of
-from workers.runner.sandbox import Mount, host_path
 from workers.timeline import percentile, short_name
 
 _MARK = {
