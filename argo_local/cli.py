@@ -1,4 +1,8 @@
-"""``python -m workers run FILE|TEMPLATE_NAME [-p name=value ...]``: run a workflow on this machine."""
+"""``PROG FILE|TEMPLATE_NAME [-p name=value ...]``: run a workflow on this machine.
+
+``PROG`` and what the product adds (help, version, the runs folder, its summary lines and
+timeline page) come from the :class:`~argo_local.embedding.Embedding` given to :func:`main`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from argo_local import resume, runs
+from argo_local.embedding import Embedding
 from argo_local.engine.run import ERROR, Node, Options, Run
 from argo_local.model import configmaps, spec
 from argo_local.model.configmaps import ConfigMaps
@@ -18,25 +23,9 @@ from argo_local.model.wiring import Wiring, effective_spec, workflow_parameters
 from argo_local.pods.podenv import secret_lookup
 from argo_local.report import report
 from argo_local.report.progress import Progress
-from workers import cli
-from workers.config import redact
+from workers.redaction import redact
 
-EPILOG = """examples:
-  python -m workers run workers-pipeline                 # the pipeline on SQLite + a local folder
-  python -m workers run workers-pipeline -p rows=1000000 -p rows-per-shard=100000
-  python -m workers run manifests/examples/workflow.yaml
-  python -m workers run my-workflow.yaml --sandbox remap # without bubblewrap
-  cd examples/orders && python -m workers run workers-pipeline \
-      -p generator=orders.generate:orders -p processor=orders.enrich:enrich
-                                                         # your own code, from the current folder
-  python -m workers run workers-pipeline -p rows=1000000 --resume workers-pipeline-x7k2p
-                                                         # a failed run again, keeping what succeeded
-
-Pods import your code from the current folder (or --code DIR) and every PYTHONPATH
-entry, bound read-only into each pod. Finished runs beyond the newest --keep are
-removed from the runs folder when a run starts.
-
-Secrets (env valueFrom.secretKeyRef) come from the environment: <SECRET>_<KEY>
+EPILOG = """Secrets (env valueFrom.secretKeyRef) come from the environment: <SECRET>_<KEY>
 (uppercased, - and . as _) or the container's env var name, else from .env.
 
 exit codes: 0 the workflow succeeded, 1 it failed, 2 it cannot run locally
@@ -46,15 +35,16 @@ exit codes: 0 the workflow succeeded, 1 it failed, 2 it cannot run locally
 KEEP_DEFAULT = 10
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(embedding: Embedding | None = None) -> argparse.ArgumentParser:
+    embedding = embedding or Embedding()
     p = argparse.ArgumentParser(
-        prog="python -m workers run",
+        prog=embedding.prog,
         description="Run an Argo Workflow, WorkflowTemplate or CronWorkflow with local processes.",
-        epilog=EPILOG,
+        epilog=embedding.epilog or EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a misspelt flag is an error, never a guess at another one
     )
-    cli.add_version_argument(p)
+    p.add_argument("--version", action="version", version=embedding.version)
     p.add_argument("target", metavar="FILE|TEMPLATE_NAME")
     p.add_argument(
         "-p",
@@ -73,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs",
         type=Path,
-        default=Path("workers-runs"),
-        help="runs folder (default ./workers-runs)",
+        default=embedding.runs_folder,
+        help=f"runs folder (default ./{embedding.runs_folder})",
     )
     p.add_argument(
         "--sandbox",
@@ -192,21 +182,21 @@ def _overrides(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, embedding: Embedding | None = None) -> int:
     locks: list[int] = []  # the run folder's lock, held while the run runs (runs.prune skips it)
     try:
-        return _main(argv, locks)
+        return _main(argv, locks, embedding or Embedding())
     finally:
         for fd in locks:
             os.close(fd)
 
 
-def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) -> int:
+    args = build_parser(embedding).parse_args(argv)
     progress = Progress()
     notes = Notes()
     try:
-        manifests = args.manifests or spec.default_manifests()
+        manifests = args.manifests or embedding.default_manifests()
         doc, library = spec.resolve_target(args.target, manifests)
         wf_spec = effective_spec(doc, library, notes)
         config_maps = ConfigMaps(configmaps.files_for(doc.source, manifests))
@@ -252,6 +242,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
                 dict(args.entrypoint),
                 dict(args.image_path),
                 dict(args.workdir),
+                embedding,
             ),
             progress,
         )
@@ -261,7 +252,7 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
         else:
             locks.append(runs.create(run_dir))
     except (SpecError, RuntimeError, OSError) as exc:
-        sys.stderr.write(f"python -m workers run: {exc}\n")
+        sys.stderr.write(f"{embedding.prog}: {exc}\n")
         return 2
     progress.run = run
     sys.stderr.write(
@@ -300,42 +291,42 @@ def _main(argv: Sequence[str] | None, locks: list[int]) -> int:
     (run_dir / "metrics.prom").write_text(
         redact(run.metrics.exposition(), tuple(run.secret_values))
     )
-    from workers import timeline
-
-    page = timeline.render_workflow(record)
-    (run_dir / "timeline.html").write_text(redact(page, tuple(run.secret_values)))
+    if embedding.timeline is not None:
+        page = embedding.timeline(record)
+        (run_dir / "timeline.html").write_text(redact(page, tuple(run.secret_values)))
     progress.close()
     print(report.summary_text(run, root))
-    output, summary = report.merged_output(run)
-    if output is not None:
-        print(f"merged output: {output}")
-    if summary is not None:
-        print(f"merge summary: {summary}")
-        _reconcile(summary)
+    for line in embedding.summary_lines(report.log_events(run)):
+        print(redact(line, tuple(run.secret_values)))
     for line in report.artifact_lines(run):
         print(redact(line, tuple(run.secret_values)))
     print(f"run log:       {run_dir / 'run.json'}")
-    print(f"timeline:      {run_dir / 'timeline.html'}")
+    if embedding.timeline is not None:
+        print(f"timeline:      {run_dir / 'timeline.html'}")
     print(f"metrics:       {run_dir / 'metrics.prom'}")
     print(f"duration:      {finished - run.created:.2f}s")
     phase, _ = report.workflow_phase(run, root)
     if phase != "Succeeded":
-        print(redact(f"resume:        {rerun_command(args, run_dir)}", tuple(run.secret_values)))
+        resume_line = f"resume:        {rerun_command(args, run_dir, embedding)}"
+        print(redact(resume_line, tuple(run.secret_values)))
         print("               (keeps the steps that succeeded; runs the failed and the rest)")
     return 0 if phase == "Succeeded" else 1
 
 
-def rerun_command(args: argparse.Namespace, run_dir: Path | None = None) -> str:
+def rerun_command(
+    args: argparse.Namespace, run_dir: Path | None = None, embedding: Embedding | None = None
+) -> str:
     """The command line that runs the same workflow with the same parameters again; with
     ``run_dir``, resuming that run (``--resume``)."""
     import shlex
 
-    argv = ["python", "-m", "workers", "run", str(args.target)]
+    embedding = embedding or Embedding()
+    argv = [*shlex.split(embedding.prog), str(args.target)]
     for item in args.parameter:
         argv += ["-p", item]
     if args.manifests:
         argv += ["--manifests", str(args.manifests)]
-    if args.runs != Path("workers-runs"):
+    if args.runs != embedding.runs_folder:
         argv += ["--runs", str(args.runs)]
     if args.sandbox != "auto":
         argv += ["--sandbox", args.sandbox]
@@ -370,34 +361,3 @@ def _pruned(folder: Path, current: Path, keep: int) -> str:
             "never removed: rm -r them when no runner uses them)"
         )
     return f"{folder}: " + ", ".join(parts) + (f"; --keep {keep}" if keep else "; --keep 0: all")
-
-
-def rows_line(totals: dict[str, object]) -> str | None:
-    """The summary's rows line: merged against produced, and what the processor changed."""
-    rows, expected, shards = totals.get("rows"), totals.get("rows_expected"), totals.get("shards")
-    if not isinstance(rows, int):
-        return None
-    if not isinstance(expected, int) or rows == expected:
-        produced = f"{expected:,}" if isinstance(expected, int) else "?"
-        return f"rows:          merged {rows:,} == produced {produced} in {shards} shards"
-    # merge succeeded, so every shard read its whole key range: any difference is the
-    # processor's own doing (it may drop rows or emit several values per row).
-    if rows < expected:
-        change = f"the processor dropped {expected - rows:,}"
-    else:
-        change = f"the processor added {rows - expected:,}"
-    return (
-        f"rows:          merged {rows:,} of {expected:,} produced rows in {shards} shards; {change}"
-    )
-
-
-def _reconcile(summary: Path) -> None:
-    import json
-
-    try:
-        totals = json.loads(summary.read_text()).get("totals") or {}
-    except (OSError, ValueError):
-        return
-    line = rows_line(totals)
-    if line is not None:
-        print(line)

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from argo_local.cli import main
+from workers.runadapter import main
 
 
 def newest_record(runs: Path, before: set[Path] | None = None) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from argo_local.cli import main
 from argo_local.expr import exprlang, golang, govaluate, jsonpath, sprig
 from argo_local.expr.depends import ExprError
+from workers.runadapter import main
 
 # ------------------------------------------------------------------ govaluate (when)
 

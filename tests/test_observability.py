@@ -535,7 +535,7 @@ def test_local_run_pods_log_their_names_and_record_the_metrics(
     capsys: pytest.CaptureFixture[str],
     promtool: str,
 ) -> None:
-    from argo_local.cli import main
+    from workers.runadapter import main
 
     monkeypatch.delenv("WORKERS_DATABASE_URL", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))

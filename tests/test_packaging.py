@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import workers
-from argo_local.model import spec
+from workers import runadapter
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION_LINE = f"workers {workers.__version__}\n"
@@ -120,9 +120,9 @@ def test_default_manifests_outside_a_checkout_is_the_repository_library(
 ) -> None:
     # In a checkout (editable install) there is no workers/manifests: the top-level one serves.
     monkeypatch.chdir(tmp_path)
-    assert spec.default_manifests() == REPO / "manifests"
+    assert runadapter.default_manifests() == REPO / "manifests"
     (tmp_path / "manifests").mkdir()
-    assert spec.default_manifests() == Path("manifests")
+    assert runadapter.default_manifests() == Path("manifests")
 
 
 SOURCE = ("pyproject.toml", "README.md", "LICENSE", "workers", "argo_local", "manifests")

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from argo_local.cli import main
 from tests.test_runner_semantics import MODES, nodes, outputs, root_of, run
+from workers.runadapter import main
 
 
 def repository(record: dict[str, Any]) -> Path:

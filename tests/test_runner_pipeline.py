@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from argo_local.cli import main
+from workers.runadapter import main
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"

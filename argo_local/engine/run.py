@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from argo_local.embedding import Embedding
 from argo_local.engine import metrics, workflowscope
 from argo_local.engine.hooks import Hooks
 from argo_local.engine.memoize import Caches
@@ -91,6 +92,8 @@ class Options:
     # An image's WORKDIR by image name (--workdir): the working folder of its containers
     # without ``workingDir``, as the container runtime gives it; images are not pulled.
     workdirs: dict[str, str] = field(default_factory=dict)
+    # What the program running the runner adds: its package in every pod, its defaults.
+    embedding: Embedding = field(default_factory=Embedding)
 
 
 class Run:
@@ -129,12 +132,12 @@ class Run:
         self.created = time.time()
         self.mode, self.mode_reason = sandbox.choose(options.sandbox)
         # The user's project and the host's PYTHONPATH: on every pod's PYTHONPATH after the
-        # runner's own package, and bound read-only into its mount namespace, so a generator
-        # or processor imports the same way wherever the runner was started.
+        # embedding product's own package, and bound read-only into its mount namespace, so a
+        # generator or processor imports the same way wherever the runner was started.
         self.code = (options.code or Path.cwd()).resolve()
-        self.import_paths = sandbox.import_paths(
-            self.code, os.environ.get("PYTHONPATH"), Path.cwd()
-        )
+        paths = sandbox.import_paths(self.code, os.environ.get("PYTHONPATH"), Path.cwd())
+        own = [p.resolve() for p in options.embedding.pod_import_paths]
+        self.import_paths = list(dict.fromkeys([*own, *paths]))
         self.volumes: dict[str, Path] = {}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.daemons = daemons.Daemons(self)

@@ -895,22 +895,6 @@ class Library:
         return target, tmpl
 
 
-def default_manifests() -> Path:
-    """``./manifests`` if present, else the library this package was installed with.
-
-    A wheel carries the repository's ``manifests/`` as ``workers/manifests`` (package data);
-    a source checkout or an editable install has it next to the package instead.
-    """
-    here = Path("manifests")
-    if here.is_dir():
-        return here
-    package = Path(__file__).resolve().parents[2] / "workers"
-    shipped = package / "manifests"
-    if shipped.is_dir():
-        return shipped
-    return package.parent / "manifests"
-
-
 def resolve_target(target: str, manifests: Path | None) -> tuple[Document, Library]:
     """The document to run for ``FILE|TEMPLATE_NAME`` and the template library around it."""
     lib = Library.scan(manifests)

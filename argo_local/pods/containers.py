@@ -16,7 +16,7 @@ from argo_local.expr import params
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
 from argo_local.pods import artifacts, daemons, sandbox
-from argo_local.pods.podenv import PACKAGE_ROOT, of_image, remap_container, working_dir
+from argo_local.pods.podenv import of_image, remap_container, working_dir
 
 if TYPE_CHECKING:
     from argo_local.engine.run import Run
@@ -181,7 +181,6 @@ class Containers:
             keep = [
                 (self.run.work_dir, True),
                 (pod.dir, False),
-                (PACKAGE_ROOT, False),
                 (Path(sys.prefix), False),
                 (Path(sys.base_prefix), False),
                 *((p, False) for p in self.run.import_paths if p.exists()),

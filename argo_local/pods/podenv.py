@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from argo_local.embedding import Secretless
 from argo_local.expr import params
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
 
 # The environment a pod would inherit from its image, not from the user's shell.
-_DATABASE_ENV = ("WORKERS_DATABASE_URL", "DATABASE_URL")
 _BASE_ENV = (
     "PATH",
     "HOME",
@@ -38,8 +38,6 @@ _BASE_ENV = (
     "SYSTEMROOT",
     "COVERAGE_PROCESS_START",
 )
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 SECRETS_DIR = "secrets"
 """A pod folder's subfolder for its secret volumes' files, removed when the pod ends."""
@@ -192,7 +190,7 @@ class PodEnvironment:
     ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         env["PATH"] = image_search_path(container.get("image"), self.run.options.image_paths)
-        pythonpath = [str(PACKAGE_ROOT), *(str(p) for p in self.run.import_paths)]
+        pythonpath = [str(p) for p in self.run.import_paths]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         # What Argo's controller adds to every main container (workflowpod.go; the workflow
         # name since 4.1), so a step sees the same names here as in a cluster.
@@ -254,16 +252,14 @@ class PodEnvironment:
                 continue
             value, looked = self.secret(str(ref.get("name")), str(ref.get("key")), name)
             if value is None:
-                if name in _DATABASE_ENV:
-                    # Pods of one run must share one database: the embedded default is a
-                    # SQLite file in the working folder, which differs per pod, so point
-                    # every pod at one file in the run's work folder instead.
-                    env[name] = f"sqlite:///{self.run.work_dir / 'workers.db'}"
-                    self.run.warn_once(
-                        f"secret {ref.get('name')}/{ref.get('key')} not found locally (looked for "
-                        f"{', '.join(looked)} in the environment and .env): every pod uses the "
-                        f"embedded SQLite database {self.run.work_dir / 'workers.db'}"
-                    )
+                # The embedding product may have a value for it (workers: one SQLite file for
+                # every pod of the run when its database secret is not found).
+                secret = f"{ref.get('name')}/{ref.get('key')}"
+                unset = Secretless(name, secret, ", ".join(looked), self.run.work_dir)
+                default = self.run.options.embedding.secretless_env(unset)
+                if default is not None:
+                    env[name], note = default
+                    self.run.warn_once(note)
                     continue
                 if not ref.get("optional"):
                     self.run.warn(

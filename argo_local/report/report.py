@@ -11,10 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from argo_local.embedding import LogEvent
 from argo_local.engine.run import DONE, Attempt, Node, Run, node_id_of
 from argo_local.pods.sandbox import Mount, host_path
 from workers.redaction import redact, redact_values
@@ -27,9 +30,6 @@ _MARK = {
     "Skipped": "skip",
     "Omitted": "omit",
 }
-
-RUNNER_FIELD = "workersRunner"
-"""The top-level side field of ``run.json`` holding what only the local runner knows."""
 
 LOOP_COLLAPSE = 5
 """Loops with more items than this are one summary line plus their slowest and failed items."""
@@ -138,7 +138,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
     so one reader serves ``argo get -o json``, ``kubectl get wf -o json`` and local runs.
 
     What only this runner knows (sandbox, folders, per-pod process details, ignored fields)
-    is under the side field :data:`RUNNER_FIELD`.
+    is under the side field the embedding names (:attr:`Embedding.record_field`).
     """
     nodes: dict[str, dict[str, Any]] = {}
     pods: dict[str, dict[str, Any]] = {}
@@ -246,7 +246,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             "workflows.argoproj.io/phase": phase,
             "workflows.argoproj.io/completed": "true",
         },
-        "annotations": {"workers.dev/runner": "python -m workers run (local processes)"},
+        "annotations": dict(run.options.embedding.annotations),
     }
     if meta.get("generateName"):
         metadata["generateName"] = meta["generateName"]
@@ -256,7 +256,7 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         "metadata": metadata,
         "spec": spec,
         "status": status,
-        RUNNER_FIELD: {
+        run.options.embedding.record_field: {
             "kind": run.doc.kind,
             "source": run.doc.source,
             "files": files,
@@ -310,8 +310,9 @@ def write_json(path: Path, record: dict[str, Any], secrets: set[str]) -> None:
     path.write_text(redact(text, secrets) + "\n")
 
 
-def merged_output(run: Run) -> tuple[Path | None, Path | None]:
-    """Where merge wrote its document and summary, from its log, mapped to host paths."""
+def log_events(run: Run) -> Iterator[LogEvent]:
+    """The JSON log events of the pod attempts that succeeded, the newest node's first (each
+    attempt's last event first), with the mapping of a path a pod names to the host's."""
     for node in sorted(run.nodes.values(), key=lambda n: n.finished or 0, reverse=True):
         for a in reversed(node.attempts):
             if a.phase != "Succeeded":
@@ -320,12 +321,7 @@ def merged_output(run: Run) -> tuple[Path | None, Path | None]:
             # run folder under /tmp, itself a mount target)
             mounts = [] if run.mode == "remap" else [Mount(Path(h), t) for t, h in a.mounts]
             for ev in reversed(a.events):
-                if ev.get("event") == "merged" and ev.get("output") not in (None, "-"):
-                    cwd = run.work_dir
-                    out = _host(str(ev["output"]), mounts, cwd)
-                    summary = _host(str(ev["summary"]), mounts, cwd) if ev.get("summary") else None
-                    return out, summary
-    return None, None
+                yield LogEvent(ev, partial(_host, mounts=mounts, cwd=run.work_dir))
 
 
 def _host(path: str, mounts: list[Mount], cwd: Path) -> Path:
