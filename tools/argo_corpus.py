@@ -1,6 +1,6 @@
 """Run Argo's own examples through the local runner and say which end as Argo says they do.
 
-    python benchmarks/argo_corpus.py ARGO_CHECKOUT [--jobs 2] [--only PATTERN] [--verbose]
+    python tools/argo_corpus.py ARGO_CHECKOUT [--jobs 2] [--only PATTERN] [--verbose]
         [--json FILE] [--timeout 120] [--target N] [--sandbox auto] [--entrypoint IMAGE=CMD]
 
 ARGO_CHECKOUT is an argo-workflows checkout (or a folder holding its ``examples/`` and
