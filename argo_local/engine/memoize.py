@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from argo_local.expr.params import ParamError
-from argo_local.model.spec import seconds
+from argo_local.expr.params import ParamError, seconds
 
 KEY = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 """controller/cache/cache.go cacheKeyRegex: a key outside it is an error, not a miss."""

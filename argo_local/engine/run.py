@@ -25,11 +25,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from argo_local.embedding import Embedding
 from argo_local.engine import metrics, workflowscope
 from argo_local.engine.hooks import Hooks
 from argo_local.engine.memoize import Caches
@@ -51,11 +49,12 @@ from argo_local.model.nodes import (
     Node,
     node_id_of,
 )
+from argo_local.model.options import Options
 from argo_local.model.spec import Document, Library, Notes, SpecError
 from argo_local.pods import artifacts, daemons, sandbox
 from argo_local.pods.podenv import PodEnvironment
 from argo_local.pods.pods import PodRuntime
-from argo_local.pods.processes import kill
+from argo_local.pods.signals import kill
 
 # Re-exported: the report, progress and CLI modules read a run's records through this module.
 __all__ = [
@@ -73,27 +72,6 @@ __all__ = [
     "Run",
     "node_id_of",
 ]
-
-
-@dataclass
-class Options:
-    sandbox: str = "auto"
-    verbose: bool = False
-    env_file: Path | None = None
-    code: Path | None = None  # the user's project, importable in every pod; default: cwd
-    manifests: Path | None = None  # the WorkflowTemplate folder, and its ConfigMaps
-    # An image's ENTRYPOINT by image name (with or without its tag): a container without
-    # ``command`` runs it with ``args`` after it, as a container runtime would (--entrypoint).
-    entrypoints: dict[str, list[str]] = field(default_factory=dict)
-    # Folders of an image's own programs, first on its pods' PATH (--image-path): a local pod
-    # runs this machine's programs, so where the image's differ (busybox's sh in alpine),
-    # the user names where to find its own.
-    image_paths: dict[str, list[str]] = field(default_factory=dict)
-    # An image's WORKDIR by image name (--workdir): the working folder of its containers
-    # without ``workingDir``, as the container runtime gives it; images are not pulled.
-    workdirs: dict[str, str] = field(default_factory=dict)
-    # What the program running the runner adds: its package in every pod, its defaults.
-    embedding: Embedding = field(default_factory=Embedding)
 
 
 class Run:

@@ -138,6 +138,24 @@ def expression(text: str, env: Mapping[str, Any], where: str) -> str:
 _ATOI = re.compile(r"[+-]?[0-9]+")
 
 
+GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(value: Any) -> float:
+    """A duration in seconds: a number, or a Go duration string (``10s``, ``2m``, ``1h30m``);
+    ValueError otherwise."""
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not GO_DURATION.fullmatch(text):
+        raise ValueError(f"bad duration {value!r}")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
 def integer(value: Any, what: str) -> int:
     """An integer field written as a number or a string of one (Kubernetes' IntOrString)."""
     return _int(value, what)
@@ -145,8 +163,6 @@ def integer(value: Any, what: str) -> int:
 
 def duration(value: Any) -> float:
     """An Argo duration: a number of seconds or a Go duration string (``10s``, ``2m``, ``1h30m``)."""
-    from argo_local.model.spec import seconds
-
     try:
         return seconds(value)
     except ValueError:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from argo_local.expr import params
+
 
 class SpecError(ValueError):
     """A document cannot be run locally; the message names the field path and the file."""
@@ -462,7 +464,7 @@ _SPACED_EXPRESSION_TAG = re.compile(r"\{\{\s+=")
 def _check_expressions(doc: Any, path: str, source: str, *, whole: bool) -> None:
     """Parse every expr-lang expression (``{{=...}}`` tags, or the whole string) and refuse a
     function the runner does not implement, before anything runs."""
-    from argo_local.expr import exprlang, params
+    from argo_local.expr import exprlang
     from argo_local.expr.depends import ExprError
 
     for text_path, text in strings(doc, path):
@@ -537,7 +539,6 @@ def check(doc: Any, schema: Any, path: str, source: str, notes: Notes) -> None:
 
 
 _TAG = re.compile(r"\{\{.*?\}\}")
-_GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
@@ -585,7 +586,7 @@ def scalar_problem(value: Any, kind: str) -> str:
             return ""
         if isinstance(value, str):
             text = value.strip()
-            if _TAG.search(text) or _GO_DURATION.fullmatch(text):
+            if _TAG.search(text) or params.GO_DURATION.fullmatch(text):
                 return ""
             try:
                 float(text)
@@ -594,23 +595,6 @@ def scalar_problem(value: Any, kind: str) -> str:
                 pass
         return f'expected a duration such as "30s", "2m" or "1h", got {_kind(value)}'
     raise AssertionError(kind)
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def seconds(value: Any) -> float:
-    """A duration in seconds: a number, or a Go duration string (``10s``, ``2m``, ``1h30m``);
-    ValueError otherwise."""
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if not _GO_DURATION.fullmatch(text):
-        raise ValueError(f"bad duration {value!r}")
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 def leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:

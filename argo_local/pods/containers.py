@@ -10,16 +10,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.expr import params
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
 from argo_local.pods import artifacts, daemons, sandbox
-from argo_local.pods.podenv import of_image, remap_container, working_dir
+from argo_local.pods.podenv import EnvRun, PodEnvironment, of_image, remap_container, working_dir
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class ContainerRun(EnvRun, Protocol):
+    """What a pod's containers need of their run, besides the pod's environment."""
+
+    artifact_repository: Path
+    code: Path
+    mode: str
+    podenv: PodEnvironment
 
 
 @dataclass
@@ -56,7 +62,7 @@ class Containers:
     """Makes the processes of one run's pods (:class:`Process`), given the run and how its
     pods' secrets are looked up."""
 
-    def __init__(self, run: Run, secret: Callable[[str, str], str | None]) -> None:
+    def __init__(self, run: ContainerRun, secret: Callable[[str, str], str | None]) -> None:
         self.run = run
         self.secret = secret
 

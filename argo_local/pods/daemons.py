@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
@@ -27,7 +27,15 @@ from argo_local.model.spec import SpecError
 if TYPE_CHECKING:
     import subprocess
 
-    from argo_local.engine.run import Run
+
+class DaemonRun(Protocol):
+    """What a run's daemons need of it."""
+
+    cancel: threading.Event
+    nodes: dict[str, Node]
+
+    def warn_once(self, message: str) -> None: ...
+
 
 LOCAL_IP = "127.0.0.1"
 
@@ -49,7 +57,7 @@ class Daemon:
 
     def own(self, proc: subprocess.Popen[bytes]) -> None:
         """A process of the current attempt: killed with the daemon (now, if released)."""
-        from argo_local.pods.processes import kill
+        from argo_local.pods.signals import kill
 
         with self.changed:
             self.procs.append(proc)
@@ -98,7 +106,7 @@ class Daemon:
 
     def release(self, timeout: float = 30.0) -> None:
         """Kill the daemon's processes as its scope ends and wait until its node has ended."""
-        from argo_local.pods.processes import kill
+        from argo_local.pods.signals import kill
 
         with self.changed:
             self.released = True
@@ -120,7 +128,7 @@ class Daemon:
 class Daemons:
     """The run's live daemons, by the steps or DAG node whose end kills them."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: DaemonRun) -> None:
         self.run = run
         self.lock = threading.Lock()
         self.live: list[Daemon] = []
@@ -157,7 +165,7 @@ class Daemons:
             d.flag()
 
 
-def boundary_of(run: Run, node: Node) -> str | None:
+def boundary_of(run: DaemonRun, node: Node) -> str | None:
     """The nearest steps or DAG node above ``node``: the scope whose end kills a daemon."""
     parent = run.nodes.get(node.parent) if node.parent else None
     while parent is not None and parent.type not in ("Steps", "DAG"):

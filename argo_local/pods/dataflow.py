@@ -9,24 +9,35 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.expr import depends as expr
 from argo_local.expr import exprlang, params
 from argo_local.expr.params import ParamError
-from argo_local.model.configmaps import ConfigMapError
+from argo_local.model.configmaps import ConfigMapError, ConfigMaps
 from argo_local.model.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
 from argo_local.pods import artifacts, sandbox
 
 MAX_RESULT_BYTES = 256 * 1024
 """The executor's ``maxAnnotationSize`` (workflow/executor/executor.go CaptureScriptResult)."""
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class FlowRun(Protocol):
+    """What inputs and outputs need of a run: its global scope and ConfigMaps."""
+
+    scope: dict[str, str]
+    config_maps: ConfigMaps
+
+    def warn(self, text: str) -> None: ...
 
 
 def resolve_inputs(
-    run: Run, tmpl: Mapping[str, Any], arguments: Mapping[str, Any], where: str, *, lenient: bool
+    run: FlowRun,
+    tmpl: Mapping[str, Any],
+    arguments: Mapping[str, Any],
+    where: str,
+    *,
+    lenient: bool,
 ) -> dict[str, str]:
     """A template's input parameters as common.ProcessArgs sets them: the argument's value, else
     a ``valueFrom.configMapKeyRef`` (the argument's, which replaces the input's, or the
@@ -77,7 +88,7 @@ def resolve_inputs(
 
 
 def _from_config_map(
-    run: Run, pname: str, ref: Mapping[str, Any], value_from: Mapping[str, Any], where: str
+    run: FlowRun, pname: str, ref: Mapping[str, Any], value_from: Mapping[str, Any], where: str
 ) -> Any:
     """common/util.go substituteAndGetConfigMapValue: the ConfigMap's name and key see the
     global variables; a missing ConfigMap or key (not a wrong label) falls back to

@@ -8,17 +8,35 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.embedding import Secretless
 from argo_local.expr import params
+from argo_local.model.configmaps import ConfigMaps
 from argo_local.model.nodes import Node
+from argo_local.model.options import Options
 from argo_local.model.spec import SpecError
 from argo_local.pods import sandbox
 from workers import redaction
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class EnvRun(Protocol):
+    """What a pod's environment needs of its run."""
+
+    name: str
+    spec: dict[str, Any]
+    scope: dict[str, str]
+    config_maps: ConfigMaps
+    import_paths: list[Path]
+    options: Options
+    secret_values: set[str]
+    volumes: dict[str, Path]
+    work_dir: Path
+
+    def volume_dir(self, vname: str) -> Path: ...
+    def warn(self, text: str) -> None: ...
+    def warn_once(self, message: str) -> None: ...
+
 
 PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
 
@@ -46,7 +64,7 @@ SECRETS_DIR = "secrets"
 class PodEnvironment:
     """What each pod of one :class:`~argo_local.engine.run.Run` sees."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: EnvRun) -> None:
         self.run = run
         self._dotenv: dict[str, str] | None = None
 

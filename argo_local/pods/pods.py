@@ -9,8 +9,10 @@ import shutil
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from argo_local.expr import depends as expr
 from argo_local.expr import exprlang, params
@@ -27,19 +29,38 @@ from argo_local.model.nodes import (
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import artifacts, daemons, dataflow
 from argo_local.pods.containers import Containers, Pod, Process
+from argo_local.pods.daemons import DaemonRun, Daemons
 from argo_local.pods.podenv import (
     SECRETS_DIR,
 )
-from argo_local.pods.processes import PodProcesses, end
+from argo_local.pods.processes import PodProcesses, ProcessRun, end
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class PodsRun(ProcessRun, DaemonRun, Protocol):
+    """What the pod runtime needs of a run (the scheduler's side: :meth:`PodRuntime.run_pod`)."""
+
+    daemons: Daemons
+    resumed: dict[str, Any]
+    run_dir: Path
+    wf_limit: threading.BoundedSemaphore | None
+
+    def check_cancel(self) -> None: ...
+    def template_metrics(
+        self,
+        tmpl: Mapping[str, Any],
+        node: Node,
+        where: str,
+        status: str,
+        duration: float,
+        retries: int,
+        outputs: Mapping[str, Any],
+    ) -> None: ...
 
 
 class PodRuntime:
     """Starts, waits for and retries the pods of one :class:`~argo_local.engine.run.Run`."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: PodsRun) -> None:
         self.run = run
         self.containers = Containers(run, self.secret)
         self.pod_processes = PodProcesses(run, self.secret)

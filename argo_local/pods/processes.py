@@ -9,30 +9,52 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.expr.params import ParamError
 from argo_local.model.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
 from argo_local.pods import artifacts, daemons, dataflow
+from argo_local.pods.containers import ContainerRun
+from argo_local.pods.dataflow import FlowRun
+from argo_local.pods.signals import kill
 
 if TYPE_CHECKING:
-    from argo_local.engine.run import Run
     from argo_local.pods.containers import Process
+
+
+class ProcessRun(ContainerRun, FlowRun, Protocol):
+    """What a pod's processes need of their run."""
+
+    cancel: threading.Event
+    cancel_reason: str
+    lock: threading.RLock
+    processes: dict[int, subprocess.Popen[bytes]]
+    progress: Callable[[str, Node | None], None]
+
+    def new_node(
+        self,
+        name: str,
+        display: str,
+        type_: str,
+        template: str,
+        parent: Node | None,
+        *,
+        hooked: bool = False,
+    ) -> Node: ...
+    def finish(self, node: Node, phase: str, message: str = "") -> Node: ...
 
 
 class PodProcesses:
     """Runs the containers of a pod's attempts as processes of one
     :class:`~argo_local.engine.run.Run`."""
 
-    def __init__(self, run: Run, secret: Callable[[str, str], str | None]) -> None:
+    def __init__(self, run: ProcessRun, secret: Callable[[str, str], str | None]) -> None:
         self.run = run
         self.secret = secret
         self.launcher = Launcher(run)
@@ -276,7 +298,7 @@ class Launcher:
     session of its own and registered with the run (so that a stopped run kills its process
     group), waited for up to a deadline while its stderr is read live, then forgotten."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: ProcessRun) -> None:
         self.run = run
         self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
 
@@ -394,17 +416,3 @@ def end(attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt
 def _fresh(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-
-    def hard() -> None:
-        time.sleep(2)
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    threading.Thread(target=hard, daemon=True).start()
