@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.expr import params
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class Stoppable(Protocol):
+    """A run a failing thread stops."""
+
+    def stop(self, reason: str) -> None: ...
+    def warn(self, text: str) -> None: ...
 
 
-def start_thread(work: Callable[[], None], run: Run, name: str) -> threading.Thread:
+def start_thread(work: Callable[[], None], run: Stoppable, name: str) -> threading.Thread:
     def guarded() -> None:
         try:
             work()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from argo_local.engine import steps, workflowscope
 from argo_local.engine.concurrency import parallelism_limit, start_thread
+from argo_local.engine.steps import StepsScheduler
 from argo_local.expr import depends as expr
 from argo_local.expr import params
 from argo_local.model.nodes import (
@@ -26,12 +27,9 @@ from argo_local.model.nodes import (
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import dataflow
 
-if TYPE_CHECKING:
-    from argo_local.engine.scheduling import Scheduler
-
 
 def run_dag(
-    sched: Scheduler,
+    sched: StepsScheduler,
     node: Node,
     doc: Document,
     tmpl: dict[str, Any],

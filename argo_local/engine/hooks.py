@@ -24,17 +24,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.engine import workflowscope
+from argo_local.engine.concurrency import Stoppable
+from argo_local.engine.needs import NodeRun, TemplateRunner
+from argo_local.engine.workflowscope import ScopeRun
 from argo_local.expr import depends as expr
 from argo_local.expr import exprlang, params
 from argo_local.model.nodes import ERROR, FAILED, RUNNING, SKIPPED, SUCCEEDED, Node
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import artifacts
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class HookRun(NodeRun, ScopeRun, Stoppable, Protocol):
+    """What exit handlers and lifecycle hooks need of a run."""
+
+    doc: Document
+    parameters: dict[str, str]
+    deadline_exceeded: bool
+
+    @property
+    def scheduler(self) -> TemplateRunner: ...
+
 
 EXIT = "exit"
 COMPLETED = (SUCCEEDED, FAILED, ERROR)  # Argo's NodeStatus.Completed(): not Skipped/Omitted
@@ -98,7 +110,7 @@ class _Fired:
 class Hooks:
     """The exit handlers and lifecycle hooks of one :class:`~argo_local.engine.run.Run`."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: HookRun) -> None:
         self.run = run
         self.lock = threading.Lock()
         self.workflow = _Fired()
@@ -379,7 +391,7 @@ class StepHooks:
         return scope
 
 
-def _spawn(run: Run, name: str, work: Any) -> threading.Thread:
+def _spawn(run: HookRun, name: str, work: Any) -> threading.Thread:
     from argo_local.engine.concurrency import start_thread
 
     return start_thread(work, run, name)

@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.engine import dags, steps, workflowscope
-from argo_local.engine.synchronization import Lock, StopWaiting
+from argo_local.engine.memoize import Caches
+from argo_local.engine.steps import StepsRun
+from argo_local.engine.synchronization import Lock, Locks, StopWaiting
 from argo_local.expr import depends as expr
 from argo_local.expr import params
 from argo_local.expr.params import ParamError
@@ -28,16 +30,22 @@ from argo_local.model.nodes import (
 )
 from argo_local.model.spec import KINDS, Document, SpecError
 from argo_local.pods import artifacts, dataflow
-from argo_local.pods.pods import should_retry
+from argo_local.pods.pods import PodRuntime, PodsRun, should_retry
 
-if TYPE_CHECKING:
-    from argo_local.engine.run import Run
+
+class SchedRun(StepsRun, PodsRun, Protocol):
+    """What scheduling needs of a run: its nodes, the pod runtime, memoize caches and
+    synchronization locks."""
+
+    caches: Caches
+    locks: Locks
+    pods: PodRuntime
 
 
 class Scheduler:
     """Runs templates as nodes of one :class:`~argo_local.engine.run.Run`."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: SchedRun) -> None:
         self.run = run
 
     def run_template(

@@ -9,10 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from argo_local.engine import workflowscope
-from argo_local.engine.concurrency import Limiter, parallelism_limit, start_thread
+from argo_local.engine.concurrency import Limiter, Stoppable, parallelism_limit, start_thread
+from argo_local.engine.hooks import Hooks
+from argo_local.engine.needs import NodeRun, TemplateRunner
+from argo_local.engine.workflowscope import ScopeRun
 from argo_local.expr import depends as expr
 from argo_local.expr import govaluate, params
 from argo_local.expr.params import ParamError
@@ -29,12 +32,23 @@ from argo_local.model.nodes import (
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import dataflow
 
-if TYPE_CHECKING:
-    from argo_local.engine.scheduling import Scheduler
+
+class StepsRun(NodeRun, ScopeRun, Stoppable, Protocol):
+    """What steps and DAGs need of a run."""
+
+    hooks: Hooks
+
+
+class StepsScheduler(TemplateRunner, Protocol):
+    """What steps and DAGs need of the scheduler (:mod:`scheduling` runs them)."""
+
+    @property
+    def run(self) -> StepsRun: ...
+    def template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None: ...
 
 
 def run_steps(
-    sched: Scheduler,
+    sched: StepsScheduler,
     node: Node,
     doc: Document,
     tmpl: dict[str, Any],
@@ -117,7 +131,7 @@ def run_steps(
 
 
 def run_task(
-    sched: Scheduler,
+    sched: StepsScheduler,
     step: dict[str, Any],
     doc: Document,
     scope: dict[str, str],
@@ -251,7 +265,7 @@ def loop_items(step: Mapping[str, Any], scope: Mapping[str, str], where: str) ->
 
 
 def run_item(
-    sched: Scheduler,
+    sched: StepsScheduler,
     step: Mapping[str, Any],
     doc: Document,
     tmpl: dict[str, Any],

@@ -8,35 +8,48 @@ operate, addParamToGlobalScope, addArtifactToGlobalScope)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.expr import params
 from argo_local.model.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
 
 if TYPE_CHECKING:
-    from argo_local.engine.run import Run
     from argo_local.model.spec import Document
+
+
+class ScopeRun(Protocol):
+    """What the workflow's own variables are made of."""
+
+    name: str
+    created: float
+    scope: dict[str, str]
+    nodes: dict[str, Node]
+    lock: threading.RLock
+    global_outputs: dict[str, str]
+    global_artifacts: dict[str, dict[str, Any]]
+
 
 RUNNING = "Running"
 OUTPUTS = "workflow.outputs.parameters."
 ARTIFACTS = "workflow.outputs.artifacts."
 
 
-def start(run: Run) -> None:
+def start(run: ScopeRun) -> None:
     """The runtime variables while the workflow runs (``setGlobalRuntimeParameters``)."""
     run.scope["workflow.status"] = RUNNING
     run.scope["workflow.duration"] = duration(run)
 
 
-def duration(run: Run) -> str:
+def duration(run: ScopeRun) -> str:
     """Seconds since the workflow started, formatted as Go's ``%f`` (six decimals)."""
     return f"{max(time.time() - run.created, 0.0):f}"
 
 
-def refresh(run: Run, scope: dict[str, str]) -> dict[str, str]:
+def refresh(run: ScopeRun, scope: dict[str, str]) -> dict[str, str]:
     """Bring a template's scope up to date with the workflow's: the controller adds the global
     outputs to a steps or DAG scope at each pass (``addWorkflowOutputsToLocalScope``) and the
     runtime variables at each reconciliation."""
@@ -61,7 +74,7 @@ def workflow_status(phase: str) -> str:
     return SUCCEEDED
 
 
-def failures(run: Run) -> str:
+def failures(run: ScopeRun) -> str:
     """``workflow.failures``: every Failed or Error node as ``{displayName, message,
     templateName, phase, podName, finishedAt}``, JSON as Go marshals it, then quoted with Go's
     ``strconv.Quote`` as the controller stores it (so it survives a shell's double quotes);
@@ -86,7 +99,13 @@ def failures(run: Run) -> str:
 
 
 def _failure(
-    run: Run, name: str, display: str, n: Node, phase: str, message: str, finished: float | None
+    run: ScopeRun,
+    name: str,
+    display: str,
+    n: Node,
+    phase: str,
+    message: str,
+    finished: float | None,
 ) -> dict[str, Any]:
     return {
         "displayName": display,
@@ -159,7 +178,7 @@ def go_quote(text: str) -> str:
 
 
 def export(
-    run: Run, node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
+    run: ScopeRun, node: Node, tmpl: Mapping[str, Any], scope: Mapping[str, str], where: str
 ) -> None:
     """A node's output parameters and artifacts with a ``globalName``: set (or overwritten, the
     latest node winning) as ``workflow.outputs.parameters.NAME`` /
