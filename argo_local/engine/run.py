@@ -34,7 +34,7 @@ from argo_local.engine.memoize import Caches
 from argo_local.engine.scheduling import Scheduler
 from argo_local.engine.synchronization import Locks, StopWaiting
 from argo_local.expr import params
-from argo_local.model import configmaps, defaults
+from argo_local.model import checks, configmaps, defaults
 from argo_local.model.configmaps import ConfigMaps
 from argo_local.model.nodes import (
     DONE,
@@ -159,7 +159,7 @@ class Run:
         self.scope["workflow.parameters"] = every
         self.scope.setdefault("workflow.parameters.json", every)
         self.scope.update(
-            workflowscope.metadata_scope(doc, spec, self.scope["workflow.creationTimestamp"])
+            checks.metadata_scope(doc, spec, self.scope["workflow.creationTimestamp"])
         )
         workflowscope.start(self)
 

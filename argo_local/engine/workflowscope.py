@@ -18,7 +18,7 @@ from argo_local.expr import params
 from argo_local.model.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
 
 if TYPE_CHECKING:
-    from argo_local.model.spec import Document
+    pass
 
 
 class ScopeRun(Protocol):
@@ -212,23 +212,3 @@ def export(
         with run.lock:
             run.global_artifacts[name] = exported
             run.scope[ARTIFACTS + name] = json.dumps(exported)
-
-
-def metadata_scope(doc: Document, spec: Mapping[str, Any], created: str) -> dict[str, str]:
-    """docs/variables.md's workflow metadata variables: ``workflow.labels.<NAME>`` and
-    ``workflow.annotations.<NAME>`` (and ``.json``), ``workflow.mainEntrypoint``,
-    ``workflow.creationTimestamp.RFC3339``, and for a CronWorkflow ``workflow.scheduledTime``,
-    which a local run of it, started now, takes as its creation time."""
-    meta = doc.body.get("metadata") or {}
-    scope = {
-        "workflow.mainEntrypoint": str(spec.get("entrypoint") or ""),
-        "workflow.creationTimestamp.RFC3339": created,
-    }
-    for kind in ("labels", "annotations"):
-        values = {str(k): str(v) for k, v in (meta.get(kind) or {}).items()}
-        for k, v in values.items():
-            scope[f"workflow.{kind}.{k}"] = v
-        scope[f"workflow.{kind}.json"] = json.dumps(values, sort_keys=True, separators=(",", ":"))
-    if doc.kind == "CronWorkflow":
-        scope["workflow.scheduledTime"] = created
-    return scope

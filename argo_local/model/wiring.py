@@ -13,10 +13,10 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from argo_local.engine.workflowscope import metadata_scope
 from argo_local.expr import depends as expr
 from argo_local.expr import params
-from argo_local.model import defaults
+from argo_local.model import checks, defaults
+from argo_local.model.checks import metadata_scope
 from argo_local.model.configmaps import ConfigMapError, ConfigMaps
 from argo_local.model.spec import (
     IGNORED,
@@ -28,7 +28,7 @@ from argo_local.model.spec import (
     strings,
     validate,
 )
-from argo_local.pods import artifacts, daemons
+from argo_local.pods import artifacts
 from argo_local.pods.podenv import (
     PYTHON_NAMES,
     entrypoint_of,
@@ -597,7 +597,7 @@ class Wiring:
                     )
             self.check_config_sources(tmpl, c, f"{where}: {label}")
             if tmpl.get("daemon") and c.get("readinessProbe") is not None:
-                daemons.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
+                checks.check_probe(c["readinessProbe"], f"{where}: {label}.readinessProbe")
             wd = c.get("workingDir")
             if wd and "{{" not in str(wd) and not str(wd).startswith("/"):
                 # the container runtime refuses it (OCI runtime spec: process.cwd "MUST be an

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from argo_local.expr import params
+from argo_local.model import checks
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
 from argo_local.pods import artifacts, daemons, sandbox
@@ -239,7 +240,7 @@ class Containers:
             if probe is None:
                 continue
             pwhere = f"{where}: container {name}: readinessProbe"
-            daemons.check_probe(probe, pwhere)
+            checks.check_probe(probe, pwhere)
             ports = {
                 str(p["name"]): int(p["containerPort"])
                 for p in c.get("ports") or []

@@ -39,8 +39,6 @@ class DaemonRun(Protocol):
 
 LOCAL_IP = "127.0.0.1"
 
-PROBE_KINDS = ("exec", "httpGet", "tcpSocket")
-
 
 class Daemon:
     """The lifetime of one daemon node: its live processes, readiness and release."""
@@ -171,28 +169,6 @@ def boundary_of(run: DaemonRun, node: Node) -> str | None:
     while parent is not None and parent.type not in ("Steps", "DAG"):
         parent = run.nodes.get(parent.parent) if parent.parent else None
     return parent.id if parent is not None else None
-
-
-def check_probe(probe: Any, where: str) -> None:
-    """A readiness probe this runner can run, or a SpecError naming the field."""
-    if not isinstance(probe, Mapping):
-        raise SpecError(f"{where}: expected a mapping")
-    kinds = [k for k in PROBE_KINDS if probe.get(k) is not None]
-    if "grpc" in probe:
-        raise SpecError(f"{where}.grpc: gRPC readiness probes are not run locally")
-    if len(kinds) != 1:
-        raise SpecError(f"{where}: needs exactly one of {', '.join(PROBE_KINDS)}")
-    for key in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "successThreshold"):
-        if key in probe and not _is_number(probe[key]):
-            raise SpecError(f"{where}.{key}: expected a number of seconds, got {probe[key]!r}")
-    if kinds[0] == "exec" and not isinstance(probe["exec"].get("command"), list):
-        raise SpecError(f"{where}.exec.command: expected a list")
-    if kinds[0] in ("httpGet", "tcpSocket") and probe[kinds[0]].get("port") is None:
-        raise SpecError(f"{where}.{kinds[0]}.port: required")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Readiness:
