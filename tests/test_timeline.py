@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from argo_local.cli import main as run_main
 from workers import timeline
+from workers.runadapter import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
