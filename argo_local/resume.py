@@ -54,7 +54,7 @@ def run_folder(value: str, runs: Path) -> Path:
 
 def read(folder: Path) -> Earlier:
     """The earlier run's name, phase, parameters and succeeded pod steps, from its run.json."""
-    from workers.timeline import parse_time
+    from workers.timeline.model import parse_time
 
     if not (folder / RECORD).is_file():
         raise ResumeError(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RUNNER_USES = {"workers.redaction", "workers.timeline"}
+RUNNER_USES = {"workers.redaction", "workers.timeline.model"}
 """The ``workers`` modules the runner may import: secrets' masking and time formatting."""
 
 RUNNER_USERS = {"workers.runadapter"}

@@ -13,7 +13,8 @@ knows: its sandbox, folders, pods' mounts); :mod:`workers.timeline` reads it by 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +53,26 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ``python -m workers.<step>``; they never need the runner)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from argo_local.cli import main as run_main
+def local_side(wf: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What only a local run's record (``run.json``) holds: its sandbox, folders and each pod's
+    mounts; None for a cluster's Workflow object."""
+    side = wf.get(RECORD_FIELD)
+    return side if isinstance(side, dict) else None
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        from argo_local.cli import main as run_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "argo_local":
+            raise
+        # The container image leaves the runner out (its pods never use it).
+        sys.stderr.write(
+            f"{PROG}: the local runner (package argo_local) is not installed here; the "
+            "workers image holds only the steps: run workflows from a pip install of "
+            "fanout-workers\n"
+        )
+        return 2
     return run_main(argv, embedding())
 
 
@@ -152,6 +170,6 @@ def _reconcile(summary: Path) -> str | None:
 
 
 def timeline_page(record: dict[str, Any]) -> str:
-    from workers import timeline
+    from workers.timeline.html import render_workflow
 
-    return timeline.render_workflow(record)
+    return render_workflow(record)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from workers.redaction import redact
-from workers.timeline import fmt_s, short_name
+from workers.timeline.model import fmt_s, short_name
 
 if TYPE_CHECKING:
     from argo_local.engine.run import Node, Run

@@ -1,5 +1,5 @@
 """What a run leaves behind: the final summary and ``run.json``, an Argo Workflow object
-(the live progress is :mod:`argo_local.report.progress`, ``timeline.html`` :mod:`workers.timeline`).
+(the live progress is :mod:`argo_local.report.progress`, ``timeline.html`` is the embedding program's).
 
 Secrets taken from the environment are replaced by ``***`` everywhere the runner
 writes; the per-pod stdout/stderr files are the processes' own output and are
@@ -21,7 +21,7 @@ from argo_local.embedding import LogEvent
 from argo_local.engine.run import DONE, Attempt, Node, Run, node_id_of
 from argo_local.pods.sandbox import Mount, host_path
 from workers.redaction import redact, redact_values
-from workers.timeline import percentile, short_name
+from workers.timeline.model import percentile, short_name
 
 _MARK = {
     "Succeeded": "ok  ",
