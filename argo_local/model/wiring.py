@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from argo_local.expr import depends as expr
@@ -347,59 +348,73 @@ class Wiring:
             )
 
     def visit(self, doc: Document, tmpl: Mapping[str, Any]) -> None:
+        """Check one template, then each template its steps or tasks run (a walker per kind:
+        :meth:`visit_suspend`, :meth:`visit_composite`, :meth:`visit_pod`, :meth:`visit_step`)."""
         # an inline template has no name: each is its own template
         key = (doc.source, doc.name, str(tmpl.get("name") or f"inline-{id(tmpl)}"))
         if key in self.seen:
             return
         self.seen.add(key)
         where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
-        inputs = {str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []}
         self.wrap(lambda: artifacts.check_template(tmpl, where, self.secret))
-        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
-            # validate.go validateOutputParameter: a literal value or a valueFrom, not both
-            pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
-            if p.get("value") is not None and p.get("valueFrom") is not None:
-                raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
-            if p.get("value") is None and p.get("valueFrom") is None:
-                raise SpecError(f"{pwhere} does not have valueFrom or value specified")
+        _check_output_parameters(tmpl, where)
         local = local_tags(tmpl)
+        _check_pod_fields(tmpl, where)
         children: dict[str, tuple[Document, Any]] = {}
         steps: list[dict[str, Any]] = []
-        if "dag" in tmpl:
-            check_dag(tmpl, where)
-        leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
-        for field in ("daemon", "sidecars", "initContainers"):
-            if tmpl.get(field) and not (leaf and (field != "daemon" or "containerSet" not in tmpl)):
-                raise SpecError(
-                    f"{where}: {field} needs a container or script template (it runs a pod)"
-                )
-        # A steps, dag or suspend template's own timeout is refused by spec.validate (validate.go
-        # checks the templates as written); one merged from templateDefaults is checked here.
-        _check_timeout(tmpl.get("timeout"), where)
         if "suspend" in tmpl:
-            self.check_suspend(tmpl, where)
+            self.visit_suspend(tmpl, where)
         elif "steps" in tmpl or "dag" in tmpl:
-            if tmpl.get("activeDeadlineSeconds") is not None:
-                # fields.md Template.activeDeadlineSeconds: "only applicable to container
-                # and script templates"; the controller gives it no meaning elsewhere.
-                self.notes.add(
-                    f"{where}: activeDeadlineSeconds on a steps/dag template has no effect "
-                    "(Argo applies it to container and script templates only)"
-                )
-            if "steps" in tmpl:
-                steps = [s for group in tmpl["steps"] or [] for s in group or []]
-            else:
-                steps = list(tmpl["dag"].get("tasks") or [])
-            for s in steps:
-                swhere = f"{where}: step {s.get('name')}"
-                children[str(s["name"])] = self.template(doc, s, swhere)
-            if "dag" in tmpl:
-                self.check_target(tmpl, {str(s["name"]) for s in steps}, where)
+            steps, children = self.visit_composite(doc, tmpl, where)
         else:
-            self.check_pod(tmpl, where)
-            artifacts.check_output_paths(tmpl, where)
-        prefix = "steps" if "steps" in tmpl else "tasks"
-        # fields ignored locally are never substituted; metrics have variables of their own
+            self.visit_pod(tmpl, where)
+        tags = _TagContext(
+            inputs={str(p["name"]) for p in (tmpl.get("inputs") or {}).get("parameters") or []},
+            children=children,
+            prefix="steps" if "steps" in tmpl else "tasks",
+            looped={str(s["name"]) for s in steps if _loops(s)},
+        )
+        self.check_template_tags(tmpl, where, local, tags)
+        self.collect_globals(tmpl)
+        self.check_metric_tags(tmpl, where, tags)
+        for s in steps:
+            self.visit_step(doc, tmpl, s, children, where)
+
+    def visit_suspend(self, tmpl: Mapping[str, Any], where: str) -> None:
+        self.check_suspend(tmpl, where)
+
+    def visit_composite(
+        self, doc: Document, tmpl: Mapping[str, Any], where: str
+    ) -> tuple[list[dict[str, Any]], dict[str, tuple[Document, Any]]]:
+        """A steps or DAG template: its steps (or tasks) and the template each runs."""
+        if tmpl.get("activeDeadlineSeconds") is not None:
+            # fields.md Template.activeDeadlineSeconds: "only applicable to container
+            # and script templates"; the controller gives it no meaning elsewhere.
+            self.notes.add(
+                f"{where}: activeDeadlineSeconds on a steps/dag template has no effect "
+                "(Argo applies it to container and script templates only)"
+            )
+        if "steps" in tmpl:
+            steps = [s for group in tmpl["steps"] or [] for s in group or []]
+        else:
+            steps = list(tmpl["dag"].get("tasks") or [])
+        children: dict[str, tuple[Document, Any]] = {}
+        for s in steps:
+            swhere = f"{where}: step {s.get('name')}"
+            children[str(s["name"])] = self.template(doc, s, swhere)
+        if "dag" in tmpl:
+            self.check_target(tmpl, {str(s["name"]) for s in steps}, where)
+        return steps, children
+
+    def visit_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
+        self.check_pod(tmpl, where)
+        artifacts.check_output_paths(tmpl, where)
+
+    def check_template_tags(
+        self, tmpl: Mapping[str, Any], where: str, local: set[str], tags: _TagContext
+    ) -> None:
+        """Every ``{{...}}`` of the template's fields (not its metrics: they have variables of
+        their own, nor fields ignored locally, never substituted) resolves."""
         meaningful = {
             k: v for k, v in tmpl.items() if TEMPLATE.get(k) != IGNORED and k != "metrics"
         }
@@ -417,7 +432,6 @@ class Wiring:
                     for t in meaningful["dag"].get("tasks") or []
                 ],
             }
-        looped = {str(s["name"]) for s in steps if _loops(s)}
         for path, text in strings(meaningful, ""):
             for m in params.TAG.finditer(text):
                 if m.group(1).startswith("="):
@@ -425,9 +439,16 @@ class Wiring:
                 if m.group(1) in local:
                     continue
                 self.check_tag(
-                    m.group(1), inputs, children, prefix, f"{where}: {path.lstrip('.')}", looped
+                    m.group(1),
+                    tags.inputs,
+                    tags.children,
+                    tags.prefix,
+                    f"{where}: {path.lstrip('.')}",
+                    tags.looped,
                 )
-        outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
+
+    def collect_globals(self, tmpl: Mapping[str, Any]) -> None:
+        """The global outputs (parameters and artifacts) the template exports."""
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
             gname = str(p.get("globalName") or "")
             if params.TAG.search(gname):
@@ -440,6 +461,10 @@ class Wiring:
                 self.any_global_artifact = True
             elif gname:
                 self.global_artifacts.add(gname)
+
+    def check_metric_tags(self, tmpl: Mapping[str, Any], where: str, tags: _TagContext) -> None:
+        """A metric's tags: the node's own variables, declared outputs, or what the template sees."""
+        outputs = {str(p["name"]) for p in (tmpl.get("outputs") or {}).get("parameters") or []}
         for path, text in strings(tmpl.get("metrics") or {}, "metrics"):
             for m in params.TAG.finditer(text):
                 tag = m.group(1)
@@ -453,56 +478,64 @@ class Wiring:
                             "such output parameter"
                         )
                     continue
-                self.check_tag(tag, inputs, children, prefix, mwhere, looped)
-        for s in steps:
-            sdoc, stmpl = children[str(s["name"])]
-            swhere = f"{where}: step {s['name']}"
-            sargs = s.get("arguments") or {}
-            self.wrap(
-                lambda sargs=sargs, swhere=swhere: artifacts.check_arguments(
-                    sargs, swhere, self.secret
-                )
+                self.check_tag(tag, tags.inputs, tags.children, tags.prefix, mwhere, tags.looped)
+
+    def visit_step(
+        self,
+        doc: Document,
+        tmpl: Mapping[str, Any],
+        s: dict[str, Any],
+        children: dict[str, tuple[Document, Any]],
+        where: str,
+    ) -> None:
+        """One step or task: its arguments against the template it runs, its dependencies, then
+        that template, and its hooks."""
+        sdoc, stmpl = children[str(s["name"])]
+        swhere = f"{where}: step {s['name']}"
+        sargs = s.get("arguments") or {}
+        self.wrap(
+            lambda sargs=sargs, swhere=swhere: artifacts.check_arguments(sargs, swhere, self.secret)
+        )
+        self.check_supplied(sargs, sdoc, stmpl, swhere)
+        if "dag" in tmpl:
+            deps = str(s.get("depends") or " && ".join(s.get("dependencies") or []))
+            names = set(expr.depends_names(deps)) if deps.strip() else set()
+            for art in sargs.get("artifacts") or []:
+                ref = str(art.get("from") or "")
+                if ref.startswith("{{tasks."):
+                    task = ref.removeprefix("{{tasks.").split(".")[0]
+                    if task not in names:
+                        # validate.go validateDAGTaskArgumentDependency
+                        raise SpecError(
+                            f"{swhere}: missing dependency '{task}' for artifact "
+                            f"'{art.get('name')}'"
+                        )
+        given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
+        for p in (s.get("arguments") or {}).get("parameters") or []:
+            _check_value_from(p, f"{where}: step {s['name']}: arguments.parameters.")
+            if p.get("enum") is not None:
+                value = None if p.get("value") is None else params.render(p["value"])
+                _check_enum(p, value, f"{where}: step {s['name']}: arguments.parameters")
+        for p in (stmpl.get("inputs") or {}).get("parameters") or []:
+            if p["name"] in given or _has_source(p):
+                continue
+            raise SpecError(
+                f"{where}: step {s['name']} does not supply input parameter {p['name']!r} "
+                f"of template {stmpl.get('name')} ({sdoc.source})"
             )
-            self.check_supplied(sargs, sdoc, stmpl, swhere)
-            if "dag" in tmpl:
-                deps = str(s.get("depends") or " && ".join(s.get("dependencies") or []))
-                names = set(expr.depends_names(deps)) if deps.strip() else set()
-                for art in sargs.get("artifacts") or []:
-                    ref = str(art.get("from") or "")
-                    if ref.startswith("{{tasks."):
-                        task = ref.removeprefix("{{tasks.").split(".")[0]
-                        if task not in names:
-                            # validate.go validateDAGTaskArgumentDependency
-                            raise SpecError(
-                                f"{swhere}: missing dependency '{task}' for artifact "
-                                f"'{art.get('name')}'"
-                            )
-            given = {str(p["name"]) for p in (s.get("arguments") or {}).get("parameters") or []}
-            for p in (s.get("arguments") or {}).get("parameters") or []:
-                _check_value_from(p, f"{where}: step {s['name']}: arguments.parameters.")
-                if p.get("enum") is not None:
-                    value = None if p.get("value") is None else params.render(p["value"])
-                    _check_enum(p, value, f"{where}: step {s['name']}: arguments.parameters")
-            for p in (stmpl.get("inputs") or {}).get("parameters") or []:
-                if p["name"] in given or _has_source(p):
-                    continue
-                raise SpecError(
-                    f"{where}: step {s['name']} does not supply input parameter {p['name']!r} "
-                    f"of template {stmpl.get('name')} ({sdoc.source})"
-                )
-            if "depends" in s:
-                try:
-                    for dep in expr.depends_names(str(s["depends"])):
-                        if dep not in children:
-                            raise SpecError(
-                                f"{where}: task {s['name']} depends on unknown task {dep!r}"
-                            )
-                except expr.ExprError as exc:
-                    raise SpecError(f"{where}: task {s['name']}: {exc}") from None
-            self.visit(sdoc, stmpl)
-            if s.get("hooks") or s.get("onExit"):
-                workflow_args = {str(k) for k in self.parameters}
-                self.hooks(doc, s, f"{where}: step {s['name']}", workflow_args)
+        if "depends" in s:
+            try:
+                for dep in expr.depends_names(str(s["depends"])):
+                    if dep not in children:
+                        raise SpecError(
+                            f"{where}: task {s['name']} depends on unknown task {dep!r}"
+                        )
+            except expr.ExprError as exc:
+                raise SpecError(f"{where}: task {s['name']}: {exc}") from None
+        self.visit(sdoc, stmpl)
+        if s.get("hooks") or s.get("onExit"):
+            workflow_args = {str(k) for k in self.parameters}
+            self.hooks(doc, s, f"{where}: step {s['name']}", workflow_args)
 
     def check_target(self, tmpl: Mapping[str, Any], names: set[str], where: str) -> None:
         """validate.go validateDAGTargets: each literal target names a task."""
@@ -910,3 +943,39 @@ def check_dag(tmpl: Mapping[str, Any], where: str) -> None:
                     f"{twhere}: dependency '{dep}' uses an items-based condition such as "
                     ".AnySucceeded or .AllFailed but does not contain any items"
                 )
+
+
+@dataclass(frozen=True)
+class _TagContext:
+    """What a template's ``{{...}}`` tags may name: its inputs, its steps' (or tasks') outputs."""
+
+    inputs: set[str]
+    children: dict[str, tuple[Document, Any]]
+    prefix: str  # "steps" or "tasks"
+    looped: set[str]
+
+
+def _check_output_parameters(tmpl: Mapping[str, Any], where: str) -> None:
+    """Each output parameter has a value or a valueFrom, not both."""
+    for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+        # validate.go validateOutputParameter: a literal value or a valueFrom, not both
+        pwhere = f"{where}: outputs.parameters[{p.get('name')}]"
+        if p.get("value") is not None and p.get("valueFrom") is not None:
+            raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
+        if p.get("value") is None and p.get("valueFrom") is None:
+            raise SpecError(f"{pwhere} does not have valueFrom or value specified")
+
+
+def _check_pod_fields(tmpl: Mapping[str, Any], where: str) -> None:
+    """A DAG's shape, pod-only fields on a template that runs a pod, and a merged timeout."""
+    if "dag" in tmpl:
+        check_dag(tmpl, where)
+    leaf = any(k in tmpl for k in ("container", "script", "containerSet"))
+    for field in ("daemon", "sidecars", "initContainers"):
+        if tmpl.get(field) and not (leaf and (field != "daemon" or "containerSet" not in tmpl)):
+            raise SpecError(
+                f"{where}: {field} needs a container or script template (it runs a pod)"
+            )
+    # A steps, dag or suspend template's own timeout is refused by spec.validate (validate.go
+    # checks the templates as written); one merged from templateDefaults is checked here.
+    _check_timeout(tmpl.get("timeout"), where)
