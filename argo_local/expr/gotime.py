@@ -608,12 +608,7 @@ def parse(layout: str, value: str, local: Location = LOCAL) -> Time:
     offset 0 (``GMT+3``: +3 hours), as Go fabricates one; ``local`` must be a fixed zone.
     """
     alayout, avalue = layout, value
-    year, month, day, yday = 0, -1, -1, -1
-    hour = minute = second = nsec = 0
-    utc = False
-    zone_offset: int | None = None
-    zone_name = ""
-    pm_set = am_set = False
+    f = _Fields()
 
     def fail(detail: str = "") -> TimeError:
         return TimeError(f"parsing time {_q(avalue)} as {_q(alayout)}: cannot parse{detail}")
@@ -630,135 +625,182 @@ def parse(layout: str, value: str, local: Location = LOCAL) -> Time:
             break
         layout = suffix
         hold = value
-        code = chunk.code
-        range_error = ""
         try:
-            if code == YEAR:
-                if len(value) < 2:
-                    raise TimeError("bad year")
-                year = _atoi(value[:2])
-                year += 1900 if year >= 69 else 2000
-                value = value[2:]
-            elif code == LONG_YEAR:
-                if len(value) < 4 or not "0" <= value[0] <= "9":
-                    raise TimeError("bad year")
-                year, value = _atoi(value[:4]), value[4:]
-            elif code in (MONTH, LONG_MONTH):
-                index, value = _lookup(SHORT_MONTHS if code == MONTH else LONG_MONTHS, value)
-                month = index + 1
-            elif code in (NUM_MONTH, ZERO_MONTH):
-                month, value = _getnum(value, code == ZERO_MONTH)
-                if not 1 <= month <= 12:
-                    range_error = "month"
-            elif code in (WEEKDAY, LONG_WEEKDAY):
-                _index, value = _lookup(SHORT_DAYS if code == WEEKDAY else LONG_DAYS, value)
-            elif code in (DAY, UNDER_DAY, ZERO_DAY):
-                if code == UNDER_DAY and value[:1] == " ":
-                    value = value[1:]
-                day, value = _getnum(value, code == ZERO_DAY)
-            elif code in (UNDER_YEAR_DAY, ZERO_YEAR_DAY):
-                for _ in range(2):
-                    if code == UNDER_YEAR_DAY and value[:1] == " ":
-                        value = value[1:]
-                yday, value = _getnum3(value, code == ZERO_YEAR_DAY)
-                if not 1 <= yday <= 366:
-                    range_error = "day-of-year"
-            elif code == HOUR24:
-                hour, value = _getnum(value, False)
-                if hour >= 24:
-                    range_error = "hour"
-            elif code in (HOUR12, ZERO_HOUR12):
-                hour, value = _getnum(value, code == ZERO_HOUR12)
-                if hour > 12:
-                    range_error = "hour"
-            elif code in (MINUTE_, ZERO_MINUTE):
-                minute, value = _getnum(value, code == ZERO_MINUTE)
-                if minute >= 60:
-                    range_error = "minute"
-            elif code in (SECOND_, ZERO_SECOND):
-                second, value = _getnum(value, code == ZERO_SECOND)
-                if second >= 60:
-                    range_error = "second"
-                elif len(value) >= 2 and value[0] in ".," and "0" <= value[1] <= "9":
-                    _p, following, _s = next_chunk(layout)
-                    if following is None or following.code not in (FRAC0, FRAC9):
-                        # a fraction the layout does not have is taken anyway
-                        n = 2
-                        while n < len(value) and "0" <= value[n] <= "9":
-                            n += 1
-                        nsec, value = _parse_nanos(value, n), value[n:]
-            elif code in (PM, PM_LOWER):
-                if len(value) < 2:
-                    raise TimeError("bad pm")
-                p, value = value[:2], value[2:]
-                if p == ("PM" if code == PM else "pm"):
-                    pm_set = True
-                elif p == ("AM" if code == PM else "am"):
-                    am_set = True
-                else:
-                    raise TimeError("bad pm")
-            elif code in _ISO and value[:1] == "Z":
-                value, utc = value[1:], True
-            elif code in _ISO or code in (
-                NUM_TZ,
-                NUM_SECONDS_TZ,
-                NUM_SHORT_TZ,
-                NUM_COLON_TZ,
-                NUM_COLON_SECONDS_TZ,
-            ):
-                zone_offset, value, range_error = _parse_offset(code, value)
-            elif code == TZ:
-                if value[:3] == "UTC":
-                    value, utc = value[3:], True
-                else:
-                    n = _zone_name_length(value)
-                    if n == 0:
-                        raise TimeError("bad zone")
-                    zone_name, value = value[:n], value[n:]
-            elif code == FRAC0:
-                ndigit = 1 + chunk.digits
-                if len(value) < ndigit:
-                    raise TimeError("bad fraction")
-                nsec, value = _parse_nanos(value, ndigit), value[ndigit:]
-            elif code == FRAC9 and len(value) >= 2 and value[0] in ".," and "0" <= value[1] <= "9":
-                i = 0
-                while i + 1 < len(value) and "0" <= value[i + 1] <= "9":
-                    i += 1
-                nsec, value = _parse_nanos(value, 1 + i), value[1 + i :]
+            done = _parse_date_chunk(f, chunk.code, value)
+            if done is None:
+                done = _parse_clock_chunk(f, chunk, value, layout)
+            value, range_error = done
         except TimeError:
             raise fail(f" {_q(hold)} as {_q(chunk.text)}") from None
         if range_error:
             raise TimeError(f"parsing time {_q(avalue)}: {range_error} out of range")
+    _settle_date(f, avalue)
+    return _in_zone(f, local)
 
-    if pm_set and hour < 12:
-        hour += 12
-    elif am_set and hour == 12:
-        hour = 0
-    if yday >= 0:
-        m = d = 0
-        if _is_leap(year):
-            if yday == 31 + 29:
-                m, d = 2, 29
-            elif yday > 31 + 29:
-                yday -= 1
-        if m == 0:
-            m = yday // 31 + 1
-            if _DAYS_BEFORE[m] < yday:
-                m += 1
-            d = yday - _DAYS_BEFORE[m - 1]
-        if month >= 0 and month != m:
-            raise TimeError(f"parsing time {_q(avalue)}: day-of-year does not match month")
-        if day >= 0 and day != d:
-            raise TimeError(f"parsing time {_q(avalue)}: day-of-year does not match day")
-        month, day = m, d
+
+@dataclass
+class _Fields:
+    """What :func:`parse` has read so far (Go's locals in time.parse)."""
+
+    year: int = 0
+    month: int = -1
+    day: int = -1
+    yday: int = -1
+    hour: int = 0
+    minute: int = 0
+    second: int = 0
+    nsec: int = 0
+    utc: bool = False
+    zone_offset: int | None = None
+    zone_name: str = ""
+    pm_set: bool = False
+    am_set: bool = False
+
+
+def _parse_date_chunk(f: _Fields, code: int, value: str) -> tuple[str, str] | None:
+    """A date element (year, month, weekday, day, day of year): the rest of ``value`` and a
+    range error; None when ``code`` is not one."""
+    range_error = ""
+    if code == YEAR:
+        if len(value) < 2:
+            raise TimeError("bad year")
+        f.year = _atoi(value[:2])
+        f.year += 1900 if f.year >= 69 else 2000
+        value = value[2:]
+    elif code == LONG_YEAR:
+        if len(value) < 4 or not "0" <= value[0] <= "9":
+            raise TimeError("bad year")
+        f.year, value = _atoi(value[:4]), value[4:]
+    elif code in (MONTH, LONG_MONTH):
+        index, value = _lookup(SHORT_MONTHS if code == MONTH else LONG_MONTHS, value)
+        f.month = index + 1
+    elif code in (NUM_MONTH, ZERO_MONTH):
+        f.month, value = _getnum(value, code == ZERO_MONTH)
+        if not 1 <= f.month <= 12:
+            range_error = "month"
+    elif code in (WEEKDAY, LONG_WEEKDAY):
+        _index, value = _lookup(SHORT_DAYS if code == WEEKDAY else LONG_DAYS, value)
+    elif code in (DAY, UNDER_DAY, ZERO_DAY):
+        if code == UNDER_DAY and value[:1] == " ":
+            value = value[1:]
+        f.day, value = _getnum(value, code == ZERO_DAY)
+    elif code in (UNDER_YEAR_DAY, ZERO_YEAR_DAY):
+        for _ in range(2):
+            if code == UNDER_YEAR_DAY and value[:1] == " ":
+                value = value[1:]
+        f.yday, value = _getnum3(value, code == ZERO_YEAR_DAY)
+        if not 1 <= f.yday <= 366:
+            range_error = "day-of-year"
     else:
-        month = 1 if month < 0 else month
-        day = 1 if day < 0 else day
-    if day < 1 or day > _days_in(month, year):
+        return None
+    return value, range_error
+
+
+def _parse_clock_chunk(f: _Fields, chunk: Chunk, value: str, layout: str) -> tuple[str, str]:
+    """A time-of-day or zone element: the rest of ``value`` and a range error."""
+    code = chunk.code
+    range_error = ""
+    if code == HOUR24:
+        f.hour, value = _getnum(value, False)
+        if f.hour >= 24:
+            range_error = "hour"
+    elif code in (HOUR12, ZERO_HOUR12):
+        f.hour, value = _getnum(value, code == ZERO_HOUR12)
+        if f.hour > 12:
+            range_error = "hour"
+    elif code in (MINUTE_, ZERO_MINUTE):
+        f.minute, value = _getnum(value, code == ZERO_MINUTE)
+        if f.minute >= 60:
+            range_error = "minute"
+    elif code in (SECOND_, ZERO_SECOND):
+        f.second, value = _getnum(value, code == ZERO_SECOND)
+        if f.second >= 60:
+            range_error = "second"
+        elif len(value) >= 2 and value[0] in ".," and "0" <= value[1] <= "9":
+            _p, following, _s = next_chunk(layout)
+            if following is None or following.code not in (FRAC0, FRAC9):
+                # a fraction the layout does not have is taken anyway
+                n = 2
+                while n < len(value) and "0" <= value[n] <= "9":
+                    n += 1
+                f.nsec, value = _parse_nanos(value, n), value[n:]
+    elif code in (PM, PM_LOWER):
+        if len(value) < 2:
+            raise TimeError("bad pm")
+        p, value = value[:2], value[2:]
+        if p == ("PM" if code == PM else "pm"):
+            f.pm_set = True
+        elif p == ("AM" if code == PM else "am"):
+            f.am_set = True
+        else:
+            raise TimeError("bad pm")
+    elif code in _ISO and value[:1] == "Z":
+        value, f.utc = value[1:], True
+    elif code in _ISO or code in (
+        NUM_TZ,
+        NUM_SECONDS_TZ,
+        NUM_SHORT_TZ,
+        NUM_COLON_TZ,
+        NUM_COLON_SECONDS_TZ,
+    ):
+        f.zone_offset, value, range_error = _parse_offset(code, value)
+    elif code == TZ:
+        if value[:3] == "UTC":
+            value, f.utc = value[3:], True
+        else:
+            n = _zone_name_length(value)
+            if n == 0:
+                raise TimeError("bad zone")
+            f.zone_name, value = value[:n], value[n:]
+    elif code == FRAC0:
+        ndigit = 1 + chunk.digits
+        if len(value) < ndigit:
+            raise TimeError("bad fraction")
+        f.nsec, value = _parse_nanos(value, ndigit), value[ndigit:]
+    elif code == FRAC9 and len(value) >= 2 and value[0] in ".," and "0" <= value[1] <= "9":
+        i = 0
+        while i + 1 < len(value) and "0" <= value[i + 1] <= "9":
+            i += 1
+        f.nsec, value = _parse_nanos(value, 1 + i), value[1 + i :]
+    return value, range_error
+
+
+def _settle_date(f: _Fields, avalue: str) -> None:
+    """AM/PM into the hour; a day of year into month and day (checked against them)."""
+    if f.pm_set and f.hour < 12:
+        f.hour += 12
+    elif f.am_set and f.hour == 12:
+        f.hour = 0
+    if f.yday >= 0:
+        m = d = 0
+        if _is_leap(f.year):
+            if f.yday == 31 + 29:
+                m, d = 2, 29
+            elif f.yday > 31 + 29:
+                f.yday -= 1
+        if m == 0:
+            m = f.yday // 31 + 1
+            if _DAYS_BEFORE[m] < f.yday:
+                m += 1
+            d = f.yday - _DAYS_BEFORE[m - 1]
+        if f.month >= 0 and f.month != m:
+            raise TimeError(f"parsing time {_q(avalue)}: day-of-year does not match month")
+        if f.day >= 0 and f.day != d:
+            raise TimeError(f"parsing time {_q(avalue)}: day-of-year does not match day")
+        f.month, f.day = m, d
+    else:
+        f.month = 1 if f.month < 0 else f.month
+        f.day = 1 if f.day < 0 else f.day
+    if f.day < 1 or f.day > _days_in(f.month, f.year):
         raise TimeError(f"parsing time {_q(avalue)}: day out of range")
 
-    wall = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
-    if utc:
+
+def _in_zone(f: _Fields, local: Location) -> Time:
+    """The parsed wall clock as a Time: UTC, an offset, a zone abbreviation, or ``local``."""
+    wall = _days_from_civil(f.year, f.month, f.day) * 86400
+    wall += f.hour * 3600 + f.minute * 60 + f.second
+    nsec, zone_name, zone_offset = f.nsec, f.zone_name, f.zone_offset
+    if f.utc:
         return Time(wall, nsec, UTC)
     if local.zone is not None:
         raise TimeError("parsing in a named time zone is not supported by the local runner")
