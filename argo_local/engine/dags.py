@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from argo_local.engine import steps, workflowscope
-from argo_local.engine.concurrency import parallelism_limit, start_thread
+from argo_local.engine.concurrency import Limiter, parallelism_limit, start_thread
 from argo_local.engine.steps import StepsScheduler
 from argo_local.expr import depends as expr
 from argo_local.expr import params
@@ -58,22 +58,48 @@ def run_dag(
     # task whose dependencies resolve in the meantime, so with or without it a DAG runs
     # what it can and fails once nothing runs. The template's own failFast stops it.
     fail_fast = threading.Event() if tmpl.get("failFast") else None
-    stopped: set[str] = set()  # tasks failFast kept from starting
-    results: dict[str, Node] = {}
-    running: set[str] = set()
-    omitted: list[str] = []
-    cond = threading.Condition(sched.run.lock)
+    dag = _Dag(sched, node, doc, tmpl, scope, where, tasks, deps, limiter, fail_fast)
+    dag.schedule()
+    dag.conclude()
 
-    def operand(task: str, result: str | None) -> bool:
+
+class _Dag:
+    """One DAG node's run: its tasks, their results, and those running (under ``cond``)."""
+
+    def __init__(
+        self,
+        sched: StepsScheduler,
+        node: Node,
+        doc: Document,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        where: str,
+        tasks: dict[str, Any],
+        deps: dict[str, str],
+        limiter: Limiter | None,
+        fail_fast: threading.Event | None,
+    ) -> None:
+        self.sched, self.run = sched, sched.run
+        self.node, self.doc, self.tmpl, self.scope, self.where = node, doc, tmpl, scope, where
+        self.tasks, self.deps, self.limiter, self.fail_fast = tasks, deps, limiter, fail_fast
+        self.stopped: set[str] = set()  # tasks failFast kept from starting
+        self.results: dict[str, Node] = {}
+        self.running: set[str] = set()
+        self.omitted: list[str] = []
+        self.cond = threading.Condition(sched.run.lock)
+
+    def operand(self, task: str, result: str | None) -> bool:
         # evaluateDependsLogic (workflow/controller/dag.go) over a finished dependency
-        n = results[task]
+        n = self.results[task]
         phases = n.loop_phases if n.type == "TaskGroup" else []
         daemoned = n.daemoned and n.phase == RUNNING
         if result is None:
             # a bare name (or a `dependencies` entry) is expandDependency's
             # (T.Succeeded || T.Skipped || T.Daemoned), plus T.Failed / T.Errored when T
             # has continueOn for them (workflow/common/ancestry.go)
-            return n.phase in (SUCCEEDED, SKIPPED) or daemoned or continues(tasks[task], n.phase)
+            return (
+                n.phase in (SUCCEEDED, SKIPPED) or daemoned or continues(self.tasks[task], n.phase)
+            )
         if result == "Errored":
             return n.phase == ERROR
         if result == "AnySucceeded":
@@ -84,7 +110,8 @@ def run_dag(
             return daemoned
         return bool(n.phase == result)
 
-    def ancestors(tname: str) -> list[str]:
+    def ancestors(self, tname: str) -> list[str]:
+        deps = self.deps
         seen: list[str] = []
         todo = list(expr.depends_names(deps[tname]) if deps[tname] else [])
         while todo:
@@ -94,115 +121,136 @@ def run_dag(
                 todo.extend(expr.depends_names(deps[d]) if deps[d] else [])
         return seen
 
-    def unaggregatable(names: list[str]) -> str:
+    def unaggregatable(self, names: list[str]) -> str:
         """Why a loop among ``names`` has an outputs.result this DAG reads but Argo cannot
         aggregate (its stdouts are not JSON): the controller errors when it builds the
         scope of the tasks after it (buildLocalScopeFromTask) and of the DAG's outputs."""
         for d in names:
-            r = results.get(d)
-            if r is not None and r.result_error and dataflow.result_referenced(tmpl, "tasks", d):
+            r = self.results.get(d)
+            if (
+                r is not None
+                and r.result_error
+                and dataflow.result_referenced(self.tmpl, "tasks", d)
+            ):
                 return f"tasks.{d}: {r.result_error}"
         return ""
 
-    def launch(tname: str) -> None:
-        t = tasks[tname]
-        tscope = workflowscope.refresh(sched.run, dict(scope))
-        broken = unaggregatable(ancestors(tname))
+    def launch(self, tname: str) -> None:
+        node, scope = self.node, self.scope
+        tscope = workflowscope.refresh(self.run, dict(scope))
+        broken = self.unaggregatable(self.ancestors(tname))
         if broken:
-            errored = sched.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
-            errored.after = _dependency_ids(deps[tname], results)
-            results[tname] = sched.run.finish(errored, ERROR, broken)
+            errored = self.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
+            errored.after = _dependency_ids(self.deps[tname], self.results)
+            self.results[tname] = self.run.finish(errored, ERROR, broken)
             dataflow.publish(scope, f"tasks.{tname}", errored)
             return
+        self.running.add(tname)
+        start_thread(lambda: self.work(tname, tscope), self.run, f"{node.name}.{tname}")
 
-        def work() -> None:
-            r: Node | None = None
-            try:
-                r = steps.run_task(
-                    sched,
-                    t,
-                    doc,
-                    tscope,
-                    f"{node.name}.{tname}",
-                    tname,
-                    node,
-                    limiter,
-                    f"{where}: dag.tasks[{tname}]",
-                    fail_fast,
-                )
-            finally:
-                with cond:
-                    if r is None and fail_fast is not None and fail_fast.is_set():
-                        stopped.add(tname)  # never started: no node, as in Argo
-                    else:
-                        if r is None:
-                            r = sched.run.new_node(
-                                f"{node.name}.{tname}", tname, "Skipped", "", node
-                            )
-                            r.phase, r.message = ERROR, "internal error"
-                        results[tname] = r
-                        r.after = _dependency_ids(deps[tname], results)
-                        dataflow.publish(scope, f"tasks.{tname}", r, sched.template_of(doc, t))
-                    running.discard(tname)
-                    cond.notify_all()
+    def work(self, tname: str, tscope: dict[str, str]) -> None:
+        """A task's thread: run it, then record its result and wake the scheduling loop."""
+        node, t, fail_fast = self.node, self.tasks[tname], self.fail_fast
+        r: Node | None = None
+        try:
+            r = steps.run_task(
+                self.sched,
+                t,
+                self.doc,
+                tscope,
+                f"{node.name}.{tname}",
+                tname,
+                node,
+                self.limiter,
+                f"{self.where}: dag.tasks[{tname}]",
+                fail_fast,
+            )
+        finally:
+            with self.cond:
+                if r is None and fail_fast is not None and fail_fast.is_set():
+                    self.stopped.add(tname)  # never started: no node, as in Argo
+                else:
+                    if r is None:
+                        r = self.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
+                        r.phase, r.message = ERROR, "internal error"
+                    self.results[tname] = r
+                    r.after = _dependency_ids(self.deps[tname], self.results)
+                    template = self.sched.template_of(self.doc, t)
+                    dataflow.publish(self.scope, f"tasks.{tname}", r, template)
+                self.running.discard(tname)
+                self.cond.notify_all()
 
-        running.add(tname)
-        start_thread(work, sched.run, f"{node.name}.{tname}")
-
-    with cond:
-        while len(results) < len(tasks):
-            if sched.run.cancel.is_set() and not running:
-                break
-            halted = fail_fast is not None and fail_fast.is_set()
-            if halted and not running:
-                break
-            for tname in tasks:
-                if tname in results or tname in running or sched.run.cancel.is_set():
-                    continue
-                if halted:
+    def schedule(self) -> None:
+        """Start each task once its dependencies finished and its ``depends`` holds (an omitted
+        one when it does not), until every task has a result or the run stops."""
+        tasks, results, cancel = self.tasks, self.results, self.run.cancel
+        with self.cond:
+            while len(results) < len(tasks):
+                if cancel.is_set() and not self.running:
                     break
-                names = expr.depends_names(deps[tname]) if deps[tname] else []
-                if not all(d in results for d in names):
-                    continue
-                if deps[tname] and not expr.depends(deps[tname], operand):
-                    skipped = sched.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
-                    skipped.after = _dependency_ids(deps[tname], results)
-                    results[tname] = sched.run.finish(
-                        skipped, OMITTED, f"depends '{deps[tname]}' evaluated false"
-                    )
-                    dataflow.publish(
-                        scope, f"tasks.{tname}", skipped, sched.template_of(doc, tasks[tname])
-                    )
-                    omitted.append(tname)
-                    continue
-                launch(tname)
-            if len(results) < len(tasks):
-                cond.wait(0.5)
-    for tname in omitted:
-        # an omitted task's hooks still see its status (dag.go executeDAGTask evaluates
-        # them for every fulfilled task); it never ran, so it has no exit handler
-        hooks = sched.run.hooks.step(
-            tasks[tname], doc, {}, dict(scope), "tasks", f"{where}: dag.tasks[{tname}]"
+                halted = self.fail_fast is not None and self.fail_fast.is_set()
+                if halted and not self.running:
+                    break
+                for tname in tasks:
+                    if tname in results or tname in self.running or cancel.is_set():
+                        continue
+                    if halted:
+                        break
+                    deps = self.deps[tname]
+                    names = expr.depends_names(deps) if deps else []
+                    if not all(d in results for d in names):
+                        continue
+                    if deps and not expr.depends(deps, self.operand):
+                        self.omit(tname)
+                        continue
+                    self.launch(tname)
+                if len(results) < len(tasks):
+                    self.cond.wait(0.5)
+
+    def omit(self, tname: str) -> None:
+        node = self.node
+        skipped = self.run.new_node(f"{node.name}.{tname}", tname, "Skipped", "", node)
+        skipped.after = _dependency_ids(self.deps[tname], self.results)
+        self.results[tname] = self.run.finish(
+            skipped, OMITTED, f"depends '{self.deps[tname]}' evaluated false"
         )
-        if hooks is not None:
-            hooks.done(results[tname], tname)
-    sched.run.check_cancel()
-    if fail_fast is not None and fail_fast.is_set():
-        sched.run.finish(node, FAILED, FAIL_FAST)
-        return
-    # dag.target may have left tasks out: only those that ran have leaves and branches
-    phase, culprit = assess_phase(tasks, {t: deps[t] for t in tasks}, results)
-    if phase != SUCCEEDED:
-        r = results[culprit]
-        how = "" if r.phase == phase else f" ({r.phase.lower()} under a {phase.lower()} branch)"
-        sched.run.finish(node, phase, f"task {culprit} {phase.lower()}{how}")
-        return
-    broken = unaggregatable(list(tasks))
-    if broken:
-        sched.run.finish(node, ERROR, f"{where}: {broken}")
-        return
-    dataflow.template_outputs(node, tmpl, scope, where)
-    sched.run.finish(node, SUCCEEDED)
+        template = self.sched.template_of(self.doc, self.tasks[tname])
+        dataflow.publish(self.scope, f"tasks.{tname}", skipped, template)
+        self.omitted.append(tname)
+
+    def conclude(self) -> None:
+        """The omitted tasks' hooks, then the DAG's phase from its leaves and branches."""
+        run, node, where, tasks, results = self.run, self.node, self.where, self.tasks, self.results
+        for tname in self.omitted:
+            # an omitted task's hooks still see its status (dag.go executeDAGTask evaluates
+            # them for every fulfilled task); it never ran, so it has no exit handler
+            hooks = run.hooks.step(
+                tasks[tname],
+                self.doc,
+                {},
+                dict(self.scope),
+                "tasks",
+                f"{where}: dag.tasks[{tname}]",
+            )
+            if hooks is not None:
+                hooks.done(results[tname], tname)
+        run.check_cancel()
+        if self.fail_fast is not None and self.fail_fast.is_set():
+            run.finish(node, FAILED, FAIL_FAST)
+            return
+        # dag.target may have left tasks out: only those that ran have leaves and branches
+        phase, culprit = assess_phase(tasks, {t: self.deps[t] for t in tasks}, results)
+        if phase != SUCCEEDED:
+            r = results[culprit]
+            how = "" if r.phase == phase else f" ({r.phase.lower()} under a {phase.lower()} branch)"
+            run.finish(node, phase, f"task {culprit} {phase.lower()}{how}")
+            return
+        broken = self.unaggregatable(list(tasks))
+        if broken:
+            run.finish(node, ERROR, f"{where}: {broken}")
+            return
+        dataflow.template_outputs(node, self.tmpl, self.scope, where)
+        run.finish(node, SUCCEEDED)
 
 
 def _targets(
