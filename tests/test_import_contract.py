@@ -49,7 +49,6 @@ MAX_LINES = 110
 
 LONG_FUNCTIONS = {
     "argo_local.cli:_main": 120,
-    "argo_local.engine.steps:run_task": 117,
     "argo_local.report.report:workflow_record": 140,
 }
 """Functions still longer than MAX_LINES, with their length: each may only get shorter."""

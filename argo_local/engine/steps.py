@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from argo_local.engine import workflowscope
 from argo_local.engine.concurrency import Limiter, Stoppable, parallelism_limit, start_thread
-from argo_local.engine.hooks import Hooks
+from argo_local.engine.hooks import Hooks, StepHooks
 from argo_local.engine.needs import NodeRun, TemplateRunner
 from argo_local.engine.workflowscope import ScopeRun
 from argo_local.expr import depends as expr
@@ -178,6 +178,41 @@ def run_task(
         if hooks is not None and in_dag:
             hooks.done(empty, display)
         return empty
+    return _run_loop(
+        sched,
+        step,
+        tdoc,
+        tmpl,
+        scope,
+        name,
+        display,
+        parent,
+        limiter,
+        where,
+        fail_fast,
+        items,
+        hooks,
+    )
+
+
+def _run_loop(
+    sched: StepsScheduler,
+    step: dict[str, Any],
+    tdoc: Document,
+    tmpl: dict[str, Any],
+    scope: dict[str, str],
+    name: str,
+    display: str,
+    parent: Node,
+    limiter: Limiter | None,
+    where: str,
+    fail_fast: threading.Event | None,
+    items: list[Any],
+    hooks: StepHooks | None,
+) -> Node:
+    """A looped step or task: a TaskGroup node whose items start in order as ``parallelism``
+    frees slots; its phase from theirs, its outputs their aggregate."""
+    in_dag = parent.type == "DAG"
     group = sched.run.new_node(name, display, "TaskGroup", str(tmpl.get("name") or ""), parent)
     group.started = time.time()
     group.phase = RUNNING
