@@ -26,9 +26,12 @@ RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: --no-deps \
 COPY . /src
 # --no-deps: dependencies are exactly the hashed set above. Build isolation
 # fetches setuptools>=68 because the venv's bundled one may be older.
+# The distribution also holds argo_local, the local runner behind `workers run`: pods
+# run `python -m workers.<step>` and never import it, so the image leaves it out.
 RUN /opt/venv/bin/pip install --no-deps /src \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes setuptools pip \
+ && rm -r /opt/venv/lib/python3*/site-packages/argo_local \
  && /opt/venv/bin/python -c "import workers"
 
 FROM ${BASE_IMAGE}

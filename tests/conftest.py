@@ -92,7 +92,7 @@ def unavailable(reason: str) -> NoReturn:
 
 @functools.cache
 def _bwrap_works() -> tuple[bool, str]:
-    from workers.runner import sandbox
+    from argo_local.pods import sandbox
 
     return sandbox.bwrap_works()
 

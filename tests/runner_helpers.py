@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from workers.runner.cli import main
+from workers.runadapter import main
 
 # Both sandboxes, always collected. Where bubblewrap cannot create namespaces the bwrap case is
 # not dropped: its mark makes conftest fail it under CI=true (skip it elsewhere), saying why, as

@@ -1,4 +1,4 @@
-"""benchmarks/argo_corpus.py on a tiny corpus of our own, and the argosay/cowsay shims.
+"""tools/argo_corpus.py on a tiny corpus of our own, and the argosay/cowsay shims.
 
 The corpus imitates an argo-workflows checkout (examples/, test/e2e/functional/ and a Go
 test in test/e2e/), written here in our own words; the script runs as a real process and
@@ -20,8 +20,8 @@ import pytest
 from conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "argo_corpus.py"
-SHIMS = ROOT / "benchmarks" / "argo_shims.py"
+SCRIPT = ROOT / "tools" / "argo_corpus.py"
+SHIMS = ROOT / "tools" / "argo_shims.py"
 
 GREET = """\
 apiVersion: argoproj.io/v1alpha1

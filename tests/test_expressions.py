@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from workers.runner import exprlang, golang, govaluate, jsonpath, sprig
-from workers.runner.cli import main
-from workers.runner.expr import ExprError
+from argo_local.expr import exprlang, golang, govaluate, jsonpath, sprig
+from argo_local.expr.depends import ExprError
+from workers.runadapter import main
 
 # ------------------------------------------------------------------ govaluate (when)
 

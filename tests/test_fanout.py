@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from pipeline_helpers import Pipeline, RunStep, error_of
 
+from argo_local.expr import params
+from argo_local.expr.params import ParamError
 from workers import layout
-from workers.runner import params
-from workers.runner.cli import main as run_main
-from workers.runner.params import ParamError
+from workers.runadapter import main as run_main
 from workers.shards import Shard
 
 WIDE = 10_000

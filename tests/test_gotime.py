@@ -1,4 +1,4 @@
-"""Go's time formatting, parsing and durations (workers/runner/gotime.py), from Go's own docs.
+"""Go's time formatting, parsing and durations (argo_local/expr/gotime.py), from Go's own docs.
 
 The cases are the outputs Go's time package documents: pkg.go.dev/time ExampleTime_Format and
 ExampleTime_Format_pad (their reference value, "Wed Feb 25 11:06:39 PST 2015", is the Unix
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.runner import gotime
+from argo_local.expr import gotime
 
 LA = gotime.load_location("America/Los_Angeles")
 # Wed Feb 25 11:06:39 PST 2015, and the same with .1234 seconds (ExampleTime_Format)

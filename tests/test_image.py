@@ -260,6 +260,17 @@ def test_production_extras_importable_and_no_compilers(container: str) -> None:
     run = BuildahRun(container)
     proc = run("python", "-c", "import workers, sqlalchemy, psycopg, s3fs, gcsfs, orjson")
     assert proc.returncode == 0, proc.stderr
+    # Pods run the steps only: the local runner (argo_local) is not in the image, and
+    # `workers run` there says so in one line.
+    proc = run("python", "-c", "import argo_local")
+    assert proc.returncode == 1 and "No module named 'argo_local'" in proc.stderr
+    proc = run("python", "-m", "workers", "run", "workers-pipeline")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    # (buildah adds its own lines about the exit status after the command's one line)
+    assert proc.stderr.startswith(
+        "python -m workers run: the local runner (package argo_local) is not installed here;"
+    )
+    assert "Traceback" not in proc.stderr
     proc = run("sh", "-c", "command -v gcc || command -v cc || command -v make || true")
     assert proc.stdout.strip() == "", f"build tools leaked into the image: {proc.stdout}"
 

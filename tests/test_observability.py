@@ -24,9 +24,9 @@ import pytest
 import yaml
 from conftest import unavailable
 
-from workers.runner import exprlang
-from workers.runner.expr import ExprError
-from workers.runner.metrics import PREFIX, MetricError, Registry, node_scope
+from argo_local.engine.metrics import PREFIX, MetricError, Registry, node_scope
+from argo_local.expr import exprlang
+from argo_local.expr.depends import ExprError
 
 try:  # tests/ may or may not become a package on other branches
     from tests import manifest_checks as mc
@@ -533,7 +533,7 @@ def test_local_run_pods_log_their_names_and_record_the_metrics(
     capsys: pytest.CaptureFixture[str],
     promtool: str,
 ) -> None:
-    from workers.runner.cli import main
+    from workers.runadapter import main
 
     monkeypatch.delenv("WORKERS_DATABASE_URL", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import workers
-from workers.runner import spec
+from workers import runadapter
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION_LINE = f"workers {workers.__version__}\n"
@@ -84,11 +84,13 @@ def _pyproject() -> dict:
 
 def test_wheel_lists_every_package_of_the_source_tree() -> None:
     # The packages are listed (workers.manifests lives outside workers/), so a new
-    # subpackage must be added there or the wheel would silently lack it.
+    # subpackage must be added there or the wheel would silently lack it. One distribution
+    # ships two packages: workers and argo_local (the local runner).
     setuptools = _pyproject()["tool"]["setuptools"]
     found = {
         ".".join(init.parent.relative_to(REPO).parts)
-        for init in REPO.glob("workers/**/__init__.py")
+        for package in ("workers", "argo_local")
+        for init in REPO.glob(f"{package}/**/__init__.py")
     }
     assert set(setuptools["packages"]) == found | {"workers.manifests"}
     assert setuptools["package-dir"] == {"workers.manifests": "manifests"}
@@ -118,12 +120,12 @@ def test_default_manifests_outside_a_checkout_is_the_repository_library(
 ) -> None:
     # In a checkout (editable install) there is no workers/manifests: the top-level one serves.
     monkeypatch.chdir(tmp_path)
-    assert spec.default_manifests() == REPO / "manifests"
+    assert runadapter.default_manifests() == REPO / "manifests"
     (tmp_path / "manifests").mkdir()
-    assert spec.default_manifests() == Path("manifests")
+    assert runadapter.default_manifests() == Path("manifests")
 
 
-SOURCE = ("pyproject.toml", "README.md", "LICENSE", "workers", "manifests")
+SOURCE = ("pyproject.toml", "README.md", "LICENSE", "workers", "argo_local", "manifests")
 """What building the distribution reads; .dockerignore lets the same into the image build."""
 
 
@@ -189,7 +191,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(
         if p.is_file()
     }
     assert shipped == in_repo
-    assert "workers/py.typed" in names
+    assert {"workers/py.typed", "argo_local/py.typed"} <= names
 
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin/python", "-m", "pip", "install", "-q", wheel)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.test_runner_semantics import MODES, nodes, outputs, root_of, run
-from workers.runner.cli import main
+from workers.runadapter import main
 
 
 def repository(record: dict[str, Any]) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from runner_helpers import pod_node, run_process, write_yaml
 
-from workers.runner import safepath, sandbox
+from argo_local.pods import safepath, sandbox
 
 # Under CI a bwrap that cannot run fails its cases (the runner exits 2 naming why), never
 # drops them; elsewhere a machine without it runs the remap cases.

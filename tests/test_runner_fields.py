@@ -244,7 +244,8 @@ def test_an_unknown_argo_variable_is_still_refused(
 def test_a_metric_must_resolve_every_variable(tmp_path: Path) -> None:
     """operator.go computeMetrics substitutes a metric with ``Replace(..., false)``: there an
     unresolved tag, custom or not, is a metrics error (a run warning), not text."""
-    from workers.runner import metrics, params
+    from argo_local.engine import metrics
+    from argo_local.expr import params
 
     assert params.substitute("{{custom.variable}}", {}, "here") == "{{custom.variable}}"
     with pytest.raises(metrics.MetricError, match=r"cannot resolve \{\{custom\.variable\}\}"):

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from runner_helpers import run_file
 
-from workers.runner.cli import main
-from workers.runner.nodes import node_id_of
-from workers.runner.workflowscope import go_json, go_quote
+from argo_local.engine.workflowscope import go_json, go_quote
+from argo_local.model.nodes import node_id_of
+from workers.runadapter import main
 
 EXAMPLES = Path(__file__).parent / "argo_examples"
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import unavailable
 
-from workers.runner.cli import main
+from workers.runadapter import main
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"

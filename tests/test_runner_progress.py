@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.runner.engine import Attempt, Node
-from workers.runner.progress import Progress
+from argo_local.engine.run import Attempt, Node
+from argo_local.report.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "argo_examples" / "progress.yaml"

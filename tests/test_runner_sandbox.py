@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runner_helpers import MODES, one_pod_workflow, pod_node, run_process
 
-from workers.runner import sandbox
+from argo_local.pods import sandbox
 
 CANARY = "host-canary-7f3a9c"
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from runner_helpers import MODES, run_file
 
-from workers.runner import exprlang
-from workers.runner.expr import ExprError
+from argo_local.expr import exprlang
+from argo_local.expr.depends import ExprError
 from workers.timeline import parameters
 
 EXAMPLES = Path(__file__).parent / "argo_examples"

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from runner_helpers import MODES, one_pod_workflow, pod_node, run_process
 
-from workers.runner import sandbox
-from workers.runner.podenv import working_dir
+from argo_local.pods import sandbox
+from argo_local.pods.podenv import working_dir
 
 workers_run = run_process
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from workers import timeline
-from workers.runner.cli import main as run_main
+from workers.runadapter import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -246,7 +246,7 @@ def test_cluster_workflow_without_its_store_says_so(tmp_path: Path) -> None:
 
 def fan_out(shards: int, slow: int, failed: set[int]) -> dict[str, Any]:
     """The cluster fixture with its loop widened to ``shards`` items (Argo's names and ids)."""
-    from workers.runner.engine import node_id_of
+    from argo_local.engine.run import node_id_of
 
     wf = json.loads(FIXTURE.read_text())
     name = wf["metadata"]["name"]
@@ -418,7 +418,7 @@ def test_percentile(values: list[float], q: float, expected: float) -> None:
 def test_node_ids_are_argos() -> None:
     """Argo's own test data (workflow/controller/testdata/steps-failed-retries.yaml and the
     parameter-aggregation DAG of operator_test.go) name these nodes so."""
-    from workers.runner.engine import node_id_of
+    from argo_local.engine.run import node_id_of
 
     assert node_id_of("failed-retries-tjjsc", "failed-retries-tjjsc") == "failed-retries-tjjsc"
     assert (

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 
-from workers.runner import cli, runs, sandbox
+from argo_local import runs
+from argo_local.cli import build_parser
+from argo_local.pods import sandbox
+from workers import runadapter
 
 try:  # tests/ may or may not become a package on other branches
     from tests import orders_example as orders
@@ -217,7 +220,7 @@ ROWS_CASES = [
 
 @pytest.mark.parametrize(("totals", "line"), ROWS_CASES)
 def test_rows_line(totals: dict[str, object], line: str | None) -> None:
-    got = cli.rows_line(totals)
+    got = runadapter.rows_line(totals)
     if line is None:
         assert got is None
     else:
@@ -333,7 +336,7 @@ def test_runner_keeps_the_last_runs(
     (tmp_path / "echo.yaml").write_text(ECHO)
     made: list[set[str]] = []
     for _ in range(4):
-        assert cli.main(["echo.yaml", "--runs", "runs", "--keep", "2"]) == 0
+        assert runadapter.main(["echo.yaml", "--runs", "runs", "--keep", "2"]) == 0
         made.append({p.name for p in (tmp_path / "runs").iterdir()})
     assert [len(m) for m in made] == [1, 2, 2, 2]
     newest = made[3] - made[2]
@@ -381,4 +384,4 @@ def test_user_code_docs_name_real_parameters_and_figures(doc: Path) -> None:
     merged, produced, shards, dropped = (int(g.replace(",", "")) for g in m.groups())
     assert produced == int(given["rows"]) and shards == -(-produced // int(given["rows-per-shard"]))
     assert merged == len(orders.expected(produced, 0)) and dropped == produced - merged
-    assert "--code" in text and "--code" in cli.build_parser().format_help()
+    assert "--code" in text and "--code" in build_parser(runadapter.embedding()).format_help()

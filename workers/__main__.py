@@ -35,7 +35,7 @@ options:
 def _command(name: str) -> Callable[[Sequence[str]], int] | None:
     """The ``main`` of a command, imported only when that command runs (start-up per pod)."""
     if name == "run":
-        from workers.runner.cli import main as run_main
+        from workers.runadapter import main as run_main
 
         return run_main
     if name == "timeline":

@@ -37,8 +37,8 @@ COMMANDS = {
     "timeline": "workers.timeline",
     "cleanup": "workers.cleanup",
     "check": "workers.check",
-    # The local runner's parser: its module moves with the runner's package (issue 23).
-    "run": ("workers.runner.cli", "argo_local.cli"),
+    # The local runner's parser (argo_local, the runner's own package).
+    "run": "argo_local.cli",
 }
 
 
