@@ -606,10 +606,10 @@ def s3_no_policy(c: Ctx) -> Any:
     return c.shard_to(f"s3://{auth.bucket}/run", _s3_auth_env(auth, auth.key_id, auth.secret))
 
 
-@case("store-missing", "NoSuchBucket")
+@case("store-missing", "bucket no-such-bucket-4471 does not exist")
 def s3_missing_bucket(c: Ctx) -> Any:
-    # Allowed to, s3fs would create the bucket (AtomicWriter's makedirs); a pod's role
-    # usually may not, and then the upload meets the missing bucket.
+    # The role may read and write objects: S3 (and moto) answer its read of a missing
+    # bucket with 403, and a probe of the bucket tells the two apart.
     auth = c.fixture("s3_auth")
     env = _s3_auth_env(auth, auth.writer_key_id, auth.writer_secret)
     return c.shard_to("s3://no-such-bucket-4471/run", env)
