@@ -164,9 +164,7 @@ def _endpoint(store: Store) -> tuple[str, int] | None:
     """The host and port a bucket store's requests go to, as its client would choose."""
     from urllib.parse import urlsplit
 
-    import fsspec.config
-
-    conf = fsspec.config.conf.get("s3" if store.backend == "s3" else "gcs", {})
+    conf = _fsspec_conf("s3" if store.backend == "s3" else "gcs")
     if store.backend == "s3":
         candidates = [
             (conf.get("client_kwargs") or {}).get("endpoint_url"),
@@ -205,9 +203,12 @@ def _check_endpoint(store: Store, timeout: float = 10.0) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
+        # One bounded connect: a refused or silent endpoint is a transient fault now, not
+        # after the clients' minute of retries with backoff.
+        socket.create_connection((host, port), timeout=timeout).close()
     except concurrent.futures.TimeoutError:
         raise failures.error(
-            "unreachable", f"store {store.url}: resolving {host} took over {timeout:g}s"
+            "unreachable", f"store {store.url}: {host}:{port} did not answer in {timeout:g}s"
         ) from None
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
@@ -217,6 +218,10 @@ def _check_endpoint(store: Store, timeout: float = 10.0) -> None:
         raise failures.error(
             "store-invalid",
             f"store {store.url}: its endpoint's host {host} does not resolve ({exc.strerror})",
+        ) from None
+    except OSError as exc:
+        raise failures.error(
+            "unreachable", f"store {store.url}: cannot connect to {host}:{port} ({exc})"
         ) from None
     finally:
         pool.shutdown(wait=False)
@@ -254,7 +259,8 @@ class _Tag(contextlib.AbstractContextManager[None]):
 def _fs(url: str) -> tuple[Any, str]:
     import fsspec  # deferred: local runs never pay for it
 
-    resolve(url)  # the scheme is one of ours: fsspec would take ftp:// and connect to it
+    if resolve(url).backend == "gs":  # the scheme is one of ours: fsspec would take ftp://
+        _bound_metadata_lookup()
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except ImportError as exc:
@@ -265,6 +271,38 @@ def _fs(url: str) -> tuple[Any, str]:
     except ValueError as exc:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
     return fs, path
+
+
+@functools.cache
+def _bound_metadata_lookup(timeout: float = 1.0) -> None:
+    """Without configured credentials, gcsfs asks the GCE metadata server for them, and
+    where nothing answers at its address (outside Google Cloud) google.auth retries for
+    minutes. One bounded connect decides: if the server does not answer, the lookup is
+    skipped for this process (NO_GCE_CHECK, which google.auth and gcsfs both read), and a
+    bucket that needs credentials says so in seconds."""
+    configured = ("NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")
+    if any(os.environ.get(v) for v in configured) or "token" in _fsspec_conf("gcs"):
+        return
+    import urllib.request
+
+    # As google.auth's own ping: a metadata server answers with this header; a proxy or a
+    # firewall answering in its place does not.
+    host = os.environ.get("GCE_METADATA_IP") or "169.254.169.254"
+    request = urllib.request.Request(f"http://{host}/", headers={"Metadata-Flavor": "Google"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            flavor = answer.headers.get("Metadata-Flavor")
+    except OSError as exc:
+        flavor = getattr(exc, "headers", None) and exc.headers.get("Metadata-Flavor")  # type: ignore[attr-defined]
+    if flavor != "Google":
+        os.environ["NO_GCE_CHECK"] = "true"
+
+
+def _fsspec_conf(protocol: str) -> dict[str, Any]:
+    import fsspec.config
+
+    return dict(fsspec.config.conf.get(protocol, {}))
 
 
 def fs_of(url: str) -> tuple[Any, str]:
@@ -529,7 +567,7 @@ def remove_stale_temps(
 
         stale_after = configured()
     if not is_local(url):
-        if url.startswith(("s3://", "s3a://")):
+        if backend_of(url) == "s3":
             return _abort_stale_multipart_uploads(url, stale_after)
         return 0
     folder, name = os.path.split(local_path(url))

@@ -1,0 +1,192 @@
+"""What a user meets first, and files other people open (issue 20): each case runs the real
+steps as subprocesses against moto's S3 server, the GCS emulator, real jq, promtool and
+headless Chromium, and fails on the code before the fix.
+
+- Stores: a missing bucket is never created (split's plan, merge's output), a URL of an
+  unknown scheme or an endpoint that does not resolve names the store (never the database),
+  and waits are bounded.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import services
+from pipeline_helpers import RunStep, error_of
+from services import Server
+
+PRODUCED = 30
+SHARD_ITEM = '{"index":0,"lo":1,"hi":30,"rows":30}'
+
+
+def _produce(run_step: RunStep, tmp_path: Path) -> dict[str, str]:
+    env = {"WORKERS_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    proc = run_step("produce", "--rows", str(PRODUCED), "--run-id", "r", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return env
+
+
+def _s3_buckets(server: Server) -> set[str]:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    return {b["Name"] for b in client.list_buckets()["Buckets"]}
+
+
+def _gcs_bucket_exists(server: Server, bucket: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{server.endpoint_url}/storage/v1/b/{bucket}", timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        return False
+    return True
+
+
+def _refused_naming(proc: Any, bucket: str) -> dict[str, Any]:
+    assert proc.returncode == 2, proc.stderr
+    err = error_of(proc)
+    assert err["cause"] == "store-missing", err
+    assert bucket in err["message"], err
+    assert proc.stdout == "", "no partial output"
+    return err
+
+
+# ------------------------------------------------------------------- missing buckets
+
+
+def test_split_never_creates_a_missing_s3_bucket(
+    run_step: RunStep, tmp_path: Path, s3_server: Server
+) -> None:
+    env = {**_produce(run_step, tmp_path), **services.s3_env(s3_server.endpoint_url)}
+    bucket = services.random_name("typo-bucket-")
+    proc = run_step(
+        "split", "--count", str(PRODUCED), "--run-id", "r", "--store", f"s3://{bucket}/x", env=env
+    )
+    _refused_naming(proc, bucket)
+    assert bucket not in _s3_buckets(s3_server)
+
+
+def test_merge_never_creates_a_missing_s3_bucket(
+    run_step: RunStep, tmp_path: Path, s3_server: Server
+) -> None:
+    (tmp_path / "part-1.jsonl").write_text('{"a": 1}\n')
+    bucket = services.random_name("typo-bucket-")
+    proc = run_step(
+        "merge",
+        "--glob",
+        str(tmp_path / "part-*.jsonl"),
+        "--output",
+        f"s3://{bucket}/out/merged.jsonl",
+        env=services.s3_env(s3_server.endpoint_url),
+    )
+    _refused_naming(proc, bucket)
+    assert bucket not in _s3_buckets(s3_server)
+
+
+def test_split_never_creates_a_missing_gcs_bucket(
+    run_step: RunStep, tmp_path: Path, gcs_server: Server
+) -> None:
+    env = {**_produce(run_step, tmp_path), **services.gcs_env(gcs_server.endpoint_url)}
+    bucket = services.random_name("typo-bucket-")
+    proc = run_step(
+        "split", "--count", str(PRODUCED), "--run-id", "r", "--store", f"gs://{bucket}/x", env=env
+    )
+    _refused_naming(proc, bucket)
+    assert not _gcs_bucket_exists(gcs_server, bucket)
+
+
+# ------------------------------------------------------------- schemes and endpoints
+
+
+@pytest.mark.parametrize("step", ["split", "shard", "merge"])
+def test_unknown_scheme_names_the_store(run_step: RunStep, tmp_path: Path, step: str) -> None:
+    env = _produce(run_step, tmp_path)
+    url = "ftp://files.example.invalid/runs/x"
+    args = {
+        "split": ["--count", str(PRODUCED), "--run-id", "r", "--store", url],
+        "shard": ["--shard", SHARD_ITEM, "--run-id", "r", "--store", url],
+        "merge": ["--store", url],
+    }[step]
+    proc = run_step(step, *args, env=env)
+    assert proc.returncode == 2, proc.stderr
+    err = error_of(proc)
+    assert err["cause"] == "bad-input", err
+    assert url in err["message"] and "WORKERS_DATABASE_URL" not in err["message"], err
+
+
+def test_gcs_endpoint_that_does_not_resolve_is_the_stores_fault_quickly(
+    run_step: RunStep, tmp_path: Path
+) -> None:
+    env = {
+        **_produce(run_step, tmp_path),
+        **services.gcs_env("http://gcs-endpoint.example.invalid:4443"),
+    }
+    started = time.monotonic()
+    proc = run_step(
+        "split", "--count", str(PRODUCED), "--run-id", "r", "--store", "gs://b/x", env=env
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    err = error_of(proc)
+    assert err["cause"] == "store-invalid", err
+    assert "gs://b/x" in err["message"] and "WORKERS_DATABASE_URL" not in err["message"], err
+    assert elapsed < 30, f"took {elapsed:.0f}s"
+
+
+def test_gcs_endpoint_refusing_connections_is_transient_quickly(
+    run_step: RunStep, tmp_path: Path
+) -> None:
+    env = {
+        **_produce(run_step, tmp_path),
+        **services.gcs_env(f"http://127.0.0.1:{services.free_port()}"),
+    }
+    started = time.monotonic()
+    proc = run_step(
+        "split", "--count", str(PRODUCED), "--run-id", "r", "--store", "gs://b/x", env=env
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 75, proc.stderr
+    err = error_of(proc)
+    assert err["cause"] == "unreachable" and "gs://b/x" in err["message"], err
+    assert elapsed < 30, f"took {elapsed:.0f}s"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """host:port of a server that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_gcs_without_credentials_does_not_wait_for_a_metadata_server(
+    run_step: RunStep, tmp_path: Path, gcs_server: Server, silent_server: str
+) -> None:
+    """No credentials: gcsfs asks the GCE metadata server, and where something at its address
+    accepts but never answers, google.auth retries for minutes. One short probe bounds it."""
+    env = _produce(run_step, tmp_path)
+    env["FSSPEC_GCS_ENDPOINT_URL"] = gcs_server.endpoint_url
+    env["GCE_METADATA_HOST"] = env["GCE_METADATA_IP"] = silent_server
+    started = time.monotonic()
+    proc = run_step(
+        "split", "--count", str(PRODUCED), "--run-id", "r", "--store", "gs://nobody-b/x", env=env
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert "nobody-b" in error_of(proc)["message"]
+    assert elapsed < 30, f"took {elapsed:.0f}s"
