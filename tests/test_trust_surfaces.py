@@ -190,3 +190,177 @@ def test_gcs_without_credentials_does_not_wait_for_a_metadata_server(
     assert proc.returncode == 2, proc.stderr
     assert "nobody-b" in error_of(proc)["message"]
     assert elapsed < 30, f"took {elapsed:.0f}s"
+
+
+# ------------------------------------------------------------------- timeline pages
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "cluster-workflow.json"
+FIXTURE_STORE = ROOT / "tests" / "fixtures" / "cluster-store"
+# Runs if any field reaches the page as markup: in text, in an attribute (either quote), in
+# <title> or <style>. It marks the page in two ways a DOM dump shows.
+PAYLOAD = (
+    "\"'></title></style><script>document.title='PWNED'</script>"
+    "<img src=x onerror=\"document.title='PWNED';"
+    "document.body.appendChild(document.createElement('x'+'pwned'))\">"
+)
+_KEEP = {"startedAt", "finishedAt", "creationTimestamp", "type", "apiVersion", "kind"}
+
+
+def _hostile(value: Any, key: str = "") -> Any:
+    """Every string of a Workflow with the payload in front (loop items keep their index
+    suffix, times stay times), ids and the references to them alike."""
+    if isinstance(value, dict):
+        return {
+            (PAYLOAD + k if key in ("nodes", "pods") else k): _hostile(v, k)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_hostile(v, key) for v in value]
+    if isinstance(value, str) and key not in _KEEP:
+        return PAYLOAD + value
+    return value
+
+
+def _timeline(run_step: RunStep, *args: str, **kw: Any) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "workers", "timeline", *args],
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 60),
+        check=False,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("phases", ["hostile", "real"])
+def test_timeline_runs_no_script_from_any_field(
+    run_step: RunStep, tmp_path: Path, chromium: str, phases: str
+) -> None:
+    import json
+    import subprocess
+
+    original = json.loads(FIXTURE.read_text())
+    wf = _hostile(original)
+    failed_pod = next(iter(wf["status"]["nodes"]))
+    wf["workersRunner"] = {
+        "sandbox": {"mode": PAYLOAD},
+        "pods": {
+            failed_pod: {"logTail": [PAYLOAD, json.dumps({"level": "error", "message": PAYLOAD})]}
+        },
+    }
+    # hostile phases reach bar text, classes and the loop summary; real ones (Failed) the
+    # failure box with its messages and log tails
+    nodes = zip(wf["status"]["nodes"].values(), original["status"]["nodes"].values(), strict=True)
+    for n, real in nodes:
+        n["phase"] = PAYLOAD if phases == "hostile" else real["phase"]
+    if phases == "real":
+        wf["status"]["phase"] = "Failed"
+    src = tmp_path / "wf.json"
+    src.write_text(json.dumps(wf))
+    out = tmp_path / "page.html"
+    proc = _timeline(run_step, str(src), "--store", str(FIXTURE_STORE), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert page.count("&lt;script&gt;") > 20  # the fields are on the page, as text
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "<body" in dom
+    assert "<xpwned" not in dom, "a payload's script ran"
+    assert "<title>PWNED</title>" not in dom, "a payload's script ran"
+
+
+# ------------------------------------------------------------- bad input: exit 2, one line
+
+
+def _one_line_exit_2(proc: Any, fragment: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_timeline_output_that_is_not_a_file(run_step: RunStep, tmp_path: Path, kind: str) -> None:
+    import os
+
+    out = tmp_path / "out"
+    if kind == "folder":
+        out.mkdir()
+    else:
+        os.mkfifo(out)
+    proc = _timeline(run_step, str(FIXTURE), "-o", str(out))
+    _one_line_exit_2(proc, str(out))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_timeline_input_that_is_not_a_file(run_step: RunStep, tmp_path: Path, kind: str) -> None:
+    import os
+
+    if kind == "device":
+        src = Path("/dev/zero")
+    else:
+        src = tmp_path / "in.json"
+        os.mkfifo(src)
+    proc = _timeline(run_step, str(src), "-o", str(tmp_path / "t.html"), timeout=30)
+    _one_line_exit_2(proc, str(src))
+    assert not (tmp_path / "t.html").exists()
+
+
+def test_timeline_with_commit_records_holding_anything(run_step: RunStep, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(FIXTURE_STORE, store)
+    for i, (started, duration) in enumerate(
+        [("soon", "long"), (None, [1]), (1740909751.4, "NaN"), (True, {"s": 1})]
+    ):
+        path = store / "commits" / f"part-{i:05d}.json"
+        rec = json.loads(path.read_text())
+        rec.update(started=started, duration_s=duration, commit_s="x")
+        path.write_text(json.dumps(rec))
+    out = tmp_path / "t.html"
+    proc = _timeline(run_step, str(FIXTURE), "--store", str(store), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "nan%" not in out.read_text()
+
+
+def test_timeline_workflow_of_the_wrong_shape(run_step: RunStep, tmp_path: Path) -> None:
+    src = tmp_path / "wf.json"
+    src.write_text('{"status": {"nodes": {"a": 5, "b": {"inputs": []}}}}')
+    _one_line_exit_2(_timeline(run_step, str(src)), "wf.json")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragment"),
+    [
+        (["--rows", "5", "--run-id", "r"], {"WORKERS_TIMEOUT": "inf"}, "WORKERS_TIMEOUT"),
+        (["--rows", "5", "--run-id", "r", "--seed", str(2**64)], {}, "--seed"),
+        (["--rows", "5", "--run-id", "r\n"], {}, "invalid run id"),
+    ],
+    ids=["timeout-inf", "seed-over-64-bits", "run-id-newline"],
+)
+def test_produce_bad_input_is_exit_2(
+    run_step: RunStep, tmp_path: Path, args: list[str], env: dict[str, str], fragment: str
+) -> None:
+    env = {"WORKERS_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", **env}
+    _one_line_exit_2(run_step("produce", *args, env=env), fragment)

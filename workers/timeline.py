@@ -192,6 +192,8 @@ def load(text: str, what: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError as exc:
         raise NotAWorkflow(f"{what}: not JSON ({exc})") from None
+    except RecursionError:
+        raise NotAWorkflow(f"{what}: JSON nested too deeply") from None
     if isinstance(doc, dict) and doc.get("kind") == "List" and len(doc.get("items") or []) == 1:
         doc = doc["items"][0]
     if not isinstance(doc, dict) or not isinstance((doc.get("status") or {}).get("nodes"), dict):
@@ -323,6 +325,15 @@ def _shard_index(task: Task) -> int | None:
     return item_index(task.inputs.get("shard"))
 
 
+def _seconds(value: Any) -> float | None:
+    """A commit record's time field: a finite number of seconds, else None (a record written
+    by hand or by another tool may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _clamp(t: float | None, lo: float, hi: float) -> float | None:
     return None if t is None else min(max(t, lo), hi)
 
@@ -344,14 +355,14 @@ def _split(task: Task, side: dict[str, Any], t_end: float) -> None:
             task.segments.append(Segment("wait", queued, pod_start))
             task.waiting += pod_start - queued
         task.pod_time += p1 - p0
-        rec = task.record if pod is task.pods[-1] else None
+        rec = (task.record or {}) if pod is task.pods[-1] else {}
         work_start = work_end = None
-        if rec is not None and isinstance(rec.get("started"), (int, float)):
-            started = float(rec["started"])
-            if p0 - 1 <= started <= p1 + 1:  # a reused record of an earlier attempt is not this one
-                work_start = _clamp(started, pod_start, p1)
-                took = float(rec.get("duration_s") or 0) - float(rec.get("commit_s") or 0)
-                work_end = _clamp(started + max(took, 0.0), work_start or p0, p1)
+        started = _seconds(rec.get("started"))
+        duration, commit = (_seconds(rec.get(k)) or 0.0 for k in ("duration_s", "commit_s"))
+        # a reused record of an earlier attempt is not this one
+        if started is not None and p0 - 1 <= started <= p1 + 1:
+            work_start = _clamp(started, pod_start, p1)
+            work_end = _clamp(started + max(duration - commit, 0.0), work_start or p0, p1)
         if work_start is None:
             work_start = _clamp(parse_time(info.get("firstLogAt")), pod_start, p1)
         if work_start is None:
@@ -362,8 +373,7 @@ def _split(task: Task, side: dict[str, Any], t_end: float) -> None:
         if work_end is None:
             task.segments.append(Segment("work", work_start, p1, phase))
         else:
-            assert rec is not None
-            committed = _clamp(work_start + float(rec.get("duration_s") or 0), work_end, p1)
+            committed = _clamp(work_start + duration, work_end, p1)
             assert committed is not None
             task.segments.append(Segment("work", work_start, work_end, phase))
             task.segments.append(Segment("commit", work_end, committed, phase))
@@ -487,6 +497,14 @@ _LEGEND = (
 )
 
 
+_PHASE_CLASSES = frozenset({"Failed", "Error", "Running"})
+"""Phases the style sheet colours; any other phase (a crafted one too) gets none."""
+
+
+def _phase_class(phase: str) -> str:
+    return phase if phase in _PHASE_CLASSES else ""
+
+
 class _Page:
     def __init__(self, model: Model) -> None:
         self.m = model
@@ -498,13 +516,13 @@ class _Page:
     def seg(self, kind: str, a: float, b: float, title: str) -> str:
         left, right = self.pct(a), self.pct(b)
         return (
-            f'<div class="seg {kind}" style="left:{left}%;width:{max(right - left, 0.05):.3f}%" '
+            f'<div class="seg {html.escape(kind)}" style="left:{left}%;width:{max(right - left, 0.05):.3f}%" '
             f'title="{html.escape(title)}"></div>'
         )
 
     def row(self, label: str, title: str, body: str, cls: str = "", data: str = "") -> str:
         return (
-            f'<div class="row {cls}"{data}><div class="label" title="{html.escape(title)}">'
+            f'<div class="row {html.escape(cls)}"{data}><div class="label" title="{html.escape(title)}">'
             f'{html.escape(label)}</div><div class="track">{body}</div></div>'
         )
 
@@ -513,7 +531,7 @@ class _Page:
         for s in t.segments:
             kind = s.kind
             if kind in ("work", "run", "commit", "exit") and s.phase != "Succeeded":
-                kind = f"{kind} {s.phase}"
+                kind = f"{kind} {_phase_class(s.phase)}"
             what = {"run": "ran", "wait": "waiting"}.get(s.kind, s.kind)
             body.append(
                 self.seg(kind, s.start, s.end, f"{t.label}: {what} {fmt_s(s.end - s.start)}")
@@ -521,13 +539,13 @@ class _Page:
         if not t.segments and t.start is not None:
             body.append(self.seg("skip", t.start, t.end or t.start, f"{t.label}: {t.phase}"))
         end = t.end if t.end is not None else t.start
-        text = fmt_s(t.duration) if t.duration is not None and t.segments else t.phase
+        text = fmt_s(t.duration) if t.duration is not None and t.segments else html.escape(t.phase)
         if len(t.pods) > 1:
             text += f" ({len(t.pods)} attempts)"
         if t.failed and t.message:
             text += f' <span class="msg">{html.escape(t.message[:300])}</span>'
         elif t.phase in ("Skipped", "Omitted") and t.message:
-            text = f"{t.phase}: {html.escape(t.message[:120])}"
+            text = f"{html.escape(t.phase)}: {html.escape(t.message[:120])}"
         if end is not None:
             work = [x for x in t.segments if x.kind != "wait"] or t.segments
             start = work[0].start if work else end
@@ -727,7 +745,9 @@ def _loop_rows(page: _Page, lp: Loop) -> list[str]:
     counts: dict[str, int] = {}
     for t in lp.tasks:
         counts[t.phase] = counts.get(t.phase, 0) + 1
-    phases = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    phases = ", ".join(
+        f"{v} {html.escape(k)}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+    )
     span = page.seg("span", lp.start, lp.end, f"{lp.label}: {fmt_s(lp.end - lp.start)}")
     head = span + page.text(
         f"{fmt_s(lp.end - lp.start)} &middot; {len(lp.tasks)} items: {phases}", lp.start, lp.end
@@ -820,47 +840,84 @@ def render_workflow(wf: dict[str, Any], store: str | None = None) -> str:
 # ---------------------------------------------------------------- command
 
 
+MAX_WORKFLOW_BYTES = 256 << 20
+"""The largest Workflow JSON read (a 10,000-shard run's is a few tens of MB)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from workers import cli
+
+    p = cli.Parser(
         prog="python -m workers timeline",
         description="Render timeline.html from an Argo Workflow's JSON (a local run.json too).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
     )
-    from workers import cli
-
-    cli.add_version_argument(p)
     p.add_argument("file", metavar="FILE", help="Workflow JSON (argo get -o json); - for stdin")
     p.add_argument("--store", metavar="URL", help="the run's store, for its commit records")
     p.add_argument(
         "-o",
         "--output",
-        type=Path,
         help="where to write (default: timeline.html beside FILE; stdout for -)",
     )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        sys.stderr.write(f"python -m workers timeline: cannot read {args.file}: {exc}\n")
-        return 2
-    try:
-        wf = load(text, args.file)
-    except NotAWorkflow as exc:
-        sys.stderr.write(f"python -m workers timeline: {exc}\n")
-        return 2
-    page = render_workflow(wf, args.store)
-    if args.output is None and args.file == "-":
-        sys.stdout.write(page)
-        return 0
-    out = args.output or Path(args.file).with_name("timeline.html")
-    from workers import storage
+    """Bad input (a file that is not a Workflow, a device, a FIFO, a folder as ``-o``) is exit 2
+    and one JSON log line, as for every step (:func:`workers.cli.run_step`)."""
+    from workers import cli
 
-    storage.write_bytes(str(out), page.encode())
+    return cli.run_step("timeline", build_parser(), argv, lambda args, env: args, _work)
+
+
+def _work(args: argparse.Namespace, log: Any) -> int:
+    from workers import storage
+    from workers.errors import UsageError
+
+    wf = _read(args.file)
+    out = None
+    if args.output is not None or args.file != "-":
+        out = args.output or str(Path(args.file).with_name("timeline.html"))
+        storage.check_destination(out, "--output")  # a folder, FIFO or device: before any work
+    if args.store:
+        storage.check_store(args.store)
+    try:
+        page = render_workflow(wf, args.store)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        # a field of an unexpected type deep in the status: the file's fault, not ours
+        raise UsageError(
+            f"{args.file}: not an Argo Workflow this can read ({type(exc).__name__}: {exc})"
+        ) from None
+    # A lone surrogate (JSON's "\\ud800") has no UTF-8: it is shown as U+FFFD's stand-in.
+    data = page.encode("utf-8", "replace")
+    if out is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        return 0
+    storage.write_bytes(out, data)
     sys.stderr.write(f"timeline: {out}\n")
     return 0
+
+
+def _read(name: str) -> dict[str, Any]:
+    """The Workflow in file ``name`` (``-``: stdin), bounded; only a regular file is opened, so
+    a FIFO or a device is refused instead of blocking or reading forever."""
+    from workers import storage
+    from workers.errors import UsageError
+
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_WORKFLOW_BYTES + 1)
+            if len(data) > MAX_WORKFLOW_BYTES:
+                raise UsageError(f"stdin is over the {MAX_WORKFLOW_BYTES}-byte limit")
+        else:
+            data = storage.read_small(name, MAX_WORKFLOW_BYTES, "workflow file")
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {name}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {name}: not UTF-8 ({exc.reason})") from None
+    try:
+        return load(text, name)
+    except NotAWorkflow as exc:
+        raise UsageError(str(exc)) from None
