@@ -364,3 +364,82 @@ def test_produce_bad_input_is_exit_2(
 ) -> None:
     env = {"WORKERS_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", **env}
     _one_line_exit_2(run_step("produce", *args, env=env), fragment)
+
+
+# ------------------------------------------------------------------- metrics.prom
+
+_METRICS_WORKFLOW = """
+    apiVersion: argoproj.io/v1alpha1
+    kind: Workflow
+    metadata:
+      name: metrics-names
+    spec:
+      entrypoint: main
+      templates:
+        - name: main
+          steps:
+            - - name: work
+                template: work
+        - name: work
+          container:
+            image: busybox:1.36
+            command: [sh, -c]
+            args: ["true"]
+          metrics:
+            prometheus:
+              - name: fine_seconds
+                help: kept
+                labels:
+                  - {key: status, value: 'a "quoted" \\ value'}
+                gauge: {value: "1"}
+              - name: injected
+                help: a key that would start a line of its own
+                labels:
+                  - {key: "x\\"} 1\\nevil_metric 666\\n#", value: v}
+                gauge: {value: "2"}
+              - name: reserved_name
+                help: Prometheus' own label
+                labels:
+                  - {key: __name__, value: other}
+                gauge: {value: "3"}
+              - name: twice
+                help: one key twice
+                labels:
+                  - {key: a, value: "1"}
+                  - {key: a, value: "2"}
+                gauge: {value: "4"}
+              - name: le_label
+                help: the histogram's own label
+                labels:
+                  - {key: le, value: "7"}
+                histogram: {value: "5", buckets: [1, 10]}
+              - name: hist
+                help: a histogram
+                histogram: {value: "5", buckets: [1, 10]}
+              - name: hist_count
+                help: repeats the histogram's count series
+                gauge: {value: "6"}
+"""
+
+
+def test_metrics_prom_takes_only_valid_names(tmp_path: Path, promtool: str) -> None:
+    import subprocess
+    import textwrap
+
+    from runner_helpers import run_process
+
+    proc, record = run_process(tmp_path, textwrap.dedent(_METRICS_WORKFLOW))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prom = (tmp_path / "runs" / record["metadata"]["name"] / "metrics.prom").read_text()
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=prom, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr + prom
+    assert "evil_metric" not in prom
+    assert 'argo_workflows_fine_seconds{status="a \\"quoted\\" \\\\ value"} 1' in prom
+    assert "argo_workflows_hist_count 1" in prom
+    for refused in ("injected", "reserved_name", "twice", "le_label", "hist_count "):
+        assert f"argo_workflows_{refused}" not in prom.replace("hist_count 1", "")
+    warnings = proc.stdout + proc.stderr
+    for name in ("injected", "reserved_name", "twice", "le_label", "hist_count"):
+        assert f"[{name}]" in warnings, warnings
