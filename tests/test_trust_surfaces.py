@@ -443,3 +443,51 @@ def test_metrics_prom_takes_only_valid_names(tmp_path: Path, promtool: str) -> N
     warnings = proc.stdout + proc.stderr
     for name in ("injected", "reserved_name", "twice", "le_label", "hist_count"):
         assert f"[{name}]" in warnings, warnings
+
+
+# ------------------------------------------------------------------- merge and jq
+
+_SURROGATE_CASES = {
+    "lone-high": '{"a": 1}\n{"b": 2}\n"\\ud800"\n',
+    "high-then-text": '1\n2\n"x\\ud800y"\n',
+    "high-in-a-key": '1\n2\n{"\\udbff": 1}\n',
+    "two-highs": '1\n2\n["\\ud800\\ud800"]\n',
+    "pair": '1\n2\n"\\ud83d\\ude00"\n',
+    "escaped-backslash": '1\n2\n"\\\\ud800"\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SURROGATE_CASES))
+def test_merge_refuses_what_jq_refuses(
+    run_step: RunStep, tmp_path: Path, jq: str, case: str
+) -> None:
+    import json
+    import subprocess
+
+    part = tmp_path / "part-0.json"
+    part.write_text(_SURROGATE_CASES[case])
+    expected = subprocess.run([jq, "-s", "-c", ".", str(part)], capture_output=True, check=False)
+    proc = run_step("merge", "--glob", str(tmp_path / "part-*.json"), "--output", "-")
+    if expected.returncode != 0:
+        assert case != "pair" and case != "escaped-backslash"  # the fixture itself is right
+        _merge_refused(proc, f"{part}: line 3: invalid JSON")
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == json.loads(expected.stdout)
+
+
+def test_merge_refuses_a_lone_low_surrogate(run_step: RunStep, tmp_path: Path) -> None:
+    """jq 1.6 puts U+FFFD in its place; merge copies values as they are, so it refuses one,
+    as orjson and simdjson do: a lone surrogate is no character, and UTF-8 cannot hold it."""
+    part = tmp_path / "part-0.json"
+    part.write_text('1\n2\n"\\udc00"\n')
+    proc = run_step("merge", str(part), "--output", "-")
+    _merge_refused(proc, "line 3: invalid JSON: a lone surrogate")
+
+
+def _merge_refused(proc: Any, fragment: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    err = error_of(proc)  # the last line, an error, no traceback
+    assert err["cause"] == "bad-input" and fragment in err["message"], err
+    assert sum('"level":"error"' in line for line in proc.stderr.splitlines()) == 1
+    assert proc.stdout == "", "no partial output"
