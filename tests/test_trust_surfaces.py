@@ -491,3 +491,48 @@ def _merge_refused(proc: Any, fragment: str) -> None:
     assert err["cause"] == "bad-input" and fragment in err["message"], err
     assert sum('"level":"error"' in line for line in proc.stderr.splitlines()) == 1
     assert proc.stdout == "", "no partial output"
+
+
+# ------------------------------------------------------------------- run summary on S3
+
+
+def test_run_summary_names_an_s3_output_and_its_rows(tmp_path: Path, s3_server: Server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bucket = services.random_name("runs-")
+    services.s3_create_bucket(s3_server.endpoint_url, bucket)
+    env = {**os.environ, **services.s3_env(s3_server.endpoint_url)}
+    env.pop("WORKERS_DATABASE_URL", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workers",
+            "run",
+            "workers-pipeline",
+            "--manifests",
+            str(ROOT / "manifests"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "-p",
+            "rows=2000",
+            "-p",
+            "rows-per-shard=1000",
+            "-p",
+            f"store-root=s3://{bucket}/runs",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"merged output: s3://{bucket}/runs/" in out, out
+    assert f"merge summary: s3://{bucket}/runs/" in out, out
+    assert "s3:/" + bucket not in out
+    assert "rows:          merged 2,000 == produced 2,000 in 2 shards" in out, out

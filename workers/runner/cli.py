@@ -389,12 +389,22 @@ def rows_line(totals: dict[str, object]) -> str | None:
     )
 
 
-def _reconcile(summary: Path) -> None:
+def _reconcile(summary: Path | str) -> None:
+    """The rows line from merge's summary: a file here, or an object in the run's bucket (read
+    with this process's credentials, as the step's own are the same secret)."""
     import json
 
+    from workers import storage
+    from workers.errors import WorkersError
+
     try:
-        totals = json.loads(summary.read_text()).get("totals") or {}
-    except (OSError, ValueError):
+        if isinstance(summary, Path):
+            data = summary.read_bytes()
+        else:
+            data = storage.read_small(summary, 64 << 20, "merge summary")
+        totals = json.loads(data).get("totals") or {}
+    except (OSError, ValueError, AttributeError, WorkersError) as exc:
+        print(f"rows:          not read from {summary} ({type(exc).__name__})")
         return
     line = rows_line(totals)
     if line is not None:

@@ -310,7 +310,7 @@ def write_json(path: Path, record: dict[str, Any], secrets: set[str]) -> None:
     path.write_text(redact(text, secrets) + "\n")
 
 
-def merged_output(run: Run) -> tuple[Path | None, Path | None]:
+def merged_output(run: Run) -> tuple[Path | str | None, Path | str | None]:
     """Where merge wrote its document and summary, from its log, mapped to host paths."""
     for node in sorted(run.nodes.values(), key=lambda n: n.finished or 0, reverse=True):
         for a in reversed(node.attempts):
@@ -328,9 +328,10 @@ def merged_output(run: Run) -> tuple[Path | None, Path | None]:
     return None, None
 
 
-def _host(path: str, mounts: list[Mount], cwd: Path) -> Path:
+def _host(path: str, mounts: list[Mount], cwd: Path) -> Path | str:
+    """A step's path on this machine; a bucket URL as it is (a Path would fold its ``//``)."""
     if "://" in path and not path.startswith("file://"):
-        return Path(path)
+        return path
     path = path.removeprefix("file://")
     if not path.startswith("/"):
         return cwd / path
