@@ -123,7 +123,8 @@ CAUSES: dict[str, Cause] = {
         Cause(
             "store-missing",
             exitcodes.USAGE,
-            "bucket, folder or file that does not exist (NoSuchBucket, HTTP 404, ENOENT, ENOTDIR)",
+            "bucket, folder or file that does not exist (NoSuchBucket, HTTP 404, ENOENT, ENOTDIR; "
+            "a 403 for a bucket that HeadBucket or GetObject then finds missing)",
             "create the bucket or folder, or fix the URL",
         ),
         Cause(
@@ -137,7 +138,8 @@ CAUSES: dict[str, Cause] = {
             exitcodes.USAGE,
             "a request the store refuses: a folder, FIFO or device where a file belongs (EISDIR), "
             "a name too "
-            "long, an invalid bucket name, another HTTP 4xx",
+            "long, an invalid bucket name, another HTTP 4xx; a bucket endpoint whose host name "
+            "does not exist",
             "fix the store URL or path",
         ),
         Cause(
