@@ -5,6 +5,12 @@ headless Chromium, and fails on the code before the fix.
 - Stores: a missing bucket is never created (split's plan, merge's output), a URL of an
   unknown scheme or an endpoint that does not resolve names the store (never the database),
   and waits are bounded.
+- timeline.html: no field of a hostile Workflow runs script in Chromium; a FIFO, device or
+  folder as input or output, commit records of any content: exit 2 and one line, or a page.
+- produce: WORKERS_TIMEOUT=inf, a seed over 64 bits, a run id ending in a newline: exit 2.
+- metrics.prom: only names the exposition format allows (promtool checks it).
+- merge: a lone surrogate is refused as the real jq refuses it.
+- ``workers run`` on S3: the summary names s3:// URLs and prints the rows line.
 """
 
 from __future__ import annotations
