@@ -21,8 +21,9 @@ class LogEvent:
     """One JSON log line of a pod attempt that succeeded, and how to find a path it names."""
 
     fields: Mapping[str, Any]
-    host_path: Callable[[str], Path]
-    """A path as the pod saw it (its mounts, its working folder) -> the same file on this host."""
+    host_path: Callable[[str], Path | str]
+    """A path as the pod saw it (its mounts, its working folder) -> the same file on this host;
+    a bucket URL stays a string (a Path would fold its ``//``)."""
     read_text: Callable[[Path], str]
     """A host file a step named, read only inside the run folder and through no link (OSError
     otherwise): a step's log is the workflow's to write, not a way to read the host."""

@@ -606,10 +606,10 @@ def s3_no_policy(c: Ctx) -> Any:
     return c.shard_to(f"s3://{auth.bucket}/run", _s3_auth_env(auth, auth.key_id, auth.secret))
 
 
-@case("store-missing", "NoSuchBucket")
+@case("store-missing", "bucket no-such-bucket-4471 does not exist")
 def s3_missing_bucket(c: Ctx) -> Any:
-    # Allowed to, s3fs would create the bucket (AtomicWriter's makedirs); a pod's role
-    # usually may not, and then the upload meets the missing bucket.
+    # The role may read and write objects: S3 (and moto) answer its read of a missing
+    # bucket with 403, and a probe of the bucket tells the two apart.
     auth = c.fixture("s3_auth")
     env = _s3_auth_env(auth, auth.writer_key_id, auth.writer_secret)
     return c.shard_to("s3://no-such-bucket-4471/run", env)
@@ -621,7 +621,7 @@ def s3_slow_down(c: Ctx) -> Any:
     return c.shard_to("s3://any-bucket/run", env, timeout=180)
 
 
-@case("unreachable", "Could not connect to the endpoint URL")
+@case("unreachable", "store s3://any-bucket/run: cannot connect to")
 def s3_endpoint_refused(c: Ctx) -> Any:
     env = {**services.s3_env(f"http://127.0.0.1:{services.free_port()}"), "AWS_MAX_ATTEMPTS": "2"}
     return c.shard_to("s3://any-bucket/run", env, timeout=180)
@@ -634,6 +634,14 @@ def s3_endpoint_refused(c: Ctx) -> Any:
 def gcs_missing_bucket(c: Ctx) -> Any:
     server = c.fixture("gcs_server")
     return c.shard_to("gs://no-such-bucket-5582/run", services.gcs_env(server.endpoint_url))
+
+
+@case("store-invalid", "gcs-endpoint-7731.example.invalid does not resolve")
+def gcs_endpoint_unresolvable(c: Ctx) -> Any:
+    # Checked once, up front: gcsfs would retry the name for minutes, and DNS errors were
+    # taken for the database's (db-url).
+    env = services.gcs_env("http://gcs-endpoint-7731.example.invalid:4443")
+    return c.shard_to("gs://any-bucket/run", env)
 
 
 @case("throttled", "Backend Error")

@@ -337,8 +337,17 @@ _WS = re.compile(r"[ \t\n\r]*")
 _REF = json.JSONDecoder(parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
 
 
+def _lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    return isinstance(value, list) and any(_lone_surrogate(v) for v in value)
+
+
 def reference_values(data: bytes) -> list[object] | None:
-    """What json itself makes of whitespace-separated values (None: not valid)."""
+    """What json itself makes of whitespace-separated values (None: not valid), refusing a
+    lone surrogate escape as jq -s . does (json decodes it into a string UTF-8 cannot hold)."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -355,6 +364,8 @@ def reference_values(data: bytes) -> list[object] | None:
                 and word.match(text[stop - 1])
                 and word.match(text[nxt])
             ):
+                return None
+            if _lone_surrogate(value):
                 return None
             out.append(value)
             pos = nxt

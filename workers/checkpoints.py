@@ -546,11 +546,11 @@ class _Local(PartWriter):
 
 
 def is_gcs(url: str) -> bool:
-    return url.startswith(("gs://", "gcs://"))
+    return storage.backend_of(url) == "gs"
 
 
 def is_s3(url: str) -> bool:
-    return url.startswith(("s3://", "s3a://"))
+    return storage.backend_of(url) == "s3"
 
 
 def sweep(url: str, ckpt_url: str) -> None:

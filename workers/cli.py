@@ -71,6 +71,19 @@ def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
     return parse
 
 
+def int64(text: str) -> int:
+    """argparse type: an integer a signed 64-bit field holds (what orjson and JSON readers hold)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+    if not -INT_MAX - 1 <= value <= INT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from -2^63 to 2^63-1, got {text[:40]!r}"
+        )
+    return value
+
+
 positive_int = _int_at_least(1, "a positive integer")
 """argparse type: an integer >= 1."""
 

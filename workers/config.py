@@ -63,6 +63,10 @@ class Environment:
         return self.database_url or DEFAULT_DATABASE_URL
 
 
+MAX_SECONDS = 1e8
+"""The longest duration a WORKERS_* variable takes (over three years): what a timer holds."""
+
+
 def stale_after(environ: Mapping[str, str] | None = None) -> float:
     """``WORKERS_STALE_AFTER``: seconds after which another attempt's untouched temp file or
     multipart upload counts as abandoned (read by storage when it sweeps, validated at start)."""
@@ -82,6 +86,8 @@ def _positive_float(env: Mapping[str, str], name: str, default: float | None) ->
         raise UsageError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not value > 0:
         raise UsageError(f"{name} must be > 0, got {raw!r}")
+    if value > MAX_SECONDS:  # inf too: no timer or deadline holds it
+        raise UsageError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {raw!r}")
     return value
 
 
@@ -102,7 +108,7 @@ def redact(text: str, secret_values: Iterable[str] = ()) -> str:
 
 def check_run_id(run_id: str) -> str:
     """Validate a run id: it becomes part of storage paths and SQL literals."""
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):  # match's $ would accept a trailing newline
         raise UsageError(
             f"invalid run id {run_id!r}: use 1-128 characters from A-Z a-z 0-9 . _ - "
             "starting with a letter or digit"

@@ -38,6 +38,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from workers import exitcodes
 from workers.errors import (
@@ -122,7 +123,8 @@ CAUSES: dict[str, Cause] = {
         Cause(
             "store-missing",
             exitcodes.USAGE,
-            "bucket, folder or file that does not exist (NoSuchBucket, HTTP 404, ENOENT, ENOTDIR)",
+            "bucket, folder or file that does not exist (NoSuchBucket, HTTP 404, ENOENT, ENOTDIR; "
+            "a 403 for a bucket that HeadBucket or GetObject then finds missing)",
             "create the bucket or folder, or fix the URL",
         ),
         Cause(
@@ -136,7 +138,8 @@ CAUSES: dict[str, Cause] = {
             exitcodes.USAGE,
             "a request the store refuses: a folder, FIFO or device where a file belongs (EISDIR), "
             "a name too "
-            "long, an invalid bucket name, another HTTP 4xx",
+            "long, an invalid bucket name, another HTTP 4xx; a bucket endpoint whose host name "
+            "does not exist",
             "fix the store URL or path",
         ),
         Cause(
@@ -267,7 +270,46 @@ def classify(exc: BaseException) -> WorkersError:
     """Map any exception that escaped the library to a WorkersError naming its cause."""
     if isinstance(exc, WorkersError):
         return exc
-    return error(*_match(exc))
+    cause, detail = _match(exc)
+    store = _store_of(exc)
+    if store is not None:
+        cause, detail = _about_store(store, cause, detail)
+    return error(cause, detail)
+
+
+def _store_of(exc: BaseException) -> Any:
+    """The :class:`~workers.storage.Store` a failed request went to, if storage tagged it."""
+    for link in _chain(exc):
+        store = getattr(link, "workers_store", None)
+        if store is not None:
+            return store
+    return None
+
+
+def _about_store(store: Any, cause: str, detail: str) -> Found:
+    """A store's failure, named after the store. Refused access may hide a missing bucket:
+    S3 answers 403, not NoSuchBucket, to a role that may not list the bucket (and moto 5.2.6
+    to every role), so the bucket is asked about once more (:meth:`Store.probe_bucket`): a
+    404 to HeadBucket or NoSuchBucket to GetObject means it does not exist, whoever asks."""
+    if cause == "store-access" and _bucket_missing(store.probe_bucket()):
+        return "store-missing", f"bucket {store.bucket} does not exist (store {store.url})"
+    if cause == "db-url":  # a host name that does not exist: the store's, not the database's
+        return "store-invalid", f"{store.url}: {detail}"
+    if cause.startswith("store-") and store.url not in detail:
+        return cause, f"{store.url}: {detail}"
+    return cause, detail
+
+
+def _bucket_missing(answer: BaseException | None) -> bool:
+    for link in _chain(answer) if answer is not None else ():
+        response = getattr(link, "response", None)
+        if not isinstance(response, dict):
+            continue
+        code = str((response.get("Error") or {}).get("Code") or "")
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        head = getattr(link, "operation_name", "") == "HeadBucket"
+        return code == "NoSuchBucket" or (head and status == 404)
+    return False
 
 
 def _match(exc: BaseException) -> Found:

@@ -214,6 +214,11 @@ class JsonLines:
                 line = self._line + text.count("\n", 0, pos)
                 raise UsageError(f"{name}: line {line}: invalid JSON: nested too deeply") from None
             raw = text[pos:stop]
+            if "\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+                # json decodes "\ud800" to a string UTF-8 cannot encode; jq -s . and the fast
+                # path (orjson, simdjson) refuse it
+                line = self._line + text.count("\n", 0, pos)
+                raise UsageError(f"{name}: line {line}: invalid JSON: a lone surrogate escape")
             out.append(
                 raw
                 if "\n" not in raw and "\r" not in raw
@@ -246,6 +251,30 @@ def to_json_lines(data: bytes, name: str) -> tuple[bytes, int]:
     """Return (JSON Lines, value count) for a part; invalid JSON is a UsageError naming file and line."""
     blocks = [(lines, n) for lines, n, _ in json_lines((data,), name)]
     return b"".join(lines for lines, _ in blocks), sum(n for _, n in blocks)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""The start of a ``\\uD800``-``\\uDFFF`` escape (or of a literal backslash before such text:
+the decoded value then decides)."""
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a string (a key too) with a lone surrogate: json joins a
+    valid escaped pair into one character, so any surrogate left is a lone one."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if _SURROGATES.search(v):
+                return True
+        elif isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return False
 
 
 def _reject_constant(token: str) -> None:

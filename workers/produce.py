@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows", type=cli.non_negative_int, default=1000, help="rows to generate (default 1000)"
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the synthetic generator (default 0)"
+        "--seed", type=cli.int64, default=0, help="seed of the synthetic generator (default 0)"
     )
     p.add_argument(
         "--generator",

@@ -161,11 +161,21 @@ def rows_line(totals: dict[str, object]) -> str | None:
     )
 
 
-def _reconcile(ev: LogEvent, summary: Path) -> str | None:
+def _reconcile(ev: LogEvent, summary: Path | str) -> str | None:
+    """The rows line from merge's summary: a file in the run folder (read through no link), or
+    an object in the run's bucket (read with this process's credentials, as the step's own are
+    the same secret); a summary that cannot be read says why instead."""
+    from workers import storage
+    from workers.errors import WorkersError
+
     try:
-        totals = json.loads(ev.read_text(summary)).get("totals") or {}
-    except (OSError, ValueError):
-        return None
+        if isinstance(summary, Path):
+            text = ev.read_text(summary)
+        else:
+            text = storage.read_small(summary, 64 << 20, "merge summary").decode()
+        totals = json.loads(text).get("totals") or {}
+    except (OSError, ValueError, AttributeError, WorkersError) as exc:
+        return f"rows:          not read from {summary} ({type(exc).__name__})"
     return rows_line(totals)
 
 

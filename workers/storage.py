@@ -15,14 +15,34 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import os
 import stat
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from workers import failures
 from workers.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_BACKENDS = {"file": "local", "s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs"}
+"""URL schemes a store may use, and the backend each means: one table, checked once."""
+
+
+def _scheme(url: str) -> str | None:
+    """The scheme of ``url`` (lower case), or None for a plain path."""
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else None
+
+
+def backend_of(url: str) -> str | None:
+    """``local``, ``s3`` or ``gs`` for a URL a store may use; None for any other scheme."""
+    scheme = _scheme(url)
+    return "local" if scheme is None else _BACKENDS.get(scheme)
 
 
 def is_local(url: str) -> bool:
@@ -41,9 +61,206 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
+class Store:
+    """A store URL resolved once (as fsspec's ``url_to_fs`` does): which backend holds it,
+    and where in it. Only a local path (or ``file://``), ``s3://`` and ``gs://`` are stores;
+    :func:`resolve` refuses anything else with one line naming the URL."""
+
+    def __init__(self, url: str, backend: str, path: str) -> None:
+        self.url = url
+        self.backend = backend
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket of an object store ('' locally)."""
+        return "" if self.is_local else self.path.split("/", 1)[0]
+
+    def join(self, *parts: str) -> Store:
+        return resolve(join(self.url, *parts))
+
+    def fs(self) -> tuple[Any, str]:
+        """The fsspec filesystem of a bucket store and the path inside it."""
+        return _fs(self.url)
+
+    def check(self) -> None:
+        """Refuse, before any work, a store no step can use: its filesystem does not load,
+        or its endpoint's host name does not resolve (one bounded look-up, not the minutes of
+        retries gcsfs and botocore spend on a name that will never resolve)."""
+        if self.is_local:
+            return
+        _fs(self.url)
+        _check_endpoint(self)
+
+    def probe_bucket(self) -> BaseException | None:
+        """What the store answers about its bucket: None when a request to it succeeds, else
+        the exception of the most telling request (see :func:`failures.classify`, which
+        decides what it means). S3 answers 403 to a HeadBucket (or any read) of a missing
+        bucket when the role may not list it; a one-byte GetObject then still tells
+        NoSuchBucket from NoSuchKey."""
+        if self.backend != "s3":
+            return None
+        try:
+            fs, path = self.fs()
+        except Exception as exc:  # the answer is what is asked for
+            return exc
+        bucket, _, key = path.partition("/")
+        answer: BaseException | None = None
+        for op, kw in (
+            ("head_bucket", {}),
+            ("get_object", {"Key": key or ".workers-probe", "Range": "bytes=0-0"}),
+        ):
+            try:
+                fs.call_s3(op, Bucket=bucket, **kw)
+                return None
+            except Exception as exc:  # only its answer matters
+                answer = exc
+                if not _is_forbidden(exc):
+                    return exc
+        return answer
+
+
+def _is_forbidden(exc: BaseException) -> bool:
+    return isinstance(exc, PermissionError) or "403" in str(
+        (getattr(exc.__cause__, "response", None) or {}).get("ResponseMetadata", {})
+    )
+
+
+def resolve(url: str, what: str = "store") -> Store:
+    """``url`` as a :class:`Store`; a UsageError naming it when no backend holds it."""
+    if not isinstance(url, str) or not url:
+        raise UsageError(f"{what} must be a local path, file://, s3:// or gs:// URL")
+    scheme = _scheme(url)
+    if scheme is None:
+        return Store(url, "local", url)
+    if scheme == "memory":
+        # Each pod would get its own empty store, and it vanishes when the step exits.
+        raise UsageError(
+            f"{what} {url!r} is an in-process memory filesystem that dies with the step: "
+            "use a folder all pods share or a bucket"
+        )
+    backend = _BACKENDS.get(scheme)
+    if backend is None:
+        raise UsageError(
+            f"{what} {url!r} has the unknown scheme {scheme}://: a store is a local path, "
+            "file://, s3:// or gs://"
+        )
+    path = url.split("://", 1)[1]
+    if backend == "local":
+        return Store(url, backend, path)
+    if not path.split("/", 1)[0]:
+        raise UsageError(f"{what} {url!r} names no bucket")
+    return Store(url, backend, path)
+
+
+def _endpoint(store: Store) -> tuple[str, int] | None:
+    """The host and port a bucket store's requests go to, as its client would choose."""
+    from urllib.parse import urlsplit
+
+    conf = _fsspec_conf("s3" if store.backend == "s3" else "gcs")
+    if store.backend == "s3":
+        candidates = [
+            (conf.get("client_kwargs") or {}).get("endpoint_url"),
+            conf.get("endpoint_url"),
+            os.environ.get("AWS_ENDPOINT_URL_S3"),
+            os.environ.get("AWS_ENDPOINT_URL"),
+            "https://s3.amazonaws.com",
+        ]
+    else:
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        candidates = [
+            conf.get("endpoint_url"),
+            emulator if emulator and "://" in emulator else None,
+            f"http://{emulator}" if emulator else None,
+            "https://storage.googleapis.com",
+        ]
+    url = next(c for c in candidates if c)
+    parts = urlsplit(str(url))
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_endpoint(store: Store, timeout: float = 10.0) -> None:
+    """Resolve the store's endpoint once, bounded: a name that does not exist is the store's
+    fault (exit 2, naming it), never the database's; through a proxy the proxy resolves."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    endpoint = _endpoint(store)
+    if endpoint is None:
+        return
+    import concurrent.futures
+    import socket
+
+    host, port = endpoint
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
+        # One bounded connect: a refused or silent endpoint is a transient fault now, not
+        # after the clients' minute of retries with backoff.
+        socket.create_connection((host, port), timeout=timeout).close()
+    except concurrent.futures.TimeoutError:
+        raise failures.error(
+            "unreachable", f"store {store.url}: {host}:{port} did not answer in {timeout:g}s"
+        ) from None
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            raise failures.error(
+                "unreachable", f"store {store.url}: cannot resolve {host} now ({exc.strerror})"
+            ) from None
+        raise failures.error(
+            "store-invalid",
+            f"store {store.url}: its endpoint's host {host} does not resolve ({exc.strerror})",
+        ) from None
+    except OSError as exc:
+        raise failures.error(
+            "unreachable", f"store {store.url}: cannot connect to {host}:{port} ({exc})"
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _tags_store(func: F) -> F:
+    """Tags what escapes ``func(url, ...)`` with the store ``url`` is in (see :func:`tagged`)."""
+
+    @functools.wraps(func)
+    def wrapper(url: str, *args: Any, **kwargs: Any) -> Any:
+        if is_local(url):
+            return func(url, *args, **kwargs)
+        with tagged(resolve(url)):
+            return func(url, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def tagged(store: Store) -> contextlib.AbstractContextManager[None]:
+    """Marks an exception escaping a request to ``store`` with it, so that
+    :func:`failures.classify` can name the store and ask about its bucket."""
+    return _Tag(store)
+
+
+class _Tag(contextlib.AbstractContextManager[None]):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and not self.store.is_local and not hasattr(exc, "workers_store"):
+            with contextlib.suppress(AttributeError):
+                exc.workers_store = self.store  # type: ignore[attr-defined]
+
+
 def _fs(url: str) -> tuple[Any, str]:
     import fsspec  # deferred: local runs never pay for it
 
+    if resolve(url).backend == "gs":  # the scheme is one of ours: fsspec would take ftp://
+        _bound_metadata_lookup()
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except ImportError as exc:
@@ -53,14 +270,39 @@ def _fs(url: str) -> tuple[Any, str]:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
     except ValueError as exc:
         raise UsageError(f"storage URL {url!r} is not usable: {exc}") from None
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if "memory" in protocols:
-        # Each pod would get its own empty store, and it vanishes when the step exits.
-        raise UsageError(
-            f"storage URL {url!r} is an in-process memory filesystem that dies with the step: "
-            "use a folder all pods share or a bucket"
-        )
     return fs, path
+
+
+@functools.cache
+def _bound_metadata_lookup(timeout: float = 1.0) -> None:
+    """Without configured credentials, gcsfs asks the GCE metadata server for them, and
+    where nothing answers at its address (outside Google Cloud) google.auth retries for
+    minutes. One bounded connect decides: if the server does not answer, the lookup is
+    skipped for this process (NO_GCE_CHECK, which google.auth and gcsfs both read), and a
+    bucket that needs credentials says so in seconds."""
+    configured = ("NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")
+    if any(os.environ.get(v) for v in configured) or "token" in _fsspec_conf("gcs"):
+        return
+    import urllib.request
+
+    # As google.auth's own ping: a metadata server answers with this header; a proxy or a
+    # firewall answering in its place does not.
+    host = os.environ.get("GCE_METADATA_IP") or "169.254.169.254"
+    request = urllib.request.Request(f"http://{host}/", headers={"Metadata-Flavor": "Google"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            flavor = answer.headers.get("Metadata-Flavor")
+    except OSError as exc:
+        flavor = getattr(exc, "headers", None) and exc.headers.get("Metadata-Flavor")  # type: ignore[attr-defined]
+    if flavor != "Google":
+        os.environ["NO_GCE_CHECK"] = "true"
+
+
+def _fsspec_conf(protocol: str) -> dict[str, Any]:
+    import fsspec.config
+
+    return dict(fsspec.config.conf.get(protocol, {}))
 
 
 def fs_of(url: str) -> tuple[Any, str]:
@@ -68,6 +310,7 @@ def fs_of(url: str) -> tuple[Any, str]:
     return _fs(url)
 
 
+@_tags_store
 def read_bytes(url: str, what: str = "file") -> bytes:
     """The whole object; callers bound memory by reading one part at a time.
 
@@ -82,6 +325,7 @@ def read_bytes(url: str, what: str = "file") -> bytes:
     return bytes(fs.cat_file(path))
 
 
+@_tags_store
 def read_small(url: str, limit: int, what: str) -> bytes:
     """A small input (count file, shard item, plan, commit record), refused over ``limit`` bytes.
 
@@ -107,6 +351,7 @@ def read_small(url: str, limit: int, what: str) -> bytes:
     return data
 
 
+@_tags_store
 def open_input(
     url: str, what: str = "file", block_size: int = 4 << 20
 ) -> tuple[io.RawIOBase | io.BufferedIOBase, int]:
@@ -170,7 +415,7 @@ def check_destination(url: str, what: str) -> None:
     filesystem is not usable or lives only in this process.
     """
     if not is_local(url):
-        check_store(url)
+        check_store(url, what)
         return
     path = local_path(url)
     try:
@@ -193,10 +438,13 @@ def check_destination(url: str, what: str) -> None:
         return
 
 
-def check_store(url: str) -> None:
-    """Refuse, before any work, a store URL whose filesystem is not usable or not shared."""
-    if not is_local(url):
-        _fs(url)
+def check_store(url: str, what: str = "store") -> Store:
+    """Refuse, before any work, a store URL whose filesystem is not usable or not shared, or
+    whose endpoint does not resolve (see :meth:`Store.check`); the store, resolved."""
+    store = resolve(url, what)
+    with tagged(store):
+        store.check()
+    return store
 
 
 def write_bytes(url: str, data: bytes) -> None:
@@ -206,6 +454,7 @@ def write_bytes(url: str, data: bytes) -> None:
         w.commit()
 
 
+@_tags_store
 def glob(pattern: str) -> list[str]:
     """Matches in byte order (what a shell glob gives under LC_ALL=C): a deterministic order."""
     if is_local(pattern):
@@ -217,6 +466,7 @@ def glob(pattern: str) -> list[str]:
     return sorted(f"{protocol}://{p}" for p in fs.glob(path))
 
 
+@_tags_store
 def remove(url: str) -> bool:
     """Delete ``url`` if it exists; True when something was deleted."""
     if is_local(url):
@@ -317,7 +567,7 @@ def remove_stale_temps(
 
         stale_after = configured()
     if not is_local(url):
-        if url.startswith(("s3://", "s3a://")):
+        if backend_of(url) == "s3":
             return _abort_stale_multipart_uploads(url, stale_after)
         return 0
     folder, name = os.path.split(local_path(url))
@@ -369,6 +619,7 @@ def _remove_if_stale(path: str, stale_after: float, trust_locks: bool, now: floa
         os.close(fd)
 
 
+@_tags_store
 def _abort_stale_multipart_uploads(url: str, stale_after: float) -> int:
     """Abort the incomplete S3 multipart uploads of exactly this key whose newest part (or, with
     none, whose start) is older than the lease; best effort when the credentials may not list or
@@ -490,13 +741,11 @@ class AtomicWriter:
             fsync_dir(os.path.dirname(self._path) or ".")
         else:
             self._file.close()
-            fs, path = _fs(self.url)
-            parent = path.rsplit("/", 1)[0]
-            if parent and parent != path:
-                # Buckets have no folders; creating one may be refused, and that is fine.
-                with contextlib.suppress(OSError, NotImplementedError):
-                    fs.makedirs(parent, exist_ok=True)
-            fs.put_file(self._tmp, path)
+            # Buckets have no folders to make, and s3fs/gcsfs makedirs would create a missing
+            # bucket (a typo'd name included): the upload meets NoSuchBucket instead.
+            with tagged(resolve(self.url)):
+                fs, path = _fs(self.url)
+                fs.put_file(self._tmp, path)
             os.unlink(self._tmp)
         self._committed = True
 

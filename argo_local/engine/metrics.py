@@ -29,8 +29,13 @@ from argo_local.expr import govaluate, params
 PREFIX = "argo_workflows_"
 """What Argo's exporter puts before a custom metric's name (WithNamespace("argo_workflows"))."""
 
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+"""A metric name, as the Prometheus exposition format allows one."""
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+"""A label name, as the exposition format allows one (``__`` names are Prometheus' own)."""
 KINDS = ("gauge", "histogram", "counter")
+_RESERVED_LABELS = {"histogram": ("le",)}
+"""Labels the exposition of a kind writes itself: a template's own would clash with them."""
 
 
 class MetricError(ValueError):
@@ -103,17 +108,20 @@ class Registry:
         value = _number(text, where)
         labels = [
             (
-                str(label["key"]),
+                _label_key(label, kind, where),
                 render_value(str(label.get("value", "")), scope, f"{where}.labels"),
             )
             for label in metric.get("labels") or []
         ]
         keys = tuple(k for k, _ in labels)
+        if len(set(keys)) != len(keys):
+            raise MetricError(f"{where}: a label key is given twice ({', '.join(keys)})")
         series = tuple(v for _, v in labels)
         buckets = tuple(sorted(float(b) for b in body.get("buckets") or ()))
         with self.lock:
             fam = self.families.get(name)
             if fam is None:
+                self._check_unique(name, kind, where)
                 fam = self.families[name] = _Family(kind, str(metric["help"]), keys, buckets)
             elif (fam.kind, fam.help, fam.label_keys, fam.buckets) != (
                 kind,
@@ -139,6 +147,14 @@ class Registry:
                 fam.values[series] = {"Add": old + value, "Sub": old - value}.get(op, value)
         return True
 
+    def _check_unique(self, name: str, kind: str, where: str) -> None:
+        """A new family's series names must not be another's: a histogram ``x`` writes
+        ``x_bucket``, ``x_sum`` and ``x_count``, which a gauge ``x_sum`` would repeat."""
+        mine = set(_series_names(name, kind))
+        for other, fam in self.families.items():
+            if mine & set(_series_names(other, fam.kind)):
+                raise MetricError(f"{where}: its series would repeat those of metric {other!r}")
+
     def exposition(self) -> str:
         """The families in the Prometheus text format, names prefixed as Argo exports them."""
         lines: list[str] = []
@@ -163,6 +179,26 @@ class Registry:
                     lines.append(f"{full}_sum{_labels(pairs)} {_fmt(fam.sums[series])}")
                     lines.append(f"{full}_count{_labels(pairs)} {count}")
         return "".join(line + "\n" for line in lines)
+
+
+def _series_names(name: str, kind: str) -> tuple[str, ...]:
+    if kind == "histogram":
+        return (f"{name}_bucket", f"{name}_sum", f"{name}_count", name)
+    return (name,)
+
+
+def _label_key(label: Any, kind: str, where: str) -> str:
+    """A label's key, refused unless the exposition format takes it as one: a key holding
+    ``"}`` and a newline would start a metric line of its own."""
+    key = str(label.get("key", "")) if isinstance(label, Mapping) else ""
+    if not _LABEL.fullmatch(key) or key.startswith("__"):
+        raise MetricError(
+            f"{where}: label key {key!r} is not a Prometheus label name "
+            "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        )
+    if key in _RESERVED_LABELS.get(kind, ()):
+        raise MetricError(f"{where}: label key {key!r} is reserved in a {kind}")
+    return key
 
 
 def _fmt(value: float) -> str:

@@ -331,9 +331,10 @@ def log_events(run: Run) -> Iterator[LogEvent]:
                 )
 
 
-def _host(path: str, mounts: list[Mount], cwd: Path) -> Path:
+def _host(path: str, mounts: list[Mount], cwd: Path) -> Path | str:
+    """A step's path on this machine; a bucket URL as it is (a Path would fold its ``//``)."""
     if "://" in path and not path.startswith("file://"):
-        return Path(path)
+        return path
     path = path.removeprefix("file://")
     if not path.startswith("/"):
         return cwd / path

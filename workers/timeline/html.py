@@ -95,6 +95,14 @@ _LEGEND = (
 )
 
 
+_PHASE_CLASSES = frozenset({"Failed", "Error", "Running"})
+"""Phases the style sheet colours; any other phase (a crafted one too) gets none."""
+
+
+def _phase_class(phase: str) -> str:
+    return phase if phase in _PHASE_CLASSES else ""
+
+
 class _Page:
     def __init__(self, model: Model) -> None:
         self.m = model
@@ -106,13 +114,13 @@ class _Page:
     def seg(self, kind: str, a: float, b: float, title: str) -> str:
         left, right = self.pct(a), self.pct(b)
         return (
-            f'<div class="seg {kind}" style="left:{left}%;width:{max(right - left, 0.05):.3f}%" '
+            f'<div class="seg {html.escape(kind)}" style="left:{left}%;width:{max(right - left, 0.05):.3f}%" '
             f'title="{html.escape(title)}"></div>'
         )
 
     def row(self, label: str, title: str, body: str, cls: str = "", data: str = "") -> str:
         return (
-            f'<div class="row {cls}"{data}><div class="label" title="{html.escape(title)}">'
+            f'<div class="row {html.escape(cls)}"{data}><div class="label" title="{html.escape(title)}">'
             f'{html.escape(label)}</div><div class="track">{body}</div></div>'
         )
 
@@ -121,7 +129,7 @@ class _Page:
         for s in t.segments:
             kind = s.kind
             if kind in ("work", "run", "commit", "exit") and s.phase != "Succeeded":
-                kind = f"{kind} {s.phase}"
+                kind = f"{kind} {_phase_class(s.phase)}"
             what = {"run": "ran", "wait": "waiting"}.get(s.kind, s.kind)
             body.append(
                 self.seg(kind, s.start, s.end, f"{t.label}: {what} {fmt_s(s.end - s.start)}")
@@ -129,13 +137,13 @@ class _Page:
         if not t.segments and t.start is not None:
             body.append(self.seg("skip", t.start, t.end or t.start, f"{t.label}: {t.phase}"))
         end = t.end if t.end is not None else t.start
-        text = fmt_s(t.duration) if t.duration is not None and t.segments else t.phase
+        text = fmt_s(t.duration) if t.duration is not None and t.segments else html.escape(t.phase)
         if len(t.pods) > 1:
             text += f" ({len(t.pods)} attempts)"
         if t.failed and t.message:
             text += f' <span class="msg">{html.escape(t.message[:300])}</span>'
         elif t.phase in ("Skipped", "Omitted") and t.message:
-            text = f"{t.phase}: {html.escape(t.message[:120])}"
+            text = f"{html.escape(t.phase)}: {html.escape(t.message[:120])}"
         if end is not None:
             work = [x for x in t.segments if x.kind != "wait"] or t.segments
             start = work[0].start if work else end
@@ -335,7 +343,9 @@ def _loop_rows(page: _Page, lp: Loop) -> list[str]:
     counts: dict[str, int] = {}
     for t in lp.tasks:
         counts[t.phase] = counts.get(t.phase, 0) + 1
-    phases = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    phases = ", ".join(
+        f"{v} {html.escape(k)}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+    )
     span = page.seg("span", lp.start, lp.end, f"{lp.label}: {fmt_s(lp.end - lp.start)}")
     head = span + page.text(
         f"{fmt_s(lp.end - lp.start)} &middot; {len(lp.tasks)} items: {phases}", lp.start, lp.end

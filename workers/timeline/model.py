@@ -152,6 +152,8 @@ def load(text: str, what: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError as exc:
         raise NotAWorkflow(f"{what}: not JSON ({exc})") from None
+    except RecursionError:
+        raise NotAWorkflow(f"{what}: JSON nested too deeply") from None
     if isinstance(doc, dict) and doc.get("kind") == "List" and len(doc.get("items") or []) == 1:
         doc = doc["items"][0]
     if not isinstance(doc, dict) or not isinstance((doc.get("status") or {}).get("nodes"), dict):
@@ -283,6 +285,15 @@ def _shard_index(task: Task) -> int | None:
     return item_index(task.inputs.get("shard"))
 
 
+def _seconds(value: Any) -> float | None:
+    """A commit record's time field: a finite number of seconds, else None (a record written
+    by hand or by another tool may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _clamp(t: float | None, lo: float, hi: float) -> float | None:
     return None if t is None else min(max(t, lo), hi)
 
@@ -304,14 +315,14 @@ def _split(task: Task, side: dict[str, Any], t_end: float) -> None:
             task.segments.append(Segment("wait", queued, pod_start))
             task.waiting += pod_start - queued
         task.pod_time += p1 - p0
-        rec = task.record if pod is task.pods[-1] else None
+        rec = (task.record or {}) if pod is task.pods[-1] else {}
         work_start = work_end = None
-        if rec is not None and isinstance(rec.get("started"), (int, float)):
-            started = float(rec["started"])
-            if p0 - 1 <= started <= p1 + 1:  # a reused record of an earlier attempt is not this one
-                work_start = _clamp(started, pod_start, p1)
-                took = float(rec.get("duration_s") or 0) - float(rec.get("commit_s") or 0)
-                work_end = _clamp(started + max(took, 0.0), work_start or p0, p1)
+        started = _seconds(rec.get("started"))
+        duration, commit = (_seconds(rec.get(k)) or 0.0 for k in ("duration_s", "commit_s"))
+        # a reused record of an earlier attempt is not this one
+        if started is not None and p0 - 1 <= started <= p1 + 1:
+            work_start = _clamp(started, pod_start, p1)
+            work_end = _clamp(started + max(duration - commit, 0.0), work_start or p0, p1)
         if work_start is None:
             work_start = _clamp(parse_time(info.get("firstLogAt")), pod_start, p1)
         if work_start is None:
@@ -322,8 +333,7 @@ def _split(task: Task, side: dict[str, Any], t_end: float) -> None:
         if work_end is None:
             task.segments.append(Segment("work", work_start, p1, phase))
         else:
-            assert rec is not None
-            committed = _clamp(work_start + float(rec.get("duration_s") or 0), work_end, p1)
+            committed = _clamp(work_start + duration, work_end, p1)
             assert committed is not None
             task.segments.append(Segment("work", work_start, work_end, phase))
             task.segments.append(Segment("commit", work_end, committed, phase))

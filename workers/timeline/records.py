@@ -62,7 +62,9 @@ def local_store(wf: dict[str, Any]) -> str | None:
         store = parameters(n).get("store")
         if n.get("type") != "Pod" or not isinstance(store, str) or not parameters(n).get("shard"):
             continue
-        if "://" in store and not store.startswith("file://"):
+        from workers import storage
+
+        if not storage.is_local(store):
             # a bucket may need credentials only the pods had, and may stall: ask for --store
             return None
         mounts = (pods.get(n.get("id")) or {}).get("mounts") or {}
