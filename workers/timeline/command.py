@@ -76,8 +76,11 @@ def _work(args: argparse.Namespace, log: Any) -> int:
     # A lone surrogate (JSON's "\\ud800") has no UTF-8: it is shown as U+FFFD's stand-in.
     data = page.encode("utf-8", "replace")
     if out is None:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
+        from workers import output
+
+        stdout = output.declared()  # the real stdout: sys.stdout is the log's during a step
+        stdout.write(data)
+        stdout.flush()
         return 0
     storage.write_bytes(out, data)
     sys.stderr.write(f"timeline: {out}\n")
