@@ -70,8 +70,8 @@ READ_BYTES = 1 << 20
 """Bytes read at a time when a resume verifies what it keeps."""
 
 
-def checkpoint_url(store: str, index: int) -> str:
-    return storage.join(store, "parts", f".part-{index:05d}.jsonl.checkpoint")
+def checkpoint_url(store: str, index: int, fmt: str = "jsonl") -> str:
+    return storage.join(store, "parts", f".part-{index:05d}.{fmt}.checkpoint")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class Chunk:
     resume, whose kept parts cannot be read back before the upload completes)."""
     last_key: int | None
     etag: str | None = None
+    meta: str | None = None
+    """A Parquet part's chunk: the footers of its segments' own Parquet files (see
+    :mod:`workers.parquetparts`); None for JSON Lines."""
 
     def matches(self, running: Any) -> bool:
         """Whether ``running``, the part's sha256 over the bytes through this chunk, is the one
@@ -94,8 +97,9 @@ class Chunk:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if self.etag is None:
-            del d["etag"]
+        for name in ("etag", "meta"):
+            if d[name] is None:
+                del d[name]
         return d
 
     @classmethod
@@ -104,6 +108,7 @@ class Chunk:
             raise TypeError("a chunk is not an object")
         last = obj.get("last_key")
         etag = obj.get("etag")
+        meta = obj.get("meta")
         digest = obj["prefix_sha256"]
         return cls(
             int(obj["rows_in"]),
@@ -112,6 +117,7 @@ class Chunk:
             str(digest) if digest is not None else None,
             int(last) if last is not None else None,
             str(etag) if etag is not None else None,
+            str(meta) if meta is not None else None,
         )
 
 
@@ -219,24 +225,37 @@ class PartWriter:
 
     def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
         """A processor batch is written: close the chunk here if it is full."""
-        self._c_rows_in += rows_in
-        self._c_rows += rows_out
-        self._c_last = int(last_key) if last_key is not None else None
+        self.count(rows_in, rows_out, last_key)
         if (
             self.every
             and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
             and self._c_bytes >= self.min_chunk_bytes
         ):
-            # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
-            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, None, self._c_last)
-            self._closed += 1
-            self._closed_rows_in += self._c_rows_in
-            self._closed_rows += self._c_rows
-            if self._behind is not None:
-                self._behind.close_chunk(chunk)
-            else:
-                self._close_chunk(chunk)
-            self._new_chunk()
+            self.close_chunk()
+
+    def count(self, rows_in: int, rows_out: int, last_key: Any) -> None:
+        """Account a processor batch whose bytes are written, without closing the chunk."""
+        self._c_rows_in += rows_in
+        self._c_rows += rows_out
+        self._c_last = int(last_key) if last_key is not None else None
+
+    @property
+    def open_chunk_bytes(self) -> int:
+        """Bytes written into the chunk not closed yet."""
+        return self._c_bytes
+
+    def close_chunk(self, meta: str | None = None) -> None:
+        """End the chunk at what is written and counted: make it durable, then vouch for it."""
+        # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
+        chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, None, self._c_last, meta=meta)
+        self._closed += 1
+        self._closed_rows_in += self._c_rows_in
+        self._closed_rows += self._c_rows
+        if self._behind is not None:
+            self._behind.close_chunk(chunk)
+        else:
+            self._close_chunk(chunk)
+        self._new_chunk()
 
     def _close_chunk(self, chunk: Chunk) -> None:
         """Every byte of ``chunk`` is written and hashed: make it durable, then vouch for it."""

@@ -1,0 +1,303 @@
+"""Parquet parts and their fan-in: real steps (subprocesses) on SQLite, PostgreSQL, a local
+folder, moto's S3 server and the GCS emulator.
+
+A Parquet part keeps what a JSON Lines part guarantees: a commit record with rows, bytes,
+sha256 (and the schema), resume after SIGKILL to the clean run's bytes, one schema per run
+(merge refuses mixed ones, exit 4), a tampered part refused; merge writes one Parquet file
+at bounded memory, a dataset manifest that DuckDB, Polars and pyarrow.dataset read, or the
+``jq -s .`` document of the same rows a JSON Lines run gives.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import services
+from pipeline_helpers import Pipeline, RunStep, error_of
+from reliability_helpers import STEP_PYTHONPATH, exists, kill_at, read, shard_cmd, store_files
+
+ENV = {"PYTHONPATH": STEP_PYTHONPATH}
+PART = "parts/part-00000.parquet"
+CKPT = "parts/.part-00000.parquet.checkpoint"
+
+
+def _env(pipe: Pipeline, home: Path, **extra: str) -> dict[str, str]:
+    return services.step_env(home, {"WORKERS_DATABASE_URL": pipe.db_url, **pipe.env, **extra})
+
+
+def _record(pipe: Pipeline, index: int = 0) -> dict[str, Any]:
+    return json.loads(read(pipe.store, f"commits/part-{index:05d}.json"))  # type: ignore[no-any-return]
+
+
+def _table(data: bytes) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _run(pipe: Pipeline, rows: int, per_shard: int, fmt: str, *shard_args: str) -> list[Any]:
+    pipe.produce(rows)
+    items = pipe.split(per_shard, "--part-format", fmt)
+    for item in items:
+        proc = pipe.shard(item, *shard_args)
+        assert proc.returncode == 0, proc.stderr
+    return items
+
+
+def _check_record(pipe: Pipeline, index: int) -> tuple[dict[str, Any], bytes]:
+    rec = _record(pipe, index)
+    part = read(pipe.store, f"parts/part-{index:05d}.parquet")
+    assert rec["format"] == "parquet" and rec["path"] == f"parts/part-{index:05d}.parquet"
+    assert rec["bytes"] == len(part) and rec["sha256"] == hashlib.sha256(part).hexdigest()
+    table = _table(part)
+    assert rec["rows"] == table.num_rows
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(rec["schema"])))
+    assert schema.equals(table.schema) and "id: int64" in rec["schema_text"]
+    return rec, part
+
+
+def test_parquet_parts_hold_the_jsonl_runs_rows_and_merge_to_its_document(
+    db_url: str, run_step: RunStep, tmp_path: Path, jq: str
+) -> None:
+    """Three shards in chunks of 300 rows: each part is one Parquet file (a row group per
+    chunk) whose record vouches for it; merge --format json|jsonl gives the JSON Lines run's
+    bytes, which jq -s . of its parts reads as the same document."""
+    rows, args = 3000, ("--batch-size", "100", "--checkpoint-rows", "300")
+    pq_run = Pipeline(run_step, db_url, str(tmp_path / "pq"), tmp_path / "w1", env=ENV)
+    (tmp_path / "w1").mkdir()
+    _run(pq_run, rows, 1000, "parquet", *args)
+    plan = json.loads(pq_run.read("plan.json"))
+    assert plan["part_format"] == "parquet"
+    for index in range(3):
+        rec, part = _check_record(pq_run, index)
+        assert rec["chunks"] == 4 and pq.ParquetFile(pa.BufferReader(part)).num_row_groups == 4
+        assert not pq_run.exists(f"parts/part-{index:05d}.jsonl")
+    jl_run = Pipeline(run_step, db_url, str(tmp_path / "jl"), tmp_path / "w2", env=ENV)
+    (tmp_path / "w2").mkdir()
+    _run(jl_run, rows, 1000, "jsonl", *args)
+    for fmt in ("json", "jsonl"):
+        pq_run.ok("merge", "--store", pq_run.store, "--format", fmt)
+        jl_run.ok("merge", "--store", jl_run.store, "--format", fmt)
+        assert pq_run.read(f"merged.{fmt}") == jl_run.read(f"merged.{fmt}")
+    parts = sorted(str(p) for p in Path(jl_run.store, "parts").glob("part-*.jsonl"))
+    expected = subprocess.run([jq, "-s", ".", *parts], capture_output=True, check=True).stdout
+    assert json.loads(pq_run.read("merged.json")) == json.loads(expected)
+    summary = json.loads(pq_run.read("summary.json"))
+    assert summary["output_sha256"] == hashlib.sha256(pq_run.read("merged.jsonl")).hexdigest()
+
+
+def _dataset_readers(files: list[str]) -> dict[str, tuple[int, int]]:
+    """(rows, sum of ids) as DuckDB, Polars and pyarrow.dataset read the manifest's files."""
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    return {
+        "duckdb": tuple(
+            duckdb.sql(f"select count(*), sum(id) from read_parquet({files!r})").fetchall()[0]
+        ),  # type: ignore[dict-item]
+        "polars": tuple(
+            pl.scan_parquet(files).select(pl.len(), pl.col("id").sum()).collect().row(0)
+        ),  # type: ignore[dict-item]
+        "pyarrow": (
+            ds.dataset(files, format="parquet").count_rows(),
+            pa.compute.sum(
+                ds.dataset(files, format="parquet").to_table(columns=["id"])["id"]
+            ).as_py(),
+        ),
+    }
+
+
+def test_merge_parquet_and_dataset(sqlite_url: str, run_step: RunStep, tmp_path: Path) -> None:
+    """merge --format parquet writes one file of every row; --format dataset copies nothing and
+    publishes a manifest (every part's rows, bytes, sha256, the schema) and parts/_SUCCESS,
+    which DuckDB, Polars and pyarrow.dataset read as the README shows."""
+    rows = 2500
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    _run(pipe, rows, 1000, "parquet", "--checkpoint-rows", "400", "--batch-size", "200")
+    pipe.ok("merge", "--store", pipe.store, "--format", "parquet")
+    merged = pipe.read("merged.parquet")
+    table = _table(merged)
+    assert table.num_rows == rows and table["id"].to_pylist() == list(range(1, rows + 1))
+    summary = json.loads(pipe.read("summary.json"))
+    assert summary["format"] == "parquet"
+    assert summary["output_sha256"] == hashlib.sha256(merged).hexdigest()
+
+    pipe.ok("merge", "--store", pipe.store, "--format", "dataset")
+    manifest = json.loads(pipe.read("manifest.json"))
+    summary = json.loads(pipe.read("summary.json"))
+    assert summary["output_sha256"] == hashlib.sha256(pipe.read("manifest.json")).hexdigest()
+    marker = json.loads(pipe.read("parts/_SUCCESS"))
+    assert marker["sha256"] == summary["output_sha256"]
+    assert manifest["rows"] == rows and len(manifest["parts"]) == 3
+    for p in manifest["parts"]:
+        data = pipe.read(p["path"])
+        assert (p["bytes"], p["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert manifest["schema"] == _record(pipe)["schema"]
+    # The README's one-liners: the manifest's exact files.
+    files = json.loads(Path(pipe.store, "manifest.json").read_text())["files"]
+    expected = (rows, rows * (rows + 1) // 2)
+    assert _dataset_readers(files) == dict.fromkeys(("duckdb", "polars", "pyarrow"), expected)
+
+
+def test_the_plan_pins_the_part_format(sqlite_url: str, run_step: RunStep, tmp_path: Path) -> None:
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(100)
+    item = pipe.split(100, "--part-format", "parquet")[0]
+    wrong = pipe.shard(item, "--part-format", "jsonl")
+    assert wrong.returncode == 2 and "pins --part-format parquet" in error_of(wrong)["message"]
+    assert not pipe.exists("parts/part-00000.jsonl")
+    ok = pipe.shard(item)  # the plan's format
+    assert ok.returncode == 0, ok.stderr
+    assert _record(pipe)["format"] == "parquet" and pipe.exists(PART)
+    # A JSON Lines run cannot be merged as Parquet.
+    jl = Pipeline(run_step, sqlite_url, str(tmp_path / "jl"), tmp_path, run_id="run-2", env=ENV)
+    jl.produce(10)
+    for it in jl.split(10):
+        assert jl.shard(it).returncode == 0
+    refused = jl.merge("--format", "parquet")
+    assert refused.returncode == 2 and "needs Parquet parts" in error_of(refused)["message"]
+
+
+def test_mixed_schemas_and_a_tampered_part_are_refused(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """One processor whose ``v`` is a number in shard 0 and text in shard 1: merge exits 4
+    naming both groups of parts; inside one shard the same change is the user's code, exit 3
+    naming the field. A part changed after its commit is refused too (exit 4)."""
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    proc_args = ("--processor", "plugins.userfuncs:int_then_text")
+    _run(pipe, 2000, 1000, "parquet", *proc_args)
+    for fmt in ("parquet", "dataset", "json"):
+        mixed = pipe.merge("--format", fmt)
+        assert mixed.returncode == 4, mixed.stderr
+        message = error_of(mixed)["message"]
+        assert "2 different schemas" in message
+        assert (
+            "part-00000: id: int64 v: int64" in message
+            and "part-00001: id: int64 v: string" in message
+        )
+    assert not pipe.exists("merged.parquet") and not pipe.exists("parts/_SUCCESS")
+
+    one = Pipeline(run_step, sqlite_url, str(tmp_path / "one"), tmp_path, run_id="run-2", env=ENV)
+    one.produce(2000)
+    item = one.split(2000, "--part-format", "parquet")[0]
+    failed = one.shard(item, *proc_args, "--batch-size", "500")
+    assert failed.returncode == 3, failed.stderr
+    assert "'v'" in error_of(failed)["message"]
+
+    ok = Pipeline(run_step, sqlite_url, str(tmp_path / "ok"), tmp_path, run_id="run-3", env=ENV)
+    _run(ok, 1000, 500, "parquet")
+    path = Path(ok.store, "parts/part-00001.parquet")
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    for fmt in ("parquet", "dataset", "jsonl"):
+        tampered = ok.merge("--format", fmt)
+        assert tampered.returncode == 4, tampered.stderr
+        assert "part-00001 does not match the sha256" in error_of(tampered)["message"]
+
+
+def _clean_part(
+    run_step: RunStep, pipe: Pipeline, item: Any, tmp_path: Path, *args: str
+) -> bytes:
+    """The part a clean run (no kill) of the same options writes to a local folder: a Parquet
+    part's row groups follow --checkpoint-rows, never the store."""
+    clean = Pipeline(
+        run_step, pipe.db_url, str(tmp_path / "clean"), tmp_path, pipe.run_id, pipe.env
+    )
+    proc = clean.shard(item, "--part-format", "parquet", *args, "--force")
+    assert proc.returncode == 0, proc.stderr
+    return clean.read(PART)
+
+
+STORES = ["local-sqlite", "local-postgres", "s3", "gcs"]
+
+
+@pytest.mark.parametrize("where", STORES)
+def test_a_parquet_part_resumes_after_sigkill_to_the_clean_bytes(
+    request: pytest.FixtureRequest, run_step: RunStep, tmp_path: Path, where: str
+) -> None:
+    """Killed after its second checkpoint, a retry keeps those chunks (their footers come from
+    the checkpoint record) and publishes the bytes a clean run without checkpoints writes;
+    the merge reads it from the same store."""
+    env: dict[str, str] = dict(ENV)
+    store = str(tmp_path / "store")
+    db = request.getfixturevalue("pg_db" if where == "local-postgres" else "sqlite_url")
+    if where in ("s3", "gcs"):
+        bucket = request.getfixturevalue(f"{where}_store")
+        env, store = {**bucket.env, **ENV}, bucket.url
+    # S3 chunks are at least 5 MiB: rows of 100 kB of noise, 60 a chunk.
+    rows, args, every = 300, ("--processor", "plugins.userfuncs:noise", "--batch-size", "20"), 60
+    if where != "s3":
+        env["WORKERS_TEST_NOISE_BYTES"] = "200"
+        rows, every = 3000, 500
+    pipe = Pipeline(run_step, db, store, tmp_path, env=env)
+    pipe.produce(rows)
+    item = pipe.split(rows, "--part-format", "parquet")[0]
+    ckpt = ("--checkpoint-rows", str(every))
+    kill_at(
+        shard_cmd(item, pipe.run_id, pipe.store, *args, *ckpt),
+        _env(pipe, tmp_path / "home"),
+        tmp_path,
+        "checkpoint-2",
+    )
+    left = json.loads(read(pipe.store, CKPT))
+    assert len(left["chunks"]) == 2 and all(c["meta"] for c in left["chunks"])
+    assert not exists(pipe.store, PART)
+    retry = pipe.shard(item, *args, *ckpt)
+    assert retry.returncode == 0, retry.stderr
+    rec, part = _check_record(pipe, 0)
+    assert rec["resumed_rows_in"] == 2 * every and rec["rows_read"] == rows - 2 * every
+    assert part == _clean_part(run_step, pipe, item, tmp_path, *args, *ckpt)
+    assert pq.ParquetFile(pa.BufferReader(part)).num_row_groups >= rows // every
+    assert not exists(pipe.store, CKPT)
+    assert not [n for n in store_files(pipe.store) if ".chunk-" in n or "tmp" in n]
+    pipe.ok("merge", "--store", pipe.store, "--format", "parquet")
+    assert _table(read(pipe.store, "merged.parquet")).equals(_table(part))
+    pipe.ok("merge", "--store", pipe.store, "--format", "dataset")
+    assert json.loads(read(pipe.store, "manifest.json"))["parts"][0]["sha256"] == rec["sha256"]
+
+
+MERGE_RSS = """
+import resource, subprocess, sys
+proc = subprocess.run([sys.executable, "-m", "workers.merge", *sys.argv[1:]], capture_output=True)
+sys.stderr.buffer.write(proc.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(proc.returncode)
+"""
+
+
+@pytest.mark.slow
+def test_merge_parquet_peak_rss_stays_under_128_mb(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """Two parts of ~75 MB of incompressible rows (150 MB in all): merge --format parquet peaks
+    under 128 MB RSS (its max RSS measured by getrusage in a parent of its own)."""
+    env = {**ENV, "WORKERS_TEST_NOISE_BYTES": "50000"}
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=env)
+    _run(
+        pipe, 3000, 1500, "parquet", "--processor", "plugins.userfuncs:noise", "--batch-size", "100"
+    )
+    total = sum(_record(pipe, i)["bytes"] for i in range(2))
+    assert total > 140_000_000
+    proc = subprocess.run(
+        [sys.executable, "-c", MERGE_RSS, "--store", pipe.store, "--format", "parquet"],
+        env=_env(pipe, tmp_path / "home"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    peak_kb = int(proc.stdout.split()[-1])
+    print(f"merge --format parquet of {total} bytes: peak RSS {peak_kb // 1024} MB")
+    assert peak_kb < 128 * 1024
+    assert pq.read_metadata(Path(pipe.store, "merged.parquet")).num_rows == 3000
