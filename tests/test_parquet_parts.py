@@ -205,9 +205,7 @@ def test_mixed_schemas_and_a_tampered_part_are_refused(
         assert "part-00001 does not match the sha256" in error_of(tampered)["message"]
 
 
-def _clean_part(
-    run_step: RunStep, pipe: Pipeline, item: Any, tmp_path: Path, *args: str
-) -> bytes:
+def _clean_part(run_step: RunStep, pipe: Pipeline, item: Any, tmp_path: Path, *args: str) -> bytes:
     """The part a clean run (no kill) of the same options writes to a local folder: a Parquet
     part's row groups follow --checkpoint-rows, never the store."""
     clean = Pipeline(

@@ -4,10 +4,9 @@ Every part is verified first against its commit record (size, sha256, rows), the
 JSON Lines copy verifies: a part read from a bucket is downloaded once to a local temp
 file while hashed. Then:
 
-- ``--format parquet``: each part's row groups are copied into one output file a row group
-  at a time (decoded and encoded again by pyarrow: the output's footer must name them), so
-  memory is one row group (shard bounds them, :data:`workers.parquetparts.ROW_GROUP_BYTES`)
-  whatever the parts' sizes.
+- ``--format parquet``: each part's row groups are copied byte for byte into one output
+  file, whose footer joins the parts' footers (:mod:`workers.parquetfooter`): nothing is
+  decoded, and memory is a read buffer whatever the parts' sizes.
 - ``--format dataset``: nothing is copied. The manifest names every part with its rows,
   bytes and sha256, and the run's schema; ``files`` lists the parts holding rows, as URLs
   DuckDB, Polars and ``pyarrow.dataset`` read (README, merge). The success marker
@@ -18,15 +17,19 @@ file while hashed. Then:
 
 from __future__ import annotations
 
-import io
+import hashlib
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
 
-from workers import layout, parquetparts, storage
+from workers import layout, parquetfooter, parquetparts, storage
 from workers.errors import IncompleteError, UsageError
 from workers.splice import Output, Part, Splice
+
+CHUNK = 1 << 20
+"""Bytes read at a time."""
 
 JSON_ROWS = 8192
 """Rows converted to JSON at a time (a row group may hold more)."""
@@ -62,51 +65,67 @@ def run_schema(parts: Sequence[Part]) -> Any:
     return parquetparts.schema_from(next(iter(groups)))
 
 
-class _Sink(io.RawIOBase):
-    """The output as a file pyarrow writes to (every byte through :class:`Output`, hashed)."""
-
-    def __init__(self, out: Output) -> None:
-        self._out = out
-        self._pos = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(
-            data
-        )  # a copy: the hashing thread may read it after pyarrow reuses its buffer
-        self._out.write(chunk)
-        self._pos += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._pos
-
-
 def write_parquet(parts: Sequence[Part], out: Output) -> int:
-    """Every part's row groups, in order, into one Parquet file; returns the rows."""
-    parquetparts.memory_pool_for_merge()
-    import pyarrow.parquet as pq
+    """Every part's row groups, in order, as one Parquet file; returns the rows.
 
+    Nothing is decoded: a part's bytes between its magic and its footer hold no file offset
+    (see :mod:`workers.parquetfooter`), so each part's body is copied as it is while hashed
+    against its record, and the output's footer is the parts' footers joined, offsets
+    shifted. Memory is a read buffer and the footers, whatever the parts' sizes.
+    """
     schema = run_schema(parts)
-    rows = 0
-    sink = _Sink(out)
-    writer = pq.ParquetWriter(sink, schema, **parquetparts.WRITE_OPTIONS)
-    try:
-        for part in parts:
-            if not part.rows:
-                parquetparts.verify_only(part)
-                continue
-            with parquetparts.verified(part) as reader:
-                for i in range(reader.num_row_groups):
-                    table = reader.read_row_group(i, use_threads=False)
-                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
-                    rows += table.num_rows
-                    del table
-    finally:
-        writer.close()
+    footers: list[tuple[int, parquetfooter.Footer]] = []
+    written = rows = 0
+    for part in parts:
+        if not part.rows:
+            parquetparts.verify_only(part)  # no row group to copy; its schema may be empty
+            continue
+        skip = len(parquetfooter.MAGIC) if written else 0
+        footer, body = _copy_body(part, out, skip)
+        footers.append((written - skip, footer))
+        written += body
+        rows += part.rows
+    out.write(parquetfooter.join(footers) if footers else parquetparts.empty_file(schema))
     return rows
+
+
+def _copy_body(part: Part, out: Output, skip: int) -> tuple[parquetfooter.Footer, int]:
+    """Copy ``part``'s body (from byte ``skip``) to ``out`` while hashing the whole part;
+    returns its footer and the bytes copied once its size and sha256 match its record."""
+    try:
+        f, size = storage.open_input(part.url, "part")
+    except FileNotFoundError:
+        raise IncompleteError(f"{part.label} data file is missing: {part.url}") from None
+    with f:
+        if size != part.bytes or size < 12:
+            raise IncompleteError(
+                f"{part.label} is {size} bytes, its commit record says {part.bytes}"
+            )
+        f.seek(size - 8)
+        tail = f.read(8)
+        end = size - 8 - int.from_bytes(tail[:4], "little")  # where the footer starts
+        if tail[4:] != parquetfooter.MAGIC or end < skip:
+            raise IncompleteError(f"{part.label} is not a Parquet file")
+        f.seek(0)
+        sha = hashlib.sha256()
+        pos = 0
+        rest = bytearray()
+        pending: Future[None] | None = None
+        while data := f.read(CHUNK):
+            sha.update(data)
+            lo, hi = max(pos, skip), min(pos + len(data), end)
+            if lo < hi:
+                if pending is not None:
+                    pending.result()  # one write in flight: memory stays a chunk or two
+                pending = out.write(data[lo - pos : hi - pos])
+            if pos + len(data) > end:
+                rest += data[max(end - pos, 0) :]
+            pos += len(data)
+        if pending is not None:
+            pending.result()
+    if pos != size or sha.hexdigest() != part.sha256:
+        raise IncompleteError(f"{part.label} does not match the sha256 of its commit record")
+    return parquetfooter.Footer(bytes(rest[:-8])), end - skip
 
 
 def write_json(parts: Sequence[Part], out: Output, fmt: str) -> int:

@@ -310,19 +310,24 @@ class ParquetPart:
 
     def _empty_file(self) -> bytes:
         """A part without rows: a Parquet file of the schema (or of no columns) and no row group."""
-        pa = _pa()
-        import pyarrow.parquet as pq
-
         if self.schema is None:
-            self.schema = pa.schema([])
-        f = io.BytesIO()
-        pq.ParquetWriter(f, self.schema, **WRITE_OPTIONS).close()
-        return f.getvalue()
+            self.schema = _pa().schema([])
+        return empty_file(self.schema)
 
     def record_fields(self) -> dict[str, Any]:
         """What the commit record adds for a Parquet part."""
         schema = self.schema if self.schema is not None else _pa().schema([])
         return {"format": "parquet", **schema_fields(schema)}
+
+
+def empty_file(schema: pa.Schema) -> bytes:
+    """A Parquet file of ``schema`` without row groups."""
+    _pa()
+    import pyarrow.parquet as pq
+
+    f = io.BytesIO()
+    pq.ParquetWriter(f, schema, **WRITE_OPTIONS).close()
+    return f.getvalue()
 
 
 def table_to_json_lines(table: pa.Table) -> bytes:
