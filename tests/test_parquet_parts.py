@@ -299,3 +299,20 @@ def test_merge_parquet_peak_rss_stays_under_128_mb(
     print(f"merge --format parquet of {total} bytes: peak RSS {peak_kb // 1024} MB")
     assert peak_kb < 128 * 1024
     assert pq.read_metadata(Path(pipe.store, "merged.parquet")).num_rows == 3000
+
+
+def test_only_a_parquet_shard_imports_pyarrow(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """pyarrow costs a pod start-up time: a JSON Lines shard and merge never import it."""
+    timing = {**ENV, "PYTHONPROFILEIMPORTTIME": "1"}
+    for fmt, imports in (("jsonl", False), ("parquet", True)):
+        pipe = Pipeline(run_step, sqlite_url, str(tmp_path / fmt), tmp_path, fmt, env=timing)
+        pipe.produce(10)
+        item = pipe.split(10, "--part-format", fmt)[0]
+        shard = pipe.shard(item)
+        assert shard.returncode == 0, shard.stderr
+        merge = pipe.merge("--format", "jsonl")
+        assert merge.returncode == 0, merge.stderr
+        for proc in (shard, merge):
+            assert ("| pyarrow" in proc.stderr) == imports

@@ -31,6 +31,21 @@ checkpoints instead, so two attempts never append to one file; both publish the 
 Where locks do not prove liveness (see :func:`storage.locks_prove_liveness`), a resume temp
 touched within the lease (``WORKERS_STALE_AFTER``) counts as a live writer's.
 
+Parquet parts (``--part-format parquet``, :mod:`workers.parquetparts`) go through these same
+writers: the part is one Parquet file, ``.part-NNNNN.parquet.tmp-resume`` locally. Each
+*segment* of it (the rows up to the first batch boundary past ``--checkpoint-rows``, as a
+chunk) is encoded as a Parquet file of its own with fixed writer options; the part is the
+segments' bodies one after the other and one footer, the segments' footers joined with their
+offsets shifted (:mod:`workers.parquetfooter`). A chunk closes after a segment (on S3 once it
+holds 5 MiB, so a chunk may hold several) and its record keeps those segments' footers
+(``meta``). Why a resume gives the clean run's bytes: a segment's file is a pure function of its
+rows (the batches from the chunk's start are the same in both runs, and nothing else, no time,
+no host, enters the file); the kept chunks are the clean run's bytes (their digests verify)
+and carry their footers; the final footer is a pure function of all the footers and sizes.
+Segments, unlike chunks, do not depend on the store, so a part's bytes are the same on a
+folder, S3 or GCS and without checkpoints; they depend on ``--checkpoint-rows`` (the row
+groups follow it), which the checkpoint key of a Parquet part therefore includes.
+
 S3 and GCS have writers of their own (:mod:`workers.checkpoints_s3`: one multipart upload to
 the final key, a part per chunk; :mod:`workers.checkpoints_gcs`: a chunk object per chunk,
 composed at the commit), imported only by shards that write there. Other object stores keep the
