@@ -131,7 +131,8 @@ def _struct_fields(data: bytes, pos: int) -> tuple[list[tuple[int, int, int, int
             raw, pos = _varint(data, pos)
             fid = _unzigzag(raw)
         last = fid
-        end = _skip(data, pos, ftype)
+        # A boolean field's value is its header's type (true/false): no byte follows.
+        end = pos if ftype in (_TRUE, _FALSE) else _skip(data, pos, ftype)
         out.append((fid, ftype, pos, end))
         pos = end
 

@@ -107,19 +107,17 @@ def rows_to_table(rows: Sequence[Any], schema: pa.Schema | None) -> pa.Table:
             )
     if schema is None:
         try:
-            return pa.Table.from_pylist(list(rows))
+            first = pa.Table.from_pylist(list(rows))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise ProcessingError(
                 f"the processor's rows have no Arrow type: {_field_of(rows, None) or exc}"
             ) from None
-    names = set(schema.names)
-    for row in rows:
-        extra = [k for k in row if k not in names]
-        if extra:
-            raise ProcessingError(
-                f"the processor returned field {extra[0]!r}, which is not in the part's schema "
-                f"(the first batch's: {', '.join(schema.names) or 'no fields'})"
-            )
+        # from_pylist takes the fields of the first row: a field only later rows hold must not
+        # be dropped silently (checked below, as for any batch).
+        _check_fields(rows, first.schema)
+        wide = _widened(first.schema)
+        return first if wide.equals(first.schema) else first.cast(wide)
+    _check_fields(rows, schema)
     try:
         return pa.Table.from_pylist(list(rows), schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -127,6 +125,30 @@ def rows_to_table(rows: Sequence[Any], schema: pa.Schema | None) -> pa.Table:
             "the processor's rows do not fit the part's schema (the first batch's): "
             f"{_field_of(rows, schema) or exc}"
         ) from None
+
+
+def _check_fields(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
+    names = set(schema.names)
+    for row in rows:
+        extra = [k for k in row if k not in names]
+        if extra:
+            raise ProcessingError(
+                f"the processor returned field {extra[0]!r}, which is not in the part's schema "
+                f"(the first batch's first row: {', '.join(schema.names) or 'no fields'})"
+            )
+
+
+def _widened(schema: pa.Schema) -> pa.Schema:
+    """Decimals inferred from one batch get the widest precision (their scale stays): a later
+    batch's larger numbers of the same column must fit."""
+    pa = _pa()
+    fields = [
+        f.with_type(pa.decimal128(38, f.type.scale))
+        if pa.types.is_decimal128(f.type) and f.type.scale <= 38
+        else f
+        for f in schema
+    ]
+    return pa.schema(fields)
 
 
 def _field_of(rows: Sequence[dict[str, Any]], schema: pa.Schema | None) -> str | None:
@@ -156,13 +178,9 @@ def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
     try:
         return table.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        bad = next(
-            (f.name for f in schema if not table.schema.field(f.name).type.equals(f.type)),
-            "?",
-        )
-        raise ProcessingError(
-            f"field {bad!r} does not fit the part's schema ({schema.field(bad).type if bad != '?' else ''}): {exc}"
-        ) from None
+        bad = next((f for f in schema if not table.schema.field(f.name).type.equals(f.type)), None)
+        what = f"field {bad.name!r} ({bad.type})" if bad is not None else "a field"
+        raise ProcessingError(f"{what} does not fit the part's schema: {exc}") from None
 
 
 def _encode_meta(footers: list[tuple[int, parquetfooter.Footer]]) -> str | None:
