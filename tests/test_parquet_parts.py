@@ -357,3 +357,50 @@ def test_typed_postgres_rows_become_arrow_by_the_column_types(
     assert pa.types.is_struct(schema.field("doc").type)
     assert pa.types.is_binary(schema.field("raw").type)
     assert pa.types.is_list(schema.field("tags").type)
+
+
+def test_joined_chunk_files_read_back_as_one_file_of_every_type(tmp_path: Path) -> None:
+    """parquetfooter on its own: chunk files of many types (booleans, timestamps with a zone,
+    decimals, structs, lists, binary, dictionaries, nulls) joined body after body under one
+    footer read back, row group by row group, as the rows written (pyarrow, DuckDB, Polars)."""
+    import datetime
+    import decimal
+    import io
+
+    import duckdb
+    import polars as pl
+
+    from workers import parquetfooter, parquetparts
+
+    def row(k: int) -> dict[str, Any]:
+        return {
+            "k": k,
+            "ok": k % 3 == 0 if k % 5 else None,
+            "at": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(k),
+            "amount": decimal.Decimal(k) / 4,
+            "doc": {"a": [k, k + 1], "s": "x" * (k % 7)},
+            "raw": bytes([k % 256]) * (k % 5),
+            "city": ("Lisbon", "Oslo")[k % 2],
+        }
+
+    table = parquetparts.rows_to_table([row(k) for k in range(1000)], None)
+    out, footers = bytearray(), []
+    for start in range(0, 1000, 300):
+        f = io.BytesIO()
+        writer = pq.ParquetWriter(f, table.schema, **parquetparts.WRITE_OPTIONS)
+        writer.write_table(table.slice(start, 300), row_group_size=200)
+        writer.close()
+        body, footer = parquetfooter.split_file(f.getvalue())
+        if out:
+            body = body[4:]
+        footers.append((len(out) - 4 if out else 0, footer))
+        out += body
+    out += parquetfooter.join(footers)
+    reader = pq.ParquetFile(pa.BufferReader(bytes(out)))
+    assert reader.num_row_groups == 7 and reader.metadata.num_rows == 1000
+    assert pa.concat_tables(reader.read_row_group(i) for i in range(7)).equals(table)
+    path = tmp_path / "joined.parquet"
+    path.write_bytes(bytes(out))
+    ks = duckdb.sql(f"select sum(k), count(ok) from read_parquet('{path}')").fetchall()[0]
+    assert ks == (sum(range(1000)), sum(1 for k in range(1000) if k % 5))
+    assert pl.read_parquet(path)["amount"].sum() == sum(decimal.Decimal(k) / 4 for k in range(1000))
