@@ -404,3 +404,23 @@ def test_joined_chunk_files_read_back_as_one_file_of_every_type(tmp_path: Path) 
     ks = duckdb.sql(f"select sum(k), count(ok) from read_parquet('{path}')").fetchall()[0]
     assert ks == (sum(range(1000)), sum(1 for k in range(1000) if k % 5))
     assert pl.read_parquet(path)["amount"].sum() == sum(decimal.Decimal(k) / 4 for k in range(1000))
+
+
+def test_a_shard_without_output_rows_writes_an_empty_part_the_merges_skip(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """Shard 0's processor keeps no row: its part is a Parquet file without row groups or
+    columns (no schema to agree on), and every merge format still gives the rows of shard 1."""
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    _run(pipe, 2000, 1000, "parquet", "--processor", "plugins.userfuncs:after_1000")
+    empty = _record(pipe, 0)
+    assert empty["rows"] == 0 and empty["schema_text"] == ""
+    assert _table(read(pipe.store, PART)).num_rows == 0
+    pipe.ok("merge", "--store", pipe.store, "--format", "parquet")
+    assert _table(pipe.read("merged.parquet"))["id"].to_pylist() == list(range(1001, 2001))
+    pipe.ok("merge", "--store", pipe.store, "--format", "dataset")
+    manifest = json.loads(pipe.read("manifest.json"))
+    assert manifest["files"] == [f"{pipe.store}/parts/part-00001.parquet"]
+    assert [p["rows"] for p in manifest["parts"]] == [0, 1000]
+    pipe.ok("merge", "--store", pipe.store, "--format", "json")
+    assert [v["id"] for v in json.loads(pipe.read("merged.json"))] == list(range(1001, 2001))

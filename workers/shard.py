@@ -1,6 +1,7 @@
 """Step 3, shard: pull one shard's key range, apply the processor, commit JSON Lines to storage.
 
-Data goes to ``STORE/parts/part-NNNNN.jsonl`` through an atomic writer, then a
+Data goes to ``STORE/parts/part-NNNNN.jsonl`` (or ``.parquet`` with ``--part-format parquet``,
+see :mod:`workers.parquetparts`) through an atomic writer, then a
 commit record (rows, bytes, sha256, attempt, when the work started and how long it
 and the part's commit took, the generation the rows came from and the processor
 identity) goes to ``STORE/commits/part-NNNNN.json``.

@@ -153,3 +153,8 @@ def noise(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 def int_then_text(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """``v`` is a number for ids up to 1000 and text after: two schemas from one processor."""
     return [{"id": r["id"], "v": r["id"] if r["id"] <= 1000 else str(r["id"])} for r in batch]
+
+
+def after_1000(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Only rows with ids over 1000: a shard of the first thousand writes nothing."""
+    return [row for row in batch if row["id"] > 1000]
