@@ -424,3 +424,22 @@ def test_a_shard_without_output_rows_writes_an_empty_part_the_merges_skip(
     assert [p["rows"] for p in manifest["parts"]] == [0, 1000]
     pipe.ok("merge", "--store", pipe.store, "--format", "json")
     assert [v["id"] for v in json.loads(pipe.read("merged.json"))] == list(range(1001, 2001))
+
+
+def test_a_parquet_checkpoint_of_other_checkpoint_rows_is_never_resumed(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """A Parquet part's row groups follow --checkpoint-rows: a retry with another value starts
+    from the first row (its checkpoint key differs) and writes that value's clean bytes."""
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(3000)
+    item = pipe.split(3000, "--part-format", "parquet")[0]
+    args = ("--batch-size", "100")
+    cmd = shard_cmd(item, pipe.run_id, pipe.store, *args, "--checkpoint-rows", "500")
+    kill_at(cmd, _env(pipe, tmp_path / "home"), tmp_path, "checkpoint-2")
+    retry = pipe.shard(item, *args, "--checkpoint-rows", "400")
+    assert retry.returncode == 0, retry.stderr
+    rec, part = _check_record(pipe, 0)
+    assert rec["resumed_rows_in"] == 0 and rec["rows_read"] == 3000
+    assert part == _clean_part(run_step, pipe, item, tmp_path, *args, "--checkpoint-rows", "400")
+    assert pq.ParquetFile(pa.BufferReader(part)).num_row_groups == 8

@@ -82,6 +82,11 @@ def _pa() -> Any:
     return pyarrow
 
 
+def writer_version() -> str:
+    """What encodes the part (its ``created_by``): part of a Parquet part's checkpoint key."""
+    return f"pyarrow {_pa().__version__}"
+
+
 def schema_fields(schema: pa.Schema) -> dict[str, str]:
     """The commit record's ``schema`` (Arrow IPC, base64) and ``schema_text``."""
     return {

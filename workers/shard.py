@@ -28,7 +28,17 @@ from typing import Any
 
 import orjson
 
-from workers import checkpoints, cli, db, failures, layout, plugins, provenance, storage
+from workers import (
+    checkpoints,
+    cli,
+    db,
+    failures,
+    layout,
+    parquetparts,
+    plugins,
+    provenance,
+    storage,
+)
 from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, ProcessingError, UsageError
 from workers.log import Logger, rate
@@ -416,6 +426,7 @@ def open_writer(
         # A Parquet part's row groups follow --checkpoint-rows: another value, other bytes.
         key["part_format"] = cfg.part_format
         key["checkpoint_rows"] = cfg.checkpoint_rows
+        key["writer"] = parquetparts.writer_version()  # another pyarrow may encode otherwise
     inner = checkpoints.open_part(
         layout.part_url(cfg.store, index, cfg.part_format),
         checkpoints.checkpoint_url(cfg.store, index, cfg.part_format),
