@@ -443,3 +443,36 @@ def test_a_parquet_checkpoint_of_other_checkpoint_rows_is_never_resumed(
     assert rec["resumed_rows_in"] == 0 and rec["rows_read"] == 3000
     assert part == _clean_part(run_step, pipe, item, tmp_path, *args, "--checkpoint-rows", "400")
     assert pq.ParquetFile(pa.BufferReader(part)).num_row_groups == 8
+
+
+def test_merge_delta_commits_the_verified_parts_as_one_table_version(
+    sqlite_url: str, run_step: RunStep, tmp_path: Path
+) -> None:
+    """merge --format delta copies nothing: the verified parts become one version of the Delta
+    table at STORE/parts (deltalake and Polars read it), the summary names the version's log
+    entry by its sha256, a re-run commits the next version of the same files, and a tampered
+    part is refused (exit 4) without a new version."""
+    import deltalake
+    import polars as pl
+
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    _run(pipe, 2500, 1000, "parquet")
+    table = str(Path(pipe.store, "parts"))
+    for version in (0, 1):
+        pipe.ok("merge", "--store", pipe.store, "--format", "delta")
+        dt = deltalake.DeltaTable(table)
+        assert dt.version() == version
+        assert sorted(dt.file_uris()) == [f"{table}/part-{i:05d}.parquet" for i in range(3)]
+        ids = dt.to_pyarrow_table(columns=["id"])["id"].to_pylist()
+        assert sorted(ids) == list(range(1, 2501))
+        summary = json.loads(pipe.read("summary.json"))
+        entry = Path(table, "_delta_log", f"{version:020d}.json").read_bytes()
+        assert summary["output_sha256"] == hashlib.sha256(entry).hexdigest()
+    assert pl.scan_delta(table).select(pl.len()).collect().item() == 2500
+    path = Path(pipe.store, "parts/part-00002.parquet")
+    data = bytearray(path.read_bytes())
+    data[50] ^= 1
+    path.write_bytes(bytes(data))
+    tampered = pipe.merge("--format", "delta")
+    assert tampered.returncode == 4 and "part-00002" in error_of(tampered)["message"]
+    assert deltalake.DeltaTable(table).version() == 1 and not pipe.exists("summary.json")

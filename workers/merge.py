@@ -30,13 +30,14 @@ from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
 from workers.splice import Output, Part, write_merged
 
-FORMATS = ("json", "jsonl", "parquet", "dataset")
+FORMATS = ("json", "jsonl", "parquet", "dataset", "delta")
 
 _DEFAULT_NAMES = {
     "json": "merged.json",
     "jsonl": "merged.jsonl",
     "parquet": "merged.parquet",
     "dataset": "manifest.json",
+    "delta": "parts",  # the table's root: its log is parts/_delta_log
 }
 
 EPILOG = (
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         default="json",
         help="json: one array, like jq -s . (default); jsonl: one value per line; parquet: one "
-        "Parquet file (Parquet parts); dataset: a manifest of the verified Parquet parts, no copy",
+        "Parquet file (Parquet parts); dataset: a manifest of the verified Parquet parts, no copy; "
+        "delta: the verified Parquet parts as one version of a Delta table at STORE/parts",
     )
     p.add_argument(
         "--summary", metavar="URL", help="run summary JSON (default: STORE/summary.json)"
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
     if args.format not in FORMATS:
         raise UsageError(f"unknown --format {args.format!r}: choose {', '.join(FORMATS)}")
-    if args.format in ("parquet", "dataset") and not args.store:
+    if args.format in ("parquet", "dataset", "delta") and not args.store:
         raise UsageError(f"--format {args.format} merges the verified parts of a run: pass --store")
     modes = sum(bool(x) for x in (args.store, args.paths, args.glob))
     if modes != 1:
@@ -112,7 +114,9 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
         summary = storage.join(args.store, "summary.json")
     if args.store:
         storage.check_store(args.store)
-    if output is not None and output != "-":
+    if args.format == "delta" and args.output:
+        raise UsageError("--format delta commits to the table at STORE/parts: no --output")
+    if output is not None and output != "-" and args.format != "delta":
         storage.check_destination(output, "--output")
     if summary is not None:
         storage.check_destination(summary, "--summary")
@@ -290,13 +294,16 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     if cfg.store:
         plan, parts = verify_commits(cfg.store)
         part_format = layout.part_format(plan)
-        if part_format == "parquet" or cfg.format in ("parquet", "dataset"):
+        if part_format == "parquet" or cfg.format in ("parquet", "dataset", "delta"):
             from workers import parquetmerge
 
             parquetmerge.check_parts_format(cfg.format, part_format)
             if cfg.format == "dataset":
                 assert plan is not None and cfg.store
                 return _merge_dataset(cfg, plan, parts, t0)
+            if cfg.format == "delta":
+                assert plan is not None and cfg.store
+                return _merge_delta(cfg, plan, parts, t0)
     else:
         urls = list(cfg.paths) if cfg.paths else storage.glob(cfg.glob or "")
         if cfg.glob and not urls:
@@ -378,6 +385,29 @@ def _merge_dataset(
         raise
     report["_values"] = rows
     report["_bytes"] = len(doc)
+    return report
+
+
+def _merge_delta(
+    cfg: MergeConfig, plan: layout.Plan, parts: list[Part], t0: float
+) -> dict[str, Any]:
+    """``--format delta``: the verified parts become one version of the Delta table at
+    STORE/parts (the summary is withdrawn first and names the version's log entry after)."""
+    import hashlib
+
+    from workers import parquetmerge
+
+    assert cfg.store and cfg.summary
+    storage.remove(cfg.summary)
+    entry, data, rows = parquetmerge.commit_delta(cfg.store, parts)
+    table = storage.join(cfg.store, "parts")
+    report = summarize(plan, parts, table, cfg.format, time.perf_counter() - t0)
+    report["delta_log_entry"] = entry
+    report["output_bytes"] = len(data)
+    report["output_sha256"] = hashlib.sha256(data).hexdigest()
+    storage.write_bytes(cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    report["_values"] = rows
+    report["_bytes"] = len(data)
     return report
 
 

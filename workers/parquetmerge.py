@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from workers import layout, parquetfooter, parquetparts, storage
+from workers import failures, layout, parquetfooter, parquetparts, storage
 from workers.errors import IncompleteError, UsageError
 from workers.splice import Output, Part, Splice
 
@@ -182,8 +182,43 @@ def success_url(store: str) -> str:
 
 
 def check_parts_format(fmt: str, part_format: str) -> None:
-    if fmt in ("parquet", "dataset") and part_format != "parquet":
+    if fmt in ("parquet", "dataset", "delta") and part_format != "parquet":
         raise UsageError(
             f"merge --format {fmt} needs Parquet parts; this run's plan pins {part_format}: "
             "run split with --part-format parquet"
         )
+
+
+def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
+    """``--format delta``: commit the verified parts, in place, as one new version of the Delta
+    table rooted at ``STORE/parts`` (nothing copied; a re-run commits another version naming
+    the same files). Returns (the version's log entry URL, its bytes, rows)."""
+    if not storage.is_local(store):
+        raise UsageError("merge --format delta writes local stores only (for now)")
+    schema = run_schema(parts)
+    for part in parts:
+        parquetparts.verify_only(part)
+    try:
+        from deltalake import DeltaTable, Schema
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+    except ImportError as exc:
+        raise failures.classify(exc) from None
+    root = storage.join(store, "parts")
+    actions = [
+        AddAction(
+            str(p.record.get("path", "")).removeprefix("parts/"),
+            int(p.bytes or 0),
+            {},
+            int(float(p.record.get("started") or 0) * 1000),
+            True,
+            orjson.dumps({"numRecords": p.rows}).decode(),
+        )
+        for p in parts
+        if p.rows
+    ]
+    create_table_with_add_actions(
+        storage.local_path(root), Schema.from_arrow(schema), actions, mode="overwrite"
+    )
+    version = DeltaTable(storage.local_path(root)).version()
+    entry = storage.join(root, "_delta_log", f"{version:020d}.json")
+    return entry, storage.read_bytes(entry, "Delta log entry"), sum(p.rows or 0 for p in parts)
