@@ -31,6 +31,21 @@ checkpoints instead, so two attempts never append to one file; both publish the 
 Where locks do not prove liveness (see :func:`storage.locks_prove_liveness`), a resume temp
 touched within the lease (``WORKERS_STALE_AFTER``) counts as a live writer's.
 
+Parquet parts (``--part-format parquet``, :mod:`workers.parquetparts`) go through these same
+writers: the part is one Parquet file, ``.part-NNNNN.parquet.tmp-resume`` locally. Each
+*segment* of it (the rows up to the first batch boundary past ``--checkpoint-rows``, as a
+chunk) is encoded as a Parquet file of its own with fixed writer options; the part is the
+segments' bodies one after the other and one footer, the segments' footers joined with their
+offsets shifted (:mod:`workers.parquetfooter`). A chunk closes after a segment (on S3 once it
+holds 5 MiB, so a chunk may hold several) and its record keeps those segments' footers
+(``meta``). Why a resume gives the clean run's bytes: a segment's file is a pure function of its
+rows (the batches from the chunk's start are the same in both runs, and nothing else, no time,
+no host, enters the file); the kept chunks are the clean run's bytes (their digests verify)
+and carry their footers; the final footer is a pure function of all the footers and sizes.
+Segments, unlike chunks, do not depend on the store, so a part's bytes are the same on a
+folder, S3 or GCS and without checkpoints; they depend on ``--checkpoint-rows`` (the row
+groups follow it), which the checkpoint key of a Parquet part therefore includes.
+
 S3 and GCS have writers of their own (:mod:`workers.checkpoints_s3`: one multipart upload to
 the final key, a part per chunk; :mod:`workers.checkpoints_gcs`: a chunk object per chunk,
 composed at the commit), imported only by shards that write there. Other object stores keep the
@@ -70,8 +85,8 @@ READ_BYTES = 1 << 20
 """Bytes read at a time when a resume verifies what it keeps."""
 
 
-def checkpoint_url(store: str, index: int) -> str:
-    return storage.join(store, "parts", f".part-{index:05d}.jsonl.checkpoint")
+def checkpoint_url(store: str, index: int, fmt: str = "jsonl") -> str:
+    return storage.join(store, "parts", f".part-{index:05d}.{fmt}.checkpoint")
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,9 @@ class Chunk:
     resume, whose kept parts cannot be read back before the upload completes)."""
     last_key: int | None
     etag: str | None = None
+    meta: str | None = None
+    """A Parquet part's chunk: the footers of its segments' own Parquet files (see
+    :mod:`workers.parquetparts`); None for JSON Lines."""
 
     def matches(self, running: Any) -> bool:
         """Whether ``running``, the part's sha256 over the bytes through this chunk, is the one
@@ -94,8 +112,9 @@ class Chunk:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if self.etag is None:
-            del d["etag"]
+        for name in ("etag", "meta"):
+            if d[name] is None:
+                del d[name]
         return d
 
     @classmethod
@@ -104,6 +123,7 @@ class Chunk:
             raise TypeError("a chunk is not an object")
         last = obj.get("last_key")
         etag = obj.get("etag")
+        meta = obj.get("meta")
         digest = obj["prefix_sha256"]
         return cls(
             int(obj["rows_in"]),
@@ -112,6 +132,7 @@ class Chunk:
             str(digest) if digest is not None else None,
             int(last) if last is not None else None,
             str(etag) if etag is not None else None,
+            str(meta) if meta is not None else None,
         )
 
 
@@ -219,24 +240,37 @@ class PartWriter:
 
     def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
         """A processor batch is written: close the chunk here if it is full."""
-        self._c_rows_in += rows_in
-        self._c_rows += rows_out
-        self._c_last = int(last_key) if last_key is not None else None
+        self.count(rows_in, rows_out, last_key)
         if (
             self.every
             and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
             and self._c_bytes >= self.min_chunk_bytes
         ):
-            # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
-            chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, None, self._c_last)
-            self._closed += 1
-            self._closed_rows_in += self._c_rows_in
-            self._closed_rows += self._c_rows
-            if self._behind is not None:
-                self._behind.close_chunk(chunk)
-            else:
-                self._close_chunk(chunk)
-            self._new_chunk()
+            self.close_chunk()
+
+    def count(self, rows_in: int, rows_out: int, last_key: Any) -> None:
+        """Account a processor batch whose bytes are written, without closing the chunk."""
+        self._c_rows_in += rows_in
+        self._c_rows += rows_out
+        self._c_last = int(last_key) if last_key is not None else None
+
+    @property
+    def open_chunk_bytes(self) -> int:
+        """Bytes written into the chunk not closed yet."""
+        return self._c_bytes
+
+    def close_chunk(self, meta: str | None = None) -> None:
+        """End the chunk at what is written and counted: make it durable, then vouch for it."""
+        # The digest is filled in by whoever hashed the chunk's bytes (_close_chunk).
+        chunk = Chunk(self._c_rows_in, self._c_rows, self._c_bytes, None, self._c_last, meta=meta)
+        self._closed += 1
+        self._closed_rows_in += self._c_rows_in
+        self._closed_rows += self._c_rows
+        if self._behind is not None:
+            self._behind.close_chunk(chunk)
+        else:
+            self._close_chunk(chunk)
+        self._new_chunk()
 
     def _close_chunk(self, chunk: Chunk) -> None:
         """Every byte of ``chunk`` is written and hashed: make it durable, then vouch for it."""

@@ -122,6 +122,18 @@ def add_processor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_part_format_argument(parser: argparse.ArgumentParser, *, pinned: bool) -> None:
+    """``--part-format``: split pins it in the plan; a shard of a plan must write the same."""
+    parser.add_argument(
+        "--part-format",
+        choices=("jsonl", "parquet"),
+        default="jsonl" if pinned else None,
+        help="the parts' format: jsonl (default) or parquet; the plan pins it for every shard"
+        if pinned
+        else "jsonl or parquet (default: the plan's, else jsonl); another than the plan pins is exit 2",
+    )
+
+
 DEADLINE_GRACE_S = 5.0
 """After the step deadline, how long unwinding (rollback, closing a stalled socket) may take."""
 

@@ -3,6 +3,7 @@
     STORE/plan.json                  written by split: run id, expected total, every shard,
                                      the generation and the processor identity it pins
     STORE/parts/part-00007.jsonl     shard 7's data (JSON Lines), committed atomically
+                                     (or part-00007.parquet: the plan pins one part format)
     STORE/commits/part-00007.json    shard 7's commit record, written after its data
     STORE/merged.json                merge's output (default), then STORE/summary.json,
                                      which names its sha256: the output counts only with it
@@ -37,8 +38,15 @@ def plan_url(store: str) -> str:
     return storage.join(store, "plan.json")
 
 
-def part_url(store: str, index: int) -> str:
-    return storage.join(store, "parts", f"part-{index:05d}.jsonl")
+def part_url(store: str, index: int, fmt: str = "jsonl") -> str:
+    """Shard ``index``'s part: ``.jsonl``, or ``.parquet`` with ``--part-format parquet``."""
+    return storage.join(store, "parts", f"part-{index:05d}.{fmt}")
+
+
+def part_format(plan: Plan | None) -> str:
+    """The part format a plan pins (plans from before ``--part-format``: JSON Lines)."""
+    value = plan.meta.get("part_format") if plan is not None else None
+    return value if isinstance(value, str) else "jsonl"
 
 
 def commit_url(store: str, index: int) -> str:

@@ -29,7 +29,15 @@ from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
 from workers.splice import Output, Part, write_merged
 
-FORMATS = ("json", "jsonl")
+FORMATS = ("json", "jsonl", "parquet", "dataset", "delta")
+
+_DEFAULT_NAMES = {
+    "json": "merged.json",
+    "jsonl": "merged.jsonl",
+    "parquet": "merged.parquet",
+    "dataset": "manifest.json",
+    "delta": "parts",  # the table's root: its log is parts/_delta_log
+}
 
 EPILOG = (
     """examples:
@@ -79,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         default="json",
-        help="json: one array, like jq -s . (default); jsonl: one value per line",
+        help="json: one array, like jq -s . (default); jsonl: one value per line; parquet: one "
+        "Parquet file (Parquet parts); dataset: a manifest of the verified Parquet parts, no copy; "
+        "delta: the verified Parquet parts as one version of a Delta table at STORE/parts",
     )
     p.add_argument(
         "--summary", metavar="URL", help="run summary JSON (default: STORE/summary.json)"
@@ -89,21 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
     if args.format not in FORMATS:
-        raise UsageError(f"unknown --format {args.format!r}: choose json or jsonl")
+        raise UsageError(f"unknown --format {args.format!r}: choose {', '.join(FORMATS)}")
+    if args.format in ("parquet", "dataset", "delta") and not args.store:
+        raise UsageError(f"--format {args.format} merges the verified parts of a run: pass --store")
     modes = sum(bool(x) for x in (args.store, args.paths, args.glob))
     if modes != 1:
         raise UsageError("give exactly one of --store, --glob or PATH...")
     output = args.output
     if args.store and not output:
-        output = storage.join(
-            args.store, "merged.json" if args.format == "json" else "merged.jsonl"
-        )
+        output = storage.join(args.store, _DEFAULT_NAMES[args.format])
     summary = args.summary
     if args.store and not summary:
         summary = storage.join(args.store, "summary.json")
     if args.store:
         storage.check_store(args.store)
-    if output is not None and output != "-":
+    if args.format == "delta" and args.output:
+        raise UsageError("--format delta commits to the table at STORE/parts: no --output")
+    if output is not None and output != "-" and args.format != "delta":
         storage.check_destination(output, "--output")
     if summary is not None:
         storage.check_destination(summary, "--summary")
@@ -115,6 +127,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
 def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
     """Every shard of the plan has a commit record for this run whose numbers add up."""
     plan = layout.read_plan(layout.plan_url(store))
+    part_format = layout.part_format(plan)
     problems: list[str] = []
     parts: list[Part] = []
     total_in = 0
@@ -149,11 +162,16 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
         ):
             problems.append(f"{s.name} has an incomplete commit record")
             continue
+        if rec.get("format", "jsonl") != part_format:
+            problems.append(
+                f"{s.name} was written as {rec.get('format')}, the plan pins {part_format}"
+            )
+            continue
         total_in += int(rows_in or 0)
         records[s.index] = rec
         parts.append(
             Part(
-                layout.part_url(store, s.index),
+                layout.part_url(store, s.index, part_format),
                 s.index,
                 rec["rows"],
                 rec["bytes"],
@@ -271,8 +289,20 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     """Run the fan-in; returns the summary (plan mode) or a small report (plain mode)."""
     t0 = time.perf_counter()
     plan: layout.Plan | None = None
+    part_format = "jsonl"
     if cfg.store:
         plan, parts = verify_commits(cfg.store)
+        part_format = layout.part_format(plan)
+        if part_format == "parquet" or cfg.format in ("parquet", "dataset", "delta"):
+            from workers import parquetmerge
+
+            parquetmerge.check_parts_format(cfg.format, part_format)
+            if cfg.format == "dataset":
+                assert plan is not None and cfg.store
+                return _merge_dataset(cfg, plan, parts, t0)
+            if cfg.format == "delta":
+                assert plan is not None and cfg.store
+                return _merge_delta(cfg, plan, parts, t0)
     else:
         urls = list(cfg.paths) if cfg.paths else storage.glob(cfg.glob or "")
         if cfg.glob and not urls:
@@ -285,7 +315,15 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     with target as writer:
         out = Output(writer, digest=cfg.summary is not None)
         try:
-            values = write_merged(parts, out, cfg.format)
+            if part_format == "parquet":
+                from workers import parquetmerge
+
+                if cfg.format == "parquet":
+                    values = parquetmerge.write_parquet(parts, out)
+                else:
+                    values = parquetmerge.write_json(parts, out, cfg.format)
+            else:
+                values = write_merged(parts, out, cfg.format)
             digest = out.sha256() if cfg.summary else None
         finally:
             out.close()
@@ -310,8 +348,74 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     return report
 
 
+def _merge_dataset(
+    cfg: MergeConfig, plan: layout.Plan, parts: list[Part], t0: float
+) -> dict[str, Any]:
+    """``--format dataset``: publish the manifest of the verified parts, the success marker,
+    then the summary (each removed first, so a failed merge leaves no marker)."""
+    import hashlib
+
+    from workers import parquetmerge
+
+    assert cfg.store and cfg.output and cfg.summary
+    doc, rows = parquetmerge.manifest(cfg.store, plan, parts)
+    digest = hashlib.sha256(doc).hexdigest()
+    marker = parquetmerge.success_url(cfg.store)
+    report = summarize(plan, parts, cfg.output, cfg.format, time.perf_counter() - t0)
+    report["output_bytes"] = len(doc)
+    report["output_sha256"] = digest
+    report["success_marker"] = marker
+    storage.remove(marker)
+    try:
+        with storage.AtomicWriter(cfg.output) as writer:
+            writer.write(doc)
+            publish_with_summary(
+                writer,
+                cfg.summary,
+                report,
+                cfg.output,
+                before_summary=lambda: storage.write_bytes(
+                    marker, orjson.dumps({"manifest": cfg.output, "sha256": digest}) + b"\n"
+                ),
+            )
+    except BaseException:
+        with contextlib.suppress(Exception):  # no marker without its summary
+            storage.remove(marker)
+        raise
+    report["_values"] = rows
+    report["_bytes"] = len(doc)
+    return report
+
+
+def _merge_delta(
+    cfg: MergeConfig, plan: layout.Plan, parts: list[Part], t0: float
+) -> dict[str, Any]:
+    """``--format delta``: the verified parts become one version of the Delta table at
+    STORE/parts (the summary is withdrawn first and names the version's log entry after)."""
+    import hashlib
+
+    from workers import parquetmerge
+
+    assert cfg.store and cfg.summary
+    storage.remove(cfg.summary)
+    entry, data, rows = parquetmerge.commit_delta(cfg.store, parts)
+    table = storage.join(cfg.store, "parts")
+    report = summarize(plan, parts, table, cfg.format, time.perf_counter() - t0)
+    report["delta_log_entry"] = entry
+    report["output_bytes"] = len(data)
+    report["output_sha256"] = hashlib.sha256(data).hexdigest()
+    storage.write_bytes(cfg.summary, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    report["_values"] = rows
+    report["_bytes"] = len(data)
+    return report
+
+
 def publish_with_summary(
-    writer: storage.AtomicWriter, summary_url: str, summary: dict[str, Any], output: str | None
+    writer: storage.AtomicWriter,
+    summary_url: str,
+    summary: dict[str, Any],
+    output: str | None,
+    before_summary: Any = None,
 ) -> None:
     """Publish the finished output, then the summary that vouches for it (its sha256).
 
@@ -326,6 +430,8 @@ def publish_with_summary(
         storage.remove(summary_url)
         writer.commit()
         try:
+            if before_summary is not None:
+                before_summary()  # the dataset's success marker, between the two
             summary_writer.commit()
         except BaseException:
             if output is not None:

@@ -1,6 +1,7 @@
 """Step 3, shard: pull one shard's key range, apply the processor, commit JSON Lines to storage.
 
-Data goes to ``STORE/parts/part-NNNNN.jsonl`` through an atomic writer, then a
+Data goes to ``STORE/parts/part-NNNNN.jsonl`` (or ``.parquet`` with ``--part-format parquet``,
+see :mod:`workers.parquetparts`) through an atomic writer, then a
 commit record (rows, bytes, sha256, attempt, when the work started and how long it
 and the part's commit took, the generation the rows came from and the processor
 identity) goes to ``STORE/commits/part-NNNNN.json``.
@@ -34,6 +35,7 @@ from workers import (
     deadline,
     failures,
     layout,
+    parquetparts,
     plugins,
     provenance,
     storage,
@@ -42,6 +44,7 @@ from workers import (
 from workers.config import Environment, check_run_id
 from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
+from workers.parquetparts import ParquetPart  # pyarrow itself is imported only for Parquet parts
 from workers.provenance import Generation
 from workers.shards import MAX_ITEM_BYTES, Shard, parse_index, parse_item
 
@@ -92,6 +95,7 @@ class ShardConfig:
     stats_dir: str | None = None
     plan: layout.Plan | None = None  # already read when the shard was named by index
     checkpoint_rows: int = checkpoints.DEFAULT_CHECKPOINT_ROWS
+    part_format: str = "jsonl"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
     cli.add_processor_arguments(p)
+    cli.add_part_format_argument(p, pinned=False)
     cli.add_source_arguments(p, "source table")
     p.add_argument(
         "--attempt",
@@ -187,6 +192,11 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         )
     if args.stats_dir is not None:
         check_stats_dir(args.stats_dir)
+    part_format = args.part_format
+    if part_format is None:
+        if plan is None:
+            plan = layout.read_plan_if_any(store)
+        part_format = layout.part_format(plan)
     return ShardConfig(
         shard=shard,
         run_id=run_id,
@@ -203,6 +213,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         stats_dir=args.stats_dir,
         plan=plan,
         checkpoint_rows=args.checkpoint_rows,
+        part_format=part_format,
     )
 
 
@@ -232,6 +243,12 @@ def expectations(cfg: ShardConfig) -> Expected:
         raise UsageError(
             f"shard item {s.to_dict()} is not shard {s.index} of the plan in {cfg.store} "
             f"({planned.to_dict() if planned else 'no such shard'}): pass an item of that plan"
+        )
+    pinned = layout.part_format(plan)
+    if cfg.part_format != pinned:
+        raise UsageError(
+            f"the plan in {cfg.store} pins --part-format {pinned}; this shard was asked for "
+            f"{cfg.part_format}: every shard of a run writes one format"
         )
     if plan.processor is not None:
         diffs = provenance.identity_differences(plan.processor, identity)
@@ -276,13 +293,17 @@ def committed_record(
         return None
     if record.get("processor") != expected.identity:
         return None
+    if record.get("format", "jsonl") != cfg.part_format:
+        return None
     # Without a plan's generation, the database's current one; asked only for a record
     # that could otherwise be reused, since it costs a connection.
     want = expected.generation if expected.generation is not None else current()
     if provenance.generation_id(record.get("generation")) != provenance.generation_id(want):
         return None
     try:
-        data = storage.read_bytes(layout.part_url(cfg.store, cfg.shard.index), "part")
+        data = storage.read_bytes(
+            layout.part_url(cfg.store, cfg.shard.index, cfg.part_format), "part"
+        )
     except FileNotFoundError:
         return None
     if record.get("bytes") != len(data) or record.get("sha256") != hashlib.sha256(data).hexdigest():
@@ -325,7 +346,7 @@ def _copy_rows(
     cfg: ShardConfig,
     database: db.Database,
     func: Callable[..., Any] | None,
-    writer: checkpoints.PartWriter,
+    writer: checkpoints.PartWriter | ParquetPart,
     t0: float,
 ) -> tuple[int, float | None]:
     """Stream the key range (after what ``writer`` resumed) through the processor into
@@ -334,6 +355,8 @@ def _copy_rows(
     lo = s.lo if writer.resume_key is None else writer.resume_key + 1
     read = 0
     first_row_s: float | None = None
+    if isinstance(writer, ParquetPart):
+        return _copy_rows_parquet(cfg, database, func, writer, lo, t0)
     fast = database.stream_json_lines(cfg.source, cfg.run_id, lo, s.hi) if func is None else None
     if fast is not None:
         # closing(): a failure must end the read (and its savepoint) inside the snapshot.
@@ -360,6 +383,65 @@ def _copy_rows(
     return read, first_row_s
 
 
+def _copy_rows_parquet(
+    cfg: ShardConfig,
+    database: db.Database,
+    func: Callable[..., Any] | None,
+    writer: ParquetPart,
+    lo: int | None,
+    t0: float,
+) -> tuple[int, float | None]:
+    """As :func:`_copy_rows`, into a Parquet part: each batch's output dicts become Arrow."""
+    from workers.synth import identity
+
+    func = func or identity
+    path = cfg.processor or "identity"
+    read = 0
+    first_row_s: float | None = None
+    batches = database.stream_rows(cfg.source, cfg.run_id, lo, cfg.shard.hi, cfg.batch_size)
+    with contextlib.closing(batches):  # type: ignore[type-var]
+        for batch, last_key in batches:
+            if first_row_s is None:
+                first_row_s = time.perf_counter() - t0
+            try:
+                out = list(func(batch))
+            except Exception as exc:
+                raise failures.user_code_error(
+                    f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
+                ) from None
+            writer.write_rows(out)
+            writer.end_batch(len(batch), len(out), last_key)
+            read += len(batch)
+    return read, first_row_s
+
+
+def open_writer(
+    cfg: ShardConfig, expected: Expected, seen: Generation | None
+) -> checkpoints.PartWriter | ParquetPart:
+    """The part writer for this shard's part format (pyarrow is imported only for Parquet)."""
+    index = cfg.shard.index
+    key = checkpoint_key(cfg, expected, seen)
+    if cfg.part_format != "jsonl":
+        # A Parquet part's row groups follow --checkpoint-rows: another value, other bytes.
+        key["part_format"] = cfg.part_format
+        key["checkpoint_rows"] = cfg.checkpoint_rows
+        key["writer"] = parquetparts.writer_version()  # another pyarrow may encode otherwise
+    inner = checkpoints.open_part(
+        layout.part_url(cfg.store, index, cfg.part_format),
+        checkpoints.checkpoint_url(cfg.store, index, cfg.part_format),
+        key,
+        cfg.checkpoint_rows,
+        fresh=cfg.force,
+    )
+    if cfg.part_format != "parquet":
+        return inner
+    try:
+        return ParquetPart(inner, cfg.checkpoint_rows)
+    except BaseException:
+        inner.__exit__(None, None, None)
+        raise
+
+
 def checkpoint_key(cfg: ShardConfig, expected: Expected, seen: Generation | None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: this run, shard, bounds, generation and
     processor (its code fingerprint and batch size included)."""
@@ -383,7 +465,8 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         existing = committed_record(cfg, expected, lambda: _current_generation(cfg))
         if existing is not None:
             checkpoints.sweep(
-                layout.part_url(cfg.store, s.index), checkpoints.checkpoint_url(cfg.store, s.index)
+                layout.part_url(cfg.store, s.index, cfg.part_format),
+                checkpoints.checkpoint_url(cfg.store, s.index, cfg.part_format),
             )
             if log:
                 log.info(
@@ -391,20 +474,14 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                 )
             return {**existing, "reused": True}
     func = plugins.load(cfg.processor, "--processor") if cfg.processor else None
-    part, commit = layout.part_url(cfg.store, s.index), layout.commit_url(cfg.store, s.index)
+    commit = layout.commit_url(cfg.store, s.index)
     started = time.time()
     t0 = time.perf_counter()
     with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
         database.check_columns(cfg.source)
         seen = database.read_generation(cfg.source, cfg.run_id) if cfg.source.run_column else None
         check_generation(cfg, expected, seen)
-        with checkpoints.open_part(
-            part,
-            checkpoints.checkpoint_url(cfg.store, s.index),
-            checkpoint_key(cfg, expected, seen),
-            cfg.checkpoint_rows,
-            fresh=cfg.force,
-        ) as writer:
+        with open_writer(cfg, expected, seen) as writer:
             if log and writer.mode != "fresh":
                 log.info(
                     "checkpoint",
@@ -444,12 +521,15 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         "commit_s": round(commit_s, 4),
         "generation": seen.to_dict() if seen else None,
         "processor": expected.identity,
-        "path": f"parts/{s.name}.jsonl",
+        "path": f"parts/{s.name}.{cfg.part_format}",
+        "format": cfg.part_format,
         "chunks": writer.chunk_count,
         "checkpoint_rows": cfg.checkpoint_rows,
         "rows_read": rows_read,
         "resumed_rows_in": writer.resumed_rows_in,
     }
+    if isinstance(writer, ParquetPart):
+        record.update(writer.record_fields())
     storage.write_bytes(commit, orjson.dumps(record) + b"\n")
     writer.discard_checkpoint()
     return record
@@ -511,7 +591,7 @@ def _work(cfg: ShardConfig, log: Logger) -> int:
         bytes=rec.get("bytes"),
         seconds=seconds,
         rows_per_s=rate(int(rec.get("rows_read", rec.get("rows_in")) or 0), seconds),
-        part=layout.part_url(cfg.store, cfg.shard.index),
+        part=layout.part_url(cfg.store, cfg.shard.index, cfg.part_format),
     )
     return 0
 

@@ -10,7 +10,7 @@ for a ``withParam`` over whole items (guarded at 200 KB, Argo's parameter budget
 The plan pins provenance: the run's generation as produce recorded it (a count that
 disagrees with it is refused: a stale count file must never shrink a run), and the
 processor identity (``--processor``, ``--batch-size``, the source columns) every
-shard must run.
+shard must run, and the part format (``--part-format jsonl|parquet``) every shard writes.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class SplitConfig:
     processor: str | None = None
     batch_size: int = 5000
     shard_count_file: str | None = None
+    part_format: str = "jsonl"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli.add_source_arguments(p, "table for --from-db, and where produce's generation is")
     cli.add_processor_arguments(p)
+    cli.add_part_format_argument(p, pinned=True)
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument(
         "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"
@@ -164,6 +166,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         processor=args.processor,
         batch_size=args.batch_size,
         shard_count_file=args.shard_count_file,
+        part_format=args.part_format,
     )
 
 
@@ -286,6 +289,7 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
             "rows_per_shard": cfg.rows_per_shard,
             "mode": mode,
             "created": time.time(),
+            "part_format": cfg.part_format,
         }
         if cut.observed is not None:
             meta["observed"] = cut.observed

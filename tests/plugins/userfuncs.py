@@ -139,3 +139,22 @@ def fails_until_fixed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     if any(row.get("id") == FAILING_KEY for row in batch) and not os.path.exists("fixed"):
         raise ValueError(f"row {FAILING_KEY} is malformed until fixed")
     return batch
+
+
+def noise(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Incompressible bytes per row (WORKERS_TEST_NOISE_BYTES, default 100,000), seeded by the id:
+    Parquet parts as big as their rows."""
+    import random
+
+    size = int(os.environ.get("WORKERS_TEST_NOISE_BYTES", "100000"))
+    return [{"id": row["id"], "blob": random.Random(row["id"]).randbytes(size)} for row in batch]
+
+
+def int_then_text(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """``v`` is a number for ids up to 1000 and text after: two schemas from one processor."""
+    return [{"id": r["id"], "v": r["id"] if r["id"] <= 1000 else str(r["id"])} for r in batch]
+
+
+def after_1000(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Only rows with ids over 1000: a shard of the first thousand writes nothing."""
+    return [row for row in batch if row["id"] > 1000]
