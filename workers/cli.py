@@ -110,6 +110,18 @@ def add_processor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_batch_format_argument(parser: argparse.ArgumentParser) -> None:
+    """What the processor is called with; split pins it in the plan with the processor."""
+    parser.add_argument(
+        "--batch-format",
+        choices=("rows", "pyarrow", "pandas", "polars"),
+        default="rows",
+        help="what the processor gets per batch: a list of row dicts (rows, the default), a "
+        "pyarrow.RecordBatch, or a pandas or polars DataFrame (needs the arrow, pandas or "
+        "polars extra)",
+    )
+
+
 class _Deadline(Exception):
     pass
 

@@ -81,6 +81,7 @@ class ShardConfig:
     stats_dir: str | None = None
     plan: layout.Plan | None = None  # already read when the shard was named by index
     checkpoint_rows: int = checkpoints.DEFAULT_CHECKPOINT_ROWS
+    batch_format: str = "rows"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
     cli.add_processor_arguments(p)
+    cli.add_batch_format_argument(p)
     cli.add_source_arguments(p, "source table")
     p.add_argument(
         "--attempt",
@@ -164,7 +166,9 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         shard, plan = planned_shard(store, item)
     else:
         shard = item
-    if args.processor:
+    if args.batch_format != "rows":
+        _check_columnar(args.processor, args.batch_format)
+    elif args.processor:
         # Fail before any work: with the flag's name, or with the function's wrong signature.
         func = plugins.load(args.processor, "--processor")
         plugins.check_call(
@@ -192,7 +196,17 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         stats_dir=args.stats_dir,
         plan=plan,
         checkpoint_rows=args.checkpoint_rows,
+        batch_format=args.batch_format,
     )
+
+
+def _check_columnar(processor: str | None, fmt: str) -> None:
+    """Before any work: the format's libraries are installed and the processor takes its batch."""
+    from workers import batches
+
+    batches.require(fmt)
+    if processor:
+        batches.check_signature(plugins.load(processor, "--processor"), processor, fmt)
 
 
 @dataclass(frozen=True)
@@ -209,7 +223,7 @@ class Expected:
 
 def expectations(cfg: ShardConfig) -> Expected:
     """Check this shard against the run's plan before any work: item, processor, options."""
-    identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
+    identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source, cfg.batch_format)
     plan = cfg.plan if cfg.plan is not None else layout.read_plan_if_any(cfg.store)
     if plan is None:
         return Expected(None, identity)
@@ -228,7 +242,8 @@ def expectations(cfg: ShardConfig) -> Expected:
             raise UsageError(
                 f"the plan pins processor {plan.processor.get('path')!r}; this shard runs "
                 + "; ".join(diffs)
-                + ": pass split and shard the same --processor, --batch-size and source columns"
+                + ": pass split and shard the same --processor, --batch-size, --batch-format "
+                "and source columns"
             )
     return Expected(plan, identity)
 
@@ -324,6 +339,8 @@ def _copy_rows(
     ``writer``, batch by batch: (rows read by this attempt, seconds to the first row)."""
     s = cfg.shard
     lo = s.lo if writer.resume_key is None else writer.resume_key + 1
+    if cfg.batch_format != "rows":
+        return _copy_columnar(cfg, database, func, writer, t0, lo)
     read = 0
     first_row_s: float | None = None
     fast = database.stream_json_lines(cfg.source, cfg.run_id, lo, s.hi) if func is None else None
@@ -347,6 +364,34 @@ def _copy_rows(
             if first_row_s is None:
                 first_row_s = time.perf_counter() - t0
             writer.write(block)
+            writer.end_batch(n_in, n_out, last_key)
+            read += n_in
+    return read, first_row_s
+
+
+def _copy_columnar(
+    cfg: ShardConfig,
+    database: db.Database,
+    func: Callable[..., Any] | None,
+    writer: checkpoints.PartWriter,
+    t0: float,
+    lo: int | None,
+) -> tuple[int, float | None]:
+    """``_copy_rows`` for the columnar batch formats: Arrow batches from the database through
+    the processor (:mod:`workers.batches`), each returned table one block of the part."""
+    from workers import batches
+
+    read = 0
+    first_row_s: float | None = None
+    arrow = database.stream_arrow(cfg.source, cfg.run_id, lo, cfg.shard.hi, cfg.batch_size)
+    with contextlib.closing(arrow):  # type: ignore[type-var]
+        path = cfg.processor or provenance.IDENTITY
+        for table, n_in, n_out, last_key in batches.apply(func, cfg.batch_format, path, arrow):
+            if first_row_s is None:
+                first_row_s = time.perf_counter() - t0
+            # The part format's dispatch point: JSON Lines here; a Parquet part writer
+            # (--part-format parquet) takes the table itself instead of its JSON Lines.
+            writer.write(batches.table_to_jsonl(table))
             writer.end_batch(n_in, n_out, last_key)
             read += n_in
     return read, first_row_s

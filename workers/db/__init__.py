@@ -193,6 +193,19 @@ class Database:
         the key of its last row: where a resumed shard continues (see :mod:`workers.checkpoints`)."""
         raise NotImplementedError
 
+    def stream_arrow(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+    ) -> Iterator[tuple[Any, int]]:
+        """``stream_rows`` as Arrow record batches (``pyarrow.RecordBatch``, exactly ``batch``
+        rows but the last, each with its last key), for the columnar batch formats. This
+        generic form (the SQLAlchemy backend's) converts the Python rows; PostgreSQL and SQLite
+        read into Arrow without a Python object per row (:mod:`workers.db.arrow`)."""
+        from workers.db import arrow  # deferred: pyarrow, columnar shards only
+
+        return arrow.from_rows(
+            self.stream_rows(source, run_id, lo, hi, batch), source.table, source.data_column
+        )
+
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
     ) -> Iterator[tuple[bytes, int, int]] | None:

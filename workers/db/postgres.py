@@ -50,6 +50,8 @@ class PostgresDatabase(Database):
         # psycopg takes libpq URIs; drop SQLAlchemy's "+driver" suffix.
         _scheme, rest = url.split("://", 1)
         conninfo = "postgresql://" + rest
+        self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
         try:
             self.conn = psycopg.connect(
                 conninfo,
@@ -249,6 +251,29 @@ class PostgresDatabase(Database):
                         [dict(zip(names, r[1:], strict=True)) for r in fetched],
                         int(fetched[-1][0]),
                     )
+
+    def stream_arrow(
+        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+    ) -> Iterator[tuple[Any, int]]:
+        """Record batches read by the ADBC driver (COPY binary into Arrow, no Python per row),
+        on a second connection that imports this connection's snapshot: the rows come from
+        the same committed state as the generation read before them."""
+        from workers.db import postgres_arrow  # deferred: pyarrow and ADBC, columnar shards only
+
+        cols, data = self._data_column(source)
+        snapshot_id = None
+        if self.conn.info.transaction_status == self._psycopg.pq.TransactionStatus.INTRANS:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            snapshot_id = str(row[0]) if row else None
+        read = [data] if source.data_column and data is not None else cols
+        values.check_pg(source.table, read)
+        # Quoted literals, not parameters: ADBC streams COPY only for a query without binds.
+        where, params = _where(source, run_id, lo, hi, "pg")
+        literal = self._psycopg.sql.Literal
+        where = where % {k: literal(v).as_string(self.conn) for k, v in params.items()}
+        return postgres_arrow.stream(
+            self._conninfo, self._connect_timeout, snapshot_id, source, read, where, batch
+        )
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
