@@ -263,3 +263,60 @@ def test_the_orders_examples_pyarrow_processor_makes_the_rows_versions_output(
     got = _run(arrow, 1000, *plan)
     assert got == want == orders.expected(rows, seed)
     assert 0 < len(got) < rows
+
+
+def test_table_to_jsonl_writes_what_orjson_writes_without_python_per_row() -> None:
+    """The polars and spliced writers against orjson over the same values (the rows path)."""
+    import datetime
+    import decimal
+
+    import orjson
+    import pyarrow as pa
+
+    from workers import batches
+
+    texts = ["plain", 'quote " back \\ tab \t nl \n', "é ü 東京 🎉", "\x01\x1f", "", None]
+    floats = [0.1, 12.0, 1e16, 2.5e15, -0.0, 5e-324]
+    table = pa.table(
+        {
+            "id": pa.array([1, -2, 2**62, 0, None, 7], pa.int64()),
+            "amount": pa.array(
+                [decimal.Decimal(x) for x in ("1.50", "-0.05", "0.00", "123456789.99", "7.00")]
+                + [None],
+                pa.decimal128(11, 2),
+            ),
+            "text": pa.array(texts, pa.string()),
+            "ratio": pa.array(floats, pa.float64()),
+            "doc": pa.ExtensionArray.from_storage(
+                pa.json_(), pa.array(['{"a": [1, 2.50]}', "[]", "null", '"s"', "3", None])
+            ),
+            "ok": [True, False, None, True, False, True],
+            "tags": [[1, 2], [], None, [None], [3], [4]],
+            "when": pa.array(
+                [datetime.datetime(2024, 1, 2, 3, 4, 5, 600000)] * 6, pa.timestamp("us")
+            ),
+        }
+    )
+    want = b"".join(
+        orjson.dumps(
+            {
+                "id": r["id"],
+                "amount": None if r["amount"] is None else orjson.Fragment(str(r["amount"])),
+                "text": r["text"],
+                "ratio": r["ratio"],
+                "doc": None if r["doc"] is None else orjson.Fragment(r["doc"]),
+                "ok": r["ok"],
+                "tags": r["tags"],
+                "when": "2024-01-02T03:04:05.6",
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        for r in table.to_pylist()
+    )
+    assert batches._kinds(batches._normalized(table)) is not None  # not the per-row fallback
+    assert batches.table_to_jsonl(table) == want
+    assert batches.table_to_jsonl(table.drop_columns(["amount", "doc"])) == b"".join(
+        orjson.dumps({k: v for k, v in json.loads(line).items() if k not in ("amount", "doc")})
+        + b"\n"
+        for line in want.splitlines()
+    )

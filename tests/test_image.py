@@ -264,7 +264,11 @@ def test_runs_as_image_uid(container: str) -> None:
 
 def test_production_extras_importable_and_no_compilers(container: str) -> None:
     run = BuildahRun(container)
-    proc = run("python", "-c", "import workers, sqlalchemy, psycopg, s3fs, gcsfs, orjson, pyarrow, adbc_driver_postgresql")
+    proc = run(
+        "python",
+        "-c",
+        "import workers, sqlalchemy, psycopg, s3fs, gcsfs, orjson, pyarrow, adbc_driver_postgresql, polars",
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run("sh", "-c", "command -v gcc || command -v cc || command -v make || true")
     assert proc.stdout.strip() == "", f"build tools leaked into the image: {proc.stdout}"
