@@ -320,3 +320,47 @@ def test_table_to_jsonl_writes_what_orjson_writes_without_python_per_row() -> No
         + b"\n"
         for line in want.splitlines()
     )
+
+
+def test_a_columnar_read_whose_connection_ends_is_transient(
+    run_step: RunStep, pg_db: str, tmp_path: Path
+) -> None:
+    """The server ends the ADBC connection mid-read: exit 75 with PostgreSQL's reason, no part."""
+    import time
+
+    import psycopg
+
+    pipe = Pipeline(run_step, pg_db, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(3000)
+    args = ("--batch-format", "pyarrow", "--processor", "plugins.columnar:arrow_slow")
+    item = pipe.split(3000, *args, "--batch-size", "300")[0]
+    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": pg_db, **ENV})
+    cmd = shard_cmd(item, pipe.run_id, pipe.store, *args, "--batch-size", "300")
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    ended = 0
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not ended and time.monotonic() < deadline and proc.poll() is None:
+            row = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE query LIKE 'COPY (SELECT%' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            ended = row[0] if row else 0
+            time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert ended == 1, err
+    assert proc.returncode == 75, err
+    last = json.loads(err.strip().splitlines()[-1])
+    assert last["cause"] == "server-shutdown" and "administrator command" in last["message"]
+    assert not pipe.exists("parts/part-00000.jsonl")
+
+
+def test_the_sqlalchemy_backend_converts_its_rows_to_the_same_bytes(
+    run_step: RunStep, tmp_path: Path
+) -> None:
+    """A URL only SQLAlchemy reads (a query string) takes the generic stream_arrow."""
+    url = f"sqlite:///{tmp_path / 'sa.db'}?timeout=10"
+    rows_pipe, col_pipe = _pipes(run_step, url, tmp_path, 1500)
+    _run(rows_pipe, 1500)
+    _run(col_pipe, 1500, "--batch-format", "polars", "--processor", "")
+    assert col_pipe.read("parts/part-00000.jsonl") == rows_pipe.read("parts/part-00000.jsonl")

@@ -61,3 +61,11 @@ def returns_dicts(rb: Any) -> Any:
 
 def two_batches(rb: Any, other: Any) -> Any:
     return rb
+
+
+def arrow_slow(rb: Any) -> Any:
+    """Pass-through, a second per batch: time for a test to end the read's connection."""
+    import time
+
+    time.sleep(1)
+    return rb
