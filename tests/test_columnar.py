@@ -364,3 +364,45 @@ def test_the_sqlalchemy_backend_converts_its_rows_to_the_same_bytes(
     _run(rows_pipe, 1500)
     _run(col_pipe, 1500, "--batch-format", "polars", "--processor", "")
     assert col_pipe.read("parts/part-00000.jsonl") == rows_pipe.read("parts/part-00000.jsonl")
+
+
+def test_a_pyarrow_shard_reads_rows_and_generation_in_one_snapshot(
+    run_step: RunStep, db_url: str, tmp_path: Path
+) -> None:
+    """produce commits a new generation after the shard read the generation and before the
+    columnar read starts (on PostgreSQL a second connection, ADBC's): the part holds the rows
+    of the plan's generation."""
+    fmt = ("--batch-format", "pyarrow", "--processor", "")
+    pipe = Pipeline(run_step, db_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(400, "--seed", "1")
+    item = pipe.split(400, *fmt)[0]
+    env = services.step_env(
+        tmp_path / "home",
+        {"WORKERS_DATABASE_URL": db_url, **ENV, "WORKERS_TEST_PAUSE_AFTER_GENERATION": "4"},
+    )
+    shard = subprocess.Popen(
+        shard_cmd(item, pipe.run_id, pipe.store, *fmt),
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert shard.stderr is not None
+        for line in shard.stderr:
+            if '"generation-read"' in line:
+                break
+        pipe.produce(400, "--seed", "2")
+        assert shard.poll() is None, "produce must commit while the shard is between its reads"
+        assert shard.wait(60) == 0
+    finally:
+        if shard.poll() is None:
+            shard.kill()
+    first = Pipeline(run_step, db_url, str(tmp_path / "first"), tmp_path, "check", env=ENV)
+    first.produce(400, "--seed", "1")
+    _run(first, 400)
+    second = Pipeline(run_step, db_url, str(tmp_path / "second"), tmp_path, "check", env=ENV)
+    second.produce(400, "--seed", "2")
+    _run(second, 400)
+    assert first.read("parts/part-00000.jsonl") != second.read("parts/part-00000.jsonl")
+    assert pipe.read("parts/part-00000.jsonl") == first.read("parts/part-00000.jsonl")
