@@ -58,8 +58,14 @@ EPILOG = (
   # Argo passes arguments over 128 KB as @file: so do we
   python -m workers.shard --shard @/tmp/item.json --run-id my-run --store /mnt/shared/my-run
 
+  # your processor on Arrow record batches (split pinned the same --batch-format)
+  python -m workers.shard --shard 3 --run-id my-run --store ./workers-data/my-run \
+    --batch-format pyarrow --processor mypkg.proc:enrich_arrow
+
 A processor is a function taking a list of row dicts and returning an iterable of
-JSON-serializable values; the default passes rows through unchanged.
+JSON-serializable values; the default passes rows through unchanged. With
+--batch-format pyarrow it takes a pyarrow.RecordBatch and returns a RecordBatch or Table
+(or an iterable of them); with pandas or polars, a DataFrame.
 
 """
     + cli.EXIT_CODES_EPILOG

@@ -86,6 +86,18 @@ def json_column_batch(texts: pa.Array, table: str, column: str) -> pa.RecordBatc
     return parsed.combine_chunks().to_batches()[0] if parsed.num_columns else _empty_rows(n)
 
 
+def texts(values: list[Any], table: str, column: str) -> pa.Array:
+    """A data column's values as a string array: each must be JSON text (or NULL)."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise failures.error(
+            "column-type",
+            f"table {table!r} column {column!r} holds a value that is not JSON text "
+            f"({failures.first_line(exc)})",
+        ) from None
+
+
 def _empty_rows(n: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(n)], names=["_"]).drop_columns(["_"])
 

@@ -202,7 +202,7 @@ class SqliteDatabase(Database):
                     return
                 last_key = int(part[-1][0])
                 if source.data_column:
-                    texts = arrow.pa.array([r[1] for r in part], arrow.pa.string())
+                    texts = arrow.texts([r[1] for r in part], source.table, source.data_column)
                     yield arrow.json_column_batch(texts, source.table, source.data_column), last_key
                 else:
                     rb = arrow.sqlite_batch(part, names, affinities, source.table)
