@@ -406,3 +406,32 @@ def test_a_pyarrow_shard_reads_rows_and_generation_in_one_snapshot(
     _run(second, 400)
     assert first.read("parts/part-00000.jsonl") != second.read("parts/part-00000.jsonl")
     assert pipe.read("parts/part-00000.jsonl") == first.read("parts/part-00000.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("ddl", "column"),
+    [
+        ("d date", "d"),
+        ("t timestamptz", "t"),
+        ("n numeric(10,2)", "n"),
+    ],
+)
+def test_a_value_arrow_cannot_hold_is_exit_2_naming_the_column(
+    run_step: RunStep, pg_db: str, tmp_path: Path, ddl: str, column: str
+) -> None:
+    """infinity in a date or timestamp, NaN in a numeric(p,s): exit 2 before a part exists."""
+    import psycopg
+
+    special = "NaN" if ddl.startswith("n ") else "infinity"
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE special (key bigint PRIMARY KEY, {ddl})")
+        conn.execute("INSERT INTO special VALUES (1, NULL), (2, %s)", (special,))
+    pipe = Pipeline(run_step, pg_db, str(tmp_path / "store"), tmp_path, env=ENV)
+    item = {"index": 0, "lo": None, "hi": None, "rows": 2}
+    source = ("--table", "special", "--run-column", "", "--data-column", "")
+    proc = pipe.shard(item, *source, "--batch-format", "pyarrow")
+    assert proc.returncode == 2, proc.stderr
+    last = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert last["cause"] == "column-type" and f"column {column!r}" in last["message"]
+    assert not pipe.exists("parts/part-00000.jsonl")
+    assert pipe.shard(item, *source).returncode == 0  # the rows path writes it as a string

@@ -75,7 +75,7 @@ def json_column_batch(texts: pa.Array, table: str, column: str) -> pa.RecordBatc
         raise failures.error(
             "column-type",
             f"table {table!r} column {column!r}: a value is not a JSON object Arrow can read "
-            f"as columns ({failures.first_line(exc)}); use --batch-format rows",
+            f"as columns ({failures.first_line(exc)}; --batch-format rows reads it)",
         ) from None
     if parsed.num_rows != n:
         raise failures.error(
@@ -160,6 +160,6 @@ def sqlite_batch(rows: list[Any], names: list[str], affinities: list[str], table
             raise failures.error(
                 "column-type",
                 f"table {table!r}: column {name!r} holds values Arrow cannot read as one type "
-                f"({failures.first_line(exc)}); use --batch-format rows",
+                f"({failures.first_line(exc)}; --batch-format rows reads it)",
             ) from None
     return pa.RecordBatch.from_arrays(arrays, names=[KEY, *names])

@@ -92,8 +92,29 @@ def _typed(rb: pa.RecordBatch, source: Source, columns: list[values.PgColumn]) -
         want = _decimal(col)
         if want is not None:
             arr = _to_decimal(arr, want, source.table, col)
+        elif col.base in _EARLIEST and not col.array:
+            _check_finite(arr, source.table, col)
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+_EARLIEST = {"date": -2_440_588, "timestamp": -210_866_803_200_000_000}
+_EARLIEST["timestamptz"] = _EARLIEST["timestamp"]
+"""PostgreSQL's earliest date (4713 BC) in days, and timestamp in microseconds, since 1970.
+The driver turns infinity and -infinity into values far below these (its epoch shift wraps
+around the server's sentinels), which Arrow would take for dates millions of years ago."""
+
+
+def _check_finite(arr: Any, table: str, col: values.PgColumn) -> None:
+    ints = arr.view(pa.int32() if pa.types.is_date32(arr.type) else pa.int64())
+    low = pc.min(ints).as_py()
+    if low is not None and low < _EARLIEST[col.base]:
+        raise values.unsupported(
+            table,
+            [(col.name, col.type)],
+            "holds infinity or -infinity, which Arrow has no value for "
+            "(--batch-format rows writes them as strings)",
+        )
 
 
 def _to_decimal(arr: Any, want: pa.DataType, table: str, col: values.PgColumn) -> pa.Array:
@@ -104,6 +125,6 @@ def _to_decimal(arr: Any, want: pa.DataType, table: str, col: values.PgColumn) -
         raise values.unsupported(
             table,
             [(col.name, col.type)],
-            "holds NaN or Infinity, which decimal128 cannot hold: read a view that casts it "
-            "(to double precision or text), or use --batch-format rows",
+            "holds NaN or Infinity, which decimal128 cannot hold "
+            "(--batch-format rows writes them as strings)",
         ) from None
