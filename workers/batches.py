@@ -188,8 +188,8 @@ def apply(
 def table_to_jsonl(table: Any) -> bytes:
     """JSON Lines of an Arrow table, by the README's column-type table.
 
-    No Python per row for the common types: timestamps, dates and times become strings in
-    Arrow (C++); polars writes integers, floats, strings, booleans, nulls, lists and structs
+    No Python per row for the common types: timestamps become strings by polars' formatter,
+    dates and times by Arrow's kernels; polars writes integers, floats, strings, booleans, nulls, lists and structs
     (``write_ndjson``, in Rust: the bytes orjson writes, about 4x faster); decimal and
     arrow.json columns are spliced in as their text (exact digits; the JSON text as stored)
     with Arrow's string kernels. A table holding anything else (binary, NaN or infinite
