@@ -474,6 +474,11 @@ def write_parts(store: str, parts: int, part_rows: int) -> int:
     return total
 
 
+COLUMNAR = {"pyarrow", "pandas", "polars", "numpy", "adbc_driver_postgresql", "adbc_driver_manager"}
+"""What only a columnar shard (--batch-format pyarrow|pandas|polars) may import: a rows shard
+pays nothing for it at start-up."""
+
+
 def imported_modules(cmd: Sequence[str], env: dict[str, str]) -> set[str]:
     """Top-level packages a command imports, from ``python -X importtime``."""
     proc = subprocess.run([PY, "-X", "importtime", *cmd], env=env, capture_output=True, check=False)
@@ -975,12 +980,10 @@ class Context:
         h = Pair("start-up", "shard --help", "python -c pass")
         alternate(h, runs, lambda: run(help_cmd, env=self.env), lambda: run(bare, env=self.env))
         mods = imported_modules(help_cmd[1:], self.env)
-        heavy = sorted(mods & {"psycopg", "fsspec", "sqlalchemy", "s3fs", "gcsfs"})
-        h.target = "< 150 ms, no psycopg/fsspec/sqlalchemy"
+        heavy = sorted(mods & ({"psycopg", "fsspec", "sqlalchemy", "s3fs", "gcsfs"} | COLUMNAR))
+        h.target = "< 150 ms, no psycopg/fsspec/sqlalchemy/pyarrow"
         h.ok = h.median("a") < 0.150 and not heavy
-        h.note = (
-            f"--help imports: {', '.join(heavy) or 'none of psycopg/fsspec/sqlalchemy/s3fs/gcsfs'}"
-        )
+        h.note = f"--help imports: {', '.join(heavy) or 'none of psycopg/fsspec/sqlalchemy/s3fs/gcsfs/pyarrow/pandas/polars'}"
         out.append(h)
 
         # Process start to first row: the commit record's wall-clock start plus first_row_s,
@@ -1019,11 +1022,12 @@ class Context:
         fr.a_seconds = statistics.median(fr.a_derived)
         fr.b_seconds = statistics.median(fr.b_derived)
         mods = imported_modules(cmd[1:], self.env)
-        heavy = sorted(mods & {"fsspec", "sqlalchemy", "s3fs", "gcsfs"})
-        fr.target = "no sqlalchemy/fsspec on PostgreSQL"
+        heavy = sorted(mods & ({"fsspec", "sqlalchemy", "s3fs", "gcsfs"} | COLUMNAR))
+        fr.target = "no sqlalchemy/fsspec/pyarrow on PostgreSQL"
         fr.ok = not heavy
         fr.note = (
-            f"shard on PostgreSQL imports: {', '.join(heavy) or 'no sqlalchemy/fsspec/s3fs/gcsfs'}"
+            f"shard on PostgreSQL imports: "
+            f"{', '.join(heavy) or 'no sqlalchemy/fsspec/s3fs/gcsfs/pyarrow/pandas/polars'}"
         )
         out.append(fr)
         return out

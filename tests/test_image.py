@@ -258,7 +258,11 @@ def test_runs_as_image_uid(container: str) -> None:
 
 def test_production_extras_importable_and_no_compilers(container: str) -> None:
     run = BuildahRun(container)
-    proc = run("python", "-c", "import workers, sqlalchemy, psycopg, s3fs, gcsfs, orjson")
+    proc = run(
+        "python",
+        "-c",
+        "import workers, sqlalchemy, psycopg, s3fs, gcsfs, orjson, pyarrow, adbc_driver_postgresql, polars",
+    )
     assert proc.returncode == 0, proc.stderr
     # Pods run the steps only: the local runner (argo_local) is not in the image, and
     # `workers run` there says so in one line.

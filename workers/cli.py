@@ -134,6 +134,18 @@ def add_part_format_argument(parser: argparse.ArgumentParser, *, pinned: bool) -
     )
 
 
+def add_batch_format_argument(parser: argparse.ArgumentParser) -> None:
+    """What the processor is called with; split pins it in the plan with the processor."""
+    parser.add_argument(
+        "--batch-format",
+        choices=("rows", "pyarrow", "pandas", "polars"),
+        default="rows",
+        help="what the processor gets per batch: a list of row dicts (rows, the default), a "
+        "pyarrow.RecordBatch, or a pandas or polars DataFrame (needs the arrow, pandas or "
+        "polars extra)",
+    )
+
+
 DEADLINE_GRACE_S = 5.0
 """After the step deadline, how long unwinding (rollback, closing a stalled socket) may take."""
 

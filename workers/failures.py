@@ -359,8 +359,14 @@ def _names(exc: BaseException) -> set[str]:
 def _specific(exc: BaseException) -> Found | None:
     """Errors of a library we know, by the attributes that say exactly what happened."""
     top = _top_module(exc)
-    if top == "psycopg":
+    if top in ("psycopg", "adbc_driver_manager"):
+        # ADBC's PostgreSQL driver (the columnar read) is libpq too: the same SQLSTATEs
+        # and messages, under the DB-API's class names.
         return _psycopg(exc)
+    if first_line(exc).startswith("[libpq]"):
+        # ADBC's record batch reader (pyarrow) raises libpq's failure as a plain OSError.
+        text = first_line(exc)
+        return _libpq_cause(text) or "unreachable", f"PostgreSQL: {_libpq_detail(text)}"
     if top == "sqlite3":
         return _sqlite(exc)
     if top == "sqlalchemy":

@@ -210,8 +210,11 @@ def processor_identity(
     }
 
 
-def identity_of(path: str | None, batch_size: int, source: Any) -> dict[str, Any]:
-    """The processor identity a step with these flags runs (``source`` is a ``db.Source``)."""
+def identity_of(
+    path: str | None, batch_size: int, source: Any, batch_format: str = "rows"
+) -> dict[str, Any]:
+    """The processor identity a step with these flags runs (``source`` is a ``db.Source``).
+    A columnar batch format is part of it (absent for ``rows``, so earlier plans still match)."""
     func = None
     if path:
         from workers import plugins
@@ -221,6 +224,8 @@ def identity_of(path: str | None, batch_size: int, source: Any) -> dict[str, Any
         "batch_size": batch_size,
         "source": [source.table, source.key_column, source.run_column, source.data_column],
     }
+    if batch_format != "rows":
+        options["batch_format"] = batch_format
     return processor_identity(path, func, options)
 
 

@@ -72,8 +72,14 @@ EPILOG = (
   # Argo passes arguments over 128 KB as @file: so do we
   python -m workers.shard --shard @/tmp/item.json --run-id my-run --store /mnt/shared/my-run
 
+  # your processor on Arrow record batches (split pinned the same --batch-format)
+  python -m workers.shard --shard 3 --run-id my-run --store ./workers-data/my-run \
+    --batch-format pyarrow --processor mypkg.proc:enrich_arrow
+
 A processor is a function taking a list of row dicts and returning an iterable of
-JSON-serializable values; the default passes rows through unchanged.
+JSON-serializable values; the default passes rows through unchanged. With
+--batch-format pyarrow it takes a pyarrow.RecordBatch and returns a RecordBatch or Table
+(or an iterable of them); with pandas or polars, a DataFrame.
 
 """
     + cli.EXIT_CODES_EPILOG
@@ -96,6 +102,7 @@ class ShardConfig:
     plan: layout.Plan | None = None  # already read when the shard was named by index
     checkpoint_rows: int = checkpoints.DEFAULT_CHECKPOINT_ROWS
     part_format: str = "jsonl"
+    batch_format: str = "rows"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help="run folder/URL (default: ./workers-data/RUN_ID)")
     cli.add_processor_arguments(p)
     cli.add_part_format_argument(p, pinned=False)
+    cli.add_batch_format_argument(p)
     cli.add_source_arguments(p, "source table")
     p.add_argument(
         "--attempt",
@@ -180,7 +188,9 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         shard, plan = planned_shard(store, item)
     else:
         shard = item
-    if args.processor:
+    if args.batch_format != "rows":
+        _check_columnar(args.processor, args.batch_format)
+    elif args.processor:
         # Fail before any work: with the flag's name, or with the function's wrong signature.
         func = plugins.load(args.processor, "--processor")
         plugins.check_call(
@@ -214,7 +224,17 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
         plan=plan,
         checkpoint_rows=args.checkpoint_rows,
         part_format=part_format,
+        batch_format=args.batch_format,
     )
+
+
+def _check_columnar(processor: str | None, fmt: str) -> None:
+    """Before any work: the format's libraries are installed and the processor takes its batch."""
+    from workers import batches
+
+    batches.require(fmt)
+    if processor:
+        batches.check_signature(plugins.load(processor, "--processor"), processor, fmt)
 
 
 @dataclass(frozen=True)
@@ -231,7 +251,7 @@ class Expected:
 
 def expectations(cfg: ShardConfig) -> Expected:
     """Check this shard against the run's plan before any work: item, processor, options."""
-    identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
+    identity = provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source, cfg.batch_format)
     plan = cfg.plan if cfg.plan is not None else layout.read_plan_if_any(cfg.store)
     if plan is None:
         return Expected(None, identity)
@@ -353,6 +373,8 @@ def _copy_rows(
     ``writer``, batch by batch: (rows read by this attempt, seconds to the first row)."""
     s = cfg.shard
     lo = s.lo if writer.resume_key is None else writer.resume_key + 1
+    if cfg.batch_format != "rows":
+        return _copy_columnar(cfg, database, func, writer, t0, lo)
     read = 0
     first_row_s: float | None = None
     if isinstance(writer, ParquetPart):
@@ -403,12 +425,7 @@ def _copy_rows_parquet(
         for batch, last_key in batches:
             if first_row_s is None:
                 first_row_s = time.perf_counter() - t0
-            try:
-                out = list(func(batch))
-            except Exception as exc:
-                raise failures.user_code_error(
-                    f"processor {path}", f"raised {type(exc).__name__}: {exc}", exc, module=path
-                ) from None
+            out = usercode.call_processor(func, path, batch)  # exit 3 and the deadline, as rows
             writer.write_rows(out)
             writer.end_batch(len(batch), len(out), last_key)
             read += len(batch)
@@ -440,6 +457,37 @@ def open_writer(
     except BaseException:
         inner.__exit__(None, None, None)
         raise
+
+
+def _copy_columnar(
+    cfg: ShardConfig,
+    database: db.Database,
+    func: Callable[..., Any] | None,
+    writer: checkpoints.PartWriter | ParquetPart,
+    t0: float,
+    lo: int | None,
+) -> tuple[int, float | None]:
+    """``_copy_rows`` for the columnar batch formats: Arrow batches from the database through
+    the processor (:mod:`workers.batches`), each returned table one block of the part."""
+    from workers import batches
+
+    read = 0
+    first_row_s: float | None = None
+    arrow = database.stream_arrow(cfg.source, cfg.run_id, lo, cfg.shard.hi, cfg.batch_size)
+    with contextlib.closing(arrow):  # type: ignore[type-var]
+        path = cfg.processor or provenance.IDENTITY
+        for table, n_in, n_out, last_key in batches.apply(func, cfg.batch_format, path, arrow):
+            deadline.check()  # a deadline user code swallowed never writes on
+            if first_row_s is None:
+                first_row_s = time.perf_counter() - t0
+            # The part format's dispatch point: a Parquet part takes the table itself.
+            if isinstance(writer, ParquetPart):
+                writer.write_table(table)
+            else:
+                writer.write(batches.table_to_jsonl(table))
+            writer.end_batch(n_in, n_out, last_key)
+            read += n_in
+    return read, first_row_s
 
 
 def checkpoint_key(cfg: ShardConfig, expected: Expected, seen: Generation | None) -> dict[str, Any]:

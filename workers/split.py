@@ -75,6 +75,7 @@ class SplitConfig:
     batch_size: int = 5000
     shard_count_file: str | None = None
     part_format: str = "jsonl"
+    batch_format: str = "rows"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_source_arguments(p, "table for --from-db, and where produce's generation is")
     cli.add_processor_arguments(p)
     cli.add_part_format_argument(p, pinned=True)
+    cli.add_batch_format_argument(p)
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument(
         "--store", metavar="URL", help="run folder/URL: writes STORE/plan.json for the fan-in"
@@ -167,6 +169,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         batch_size=args.batch_size,
         shard_count_file=args.shard_count_file,
         part_format=args.part_format,
+        batch_format=args.batch_format,
     )
 
 
@@ -274,8 +277,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
     # Only a processor named to split is pinned ("" names the default): without one, merge
     # still requires every part to come from one processor, whichever it was.
     identity = (
-        provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source)
-        if cfg.processor is not None
+        provenance.identity_of(cfg.processor, cfg.batch_size, cfg.source, cfg.batch_format)
+        if cfg.processor is not None or cfg.batch_format != "rows"
         else None
     )
     cut = plan_shards(cfg)

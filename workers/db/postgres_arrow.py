@@ -1,0 +1,130 @@
+"""PostgreSQL into Arrow through the ADBC driver (``adbc-driver-postgresql``: COPY binary).
+
+The driver decodes COPY's binary rows into Arrow arrays in C, so no Python runs per row.
+It opens its own connection; inside a shard's snapshot that connection imports the
+snapshot the psycopg connection exported (``SET TRANSACTION SNAPSHOT``), so the rows are
+the ones of the generation read before them. Column types (README, Column types):
+numeric(p,s) with p <= 38 becomes decimal128(p,s), any other numeric a string of its exact
+digits; uuid, interval (ISO 8601), time and enum values strings made by the server; json
+and jsonb ``arrow.json`` (the JSON text); timestamptz timestamp[us, UTC].
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workers import failures, values
+from workers.db import Source, quote
+from workers.db.arrow import KEY, exact_batches, json_column_batch
+
+_NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
+_AS_TEXT = frozenset({"uuid", "interval", "time", "timetz"})
+"""Types read as the server's text: Arrow's forms of them (fixed-size binary, month-day-nano
+intervals, times) are ones pandas and polars handle poorly or JSON writes differently."""
+
+
+def _decimal(col: values.PgColumn) -> pa.DataType | None:
+    m = _NUMERIC.match(col.type)
+    if col.base != "numeric" or col.array or not m or int(m.group(1)) > 38:
+        return None
+    return pa.decimal128(int(m.group(1)), int(m.group(2)))
+
+
+def _select_item(col: values.PgColumn) -> str:
+    name = values.quote_any(col.name)
+    if col.kind == "e" or col.base in _AS_TEXT or (col.base == "numeric" and _decimal(col) is None):
+        return f"{name}::text{'[]' if col.array else ''} AS {name}"
+    return name
+
+
+def stream(
+    conninfo: str,
+    connect_timeout: float,
+    snapshot_id: str | None,
+    source: Source,
+    columns: list[values.PgColumn],
+    where: str,
+    batch: int,
+) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """Batches of exactly ``batch`` rows of the key range, key order, each with its last key."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    items = ", ".join(_select_item(c) for c in columns)
+    sql = (
+        f"SELECT {quote(source.key_column)} AS {KEY}, {items} FROM {quote(source.table)}"
+        f"{where} ORDER BY {quote(source.key_column)}"
+    )
+    sep = "&" if "?" in conninfo else "?"
+    uri = (
+        f"{conninfo}{sep}connect_timeout={max(1, round(connect_timeout))}&application_name=workers"
+    )
+    try:
+        conn = adbc.connect(uri, autocommit=True)
+    except Exception as exc:
+        raise failures.classify(exc) from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if snapshot_id is not None:
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+            cur.execute(values.PG_SESSION_SQL)
+            cur.fetchall()
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            for rb, last_key in exact_batches(reader, batch):
+                yield _typed(rb, source, columns), last_key
+            cur.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _typed(rb: pa.RecordBatch, source: Source, columns: list[values.PgColumn]) -> pa.RecordBatch:
+    """The batch in the documented Arrow types; the data column parsed into columns."""
+    if source.data_column:
+        return json_column_batch(rb.column(0), source.table, source.data_column)
+    arrays: list[Any] = []
+    for col, arr in zip(columns, rb.columns, strict=True):
+        want = _decimal(col)
+        if want is not None:
+            arr = _to_decimal(arr, want, source.table, col)
+        elif col.base in _EARLIEST and not col.array:
+            _check_finite(arr, source.table, col)
+        arrays.append(arr)
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+_EARLIEST = {"date": -2_440_588, "timestamp": -210_866_803_200_000_000}
+_EARLIEST["timestamptz"] = _EARLIEST["timestamp"]
+"""PostgreSQL's earliest date (4713 BC) in days, and timestamp in microseconds, since 1970.
+The driver turns infinity and -infinity into values far below these (its epoch shift wraps
+around the server's sentinels), which Arrow would take for dates millions of years ago."""
+
+
+def _check_finite(arr: Any, table: str, col: values.PgColumn) -> None:
+    ints = arr.view(pa.int32() if pa.types.is_date32(arr.type) else pa.int64())
+    low = pc.min(ints).as_py()
+    if low is not None and low < _EARLIEST[col.base]:
+        raise values.unsupported(
+            table,
+            [(col.name, col.type)],
+            "holds infinity or -infinity, which Arrow has no value for "
+            "(--batch-format rows writes them as strings)",
+        )
+
+
+def _to_decimal(arr: Any, want: pa.DataType, table: str, col: values.PgColumn) -> pa.Array:
+    storage = arr.storage if isinstance(arr.type, pa.BaseExtensionType) else arr
+    try:
+        return pc.cast(storage, want)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise values.unsupported(
+            table,
+            [(col.name, col.type)],
+            "holds NaN or Infinity, which decimal128 cannot hold "
+            "(--batch-format rows writes them as strings)",
+        ) from None
