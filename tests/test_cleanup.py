@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pipeline_helpers import Pipeline, RunStep, error_of, log_lines
 
-from argo_local.cli import main as run_main
+from workers.runadapter import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "workers_rows"
