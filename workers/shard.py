@@ -289,7 +289,9 @@ def _pin_advice(pinned: dict[str, Any], identity: dict[str, Any]) -> str:
             "run split again to pin the code of now (workers run --resume does), then the "
             "shards: those the old code made are recomputed"
         )
-    return "pass split and shard the same --processor, --batch-size and source columns"
+    return (
+        "pass split and shard the same --processor, --batch-size, --batch-format and source columns"
+    )
 
 
 def committed_record(
