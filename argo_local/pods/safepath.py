@@ -248,9 +248,18 @@ def open_below(path: Path, roots: Sequence[Path], flags: int = os.O_RDONLY) -> i
     best: tuple[int, str, Path] | None = None
     for root in roots:
         for base in dict.fromkeys((os.path.abspath(root), os.path.realpath(root))):
-            if _inside(text, base) and (best is None or len(base) > best[0]):
+            # a root that is the path itself (a file mounted at its own path) is no folder
+            # to walk from: the nearest root above it is
+            if text != base and _inside(text, base) and (best is None or len(base) > best[0]):
                 best = (len(base), base, root)
     if best is None:
+        if any(text in (os.path.abspath(r), os.path.realpath(r)) for r in roots):
+            # a file the runner mounted at its own path (an output in a pod's private root):
+            # walk from the folder above its folder (the runner's), so neither that folder (a
+            # pod may swap its own root for a link) nor the file is followed as a link
+            holder = os.path.dirname(text)
+            with folder(Path(os.path.dirname(holder)), [os.path.basename(holder)]) as above:
+                return os.open(os.path.basename(text), flags | os.O_NOFOLLOW, dir_fd=above)
         raise EscapeError(f"{path}: outside the pod's folders")
     _, base, root = best
     items = parts(os.path.relpath(text, base).replace(os.sep, "/"))
