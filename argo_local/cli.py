@@ -18,10 +18,10 @@ from argo_local.embedding import Embedding
 from argo_local.engine.run import ERROR, Node, Options, Run
 from argo_local.model import configmaps, spec
 from argo_local.model.configmaps import ConfigMaps
+from argo_local.model.secretrefs import secret_lookup
 from argo_local.model.spec import Notes, SpecError
 from argo_local.model.wiring import Wiring, effective_spec, workflow_parameters
 from argo_local.pods import reaper
-from argo_local.pods.podenv import secret_lookup
 from argo_local.report import report
 from argo_local.report.progress import Progress
 from workers.redaction import redact

@@ -35,16 +35,6 @@ LAYERS = (
 )
 """Bottom first: a module imports its own layer's modules and those of the layers below."""
 
-LAYER_EXCEPTIONS = {
-    # wiring's checks still call the pod environment's image helpers (entrypoint_of,
-    # image_search_path, PYTHON_NAMES, secret_volume_keys, secret_lookup) and the artifact
-    # checks (check_template, check_arguments, check_output_paths), kept in the pods modules
-    # while they are edited elsewhere: to move to argo_local.model.checks.
-    ("argo_local.model.wiring", "argo_local.pods.podenv"),
-    ("argo_local.model.wiring", "argo_local.pods.artifacts"),
-}
-"""Imports that still go upwards, to be removed (the list only shrinks)."""
-
 MAX_LINES = 110
 
 LONG_FUNCTIONS = {
@@ -198,8 +188,7 @@ def test_layers_import_only_downwards() -> None:
     upwards = {
         (m, n) for m, deps in runner_graph().items() for n in deps if layer_of(n) > layer_of(m)
     }
-    assert upwards - LAYER_EXCEPTIONS == set()
-    assert LAYER_EXCEPTIONS - upwards == set(), "fixed: remove them from LAYER_EXCEPTIONS"
+    assert upwards == set()
 
 
 def function_lengths() -> dict[str, int]:
