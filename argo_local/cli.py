@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from argo_local import resume, runs
@@ -18,10 +19,10 @@ from argo_local.embedding import Embedding
 from argo_local.engine.run import ERROR, Node, Options, Run
 from argo_local.model import configmaps, spec
 from argo_local.model.configmaps import ConfigMaps
-from argo_local.model.spec import Notes, SpecError
+from argo_local.model.secretrefs import secret_lookup
+from argo_local.model.spec import Document, Library, Notes, SpecError
 from argo_local.model.wiring import Wiring, effective_spec, workflow_parameters
 from argo_local.pods import reaper
-from argo_local.pods.podenv import secret_lookup
 from argo_local.report import report
 from argo_local.report.progress import Progress
 from workers.redaction import redact
@@ -192,72 +193,109 @@ def main(argv: Sequence[str] | None = None, embedding: Embedding | None = None) 
             os.close(fd)
 
 
+@dataclass
+class _Start:
+    """A run ready to execute: its documents, the run, its folder and the run it resumes."""
+
+    doc: Document
+    library: Library
+    run: Run
+    run_dir: Path
+    earlier: resume.Earlier | None
+
+
 def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) -> int:
     args = build_parser(embedding).parse_args(argv)
     progress = Progress()
     notes = Notes()
     try:
-        manifests = args.manifests or embedding.default_manifests()
-        doc, library = spec.resolve_target(args.target, manifests)
-        wf_spec = effective_spec(doc, library, notes)
-        config_maps = ConfigMaps(configmaps.files_for(doc.source, manifests))
-        parameters = workflow_parameters(
-            wf_spec, _overrides(args.parameter), doc.source, config_maps
-        )
-        Wiring(
-            doc,
-            wf_spec,
-            library,
-            parameters,
-            notes,
-            secret_lookup(args.env_file),
-            dict(args.entrypoint),
-            config_maps=config_maps,
-            image_paths=dict(args.image_path),
-        ).check()
-        if args.code is not None and not args.code.is_dir():
-            raise SpecError(f"--code {args.code}: not a folder")
-        earlier = None
-        if args.resume:
-            run_dir = resume.run_folder(args.resume, args.runs)
-            earlier = resume.read(run_dir)
-            resume.check_parameters(earlier, parameters)
-            name = earlier.name
-        else:
-            name = spec.workflow_name(doc)
-            run_dir = args.runs / name
-        run = Run(
-            doc,
-            library,
-            wf_spec,
-            name,
-            parameters,
-            run_dir.resolve(),
-            notes,
-            Options(
-                args.sandbox,
-                args.verbose,
-                args.env_file,
-                args.code,
-                manifests,
-                dict(args.entrypoint),
-                dict(args.image_path),
-                dict(args.workdir),
-                embedding,
-            ),
-            progress,
-        )
-        if earlier is not None:
-            locks.append(runs.reopen(run_dir))
-            run.resumed = dict(earlier.succeeded)
-        else:
-            locks.append(runs.create(run_dir))
+        start = _start(args, locks, embedding, progress, notes)
     except (SpecError, RuntimeError, OSError) as exc:
         sys.stderr.write(f"{embedding.prog}: {exc}\n")
         return 2
+    run = start.run
     progress.run = run
+    _announce(args, start, notes, progress)
+    run.prepare()
+    root = _execute(run)
+    finished = time.time()
+    if root.phase == ERROR and not root.started:
+        root.started = run.created
+    _write_reports(start, root, finished, embedding)
+    progress.close()
+    return _print_summary(args, start, root, finished, embedding)
+
+
+def _start(
+    args: argparse.Namespace,
+    locks: list[int],
+    embedding: Embedding,
+    progress: Progress,
+    notes: Notes,
+) -> _Start:
+    """The workflow checked before anything runs (a SpecError, RuntimeError or OSError
+    names what cannot run), its run made and its run folder created or reopened and locked."""
+    manifests = args.manifests or embedding.default_manifests()
+    doc, library = spec.resolve_target(args.target, manifests)
+    wf_spec = effective_spec(doc, library, notes)
+    config_maps = ConfigMaps(configmaps.files_for(doc.source, manifests))
+    parameters = workflow_parameters(wf_spec, _overrides(args.parameter), doc.source, config_maps)
+    Wiring(
+        doc,
+        wf_spec,
+        library,
+        parameters,
+        notes,
+        secret_lookup(args.env_file),
+        dict(args.entrypoint),
+        config_maps=config_maps,
+        image_paths=dict(args.image_path),
+    ).check()
+    if args.code is not None and not args.code.is_dir():
+        raise SpecError(f"--code {args.code}: not a folder")
+    earlier = None
+    if args.resume:
+        run_dir = resume.run_folder(args.resume, args.runs)
+        earlier = resume.read(run_dir)
+        resume.check_parameters(earlier, parameters)
+        name = earlier.name
+    else:
+        name = spec.workflow_name(doc)
+        run_dir = args.runs / name
+    run = Run(
+        doc,
+        library,
+        wf_spec,
+        name,
+        parameters,
+        run_dir.resolve(),
+        notes,
+        Options(
+            args.sandbox,
+            args.verbose,
+            args.env_file,
+            args.code,
+            manifests,
+            dict(args.entrypoint),
+            dict(args.image_path),
+            dict(args.workdir),
+            embedding,
+        ),
+        progress,
+    )
+    if earlier is not None:
+        locks.append(runs.reopen(run_dir))
+        run.resumed = dict(earlier.succeeded)
+    else:
+        locks.append(runs.create(run_dir))
+    return _Start(doc, library, run, run_dir, earlier)
+
+
+def _announce(args: argparse.Namespace, start: _Start, notes: Notes, progress: Progress) -> None:
+    """The run's header on stderr: what runs, where, what a resume keeps, what is ignored."""
+    run, run_dir, earlier, doc = start.run, start.run_dir, start.earlier, start.doc
     sys.stderr.write(
-        f"workflow {name} from {doc.kind}/{doc.name} ({doc.source})\n"
+        f"workflow {run.name} from {doc.kind}/{doc.name} ({doc.source})\n"
         f"  sandbox: {run.mode} ({run.mode_reason})\n  run folder: {run_dir}\n"
         f"  code: {run.code} (importable in every pod"
         f"{', read-only' if run.mode == 'bwrap' else ''})\n"
@@ -268,7 +306,7 @@ def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) ->
             f"  resuming: {earlier.name} ({earlier.phase or 'unknown phase'}); "
             f"{len(earlier.succeeded)} pod steps that succeeded are kept\n"
         )
-        again = resume.reruns([doc, *library.documents()])
+        again = resume.reruns([doc, *start.library.documents()])
         if again:
             sys.stderr.write(
                 f"  except steps of {', '.join(again)}: they run again and reuse only what the "
@@ -280,7 +318,12 @@ def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) ->
             f"{report.ignored_summary(notes.ignored)}",
             None,
         )
-    run.prepare()
+
+
+def _execute(run: Run) -> Node:
+    """The run to its end (an interrupt stops it, its root then Failed), settled, with
+    nothing a pod started left behind; its root node."""
+    name = run.name
     try:
         with reaper.terminate_interrupts():
             root = run.execute()
@@ -292,10 +335,13 @@ def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) ->
     run.settle()
     # nothing a pod started outlives the run (each pod's leftovers went with it already)
     reaper.end(None, f"{run.uid}/")
-    finished = time.time()
-    if root.phase == ERROR and not root.started:
-        root.started = run.created
-    files = sorted({doc.source, *(d.source for d in library.documents())})
+    return root
+
+
+def _write_reports(start: _Start, root: Node, finished: float, embedding: Embedding) -> None:
+    """run.json, metrics.prom and the embedding's timeline page, secrets masked."""
+    run, run_dir = start.run, start.run_dir
+    files = sorted({start.doc.source, *(d.source for d in start.library.documents())})
     record = report.workflow_record(run, root, finished, files)
     report.write_json(run_dir / "run.json", record, run.secret_values)
     (run_dir / "metrics.prom").write_text(
@@ -304,7 +350,14 @@ def _main(argv: Sequence[str] | None, locks: list[int], embedding: Embedding) ->
     if embedding.timeline is not None:
         page = embedding.timeline(record)
         (run_dir / "timeline.html").write_text(redact(page, tuple(run.secret_values)))
-    progress.close()
+
+
+def _print_summary(
+    args: argparse.Namespace, start: _Start, root: Node, finished: float, embedding: Embedding
+) -> int:
+    """The summary on stdout (nodes, the embedding's lines, artifacts, where the reports
+    are, how to resume a failed run); the exit code: 0 succeeded, 1 failed."""
+    run, run_dir = start.run, start.run_dir
     print(report.summary_text(run, root))
     for line in embedding.summary_lines(report.log_events(run)):
         print(redact(line, tuple(run.secret_values)))

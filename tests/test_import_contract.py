@@ -35,23 +35,7 @@ LAYERS = (
 )
 """Bottom first: a module imports its own layer's modules and those of the layers below."""
 
-LAYER_EXCEPTIONS = {
-    # wiring's checks still call the pod environment's image helpers (entrypoint_of,
-    # image_search_path, PYTHON_NAMES, secret_volume_keys, secret_lookup) and the artifact
-    # checks (check_template, check_arguments, check_output_paths), kept in the pods modules
-    # while they are edited elsewhere: to move to argo_local.model.checks.
-    ("argo_local.model.wiring", "argo_local.pods.podenv"),
-    ("argo_local.model.wiring", "argo_local.pods.artifacts"),
-}
-"""Imports that still go upwards, to be removed (the list only shrinks)."""
-
 MAX_LINES = 110
-
-LONG_FUNCTIONS = {
-    "argo_local.cli:_main": 129,  # +9 from the merge of the sandbox work (SIGTERM, reaper)
-    "argo_local.report.report:workflow_record": 140,
-}
-"""Functions still longer than MAX_LINES, with their length: each may only get shorter."""
 
 
 def module_name(path: Path) -> str:
@@ -198,8 +182,7 @@ def test_layers_import_only_downwards() -> None:
     upwards = {
         (m, n) for m, deps in runner_graph().items() for n in deps if layer_of(n) > layer_of(m)
     }
-    assert upwards - LAYER_EXCEPTIONS == set()
-    assert LAYER_EXCEPTIONS - upwards == set(), "fixed: remove them from LAYER_EXCEPTIONS"
+    assert upwards == set()
 
 
 def function_lengths() -> dict[str, int]:
@@ -213,8 +196,5 @@ def function_lengths() -> dict[str, int]:
 
 
 def test_no_function_over_max_lines() -> None:
-    long = {key.rsplit(":", 1)[0]: n for key, n in function_lengths().items() if n > MAX_LINES}
-    grown = {k: n for k, n in long.items() if n > LONG_FUNCTIONS.get(k, MAX_LINES)}
-    assert grown == {}, "over MAX_LINES lines (split them)"
-    fixed = set(LONG_FUNCTIONS) - set(long)
-    assert not fixed, f"now short: remove from LONG_FUNCTIONS: {sorted(fixed)}"
+    long = {key: n for key, n in function_lengths().items() if n > MAX_LINES}
+    assert long == {}, "over MAX_LINES lines (split them)"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from runner_helpers import run_process
 
+from argo_local.model.secretrefs import read_dotenv
 from argo_local.pods import sandbox
-from argo_local.pods.podenv import read_dotenv
 
 # as tests/test_runner_escape.py: under CI a bwrap that cannot run fails, never drops its cases
 MODES = ["remap"] + (["bwrap"] if sandbox.bwrap_works()[0] or os.environ.get("CI") else [])

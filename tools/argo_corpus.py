@@ -217,7 +217,7 @@ def images(docs: Iterable[dict[str, Any]]) -> set[str]:
 
 
 def busybox_image(image: str) -> bool:
-    from argo_local.pods.podenv import of_image
+    from argo_local.model.images import of_image
 
     return bool(of_image(image, {name: ["busybox"] for name in BUSYBOX_IMAGES}))
 

@@ -189,7 +189,7 @@ ARTIFACT: Schema = {
         "secretKeySecret": SECRET_REF,
     },
     "gcs": {"bucket": LEAF, "key": LEAF, "serviceAccountKeySecret": SECRET_REF},
-    # Accepted by the schema so artifacts.check_artifact names the reason it cannot run.
+    # Accepted by the schema so artifactspec.check_artifact names the reason it cannot run.
     **dict.fromkeys(("http", "git", "artifactory", "hdfs", "oss", "azure", "plugin"), FREE),
     # Kubernetes-side cleanup of the bucket's objects.
     **_ignored("artifactGC", "deleted"),

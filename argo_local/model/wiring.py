@@ -16,9 +16,11 @@ from typing import Any
 
 from argo_local.expr import depends as expr
 from argo_local.expr import params
-from argo_local.model import checks, defaults
+from argo_local.model import artifactspec, checks, defaults
 from argo_local.model.checks import metadata_scope
 from argo_local.model.configmaps import ConfigMapError, ConfigMaps
+from argo_local.model.images import PYTHON_NAMES, entrypoint_of, image_search_path
+from argo_local.model.secretrefs import secret_lookup, secret_volume_keys
 from argo_local.model.spec import (
     IGNORED,
     TEMPLATE,
@@ -28,14 +30,6 @@ from argo_local.model.spec import (
     SpecError,
     strings,
     validate,
-)
-from argo_local.pods import artifacts
-from argo_local.pods.podenv import (
-    PYTHON_NAMES,
-    entrypoint_of,
-    image_search_path,
-    secret_lookup,
-    secret_volume_keys,
 )
 
 NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
@@ -175,7 +169,7 @@ def local_tags(tmpl: Mapping[str, Any]) -> set[str]:
     """The artifact and output-path variables a template has (validate.go validateLeaf,
     validateNonLeaf): ``{{inputs.artifacts.X}}`` everywhere, their ``.path``, and
     ``{{outputs.artifacts|parameters.X.path}}`` in a container or script."""
-    leaf = any(k in tmpl for k in artifacts.LEAF_KINDS)  # Template.IsLeaf
+    leaf = any(k in tmpl for k in artifactspec.LEAF_KINDS)  # Template.IsLeaf
     tags: set[str] = set()
     for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
         tags.add(f"inputs.artifacts.{art.get('name')}")
@@ -201,7 +195,7 @@ class Wiring:
         library: Library,
         parameters: Mapping[str, str],
         notes: Notes,
-        secret: artifacts.SecretLookup | None = None,
+        secret: artifactspec.SecretLookup | None = None,
         entrypoints: Mapping[str, list[str]] | None = None,
         config_maps: ConfigMaps | None = None,
         image_paths: Mapping[str, list[str]] | None = None,
@@ -273,7 +267,7 @@ class Wiring:
         )
         where = f"{self.doc.source}: spec"
         args = self.spec.get("arguments") or {}
-        self.wrap(lambda: artifacts.check_arguments(args, where, self.secret))
+        self.wrap(lambda: artifactspec.check_arguments(args, where, self.secret))
         self.check_supplied(args, doc, tmpl, f"{where}.arguments")
         self.visit(doc, tmpl)
         workflow_args = {str(k) for k in self.parameters}
@@ -330,7 +324,7 @@ class Wiring:
         """Run an artifacts check; its errors are SpecErrors before running."""
         try:
             check()
-        except artifacts.ArtifactError as exc:
+        except artifactspec.ArtifactError as exc:
             raise SpecError(str(exc)) from None
 
     def check_supplied(
@@ -340,7 +334,7 @@ class Wiring:
         (common/util.go ProcessArgs, run by validation too)."""
         given = {str(a.get("name")) for a in arguments.get("artifacts") or []}
         for art in (tmpl.get("inputs") or {}).get("artifacts") or []:
-            if art.get("optional") or artifacts.has_location(art) or art.get("name") in given:
+            if art.get("optional") or artifactspec.has_location(art) or art.get("name") in given:
                 continue
             raise SpecError(
                 f"{where}: does not supply input artifact {art.get('name')!r} of template "
@@ -356,7 +350,7 @@ class Wiring:
             return
         self.seen.add(key)
         where = f"{doc.source}: template {tmpl.get('name') or '(inline)'}"
-        self.wrap(lambda: artifacts.check_template(tmpl, where, self.secret))
+        self.wrap(lambda: artifactspec.check_template(tmpl, where, self.secret))
         _check_output_parameters(tmpl, where)
         local = local_tags(tmpl)
         _check_pod_fields(tmpl, where)
@@ -408,7 +402,7 @@ class Wiring:
 
     def visit_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
         self.check_pod(tmpl, where)
-        artifacts.check_output_paths(tmpl, where)
+        artifactspec.check_output_paths(tmpl, where)
 
     def check_template_tags(
         self, tmpl: Mapping[str, Any], where: str, local: set[str], tags: _TagContext
@@ -494,7 +488,9 @@ class Wiring:
         swhere = f"{where}: step {s['name']}"
         sargs = s.get("arguments") or {}
         self.wrap(
-            lambda sargs=sargs, swhere=swhere: artifacts.check_arguments(sargs, swhere, self.secret)
+            lambda sargs=sargs, swhere=swhere: artifactspec.check_arguments(
+                sargs, swhere, self.secret
+            )
         )
         self.check_supplied(sargs, sdoc, stmpl, swhere)
         if "dag" in tmpl:

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 from argo_local.expr import params
 from argo_local.model import checks
+from argo_local.model.images import of_image
 from argo_local.model.nodes import Node
 from argo_local.model.spec import SpecError
 from argo_local.pods import artifacts, daemons, safepath, sandbox
-from argo_local.pods.podenv import EnvRun, PodEnvironment, of_image, remap_container, working_dir
+from argo_local.pods.podenv import EnvRun, PodEnvironment, remap_container, working_dir
 
 
 class ContainerRun(EnvRun, Protocol):

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from argo_local.embedding import Secretless
 from argo_local.expr import params
 from argo_local.model.configmaps import ConfigMaps
+from argo_local.model.images import PYTHON_NAMES, entrypoint_of, image_key, image_search_path
 from argo_local.model.nodes import Node
 from argo_local.model.options import Options
+from argo_local.model.secretrefs import read_dotenv, secret_volume_keys
 from argo_local.model.spec import SpecError
 from argo_local.pods import safepath, sandbox
 from workers import redaction
@@ -37,8 +39,6 @@ class EnvRun(Protocol):
     def warn(self, text: str) -> None: ...
     def warn_once(self, message: str) -> None: ...
 
-
-PYTHON_NAMES = ("python", "python3", *tuple(f"python3.{n}" for n in range(8, 20)))
 
 # The environment a pod would inherit from its image, not from the user's shell.
 _BASE_ENV = (
@@ -376,58 +376,6 @@ def file_mode(value: Any, default: int, where: str) -> int:
     return mode
 
 
-def secret_volume_keys(source: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
-    """The keys a secret volume holds locally: its ``items``; without them the keys the
-    workflow's ``secretKeyRef``s name for that Secret (a Secret's keys cannot be listed from
-    the environment)."""
-    name = str(source.get("secretName") or "")
-    if source.get("items"):
-        return [str(i.get("key")) for i in source["items"]]
-    keys: dict[str, None] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            ref = value.get("secretKeyRef")
-            if isinstance(ref, dict) and str(ref.get("name")) == name and ref.get("key"):
-                keys[str(ref["key"])] = None
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(spec)
-    return list(keys)
-
-
-def read_dotenv(env_file: Path | None) -> dict[str, str]:
-    """The variables of a ``.env`` file (``env_file``, default ``./.env``), by python-dotenv's
-    rules: ``export``, single quotes (raw) and double quotes (escapes, several lines), an
-    inline `` # comment`` after a value; ``${VAR}`` is not expanded (a secret may hold ``$``).
-    A name without ``=`` has no value and is left out."""
-    path = env_file or Path(".env")
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    return {
-        k: v
-        for k, v in dotenv_values(path, interpolate=False, encoding="utf-8").items()
-        if v is not None
-    }
-
-
-def secret_lookup(env_file: Path | None) -> Callable[[str, str], str | None]:
-    """A secret's value by name and key, as pods get theirs (``<SECRET>_<KEY>`` in the
-    environment, then in ``.env``), for checks made before a run starts."""
-
-    def lookup(secret: str, key: str) -> str | None:
-        name = f"{secret}_{key}".upper().replace("-", "_").replace(".", "_")
-        return os.environ.get(name) or read_dotenv(env_file).get(name) or None
-
-    return lookup
-
-
 def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str, Any]:
     def r(v: Any) -> Any:
         return sandbox.remap_text(v, mounts) if isinstance(v, str) else v
@@ -444,32 +392,6 @@ def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str,
     return out
 
 
-def entrypoint_of(image: Any, entrypoints: Mapping[str, list[str]]) -> list[str]:
-    """The ENTRYPOINT given for ``image``: its exact name first, then its name without the tag
-    (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
-    return of_image(image, entrypoints)
-
-
-def of_image(image: Any, given: Mapping[str, list[str]]) -> list[str]:
-    """What an option gives ``image``: for its exact name first, then for its name without
-    the tag (``registry:5000/team/tool:v2`` -> ``registry:5000/team/tool``) or digest."""
-    key = image_key(image, given)
-    return list(given[key]) if key is not None else []
-
-
-def image_key(image: Any, given: Mapping[str, Any]) -> str | None:
-    """The key of ``given`` that names ``image`` (see :func:`of_image`), or None."""
-    if not isinstance(image, str) or not given:
-        return None
-    name = image.split("@", 1)[0]
-    repo, colon, tag = name.rpartition(":")
-    untagged = repo if colon and "/" not in tag else name
-    for key in (image, name, untagged):
-        if key in given:
-            return key
-    return None
-
-
 def working_dir(container: Mapping[str, Any], workdirs: Mapping[str, str]) -> str | None:
     """A container's working folder as Kubernetes gives it: its ``workingDir``, else its
     image's WORKDIR when ``--workdir`` names it, else None (the runner's own default)."""
@@ -477,9 +399,3 @@ def working_dir(container: Mapping[str, Any], workdirs: Mapping[str, str]) -> st
         return str(container["workingDir"])
     key = image_key(container.get("image"), workdirs)
     return workdirs[key] if key is not None else None
-
-
-def image_search_path(image: Any, image_paths: Mapping[str, list[str]]) -> str:
-    """PATH in a pod of ``image``: the folders --image-path gives it, then this machine's."""
-    host = os.environ.get("PATH", os.defpath)
-    return os.pathsep.join([*of_image(image, image_paths), host])

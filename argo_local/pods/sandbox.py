@@ -18,19 +18,10 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Mount:
-    """A host folder seen at ``target`` inside the node."""
-
-    host: Path
-    target: str
-    readonly: bool = False
-
+from argo_local.model.mounts import Mount
 
 NOT_INSTALLED = "bwrap not installed"
 

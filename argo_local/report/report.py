@@ -142,11 +142,24 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
     What only this runner knows (sandbox, folders, per-pod process details, ignored fields)
     is under the side field the embedding names (:attr:`Embedding.record_field`).
     """
-    nodes: dict[str, dict[str, Any]] = {}
-    pods: dict[str, dict[str, Any]] = {}
+    nodes, pods, progress = _status_nodes(run)
+    phase, message = workflow_phase(run, root)
+    spec = dict(run.spec)
+    if run.parameters:
+        spec["arguments"] = {"parameters": _parameters(run.parameters)}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": _metadata(run, phase),
+        "spec": spec,
+        "status": _status(run, phase, message, finished, progress, nodes),
+        run.options.embedding.record_field: _local_side(run, files, pods),
+    }
+
+
+def _boundaries(run: Run) -> dict[str, str | None]:
+    """Each node's ``boundaryID``: the steps or DAG node it runs in (None for the root)."""
     boundary: dict[str, str | None] = {}
-    kids = _children(run)
-    pods_total = pods_done = 0
     for n in run.nodes.values():
         parent = run.nodes.get(n.parent) if n.parent else None
         if parent is None:
@@ -157,60 +170,27 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             boundary[n.id] = parent.id
         else:
             boundary[n.id] = boundary.get(parent.id)
+    return boundary
+
+
+def _status_nodes(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], str]:
+    """Argo's ``status.nodes``, the side record of each pod by node id, and
+    ``status.progress`` (pods succeeded / pods)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    pods: dict[str, dict[str, Any]] = {}
+    boundary = _boundaries(run)
+    kids = _children(run)
+    pods_total = pods_done = 0
+    for n in run.nodes.values():
         bid = boundary[n.id]
         # A retried pod step is a Retry node with one Pod node per attempt, as on a cluster.
         retried = n.type == "Pod" and (n.retry or len(n.attempts) > 1)
         ids: list[str] = []
         if retried:
-            for a in n.attempts:
-                aname = f"{n.name}({a.number})"
-                aid = node_id_of(run.name, aname)
-                ids.append(aid)
-                last = a is n.attempts[-1]
-                outs = n.outputs if last else {}
-                if not last and a.exit_code is not None:
-                    outs = {"exitCode": str(a.exit_code)}
-                nodes[aid] = _status_node(
-                    aid,
-                    aname,
-                    f"{n.display}({a.number})",
-                    "Pod",
-                    n.template,
-                    a.phase,
-                    bid,
-                    a.created or a.started,
-                    a.finished,
-                    a.message,
-                    n.inputs,
-                    outs,
-                    n.input_artifacts,
-                )
-                pods[aid] = _pod_side(a)
+            ids = _attempt_nodes(run, n, bid, nodes, pods)
         elif n.attempts:
             pods[n.id] = _pod_side(n.attempts[-1])
-        rec = _status_node(
-            n.id,
-            n.name,
-            n.display,
-            "Retry" if retried else n.type,
-            n.template,
-            n.phase,
-            bid,
-            n.started,
-            n.finished,
-            n.message,
-            n.inputs,
-            n.outputs,
-            n.input_artifacts,
-        )
-        if n.memoization is not None:
-            rec["memoizationStatus"] = dict(n.memoization)
-        children = ids + kids.get(n.id, [])
-        if children or retried:
-            rec["children"] = children
-        if n.hooked:
-            rec["nodeFlag"] = {"hooked": True}
-        nodes[n.id] = rec
+        nodes[n.id] = _node_record(n, bid, retried, ids + kids.get(n.id, []))
         if retried:
             # Argo's progress counts pods: each attempt of a Retry node is one
             pods_total += len(n.attempts)
@@ -218,12 +198,85 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
         elif n.type == "Pod":
             pods_total += 1
             pods_done += n.phase == "Succeeded"
-    phase, message = workflow_phase(run, root)
+    return nodes, pods, f"{pods_done}/{pods_total}"
+
+
+def _attempt_nodes(
+    run: Run,
+    n: Node,
+    bid: str | None,
+    nodes: dict[str, dict[str, Any]],
+    pods: dict[str, dict[str, Any]],
+) -> list[str]:
+    """The Pod nodes of a Retry node's attempts, added to ``nodes`` and ``pods``; their ids."""
+    ids: list[str] = []
+    for a in n.attempts:
+        aname = f"{n.name}({a.number})"
+        aid = node_id_of(run.name, aname)
+        ids.append(aid)
+        last = a is n.attempts[-1]
+        outs = n.outputs if last else {}
+        if not last and a.exit_code is not None:
+            outs = {"exitCode": str(a.exit_code)}
+        nodes[aid] = _status_node(
+            aid,
+            aname,
+            f"{n.display}({a.number})",
+            "Pod",
+            n.template,
+            a.phase,
+            bid,
+            a.created or a.started,
+            a.finished,
+            a.message,
+            n.inputs,
+            outs,
+            n.input_artifacts,
+        )
+        pods[aid] = _pod_side(a)
+    return ids
+
+
+def _node_record(n: Node, bid: str | None, retried: bool, children: list[str]) -> dict[str, Any]:
+    """A node's NodeStatus (a Retry node for a retried pod step)."""
+    rec = _status_node(
+        n.id,
+        n.name,
+        n.display,
+        "Retry" if retried else n.type,
+        n.template,
+        n.phase,
+        bid,
+        n.started,
+        n.finished,
+        n.message,
+        n.inputs,
+        n.outputs,
+        n.input_artifacts,
+    )
+    if n.memoization is not None:
+        rec["memoizationStatus"] = dict(n.memoization)
+    if children or retried:
+        rec["children"] = children
+    if n.hooked:
+        rec["nodeFlag"] = {"hooked": True}
+    return rec
+
+
+def _status(
+    run: Run,
+    phase: str,
+    message: str,
+    finished: float,
+    progress: str,
+    nodes: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The Workflow's ``status``: phase, times, progress, nodes and global outputs."""
     status: dict[str, Any] = {
         "phase": phase,
         "startedAt": rfc3339(run.created),
         "finishedAt": rfc3339(finished),
-        "progress": f"{pods_done}/{pods_total}",
+        "progress": progress,
         "nodes": nodes,
     }
     if message and phase != "Succeeded":
@@ -235,9 +288,11 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
             status["outputs"]["parameters"] = _parameters(run.global_outputs)
         if run.global_artifacts:
             status["outputs"]["artifacts"] = list(run.global_artifacts.values())
-    spec = dict(run.spec)
-    if run.parameters:
-        spec["arguments"] = {"parameters": _parameters(run.parameters)}
+    return status
+
+
+def _metadata(run: Run, phase: str) -> dict[str, Any]:
+    """The Workflow's ``metadata``, labelled completed with its phase as the controller does."""
     meta = run.doc.body.get("metadata") or {}
     metadata: dict[str, Any] = {
         "name": run.name,
@@ -252,28 +307,26 @@ def workflow_record(run: Run, root: Node, finished: float, files: list[str]) -> 
     }
     if meta.get("generateName"):
         metadata["generateName"] = meta["generateName"]
+    return metadata
+
+
+def _local_side(run: Run, files: list[str], pods: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What only this runner knows, under the embedding's side field."""
     return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": metadata,
-        "spec": spec,
-        "status": status,
-        run.options.embedding.record_field: {
-            "kind": run.doc.kind,
-            "source": run.doc.source,
-            "files": files,
-            "parameters": run.parameters,
-            "sandbox": {"mode": run.mode, "why": run.mode_reason},
-            "runFolder": str(run.run_dir),
-            "workFolder": str(run.work_dir),
-            "volumes": {k: str(v) for k, v in run.volumes.items()},
-            # The local artifact repository: an artifact's s3.key (without a bucket) is a
-            # path below this folder.
-            "artifactRepository": str(run.artifact_repository),
-            "ignoredLocally": run.notes.ignored,
-            "notes": run.warnings,
-            "pods": pods,
-        },
+        "kind": run.doc.kind,
+        "source": run.doc.source,
+        "files": files,
+        "parameters": run.parameters,
+        "sandbox": {"mode": run.mode, "why": run.mode_reason},
+        "runFolder": str(run.run_dir),
+        "workFolder": str(run.work_dir),
+        "volumes": {k: str(v) for k, v in run.volumes.items()},
+        # The local artifact repository: an artifact's s3.key (without a bucket) is a
+        # path below this folder.
+        "artifactRepository": str(run.artifact_repository),
+        "ignoredLocally": run.notes.ignored,
+        "notes": run.warnings,
+        "pods": pods,
     }
 
 
