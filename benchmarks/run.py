@@ -1234,12 +1234,14 @@ class Context:
                 work=n,
             )
             alternate(p, self.runs, shard(arrow), shard(rows_side), before=settle)
-            record(arrow), record(rows_side)
+            for name in (arrow, rows_side):
+                record(name)
             faster = p.median("b") / p.median("a")
             p.target = ">= 3x faster"
             p.ok = faster >= 3
             p.note = (
-                f"the rows shard takes {faster:.2f}x the columnar one's time; CPU {p.cpu('a'):.3f} s vs {p.cpu('b'):.3f} s; "
+                f"the rows shard takes {faster:.2f}x the columnar one's time; "
+                f"CPU {p.cpu('a'):.3f} s vs {p.cpu('b'):.3f} s; "
                 f"peak {p.peak_mb('a'):.0f} vs {p.peak_mb('b'):.0f} MB"
             )
             if arrow == "arrow_enrich":
