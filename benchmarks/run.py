@@ -16,6 +16,11 @@ Pairs (same data, same machine, same run; medians of alternating A/B runs):
   runner    workers run workers-pipeline     vs the same steps by xargs -P 10, at 10/50/200
             shards (one row each): wall = a + b x shards, per-pod overhead from the slopes
   wide      10,000 shards through the runner vs the fit's prediction (full size only)
+  columnar  a typed table (1M and 5M rows): shard --batch-format pyarrow into a Parquet part
+            vs psql \\copy (SELECT ...) TO a file, and vs --batch-format rows into JSON Lines
+            (return rows, and a one-field enrich); Parquet part bytes vs JSON Lines;
+            merge --format parquet vs cat, --format dataset vs one sha256 pass, at 10, 100
+            and 1,000 Parquet parts, with peak RSS
 
 Peak memory is the OS's figure for each child (``ru_maxrss`` from ``os.wait4``).
 The database comes from $WORKERS_BENCH_DATABASE_URL, else a ``workers_bench``
@@ -160,6 +165,7 @@ class Pair:
     b_seconds: float | None = None
     a_derived: list[float] | None = None  # the derived timings' samples, for their range
     b_derived: list[float] | None = None
+    ratio: float | None = None  # overrides a / b (a ratio of bytes, not seconds)
 
     def median(self, which: str) -> float:
         override = self.a_seconds if which == "a" else self.b_seconds
@@ -204,7 +210,7 @@ class Pair:
             "raw_s": round(b, 4),
             "workers_range_s": self.spread("a"),
             "raw_range_s": self.spread("b"),
-            "ratio": round(a / b, 3) if b else None,
+            "ratio": round(self.ratio if self.ratio is not None else a / b, 3) if b else None,
             "workers_rate": rate,
             "workers_peak_mb": round(self.peak_mb("a"), 1),
             "raw_peak_mb": round(self.peak_mb("b"), 1),
@@ -504,12 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write the table as JSON (default benchmarks/results.json)",
     )
     ap.add_argument(
-        "--only", help="comma-separated steps: produce,shard,merge,startup,split,runner,wide"
+        "--only",
+        help="comma-separated steps: produce,shard,merge,startup,split,runner,wide,columnar",
     )
     ap.add_argument("--merge-mb", type=int, help="MB the merge rows spread over 10/100/1,000 parts")
     ap.add_argument("--huge-mb", type=int, help="MB of the merge rows' one huge part")
     ap.add_argument(
         "--shard-rows", type=int, help="rows of the shard rows (default 10k quick, 100k full)"
+    )
+    ap.add_argument(
+        "--columnar-rows",
+        help="comma-separated sizes of the typed table of the columnar rows; its merge rows "
+        "spread the last size (default 20000 quick, 1000000,5000000 full)",
     )
     args = ap.parse_args(argv)
     size = dict(SIZES["quick" if args.quick else "full"])
@@ -521,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         size["huge_mb"] = args.huge_mb
     runs = args.runs or size["runs"]
     only = set(args.only.split(",")) if args.only else None
+    columnar_rows: tuple[int, ...] = (20_000,) if args.quick else (1_000_000, 5_000_000)
+    if args.columnar_rows:
+        columnar_rows = tuple(int(x) for x in args.columnar_rows.split(","))
 
     def log(msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -541,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # run of each step would time compiling our modules (~30 ms) instead.
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
-            ctx = Context(url, env, work, size, runs, log)
+            ctx = Context(url, env, work, size, runs, log, columnar_rows)
             steps = [
                 ("produce", ctx.produce),
                 ("shard", ctx.shard),
@@ -550,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("split", ctx.split),
                 ("runner", ctx.runner),
                 ("wide", ctx.wide),
+                ("columnar", ctx.columnar),
             ]
             for name, fn in steps:
                 # The 10,000-shard run takes ~20 minutes on 2 cores: full size, or asked for.
@@ -563,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "size": "quick" if args.quick else "full",
-        "params": size | {"runs": runs},
+        "params": size | {"runs": runs, "columnar_rows": list(columnar_rows)},
         "machine": machine(),
         "rows": rows,
     }
@@ -653,6 +669,7 @@ class Context:
     size: dict[str, int]
     runs: int
     log: Callable[[str], None]
+    columnar_rows: tuple[int, ...] = (20_000,)
 
     def psql(self, command: str) -> list[str]:
         return ["psql", self.url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command]
@@ -1123,6 +1140,201 @@ class Context:
         p.note = f"{shards} shards, {size} bytes of output"
         return [p]
 
+    # (8) the columnar path: a typed table through Arrow batches into Parquet parts
+    def columnar(self) -> list[Pair]:
+        pairs: list[Pair] = []
+        for n in self.columnar_rows:
+            pairs.extend(self._columnar(n))
+        pairs.extend(self._columnar_merge(self.columnar_rows[-1]))
+        sql(self.url, f"DROP TABLE {TYPED_TABLE}")
+        return pairs
+
+    def _typed_table(self, n: int) -> None:
+        """TYPED_TABLE of ``n`` rows, made by the server (keys 1..n, every tenth score null)."""
+        self.log(f"columnar: making {TYPED_TABLE} of {n:,} rows")
+        sql(self.url, f"DROP TABLE IF EXISTS {TYPED_TABLE}")
+        sql(self.url, f"CREATE TABLE {TYPED_TABLE} ({TYPED_COLUMNS})")
+        sql(self.url, TYPED_ROWS.format(table=TYPED_TABLE, n=n))
+        sql(self.url, f"VACUUM ANALYZE {TYPED_TABLE}")
+
+    def _columnar_store(
+        self, name: str, n: int, per: int, variant: tuple[str, str, str]
+    ) -> tuple[list[str], str]:
+        """A plan over TYPED_TABLE pinning the variant's part format, batch format and
+        processor (split --from-db, ``per`` rows a shard), and the command of its shard 0."""
+        part_format, batch_format, processor = variant
+        store = os.path.join(self.work, f"columnar-{name}")
+        shutil.rmtree(store, ignore_errors=True)
+        opts = [*TYPED_SOURCE, "--batch-format", batch_format]
+        opts += ["--processor", f"columnar_processors:{processor}"]
+        split = [PY, "-m", "workers.split", "--from-db", "--rows-per-shard", str(per)]
+        split += ["--max-shards", str(max(1, n // per)), "--run-id", RUN_ID, "--store", store]
+        run([*split, "--part-format", part_format, *opts], env=self._columnar_env)
+        shard = [PY, "-m", "workers.shard", "--shard", "0", "--run-id", RUN_ID, "--store", store]
+        return [*shard, *opts], store
+
+    @property
+    def _columnar_env(self) -> dict[str, str]:
+        # The processors (benchmarks/columnar_processors.py) import as a user's module would.
+        return {**self.env, "PYTHONPATH": os.pathsep.join((str(ROOT), str(BENCH)))}
+
+    def _columnar(self, n: int) -> list[Pair]:
+        """pyarrow into Parquet against psql, and against the rows path into JSON Lines."""
+        self._typed_table(n)
+        env = self._columnar_env
+        shards = {
+            name: self._columnar_store(f"{name}-{n}", n, n, variant)
+            for name, variant in COLUMNAR_VARIANTS.items()
+        }
+        out = os.path.join(self.work, "psql-typed.copy")
+        columns = ", ".join(c.split()[0] for c in TYPED_COLUMNS.split(", "))
+        psql = self.psql(f"\\copy (select {columns} from {TYPED_TABLE} order by key) to '{out}'")
+
+        def shard(name: str) -> Callable[[], Sample]:
+            cmd, _ = shards[name]
+            return lambda: run([*cmd, "--force"], env=env)
+
+        def part(name: str) -> Path:
+            fmt = COLUMNAR_VARIANTS[name][0]
+            return Path(layout_part(shards[name][1], 0, fmt))
+
+        def record(name: str) -> dict[str, Any]:
+            rec = orjson.loads(Path(shards[name][1], "commits", "part-00000.json").read_bytes())
+            if rec["rows"] != n:
+                raise RuntimeError(f"the {name} shard wrote {rec['rows']} rows, not {n}")
+            return rec
+
+        rows = f"{n:,} rows"
+        raw = Pair(
+            "columnar",
+            f"shard --batch-format pyarrow, return batch, Parquet, {rows}",
+            "psql \\copy (select) to file",
+            work=n,
+        )
+        alternate(raw, self.runs, shard("arrow_pass"), lambda: run(psql), before=settle)
+        rec = record("arrow_pass")
+        raw.target = "<= 1.5x"
+        raw.ok = raw.median("a") <= 1.5 * raw.median("b")
+        raw.note = (
+            f"{TYPED_DESCRIPTION}; Parquet part {rec['bytes'] / 1e6:.1f} MB, psql's COPY text "
+            f"{os.path.getsize(out) / 1e6:.1f} MB; first_row_s={rec['first_row_s']}; "
+            f"CPU {raw.cpu('a'):.3f} s vs {raw.cpu('b'):.3f} s"
+        )
+        os.unlink(out)
+
+        pairs = [raw]
+        for arrow_work, rows_work, arrow, rows_side in (
+            ("return batch", "return rows", "arrow_pass", "rows_pass"),
+            ("enrich (+amount_cents)", "enrich (+amount_cents)", "arrow_enrich", "rows_enrich"),
+        ):
+            p = Pair(
+                "columnar",
+                f"shard --batch-format pyarrow, {arrow_work}, Parquet, {rows}",
+                f"shard --batch-format rows, {rows_work}, JSON Lines",
+                work=n,
+            )
+            alternate(p, self.runs, shard(arrow), shard(rows_side), before=settle)
+            for name in (arrow, rows_side):
+                record(name)
+            faster = p.median("b") / p.median("a")
+            p.target = ">= 3x faster"
+            p.ok = faster >= 3
+            p.note = (
+                f"the rows shard takes {faster:.2f}x the columnar one's time; "
+                f"CPU {p.cpu('a'):.3f} s vs {p.cpu('b'):.3f} s; "
+                f"peak {p.peak_mb('a'):.0f} vs {p.peak_mb('b'):.0f} MB"
+            )
+            if arrow == "arrow_enrich":
+                check_enrich(part(arrow), part(rows_side), n)
+                p.note += "; amount_cents of both parts summed: equal"
+            pairs.append(p)
+
+        # Bytes of the same rows, Parquet against JSON Lines: the pass-through pair's parts
+        # (its times and peaks are that pair's, shown again; the ratio here is of the bytes).
+        passthrough = pairs[1]
+        pq_bytes, jl_bytes = part("arrow_pass").stat().st_size, part("rows_pass").stat().st_size
+        size = Pair(
+            "part bytes",
+            f"Parquet part {pq_bytes / 1e6:.1f} MB ({rows}, return batch)",
+            "JSON Lines part of the same rows",
+            a=passthrough.a,
+            b=passthrough.b,
+        )
+        size.ratio = pq_bytes / jl_bytes
+        size.target = "<= 1/4 of the bytes"
+        size.ok = size.ratio <= 0.25
+        size.note = (
+            f"ratio of bytes: {pq_bytes:,} / {jl_bytes:,} = 1/{jl_bytes / pq_bytes:.1f} "
+            "(zstd, the workers' fixed options); seconds and peaks: the two shards above"
+        )
+        pairs.append(size)
+        for _, store in shards.values():
+            shutil.rmtree(store, ignore_errors=True)
+        return pairs
+
+    def _columnar_merge(self, n: int) -> list[Pair]:
+        """merge --format parquet (against cat of the parts) and --format dataset (against one
+        sha256 pass over them) of the typed table's n rows in 10, 100 and 1,000 Parquet parts."""
+        runs = 1 if self.size["runs"] < 5 else self.runs
+        pairs: list[Pair] = []
+        for parts in MERGE_PARTS:
+            per = max(1, n // parts)
+            store = self._parquet_parts(n, per)
+            files = [layout_part(store, i, "parquet") for i in range(n // per)]
+            total = sum(os.path.getsize(f) for f in files)
+            out_w = os.path.join(self.work, "merged.parquet")
+            out_r = os.path.join(self.work, "merged-raw")
+            label = f"merge {len(files)} x {per:,} rows ({total / 1e6:,.1f} MB Parquet)"
+            # parquet copies each part's row groups byte for byte (cat is its floor); dataset
+            # copies nothing but checks every part's sha256 (one pass is its floor).
+            raws = {
+                "parquet": (
+                    "cat (I/O floor)",
+                    functools.partial(run, ["cat", *files], stdout_path=out_r),
+                ),
+                "dataset": (
+                    "one sha256 pass (hashlib)",
+                    functools.partial(run, [PY, "-c", _SHA256_FILES, *files], env=self.env),
+                ),
+            }
+            for fmt, (raw_label, raw_fn) in raws.items():
+                cmd = [PY, "-m", "workers.merge", "--store", store, "--format", fmt]
+                cmd += ["--summary", os.path.join(self.work, "merged.summary")]
+                if fmt == "parquet":
+                    cmd += ["--output", out_w]
+                p = Pair("merge", f"{label} --format {fmt}", raw_label, work=total, unit="bytes")
+                alternate(p, runs, lambda cmd=cmd: run(cmd, env=self.env), raw_fn, before=settle)
+                p.target = "peak <= 128 MB"
+                p.ok = p.peak_mb("a") <= 128
+                p.note = f"{n:,} rows; CPU {p.cpu('a'):.3f} s vs {p.cpu('b'):.3f} s; "
+                p.note += check_merged(store, fmt, out_w, n, len(files))
+                pairs.append(p)
+            shutil.rmtree(store, ignore_errors=True)
+            for path in (out_w, out_r):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        return pairs
+
+    def _parquet_parts(self, n: int, per: int) -> str:
+        """A store of n // per Parquet parts of TYPED_TABLE: one real shard (the first), its
+        part and commit record copied to every other shard of the plan with that shard's
+        bounds (the same bytes: a merge checks records and bytes, not the keys inside)."""
+        from workers import layout
+
+        parts = n // per
+        self.log(f"columnar: writing {parts} Parquet parts of {per:,} rows")
+        cmd, store = self._columnar_store(f"merge-{parts}", n, per, COLUMNAR_VARIANTS["arrow_pass"])
+        run(cmd, env=self._columnar_env)
+        first = layout_part(store, 0, "parquet")
+        record = orjson.loads(Path(layout.commit_url(store, 0)).read_bytes())
+        plan = layout.read_plan(layout.plan_url(store))
+        for s in plan.shards[1:]:
+            shutil.copyfile(first, layout_part(store, s.index, "parquet"))
+            rec = record | {"index": s.index, "lo": s.lo, "hi": s.hi, "rows_in": s.rows}
+            rec["path"] = f"parts/part-{s.index:05d}.parquet"
+            Path(layout.commit_url(store, s.index)).write_bytes(orjson.dumps(rec))
+        return store
+
 
 PARALLELISM = 10
 """The pipeline template's ``parallelism``: the xargs baseline runs as many at once."""
@@ -1162,6 +1374,75 @@ def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
     return my - slope * mx, slope
+
+
+# --- the columnar rows ------------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parent
+TYPED_TABLE = "bench_typed"
+TYPED_COLUMNS = (
+    "key bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2) NOT NULL, "
+    "score double precision, active boolean NOT NULL, day date NOT NULL, "
+    "created timestamptz NOT NULL, attrs jsonb NOT NULL"
+)
+TYPED_ROWS = """INSERT INTO {table}
+SELECT g, 'customer ' || (g % 10007), ((g * 7919) % 10000000) / 100.0,
+  CASE WHEN g % 10 = 0 THEN NULL ELSE ((g * 2654435761) % 1000000) / 1e6 END, g % 3 = 0,
+  date '2020-01-01' + (g % 2000)::int, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 s',
+  jsonb_build_object('tier', (array['gold', 'silver', 'bronze'])[1 + g % 3], 'visits', g % 50)
+FROM generate_series(1::bigint, {n}) AS g"""
+TYPED_DESCRIPTION = (
+    "8 columns: bigint key, text, numeric(12,2), double (10% null), bool, date, timestamptz, jsonb"
+)
+TYPED_SOURCE = ["--table", TYPED_TABLE, "--key-column", "key", "--run-column", ""]
+TYPED_SOURCE += ["--data-column", ""]
+COLUMNAR_VARIANTS = {
+    # name: part format, batch format, processor (benchmarks/columnar_processors.py)
+    "arrow_pass": ("parquet", "pyarrow", "arrow_passthrough"),
+    "rows_pass": ("jsonl", "rows", "rows_passthrough"),
+    "arrow_enrich": ("parquet", "pyarrow", "arrow_enrich"),
+    "rows_enrich": ("jsonl", "rows", "rows_enrich"),
+}
+
+
+def layout_part(store: str, index: int = 0, fmt: str = "jsonl") -> str:
+    from workers import layout
+
+    return layout.part_url(store, index, fmt)
+
+
+def check_enrich(parquet: Path, jsonl: Path, n: int) -> None:
+    """Both enrich parts hold n rows with the same amount_cents (summed)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(parquet, columns=["amount_cents"])
+    total, lines = 0, 0
+    with open(jsonl, "rb") as f:
+        for line in f:  # rows_enrich appends the field: each line ends ',"amount_cents":N}'
+            total += int(line[line.rindex(b":") + 1 : -2])
+            lines += 1
+    if (table.num_rows, pc.sum(table["amount_cents"]).as_py()) != (n, total) or lines != n:
+        raise RuntimeError("the pyarrow and rows enrich parts differ")
+
+
+def check_merged(store: str, fmt: str, output: str, n: int, parts: int) -> str:
+    """What merge published holds the n rows (a note's words): the file, or the manifest."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(output).metadata
+        if meta.num_rows != n:
+            raise RuntimeError(f"merged.parquet holds {meta.num_rows} rows, not {n}")
+        return (
+            f"one file of {meta.num_row_groups} row groups, {os.path.getsize(output) / 1e6:.1f} MB"
+        )
+    manifest = orjson.loads(Path(store, "manifest.json").read_bytes())
+    if len(manifest["files"]) != parts or sum(p["rows"] for p in manifest["parts"]) != n:
+        raise RuntimeError("the dataset manifest does not list every part's rows")
+    return (
+        f"manifest of {parts} parts, {os.path.getsize(Path(store, 'manifest.json')) / 1e3:.0f} KB"
+    )
 
 
 if __name__ == "__main__":

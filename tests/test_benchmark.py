@@ -67,7 +67,17 @@ def test_quick_benchmark_writes_every_pair(tmp_path: Path) -> None:
         ("split", "python -c pass"),
         ("runner", "the same steps, xargs -P 10"),
         ("runner fit", "xargs -P 10: wall per shard (slope)"),
+        ("columnar", "psql \\copy (select) to file"),
+        ("columnar", "shard --batch-format rows, return rows, JSON Lines"),
+        ("columnar", "shard --batch-format rows, enrich (+amount_cents), JSON Lines"),
+        ("part bytes", "JSON Lines part of the same rows"),
+        ("merge", "one sha256 pass (hashlib)"),
     }
+    # The columnar fan-in: --format parquet and dataset, each at 10, 100 and 1,000 parts.
+    for fmt in ("parquet", "dataset"):
+        merges = [r["workers"] for r in result["rows"] if r["workers"].endswith(f"--format {fmt}")]
+        assert [m.split(" x ")[0] for m in merges] == ["merge 10", "merge 100", "merge 1000"]
+    assert result["params"]["columnar_rows"] == [20_000]
     for row in result["rows"]:
         assert row["workers_s"] > 0 and row["raw_s"] > 0, row
         # Medians come with their ranges: every measured side's fastest and slowest run.
