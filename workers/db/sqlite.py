@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 from workers import failures, values
@@ -164,6 +164,13 @@ class SqliteDatabase(Database):
         self._require_table(source)
         cursor = self._query(sql, params)
         names = [d[0] for d in cursor.description][1:]
+        with contextlib.closing(self._parts(cursor, batch)) as parts:
+            for part in parts:
+                yield _batch(source, names, part), int(part[-1][0])
+
+    def _parts(self, cursor: Any, batch: int) -> Generator[list[Any], None, None]:
+        """The cursor's rows, ``batch`` at a time until none are left (a driver error
+        classified); the cursor is closed however the caller stops."""
         try:
             while True:
                 try:
@@ -172,7 +179,7 @@ class SqliteDatabase(Database):
                     raise failures.classify(exc) from None
                 if not part:
                     return
-                yield _batch(source, names, part), int(part[-1][0])
+                yield part
         finally:
             cursor.close()
 
@@ -192,14 +199,8 @@ class SqliteDatabase(Database):
         names = [d[0] for d in cursor.description][1:]
         affinity = {c.name.lower(): c.affinity for c in declared}
         affinities = [affinity.get(n.lower(), "other") for n in names]
-        try:
-            while True:
-                try:
-                    part = cursor.fetchmany(batch)
-                except self._sqlite3.Error as exc:
-                    raise failures.classify(exc) from None
-                if not part:
-                    return
+        with contextlib.closing(self._parts(cursor, batch)) as parts:
+            for part in parts:
                 last_key = int(part[-1][0])
                 if source.data_column:
                     texts = arrow.texts([r[1] for r in part], source.table, source.data_column)
@@ -207,8 +208,6 @@ class SqliteDatabase(Database):
                 else:
                     rb = arrow.sqlite_batch(part, names, affinities, source.table)
                     yield rb.drop_columns([arrow.KEY]), last_key
-        finally:
-            cursor.close()
 
     def stream_json_lines(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None
@@ -225,15 +224,7 @@ class SqliteDatabase(Database):
             raise _no_table(source)
         encoder = _row_encoder(source, [values.Column(str(r[1]), str(r[2] or "")) for r in info])
         cursor = self._query(sql, params)
-        try:
-            while True:
-                try:
-                    part = cursor.fetchmany(JSON_BATCH)
-                except self._sqlite3.Error as exc:
-                    raise failures.classify(exc) from None
-                if not part:
-                    return
+        with contextlib.closing(self._parts(cursor, JSON_BATCH)) as parts:
+            for part in parts:
                 # The key comes first (the checkpoint's last key), then the columns.
                 yield encoder.block([r[1:] for r in part]), len(part), int(part[-1][0])
-        finally:
-            cursor.close()
