@@ -30,6 +30,7 @@ import binascii
 import socket
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def _go_error(method: str, url: str, exc: BaseException) -> str:
     elif isinstance(reason, ConnectionRefusedError):
         text = "connect: connection refused"
     elif isinstance(reason, socket.gaierror):
-        text = f"lookup {urllib.request.urlparse(url).hostname}: no such host"
+        text = f"lookup {urllib.parse.urlsplit(url).hostname}: no such host"
     else:
         text = str(getattr(reason, "strerror", None) or reason)
     return f'{op} "{url}": {text}'
@@ -136,7 +137,11 @@ def call(http: Mapping[str, Any], secret: Callable[[str, str], str | None], wher
     if not url:
         raise SpecError(f"{where}.http.url: required")
     body = _body(http, where)
-    sent, seen = _headers(http, secret, where)
+    try:
+        sent, seen = _headers(http, secret, where)
+    except SpecError as exc:
+        # agent.go: a secret that cannot be read is the request's error, which fails the node
+        return Outcome("Failed", str(exc), None)
     timeout = http.get("timeoutSeconds")
     seconds = float(timeout) if timeout is not None else DEFAULT_TIMEOUT_S
     request = urllib.request.Request(url, data=body or None, method=method)
