@@ -114,7 +114,7 @@ HEAVY_FILES = {
     "7,000 at once",
 }
 
-FOLDERS = ("examples", "test/e2e/functional")
+FOLDERS = ("examples", "test/e2e/functional", *(f"test/e2e/{f}" for f in argo_expect.E2E_FOLDERS))
 SUFFIXES = (".yaml", ".yml", ".json")
 RUNNABLE = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 TEMPLATE_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate")
@@ -209,7 +209,7 @@ def corpus_files(root: Path) -> list[tuple[Path, str]]:
         base = root / folder
         if not base.is_dir():
             continue
-        pattern = "**/*" if folder == "examples" else "*"
+        pattern = "*" if folder == "test/e2e/functional" else "**/*"
         for path in sorted(base.glob(pattern)):
             if path.suffix in SUFFIXES and path.is_file():
                 found.append((path, folder))
@@ -355,6 +355,9 @@ def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
         if rel in HEAVY_FILES and not heavy:
             item.cls, item.note = HEAVY, f"{HEAVY_FILES[rel]} (--heavy runs it)"
             continue
+        if folder.removeprefix("test/e2e/") in argo_expect.E2E_FOLDERS:
+            _plan_e2e(item, root, docs, go_found, library_of_tests)
+            continue
         if docs is None:
             item.expectation = argo_expect.phase("Succeeded", "unreadable YAML: the runner decides")
             continue
@@ -412,6 +415,35 @@ def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
             continue
         item.expectation = exp
     return items
+
+
+def _plan_e2e(
+    item: Item,
+    root: Path,
+    docs: list[dict[str, Any]] | None,
+    go_found: dict[str, Expectation],
+    library: dict[str, str],
+) -> None:
+    """A file of test/e2e/testdata, expectedfailures or smoke: compared only where a Go test
+    submits it and says how it ends (its wait or its status.Phase assertion); those folders
+    hold the tests' own inputs, so a file no test submits has no expectation and is not run."""
+    key = item.path.relative_to(root / "test" / "e2e").as_posix()
+    exp = go_found.get(key)
+    if not any(d.get("kind") in RUNNABLE for d in docs or []):
+        item.cls = NOT_WORKFLOW
+        item.note = "unreadable YAML" if docs is None else ", ".join(item.kinds) or "no document"
+        return
+    if key in library and exp is None:
+        item.cls, item.note = LIBRARY, library[key]
+        return
+    if exp is None:
+        item.cls = NOT_TESTED
+        item.note = "no Go test submits it (the Go tests' own inputs): nothing to compare with"
+        return
+    if exp.kind != PHASE:
+        item.cls, item.note = exp.kind, exp.reason
+        return
+    item.expectation = exp
 
 
 # ------------------------------------------------------------------ running
