@@ -445,6 +445,14 @@ def test_cowsay_says_the_text(shims: Path) -> None:
 TWO_SUBMISSIONS = """\
 package e2e
 
+func (s *TinySuite) TestNoPermission() {
+	s.Given().
+		Workflow("@expectedfailures/serviceaccount-insufficient-permissions.yaml").
+		When().
+		SubmitWorkflow().
+		WaitForWorkflow(fixtures.ToBeErrored)
+}
+
 func (s *TinySuite) TestTwoFiles() {
 	s.Run("First", func() {
 		s.Given().
@@ -512,6 +520,8 @@ def test_e2e_inputs_and_hosts_out_of_reach(tmp_path: Path) -> None:
         "test/e2e/two_test.go": TWO_SUBMISSIONS,
         "examples/calls-away.yaml": CALLS_AWAY,
         "test/e2e/functional/looks-up.yaml": LOOKS_UP,
+        # argo_expect.CLUSTER_ONLY: an outcome only Kubernetes RBAC decides
+        "test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml": GREET,
     }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -524,6 +534,8 @@ def test_e2e_inputs_and_hosts_out_of_reach(tmp_path: Path) -> None:
     assert failing is not None and failing.phases == ("Failed",)
     assert by["test/e2e/testdata/nobody-submits.yaml"].cls == "not tested by Argo"
     assert by["test/e2e/testdata/nobody-submits.yaml"].expectation is None
+    rbac = by["test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml"]
+    assert rbac.cls == "needs a cluster" and "RBAC" in rbac.note
     for rel in ("examples/calls-away.yaml", "test/e2e/functional/looks-up.yaml"):
         assert by[rel].cls == "needs the network", rel
         assert "argo-corpus-test.invalid" in by[rel].note

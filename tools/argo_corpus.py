@@ -24,6 +24,9 @@ through ``python -m workers run FILE`` and lands in one class:
     needs the network    calls a host this machine cannot reach: an http template's URL, or
                          a name a pod looks up with nslookup (which asks a DNS server and
                          never reads /etc/hosts); probed before running, not run
+    needs a cluster      its Go test's outcome is decided by Kubernetes machinery a local
+                         run has no equivalent of (argo_expect.CLUSTER_ONLY, with the
+                         evidence: RBAC of a service account); not run
     library              WorkflowTemplates another file (or a Go test) uses through
                          templateRef/workflowTemplateRef; given to every run with --manifests
     not a workflow       no Workflow, WorkflowTemplate or CronWorkflow in it (ConfigMap, PVC,
@@ -84,6 +87,7 @@ from argo_expect import INTERACTIVE, NOT_TESTED, PHASE, Expectation
 AS_ARGO, REJECTED, WRONG, CRASH = "as Argo", "rejected", "wrong", "crash"
 LIBRARY, NOT_WORKFLOW, HEAVY = "library", "not a workflow", "too heavy"
 LONG, NEEDS_BUSYBOX, NEEDS_NETWORK = "too long", "needs busybox", "needs the network"
+NEEDS_CLUSTER = "needs a cluster"
 CLASSES = (
     AS_ARGO,
     REJECTED,
@@ -97,6 +101,7 @@ CLASSES = (
     LONG,
     NEEDS_BUSYBOX,
     NEEDS_NETWORK,
+    NEEDS_CLUSTER,
 )
 
 # Files whose designed duration (argo_expect.DURATIONS) is above this are run only with --long.
@@ -248,6 +253,9 @@ def plan(
                 continue
             # room for the runner's own start and the pods' starts beyond their sleeps
             item.timeout = max(item.timeout, seconds * 1.25 + 60)
+        if item.rel in argo_expect.CLUSTER_ONLY and item.cls is None:
+            item.cls, item.note = NEEDS_CLUSTER, argo_expect.CLUSTER_ONLY[item.rel]
+            continue
         if item.cls in (None, NOT_TESTED) and item.expectation is not None:
             missing = [n for n in sorted(network_names(load(item.path) or [])) if not reachable(n)]
             if missing:

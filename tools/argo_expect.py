@@ -290,6 +290,18 @@ def phases(values: tuple[str, ...], reason: str) -> Expectation:
     return Expectation(PHASE, values, reason)
 
 
+# Files whose Go test expects an outcome that only cluster machinery the runner does not have
+# decides (a Kubernetes permission, an eviction): not run (class "needs a cluster"), each
+# with the evidence.
+CLUSTER_ONLY: dict[str, str] = {
+    "test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml": (
+        "functional_test.go TestWorkflowInvalidServiceAccountError expects Error because the "
+        "ServiceAccount github.com 'doesn't have the permissions needed by the executor' (the "
+        "file's comment): Kubernetes RBAC, which a local run has no equivalent of "
+        "(serviceAccountName is without meaning locally)"
+    ),
+}
+
 # Files no Go test submits whose own text (or image) says how they end where the no-test
 # label's default (success; failure for "expected-failure") or the functional folder's rule
 # (success) says otherwise. Each names its evidence: the file's comment or step, or Argo's code.
