@@ -357,3 +357,47 @@ def test_http_template_request_errors_fail_the_node(
     call = nodes(rec)["call"]
     assert call["phase"] == "Failed"
     assert call["message"] == f'Get "{url}/slow": context deadline exceeded'
+
+
+@pytest.mark.bwrap
+def test_an_output_reads_the_pods_own_etc_hosts_and_passes_to_a_later_task(
+    tmp_path: Path,
+) -> None:
+    """test/e2e/functional/dag-argument-passing.yaml: an output parameter ``valueFrom.path:
+    /etc/hosts`` is the pod's hosts file (the kubelet's, pods/hosts.py), and a task may take an
+    artifact ``from`` a task it depends on only through another (validate.go
+    validateDAGTaskArgumentDependency checks common.GetTaskAncestry, not direct dependencies)."""
+    templates = """\
+    - name: main
+      dag:
+        tasks:
+          - name: a
+            template: hosts
+          - name: b
+            dependencies: [a]
+            template: hosts
+          - name: c
+            dependencies: [b]
+            template: echo
+            arguments:
+              parameters: [{name: x, value: "{{tasks.a.outputs.parameters.hosts}}"}]
+              artifacts: [{name: art, from: "{{tasks.a.outputs.artifacts.out}}"}]
+    - name: hosts
+      container: {image: alpine, command: [sh, -c, "echo kept > /tmp/out.txt"]}
+      outputs:
+        parameters: [{name: hosts, valueFrom: {path: /etc/hosts}}]
+        artifacts: [{name: out, path: /tmp/out.txt}]
+    - name: echo
+      inputs:
+        parameters: [{name: x}]
+        artifacts: [{name: art, path: /tmp/in.txt}]
+      container: {image: alpine, command: [sh, -c, 'echo "{{inputs.parameters.x}}"; cat /tmp/in.txt']}
+"""
+    code, rec = run_yaml(tmp_path, workflow(templates), "--sandbox", "bwrap")
+    assert code == 0, rec
+    by = nodes(rec)
+    hosts_a = by["a"]["outputs"]["parameters"][0]["value"]
+    pod_a = rec["workersRunner"]["pods"][by["a"]["id"]]["podName"]
+    assert hosts_a.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
+    assert hosts_a.endswith(f"127.0.0.1\t{pod_a}")  # outputs are trimmed as Argo trims them
+    assert by["c"]["outputs"]["result"] == hosts_a + "\nkept"

@@ -518,8 +518,7 @@ class Wiring:
         )
         self.check_supplied(sargs, sdoc, stmpl, swhere)
         if "dag" in tmpl:
-            deps = str(s.get("depends") or " && ".join(s.get("dependencies") or []))
-            names = set(expr.depends_names(deps)) if deps.strip() else set()
+            names = _ancestry(tmpl, str(s["name"]))
             for art in sargs.get("artifacts") or []:
                 ref = str(art.get("from") or "")
                 if ref.startswith("{{tasks."):
@@ -984,6 +983,25 @@ def _check_output_parameters(tmpl: Mapping[str, Any], where: str) -> None:
             raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
         if p.get("value") is None and p.get("valueFrom") is None:
             raise SpecError(f"{pwhere} does not have valueFrom or value specified")
+
+
+def _direct(task: Mapping[str, Any]) -> set[str]:
+    deps = str(task.get("depends") or " && ".join(task.get("dependencies") or []))
+    return set(expr.depends_names(deps)) if deps.strip() else set()
+
+
+def _ancestry(tmpl: Mapping[str, Any], name: str) -> set[str]:
+    """The tasks ``name`` depends on, directly or through others (common.GetTaskAncestry,
+    which validate.go validateDAGTaskArgumentDependency checks a ``from`` against)."""
+    tasks = {str(t.get("name")): t for t in (tmpl.get("dag") or {}).get("tasks") or []}
+    found: set[str] = set()
+    todo = list(_direct(tasks.get(name) or {}))
+    while todo:
+        dep = todo.pop()
+        if dep not in found:
+            found.add(dep)
+            todo.extend(_direct(tasks.get(dep) or {}))
+    return found
 
 
 def _check_pod_fields(tmpl: Mapping[str, Any], where: str) -> None:
