@@ -29,7 +29,7 @@ from argo_local.model.nodes import (
     Node,
 )
 from argo_local.model.spec import KINDS, Document, SpecError
-from argo_local.pods import artifacts, dataflow
+from argo_local.pods import artifacts, dataflow, httptemplate
 from argo_local.pods.pods import PodRuntime, PodsRun, should_retry
 
 
@@ -70,6 +70,7 @@ class Scheduler:
             "steps": "Steps",
             "dag": "DAG",
             "suspend": "Suspend",
+            "http": "HTTP",
         }[kind]
         # A steps or DAG template with a retryStrategy (its own, or spec.retryStrategy) is a
         # Retry node whose children are its attempts, each a whole Steps/DAG node
@@ -105,6 +106,8 @@ class Scheduler:
                         self.run.pods.run_pod(node, doc, tmpl, scope, where)
                     elif type_ == "Suspend":
                         self.run_suspend(node, tmpl, scope, where)
+                    elif type_ == "HTTP":
+                        self.run_http(node, tmpl, scope, where)
                     else:
                         try:
                             if whole_retry:
@@ -290,6 +293,15 @@ class Scheduler:
         if values:
             node.outputs["parameters"] = values
         self.run.finish(node, SUCCEEDED)
+
+    def run_http(self, node: Node, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> None:
+        """An http template: the runner makes the request Argo's agent would make
+        (pods/httptemplate.py); the response body is the node's result."""
+        request = httptemplate.substituted(tmpl, scope, where)
+        outcome = httptemplate.call(request, self.run.pods.secret, where)
+        if outcome.result is not None:
+            node.outputs["result"] = outcome.result
+        self.run.finish(node, outcome.phase, outcome.message)
 
     def template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The template a step or task names, for the outputs it offers when it never ran."""
