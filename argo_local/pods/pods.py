@@ -8,14 +8,13 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import zlib
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
 from argo_local.expr import depends as expr
-from argo_local.expr import exprlang, params
+from argo_local.expr import exprlang, gotime, params
 from argo_local.expr.params import ParamError
 from argo_local.model.annotations import keeps
 from argo_local.model.nodes import (
@@ -25,7 +24,9 @@ from argo_local.model.nodes import (
     Attempt,
     Cancelled,
     Node,
+    attempt_node_name,
     node_id_of,
+    pod_name_of,
 )
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import artifacts, daemons, dataflow
@@ -161,14 +162,22 @@ class PodRuntime:
                 ) ** (n - 1)
                 if backoff.get("cap"):
                     delay = min(delay, params.duration(backoff["cap"]))
-                max_d = backoff.get("maxDuration")
-                if max_d and time.time() + delay - first > params.duration(max_d):
-                    node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
+                stop = _past_max_duration(backoff, first, delay)
+                if stop:
+                    node.message = stop
                     break
+                if delay > 0:
+                    # processNodeRetries: the Retry node says how long it waits, until the
+                    # next attempt starts
+                    with self.run.lock:
+                        node.message = f"Backoff for {gotime.humanize_duration(delay)}"
+                    self.run.progress("backoff", node)
                 if daemon is not None and daemon.wait_released(delay):
                     break
                 if self.run.cancel.wait(0 if daemon is not None else delay):
                     raise Cancelled()
+                with self.run.lock:
+                    node.message = ""
             attempt = self.run_attempt(node, doc, tmpl, scope, where, n, daemon)
             attempt.backoff_s = delay
             if attempt.phase == SUCCEEDED or not retried:
@@ -211,8 +220,12 @@ class PodRuntime:
         number: int,
         daemon: daemons.Daemon | None = None,
     ) -> Attempt:
-        base = f"{node.name}({number})" if number else node.name
-        pod_name = f"{self.run.name}-{tmpl.get('name')}-{zlib.crc32(base.encode())}"
+        # Argo names the pod after the node it runs as: a retried node's attempt NAME(N)
+        pod_name = pod_name_of(
+            self.run.name,
+            attempt_node_name(node.name, number, node.retry),
+            str(tmpl.get("name") or ""),
+        )
         now = time.time()
         attempt = Attempt(number, pod_name, now, created=now)
         with self.run.lock:
@@ -325,6 +338,21 @@ class PodRuntime:
         if value is not None:
             self.run.podenv.add_secret(value, f"secret {name}/{key}")
         return value
+
+
+def _past_max_duration(backoff: Mapping[str, Any], first: float, delay: float) -> str:
+    """operator.go processNodeRetries' words when ``backoff.maxDuration`` (from the first
+    attempt's start) stops the retries: already past, or past once the backoff is waited;
+    else ""."""
+    max_d = backoff.get("maxDuration")
+    if not max_d:
+        return ""
+    deadline = first + params.duration(max_d)
+    if time.time() > deadline:
+        return "Max duration limit exceeded"
+    if time.time() + delay > deadline:
+        return "Backoff would exceed max duration limit"
+    return ""
 
 
 def should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:
