@@ -360,3 +360,98 @@ def test_with_param_null_is_no_items(tmp_path: Path) -> None:
     assert code == 0
     each = by_display(rec)["each"]
     assert (each["phase"], each["message"]) == ("Skipped", "Skipped, empty params")
+
+
+# ---------------------------------------------------------------- podSpecPatch
+
+
+PATCHED = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: patched}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: who, value: wf-param}]}
+  podSpecPatch: |
+    containers:
+      - name: main
+        env:
+          - {name: B, value: from-the-workflow}
+        resources: {limits: {memory: 100Mi}}
+  templates:
+  - name: main
+    steps:
+    - - name: write
+        template: write
+        arguments: {parameters: [{name: word, value: patched}]}
+  - name: write
+    inputs: {parameters: [{name: word}]}
+    podSpecPatch: '{"terminationGracePeriodSeconds": 5, "containers": [{"name": "main",
+      "workingDir": "/tmp/job", "args": ["echo $A $B $C [$D] $E > out.txt"],
+      "env": [{"name": "C", "value": "{{inputs.parameters.word}}-{{workflow.parameters.who}}"},
+              {"name": "D", "$patch": "delete"}, {"name": "E", "value": "{{pod.name}}"}]}]}'
+    container:
+      image: busybox
+      command: [sh, -c]
+      args: ["echo unpatched > /tmp/out.txt"]
+      env: [{name: A, value: "1"}, {name: B, value: "2"}, {name: D, value: gone}]
+    outputs:
+      parameters:
+      - {name: value, valueFrom: {path: /tmp/job/out.txt}}
+"""
+
+
+def test_pod_spec_patch_applies_the_fields_with_a_local_meaning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """workflow/controller/workflowpod.go createWorkflowPod, processPodSpecPatch: the
+    workflow's podSpecPatch, then the template's, each substituted first (global parameters,
+    the template's inputs and ``{{pod.name}}``), are applied by util/util.go ApplyPodSpecPatch:
+    YAML or JSON, a strategic merge patch into the PodSpec (containers and env merged by name,
+    ``$patch: delete`` removing an entry, args replaced, workingDir set; examples/
+    pod-spec-patch-wf-tmpl.yaml uses both levels). The container's env, args and workingDir
+    are applied locally; the rest (resources, terminationGracePeriodSeconds) is listed once,
+    in one note, where the runner used to drop the whole patch."""
+    code, rec = run_yaml(tmp_path, PATCHED)
+    assert code == 0, rec.get("status", {}).get("message")
+    write = by_display(rec)["write"]
+    pod = f"patched-write-{go_fnv32a('patched[0].write')}"
+    value = {p["name"]: p["value"] for p in write["outputs"]["parameters"]}["value"]
+    assert value == f"1 from-the-workflow patched-wf-param [] {pod}"
+    note = (
+        "podSpecPatch: containers[main].resources, terminationGracePeriodSeconds ignored "
+        "locally (no meaning outside Kubernetes); applied: env, command, args, workingDir"
+    )
+    err = capsys.readouterr().err
+    assert sum(note in line for line in err.splitlines()) == 1, err
+    assert any(n.endswith(note) for n in rec["workersRunner"]["notes"])
+
+
+def test_a_pod_spec_patch_argo_cannot_apply_errors_the_step_group(tmp_path: Path) -> None:
+    """util/util.go ApplyPodSpecPatch refuses a patch that is not a PodSpec (here containers
+    is not a list); workflowpod.go wraps it as ``Error applying PodSpecPatch`` (errors.Wrap:
+    the error's message), createWorkflowPod's error: executeContainer returns it,
+    executeTemplate marks the node Error and returns it, and steps.go executeStepGroup errors
+    the group whatever continueOn says."""
+    body = workflow(
+        "badpatch",
+        """
+        - name: main
+          steps:
+          - - {name: pod, template: pod, continueOn: {error: true}}
+        - name: pod
+          podSpecPatch: '{"containers": {"name": "main"}}'
+          container: {image: alpine, command: [echo, hi]}
+        """,
+    )
+    code, rec = run(tmp_path, body)
+    assert code == 1
+    nodes = by_display(rec)
+    assert (nodes["pod"]["phase"], nodes["pod"]["message"]) == (
+        "Error",
+        "Error applying PodSpecPatch",
+    )
+    assert nodes["[0]"]["message"] == (
+        "step group deemed errored due to child badpatch[0].pod error: Error applying PodSpecPatch"
+    )
+    assert rec["status"]["phase"] == "Failed"

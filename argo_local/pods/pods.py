@@ -29,7 +29,7 @@ from argo_local.model.nodes import (
     pod_name_of,
 )
 from argo_local.model.spec import Document, SpecError
-from argo_local.pods import artifacts, daemons, dataflow
+from argo_local.pods import artifacts, daemons, dataflow, podspecpatch
 from argo_local.pods.containers import Containers, Pod, Process
 from argo_local.pods.daemons import DaemonRun, Daemons
 from argo_local.pods.podenv import (
@@ -43,6 +43,7 @@ class PodsRun(ProcessRun, DaemonRun, Protocol):
 
     daemons: Daemons
     resumed: dict[str, Any]
+    spec: dict[str, Any]
     run_dir: Path
     wf_limit: threading.BoundedSemaphore | None
 
@@ -254,6 +255,12 @@ class PodRuntime:
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
             ascope.update(artifacts.path_scope(node.input_artifacts, outputs))
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
+            mirror = _set_mirror(c) if kind == "containerSet" else c
+            init_specs = self.containers.user_containers(
+                tmpl, mirror, "initContainers", ascope, where
+            )
+            side_specs = self.containers.user_containers(tmpl, mirror, "sidecars", ascope, where)
+            self._patch(node, tmpl, kind, c, init_specs, side_specs, ascope, where)
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
                 members, c = self.containers.container_set(
@@ -271,13 +278,13 @@ class PodRuntime:
                 self.containers.container(
                     pod, u, "container", str(u["name"]), self.containers.own_tmp(pod, u)
                 )
-                for u in self.containers.user_containers(tmpl, c, "initContainers", ascope, where)
+                for u in init_specs
             ]
             sides = [
                 self.containers.container(
                     pod, u, "container", str(u["name"]), self.containers.own_tmp(pod, u)
                 )
-                for u in self.containers.user_containers(tmpl, c, "sidecars", ascope, where)
+                for u in side_specs
             ]
             probes = (
                 self.containers.probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
@@ -315,6 +322,42 @@ class PodRuntime:
             # secret values are not left on disk once the pod is gone
             shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
 
+    def _patch(
+        self,
+        node: Node,
+        tmpl: dict[str, Any],
+        kind: str,
+        c: dict[str, Any],
+        inits: list[dict[str, Any]],
+        sides: list[dict[str, Any]],
+        scope: dict[str, str],
+        where: str,
+    ) -> None:
+        """The workflow's and the template's ``podSpecPatch`` applied to the pod's containers
+        (their dicts, before any becomes a process); what they set without a local meaning
+        listed in one note."""
+        try:
+            texts = podspecpatch.patches(self.run.spec, tmpl, scope, where)
+            if not texts:
+                return
+            members = c.get("containers") or [] if kind == "containerSet" else []
+            named = [(str(m.get("name")), m) for m in members] if members else [("main", c)]
+            ignored = podspecpatch.apply(
+                texts,
+                [*named, *((str(u["name"]), u) for u in sides)],
+                [(str(u["name"]), u) for u in inits],
+            )
+        except podspecpatch.PatchError as exc:
+            # createWorkflowPod's error: executeTemplate returns it (the step group errors)
+            node.template_error = True
+            self.run.warn_once(f"{where}: podSpecPatch: {exc.detail}")
+            raise
+        if ignored:
+            self.run.warn_once(
+                f"{where}: podSpecPatch: {', '.join(ignored)} ignored locally (no meaning "
+                f"outside Kubernetes); applied: {', '.join(podspecpatch.LOCAL_FIELDS)}"
+            )
+
     def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
         """``activeDeadlineSeconds`` and ``timeout``, whichever ends first: for a pod template
         Argo turns ``timeout`` into the pod's activeDeadlineSeconds (workflowpod.go)."""
@@ -338,6 +381,16 @@ class PodRuntime:
         if value is not None:
             self.run.podenv.add_secret(value, f"secret {name}/{key}")
         return value
+
+
+def _set_mirror(cs: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``mirrorVolumeMounts`` copies in a container set: its container named main with
+    the set's mounts, else the set's mounts (as Containers.container_set returns it)."""
+    shared = list(cs.get("volumeMounts") or [])
+    for raw in cs.get("containers") or []:
+        if str(raw.get("name")) == "main":
+            return {**raw, "volumeMounts": [*(raw.get("volumeMounts") or []), *shared]}
+    return {"volumeMounts": shared}
 
 
 def _past_max_duration(backoff: Mapping[str, Any], first: float, delay: float) -> str:
