@@ -455,3 +455,45 @@ def test_a_pod_spec_patch_argo_cannot_apply_errors_the_step_group(tmp_path: Path
         "step group deemed errored due to child badpatch[0].pod error: Error applying PodSpecPatch"
     )
     assert rec["status"]["phase"] == "Failed"
+
+
+def test_pod_spec_patch_reaches_init_containers_and_container_set_members(
+    tmp_path: Path,
+) -> None:
+    """util/util.go ApplyPodSpecPatch merges by name into the whole PodSpec: ``containers``
+    holds a container set's containers (workflowpod.go builds one pod container per
+    containerSet entry, named as written) and ``initContainers`` the template's init
+    containers, so a patch reaches each by its name."""
+    body = workflow(
+        "setpatch",
+        """
+        - name: main
+          podSpecPatch: |
+            initContainers:
+              - name: prepare
+                env: [{name: WORD, value: from-the-patch}]
+            containers:
+              - name: main
+                command: [sh, -c, 'echo "$(cat /shared/word) $OTHER" > /shared/out']
+                env: [{name: OTHER, value: set-member}]
+          volumes: [{name: shared, emptyDir: {}}]
+          initContainers:
+            - name: prepare
+              image: alpine
+              command: [sh, -c, 'echo "$WORD" > /shared/word']
+              env: [{name: WORD, value: unpatched}]
+              volumeMounts: [{name: shared, mountPath: /shared}]
+          containerSet:
+            volumeMounts: [{name: shared, mountPath: /shared}]
+            containers:
+              - {name: main, image: alpine, command: [sh, -c, 'echo unpatched > /shared/out']}
+          outputs:
+            parameters:
+            - {name: value, valueFrom: {path: /shared/out}}
+        """,
+    )
+    code, rec = run(tmp_path, body)
+    assert code == 0, rec.get("status", {}).get("message")
+    root = by_display(rec)["setpatch"]
+    value = {p["name"]: p["value"] for p in root["outputs"]["parameters"]}["value"]
+    assert value == "from-the-patch set-member"
