@@ -497,3 +497,56 @@ def test_pod_spec_patch_reaches_init_containers_and_container_set_members(
     root = by_display(rec)["setpatch"]
     value = {p["name"]: p["value"] for p in root["outputs"]["parameters"]}["value"]
     assert value == "from-the-patch set-member"
+
+
+def test_a_rejected_key_in_a_dag_task_is_the_tasks_error(tmp_path: Path) -> None:
+    """dag.go executeDAGTask: the error executeTemplate returns (configmap_cache.go load:
+    ``invalid cache key: KEY``) marks the task node Error as ``task 'NODE' errored: ...``; a
+    DAG reads continueOn as usual (assessDAGPhase), so a task with ``continueOn.error`` lets the
+    DAG go on, unlike a step group."""
+    body = workflow(
+        "memodag",
+        """
+        - name: main
+          dag:
+            tasks:
+            - name: cached
+              template: cached
+              continueOn: {error: true}
+              arguments: {parameters: [{name: key, value: "no_underscores"}]}
+            - {name: after, template: after, dependencies: [cached]}
+        """,
+        MEMO,
+    )
+    code, rec = run(tmp_path, body)
+    nodes = by_display(rec)
+    assert nodes["cached"]["phase"] == "Error"
+    assert nodes["cached"]["message"] == (
+        "task 'memodag.cached' errored: invalid cache key: no_underscores"
+    )
+    assert nodes["after"]["phase"] == "Succeeded"
+    assert (code, rec["status"]["phase"]) == (0, "Succeeded")
+
+
+def test_a_backoff_without_a_limit_is_not_waited(tmp_path: Path) -> None:
+    """operator.go processNodeRetries requeues with ``Backoff for ...`` only when
+    ``retryStrategy.Limit != nil``: without a limit the next attempt is created at once,
+    whatever ``backoff.duration`` says."""
+    body = workflow(
+        "nolimit",
+        """
+        - name: main
+          retryStrategy:
+            backoff: {duration: "1h"}
+          script:
+            image: python:3.12
+            command: [python]
+            source: raise SystemExit(0 if {{retries}} == 2 else 1)
+        """,
+    )
+    code, rec = run(tmp_path, body)
+    assert code == 0
+    pods = [n for n in rec["status"]["nodes"].values() if n["type"] == "Pod"]
+    assert [n["phase"] for n in pods] == ["Failed", "Failed", "Succeeded"]
+    side = rec["workersRunner"]["pods"]
+    assert [side[n["id"]]["backoff_s"] for n in pods] == [0.0, 0.0, 0.0]

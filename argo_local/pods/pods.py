@@ -167,6 +167,10 @@ class PodRuntime:
                 if stop:
                     node.message = stop
                     break
+                if limit is None:
+                    # processNodeRetries waits out a backoff only under a retryStrategy.limit;
+                    # without one the next attempt starts at once
+                    delay = 0.0
                 if delay > 0:
                     # processNodeRetries: the Retry node says how long it waits, until the
                     # next attempt starts
