@@ -420,7 +420,7 @@ def test_pod_spec_patch_applies_the_fields_with_a_local_meaning(
     assert value == f"1 from-the-workflow patched-wf-param [] {pod}"
     note = (
         "podSpecPatch: containers[main].resources, terminationGracePeriodSeconds ignored "
-        "locally (no meaning outside Kubernetes); applied: env, command, args, workingDir"
+        "locally (no meaning outside Kubernetes; a container's env, command, args, workingDir apply)"
     )
     err = capsys.readouterr().err
     assert sum(note in line for line in err.splitlines()) == 1, err

@@ -359,7 +359,7 @@ class PodRuntime:
         if ignored:
             self.run.warn_once(
                 f"{where}: podSpecPatch: {', '.join(ignored)} ignored locally (no meaning "
-                f"outside Kubernetes); applied: {', '.join(podspecpatch.LOCAL_FIELDS)}"
+                f"outside Kubernetes; a container's {', '.join(podspecpatch.LOCAL_FIELDS)} apply)"
             )
 
     def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
