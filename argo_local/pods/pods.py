@@ -344,8 +344,11 @@ class PodRuntime:
             texts = podspecpatch.patches(self.run.spec, tmpl, scope, where)
             if not texts:
                 return
-            members = c.get("containers") or [] if kind == "containerSet" else []
-            named = [(str(m.get("name")), m) for m in members] if members else [("main", c)]
+            # a container set's containers are the pod's, each by its name; else the main one
+            if kind == "containerSet":
+                named = [(str(m.get("name")), m) for m in c.get("containers") or []]
+            else:
+                named = [("main", c)]
             ignored = podspecpatch.apply(
                 texts,
                 [*named, *((str(u["name"]), u) for u in sides)],
