@@ -175,8 +175,15 @@ class Scheduler:
         cache = str(((memo.get("cache") or {}).get("configMap") or {}).get("name") or "")
         if not cache:
             raise SpecError(f"{where}: memoize.cache.configMap.name is required")
-        max_age = params.substitute(memo.get("maxAge"), scope, f"{where}.memoize.maxAge")
-        outputs = self.run.caches.load(cache, key, max_age)
+        try:
+            max_age = params.substitute(memo.get("maxAge"), scope, f"{where}.memoize.maxAge")
+            outputs = self.run.caches.load(cache, key, max_age)
+        except ParamError:
+            # operator.go executeTemplate returns the cache's Load error (a key outside
+            # cache.go cacheKeyRegex, a bad maxAge) rather than running the node: its step
+            # group errors (steps.go executeStepGroup), continueOn or not.
+            node.template_error = True
+            raise
         node.memoization = {"hit": outputs is not None, "key": key, "cacheName": cache}
         if outputs is None:
             return False

@@ -84,7 +84,6 @@ _POD_IGNORED = (
     "affinity",
     "serviceAccountName",
     "automountServiceAccountToken",
-    "podSpecPatch",
     "priorityClassName",
     "priority",
     "schedulerName",
@@ -394,6 +393,9 @@ def _template(step: Schema, task: Schema) -> Schema:
         "suspend": {"duration": LEAF},
         "containerSet": CONTAINER_SET,
         **_ignored(*_POD_IGNORED),
+        # A YAML or JSON PodSpec merged into the pod (pods/podspecpatch.py): its containers'
+        # env, command, args and workingDir apply locally, the rest is listed as ignored.
+        "podSpecPatch": LEAF,
         # Computed per node into the run folder's metrics.prom (runner/metrics.py).
         "metrics": {"prometheus": [METRIC]},
         # the pod's /etc/hosts (pods/hosts.py), after the workflow's own entries
@@ -433,6 +435,7 @@ SPEC: Schema = {
     "hooks": MapOf(HOOK),
     "hostAliases": [HOST_ALIAS],
     **_ignored(*_POD_IGNORED),
+    "podSpecPatch": LEAF,  # every pod's, before its template's (pods/podspecpatch.py)
 }
 
 METADATA: Schema = {
