@@ -207,7 +207,7 @@ def current_version(url: str) -> str | None:
 def _open(url: str) -> IO[bytes]:
     store = storage.resolve(url, "source file")
     if store.is_local:
-        return open(storage.local_path(url), "rb")  # noqa: SIM115 (the caller closes it)
+        return open(storage.local_path(url), "rb")  # the caller closes it
     fs, path = store.fs()
     with storage.tagged(store):
         return fs.open(path, "rb")  # type: ignore[no-any-return]
@@ -220,7 +220,9 @@ def _parquet_file(url: str, f: IO[bytes]) -> Any:
     try:
         return pq.ParquetFile(f)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UsageError(f"{url} is not a readable Parquet file ({failures.first_line(exc)})") from None
+        raise UsageError(
+            f"{url} is not a readable Parquet file ({failures.first_line(exc)})"
+        ) from None
 
 
 def units_of(index: int, f: SourceFile, bytes_per_shard: int) -> list[Unit]:
@@ -228,7 +230,13 @@ def units_of(index: int, f: SourceFile, bytes_per_shard: int) -> list[Unit]:
     if f.format == "jsonl" and f.size > bytes_per_shard:
         starts = range(0, f.size, bytes_per_shard)
         return [
-            Unit(index, "bytes", s, min(s + bytes_per_shard, f.size), min(bytes_per_shard, f.size - s))
+            Unit(
+                index,
+                "bytes",
+                s,
+                min(s + bytes_per_shard, f.size),
+                min(bytes_per_shard, f.size - s),
+            )
             for s in starts
         ]
     if f.format == "parquet":
@@ -367,7 +375,11 @@ def unit_problems(plan: Any, records: dict[int, dict[str, Any]]) -> list[str]:
         if got != planned and sorted(got, key=str) != sorted(planned):
             problems.append(f"part-{index:05d} read units {got}, the plan gave it {planned}")
         for e in units:
-            want = meta["units"][e["unit"]]["rows"] if 0 <= e.get("unit", -1) < len(meta["units"]) else None
+            want = (
+                meta["units"][e["unit"]]["rows"]
+                if 0 <= e.get("unit", -1) < len(meta["units"])
+                else None
+            )
             if want is not None and e.get("rows") != want:
                 problems.append(
                     f"{describe_unit(meta, e['unit'])} has {e.get('rows')} rows, the plan {want}"
@@ -421,15 +433,18 @@ class FileReader(Database):
             raise failures.error(
                 "stale",
                 f"shard {self.index}: source file {f.url} "
-                + ("is gone" if now is None else f"changed since split (version {f.version} then, {now} now)")
+                + (
+                    "is gone"
+                    if now is None
+                    else f"changed since split (version {f.version} then, {now} now)"
+                )
                 + ": run split again",
             )
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
-        for block, last in self._blocks(lo, batch, arrow=False):
-            yield block, last
+        yield from self._blocks(lo, batch, arrow=False)
 
     def stream_arrow(
         self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
@@ -437,7 +452,10 @@ class FileReader(Database):
         import pyarrow as pa
 
         for block, last in self._blocks(lo, batch, arrow=True):
-            yield (block if isinstance(block, pa.RecordBatch) else pa.RecordBatch.from_pylist(block)), last
+            yield (
+                (block if isinstance(block, pa.RecordBatch) else pa.RecordBatch.from_pylist(block)),
+                last,
+            )
 
     def _blocks(self, lo: int | None, batch: int, *, arrow: bool) -> Iterator[tuple[Any, int]]:
         """Each unit's rows in blocks of at most ``batch`` (Arrow record batches from Parquet
@@ -457,7 +475,11 @@ class FileReader(Database):
                 if ordinal < skip_to:
                     continue
                 if first < skip_to:
-                    block = block[skip_to - first :] if isinstance(block, list) else block.slice(skip_to - first)
+                    block = (
+                        block[skip_to - first :]
+                        if isinstance(block, list)
+                        else block.slice(skip_to - first)
+                    )
                 yield block, ordinal
             self.unit_rows.append({"unit": u, "rows": rows})
             last_of_file = n + 1 == len(self.mine) or self.units[self.mine[n + 1]].file != unit.file
@@ -501,7 +523,7 @@ def _lines(f: SourceFile, unit: Unit) -> Iterator[tuple[int, bytes]]:
         if f.format == "jsonl.gz":
             import gzip
 
-            stream: IO[bytes] = stack.enter_context(gzip.GzipFile(fileobj=raw))
+            stream: Any = stack.enter_context(gzip.GzipFile(fileobj=raw))
             end = None
         else:
             stream, end = raw, unit.end
@@ -551,7 +573,7 @@ def _line_number(f: SourceFile, unit: Unit, pos: int) -> int:
     """The 1-based number of the line at byte ``pos`` (of the uncompressed stream)."""
     count = 0
     with contextlib.ExitStack() as stack:
-        stream: IO[bytes] = stack.enter_context(_open(f.url))
+        stream: Any = stack.enter_context(_open(f.url))
         if f.format == "jsonl.gz":
             import gzip
 
