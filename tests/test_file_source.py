@@ -194,6 +194,7 @@ def test_a_local_folder_of_every_type_merges_as_jq_slurps_it(
     assert merged(store) == want
     summary = json.loads((tmp_path / "store" / "summary.json").read_text())
     assert summary["totals"]["rows"] == len(want) == 600 + 30 + 2 + 450
+    assert summary["totals"]["rows_expected"] == len(want)  # the units' rows, reconciled
     units = [
         u
         for i in range(n)
@@ -562,7 +563,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(run_step: RunStep, tmp_pa
 
 
 def test_the_pipeline_template_takes_files_as_its_source(
-    tmp_path: Path, jq: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, jq: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -590,6 +591,7 @@ def test_the_pipeline_template_takes_files_as_its_source(
     assert code == 0, rec["status"].get("message")
     store = Path(rec["workersRunner"]["volumes"]["workers-shared"]) / rec["metadata"]["name"]
     assert json.loads((store / "merged.json").read_text()) == jq_slurp(jq, a) + jq_slurp(jq, b)
+    assert "merged 425 == produced 425 in" in capsys.readouterr().out
     nodes = rec["status"]["nodes"].values()
     ran = {n.get("displayName"): n["phase"] for n in nodes}
     assert ran["produce"] == "Skipped" and ran["split"] == "Skipped"

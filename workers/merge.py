@@ -276,7 +276,7 @@ def summarize(
         "totals": {
             "shards": len(parts),
             "rows": sum(p.rows or 0 for p in parts),
-            "rows_expected": plan.total,
+            "rows_expected": _rows_expected(plan, parts),
             "bytes": sum(p.bytes or 0 for p in parts),
             "merge_seconds": round(seconds, 4),
         },
@@ -293,6 +293,14 @@ def summarize(
             "shard_seconds_total": round(sum(d for d, _ in durations), 4),
         }
     return summary
+
+
+def _rows_expected(plan: layout.Plan, parts: Sequence[Part]) -> int | None:
+    """The plan's total; for files whose rows only a read counts (JSON Lines, CSV), the rows of
+    the units, each read exactly once (merge reconciled them with the plan)."""
+    if plan.total is not None or plan.meta.get("mode") != "files":
+        return plan.total
+    return sum(int(p.record.get("rows_in") or 0) for p in parts)
 
 
 def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
