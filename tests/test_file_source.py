@@ -452,7 +452,8 @@ def test_merge_refuses_a_unit_no_commit_covers(run_step: RunStep, tmp_path: Path
     (store / "merged.json").unlink()
     (store / "summary.json").unlink()
     commit = store / "commits" / "part-00000.json"
-    rec = json.loads(commit.read_text())
+    original = commit.read_text()
+    rec = json.loads(original)
     dropped = rec["units"].pop()
     rec["rows_in"] -= dropped["rows"]
     commit.write_text(json.dumps(rec))
@@ -461,6 +462,18 @@ def test_merge_refuses_a_unit_no_commit_covers(run_step: RunStep, tmp_path: Path
     assert f"unit {dropped['unit']} ({src}/a.jsonl bytes " in r.stderr
     assert "is covered by no commit" in r.stderr
     assert not (store / "merged.json").exists() and not (store / "summary.json").exists()
+    # a unit two commits claim is refused too
+    commit.write_text(original)
+    other = store / "commits" / "part-00001.json"
+    rec = json.loads(other.read_text())
+    rec["units"].insert(0, dropped)
+    rec["rows_in"] += dropped["rows"]
+    other.write_text(json.dumps(rec))
+    r = run_step("merge", "--store", str(store), env=ENV)
+    assert r.returncode == 4, r.stderr
+    assert f"unit {dropped['unit']} ({src}/a.jsonl bytes " in r.stderr
+    assert "is covered 2 times (part-00000, part-00001)" in r.stderr
+    assert not (store / "merged.json").exists()
 
 
 def test_a_resumed_shard_skips_its_checkpointed_rows_and_matches_a_clean_run(

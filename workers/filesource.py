@@ -121,11 +121,11 @@ def _local_listing(pattern: str) -> list[tuple[str, int, str]]:
         paths = [path] if os.path.exists(path) else []
     out = []
     for p in paths:
-        st = os.stat(p)
         if os.path.isdir(p) or _hidden(p):
             continue
-        if not os.path.isfile(p):
+        if not os.path.isfile(p):  # a FIFO or device would block a shard; a broken link fails
             raise UsageError(f"--from-files: {p} is not a regular file")
+        st = os.stat(p)
         out.append((p, st.st_size, local_version(st)))
     return out
 
@@ -355,45 +355,45 @@ def unit_problems(plan: Any, records: dict[int, dict[str, Any]]) -> list[str]:
     """What keeps merge from vouching that every planned unit was read exactly once, by the
     shard the plan gave it, with the rows the plan expects (Parquet) adding up to the shard's."""
     meta = _source_meta(plan)
+    n_units = len(meta["units"])
     covered: dict[int, list[int]] = {}
     problems = []
     for index, rec in sorted(records.items()):
         units = rec.get("units")
-        if not isinstance(units, list):
-            problems.append(f"part-{index:05d} names no units")
+        entries = [
+            e
+            for e in (units if isinstance(units, list) else [])
+            if isinstance(e, dict)
+            and type(e.get("unit")) is int
+            and 0 <= e["unit"] < n_units
+            and type(e.get("rows")) is int
+        ]
+        if not isinstance(units, list) or len(entries) != len(units):
+            problems.append(f"part-{index:05d} does not name the units it read")
             continue
-        for entry in units:
-            if isinstance(entry, dict) and isinstance(entry.get("unit"), int):
-                covered.setdefault(entry["unit"], []).append(index)
-        read = sum(int(e.get("rows") or 0) for e in units if isinstance(e, dict))
+        for e in entries:
+            covered.setdefault(e["unit"], []).append(index)
+            want = meta["units"][e["unit"]]["rows"]
+            if want is not None and e["rows"] != want:
+                problems.append(
+                    f"{describe_unit(meta, e['unit'])} has {e['rows']} rows, the plan {want}"
+                )
+        read = sum(e["rows"] for e in entries)
         if read != rec.get("rows_in"):
             problems.append(
                 f"part-{index:05d} read {rec.get('rows_in')} rows, its units add up to {read}"
             )
+        got = [e["unit"] for e in entries]
         planned = meta["shard_units"][index] if index < len(meta["shard_units"]) else []
-        got = [e.get("unit") for e in units if isinstance(e, dict)]
-        if got != planned and sorted(got, key=str) != sorted(planned):
+        if got != planned:
             problems.append(f"part-{index:05d} read units {got}, the plan gave it {planned}")
-        for e in units:
-            want = (
-                meta["units"][e["unit"]]["rows"]
-                if 0 <= e.get("unit", -1) < len(meta["units"])
-                else None
-            )
-            if want is not None and e.get("rows") != want:
-                problems.append(
-                    f"{describe_unit(meta, e['unit'])} has {e.get('rows')} rows, the plan {want}"
-                )
-    for u in range(len(meta["units"])):
+    for u in range(n_units):
         by = covered.get(u, [])
-        if not by and any(u in meta["shard_units"][i] for i in records):
+        if not by:
             problems.append(f"{describe_unit(meta, u)} is covered by no commit")
         elif len(by) > 1:
-            problems.append(
-                f"{describe_unit(meta, u)} is covered {len(by)} times (part "
-                + ", ".join(f"{i:05d}" for i in by)
-                + ")"
-            )
+            parts = ", ".join(f"part-{i:05d}" for i in by)
+            problems.append(f"{describe_unit(meta, u)} is covered {len(by)} times ({parts})")
     return problems
 
 
@@ -411,9 +411,16 @@ class FileReader(Database):
         meta = _source_meta(plan)
         self.index = index
         self.generation = Generation.from_dict(plan.generation)
-        self.files = [SourceFile(**f) for f in meta["files"]]
-        self.units = [Unit(**u) for u in meta["units"]]
-        self.mine = list(meta["shard_units"][index])
+        try:
+            self.files = [SourceFile(**f) for f in meta["files"]]
+            self.units = [Unit(**u) for u in meta["units"]]
+            self.mine = [int(u) for u in meta["shard_units"][index]]
+            for u in self.mine:
+                self.files[self.units[u].file]  # every unit's file is listed
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise UsageError(
+                f"the plan's source_files are not valid ({exc!r}): run split again"
+            ) from None
         self.unit_rows: list[dict[str, int]] = []
 
     def columns(self, source: Source) -> list[str] | None:
