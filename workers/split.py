@@ -1,4 +1,4 @@
-"""Step 2, split: turn a row count (or a table's keys) into shards and the plan that names them.
+"""Step 2, split: turn a row count (or a table's keys, or files) into shards and the plan that names them.
 
 With ``--store`` the full plan goes to STORE/plan.json: the fan-out and the fan-in
 read every shard's bounds there. The fan-out then needs only the number of shards
@@ -11,6 +11,7 @@ The plan pins provenance: the run's generation as produce recorded it (a count t
 disagrees with it is refused: a stale count file must never shrink a run), and the
 processor identity (``--processor``, ``--batch-size``, the source columns) every
 shard must run, and the part format (``--part-format jsonl|parquet``) every shard writes.
+With ``--from-files`` the source is files, cut into units (:mod:`workers.filesource`).
 """
 
 from __future__ import annotations
