@@ -145,7 +145,9 @@ def write_json(parts: Sequence[Part], out: Output, fmt: str) -> int:
     return total
 
 
-def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[bytes, int]:
+def manifest(
+    store: storage.Store | str, plan: layout.Plan, parts: Sequence[Part]
+) -> tuple[bytes, int]:
     """Verify every part (nothing is copied) and describe the dataset; returns (manifest, rows)."""
     schema = run_schema(parts)
     for part in parts:
@@ -165,7 +167,7 @@ def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[byte
     doc = {
         "format": "parquet",
         "run_id": plan.run_id,
-        "store": store,
+        "store": str(store),
         "rows": rows,
         "generation": parts[0].record.get("generation") if parts else plan.generation,
         "processor": parts[0].record.get("processor") if parts else plan.processor,
@@ -177,7 +179,7 @@ def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[byte
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n", rows
 
 
-def success_url(store: str) -> str:
+def success_url(store: storage.Store | str) -> str:
     return storage.join(store, "parts", "_SUCCESS")
 
 
@@ -189,11 +191,11 @@ def check_parts_format(fmt: str, part_format: str) -> None:
         )
 
 
-def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
+def commit_delta(store: storage.Store, parts: Sequence[Part]) -> tuple[str, bytes, int]:
     """``--format delta``: commit the verified parts, in place, as one new version of the Delta
     table rooted at ``STORE/parts`` (nothing copied; a re-run commits another version naming
     the same files). Returns (the version's log entry URL, its bytes, rows)."""
-    if not storage.is_local(store):
+    if not store.is_local:
         raise UsageError("merge --format delta writes local stores only (for now)")
     schema = run_schema(parts)
     for part in parts:
@@ -203,7 +205,7 @@ def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
         from deltalake.transaction import AddAction, create_table_with_add_actions
     except ImportError as exc:
         raise failures.classify(exc) from None
-    root = storage.join(store, "parts")
+    root = store.join("parts")
     actions = [
         AddAction(
             str(p.record.get("path", "")).removeprefix("parts/"),
@@ -217,8 +219,8 @@ def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
         if p.rows
     ]
     create_table_with_add_actions(
-        storage.local_path(root), Schema.from_arrow(schema), actions, mode="overwrite"
+        root.local_path, Schema.from_arrow(schema), actions, mode="overwrite"
     )
-    version = DeltaTable(storage.local_path(root)).version()
+    version = DeltaTable(root.local_path).version()
     entry = storage.join(root, "_delta_log", f"{version:020d}.json")
     return entry, storage.read_bytes(entry, "Delta log entry"), sum(p.rows or 0 for p in parts)

@@ -371,7 +371,8 @@ def verified(part: Part) -> Iterator[Any]:
     """A committed Parquet part, opened for reading once its size and sha256 match its record.
 
     Locally the one open file is hashed and then read (a name swapped meanwhile changes
-    nothing); from a bucket the part is downloaded once to a local temp file while hashed.
+    nothing); from a bucket (or a location not resolved) the part is downloaded once to a
+    local temp file while hashed.
     Memory stays a read buffer either way. Yields a ``pyarrow.parquet.ParquetFile``.
     """
     _pa()
@@ -388,7 +389,7 @@ def verified(part: Part) -> Iterator[Any]:
                 f"{part.label} is {size} bytes, its commit record says {part.bytes}"
             )
         local: Any = f
-        if not storage.is_local(part.url):
+        if part.where is None or not part.where.is_local:
             import tempfile
 
             local = stack.enter_context(tempfile.TemporaryFile(prefix="workers-part-"))

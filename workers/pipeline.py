@@ -41,7 +41,7 @@ class PipelineConfig:
     max_shards: int
     parallel: int
     run_id: str
-    store: str
+    store: storage.Store
     processor: str | None
     generator: str | None
     format: str
@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> PipelineConfig:
         max_shards=args.max_shards,
         parallel=args.parallel,
         run_id=run_id,
-        store=args.store or storage.join(env.store or DEFAULT_STORE, run_id),
+        store=storage.resolve(args.store or storage.join(env.store or DEFAULT_STORE, run_id)),
         processor=args.processor,
         generator=args.generator,
         format=args.format,
@@ -114,21 +114,21 @@ def _step(
 
 def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     t0 = time.perf_counter()
+    # The count and the shard list are local files: beside the run in a local store.
     tmp = (
-        storage.join(cfg.store, "tmp")
-        if storage.is_local(cfg.store)
-        else os.path.join(".", "workers-tmp")
+        cfg.store.join("tmp").local_path if cfg.store.is_local else os.path.join(".", "workers-tmp")
     )
-    os.makedirs(storage.local_path(tmp), exist_ok=True)
-    count_file = os.path.join(storage.local_path(tmp), "count")
-    shards_file = os.path.join(storage.local_path(tmp), "shards.json")
+    os.makedirs(tmp, exist_ok=True)
+    count_file = os.path.join(tmp, "count")
+    shards_file = os.path.join(tmp, "shards.json")
+    store = cfg.store.url
     run = ["--run-id", cfg.run_id]
     produce = [*run, "--rows", str(cfg.rows), "--count-file", count_file]
     if cfg.generator:
         produce += ["--generator", cfg.generator]
     # Every parameter a step would refuse, refused before produce writes a row.
     check = [*run, "--rows", str(cfg.rows), "--rows-per-shard", str(cfg.rows_per_shard)]
-    check += ["--max-shards", str(cfg.max_shards), "--store", cfg.store]
+    check += ["--max-shards", str(cfg.max_shards), "--store", store]
     check += ["--generator", cfg.generator or "", "--processor", cfg.processor or ""]
     _step("check", check, cfg.retries, log)
     _step("produce", produce, cfg.retries, log)
@@ -146,7 +146,7 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
             "--max-shards",
             str(cfg.max_shards),
             "--store",
-            cfg.store,
+            store,
             "--output-file",
             shards_file,
         ],
@@ -158,14 +158,14 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     done = 0
 
     def one(item: dict[str, object]) -> None:
-        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", cfg.store, *processor]
+        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", store, *processor]
         _step("shard", args, cfg.retries, log)
 
     with ThreadPoolExecutor(max_workers=cfg.parallel) as pool:
         for _ in pool.map(one, items):
             done += 1
     log.info("shards-done", shards=done, of=len(items))
-    _step("merge", ["--store", cfg.store, "--format", cfg.format], cfg.retries, log)
+    _step("merge", ["--store", store, "--format", cfg.format], cfg.retries, log)
     merged = storage.join(cfg.store, "merged.json" if cfg.format == "json" else "merged.jsonl")
     summary = storage.join(cfg.store, "summary.json")
     log.info(
