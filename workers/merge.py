@@ -296,7 +296,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
         if part_format == "parquet" or cfg.format in ("parquet", "dataset", "delta"):
             from workers import parquetmerge
 
-            parquetmerge.check_parts_format(cfg.format, part_format)
+            parquetmerge.check_parts_format(cfg.format, part_format, cfg.store)
             if cfg.format == "dataset":
                 assert plan is not None and cfg.store
                 return _merge_dataset(cfg, plan, parts, t0)

@@ -353,16 +353,6 @@ def empty_file(schema: pa.Schema) -> bytes:
     return f.getvalue()
 
 
-def table_to_json_lines(table: pa.Table) -> bytes:
-    """A table's rows as JSON Lines, each value by the documented mapping (as shard writes them)."""
-    import orjson
-
-    from workers.values import default
-
-    dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    return b"".join(dumps(row, default=default, option=opt) for row in table.to_pylist())
-
-
 # -- reading committed parts (merge)
 
 
