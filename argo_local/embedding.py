@@ -22,8 +22,9 @@ class LogEvent:
 
     fields: Mapping[str, Any]
     host_path: Callable[[str], Path | str]
-    """A path as the pod saw it (its mounts, its working folder) -> the same file on this host;
-    a bucket URL stays a string (a Path would fold its ``//``)."""
+    """A local path as the pod saw it (its mounts, its working folder) -> the same file on this
+    host. Only local paths: a URL (a bucket's, ``file://``) is the embedding's to recognise, as
+    the runner knows no store."""
     read_text: Callable[[Path], str]
     """A host file a step named, read only inside the run folder and through no link (OSError
     otherwise): a step's log is the workflow's to write, not a way to read the host."""

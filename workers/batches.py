@@ -185,8 +185,9 @@ def apply(
         yield table, rb.num_rows, table.num_rows, last_key
 
 
-def table_to_jsonl(table: Any) -> bytes:
-    """JSON Lines of an Arrow table, by the README's column-type table.
+def table_to_jsonl(table: Any, *, python_times: bool = False) -> bytes:
+    """JSON Lines of an Arrow table, by the README's column-type table: the one writer of JSON
+    Lines from Arrow (a shard's columnar batches, merge's JSON over Parquet parts).
 
     No Python per row for the common types: timestamps become strings by polars' formatter,
     dates and times by Arrow's kernels; polars writes integers, floats, strings, booleans, nulls, lists and structs
@@ -195,12 +196,16 @@ def table_to_jsonl(table: Any) -> bytes:
     with Arrow's string kernels. A table holding anything else (binary, NaN or infinite
     floats, other extension types) goes through Python per row: orjson, base64 binary, NaN
     and the infinities as strings.
+
+    ``python_times``: timestamps as the rows path wrote them, from the Python ``datetime`` a
+    processor returned (orjson's form: six fraction digits when there is a fraction), for a
+    Parquet part the rows path made; otherwise with PostgreSQL's trimmed fraction.
     """
     if table.num_rows == 0:
         return b""
     if table.num_columns == 0:
         return b"{}\n" * table.num_rows
-    table = _normalized(table)
+    table = _normalized(table, python_times)
     kinds = _kinds(table)
     if kinds is None:
         return _jsonl_per_row(table)
@@ -314,7 +319,7 @@ def _concatenated(strings: Any) -> bytes:
     return data.to_pybytes()[start:end] if data is not None else b""
 
 
-def _normalized(table: Any) -> Any:
+def _normalized(table: Any, python_times: bool = False) -> Any:
     """Temporal columns as the strings the type table documents; dictionaries decoded."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -325,7 +330,7 @@ def _normalized(table: Any) -> Any:
         if pa.types.is_dictionary(t):
             col, t, changed = pc.cast(col, t.value_type), t.value_type, True
         if pa.types.is_timestamp(t):
-            col, changed = _timestamp_text(col, t.tz is not None), True
+            col, changed = _timestamp_text(col, t.tz is not None, python_times), True
         elif pa.types.is_date(t):
             col, changed = pc.strftime(col, format="%Y-%m-%d"), True
         elif pa.types.is_time(t):
@@ -334,28 +339,41 @@ def _normalized(table: Any) -> Any:
     return pa.table(arrays, names=table.schema.names) if changed else table
 
 
-def _timestamp_text(col: Any, utc: bool) -> Any:
-    """ISO 8601 text with the fraction PostgreSQL writes (trailing zeros trimmed), in UTC
-    with "+00:00" for a zoned timestamp. polars formats ~6x faster than Arrow's strftime."""
+def _timestamp_text(col: Any, utc: bool, python_times: bool = False) -> Any:
+    """ISO 8601 text with the fraction PostgreSQL writes (trailing zeros trimmed), or with
+    ``python_times`` the six digits orjson writes for a ``datetime`` (none for a whole second);
+    in UTC with "+00:00" for a zoned timestamp. polars formats ~6x faster than Arrow's strftime."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # A fraction of zeros goes in both forms; only PostgreSQL's trims the digits of the others.
+    trim = r"(\.\d*?)0+$" if not python_times else r"(\.)0+$"
     try:
         import polars as pl
     except ImportError:
+        if python_times:
+            col = pc.cast(col, pa.timestamp("us", col.type.tz))  # "%S" then has six digits
         # "%S" carries the unit's fraction ("05.678000"), trimmed below.
         text = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
-        text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
+        text = pc.replace_substring_regex(text, trim, r"\1")
         text = pc.replace_substring_regex(text, r"\.$", "")
     else:
         series = pl.Series(col.cast(pa.timestamp(col.type.unit)))  # UTC wall time, naive
-        text = (
-            series.dt.to_string("%Y-%m-%dT%H:%M:%S%.f")  # %.f: 3, 6 or 9 digits, none for 0
-            .str.replace(r"(\.\d*[1-9])0+$", "${1}")
-            .str.replace(r"\.0+$", "")
-            .to_arrow()
-            .cast(pa.string())
-        )
+        if python_times:
+            text = (
+                series.dt.to_string("%Y-%m-%dT%H:%M:%S%.6f")
+                .str.replace(r"\.0+$", "")
+                .to_arrow()
+                .cast(pa.string())
+            )
+        else:
+            text = (
+                series.dt.to_string("%Y-%m-%dT%H:%M:%S%.f")  # %.f: 3, 6 or 9 digits, none for 0
+                .str.replace(r"(\.\d*[1-9])0+$", "${1}")
+                .str.replace(r"\.0+$", "")
+                .to_arrow()
+                .cast(pa.string())
+            )
     return pc.binary_join_element_wise(text, "+00:00", "") if utc else text
 
 
@@ -370,10 +388,13 @@ def _jsonl_per_row(table: Any) -> bytes:
     for field, chunked in zip(table.schema, table.columns, strict=True):
         t, col = field.type, chunked.combine_chunks()
         values: list[Any]
-        if isinstance(t, pa.BaseExtensionType):
-            values = col.storage.to_pylist()
-            if t.extension_name == "arrow.json":  # the JSON text as it is
-                values = [orjson.Fragment(v) if v is not None else None for v in values]
+        if isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.json":
+            # the JSON text as it is
+            values = [
+                orjson.Fragment(v) if v is not None else None for v in col.storage.to_pylist()
+            ]
+        elif isinstance(t, pa.BaseExtensionType):
+            values = col.to_pylist()  # the type's own values: a UUID for arrow.uuid
         elif pa.types.is_floating(t):
             if not pa.types.is_float64(
                 t

@@ -4,7 +4,8 @@ The pipeline runs this first, so a typo (``processor=mod:typo``, ``rows-per-shar
 a generator with the wrong signature, a fan-out wider than ``max-shards``) fails in
 seconds with the step's one-line error instead of after produce has written every row.
 It imports the generator and the processor and checks that each can be called the way
-produce and shard call it; it touches neither the database nor the store.
+produce and shard call it, and refuses a merge ``--format`` the parts' ``--part-format`` cannot
+give (the rule merge applies); it touches neither the database nor the store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from workers import cli, plugins, shards, storage
 from workers.config import Environment, check_run_id
 from workers.log import Logger
+from workers.merge import FORMATS
 
 EPILOG = (
     """examples:
@@ -23,6 +25,8 @@ EPILOG = (
   python -m workers.check --rows 1000000 --rows-per-shard 100000 --max-shards 200 \\
     --generator mypkg.gen:rows --processor mypkg.proc:enrich --run-id my-run \\
     --store /mnt/shared/my-run
+  # a Parquet fan-in over JSON Lines parts is refused here, exit 2, before produce runs
+  python -m workers.check --format parquet --part-format jsonl
 
 """
     + cli.EXIT_CODES_EPILOG
@@ -51,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_processor_arguments(p)
     p.add_argument("--run-id", help="run id (default: $WORKERS_RUN_ID, $ARGO_WORKFLOW_NAME)")
     p.add_argument("--store", metavar="URL", help="run folder/URL the steps will write")
+    cli.add_part_format_argument(p, pinned=True)
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the format merge will write; refused when the parts cannot give it (parquet, "
+        "dataset and delta need --part-format parquet; delta a local store)",
+    )
     return p
 
 
@@ -59,6 +70,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> CheckConfig:
     from workers import produce
 
     checked = ["numbers"]
+    store = None
     run_id = args.run_id if args.run_id is not None else env.run_id
     if run_id is not None:
         check_run_id(run_id)
@@ -66,8 +78,13 @@ def build_config(args: argparse.Namespace, env: Environment) -> CheckConfig:
     if args.store:
         # The URL's form and scheme only: check's pod holds no store credentials, and split
         # connects to the store itself (storage.check_store) moments later.
-        storage.resolve(args.store)
+        store = storage.resolve(args.store)
         checked.append("store")
+    if args.format:
+        from workers import parquetmerge  # pyarrow stays unimported: only the rule is used
+
+        parquetmerge.check_parts_format(args.format, args.part_format, store)
+        checked.append("formats")
     if args.from_db == "false":
         shards.by_count(args.rows, args.rows_per_shard, args.max_shards)  # the fan-out's width
         checked.append("width")

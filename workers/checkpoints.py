@@ -85,7 +85,7 @@ READ_BYTES = 1 << 20
 """Bytes read at a time when a resume verifies what it keeps."""
 
 
-def checkpoint_url(store: str, index: int, fmt: str = "jsonl") -> str:
+def checkpoint_url(store: storage.Store | str, index: int, fmt: str = "jsonl") -> str:
     return storage.join(store, "parts", f".part-{index:05d}.{fmt}.checkpoint")
 
 
@@ -475,11 +475,12 @@ class _Local(PartWriter):
     background = True
 
     def __init__(
-        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+        self, part: storage.Store, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
     ) -> None:
+        url = part.url
         super().__init__(url, ckpt_url, key, every)
         storage.check_destination(url, "output")
-        self._path = storage.local_path(url)
+        self._path = part.local_path
         folder, name = os.path.split(self._path)
         os.makedirs(folder or ".", exist_ok=True)
         self._tmp = os.path.join(folder, f".{name}.tmp-resume")
@@ -579,52 +580,50 @@ class _Local(PartWriter):
             self._file.close()
 
 
-def is_gcs(url: str) -> bool:
-    return storage.backend_of(url) == "gs"
+_BUCKET_WRITERS = {
+    "s3": ("workers.checkpoints_s3", "S3Part"),
+    "gs": ("workers.checkpoints_gcs", "GCSPart"),
+}
+"""The resumable part writer of each bucket backend (:attr:`storage.Store.backend`), imported
+only by shards that write there; a backend without one spools the part whole."""
 
 
-def is_s3(url: str) -> bool:
-    return storage.backend_of(url) == "s3"
+def _bucket_module(part: storage.Store) -> Any:
+    import importlib
+
+    entry = _BUCKET_WRITERS.get(part.backend)
+    return importlib.import_module(entry[0]) if entry else None
 
 
-def sweep(url: str, ckpt_url: str) -> None:
+def sweep(part: storage.Store, ckpt_url: str) -> None:
     """For a part already committed: remove what dead attempts left to resume it (a resume
     temp nobody holds, and then its checkpoint record), never a live attempt's."""
-    if is_s3(url):
-        from workers import checkpoints_s3
-
-        checkpoints_s3.sweep(url, ckpt_url)
+    if not part.is_local:
+        module = _bucket_module(part)
+        if module is not None:
+            module.sweep(part, ckpt_url)
         return
-    if is_gcs(url):
-        from workers import checkpoints_gcs
-
-        checkpoints_gcs.sweep(url, ckpt_url)
-        return
-    if not storage.is_local(url):
-        return
-    storage.remove_stale_temps(url)
-    folder, name = os.path.split(storage.local_path(url))
+    storage.remove_stale_temps(part.url)
+    folder, name = os.path.split(part.local_path)
     if not os.path.exists(os.path.join(folder, f".{name}.tmp-resume")):
         with contextlib.suppress(OSError, UsageError):
             storage.remove(ckpt_url)
 
 
 def open_part(
-    url: str, ckpt_url: str, key: dict[str, Any], every: int, *, fresh: bool
+    part: storage.Store, ckpt_url: str, key: dict[str, Any], every: int, *, fresh: bool
 ) -> PartWriter:
-    """A writer for the part at ``url`` that checkpoints every ``every`` rows read and,
-    unless ``fresh``, resumes from a checkpoint whose key equals ``key``."""
-    if every and storage.is_local(url):
+    """A writer for ``part`` that checkpoints every ``every`` rows read and, unless
+    ``fresh``, resumes from a checkpoint whose key equals ``key``."""
+    if every and part.is_local:
         try:
-            return _Local(url, ckpt_url, key, every, fresh)
+            return _Local(part, ckpt_url, key, every, fresh)
         except Busy:
-            return _Plain(url, ckpt_url, key, "private")
-    if every and is_s3(url):
-        from workers.checkpoints_s3 import S3Part
-
-        return S3Part(url, ckpt_url, key, every, fresh)
-    if every and is_gcs(url):
-        from workers.checkpoints_gcs import GCSPart
-
-        return GCSPart(url, ckpt_url, key, every, fresh)
-    return _Plain(url, ckpt_url, key, "whole")
+            return _Plain(part.url, ckpt_url, key, "private")
+    module = _bucket_module(part) if every else None
+    if module is not None:
+        writer: PartWriter = getattr(module, _BUCKET_WRITERS[part.backend][1])(
+            part, ckpt_url, key, every, fresh
+        )
+        return writer
+    return _Plain(part.url, ckpt_url, key, "whole")

@@ -39,10 +39,10 @@ class GCSPart(SpooledPart):
     backend = "gcs"
 
     def __init__(
-        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+        self, part: storage.Store, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
     ) -> None:
-        super().__init__(url, ckpt_url, key, every)
-        self._fs, self._path = storage.fs_of(url)
+        super().__init__(part.url, ckpt_url, key, every)
+        self._fs, self._path = part.fs()
         self.upload_id: str | None = None
         self._committed = False
         old = read_checkpoint(ckpt_url)
@@ -194,11 +194,11 @@ def _gcs_remove_stale_chunks(fs: Any, path: str, keep: str | None) -> None:
             _gcs_remove_chunks(fs, path, upload_id)
 
 
-def sweep(url: str, ckpt_url: str) -> None:
+def sweep(part: storage.Store, ckpt_url: str) -> None:
     """For a committed part: remove dead attempts' chunks, and a record naming chunks now gone."""
     # As on S3: a live attempt's chunks stay (they are removed once past the lease); a
     # record naming chunks that no longer exist has nothing left to resume.
-    fs, path = storage.fs_of(url)
+    fs, path = part.fs()
     rec = read_checkpoint(ckpt_url)
     keep = rec.get("upload_id") if rec is not None else None
     _gcs_remove_stale_chunks(fs, path, keep=None)

@@ -32,10 +32,11 @@ class S3Part(SpooledPart):
     min_chunk_bytes = S3_MIN_PART_BYTES
 
     def __init__(
-        self, url: str, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
+        self, part: storage.Store, ckpt_url: str, key: dict[str, Any], every: int, fresh: bool
     ) -> None:
+        url = part.url
         super().__init__(url, ckpt_url, key, every)
-        self._fs, path = storage.fs_of(url)
+        self._fs, path = part.fs()
         self._bucket, _, self._key = path.partition("/")
         self.upload_id: str | None = None
         self._committed = False
@@ -172,13 +173,13 @@ class S3Part(SpooledPart):
         super().forget()
 
 
-def sweep(url: str, ckpt_url: str) -> None:
+def sweep(part: storage.Store, ckpt_url: str) -> None:
     """For a committed part: forget a checkpoint whose upload no longer exists."""
     # A live attempt's upload stays (remove_stale_temps aborts it once past the lease);
     # a record naming an upload that no longer exists has nothing left to resume.
     rec = read_checkpoint(ckpt_url)
     if rec is not None and isinstance(rec.get("upload_id"), str):
-        fs, path = storage.fs_of(url)
+        fs, path = part.fs()
         bucket, _, key = path.partition("/")
         try:
             fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=rec["upload_id"])

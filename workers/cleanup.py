@@ -63,7 +63,7 @@ class CleanupConfig:
     connect_timeout: float
     source: db.Source
     run_id: str
-    store: str
+    store: storage.Store
     summary: str
 
 
@@ -109,8 +109,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> CleanupConfig:
             "--run-column is empty: cleanup removes one run's rows by its run column, never a "
             "whole table"
         )
-    store = args.store or env.store or storage.join("workers-data", run_id)
-    storage.check_store(store)
+    store = storage.check_store(args.store or env.store or storage.join("workers-data", run_id))
     return CleanupConfig(
         database_url=env.effective_database_url,
         connect_timeout=env.connect_timeout,

@@ -34,13 +34,18 @@ MAX_RECORD_BYTES = 64 << 10
 """Ceiling for one commit record: a few hundred bytes of numbers, hashes and names."""
 
 
-def plan_url(store: str) -> str:
+def plan_url(store: storage.Store | str) -> str:
     return storage.join(store, "plan.json")
 
 
-def part_url(store: str, index: int, fmt: str = "jsonl") -> str:
+def part_url(store: storage.Store | str, index: int, fmt: str = "jsonl") -> str:
     """Shard ``index``'s part: ``.jsonl``, or ``.parquet`` with ``--part-format parquet``."""
     return storage.join(store, "parts", f"part-{index:05d}.{fmt}")
+
+
+def part_location(store: storage.Store, index: int, fmt: str = "jsonl") -> storage.Store:
+    """:func:`part_url` as a location in ``store`` (for what asks its backend)."""
+    return store.join("parts", f"part-{index:05d}.{fmt}")
 
 
 def part_format(plan: Plan | None) -> str:
@@ -49,7 +54,7 @@ def part_format(plan: Plan | None) -> str:
     return value if isinstance(value, str) else "jsonl"
 
 
-def commit_url(store: str, index: int) -> str:
+def commit_url(store: storage.Store | str, index: int) -> str:
     return storage.join(store, "commits", f"part-{index:05d}.json")
 
 
@@ -90,7 +95,7 @@ class Plan:
         return self.shards[index] if 0 <= index < len(self.shards) else None
 
 
-def write_plan(store: str, plan: Plan) -> str:
+def write_plan(store: storage.Store | str, plan: Plan) -> str:
     url = plan_url(store)
     data = plan.to_bytes() + b"\n"
     if len(data) > MAX_PLAN_BYTES:
@@ -110,7 +115,7 @@ def read_plan(url: str) -> Plan:
     return parse_plan(raw, url)
 
 
-def read_plan_if_any(store: str) -> Plan | None:
+def read_plan_if_any(store: storage.Store | str) -> Plan | None:
     """The run's plan, or None where split wrote none (a shard run on its own)."""
     url = plan_url(store)
     try:

@@ -60,7 +60,7 @@ MAX_LISTED = 20
 
 @dataclass(frozen=True)
 class MergeConfig:
-    store: str | None
+    store: storage.Store | None
     paths: tuple[str, ...]
     glob: str | None
     output: str | None
@@ -111,8 +111,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
     summary = args.summary
     if args.store and not summary:
         summary = storage.join(args.store, "summary.json")
-    if args.store:
-        storage.check_store(args.store)
+    store = storage.check_store(args.store) if args.store else None
     if args.format == "delta" and args.output:
         raise UsageError("--format delta commits to the table at STORE/parts: no --output")
     if output is not None and output != "-" and args.format != "delta":
@@ -121,10 +120,10 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
         storage.check_destination(summary, "--summary")
         if summary == output:
             raise UsageError("--summary and --output name the same file")
-    return MergeConfig(args.store, tuple(args.paths), args.glob, output, args.format, summary)
+    return MergeConfig(store, tuple(args.paths), args.glob, output, args.format, summary)
 
 
-def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
+def verify_commits(store: storage.Store) -> tuple[layout.Plan, list[Part]]:
     """Every shard of the plan has a commit record for this run whose numbers add up."""
     plan = layout.read_plan(layout.plan_url(store))
     part_format = layout.part_format(plan)
@@ -177,6 +176,7 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
                 rec["bytes"],
                 rec["sha256"],
                 rec,
+                layout.part_location(store, s.index, part_format),
             )
         )
     if problems:
@@ -314,7 +314,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
         if part_format == "parquet" or cfg.format in ("parquet", "dataset", "delta"):
             from workers import parquetmerge
 
-            parquetmerge.check_parts_format(cfg.format, part_format)
+            parquetmerge.check_parts_format(cfg.format, part_format, cfg.store)
             if cfg.format == "dataset":
                 assert plan is not None and cfg.store
                 return _merge_dataset(cfg, plan, parts, t0)

@@ -12,7 +12,9 @@ file while hashed. Then:
   DuckDB, Polars and ``pyarrow.dataset`` read (README, merge). The success marker
   ``parts/_SUCCESS`` (the manifest's sha256) follows it, and the summary comes last.
 - ``--format json|jsonl``: each row group's rows become JSON Lines by the documented value
-  mapping, then go out as :mod:`workers.splice` writes JSON Lines parts.
+  mapping (:func:`workers.batches.table_to_jsonl`, the writer of a shard's JSON Lines part
+  from Arrow: the same rows give the same bytes whichever the part format), then go out as
+  :mod:`workers.splice` writes JSON Lines parts.
 """
 
 from __future__ import annotations
@@ -130,14 +132,17 @@ def _copy_body(part: Part, out: Output, skip: int) -> tuple[parquetfooter.Footer
 
 def write_json(parts: Sequence[Part], out: Output, fmt: str) -> int:
     """The ``jq -s .`` document (or JSON Lines) of Parquet parts; returns the values."""
+    from workers.batches import table_to_jsonl  # the one Arrow -> JSON Lines writer
+
     parquetparts.memory_pool_for_merge()
     run_schema(parts)  # one run, one schema, whatever the output's format
+    python_times = made_by_rows_path(parts)
     splice = Splice(out, fmt)
     total = 0
     for part in parts:
         with parquetparts.verified(part) as reader:
             for batch in reader.iter_batches(batch_size=JSON_ROWS, use_threads=False):
-                lines = parquetparts.table_to_json_lines(batch)
+                lines = table_to_jsonl(batch, python_times=python_times)
                 if lines:
                     splice.write(lines)
                     total += batch.num_rows
@@ -145,7 +150,19 @@ def write_json(parts: Sequence[Part], out: Output, fmt: str) -> int:
     return total
 
 
-def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[bytes, int]:
+def made_by_rows_path(parts: Sequence[Part]) -> bool:
+    """Whether the rows batch format made the parts (the plan pins one processor identity, the
+    batch format in it): their timestamps were Python ``datetime`` values, which its JSON Lines
+    parts hold in orjson's form, so the same rows give the same document in either part format."""
+    record = parts[0].record if parts else None
+    identity = record.get("processor") if isinstance(record, dict) else None
+    options = identity.get("options") if isinstance(identity, dict) else None
+    return not isinstance(options, dict) or options.get("batch_format", "rows") == "rows"
+
+
+def manifest(
+    store: storage.Store | str, plan: layout.Plan, parts: Sequence[Part]
+) -> tuple[bytes, int]:
     """Verify every part (nothing is copied) and describe the dataset; returns (manifest, rows)."""
     schema = run_schema(parts)
     for part in parts:
@@ -165,7 +182,7 @@ def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[byte
     doc = {
         "format": "parquet",
         "run_id": plan.run_id,
-        "store": store,
+        "store": str(store),
         "rows": rows,
         "generation": parts[0].record.get("generation") if parts else plan.generation,
         "processor": parts[0].record.get("processor") if parts else plan.processor,
@@ -177,24 +194,33 @@ def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[byte
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n", rows
 
 
-def success_url(store: str) -> str:
+def success_url(store: storage.Store | str) -> str:
     return storage.join(store, "parts", "_SUCCESS")
 
 
-def check_parts_format(fmt: str, part_format: str) -> None:
+def check_parts_format(fmt: str, part_format: str, store: storage.Store | None = None) -> None:
+    """Refuse a merge format the parts (or the store) cannot give: the one rule, which merge
+    applies to the plan it reads and check to the pipeline's parameters before any pod runs.
+    JSON and JSON Lines come out of either part format; the Parquet fan-ins need Parquet parts,
+    and the Delta commit a local store."""
     if fmt in ("parquet", "dataset", "delta") and part_format != "parquet":
         raise UsageError(
-            f"merge --format {fmt} needs Parquet parts; this run's plan pins {part_format}: "
+            f"merge --format {fmt} needs Parquet parts, and this run's parts are {part_format}: "
             "run split with --part-format parquet"
         )
+    if fmt == "delta" and store is not None and not store.is_local:
+        raise UsageError(DELTA_LOCAL_ONLY)
 
 
-def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
+DELTA_LOCAL_ONLY = "merge --format delta writes local stores only (for now)"
+
+
+def commit_delta(store: storage.Store, parts: Sequence[Part]) -> tuple[str, bytes, int]:
     """``--format delta``: commit the verified parts, in place, as one new version of the Delta
     table rooted at ``STORE/parts`` (nothing copied; a re-run commits another version naming
     the same files). Returns (the version's log entry URL, its bytes, rows)."""
-    if not storage.is_local(store):
-        raise UsageError("merge --format delta writes local stores only (for now)")
+    if not store.is_local:
+        raise UsageError(DELTA_LOCAL_ONLY)
     schema = run_schema(parts)
     for part in parts:
         parquetparts.verify_only(part)
@@ -203,7 +229,7 @@ def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
         from deltalake.transaction import AddAction, create_table_with_add_actions
     except ImportError as exc:
         raise failures.classify(exc) from None
-    root = storage.join(store, "parts")
+    root = store.join("parts")
     actions = [
         AddAction(
             str(p.record.get("path", "")).removeprefix("parts/"),
@@ -217,8 +243,8 @@ def commit_delta(store: str, parts: Sequence[Part]) -> tuple[str, bytes, int]:
         if p.rows
     ]
     create_table_with_add_actions(
-        storage.local_path(root), Schema.from_arrow(schema), actions, mode="overwrite"
+        root.local_path, Schema.from_arrow(schema), actions, mode="overwrite"
     )
-    version = DeltaTable(storage.local_path(root)).version()
+    version = DeltaTable(root.local_path).version()
     entry = storage.join(root, "_delta_log", f"{version:020d}.json")
     return entry, storage.read_bytes(entry, "Delta log entry"), sum(p.rows or 0 for p in parts)

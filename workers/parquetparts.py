@@ -353,16 +353,6 @@ def empty_file(schema: pa.Schema) -> bytes:
     return f.getvalue()
 
 
-def table_to_json_lines(table: pa.Table) -> bytes:
-    """A table's rows as JSON Lines, each value by the documented mapping (as shard writes them)."""
-    import orjson
-
-    from workers.values import default
-
-    dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    return b"".join(dumps(row, default=default, option=opt) for row in table.to_pylist())
-
-
 # -- reading committed parts (merge)
 
 
@@ -371,7 +361,8 @@ def verified(part: Part) -> Iterator[Any]:
     """A committed Parquet part, opened for reading once its size and sha256 match its record.
 
     Locally the one open file is hashed and then read (a name swapped meanwhile changes
-    nothing); from a bucket the part is downloaded once to a local temp file while hashed.
+    nothing); from a bucket (or a location not resolved) the part is downloaded once to a
+    local temp file while hashed.
     Memory stays a read buffer either way. Yields a ``pyarrow.parquet.ParquetFile``.
     """
     _pa()
@@ -388,7 +379,7 @@ def verified(part: Part) -> Iterator[Any]:
                 f"{part.label} is {size} bytes, its commit record says {part.bytes}"
             )
         local: Any = f
-        if not storage.is_local(part.url):
+        if part.where is None or not part.where.is_local:
             import tempfile
 
             local = stack.enter_context(tempfile.TemporaryFile(prefix="workers-part-"))

@@ -22,12 +22,15 @@ from workers import cli, exitcodes, output, storage
 from workers.config import DEFAULT_STORE, Environment, check_run_id, new_run_id
 from workers.errors import WorkersError
 from workers.log import Logger
+from workers.merge import FORMATS
 
 EPILOG = (
     """examples:
   python -m workers pipeline                      # 100,000 rows, SQLite + ./workers-data
   python -m workers pipeline --rows 1000000 --rows-per-shard 100000 --parallel 4
   WORKERS_DATABASE_URL=postgresql://postgres@127.0.0.1/postgres python -m workers pipeline
+  # the columnar path, as the template's batch-format, part-format and format parameters
+  python -m workers pipeline --batch-format pyarrow --part-format parquet --format parquet
 
 """
     + cli.EXIT_CODES_EPILOG
@@ -41,11 +44,13 @@ class PipelineConfig:
     max_shards: int
     parallel: int
     run_id: str
-    store: str
+    store: storage.Store
     processor: str | None
     generator: str | None
     format: str
     retries: int
+    part_format: str = "jsonl"
+    batch_format: str = "rows"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--processor", metavar="MODULE:FUNC")
     p.add_argument("--generator", metavar="MODULE:FUNC")
-    p.add_argument("--format", choices=("json", "jsonl"), default="json")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="merge's format (default json); parquet, dataset and delta need --part-format parquet",
+    )
+    cli.add_part_format_argument(p, pinned=True)
+    cli.add_batch_format_argument(p)
     p.add_argument(
         "--retries", type=cli.non_negative_int, default=2, help="retries of a transient failure"
     )
@@ -83,11 +95,13 @@ def build_config(args: argparse.Namespace, env: Environment) -> PipelineConfig:
         max_shards=args.max_shards,
         parallel=args.parallel,
         run_id=run_id,
-        store=args.store or storage.join(env.store or DEFAULT_STORE, run_id),
+        store=storage.resolve(args.store or storage.join(env.store or DEFAULT_STORE, run_id)),
         processor=args.processor,
         generator=args.generator,
         format=args.format,
         retries=args.retries,
+        part_format=args.part_format,
+        batch_format=args.batch_format,
     )
 
 
@@ -114,26 +128,28 @@ def _step(
 
 def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     t0 = time.perf_counter()
+    # The count and the shard list are local files: beside the run in a local store.
     tmp = (
-        storage.join(cfg.store, "tmp")
-        if storage.is_local(cfg.store)
-        else os.path.join(".", "workers-tmp")
+        cfg.store.join("tmp").local_path if cfg.store.is_local else os.path.join(".", "workers-tmp")
     )
-    os.makedirs(storage.local_path(tmp), exist_ok=True)
-    count_file = os.path.join(storage.local_path(tmp), "count")
-    shards_file = os.path.join(storage.local_path(tmp), "shards.json")
+    os.makedirs(tmp, exist_ok=True)
+    count_file = os.path.join(tmp, "count")
+    shards_file = os.path.join(tmp, "shards.json")
+    store = cfg.store.url
     run = ["--run-id", cfg.run_id]
     produce = [*run, "--rows", str(cfg.rows), "--count-file", count_file]
     if cfg.generator:
         produce += ["--generator", cfg.generator]
     # Every parameter a step would refuse, refused before produce writes a row.
     check = [*run, "--rows", str(cfg.rows), "--rows-per-shard", str(cfg.rows_per_shard)]
-    check += ["--max-shards", str(cfg.max_shards), "--store", cfg.store]
+    check += ["--max-shards", str(cfg.max_shards), "--store", store]
     check += ["--generator", cfg.generator or "", "--processor", cfg.processor or ""]
+    check += ["--part-format", cfg.part_format, "--format", cfg.format]
     _step("check", check, cfg.retries, log)
     _step("produce", produce, cfg.retries, log)
-    # split pins the processor in the plan; every shard must then run the same one.
-    processor = ["--processor", cfg.processor or ""]
+    # split pins the processor, its batch format and the part format in the plan; every shard
+    # must then run the same (a shard reads the part format from the plan).
+    processor = ["--processor", cfg.processor or "", "--batch-format", cfg.batch_format]
     _step(
         "split",
         [
@@ -146,9 +162,11 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
             "--max-shards",
             str(cfg.max_shards),
             "--store",
-            cfg.store,
+            store,
             "--output-file",
             shards_file,
+            "--part-format",
+            cfg.part_format,
         ],
         cfg.retries,
         log,
@@ -158,16 +176,17 @@ def run_pipeline(cfg: PipelineConfig, log: Logger) -> dict[str, str]:
     done = 0
 
     def one(item: dict[str, object]) -> None:
-        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", cfg.store, *processor]
+        args = ["--shard", orjson.dumps(item).decode(), *run, "--store", store, *processor]
         _step("shard", args, cfg.retries, log)
 
     with ThreadPoolExecutor(max_workers=cfg.parallel) as pool:
         for _ in pool.map(one, items):
             done += 1
     log.info("shards-done", shards=done, of=len(items))
-    _step("merge", ["--store", cfg.store, "--format", cfg.format], cfg.retries, log)
-    merged = storage.join(cfg.store, "merged.json" if cfg.format == "json" else "merged.jsonl")
+    _step("merge", ["--store", store, "--format", cfg.format], cfg.retries, log)
     summary = storage.join(cfg.store, "summary.json")
+    # What merge wrote (a file, a manifest or a Delta table), as its summary names it.
+    merged = str(orjson.loads(storage.read_small(summary, 16 << 20, "run summary"))["output"])
     log.info(
         "pipeline-done", seconds=round(time.perf_counter() - t0, 3), output=merged, summary=summary
     )

@@ -131,15 +131,28 @@ def merge_lines(events: Iterable[LogEvent]) -> list[str]:
         fields = ev.fields
         if fields.get("event") != "merged" or fields.get("output") in (None, "-"):
             continue
-        lines = [f"merged output: {ev.host_path(str(fields['output']))}"]
+        lines = [f"merged output: {_on_host(ev, str(fields['output']))}"]
         if fields.get("summary"):
-            summary = ev.host_path(str(fields["summary"]))
+            summary = _on_host(ev, str(fields["summary"]))
             lines.append(f"merge summary: {summary}")
             line = _reconcile(ev, summary)
             if line is not None:
                 lines.append(line)
         return lines
     return []
+
+
+def _on_host(ev: LogEvent, url: str) -> Path | str:
+    """Where a file merge logged is on this machine: a local one through the pod's mounts, a
+    bucket's URL as it is (a Path would fold its ``//``)."""
+    from workers import storage
+    from workers.errors import UsageError
+
+    try:
+        where = storage.resolve(url)
+    except UsageError:
+        return url  # no store of ours: shown as logged
+    return ev.host_path(where.local_path) if where.is_local else url
 
 
 def rows_line(totals: dict[str, object]) -> str | None:

@@ -91,7 +91,7 @@ JSON-serializable values; the default passes rows through unchanged. With
 class ShardConfig:
     shard: Shard
     run_id: str
-    store: str
+    store: storage.Store
     database_url: str
     connect_timeout: float
     source: db.Source
@@ -157,7 +157,7 @@ def read_item(value: str) -> Shard | int:
     return index if index is not None else parse_item(text)
 
 
-def planned_shard(store: str, index: int) -> tuple[Shard, layout.Plan]:
+def planned_shard(store: storage.Store | str, index: int) -> tuple[Shard, layout.Plan]:
     """Shard ``index`` of the plan in ``store``: a missing plan or index is bad input (exit 2)."""
     plan = layout.read_plan_if_any(store)
     if plan is None:
@@ -182,8 +182,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> ShardConfig:
     if run_id is None:
         raise UsageError("a run id is required: pass --run-id or set WORKERS_RUN_ID")
     check_run_id(run_id)
-    store = args.store or env.store or storage.join("workers-data", run_id)
-    storage.check_store(store)
+    store = storage.check_store(args.store or env.store or storage.join("workers-data", run_id))
     plan = None
     if isinstance(item, int):
         shard, plan = planned_shard(store, item)
@@ -447,7 +446,7 @@ def open_writer(
         key["checkpoint_rows"] = cfg.checkpoint_rows
         key["writer"] = parquetparts.writer_version()  # another pyarrow may encode otherwise
     inner = checkpoints.open_part(
-        layout.part_url(cfg.store, index, cfg.part_format),
+        layout.part_location(cfg.store, index, cfg.part_format),
         checkpoints.checkpoint_url(cfg.store, index, cfg.part_format),
         key,
         cfg.checkpoint_rows,
@@ -516,7 +515,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         existing = committed_record(cfg, expected, lambda: _current_generation(cfg))
         if existing is not None:
             checkpoints.sweep(
-                layout.part_url(cfg.store, s.index, cfg.part_format),
+                layout.part_location(cfg.store, s.index, cfg.part_format),
                 checkpoints.checkpoint_url(cfg.store, s.index, cfg.part_format),
             )
             if log:
@@ -617,7 +616,7 @@ def attempt_stats(record: dict[str, Any], reused: bool) -> dict[str, str]:
 
 def check_stats_dir(directory: str) -> None:
     """Refuse, before any work, a stats folder the attempt could not write its files into."""
-    if not directory or "://" in directory:
+    if not directory or storage.is_url(directory):
         raise UsageError(f"--stats-dir must be a local folder (valueFrom.path), got {directory!r}")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError(f"--stats-dir {directory} exists and is not a folder")

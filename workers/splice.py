@@ -45,6 +45,8 @@ class Part:
     bytes: int | None = None
     sha256: str | None = None
     record: Any = None
+    where: storage.Store | None = None
+    """The part's location in the run's store, resolved once (None for a path given to merge)."""
 
     @property
     def label(self) -> str:

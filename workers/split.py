@@ -77,7 +77,7 @@ class SplitConfig:
     rows_per_shard: int
     max_shards: int
     run_id: str | None
-    store: str | None
+    store: storage.Store | None
     output_file: str | None
     processor: str | None = None
     batch_size: int = 5000
@@ -164,8 +164,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         check_run_id(run_id)
     if args.store and not run_id:
         raise UsageError("--store needs a run id: pass --run-id or set WORKERS_RUN_ID")
-    if args.store:
-        storage.check_store(args.store)
+    store = storage.check_store(args.store) if args.store else None
     if args.output_file:
         storage.check_destination(args.output_file, "--output-file")
     if args.from_files is not None and not args.store:
@@ -189,7 +188,7 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         rows_per_shard=args.rows_per_shard,
         max_shards=args.max_shards,
         run_id=run_id,
-        store=args.store,
+        store=store,
         output_file=args.output_file,
         processor=args.processor,
         batch_size=args.batch_size,
@@ -286,7 +285,7 @@ def plan_files(cfg: SplitConfig) -> Cut:
     return Cut(fp.total, items, filesource.MODE, fp.generation, observed, meta)
 
 
-def _previous_plan(store: str) -> layout.Plan | None:
+def _previous_plan(store: storage.Store) -> layout.Plan | None:
     """The plan this split replaces, if one is there and readable (it is rewritten anyway)."""
     try:
         return layout.read_plan_if_any(store)

@@ -40,9 +40,17 @@ def _scheme(url: str) -> str | None:
 
 
 def backend_of(url: str) -> str | None:
-    """``local``, ``s3`` or ``gs`` for a URL a store may use; None for any other scheme."""
+    """``local``, ``s3`` or ``gs`` for a URL a store may use; None for any other scheme.
+
+    This module's own: everywhere else a URL is resolved once (:func:`resolve`) and its
+    :class:`Store` asked; a test keeps scheme tests out of every other module."""
     scheme = _scheme(url)
     return "local" if scheme is None else _BACKENDS.get(scheme)
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` is a URL (any scheme, ``file://`` included) rather than a plain path."""
+    return _scheme(value) is not None
 
 
 def is_local(url: str) -> bool:
@@ -53,12 +61,12 @@ def local_path(url: str) -> str:
     return url[len("file://") :] if url.startswith("file://") else url
 
 
-def join(base: str, *parts: str) -> str:
-    """Join path parts under a base URL; parts come from code, never from user input."""
+def join(base: Store | str, *parts: str) -> str:
+    """Join path parts under a base URL (or store); parts come from code, never from user input."""
     for part in parts:
         if not part or part.startswith("/") or ".." in part.split("/"):
             raise UsageError(f"invalid storage path component {part!r}")
-    return "/".join([base.rstrip("/"), *parts])
+    return "/".join([str(base).rstrip("/"), *parts])
 
 
 class Store:
@@ -74,9 +82,26 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    def __str__(self) -> str:
+        return self.url
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Store) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
     @property
     def is_local(self) -> bool:
         return self.backend == "local"
+
+    @property
+    def local_path(self) -> str:
+        """Where a local store is on this machine (a UsageError for a bucket: only a step that
+        works on local files alone asks)."""
+        if not self.is_local:
+            raise UsageError(f"{self.url} is not a local folder")
+        return self.path
 
     @property
     def bucket(self) -> str:
@@ -84,7 +109,9 @@ class Store:
         return "" if self.is_local else self.path.split("/", 1)[0]
 
     def join(self, *parts: str) -> Store:
-        return resolve(join(self.url, *parts))
+        """A location inside this store: the same backend, never resolved again."""
+        url = join(self.url, *parts)
+        return Store(url, self.backend, join(self.path, *parts))
 
     def fs(self) -> tuple[Any, str]:
         """The fsspec filesystem of a bucket store and the path inside it."""

@@ -390,10 +390,8 @@ def log_events(run: Run) -> Iterator[LogEvent]:
 
 
 def _host(path: str, mounts: list[Mount], cwd: Path) -> Path | str:
-    """A step's path on this machine; a bucket URL as it is (a Path would fold its ``//``)."""
-    if "://" in path and not path.startswith("file://"):
-        return path
-    path = path.removeprefix("file://")
+    """A step's local path on this machine. What is a URL is the embedding's to tell (the
+    runner knows no store): it passes a local path only."""
     if not path.startswith("/"):
         return cwd / path
     return host_path(path, mounts)

@@ -3,6 +3,7 @@ version that makes the same values: the tests compare their merged documents."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -69,3 +70,46 @@ def arrow_slow(rb: Any) -> Any:
 
     time.sleep(1)
     return rb
+
+
+def arrow_awkward(rb: Any) -> Any:
+    """The values the Arrow -> JSON Lines writer treats specially: NaN and the infinities, a JSON
+    column, a timestamp with a fraction, a UUID."""
+    import datetime
+    import uuid
+
+    import pyarrow as pa
+
+    n = rb.num_rows
+    keys = rb["id"].to_pylist()
+    floats = [(math.nan, math.inf, -math.inf, 0.5)[k % 4] for k in keys]
+    return pa.table(
+        {
+            "id": rb["id"],
+            "ratio": pa.array(floats, pa.float64()),
+            "doc": pa.ExtensionArray.from_storage(
+                pa.json_(), pa.array([f'{{"k": [{k}, 2.50]}}' for k in keys])
+            ),
+            "when": pa.array(
+                [datetime.datetime(2024, 1, 2, 3, 4, 5, 600000)] * n, pa.timestamp("us")
+            ),
+            "ref": pa.array([uuid.UUID(int=k).bytes for k in keys], pa.binary(16)).cast(pa.uuid()),
+        }
+    )
+
+
+def rows_awkward(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows version: Python datetimes (orjson writes their six fraction digits), NaN and the
+    infinities (written as strings), a UUID."""
+    import datetime
+    import uuid
+
+    return [
+        {
+            "id": r["id"],
+            "ratio": (math.nan, math.inf, -math.inf, 0.5)[r["id"] % 4],
+            "when": datetime.datetime(2024, 1, 2, 3, 4, 5, 600000),
+            "ref": uuid.UUID(int=r["id"]),
+        }
+        for r in batch
+    ]

@@ -63,12 +63,17 @@ def local_store(wf: dict[str, Any]) -> str | None:
         if n.get("type") != "Pod" or not isinstance(store, str) or not parameters(n).get("shard"):
             continue
         from workers import storage
+        from workers.errors import UsageError
 
-        if not storage.is_local(store):
+        try:
+            where = storage.resolve(store)
+        except UsageError:
+            return None  # no store a step could have used: nothing to find
+        if not where.is_local:
             # a bucket may need credentials only the pods had, and may stall: ask for --store
             return None
         mounts = (pods.get(n.get("id")) or {}).get("mounts") or {}
-        path = store.removeprefix("file://")
+        path = where.local_path
         best = max(
             (t for t in mounts if path == t or path.startswith(t.rstrip("/") + "/")),
             key=len,
