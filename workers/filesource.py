@@ -108,11 +108,11 @@ def _hidden(url: str) -> bool:
 # ------------------------------------------------------------------------------ listing
 
 
-def _local_listing(pattern: str) -> list[tuple[str, int, str]]:
+def _local_listing(store: storage.Store) -> list[tuple[str, int, str]]:
     import glob
 
     # Absolute: every shard pod reads the names the plan holds, from its own working folder.
-    path = os.path.abspath(storage.local_path(pattern))
+    path = os.path.abspath(store.local_path)
     if any(c in path for c in _GLOB_CHARS):
         paths = glob.glob(path, recursive=True)
     elif os.path.isdir(path):
@@ -134,9 +134,8 @@ def local_version(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def _remote_version(backend: str, info: dict[str, Any]) -> str | None:
-    keys = ("ETag", "etag") if backend == "s3" else ("generation", "etag", "md5Hash")
-    for key in keys:
+def _remote_version(store: storage.Store, info: dict[str, Any]) -> str | None:
+    for key in store.version_fields:
         value = info.get(key)
         if value not in (None, ""):
             return str(value).strip('"')
@@ -157,10 +156,10 @@ def _remote_listing(pattern: str, store: storage.Store) -> list[tuple[str, int, 
         for name, info in sorted(infos.items()):
             if info.get("type") == "directory" or _hidden(name):
                 continue
-            version = _remote_version(store.backend, info)
+            version = _remote_version(store, info)
             if version is None:  # a listing without the version field: ask the object
                 info = fs.info(name)
-                version = _remote_version(store.backend, info) or ""
+                version = _remote_version(store, info) or ""
             out.append((f"{scheme}://{name}", int(info.get("size") or 0), version))
     return out
 
@@ -168,7 +167,7 @@ def _remote_listing(pattern: str, store: storage.Store) -> list[tuple[str, int, 
 def list_files(pattern: str) -> list[SourceFile]:
     """The files ``pattern`` names, in byte order of their URLs; exit 2 for none or another type."""
     store = storage.resolve(pattern, "--from-files")
-    listing = _local_listing(pattern) if store.is_local else _remote_listing(pattern, store)
+    listing = _local_listing(store) if store.is_local else _remote_listing(pattern, store)
     if not listing:
         raise UsageError(f"--from-files {pattern!r} matches no file")
     files = []
@@ -188,7 +187,7 @@ def current_version(url: str) -> str | None:
     store = storage.resolve(url, "source file")
     if store.is_local:
         try:
-            return local_version(os.stat(storage.local_path(url)))
+            return local_version(os.stat(store.local_path))
         except FileNotFoundError:
             return None
     fs, path = store.fs()
@@ -198,7 +197,7 @@ def current_version(url: str) -> str | None:
             info = fs.info(path)
         except FileNotFoundError:
             return None
-    return _remote_version(store.backend, info) or ""
+    return _remote_version(store, info) or ""
 
 
 # ----------------------------------------------------------------------------- planning
@@ -207,7 +206,7 @@ def current_version(url: str) -> str | None:
 def _open(url: str) -> IO[bytes]:
     store = storage.resolve(url, "source file")
     if store.is_local:
-        return open(storage.local_path(url), "rb")  # the caller closes it
+        return open(store.local_path, "rb")  # the caller closes it
     fs, path = store.fs()
     with storage.tagged(store):
         return fs.open(path, "rb")  # type: ignore[no-any-return]

@@ -30,6 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 _BACKENDS = {"file": "local", "s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs"}
+_VERSION_FIELDS = {"s3": ("ETag", "etag"), "gs": ("generation", "etag", "md5Hash")}
 """URL schemes a store may use, and the backend each means: one table, checked once."""
 
 
@@ -102,6 +103,12 @@ class Store:
         if not self.is_local:
             raise UsageError(f"{self.url} is not a local folder")
         return self.path
+
+    @property
+    def version_fields(self) -> tuple[str, ...]:
+        """The fields of an object's listing that name its version, first found wins: S3's
+        ETag, GCS's generation (its etag or md5Hash where a listing lacks it); none locally."""
+        return _VERSION_FIELDS.get(self.backend, ())
 
     @property
     def bucket(self) -> str:
