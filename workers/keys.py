@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from workers import failures
 from workers.errors import UsageError
 
 KeyValue = int | float | str
@@ -95,10 +94,9 @@ def pg_key_type(
     """The key type of a PostgreSQL column, or exit 2 naming what a key may be."""
     kind = None if array else PG_KINDS.get(base)
     if kind is None:
-        raise failures.error(
-            "column-type",
+        raise UsageError(
             f"table {table!r}: key column {column!r} ({declared}) cannot cut a table into "
-            f"ranges: a key must be one of {PG_TYPES_TEXT}",
+            f"ranges: a key must be one of {PG_TYPES_TEXT} (or a view's column cast to one)"
         )
     cast = None if kind == "integer" else ("text" if base == "text" else base)
     return KeyType(kind, declared, collation, cast)

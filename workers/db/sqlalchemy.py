@@ -202,12 +202,11 @@ class SqlAlchemyDatabase(Database):
         if kind not in ("integer", "text"):
             # Other databases compare a bound as the driver binds it: only integers and text
             # are sure to compare as the column's own values there.
-            raise failures.error(
-                "column-type",
+            raise UsageError(
                 f"table {source.table!r}: key column {source.key_column!r} "
                 f"({col.declared if col else 'unknown type'}) cannot cut a table on "
                 f"{self.dialect}: a key must be an integer or text column here "
-                "(PostgreSQL and SQLite take numeric, uuid, date and timestamp keys too)",
+                "(PostgreSQL and SQLite take numeric, uuid, date and timestamp keys too)"
             )
         return keys.KeyType(kind, col.declared if col else "")
 
