@@ -545,3 +545,51 @@ def test_a_typed_item_is_checked_and_a_changed_key_type_is_stale(
         proc.returncode == 2
         and "'lo' must be a number, a string or null" in error_of(proc)["message"]
     )
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_checkpoint_inside_a_repeated_key_is_dropped_not_resumed(
+    request: pytest.FixtureRequest, run_step: RunStep, tmp_path: Path, database: str
+) -> None:
+    """A kill after a checkpoint that ends inside the rows of one key: reading on at
+    ``key > last`` would skip the rest of that key's rows, so the retry says so and reads the
+    shard from its start; every row is there once."""
+    before, heavy, after = 3000, 12_000, 3000
+    rows = [(f"a{i:05d}", i) for i in range(before)]
+    rows += [("m", before + i) for i in range(heavy)]
+    rows += [(f"z{i:05d}", before + heavy + i) for i in range(after)]
+    if database == "postgres":
+        url = str(request.getfixturevalue("pg_db"))
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE rk (k text NOT NULL, n int NOT NULL)")
+            with conn.cursor().copy("COPY rk (k, n) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute("CREATE INDEX rk_k ON rk (k)")
+    else:
+        path = tmp_path / "rk.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE rk (k TEXT NOT NULL, n INT NOT NULL)")
+            conn.execute("CREATE INDEX rk_k ON rk (k)")
+            conn.executemany("INSERT INTO rk VALUES (?, ?)", rows)
+        conn.close()
+        url = f"sqlite:///{path}"
+    pipe = Pipeline(run_step, url, str(tmp_path / "store"), tmp_path, run_id="rk", env=ENV)
+    source = _source("rk")
+    [item] = pipe.split_from_db(len(rows), *source)
+    env = services.step_env(tmp_path / "home", {"WORKERS_DATABASE_URL": url, **ENV})
+    cmd = shard_cmd(item, pipe.run_id, pipe.store, *source, "--checkpoint-rows", "5000")
+    kill_at(cmd, env, tmp_path, "checkpoint-1")
+    left = json.loads(read(pipe.store, "parts/.part-00000.jsonl.checkpoint"))
+    assert [c["last_key"] for c in left["chunks"]] == ["m"]  # 10,000 rows: inside the m's
+    proc = pipe.shard(item, *source, "--checkpoint-rows", "5000")
+    assert proc.returncode == 0, proc.stderr
+    [dropped] = [e for e in log_lines(proc) if e["event"] == "checkpoint-dropped"]
+    assert dropped["rows_in"] == 10_000 and dropped["rows_through_key"] == before + heavy
+    rec = json.loads(read(pipe.store, "commits/part-00000.json"))
+    assert rec["resumed_rows_in"] == 0 and rec["rows_read"] == len(rows)
+    pipe.ok("merge", "--store", pipe.store, "--format", "jsonl")
+    merged = [json.loads(line) for line in pipe.read("merged.jsonl").splitlines()]
+    assert sorted(r["n"] for r in merged) == list(range(len(rows)))

@@ -438,7 +438,7 @@ def _copy_rows_parquet(
 
 
 def open_writer(
-    cfg: ShardConfig, expected: Expected, seen: Generation | None
+    cfg: ShardConfig, expected: Expected, seen: Generation | None, fresh: bool = False
 ) -> checkpoints.PartWriter | ParquetPart:
     """The part writer for this shard's part format (pyarrow is imported only for Parquet)."""
     index = cfg.shard.index
@@ -453,7 +453,7 @@ def open_writer(
         checkpoints.checkpoint_url(cfg.store, index, cfg.part_format),
         key,
         cfg.checkpoint_rows,
-        fresh=cfg.force,
+        fresh=cfg.force or fresh,
     )
     if cfg.part_format != "parquet":
         return inner
@@ -513,6 +513,39 @@ def read_range(shard: Shard, key: keys.KeyType | None, resume: Any) -> tuple[db.
     elif shard.lo is not None:
         start = keys.Bound(shard.lo, True, key.cast)
     return start, None if shard.hi is None else keys.Bound(shard.hi, False, key.cast)
+
+
+def resumable_writer(
+    cfg: ShardConfig,
+    expected: Expected,
+    seen: Generation | None,
+    database: db.Database,
+    key: keys.KeyType | None,
+    log: Logger | None,
+) -> checkpoints.PartWriter | ParquetPart:
+    """:func:`open_writer`, its checkpoint dropped when a resume after its last key would not
+    be exact: a table's key may repeat, and reading on at ``key > last`` is exact only when the
+    checkpointed rows hold every row of that key (the database counts them, in the snapshot)."""
+    writer = open_writer(cfg, expected, seen)
+    last = writer.resume_key
+    if key is None or last is None:
+        return writer
+    lo, _ = read_range(cfg.shard, key, None)
+    held = database.count_range(cfg.source, cfg.run_id, lo, keys.Bound(last, True, key.cast))
+    if held == writer.resumed_rows_in:
+        return writer
+    writer.__exit__(None, None, None)
+    if log:
+        log.warning(
+            "checkpoint-dropped",
+            resume_after_key=keys.clipped(last),
+            rows_in=writer.resumed_rows_in,
+            rows_through_key=held,
+            message=f"the checkpoint ends inside the rows of key {keys.shown(last)} "
+            f"({held} rows up to it, {writer.resumed_rows_in} checkpointed): the shard reads "
+            "from its start",
+        )
+    return open_writer(cfg, expected, seen, fresh=True)
 
 
 def key_type(cfg: ShardConfig, database: db.Database) -> keys.KeyType | None:
@@ -581,7 +614,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         read_gen = cfg.source.run_column or files
         seen = database.read_generation(cfg.source, cfg.run_id) if read_gen else None
         check_generation(cfg, expected, seen)
-        with open_writer(cfg, expected, seen) as writer:
+        with resumable_writer(cfg, expected, seen, database, key, log) as writer:
             if log and writer.mode != "fresh":
                 log.info(
                     "checkpoint",

@@ -202,6 +202,10 @@ class Database:
         index by the database (:func:`cuts_sql`); only these keys reach the client."""
         raise NotImplementedError
 
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        """The rows of a key range (a resume checks its checkpoint ends at a key's last row)."""
+        raise NotImplementedError
+
     def stream_rows(
         self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
     ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
@@ -347,6 +351,13 @@ def stats_sql(
     inner, _ = _where(source, run_id, None, None, style, f"{k} IS NOT NULL")
     ends = [f"(SELECT {value(k)} FROM {t}{inner} ORDER BY {k}{d} LIMIT 1)" for d in ("", " DESC")]
     return f"SELECT count(*), count({k}), {ends[0]}, {ends[1]} FROM {t}{where}", params
+
+
+def count_sql(
+    source: Source, run_id: str | None, lo: Key, hi: Key, style: str
+) -> tuple[str, dict[str, Any]]:
+    where, params = _where(source, run_id, lo, hi, style)
+    return f"SELECT count(*) FROM {quote(source.table)}{where}", params
 
 
 def cuts_sql(

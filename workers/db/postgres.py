@@ -29,6 +29,7 @@ from workers.db import (
     _where,
     _written_columns,
     candidates,
+    count_sql,
     cuts_sql,
     generations_table,
     quote,
@@ -236,6 +237,14 @@ class PostgresDatabase(Database):
             cur.execute(values.PG_SESSION_SQL)
             cur.execute(sql, params)
             return candidates(cur.fetchall())
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sql, params = count_sql(source, run_id, lo, hi, "pg")
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int

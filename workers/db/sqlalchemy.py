@@ -28,6 +28,7 @@ from workers.db import (
     _table_info_sql,
     _written_columns,
     candidates,
+    count_sql,
     cuts_sql,
     generations_table,
     quote,
@@ -230,6 +231,15 @@ class SqlAlchemyDatabase(Database):
             with self._connection() as conn:
                 self._require_table(conn, source)
                 return candidates(conn.execute(sa.text(sql), params))
+        except sa.exc.SQLAlchemyError as exc:
+            raise failures.classify(exc) from None
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sa = self._sa
+        sql, params = count_sql(source, run_id, lo, hi, "sa")
+        try:
+            with self._connection() as conn:
+                return int(conn.execute(sa.text(sql), params).scalar_one())
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 

@@ -28,6 +28,7 @@ from workers.db import (
     _table_info_sql,
     _written_columns,
     candidates,
+    count_sql,
     cuts_sql,
     generations_table,
     quote,
@@ -160,6 +161,10 @@ class SqliteDatabase(Database):
         sql, params = cuts_sql(source, run_id, every, "sa")
         self._require_table(source)
         return candidates(self._query(sql, params))
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sql, params = count_sql(source, run_id, lo, hi, "sa")
+        return int(self._query(sql, params).fetchone()[0])
 
     def stream_rows(
         self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
