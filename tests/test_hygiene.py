@@ -504,7 +504,7 @@ def test_item_file_is_read_with_a_bound(run_step: RunStep, tmp_path: Path) -> No
         f.truncate(1 << 30)  # sparse: 1 GiB that 82691c7 read whole before refusing it
     proc = run_step("shard", "--shard", f"@{item}", "--run-id", "r", cwd=tmp_path, timeout=30)
     assert proc.returncode == 2
-    assert "over the 4096-byte limit" in error_of(proc)["message"]
+    assert "over the 65536-byte limit" in error_of(proc)["message"]
 
 
 # --------------------------------------------------------- 5. parts that only look like lines

@@ -53,19 +53,69 @@ def test_list_over_200kb_for_withparam_is_refused_naming_the_way_out() -> None:
         shards.check_parameter_size(data)
 
 
-def test_sparse_boundaries_leave_open_ends() -> None:
-    keys = [3, 7, 8, 20, 21, 40, 41, 90]  # 8 rows, 3 per shard -> cuts at rows 3 and 6
-    cuts = [keys[2], keys[5]]
-    got = shards.by_boundaries(cuts, len(keys), 3)
-    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, 8, 3), (9, 40, 3), (41, None, 2)]
+def _candidates(keys: list[object], every: int) -> list[shards.Candidate]:
+    """What the database's cut query returns for rows with these keys, in key order: the rows
+    at positions 1 + every*k and the last row of a key held by more than ``every`` rows."""
+    first = {k: keys.index(k) + 1 for k in keys}
+    last = {k: len(keys) - keys[::-1].index(k) for k in keys}
+    out = []
+    for pos, k in enumerate(keys, 1):
+        heavy = pos == last[k] and last[k] - first[k] + 1 > every
+        if (pos > 1 and (pos - 1) % every == 0) or heavy:
+            following = keys[pos] if pos < len(keys) else None
+            out.append(shards.Candidate(k, pos, first[k], last[k], following))  # type: ignore[arg-type]
+    return out
+
+
+def test_sparse_keys_cut_into_half_open_ranges_with_open_ends() -> None:
+    keys = [3, 7, 8, 20, 21, 40, 41, 90]  # 8 rows, 3 per shard -> shards start at rows 4 and 7
+    got, heavy = shards.by_cuts(_candidates(keys, 3), len(keys), 3, "integer")
+    assert [(s.lo, s.hi, s.rows, s.key) for s in got] == [
+        (None, 20, 3, "integer"),
+        (20, 41, 3, "integer"),
+        (41, None, 2, "integer"),
+    ]
+    assert heavy == []
     for k in keys:  # every key falls in exactly one shard
-        hits = [s for s in got if (s.lo is None or s.lo <= k) and (s.hi is None or k <= s.hi)]
+        hits = [s for s in got if (s.lo is None or s.lo <= k) and (s.hi is None or k < s.hi)]
         assert len(hits) == 1
 
 
-def test_dense_range_opens_both_ends() -> None:
-    got = shards.by_dense_range(101, 25, 10)
-    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, 110, 10), (111, 120, 10), (121, None, 5)]
+def test_a_key_repeated_over_a_shards_worth_gets_one_shard() -> None:
+    keys = ["a", "b", "m", "m", "m", "m", "m", "m", "m", "n", "o", "p", "q"]
+    got, heavy = shards.by_cuts(_candidates(keys, 3), len(keys), 3, "text")
+    assert [(s.lo, s.hi, s.rows) for s in got] == [
+        (None, "m", 2),
+        ("m", "n", 7),
+        ("n", "q", 3),
+        ("q", None, 1),
+    ]
+    assert heavy == [shards.Heavy("m", 7, 1)]
+    # the first key, or the last, repeated: still one shard, the ends still open
+    keys = ["a"] * 5 + ["b", "c"]
+    got, heavy = shards.by_cuts(_candidates(keys, 2), len(keys), 2, "text")
+    # cuts stay at the table's quantiles (rows 3, 5, 7): the heavy key's end adds one at row 6
+    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, "b", 5), ("b", "c", 1), ("c", None, 1)]
+    assert heavy == [shards.Heavy("a", 5, 0)]
+    keys = ["a", "b"] + ["c"] * 5
+    got, heavy = shards.by_cuts(_candidates(keys, 2), len(keys), 2, "text")
+    assert [(s.lo, s.hi, s.rows) for s in got] == [(None, "c", 2), ("c", None, 5)]
+    assert heavy == [shards.Heavy("c", 5, 1)]
+
+
+def test_one_shard_and_no_rows() -> None:
+    got, heavy = shards.by_cuts([], 5, 10, "uuid")
+    assert heavy == []
+    assert [(s.lo, s.hi, s.rows, s.key) for s in got] == [(None, None, 5, "uuid")]
+    assert shards.by_cuts([], 0, 10, "uuid") == ([], [])
+
+
+def test_typed_items_round_trip_and_say_half_open() -> None:
+    item = shards.Shard(2, "2024-01-01T00:00:00+00:00", None, 7, "timestamptz")
+    assert shards.parse_item(shards.encode([item])[1:-1].decode()) == item
+    assert item.describe() == "['2024-01-01T00:00:00+00:00', +inf)"
+    assert shards.Shard(0, 1, 10, 10).describe() == "[1, 10]"
+    assert "key" not in shards.Shard(0, 1, 10, 10).to_dict()  # a count's items are unchanged
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,9 @@ class Chunk:
     prefix_sha256: str | None
     """sha256 of the part's bytes from its start through this chunk's end (None after an S3
     resume, whose kept parts cannot be read back before the upload completes)."""
-    last_key: int | None
+    last_key: int | float | str | None
+    """The key of the chunk's last row as JSON (a typed key's value, see :mod:`workers.keys`):
+    the resumed read starts after it."""
     etag: str | None = None
     meta: str | None = None
     """A Parquet part's chunk: the footers of its segments' own Parquet files (see
@@ -130,10 +132,16 @@ class Chunk:
             int(obj["rows"]),
             int(obj["bytes"]),
             str(digest) if digest is not None else None,
-            int(last) if last is not None else None,
+            _key_value(last),
             str(etag) if etag is not None else None,
             str(meta) if meta is not None else None,
         )
+
+
+def _key_value(value: Any) -> int | float | str | None:
+    if value is None or (isinstance(value, (int, float, str)) and not isinstance(value, bool)):
+        return value
+    raise TypeError("a chunk's last key is not a key value")
 
 
 def normalized(key: dict[str, Any]) -> Any:
@@ -188,7 +196,7 @@ class PartWriter:
 
     def _new_chunk(self) -> None:
         self._c_bytes = self._c_rows_in = self._c_rows = 0
-        self._c_last: int | None = None
+        self._c_last: int | float | str | None = None
 
     # -- what a resume kept
     @property
@@ -198,7 +206,7 @@ class PartWriter:
     _resumed = 0
 
     @property
-    def resume_key(self) -> int | None:
+    def resume_key(self) -> int | float | str | None:
         """The last key of the last checkpointed chunk (None: read from the shard's start)."""
         return self.chunks[-1].last_key if self.chunks else None
 
@@ -252,7 +260,7 @@ class PartWriter:
         """Account a processor batch whose bytes are written, without closing the chunk."""
         self._c_rows_in += rows_in
         self._c_rows += rows_out
-        self._c_last = int(last_key) if last_key is not None else None
+        self._c_last = last_key  # a JSON key value (workers.keys.encode)
 
     @property
     def open_chunk_bytes(self) -> int:

@@ -98,7 +98,11 @@ def add_source_arguments(parser: argparse.ArgumentParser, table_help: str) -> No
     parser.add_argument(
         "--table", default=DEFAULT_TABLE, help=f"{table_help} (default {DEFAULT_TABLE})"
     )
-    parser.add_argument("--key-column", default="key", help="integer key column (default key)")
+    parser.add_argument(
+        "--key-column",
+        default="key",
+        help="key column: integer, numeric, text, uuid, date or timestamp (default key)",
+    )
     parser.add_argument(
         "--run-column", default="run_id", help="run id column, '' for none (default run_id)"
     )

@@ -38,7 +38,7 @@ from typing import IO, Any
 import orjson
 
 from workers import failures, storage
-from workers.db import Database, Source
+from workers.db import Database, Key, Source
 from workers.errors import UsageError
 from workers.provenance import Generation
 
@@ -448,15 +448,17 @@ class FileReader(Database):
             )
 
     def stream_rows(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        assert lo is None or isinstance(lo, int)  # a unit's row ordinal, never a typed key
         yield from self._blocks(lo, batch, arrow=False)
 
     def stream_arrow(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
     ) -> Iterator[tuple[Any, int]]:
         import pyarrow as pa
 
+        assert lo is None or isinstance(lo, int)  # a unit's row ordinal, never a typed key
         for block, last in self._blocks(lo, batch, arrow=True):
             yield (
                 (block if isinstance(block, pa.RecordBatch) else pa.RecordBatch.from_pylist(block)),

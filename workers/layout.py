@@ -137,7 +137,8 @@ def parse_plan(raw: bytes, url: str) -> Plan:
                 "re-run split (and the shards) with this version"
             )
         shards = tuple(
-            Shard(int(s["index"]), s.get("lo"), s.get("hi"), s.get("rows")) for s in obj["shards"]
+            Shard(int(s["index"]), s.get("lo"), s.get("hi"), s.get("rows"), s.get("key"))
+            for s in obj["shards"]
         )
         meta = {k: v for k, v in obj.items() if k not in _FIELDS}
         plan = Plan(

@@ -149,7 +149,12 @@ def verify_commits(store: storage.Store) -> tuple[layout.Plan, list[Part]]:
                 f"{s.name} was committed by run {rec.get('run_id')!r}, not {plan.run_id!r}"
             )
             continue
-        if (rec.get("index"), rec.get("lo"), rec.get("hi")) != (s.index, s.lo, s.hi):
+        if (rec.get("index"), rec.get("lo"), rec.get("hi"), rec.get("key")) != (
+            s.index,
+            s.lo,
+            s.hi,
+            s.key,
+        ):
             problems.append(f"{s.name} was committed for other key bounds")
             continue
         rows_in = rec.get("rows_in")

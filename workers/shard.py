@@ -35,6 +35,7 @@ from workers import (
     deadline,
     failures,
     filesource,
+    keys,
     layout,
     parquetparts,
     plugins,
@@ -311,7 +312,8 @@ def committed_record(
         record.get("run_id"),
         record.get("lo"),
         record.get("hi"),
-    ) != (cfg.run_id, s.lo, s.hi):
+        record.get("key"),
+    ) != (cfg.run_id, s.lo, s.hi, s.key):
         return None
     if record.get("processor") != expected.identity:
         return None
@@ -370,18 +372,18 @@ def _copy_rows(
     func: Callable[..., Any] | None,
     writer: checkpoints.PartWriter | ParquetPart,
     t0: float,
+    key: keys.KeyType | None = None,
 ) -> tuple[int, float | None]:
     """Stream the key range (after what ``writer`` resumed) through the processor into
     ``writer``, batch by batch: (rows read by this attempt, seconds to the first row)."""
-    s = cfg.shard
-    lo = s.lo if writer.resume_key is None else writer.resume_key + 1
+    lo, hi = read_range(cfg.shard, key, writer.resume_key)
     if cfg.batch_format != "rows":
-        return _copy_columnar(cfg, database, func, writer, t0, lo)
+        return _copy_columnar(cfg, database, func, writer, t0, lo, hi)
     read = 0
     first_row_s: float | None = None
     if isinstance(writer, ParquetPart):
-        return _copy_rows_parquet(cfg, database, func, writer, lo, t0)
-    fast = database.stream_json_lines(cfg.source, cfg.run_id, lo, s.hi) if func is None else None
+        return _copy_rows_parquet(cfg, database, func, writer, lo, hi, t0)
+    fast = database.stream_json_lines(cfg.source, cfg.run_id, lo, hi) if func is None else None
     if fast is not None:
         # closing(): a failure must end the read (and its savepoint) inside the snapshot.
         with contextlib.closing(fast):  # type: ignore[type-var]
@@ -394,7 +396,7 @@ def _copy_rows(
         return read, first_row_s
     from workers.synth import identity
 
-    batches = database.stream_rows(cfg.source, cfg.run_id, lo, s.hi, cfg.batch_size)
+    batches = database.stream_rows(cfg.source, cfg.run_id, lo, hi, cfg.batch_size)
     with contextlib.closing(batches):  # type: ignore[type-var]
         for block, n_in, n_out, last_key in _processed(
             func or identity, cfg.processor or "identity", batches
@@ -412,7 +414,8 @@ def _copy_rows_parquet(
     database: db.Database,
     func: Callable[..., Any] | None,
     writer: ParquetPart,
-    lo: int | None,
+    lo: db.Key,
+    hi: db.Key,
     t0: float,
 ) -> tuple[int, float | None]:
     """As :func:`_copy_rows`, into a Parquet part: each batch's output dicts become Arrow."""
@@ -422,7 +425,7 @@ def _copy_rows_parquet(
     path = cfg.processor or "identity"
     read = 0
     first_row_s: float | None = None
-    batches = database.stream_rows(cfg.source, cfg.run_id, lo, cfg.shard.hi, cfg.batch_size)
+    batches = database.stream_rows(cfg.source, cfg.run_id, lo, hi, cfg.batch_size)
     with contextlib.closing(batches):  # type: ignore[type-var]
         for batch, last_key in batches:
             if first_row_s is None:
@@ -435,7 +438,7 @@ def _copy_rows_parquet(
 
 
 def open_writer(
-    cfg: ShardConfig, expected: Expected, seen: Generation | None
+    cfg: ShardConfig, expected: Expected, seen: Generation | None, fresh: bool = False
 ) -> checkpoints.PartWriter | ParquetPart:
     """The part writer for this shard's part format (pyarrow is imported only for Parquet)."""
     index = cfg.shard.index
@@ -450,7 +453,7 @@ def open_writer(
         checkpoints.checkpoint_url(cfg.store, index, cfg.part_format),
         key,
         cfg.checkpoint_rows,
-        fresh=cfg.force,
+        fresh=cfg.force or fresh,
     )
     if cfg.part_format != "parquet":
         return inner
@@ -467,7 +470,8 @@ def _copy_columnar(
     func: Callable[..., Any] | None,
     writer: checkpoints.PartWriter | ParquetPart,
     t0: float,
-    lo: int | None,
+    lo: db.Key,
+    hi: db.Key,
 ) -> tuple[int, float | None]:
     """``_copy_rows`` for the columnar batch formats: Arrow batches from the database through
     the processor (:mod:`workers.batches`), each returned table one block of the part."""
@@ -475,7 +479,7 @@ def _copy_columnar(
 
     read = 0
     first_row_s: float | None = None
-    arrow = database.stream_arrow(cfg.source, cfg.run_id, lo, cfg.shard.hi, cfg.batch_size)
+    arrow = database.stream_arrow(cfg.source, cfg.run_id, lo, hi, cfg.batch_size)
     with contextlib.closing(arrow):  # type: ignore[type-var]
         path = cfg.processor or provenance.IDENTITY
         for table, n_in, n_out, last_key in batches.apply(func, cfg.batch_format, path, arrow):
@@ -492,11 +496,78 @@ def _copy_columnar(
     return read, first_row_s
 
 
+def read_range(shard: Shard, key: keys.KeyType | None, resume: Any) -> tuple[db.Key, db.Key]:
+    """The bounds this attempt reads: the shard's own, or after the last checkpointed key.
+
+    A count's closed integer range resumes at the next integer; a typed half-open range at
+    the first key above the last one committed, as the database compares them."""
+    if shard.key is None:
+        lo = shard.lo if resume is None else int(resume) + 1
+        assert lo is None or isinstance(lo, int)
+        assert shard.hi is None or isinstance(shard.hi, int)
+        return lo, shard.hi
+    assert key is not None
+    start: db.Key = None
+    if resume is not None:
+        start = keys.Bound(resume, False, key.cast)
+    elif shard.lo is not None:
+        start = keys.Bound(shard.lo, True, key.cast)
+    return start, None if shard.hi is None else keys.Bound(shard.hi, False, key.cast)
+
+
+def resumable_writer(
+    cfg: ShardConfig,
+    expected: Expected,
+    seen: Generation | None,
+    database: db.Database,
+    key: keys.KeyType | None,
+    log: Logger | None,
+) -> checkpoints.PartWriter | ParquetPart:
+    """:func:`open_writer`, its checkpoint dropped when a resume after its last key would not
+    be exact: a table's key may repeat, and reading on at ``key > last`` is exact only when the
+    checkpointed rows hold every row of that key (the database counts them, in the snapshot)."""
+    writer = open_writer(cfg, expected, seen)
+    last = writer.resume_key
+    if key is None or last is None:
+        return writer
+    lo, _ = read_range(cfg.shard, key, None)
+    held = database.count_range(cfg.source, cfg.run_id, lo, keys.Bound(last, True, key.cast))
+    if held == writer.resumed_rows_in:
+        return writer
+    writer.__exit__(None, None, None)
+    if log:
+        log.warning(
+            "checkpoint-dropped",
+            resume_after_key=keys.clipped(last),
+            rows_in=writer.resumed_rows_in,
+            rows_through_key=held,
+            message=f"the checkpoint ends inside the rows of key {keys.shown(last)} "
+            f"({held} rows up to it, {writer.resumed_rows_in} checkpointed): the shard reads "
+            "from its start",
+        )
+    return open_writer(cfg, expected, seen, fresh=True)
+
+
+def key_type(cfg: ShardConfig, database: db.Database) -> keys.KeyType | None:
+    """A typed shard's key as the table has it now: it must be the type split cut."""
+    if cfg.shard.key is None:
+        return None
+    key = database.key_type(cfg.source)
+    if key.kind != cfg.shard.key:
+        raise failures.error(
+            "stale",
+            f"shard {cfg.shard.index}: key column {cfg.source.key_column!r} of table "
+            f"{cfg.source.table!r} is {key.declared} ({key.kind}) now, the plan cut it as "
+            f"{cfg.shard.key}: run split again",
+        )
+    return key
+
+
 def checkpoint_key(cfg: ShardConfig, expected: Expected, seen: Generation | None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: this run, shard, bounds, generation and
     processor (its code fingerprint and batch size included)."""
     s = cfg.shard
-    return {
+    out = {
         "run_id": cfg.run_id,
         "index": s.index,
         "lo": s.lo,
@@ -504,6 +575,9 @@ def checkpoint_key(cfg: ShardConfig, expected: Expected, seen: Generation | None
         "generation": seen.id if seen else None,
         "processor": expected.identity,
     }
+    if s.key is not None:
+        out["key"] = s.key
+    return out
 
 
 def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
@@ -535,11 +609,12 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     )
     with source as database, database.snapshot():
         database.check_columns(cfg.source)
+        key = key_type(cfg, database)
         # A file source's generation is the plan's listing, once its files are unchanged.
         read_gen = cfg.source.run_column or files
         seen = database.read_generation(cfg.source, cfg.run_id) if read_gen else None
         check_generation(cfg, expected, seen)
-        with open_writer(cfg, expected, seen) as writer:
+        with resumable_writer(cfg, expected, seen, database, key, log) as writer:
             if log and writer.mode != "fresh":
                 log.info(
                     "checkpoint",
@@ -549,12 +624,12 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                     bytes=writer.bytes,
                     resume_after_key=writer.resume_key,
                 )
-            rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0)
+            rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0, key)
             rows_in, rows_out = writer.rows_in, writer.rows
             if s.rows is not None and rows_in != s.rows:
                 writer.forget()  # the rows changed under the checkpoints: never resume them
                 raise IncompleteError(
-                    f"shard {s.index} read {rows_in} rows in keys [{s.lo}, {s.hi}], the plan expects {s.rows}: "
+                    f"shard {s.index} read {rows_in} rows in keys {s.describe()}, the plan expects {s.rows}: "
                     "did the table change after split?"
                 )
             deadline.check()  # user code may have swallowed it: a late part is never committed
@@ -567,6 +642,7 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
         "index": s.index,
         "lo": s.lo,
         "hi": s.hi,
+        **({"key": s.key} if s.key is not None else {}),
         "rows_in": rows_in,
         "rows": rows_out,
         "bytes": writer.bytes,

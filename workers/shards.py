@@ -1,9 +1,11 @@
 """Shard descriptors: how split cuts a run into key ranges and how a shard item is read back.
 
-A shard is a closed key range ``[lo, hi]``; ``None`` leaves that end open, so the
-first and last shards of a table read from the database catch every row. Ranges
-are walked through the primary key index, never with OFFSET, so the last shard
-costs what the first does.
+A shard of a count (``split --count``, the dense keys 1..N produce writes) is a closed integer
+range ``[lo, hi]``. A shard of a table (``split --from-db``) names its key's type (``key``,
+see :mod:`workers.keys`) and is half-open, ``lo <= key < hi``: the cuts are key values the
+database chose, so no key of any type can fall between two shards. ``None`` leaves an end
+open, so the first and last shards catch every row. Ranges are walked through the key's
+index, never with OFFSET, so the last shard costs what the first does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from workers import keys
 from workers.errors import UsageError
 
 MAX_KEY = (1 << 63) - 1
@@ -26,8 +29,9 @@ over split's ``--shard-count-file``), which no plan can push over any limit."""
 MAX_INDEX = 999_999
 """Highest shard index: part names have room for six digits."""
 
-MAX_ITEM_BYTES = 4096
-"""Ceiling for one shard item (inline or ``@file``): four integers need under 100 bytes."""
+MAX_ITEM_BYTES = 64 * 1024
+"""Ceiling for one shard item (inline or ``@file``): four integers need under 100 bytes, two
+text keys at most what a btree index entry holds (PostgreSQL: ~2.7 KB), JSON-escaped."""
 
 MAX_COUNT_FILE_BYTES = 64
 """Ceiling for a count file: 19 digits and some whitespace."""
@@ -39,16 +43,28 @@ DEFAULT_MAX_SHARDS = 1000
 @dataclass(frozen=True)
 class Shard:
     index: int
-    lo: int | None
-    hi: int | None
+    lo: keys.KeyValue | None
+    hi: keys.KeyValue | None
     rows: int | None
+    key: str | None = None
+    """The key's kind for a half-open range of a table (:mod:`workers.keys`); None for the
+    closed integer range of a count."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "lo": self.lo, "hi": self.hi, "rows": self.rows}
+        d: dict[str, Any] = {"index": self.index, "lo": self.lo, "hi": self.hi, "rows": self.rows}
+        if self.key is not None:
+            d["key"] = self.key
+        return d
 
     @property
     def name(self) -> str:
         return f"part-{self.index:05d}"
+
+    def describe(self) -> str:
+        """The range as a message shows it: ``[lo, hi]`` closed, ``[lo, hi)`` half-open."""
+        lo = "-inf" if self.lo is None else keys.shown(self.lo, 60)
+        hi = "+inf" if self.hi is None else keys.shown(self.hi, 60)
+        return f"[{lo}, {hi}{']' if self.key is None else ')'}"
 
 
 def _int_field(obj: dict[str, Any], key: str, *, nullable: bool, minimum: int) -> int | None:
@@ -88,16 +104,27 @@ def parse_item(text: str) -> Shard:
         raise UsageError(f"shard item is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise UsageError(f"shard item must be a JSON object, got {type(obj).__name__}")
-    unknown = set(obj) - {"index", "lo", "hi", "rows"}
+    unknown = set(obj) - {"index", "lo", "hi", "rows", "key"}
     if unknown:
         raise UsageError(f"shard item has unknown fields: {', '.join(sorted(map(str, unknown)))}")
     index = _int_field(obj, "index", nullable=False, minimum=0)
     assert index is not None
-    lo = _int_field(obj, "lo", nullable=True, minimum=-MAX_KEY)
-    hi = _int_field(obj, "hi", nullable=True, minimum=-MAX_KEY)
+    kind = obj.get("key")
+    if kind is not None and kind not in keys.KINDS:
+        raise UsageError(
+            f"shard item: 'key' must be one of {', '.join(sorted(keys.KINDS))}, got {kind!r}"
+        )
+    lo: keys.KeyValue | None
+    hi: keys.KeyValue | None
+    if kind is None:
+        lo = _int_field(obj, "lo", nullable=True, minimum=-MAX_KEY)
+        hi = _int_field(obj, "hi", nullable=True, minimum=-MAX_KEY)
+        if lo is not None and hi is not None and lo > hi:
+            raise UsageError(f"shard item: lo {lo} is above hi {hi}")
+    else:
+        # Typed bounds are ordered by the database (collation), never compared here.
+        lo, hi = keys.check_value(obj.get("lo"), "lo"), keys.check_value(obj.get("hi"), "hi")
     rows = _int_field(obj, "rows", nullable=True, minimum=0)
-    if lo is not None and hi is not None and lo > hi:
-        raise UsageError(f"shard item: lo {lo} is above hi {hi}")
     if index > MAX_INDEX:
         raise UsageError(f"shard item: index {index} is out of range")
     # split writes every key: a missing one is a hand-made or truncated item, and reading it
@@ -108,7 +135,7 @@ def parse_item(text: str) -> Shard:
             f"shard item: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
             "(null for an open end or an unknown row count)"
         )
-    return Shard(index, lo, hi, rows)
+    return Shard(index, lo, hi, rows, kind)
 
 
 def parse_count(text: str, source: str = "count") -> int:
@@ -149,46 +176,64 @@ def by_count(count: int, rows_per_shard: int, max_shards: int = DEFAULT_MAX_SHAR
     ]
 
 
-def by_dense_range(
-    min_key: int, count: int, rows_per_shard: int, max_shards: int = DEFAULT_MAX_SHARDS
-) -> list[Shard]:
-    """Shards over an existing table whose keys are min_key..min_key+count-1, ends left open."""
-    shards = by_count(count, rows_per_shard, max_shards)
-    out = [
-        Shard(s.index, (s.lo or 0) + min_key - 1, (s.hi or 0) + min_key - 1, s.rows) for s in shards
-    ]
-    return _open_ends(out)
+@dataclass(frozen=True)
+class Candidate:
+    """A row the database picked while walking the key's index in order (see
+    :func:`workers.db.cuts_sql`): its key and 1-based position, the position of the first row
+    holding that key (``rank``) and of the last (``last``), and the key after a run of a
+    repeated key (``following``, None at the end of the table)."""
+
+    value: keys.KeyValue
+    position: int
+    rank: int
+    last: int
+    following: keys.KeyValue | None
 
 
-def by_boundaries(boundaries: Sequence[int], count: int, rows_per_shard: int) -> list[Shard]:
-    """Shards cut at the keys of rows rows_per_shard, 2*rows_per_shard, ... (sparse keys)."""
-    cuts = list(boundaries)
-    if cuts and len(cuts) * rows_per_shard >= count:
-        cuts = cuts[:-1]  # the last cut is the maximum key: nothing would follow it
-    shards, prev = [], None
-    for i, cut in enumerate(cuts):
-        shards.append(Shard(i, None if prev is None else prev + 1, cut, rows_per_shard))
-        prev = cut
-    if count:
-        shards.append(
-            Shard(
-                len(cuts),
-                None if prev is None else prev + 1,
-                None,
-                count - rows_per_shard * len(cuts),
-            )
-        )
-    return _open_ends(shards)
+@dataclass(frozen=True)
+class Heavy:
+    """A key value repeated more than a shard's worth: the one shard that holds all of it."""
+
+    value: keys.KeyValue
+    rows: int
+    shard: int
 
 
-def _open_ends(shards: list[Shard]) -> list[Shard]:
-    if not shards:
-        return shards
-    first, last = shards[0], shards[-1]
-    shards[0] = Shard(first.index, None, first.hi if len(shards) > 1 else None, first.rows)
-    if len(shards) > 1:
-        shards[-1] = Shard(last.index, last.lo, None, last.rows)
-    return shards
+def by_cuts(
+    candidates: Sequence[Candidate], count: int, rows_per_shard: int, kind: str
+) -> tuple[list[Shard], list[Heavy]]:
+    """Half-open shards over a table's ``count`` rows, cut at the candidates' keys.
+
+    A shard starts at the key of every ``rows_per_shard``-th row, moved back to the first row
+    holding that key: a repeated key never spans two shards. A key repeated more than
+    ``rows_per_shard`` times gets a shard of its own (the next one starts at the key after it),
+    and is returned as :class:`Heavy`. Keys are told apart by their positions, never compared
+    here: equality is the database's (the column's collation).
+    """
+    cuts: list[tuple[keys.KeyValue, int]] = []  # (key, position of its first row)
+    runs: list[tuple[keys.KeyValue, int, int]] = []  # (key, first row, rows)
+    for c in candidates:
+        if c.position > 1 and (c.position - 1) % rows_per_shard == 0:
+            cuts.append((c.value, c.rank))
+        if c.position == c.last and c.last - c.rank + 1 > rows_per_shard:
+            runs.append((c.value, c.rank, c.last - c.rank + 1))
+            if c.following is not None:
+                cuts.append((c.following, c.last + 1))
+    starts: list[tuple[keys.KeyValue | None, int]] = [(None, 1)]
+    for value, rank in cuts:
+        if rank > starts[-1][1]:  # positions rise in key order; an equal one is the same key
+            starts.append((value, rank))
+    if count == 0:
+        return [], []
+    items = []
+    for i, (lo, first) in enumerate(starts):
+        nxt = starts[i + 1] if i + 1 < len(starts) else (None, count + 1)
+        items.append(Shard(i, lo, nxt[0], nxt[1] - first, kind))
+    heavy = []
+    for value, first, rows in runs:
+        shard = max(i for i, (_, start) in enumerate(starts) if start <= first)
+        heavy.append(Heavy(value, rows, shard))
+    return items, heavy
 
 
 def encode(shards: Sequence[Shard]) -> bytes:

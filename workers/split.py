@@ -17,13 +17,15 @@ With ``--from-files`` the source is files, cut into units (:mod:`workers.filesou
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from workers import cli, db, layout, output, provenance, shards, storage
+import orjson
+
+from workers import cli, db, keys, layout, output, provenance, shards, storage
 from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
@@ -54,12 +56,15 @@ EPILOG = (
   python -m workers.split --from-files 's3://bucket/events/2026-11-*.jsonl' \\
     --bytes-per-shard 268435456 --run-id events-2026-11 --store s3://bucket/runs/events-2026-11
 
-  # cut an existing table by its keys (quantiles when keys are sparse)
+  # cut an existing table at exact quantiles of its key: an integer, numeric, text, uuid,
+  # date or timestamp column, compared in the database (text in the column's collation)
   python -m workers.split --from-db --table events --key-column id --run-column '' \\
     --data-column '' --rows-per-shard 200000 --run-id events-2026-11-23 --store s3://bucket/runs/x
 
-Each item: {"index": 0, "lo": 1, "hi": 50000, "rows": 50000}; lo/hi are inclusive
-key bounds, null for an open end. A count of 0 gives [].
+Each item of a count: {"index": 0, "lo": 1, "hi": 50000, "rows": 50000}; lo/hi are
+inclusive key bounds. Each item of --from-db names its key's type and is half-open, lo
+included, hi excluded: {"index": 1, "lo": "b", "hi": "k", "rows": 50000, "key": "text"}.
+null is an open end. A count of 0 gives [].
 
 """
     + cli.EXIT_CODES_EPILOG
@@ -96,8 +101,10 @@ class Cut:
     items: list[shards.Shard]
     mode: str
     generation: Generation | None = None
-    observed: dict[str, int | None] | None = None
+    observed: dict[str, Any] | None = None
     meta: dict[str, object] | None = None  # what a file source adds to the plan
+    key: keys.KeyType | None = None
+    heavy: tuple[shards.Heavy, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,33 +251,54 @@ def plan_shards(cfg: SplitConfig) -> Cut:
         return Cut(count, items, "count", generation)
     if cfg.from_files is not None:
         return plan_files(cfg)
+    return plan_table(cfg)
+
+
+def plan_table(cfg: SplitConfig) -> Cut:
+    """``--from-db``: half-open shards at exact quantiles of the table's key, read in one
+    snapshot with the generation; the database orders and compares the keys."""
     run = cfg.run_id if cfg.source.run_column else None
     if cfg.source.run_column and not run:
         raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
     with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
         database.check_columns(cfg.source)
+        key = database.key_type(cfg.source)
         # One snapshot: the generation, the counts and the cut points describe the same rows.
         generation = database.read_generation(cfg.source, run) if run else None
-        stats = database.key_stats(cfg.source, run)
+        stats = database.key_stats(cfg.source, run, key)
         observed = {"rows": stats.rows, "min_key": stats.min_key, "max_key": stats.max_key}
         if generation is not None and generation.rows != stats.rows:
             raise UsageError(
                 f"table {cfg.source.table!r} holds {stats.rows} rows of run {run!r}, but its "
                 f"{generation.describe()}: rows were changed outside produce"
             )
-        if stats.rows == 0 or stats.min_key is None or stats.max_key is None:
-            return Cut(0, [], "db-empty", generation, observed)
-        n = math.ceil(stats.rows / cfg.rows_per_shard)
+        if stats.nulls:
+            raise UsageError(
+                f"table {cfg.source.table!r}: {stats.nulls} of {stats.rows} rows have a NULL "
+                f"--key-column {cfg.source.key_column!r}, which no key range holds: read a view "
+                "without them (WHERE key IS NOT NULL), or give them a key"
+            )
+        if stats.rows == 0:
+            return Cut(0, [], "db-empty", generation, observed, key=key)
         # guard before the heavy query
         shards.by_count(stats.rows, cfg.rows_per_shard, cfg.max_shards)
-        if stats.max_key - stats.min_key + 1 == stats.rows:
-            items = shards.by_dense_range(
-                stats.min_key, stats.rows, cfg.rows_per_shard, cfg.max_shards
+        every = cfg.rows_per_shard
+        found = database.key_cuts(cfg.source, run, every, key) if stats.rows > every else []
+    items, heavy = shards.by_cuts(found, stats.rows, every, key.kind)
+    if len(items) > cfg.max_shards:
+        raise UsageError(
+            f"{stats.rows} rows at --rows-per-shard {every} make {len(items)} shards (keys "
+            f"repeated more than a shard's worth take one each), over --max-shards "
+            f"{cfg.max_shards}: raise --rows-per-shard or --max-shards"
+        )
+    for item in items:
+        size = len(orjson.dumps(item.to_dict()))
+        if size > shards.MAX_ITEM_BYTES:
+            raise UsageError(
+                f"shard {item.index}'s key bounds take {size} bytes, over the "
+                f"{shards.MAX_ITEM_BYTES} byte limit of a shard item: cut on a shorter key"
             )
-            return Cut(stats.rows, items, "db-dense", generation, observed)
-        cuts = database.key_boundaries(cfg.source, run, cfg.rows_per_shard) if n > 1 else []
-        items = shards.by_boundaries(cuts, stats.rows, cfg.rows_per_shard)
-        return Cut(stats.rows, items, "db-quantiles", generation, observed)
+    return Cut(stats.rows, items, "db-quantiles", generation, observed, key=key, heavy=tuple(heavy))
 
 
 def plan_files(cfg: SplitConfig) -> Cut:
@@ -341,6 +369,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
             meta.update(cut.meta)
         if cfg.from_db:
             meta["source"] = {"table": cfg.source.table, "key_column": cfg.source.key_column}
+        if cut.key is not None:
+            meta["key"] = cut.key.to_dict(cfg.source.key_column)
         plan = layout.Plan(
             cfg.run_id,
             total,
@@ -355,6 +385,16 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
         storage.write_bytes(cfg.output_file, data + b"\n")
     if cfg.shard_count_file:
         storage.write_bytes(cfg.shard_count_file, f"{len(items)}\n".encode())
+    for h in cut.heavy:
+        log.warning(
+            "repeated-key",
+            shard=h.shard,
+            value=keys.clipped(h.value),
+            rows=h.rows,
+            rows_per_shard=cfg.rows_per_shard,
+            message=f"key {keys.shown(h.value)} is held by {h.rows} rows, more than a shard's "
+            f"{cfg.rows_per_shard}: shard {h.shard} holds them all (a key never spans two shards)",
+        )
     out = output.declared()
     out.write(data + b"\n")
     out.flush()

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
-from workers import failures, values
+from workers import failures, keys, values
 from workers.errors import ProcessingError, UsageError
 from workers.provenance import Generation
+from workers.shards import Candidate
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -117,8 +118,15 @@ def _generation_values(source: Source, run_id: str, gen: Generation) -> dict[str
 @dataclass(frozen=True)
 class KeyStats:
     rows: int
-    min_key: int | None
-    max_key: int | None
+    min_key: keys.KeyValue | None
+    max_key: keys.KeyValue | None
+    nulls: int = 0
+    """Rows whose key is NULL: no range holds them, so split refuses them."""
+
+
+Key = int | keys.Bound | None
+"""One end of a shard's read: an integer of a count's closed range, a typed
+:class:`workers.keys.Bound`, or None for an open end."""
 
 
 def is_postgres(url: str) -> bool:
@@ -179,23 +187,35 @@ class Database:
         """Reads inside this block (the generation, then the rows) see one consistent snapshot."""
         yield
 
-    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
+    def key_type(self, source: Source) -> keys.KeyType:
+        """The key column's type, or exit 2 when it cannot cut a table into ranges."""
         raise NotImplementedError
 
-    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
-        """Keys at row positions every, 2*every, ... (in key order): exact equal-row cut points."""
+    def key_stats(self, source: Source, run_id: str | None, key: keys.KeyType) -> KeyStats:
+        """Rows, NULL keys and the smallest and largest key (as JSON values)."""
+        raise NotImplementedError
+
+    def key_cuts(
+        self, source: Source, run_id: str | None, every: int, key: keys.KeyType
+    ) -> list[Candidate]:
+        """The rows where shards of ``every`` rows may start, read in one walk of the key's
+        index by the database (:func:`cuts_sql`); only these keys reach the client."""
+        raise NotImplementedError
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        """The rows of a key range (a resume checks its checkpoint ends at a key's last row)."""
         raise NotImplementedError
 
     def stream_rows(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
         """Batches of exactly ``batch`` rows (the last may be shorter) in key order, each with
         the key of its last row: where a resumed shard continues (see :mod:`workers.checkpoints`)."""
         raise NotImplementedError
 
     def stream_arrow(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[Any, int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[Any, Any]]:
         """``stream_rows`` as Arrow record batches (``pyarrow.RecordBatch``, exactly ``batch``
         rows but the last, each with its last key), for the columnar batch formats. This
         generic form (the SQLAlchemy backend's) converts the Python rows; PostgreSQL and SQLite
@@ -207,8 +227,8 @@ class Database:
         )
 
     def stream_json_lines(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]] | None:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]] | None:
         """Blocks of JSON Lines straight from the server with their row counts and last keys
         (blocks of exactly ``JSON_BATCH`` rows but the last), or None if unsupported."""
         return None
@@ -265,6 +285,27 @@ def _table_info_sql(table: str) -> str:
     return f"PRAGMA {prefix}table_info({quote(name)})"
 
 
+def _sqlite_key_type(info: Sequence[Any], source: Source) -> keys.KeyType:
+    """A SQLite key's type from ``PRAGMA table_info`` rows: its declared type's affinity (the
+    column's collation applies to every comparison SQLite makes with it)."""
+    want = source.key_column.lower()
+    declared = next((str(r[2] or "") for r in info if str(r[1]).lower() == want), None)
+    if declared is None:
+        raise failures.error(
+            "db-unknown", f"table {source.table!r} has no column {source.key_column!r}"
+        )
+    return keys.KeyType(keys.sqlite_affinity(declared), declared)
+
+
+def _key_stats(row: Sequence[Any]) -> KeyStats:
+    return KeyStats(
+        int(row[0]),
+        None if row[2] is None else keys.encode(row[2]),
+        None if row[3] is None else keys.encode(row[3]),
+        int(row[0]) - int(row[1]),
+    )
+
+
 def _row_encoder(source: Source, declared: list[values.Column]) -> values.RowEncoder:
     """The encoder of a read's rows by declared types: the data column's alone, or every column."""
     if source.data_column:
@@ -274,29 +315,98 @@ def _row_encoder(source: Source, declared: list[values.Column]) -> values.RowEnc
 
 
 def _where(
-    source: Source, run_id: str | None, lo: int | None, hi: int | None, style: str
+    source: Source, run_id: str | None, lo: Key, hi: Key, style: str, *more: str
 ) -> tuple[str, dict[str, Any]]:
-    """WHERE clause for a key range; ``style`` is 'pg' (%(x)s) or 'sa' (:x) placeholders."""
+    """WHERE clause for a key range (and the conditions ``more``); ``style`` is 'pg' (%(x)s)
+    or 'sa' (:x) placeholders. A typed bound is compared by the database in the key's own
+    type and collation: it is cast to the column's type, never to the bound's."""
     ph = (lambda n: f"%({n})s") if style == "pg" else (lambda n: f":{n}")
     conds: list[str] = []
     params: dict[str, Any] = {}
     if source.run_column and run_id is not None:
         conds.append(f"{quote(source.run_column)} = {ph('run')}")
         params["run"] = run_id
-    if lo is not None:
-        conds.append(f"{quote(source.key_column)} >= {ph('lo')}")
-        params["lo"] = lo
-    if hi is not None:
-        conds.append(f"{quote(source.key_column)} <= {ph('hi')}")
-        params["hi"] = hi
+    k = quote(source.key_column)
+    for name, end, ops in (("lo", lo, (">=", ">")), ("hi", hi, ("<=", "<"))):
+        if end is None:
+            continue
+        if isinstance(end, keys.Bound):
+            value = ph(name) if end.cast is None else f"CAST({ph(name)} AS {end.cast})"
+            conds.append(f"{k} {ops[0] if end.inclusive else ops[1]} {value}")
+            params[name] = end.value
+        else:
+            conds.append(f"{k} {ops[0]} {ph(name)}")
+            params[name] = end
+    conds.extend(more)
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+def stats_sql(
+    source: Source, run_id: str | None, style: str, value: Any = lambda e: e
+) -> tuple[str, dict[str, Any]]:
+    """Rows, non-NULL keys, the smallest and the largest key (``value`` makes them JSON
+    values in SQL): each end one probe of the key's index."""
+    where, params = _where(source, run_id, None, None, style)
+    k, t = quote(source.key_column), quote(source.table)
+    inner, _ = _where(source, run_id, None, None, style, f"{k} IS NOT NULL")
+    ends = [f"(SELECT {value(k)} FROM {t}{inner} ORDER BY {k}{d} LIMIT 1)" for d in ("", " DESC")]
+    return f"SELECT count(*), count({k}), {ends[0]}, {ends[1]} FROM {t}{where}", params
+
+
+def count_sql(
+    source: Source, run_id: str | None, lo: Key, hi: Key, style: str
+) -> tuple[str, dict[str, Any]]:
+    where, params = _where(source, run_id, lo, hi, style)
+    return f"SELECT count(*) FROM {quote(source.table)}{where}", params
+
+
+def cuts_sql(
+    source: Source, run_id: str | None, every: int, style: str, value: Any = lambda e: e
+) -> tuple[str, dict[str, Any]]:
+    """The rows where a shard may start, in one walk of the key's index in key order.
+
+    One window (``ORDER BY key``) gives each row its position, the position of the first and
+    the last row holding its key (``rank()`` and ``count(*)`` over peers: equal keys are the
+    database's equal, in the column's collation) and the key after it. Only the rows at
+    positions 1 + every*k, and the last row of a key repeated more than ``every`` times,
+    leave the server (:class:`workers.shards.Candidate`); ``value`` makes keys JSON values
+    in SQL, on those rows alone.
+    """
+    where, params = _where(source, run_id, None, None, style)
+    k = quote(source.key_column)
+    params["every"] = every
+    ph = "%(every)s" if style == "pg" else ":every"
+    mod = "%%" if style == "pg" else "%"
+    sql = (
+        f"SELECT {value('s.v')}, s.rn, s.rk, s.le, {value('s.nv')} FROM ("
+        f"SELECT {k} AS v, row_number() OVER w AS rn, rank() OVER w AS rk, "
+        f"count(*) OVER w AS le, lead({k}) OVER w AS nv FROM {quote(source.table)}{where} "
+        f"WINDOW w AS (ORDER BY {k})) s "
+        f"WHERE (s.rn > 1 AND (s.rn - 1) {mod} {ph} = 0) OR (s.rn = s.le AND s.le - s.rk >= {ph}) "
+        "ORDER BY s.rn"
+    )
+    return sql, params
+
+
+def candidates(rows: Iterable[Sequence[Any]]) -> list[Candidate]:
+    """:func:`cuts_sql`'s rows as candidates, their keys as JSON values."""
+    return [
+        Candidate(
+            keys.encode(r[0]),
+            int(r[1]),
+            int(r[2]),
+            int(r[3]),
+            None if r[4] is None else keys.encode(r[4]),
+        )
+        for r in rows
+    ]
 
 
 def _select(
     source: Source,
     run_id: str | None,
-    lo: int | None,
-    hi: int | None,
+    lo: Key,
+    hi: Key,
     style: str,
     cols: str | None = None,
 ) -> tuple[str, dict[str, Any]]:

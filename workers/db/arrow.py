@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from workers import failures
+from workers import failures, keys
 
 KEY = "__workers_key"
 """The name the key column is read under (first column), so a table column named like it
@@ -25,7 +25,7 @@ never collides; it is dropped from the batch the processor sees."""
 
 def exact_batches(
     batches: Iterable[pa.RecordBatch], size: int
-) -> Iterator[tuple[pa.RecordBatch, int]]:
+) -> Iterator[tuple[pa.RecordBatch, Any]]:
     """Re-cut record batches (key first) into batches of exactly ``size`` rows, the last
     shorter; each with its last key, the key column dropped. Slicing is zero-copy; only a
     batch that spans two reads is concatenated."""
@@ -44,9 +44,9 @@ def exact_batches(
         yield _emit(held)
 
 
-def _emit(held: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, int]:
+def _emit(held: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, Any]:
     rb = held[0] if len(held) == 1 else pa.concat_batches(held)
-    last_key = int(rb.column(0)[-1].as_py())
+    last_key = keys.encode(rb.column(0)[-1].as_py())
     return rb.drop_columns([rb.schema.names[0]]), last_key
 
 
@@ -115,8 +115,8 @@ def _value_buffer(strings: pa.Array) -> pa.Buffer:
 
 
 def from_rows(
-    batches: Iterable[tuple[list[Any], int]], table: str, column: str | None
-) -> Iterator[tuple[pa.RecordBatch, int]]:
+    batches: Iterable[tuple[list[Any], Any]], table: str, column: str | None
+) -> Iterator[tuple[pa.RecordBatch, Any]]:
     """Arrow batches from ``stream_rows``' Python rows: the SQLAlchemy backend's path (any
     database SQLAlchemy knows, so no columnar reader to rely on). It costs Python per row."""
     for rows, last_key in batches:

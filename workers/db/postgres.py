@@ -10,23 +10,30 @@ from typing import Any
 
 import orjson
 
-from workers import failures, values
+from workers import failures, keys, values
 from workers.db import (
     _GEN_COLUMNS,
     JSON_BATCH,
+    Candidate,
     Database,
+    Key,
     KeyStats,
     Source,
     _as_object,
     _generation_of,
     _generation_values,
     _generations_ddl,
+    _key_stats,
     _no_table,
     _select,
     _where,
     _written_columns,
+    candidates,
+    count_sql,
+    cuts_sql,
     generations_table,
     quote,
+    stats_sql,
 )
 from workers.provenance import Generation
 
@@ -192,35 +199,56 @@ class PostgresDatabase(Database):
                 self.conn.isolation_level = None
                 self.conn.read_only = None
 
-    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
-        self._require_table(source)
-        where, params = _where(source, run_id, None, None, "pg")
-        k = quote(source.key_column)
-        with self.conn.cursor() as cur:
-            cur.execute(
-                f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}", params
+    def key_type(self, source: Source) -> keys.KeyType:
+        cols = self._column_types(source)
+        if cols is None:
+            raise _no_table(source)
+        col = next((c for c in cols if c.name == source.key_column), None)
+        if col is None:
+            raise failures.error(
+                "db-unknown", f"table {source.table!r} has no column {source.key_column!r}"
             )
+        with self.conn.cursor() as cur:
+            cur.execute(_COLLATION_SQL, (quote(source.table), source.key_column))
+            row = cur.fetchone()
+        collation = str(row[0]) if row and row[0] else None
+        return keys.pg_key_type(
+            source.table, col.name, col.base, col.type, col.array or col.kind != "b", collation
+        )
+
+    def key_stats(self, source: Source, run_id: str | None, key: keys.KeyType) -> KeyStats:
+        self._require_table(source)
+        sql, params = stats_sql(source, run_id, "pg", lambda e: keys.pg_value_sql(key.kind, e))
+        with self.conn.cursor() as cur:
+            cur.execute(values.PG_SESSION_SQL)  # timestamptz in UTC: the same plan every time
+            cur.execute(sql, params)
             row = cur.fetchone()
         assert row is not None
-        return KeyStats(int(row[0]), row[1], row[2])
+        return _key_stats(row)
 
-    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
+    def key_cuts(
+        self, source: Source, run_id: str | None, every: int, key: keys.KeyType
+    ) -> list[Candidate]:
         self._require_table(source)
-        where, params = _where(source, run_id, None, None, "pg")
-        k = quote(source.key_column)
-        params["every"] = every
-        sql = (
-            f"SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn "
-            f"FROM {quote(source.table)}{where}) s WHERE rn %% %(every)s = 0 ORDER BY k"
+        sql, params = cuts_sql(
+            source, run_id, every, "pg", lambda e: keys.pg_value_sql(key.kind, e)
         )
         with self.conn.cursor() as cur:
+            cur.execute(values.PG_SESSION_SQL)
             cur.execute(sql, params)
-            keys = [int(r[0]) for r in cur.fetchall()]
-        return keys
+            return candidates(cur.fetchall())
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sql, params = count_sql(source, run_id, lo, hi, "pg")
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
 
     def stream_rows(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
         from psycopg.types.json import set_json_loads
 
         cols, data = self._data_column(source)
@@ -245,16 +273,16 @@ class PostgresDatabase(Database):
                 if not fetched:
                     break
                 if source.data_column:
-                    yield [parse(r[1]) for r in fetched], int(fetched[-1][0])
+                    yield [parse(r[1]) for r in fetched], keys.encode(fetched[-1][0])
                 else:
                     yield (
                         [dict(zip(names, r[1:], strict=True)) for r in fetched],
-                        int(fetched[-1][0]),
+                        keys.encode(fetched[-1][0]),
                     )
 
     def stream_arrow(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[Any, int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[Any, Any]]:
         """Record batches read by the ADBC driver (COPY binary into Arrow, no Python per row),
         on a second connection that imports this connection's snapshot: the rows come from
         the same committed state as the generation read before them."""
@@ -271,13 +299,18 @@ class PostgresDatabase(Database):
         where, params = _where(source, run_id, lo, hi, "pg")
         literal = self._psycopg.sql.Literal
         where = where % {k: literal(v).as_string(self.conn) for k, v in params.items()}
+        key = next((c for c in cols if c.name == source.key_column), None)
+        kind = keys.PG_KINDS.get(key.base, "") if key is not None else ""
+        # The key as its JSON text from the server: the checkpoint's last key, whatever Arrow
+        # would make of a uuid, a numeric or an infinite date.
+        key_sql = keys.pg_value_sql(kind, quote(source.key_column)) if kind else None
         return postgres_arrow.stream(
-            self._conninfo, self._connect_timeout, snapshot_id, source, read, where, batch
+            self._conninfo, self._connect_timeout, snapshot_id, source, read, where, batch, key_sql
         )
 
     def stream_json_lines(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]] | None:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]] | None:
         cols, data = self._data_column(source)
         if source.data_column:
             assert data is not None  # check_columns ran first
@@ -304,7 +337,7 @@ class PostgresDatabase(Database):
 
     def _json_text_checked(
         self, blocks: Iterator[tuple[bytes, int, int]], table: str, data: values.PgColumn
-    ) -> Iterator[tuple[bytes, int, int]]:
+    ) -> Iterator[tuple[bytes, int, Any]]:
         """A text data column's rows, its text that is not JSON named as the column's fault."""
         try:
             yield from blocks
@@ -317,7 +350,7 @@ class PostgresDatabase(Database):
 
     def _json_text_blocks(
         self, sql: str, params: dict[str, Any], session: bool
-    ) -> Iterator[tuple[bytes, int, int]]:
+    ) -> Iterator[tuple[bytes, int, Any]]:
         # The key, then one JSON text per row (the server converts; for a json column, what COPY would
         # print, unescaped), a batch of rows at a time: psycopg's C loader turns a batch
         # into strings, where COPY costs a Python-level read per row (~3x the client CPU).
@@ -333,13 +366,27 @@ class PostgresDatabase(Database):
                 with self.conn.cursor() as cur:
                     it = cur.stream(sql, params, size=JSON_BATCH)
                     while rows := list(islice(it, JSON_BATCH)):
-                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
+                        yield (
+                            _text_rows_to_jsonl([r[1] for r in rows]),
+                            len(rows),
+                            keys.encode(rows[-1][0]),
+                        )
             else:
                 with self.conn.cursor(name="workers_shard_json") as cur:
                     cur.execute(sql, params)
                     while rows := cur.fetchmany(JSON_BATCH):
-                        yield _text_rows_to_jsonl([r[1] for r in rows]), len(rows), rows[-1][0]
+                        yield (
+                            _text_rows_to_jsonl([r[1] for r in rows]),
+                            len(rows),
+                            keys.encode(rows[-1][0]),
+                        )
 
+
+_COLLATION_SQL = (
+    "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+    "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s"
+)
+"""The collation a key column compares in (none for a type without one)."""
 
 _COPY_CHUNK = 1000
 """Rows per COPY write when loading: ~100 KB of typical rows, under psycopg's 128 KB

@@ -50,13 +50,15 @@ def stream(
     columns: list[values.PgColumn],
     where: str,
     batch: int,
-) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """Batches of exactly ``batch`` rows of the key range, key order, each with its last key."""
+    key_sql: str | None = None,
+) -> Iterator[tuple[pa.RecordBatch, Any]]:
+    """Batches of exactly ``batch`` rows of the key range, key order, each with its last key
+    (read as ``key_sql`` when given: a typed key's JSON value, see :mod:`workers.keys`)."""
     import adbc_driver_postgresql.dbapi as adbc
 
     items = ", ".join(_select_item(c) for c in columns)
     sql = (
-        f"SELECT {quote(source.key_column)} AS {KEY}, {items} FROM {quote(source.table)}"
+        f"SELECT {key_sql or quote(source.key_column)} AS {KEY}, {items} FROM {quote(source.table)}"
         f"{where} ORDER BY {quote(source.key_column)}"
     )
     sep = "&" if "?" in conninfo else "?"

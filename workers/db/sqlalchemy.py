@@ -7,25 +7,32 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from workers import failures, values
+from workers import failures, keys, values
 from workers.db import (
     _GEN_COLUMNS,
     JSON_BATCH,
+    Candidate,
     Database,
+    Key,
     KeyStats,
     Source,
     _batch,
     _generation_of,
     _generation_values,
     _generations_ddl,
+    _key_stats,
     _no_table,
     _row_encoder,
     _select,
+    _sqlite_key_type,
     _table_info_sql,
-    _where,
     _written_columns,
+    candidates,
+    count_sql,
+    cuts_sql,
     generations_table,
     quote,
+    stats_sql,
 )
 from workers.errors import UsageError
 from workers.provenance import Generation
@@ -180,42 +187,65 @@ class SqlAlchemyDatabase(Database):
             raise failures.classify(exc) from None
         return generation
 
-    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
+    def key_type(self, source: Source) -> keys.KeyType:
         sa = self._sa
-        where, params = _where(source, run_id, None, None, "sa")
-        k = quote(source.key_column)
         try:
             with self._connection() as conn:
                 self._require_table(conn, source)
-                row = conn.execute(
-                    sa.text(
-                        f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}"
-                    ),
-                    params,
-                ).one()
+                if self.dialect == "sqlite":
+                    info = conn.exec_driver_sql(_table_info_sql(source.table)).fetchall()
+                    return _sqlite_key_type(info, source)
+                declared = {c.name.lower(): c for c in self._declared_columns(conn, source)}
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
-        return KeyStats(int(row[0]), row[1], row[2])
+        col = declared.get(source.key_column.lower())
+        kind = keys.sqlite_affinity(col.declared) if col is not None else "blob"
+        if kind not in ("integer", "text"):
+            # Other databases compare a bound as the driver binds it: only integers and text
+            # are sure to compare as the column's own values there.
+            raise UsageError(
+                f"table {source.table!r}: key column {source.key_column!r} "
+                f"({col.declared if col else 'unknown type'}) cannot cut a table on "
+                f"{self.dialect}: a key must be an integer or text column here "
+                "(PostgreSQL and SQLite take numeric, uuid, date and timestamp keys too)"
+            )
+        return keys.KeyType(kind, col.declared if col else "")
 
-    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
+    def key_stats(self, source: Source, run_id: str | None, key: keys.KeyType) -> KeyStats:
         sa = self._sa
-        where, params = _where(source, run_id, None, None, "sa")
-        k = quote(source.key_column)
-        params["every"] = every
-        sql = (
-            f"SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn "
-            f"FROM {quote(source.table)}{where}) s WHERE rn % :every = 0 ORDER BY k"
-        )
+        sql, params = stats_sql(source, run_id, "sa")
         try:
             with self._connection() as conn:
                 self._require_table(conn, source)
-                return [int(r[0]) for r in conn.execute(sa.text(sql), params)]
+                row = conn.execute(sa.text(sql), params).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise failures.classify(exc) from None
+        return _key_stats(row)
+
+    def key_cuts(
+        self, source: Source, run_id: str | None, every: int, key: keys.KeyType
+    ) -> list[Candidate]:
+        sa = self._sa
+        sql, params = cuts_sql(source, run_id, every, "sa")
+        try:
+            with self._connection() as conn:
+                self._require_table(conn, source)
+                return candidates(conn.execute(sa.text(sql), params))
+        except sa.exc.SQLAlchemyError as exc:
+            raise failures.classify(exc) from None
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sa = self._sa
+        sql, params = count_sql(source, run_id, lo, hi, "sa")
+        try:
+            with self._connection() as conn:
+                return int(conn.execute(sa.text(sql), params).scalar_one())
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 
     def stream_rows(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
@@ -226,7 +256,7 @@ class SqlAlchemyDatabase(Database):
                 )
                 names = list(result.keys())[1:]
                 for part in result.partitions(batch):
-                    yield _batch(source, names, part), int(part[-1][0])
+                    yield _batch(source, names, part), keys.encode(part[-1][0])
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None
 
@@ -247,13 +277,13 @@ class SqlAlchemyDatabase(Database):
         return cols
 
     def stream_json_lines(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]] | None:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]] | None:
         return self._encoded_blocks(source, run_id, lo, hi)
 
     def _encoded_blocks(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]]:
         sa = self._sa
         sql, params = _select(source, run_id, lo, hi, "sa")
         try:
@@ -265,6 +295,6 @@ class SqlAlchemyDatabase(Database):
                 )
                 for part in result.partitions(JSON_BATCH):
                     # The key comes first (the checkpoint's last key), then the columns.
-                    yield encoder.block([r[1:] for r in part]), len(part), int(part[-1][0])
+                    yield encoder.block([r[1:] for r in part]), len(part), keys.encode(part[-1][0])
         except sa.exc.SQLAlchemyError as exc:
             raise failures.classify(exc) from None

@@ -7,25 +7,32 @@ import dataclasses
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
-from workers import failures, values
+from workers import failures, keys, values
 from workers.db import (
     _GEN_COLUMNS,
     JSON_BATCH,
+    Candidate,
     Database,
+    Key,
     KeyStats,
     Source,
     _batch,
     _generation_of,
     _generation_values,
     _generations_ddl,
+    _key_stats,
     _no_table,
     _row_encoder,
     _select,
+    _sqlite_key_type,
     _table_info_sql,
-    _where,
     _written_columns,
+    candidates,
+    count_sql,
+    cuts_sql,
     generations_table,
     quote,
+    stats_sql,
 )
 from workers.provenance import Generation
 
@@ -137,36 +144,38 @@ class SqliteDatabase(Database):
             raise failures.classify(exc) from None
         return generation
 
-    def key_stats(self, source: Source, run_id: str | None) -> KeyStats:
-        where, params = _where(source, run_id, None, None, "sa")
-        k = quote(source.key_column)
-        self._require_table(source)
-        row = self._query(
-            f"SELECT count(*), min({k}), max({k}) FROM {quote(source.table)}{where}", params
-        ).fetchone()
-        return KeyStats(int(row[0]), row[1], row[2])
+    def key_type(self, source: Source) -> keys.KeyType:
+        info = self._query(_table_info_sql(source.table)).fetchall()
+        if not info:
+            raise _no_table(source)
+        return _sqlite_key_type(info, source)
 
-    def key_boundaries(self, source: Source, run_id: str | None, every: int) -> list[int]:
-        where, params = _where(source, run_id, None, None, "sa")
-        k = quote(source.key_column)
-        params["every"] = every
-        sql = (
-            f"SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn "
-            f"FROM {quote(source.table)}{where}) s WHERE rn % :every = 0 ORDER BY k"
-        )
+    def key_stats(self, source: Source, run_id: str | None, key: keys.KeyType) -> KeyStats:
+        sql, params = stats_sql(source, run_id, "sa")
         self._require_table(source)
-        return [int(r[0]) for r in self._query(sql, params)]
+        return _key_stats(self._query(sql, params).fetchone())
+
+    def key_cuts(
+        self, source: Source, run_id: str | None, every: int, key: keys.KeyType
+    ) -> list[Candidate]:
+        sql, params = cuts_sql(source, run_id, every, "sa")
+        self._require_table(source)
+        return candidates(self._query(sql, params))
+
+    def count_range(self, source: Source, run_id: str | None, lo: Key, hi: Key) -> int:
+        sql, params = count_sql(source, run_id, lo, hi, "sa")
+        return int(self._query(sql, params).fetchone()[0])
 
     def stream_rows(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
         sql, params = _select(source, run_id, lo, hi, "sa")
         self._require_table(source)
         cursor = self._query(sql, params)
         names = [d[0] for d in cursor.description][1:]
         with contextlib.closing(self._parts(cursor, batch)) as parts:
             for part in parts:
-                yield _batch(source, names, part), int(part[-1][0])
+                yield _batch(source, names, part), keys.encode(part[-1][0])
 
     def _parts(self, cursor: Any, batch: int) -> Generator[list[Any], None, None]:
         """The cursor's rows, ``batch`` at a time until none are left (a driver error
@@ -184,8 +193,8 @@ class SqliteDatabase(Database):
             cursor.close()
 
     def stream_arrow(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None, batch: int
-    ) -> Iterator[tuple[Any, int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key, batch: int
+    ) -> Iterator[tuple[Any, Any]]:
         """Record batches built column by column from ``fetchmany`` (no dict per row); the data
         column's JSON texts parsed by Arrow's JSON reader."""
         from workers.db import arrow  # deferred: pyarrow, columnar shards only
@@ -201,7 +210,7 @@ class SqliteDatabase(Database):
         affinities = [affinity.get(n.lower(), "other") for n in names]
         with contextlib.closing(self._parts(cursor, batch)) as parts:
             for part in parts:
-                last_key = int(part[-1][0])
+                last_key = keys.encode(part[-1][0])
                 if source.data_column:
                     texts = arrow.texts([r[1] for r in part], source.table, source.data_column)
                     yield arrow.json_column_batch(texts, source.table, source.data_column), last_key
@@ -210,13 +219,13 @@ class SqliteDatabase(Database):
                     yield rb.drop_columns([arrow.KEY]), last_key
 
     def stream_json_lines(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]] | None:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]] | None:
         return self._encoded_blocks(source, run_id, lo, hi)
 
     def _encoded_blocks(
-        self, source: Source, run_id: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[bytes, int, int]]:
+        self, source: Source, run_id: str | None, lo: Key, hi: Key
+    ) -> Iterator[tuple[bytes, int, Any]]:
         # The declared types decide the JSON form (values.RowEncoder), as on the SQLAlchemy path.
         sql, params = _select(source, run_id, lo, hi, "sa")
         info = self._query(_table_info_sql(source.table)).fetchall()
@@ -227,4 +236,4 @@ class SqliteDatabase(Database):
         with contextlib.closing(self._parts(cursor, JSON_BATCH)) as parts:
             for part in parts:
                 # The key comes first (the checkpoint's last key), then the columns.
-                yield encoder.block([r[1:] for r in part]), len(part), int(part[-1][0])
+                yield encoder.block([r[1:] for r in part]), len(part), keys.encode(part[-1][0])
