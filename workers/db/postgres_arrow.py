@@ -11,6 +11,7 @@ and jsonb ``arrow.json`` (the JSON text); timestamptz timestamp[us, UTC].
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -52,8 +53,6 @@ def stream(
     batch: int,
 ) -> Iterator[tuple[pa.RecordBatch, int]]:
     """Batches of exactly ``batch`` rows of the key range, key order, each with its last key."""
-    import adbc_driver_postgresql.dbapi as adbc
-
     items = ", ".join(_select_item(c) for c in columns)
     sql = (
         f"SELECT {quote(source.key_column)} AS {KEY}, {items} FROM {quote(source.table)}"
@@ -63,24 +62,71 @@ def stream(
     uri = (
         f"{conninfo}{sep}connect_timeout={max(1, round(connect_timeout))}&application_name=workers"
     )
-    try:
-        conn = adbc.connect(uri, autocommit=True)
-    except Exception as exc:
-        raise failures.classify(exc) from None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            if snapshot_id is not None:
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
-            cur.execute(values.PG_SESSION_SQL)
-            cur.fetchall()
-            cur.execute(sql)
-            reader = cur.fetch_record_batch()
+    with _Session(uri) as session:
+        session.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if snapshot_id is not None:
+            session.run(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+        session.run(values.PG_SESSION_SQL)
+        with session.query(sql) as reader:
             for rb, last_key in exact_batches(reader, batch):
                 yield _typed(rb, source, columns), last_key
-            cur.execute("COMMIT")
-    finally:
-        conn.close()
+        session.run("COMMIT")
+
+
+class _Session:
+    """One ADBC connection (autocommit, ADBC's default: the transaction is the SQL's own).
+
+    The driver manager's low-level API, not its DB-API module: ``adbc_driver_manager.dbapi``
+    imports ``pyarrow.dataset``, which imports pandas, and polars when installed (~0.4-0.9 s
+    of start-up, as much as psql takes for 1M rows); none of it is used here. Queries run as
+    the DB-API runs them (a SIGINT cancels the statement); the rows come as the same
+    pyarrow reader ``Cursor.fetch_record_batch`` returns.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import adbc_driver_manager as adbc
+        import adbc_driver_postgresql
+
+        self._adbc = adbc
+        self._stack = contextlib.ExitStack()
+        try:
+            db = self._stack.enter_context(adbc_driver_postgresql.connect(uri))
+            self._conn = self._stack.enter_context(adbc.AdbcConnection(db))
+        except Exception as exc:
+            self._stack.close()
+            raise failures.classify(exc) from None
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _execute(self, sql: str) -> tuple[Any, Any]:
+        stmt = self._adbc.AdbcStatement(self._conn)
+        try:
+            stmt.set_sql_query(sql)
+            handle, _ = self._adbc._lib._blocking_call(stmt.execute_query, (), {}, stmt.cancel)
+        except BaseException:
+            stmt.close()
+            raise
+        return stmt, handle
+
+    def run(self, sql: str) -> None:
+        """A statement whose result (if any) is read and dropped."""
+        stmt, handle = self._execute(sql)
+        with stmt:
+            pa.RecordBatchReader._import_from_c(handle.address).read_all()
+
+    @contextlib.contextmanager
+    def query(self, sql: str) -> Iterator[pa.RecordBatchReader]:
+        stmt, handle = self._execute(sql)
+        with stmt:
+            reader = pa.RecordBatchReader._import_from_c(handle.address)
+            try:
+                yield reader
+            finally:
+                reader.close()
 
 
 def _typed(rb: pa.RecordBatch, source: Source, columns: list[values.PgColumn]) -> pa.RecordBatch:
