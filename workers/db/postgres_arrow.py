@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -67,10 +67,65 @@ def stream(
         if snapshot_id is not None:
             session.run(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
         session.run(values.PG_SESSION_SQL)
-        with session.query(sql) as reader:
-            for rb, last_key in exact_batches(reader, batch):
-                yield _typed(rb, source, columns), last_key
+        with session.query(sql) as (reader, cancel):
+            typed = ((_typed(rb, source, columns), k) for rb, k in exact_batches(reader, batch))
+            yield from _read_ahead(typed, cancel)
         session.run("COMMIT")
+
+
+_AHEAD = 16
+"""Batches read ahead of the consumer (5,000 rows each by default: some 10 MB of typed rows)."""
+
+
+def _read_ahead(
+    batches: Iterator[tuple[pa.RecordBatch, int]], cancel: Callable[[], None]
+) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """``batches``, read and typed on a thread up to :data:`_AHEAD` batches ahead.
+
+    The driver's decoding of COPY binary and Parquet's encoding of the batches before are
+    both C++ that releases the GIL: on a thread they overlap instead of taking turns. An
+    error of the read is raised here, where the batch it cut short would have come; a
+    consumer that stops early cancels the statement (the thread may be waiting on the
+    server) and waits for the thread before the reader closes.
+    """
+    import queue
+    import threading
+
+    items: queue.Queue[Any] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in batches:
+                if not put(item):
+                    return
+        except BaseException as exc:  # re-raised by the consumer
+            put(exc)
+            return
+        put(end)
+
+    thread = threading.Thread(target=run, name="workers-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        if thread.is_alive():
+            cancel()
+        thread.join()
 
 
 class _Session:
@@ -119,12 +174,13 @@ class _Session:
             pa.RecordBatchReader._import_from_c(handle.address).read_all()
 
     @contextlib.contextmanager
-    def query(self, sql: str) -> Iterator[pa.RecordBatchReader]:
+    def query(self, sql: str) -> Iterator[tuple[pa.RecordBatchReader, Callable[[], None]]]:
+        """The rows' reader, and what cancels the statement (from any thread)."""
         stmt, handle = self._execute(sql)
         with stmt:
             reader = pa.RecordBatchReader._import_from_c(handle.address)
             try:
-                yield reader
+                yield reader, stmt.cancel
             finally:
                 reader.close()
 
