@@ -18,7 +18,7 @@ file while hashed. Then:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -135,14 +135,36 @@ def write_json(parts: Sequence[Part], out: Output, fmt: str) -> int:
     splice = Splice(out, fmt)
     total = 0
     for part in parts:
+        encode = _json_lines_encoder(part)
         with parquetparts.verified(part) as reader:
             for batch in reader.iter_batches(batch_size=JSON_ROWS, use_threads=False):
-                lines = parquetparts.table_to_json_lines(batch)
+                lines = encode(batch)
                 if lines:
                     splice.write(lines)
                     total += batch.num_rows
     splice.close()
     return total
+
+
+def _json_lines_encoder(part: Part) -> Callable[[Any], bytes]:
+    """How a part's batches become the JSON Lines its shard would have written.
+
+    A part of a columnar batch format (its record's processor options name it) holds the
+    tables the processor returned: they take the shard's own Arrow encoder
+    (:func:`workers.batches.table_to_jsonl`: column at a time, no Python per row; a json or
+    jsonb column is its JSON text, as in the JSON Lines part), so the document is the
+    JSON Lines run's. A ``rows`` part holds the processor's dicts: they go back to dicts,
+    whose values orjson writes as the rows shard did.
+    """
+    processor = part.record.get("processor")
+    options = processor.get("options") if isinstance(processor, dict) else None
+    if isinstance(options, dict) and options.get("batch_format", "rows") != "rows":
+        import pyarrow as pa
+
+        from workers import batches
+
+        return lambda batch: batches.table_to_jsonl(pa.Table.from_batches([batch]))
+    return parquetparts.table_to_json_lines
 
 
 def manifest(store: str, plan: layout.Plan, parts: Sequence[Part]) -> tuple[bytes, int]:
