@@ -435,3 +435,43 @@ def test_a_value_arrow_cannot_hold_is_exit_2_naming_the_column(
     assert last["cause"] == "column-type" and f"column {column!r}" in last["message"]
     assert not pipe.exists("parts/part-00000.jsonl")
     assert pipe.shard(item, *source).returncode == 0  # the rows path writes it as a string
+
+
+JSON_TYPED = """
+CREATE TABLE jt (key bigint PRIMARY KEY, amount numeric(12, 2), at timestamptz, day date,
+    doc jsonb, name text, ratio double precision);
+INSERT INTO jt SELECT k, k * 12.5 / 7, timestamptz '2024-01-02 03:04:05+00' + k * interval '1.678 s',
+    date '2024-01-01' + k, jsonb_build_object('k', k, 'a', jsonb_build_array(k, 'x')), 'n' || k,
+    CASE WHEN k % 5 = 0 THEN NULL ELSE k / 3.0 END FROM generate_series(1, 2500) AS k;
+"""
+
+
+def test_merge_of_pyarrow_parquet_parts_gives_the_json_lines_runs_bytes(
+    pg_db: str, run_step: RunStep, tmp_path: Path, jq: str
+) -> None:
+    """A pyarrow run of a typed table (numeric, fractional timestamptz, date, jsonb, nulls) into
+    Parquet parts merges (--format json and jsonl, Arrow to JSON Lines without a dict per row)
+    to the bytes the same run into JSON Lines parts merges to: jsonb stays its JSON value (it
+    used to come out as a string), and jq -s . of the JSON Lines parts reads the same document."""
+    import psycopg
+
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(JSON_TYPED)  # type: ignore[arg-type]
+    source = ("--table", "jt", "--run-column", "", "--data-column", "")
+    plan = (*source, "--batch-format", "pyarrow", "--batch-size", "300")
+    stores = {}
+    for fmt in ("jsonl", "parquet"):
+        pipe = Pipeline(run_step, pg_db, str(tmp_path / fmt), tmp_path, env=ENV)
+        for item in pipe.split_from_db(1000, *plan, "--part-format", fmt):
+            shard = pipe.shard(item, *plan)
+            assert shard.returncode == 0, shard.stderr
+        for out in ("json", "jsonl"):
+            pipe.ok("merge", "--store", pipe.store, "--format", out)
+        stores[fmt] = pipe
+    for out in ("json", "jsonl"):
+        assert stores["parquet"].read(f"merged.{out}") == stores["jsonl"].read(f"merged.{out}")
+    parts = sorted(str(p) for p in Path(stores["jsonl"].store, "parts").glob("part-*.jsonl"))
+    expected = subprocess.run([jq, "-s", ".", *parts], capture_output=True, check=True).stdout
+    doc = json.loads(stores["parquet"].read("merged.json"))
+    assert doc == json.loads(expected) and len(doc) == 2500
+    assert doc[6]["doc"] == {"a": [7, "x"], "k": 7} and doc[4]["ratio"] is None

@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import reliability_figures as figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +108,22 @@ def test_profile_notes_quote_the_measured_ratios() -> None:
     for q in quoted:
         digits = len(q.partition(".")[2])
         assert any(f"{r:.{digits}f}" == q for r in ratios), (q, ratios)
+
+
+def test_columnar_block_is_what_results_columnar_json_renders() -> None:
+    results = json.loads(readme_figures.COLUMNAR_RESULTS.read_text())
+    assert _block("performance-columnar") == readme_figures.columnar_block(results)
+    assert {r["step"] for r in results["rows"]} >= {"columnar", "part bytes"}
+
+
+def test_only_a_columnar_runs_json_is_adopted(tmp_path: Path) -> None:
+    """--columnar FILE takes the JSON of a columnar-only run, and refuses a whole run's (its
+    other rows would be shown under the columnar heading) or a file that is not a run's."""
+    whole = ROOT / "benchmarks" / "results.json"
+    dest = tmp_path / "results-columnar.json"
+    readme_figures.adopt_columnar(readme_figures.COLUMNAR_RESULTS, dest)
+    assert json.loads(dest.read_text()) == json.loads(readme_figures.COLUMNAR_RESULTS.read_text())
+    for bad, words in ((whole, "not a columnar-only run"), (tmp_path / "nope.json", "not a")):
+        with pytest.raises(SystemExit, match=words):
+            readme_figures.adopt_columnar(bad, tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists()

@@ -11,8 +11,9 @@ and jsonb ``arrow.json`` (the JSON text); timestamptz timestamp[us, UTC].
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -54,7 +55,6 @@ def stream(
 ) -> Iterator[tuple[pa.RecordBatch, Any]]:
     """Batches of exactly ``batch`` rows of the key range, key order, each with its last key
     (read as ``key_sql`` when given: a typed key's JSON value, see :mod:`workers.keys`)."""
-    import adbc_driver_postgresql.dbapi as adbc
 
     items = ", ".join(_select_item(c) for c in columns)
     sql = (
@@ -65,24 +65,127 @@ def stream(
     uri = (
         f"{conninfo}{sep}connect_timeout={max(1, round(connect_timeout))}&application_name=workers"
     )
+    with _Session(uri) as session:
+        session.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if snapshot_id is not None:
+            session.run(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+        session.run(values.PG_SESSION_SQL)
+        with session.query(sql) as (reader, cancel):
+            typed = ((_typed(rb, source, columns), k) for rb, k in exact_batches(reader, batch))
+            yield from _read_ahead(typed, cancel)
+        session.run("COMMIT")
+
+
+_AHEAD = 16
+"""Batches read ahead of the consumer (5,000 rows each by default: some 10 MB of typed rows)."""
+
+
+def _read_ahead(
+    batches: Iterator[tuple[pa.RecordBatch, Any]], cancel: Callable[[], None]
+) -> Iterator[tuple[pa.RecordBatch, Any]]:
+    """``batches``, read and typed on a thread up to :data:`_AHEAD` batches ahead.
+
+    The driver's decoding of COPY binary and Parquet's encoding of the batches before are
+    both C++ that releases the GIL: on a thread they overlap instead of taking turns. An
+    error of the read is raised here, where the batch it cut short would have come; a
+    consumer that stops early cancels the statement (the thread may be waiting on the
+    server) and waits for the thread before the reader closes.
+    """
+    import queue
+    import threading
+
+    items: queue.Queue[Any] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in batches:
+                if not put(item):
+                    return
+        except BaseException as exc:  # re-raised by the consumer
+            put(exc)
+            return
+        put(end)
+
+    thread = threading.Thread(target=run, name="workers-read-ahead", daemon=True)
+    thread.start()
     try:
-        conn = adbc.connect(uri, autocommit=True)
-    except Exception as exc:
-        raise failures.classify(exc) from None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            if snapshot_id is not None:
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
-            cur.execute(values.PG_SESSION_SQL)
-            cur.fetchall()
-            cur.execute(sql)
-            reader = cur.fetch_record_batch()
-            for rb, last_key in exact_batches(reader, batch):
-                yield _typed(rb, source, columns), last_key
-            cur.execute("COMMIT")
+        while (item := items.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        conn.close()
+        stop.set()
+        if thread.is_alive():
+            cancel()
+        thread.join()
+
+
+class _Session:
+    """One ADBC connection (autocommit, ADBC's default: the transaction is the SQL's own).
+
+    The driver manager's low-level API, not its DB-API module: ``adbc_driver_manager.dbapi``
+    imports ``pyarrow.dataset``, which imports pandas, and polars when installed (~0.4-0.9 s
+    of start-up, as much as psql takes for 1M rows); none of it is used here. Queries run as
+    the DB-API runs them (a SIGINT cancels the statement); the rows come as the same
+    pyarrow reader ``Cursor.fetch_record_batch`` returns.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import adbc_driver_manager as adbc
+        import adbc_driver_postgresql
+
+        self._adbc = adbc
+        self._stack = contextlib.ExitStack()
+        try:
+            db = self._stack.enter_context(adbc_driver_postgresql.connect(uri))
+            self._conn = self._stack.enter_context(adbc.AdbcConnection(db))
+        except Exception as exc:
+            self._stack.close()
+            raise failures.classify(exc) from None
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _execute(self, sql: str) -> tuple[Any, Any]:
+        stmt = self._adbc.AdbcStatement(self._conn)
+        try:
+            stmt.set_sql_query(sql)
+            handle, _ = self._adbc._lib._blocking_call(stmt.execute_query, (), {}, stmt.cancel)
+        except BaseException:
+            stmt.close()
+            raise
+        return stmt, handle
+
+    def run(self, sql: str) -> None:
+        """A statement whose result (if any) is read and dropped."""
+        stmt, handle = self._execute(sql)
+        with stmt:
+            pa.RecordBatchReader._import_from_c(handle.address).read_all()
+
+    @contextlib.contextmanager
+    def query(self, sql: str) -> Iterator[tuple[pa.RecordBatchReader, Callable[[], None]]]:
+        """The rows' reader, and what cancels the statement (from any thread)."""
+        stmt, handle = self._execute(sql)
+        with stmt:
+            reader = pa.RecordBatchReader._import_from_c(handle.address)
+            try:
+                yield reader, stmt.cancel
+            finally:
+                reader.close()
 
 
 def _typed(rb: pa.RecordBatch, source: Source, columns: list[values.PgColumn]) -> pa.RecordBatch:
