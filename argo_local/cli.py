@@ -123,8 +123,9 @@ def build_parser(embedding: Embedding | None = None) -> argparse.ArgumentParser:
         type=_workdir,
         metavar="IMAGE=DIR",
         help="the WORKDIR of IMAGE (with its tag, or without for every tag): its containers "
-        "without workingDir work there, in a folder of the pod's own when the path is the "
-        "image's (e.g. python=/); without it they work in the run's work folder (repeatable)",
+        "without workingDir start there (e.g. node=/usr/src/app), in a folder of the pod's own "
+        "unless a volume is mounted there; without it they start in / of their own, as in an "
+        "image without WORKDIR (repeatable)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p

@@ -18,6 +18,7 @@ from argo_local.expr import depends as expr
 from argo_local.expr import exprlang, params
 from argo_local.expr.params import ParamError
 from argo_local.model.annotations import keeps
+from argo_local.model.artifactspec import anchored
 from argo_local.model.nodes import (
     ERROR,
     FAILED,
@@ -241,6 +242,8 @@ class PodRuntime:
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
             ascope.update(artifacts.path_scope(node.input_artifacts, outputs))
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
+            # a relative output path is the main container's working folder's (emissary.go)
+            outputs = anchored(outputs, self.containers.main_working_dir(c, kind))
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
                 members, c = self.containers.container_set(
