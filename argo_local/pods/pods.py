@@ -10,7 +10,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,8 @@ from argo_local.model.artifactspec import anchored
 from argo_local.model.nodes import (
     ERROR,
     FAILED,
+    PENDING,
+    RUNNING,
     SUCCEEDED,
     Attempt,
     Cancelled,
@@ -283,7 +285,7 @@ class PodRuntime:
         self.run.progress("start", node)
         try:
             ctx = self.run.wf_limit or nullcontext()
-            with ctx:
+            with ctx, self._slot(node, daemon):
                 self.run.check_cancel()
                 attempt.started = time.time()
                 return self.pod_processes.run_containers(
@@ -304,6 +306,25 @@ class PodRuntime:
         finally:
             # secret values are not left on disk once the pod is gone
             shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
+
+    def _slot(self, node: Node, daemon: daemons.Daemon | None) -> AbstractContextManager[None]:
+        """One of the machine's pod slots for the attempt's processes (capacity.py); the node
+        is Pending while it waits, as a pod the scheduler has not placed. A daemon takes
+        none: it runs until its scope ends, and a step waiting for a slot that daemons hold
+        would wait for ever."""
+        if daemon is not None:
+            return nullcontext()
+
+        def waiting(wait: bool) -> None:
+            with self.run.lock:
+                if wait:
+                    node.phase, node.message = PENDING, self.run.slots.message()
+                elif node.phase == PENDING:
+                    node.phase, node.message = RUNNING, ""
+            if wait:
+                self.run.progress("waiting", node)
+
+        return self.run.slots.hold(self.run.cancel, waiting)
 
     def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
         """``activeDeadlineSeconds`` and ``timeout``, whichever ends first: for a pod template

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.expr.params import ParamError
 from argo_local.model.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
-from argo_local.pods import artifacts, daemons, dataflow, reaper
+from argo_local.pods import artifacts, capacity, daemons, dataflow, reaper
 from argo_local.pods.containers import ContainerRun
 from argo_local.pods.dataflow import FlowRun
 from argo_local.pods.signals import kill
@@ -39,6 +39,7 @@ class ProcessRun(ContainerRun, FlowRun, Protocol):
     processes: dict[int, subprocess.Popen[bytes]]
     progress: Callable[[str, Node | None], None]
     uid: str  # marks every process of the run (reaper.py), so none outlives it
+    slots: capacity.PodSlots  # the pods that run at once (capacity.py)
 
     def new_node(
         self,
@@ -260,7 +261,7 @@ class PodProcesses:
         ]
         self.run.progress("running", node)
         for t in threads:
-            t.start()
+            capacity.start_thread(t, f"container {t.name}")
         for t in threads:
             t.join()
         order = sorted(members, key=lambda m: m[0].name != "main")
@@ -323,8 +324,9 @@ class Launcher:
             terminal, stdin = pty.openpty()
         # what it starts carries this, so its leftovers are found once it exits (reaper.py)
         mark = f"{self.run.uid}/{next(self._count)}"
-        try:
-            proc = subprocess.Popen(
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 p.cmd,
                 stdin=stdin,
                 stdout=out,
@@ -332,6 +334,18 @@ class Launcher:
                 env={**p.env, reaper.MARKER: mark},
                 cwd=p.cwd,
                 start_new_session=True,
+            )
+
+        try:
+            # A fork the machine refuses (EAGAIN: the task limit, a cgroup's pids.max) is no
+            # failure of the pod: it waits, as a pod waits for room on a cluster, until a
+            # process of the run ends (capacity.py).
+            proc = capacity.retry_exhausted(
+                start,
+                p.argv0,
+                others_running=lambda: bool(self.run.processes),
+                wait=self.run.slots.wait_for_room,
+                cancelled=self.run.cancel,
             )
         finally:
             if terminal is not None:
@@ -379,7 +393,13 @@ class Launcher:
             reader = threading.Thread(
                 target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
             )
-            reader.start()
+            try:
+                capacity.start_thread(reader, f"the reader of {node.display}'s log")
+            except capacity.Exhausted:
+                kill(proc)
+                proc.wait()
+                self.forget(proc, daemon)
+                raise
         timed_out = False
         try:
             # Block until the exit (or the deadline), never poll: a poll interval is latency

@@ -108,10 +108,25 @@ def _shadow(folder: str, backing: Path | None = None) -> list[str]:
         if folder == "/" and entry.name in ("proc", "dev"):
             continue
         if entry.is_symlink():
-            args += ["--symlink", os.readlink(path), path]
+            if backing is not None:
+                # made in the backing folder itself, once: bwrap's --symlink fails on the one
+                # an earlier container of the pod left there (a daemon and its exec probe
+                # share the folder, and may start together)
+                _plant_link(os.readlink(path), backing / entry.name)
+            else:
+                args += ["--symlink", os.readlink(path), path]
         else:
             args += ["--ro-bind", path, path]
     return args
+
+
+def _plant_link(target: str, where: Path) -> None:
+    """A symlink to ``target`` at ``where``, unless an entry is there already (the pod's own
+    entry, or the same link made by another of its containers)."""
+    try:
+        os.symlink(target, where)
+    except FileExistsError:
+        pass
 
 
 def bwrap_command(
