@@ -122,6 +122,21 @@ def _available_memory() -> int | None:
     return None
 
 
+def task_room() -> int | None:
+    """Processes and threads the machine lets this runner start now: the least of the room
+    under RLIMIT_NPROC (root is exempt) and under the cgroup's pids.max; None: no limit.
+    Zombies count until reaped (a bubblewrap namespace's init is reaped by the machine's own
+    init, which some reap late), so this is read again before each pod starts."""
+    rooms = []
+    nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if nproc != resource.RLIM_INFINITY and os.geteuid() != 0:
+        rooms.append(nproc - _user_tasks(os.getuid()))
+    pids = _pids_room()
+    if pids is not None:
+        rooms.append(pids)
+    return min(rooms) if rooms else None
+
+
 def machine_cap() -> Cap:
     """The most pods this machine holds at once (see the module's docstring)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -129,13 +144,9 @@ def machine_cap() -> Cap:
     memory = _available_memory()
     if memory is not None:
         bounds[f"{memory >> 20} MiB available"] = memory // POD_MEMORY
-    nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-    if nproc != resource.RLIM_INFINITY and os.geteuid() != 0:
-        room = nproc - _user_tasks(os.getuid())
-        bounds[f"RLIMIT_NPROC {nproc}, {max(room, 0)} tasks free"] = room // POD_TASKS
-    pids = _pids_room()
-    if pids is not None:
-        bounds[f"cgroup pids.max, {max(pids, 0)} tasks free"] = pids // POD_TASKS
+    room = task_room()
+    if room is not None:
+        bounds[f"task limit, {max(room, 0)} tasks free"] = room // POD_TASKS
     nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if nofile != resource.RLIM_INFINITY:
         bounds[f"RLIMIT_NOFILE {nofile}"] = (nofile - 64) // POD_FILES
@@ -151,6 +162,18 @@ class PodSlots:
         self._cond = threading.Condition()
         self.running = 0
         self.peak = 0
+        # a task limit is read again before each start (other programs and zombies use it)
+        self._limited = task_room() is not None
+
+    def _full(self) -> bool:
+        if self.running >= self.cap.pods:
+            return True
+        if not self._limited or self.running == 0:
+            # with no pod of the run running, none would free room: it tries (and a start
+            # the machine refuses is waited out, retry_exhausted)
+            return False
+        room = task_room()
+        return room is not None and room < POD_TASKS
 
     def message(self) -> str:
         """A waiting pod's message (run.json shows it Pending with it, as a pod the
@@ -166,11 +189,12 @@ class PodSlots:
         ``waiting(False)`` once it has it. A cancelled run stops the wait (the caller's
         cancel check raises then)."""
         with self._cond:
-            waited = self.running >= self.cap.pods
+            waited = self._full()
             if waited:
                 waiting(True)
-            while self.running >= self.cap.pods and not cancelled.is_set():
-                self._cond.wait(0.5)
+            while not cancelled.is_set() and self._full():
+                # woken when a pod ends; the timeout sees room other programs freed
+                self._cond.wait(0.2)
             self.running += 1
             self.peak = max(self.peak, self.running)
         if waited:

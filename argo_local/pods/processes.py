@@ -7,6 +7,7 @@ The attempts, retries and deadlines around them are :mod:`pods`'."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -78,14 +79,43 @@ class PodProcesses:
         daemon: daemons.Daemon | None,
     ) -> Attempt:
         """A pod's life: its init containers one after another (a failure fails the pod),
-        then the main container with its sidecars, which are killed once the main exits."""
+        then the main container with its sidecars, which are killed once the main exits. A
+        container the machine refused to start (bubblewrap could not fork: the task limit)
+        never ran: the pod waits for room and starts again (capacity.py)."""
+        return capacity.retry_exhausted(
+            lambda: self._life(
+                node, attempt, main, members, inits, sides, probes, deadline, outputs, where, daemon
+            ),
+            f"pod {node.display}",
+            others_running=lambda: bool(self.run.processes),
+            wait=self.run.slots.wait_for_room,
+            cancelled=self.run.cancel,
+        )
+
+    def _life(
+        self,
+        node: Node,
+        attempt: Attempt,
+        main: Process | None,
+        members: list[tuple[Process, list[str]]],
+        inits: list[Process],
+        sides: list[Process],
+        probes: list[daemons.Readiness],
+        deadline: float | None,
+        outputs: dict[str, Any],
+        where: str,
+        daemon: daemons.Daemon | None,
+    ) -> Attempt:
         for init in inits:
             try:
                 with open(_fresh(init.stdout), "wb") as out, open(init.stderr, "wb") as err:
                     proc = self.launcher.popen(init, out, err, daemon)
                 code, timed_out = self.launcher.wait(proc, None, attempt, node, deadline, daemon)
             except OSError as exc:
+                if capacity.is_exhausted(exc):
+                    raise
                 return end(attempt, ERROR, None, f"cannot start {init.argv0}: {exc}")
+            self.launcher.check_refused(init, code)
             if timed_out:
                 return self._timed_out(attempt, code, deadline)
             if self.run.cancel.is_set():
@@ -108,9 +138,13 @@ class PodProcesses:
                     node, attempt, main, sides, running, probes, deadline, daemon
                 )
         except OSError as exc:
+            if capacity.is_exhausted(exc):
+                raise
             return end(attempt, ERROR, None, str(exc))
         finally:
             side_codes = self._stop_sidecars(running, daemon)
+        if main is not None:
+            self.launcher.check_refused(main, code)
         if timed_out:
             return self._timed_out(attempt, code, deadline)
         if daemon is not None:
@@ -181,6 +215,8 @@ class PodProcesses:
                 starting = main
                 proc = self.launcher.popen(main, out, subprocess.PIPE, daemon)
             except OSError as exc:
+                if capacity.is_exhausted(exc):
+                    raise
                 raise OSError(f"cannot start {starting.argv0}: {exc}") from None
             self.run.progress("running", node)
             if daemon is not None:
@@ -307,6 +343,8 @@ class Launcher:
         self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
         self.markers: dict[int, str] = {}  # pid -> its reaper.MARKER value
         self._count = itertools.count()
+        # bwrap: the runner reaps the namespaces' inits itself (reaper.adopt_orphans)
+        self.adopted = run.mode == "bwrap" and reaper.adopt_orphans()
 
     def popen(
         self, p: Process, out: Any, err: Any, daemon: daemons.Daemon | None
@@ -364,6 +402,23 @@ class Launcher:
             kill(proc)
         return proc
 
+    def check_refused(self, p: Process, code: int) -> None:
+        """Raise EAGAIN when ``p`` never ran because bubblewrap could not fork or clone its
+        namespace (``bwrap: ... Resource temporarily unavailable``, exit 1): the machine's
+        task limit, not the container's failure, so the pod waits and starts again."""
+        if self.run.mode != "bwrap" or code != 1:
+            return
+        try:
+            with open(p.stderr, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            return
+        if head.startswith(b"bwrap: ") and any(
+            os.strerror(e).encode() in head for e in capacity.EXHAUSTED_ERRNOS
+        ):
+            line = head.split(b"\n", 1)[0].decode(errors="replace")
+            raise OSError(errno.EAGAIN, line)
+
     def forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
         """Once ``proc`` exited: what it left running is killed (a container's processes end
         with its main process), and the run no longer tracks it."""
@@ -374,6 +429,8 @@ class Launcher:
         if mark is not None and self.run.mode != "bwrap":
             # bwrap's PID namespace (--unshare-pid) ends them already; remap has only this
             reaper.end(proc.pid, mark)
+        if self.adopted:
+            reaper.reap_orphans()  # the namespace's init bubblewrap left unreaped
         if terminal is not None:
             os.close(terminal)
         if daemon is not None:

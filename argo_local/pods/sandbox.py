@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 
@@ -123,10 +124,8 @@ def _shadow(folder: str, backing: Path | None = None) -> list[str]:
 def _plant_link(target: str, where: Path) -> None:
     """A symlink to ``target`` at ``where``, unless an entry is there already (the pod's own
     entry, or the same link made by another of its containers)."""
-    try:
+    with suppress(FileExistsError):
         os.symlink(target, where)
-    except FileExistsError:
-        pass
 
 
 def bwrap_command(
