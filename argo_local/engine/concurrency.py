@@ -4,6 +4,7 @@ once on this machine is :mod:`argo_local.pods.capacity`'s."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -14,6 +15,9 @@ from argo_local.pods import capacity
 
 class Stoppable(Protocol):
     """A run a failing thread stops."""
+
+    # the run's live container processes: while one runs, its end will free a task
+    processes: dict[int, subprocess.Popen[bytes]]
 
     def stop(self, reason: str) -> None: ...
     def warn(self, text: str) -> None: ...
@@ -35,7 +39,9 @@ def start_thread(work: Callable[[], None], run: Stoppable, name: str) -> threadi
 
     t = threading.Thread(target=guarded, name=name, daemon=True)
     try:
-        capacity.start_thread(t, name)
+        # a thread refused waits only while a pod process of the run runs: the threads
+        # alive may all wait on this one, and would never free the room
+        capacity.start_thread(t, name, others_running=lambda: bool(run.processes))
     except capacity.Exhausted as exc:
         run.stop(str(exc))
         return _NeverStarted(name=name, daemon=True)  # its caller joins it: nothing to wait for

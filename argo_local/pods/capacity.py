@@ -267,12 +267,9 @@ def _strerror(exc: BaseException) -> str:
     return str(exc)
 
 
-def start_thread(thread: threading.Thread, what: str) -> None:
+def start_thread(
+    thread: threading.Thread, what: str, *, others_running: Callable[[], bool]
+) -> None:
     """Start ``thread``, waiting while the machine refuses a new one ("can't start new
-    thread": the task limit) as long as another thread of the runner may end and free one."""
-    retry_exhausted(
-        thread.start,
-        what,
-        others_running=lambda: threading.active_count() > 1,
-        wait=time.sleep,
-    )
+    thread": the task limit) as :func:`retry_exhausted` waits."""
+    retry_exhausted(thread.start, what, others_running=others_running, wait=time.sleep)

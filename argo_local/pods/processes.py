@@ -297,7 +297,9 @@ class PodProcesses:
         ]
         self.run.progress("running", node)
         for t in threads:
-            capacity.start_thread(t, f"container {t.name}")
+            capacity.start_thread(
+                t, f"container {t.name}", others_running=lambda: bool(self.run.processes)
+            )
         for t in threads:
             t.join()
         order = sorted(members, key=lambda m: m[0].name != "main")
@@ -451,12 +453,12 @@ class Launcher:
                 target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
             )
             try:
-                capacity.start_thread(reader, f"the reader of {node.display}'s log")
-            except capacity.Exhausted:
-                kill(proc)
-                proc.wait()
-                self.forget(proc, daemon)
-                raise
+                reader.start()
+            except RuntimeError:
+                # no thread for it (the task limit): this thread reads the log, up to the
+                # deadline, before it waits
+                reader = None
+                self._read_until(proc, err_file, attempt, node, deadline)
         timed_out = False
         try:
             # Block until the exit (or the deadline), never poll: a poll interval is latency
@@ -474,30 +476,61 @@ class Launcher:
             reader.join(timeout=5)
         return code, timed_out
 
+    def _read_until(
+        self,
+        proc: subprocess.Popen[bytes],
+        err_file: Any,
+        attempt: Attempt,
+        node: Node,
+        deadline: float | None,
+    ) -> None:
+        """:meth:`_read_stderr` in this thread, until the log ends or the deadline passes
+        (the wait after it then sees the deadline)."""
+        import selectors
+
+        assert proc.stderr is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while True:
+                left = None if deadline is None else deadline - (time.time() - attempt.started)
+                if left is not None and left <= 0:
+                    return
+                if not sel.select(timeout=left):
+                    return
+                line = proc.stderr.readline()
+                if not line:
+                    return
+                self._log_line(line, err_file, attempt, node)
+
     def _read_stderr(
         self, proc: subprocess.Popen[bytes], err_file: Any, attempt: Attempt, node: Node
     ) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if attempt.first_log is None:
-                attempt.first_log = time.time()
-            err_file.write(line)
-            err_file.flush()
-            if self.run.options.verbose:
-                # the pod's own words, masked like everything else the runner prints
-                with self.run.lock:
-                    secrets = tuple(self.run.secret_values)
-                text = f"  {node.display} | {line.decode(errors='replace')}"
-                sys.stderr.write(redact(text, secrets))
-            if line.startswith(b"{"):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    attempt.events.append(event)
-                    if event.get("rows") is not None:
-                        self.run.progress("event", node)
+            self._log_line(line, err_file, attempt, node)
+
+    def _log_line(self, line: bytes, err_file: Any, attempt: Attempt, node: Node) -> None:
+        """One line of a pod's stderr: to its log, to the terminal with ``-v``, and its
+        JSON event to the attempt."""
+        if attempt.first_log is None:
+            attempt.first_log = time.time()
+        err_file.write(line)
+        err_file.flush()
+        if self.run.options.verbose:
+            # the pod's own words, masked like everything else the runner prints
+            with self.run.lock:
+                secrets = tuple(self.run.secret_values)
+            text = f"  {node.display} | {line.decode(errors='replace')}"
+            sys.stderr.write(redact(text, secrets))
+        if line.startswith(b"{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                return
+            if isinstance(event, dict):
+                attempt.events.append(event)
+                if event.get("rows") is not None:
+                    self.run.progress("event", node)
 
 
 def end(attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt:
