@@ -225,7 +225,7 @@ def import_paths(code: Path, pythonpath: str | None, cwd: Path) -> list[Path]:
 
     Absolute, in order, without repeats. A relative entry (and the empty one, which Python
     reads as the working folder) is taken relative to ``cwd``, the runner's working folder,
-    because a pod runs in the run's own work folder where it would mean nothing.
+    because a pod runs in a working folder of its own where it would mean nothing.
     """
     found: list[Path] = []
     for entry in [str(code), *(pythonpath.split(os.pathsep) if pythonpath else [])]:
