@@ -440,3 +440,114 @@ def test_cowsay_says_the_text(shims: Path) -> None:
     assert said.returncode == 0
     assert "< hello world >" in said.stdout
     assert said.stdout.count("\n") >= 5
+
+
+TWO_SUBMISSIONS = """\
+package e2e
+
+func (s *TinySuite) TestNoPermission() {
+	s.Given().
+		Workflow("@expectedfailures/serviceaccount-insufficient-permissions.yaml").
+		When().
+		SubmitWorkflow().
+		WaitForWorkflow(fixtures.ToBeErrored)
+}
+
+func (s *TinySuite) TestTwoFiles() {
+	s.Run("First", func() {
+		s.Given().
+			Workflow("@testdata/greet-again.yaml").
+			When().
+			SubmitWorkflow().
+			WaitForWorkflow(fixtures.ToBeSucceeded)
+	})
+	s.Run("Second", func() {
+		s.Given().
+			Workflow("@expectedfailures/must-fail-again.yaml").
+			When().
+			SubmitWorkflow().
+			WaitForWorkflow(fixtures.ToBeFailed)
+	})
+}
+"""
+
+# Hosts under .invalid never resolve (RFC 2606): no machine reaches them.
+CALLS_AWAY = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: calls-away-
+spec:
+  entrypoint: call
+  templates:
+    - name: call
+      http:
+        url: https://argo-corpus-test.invalid/status
+"""
+
+LOOKS_UP = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: looks-up-
+spec:
+  entrypoint: lookup
+  hostAliases: [{ip: 127.0.0.1, hostnames: [argo-corpus-test.invalid]}]
+  templates:
+    - name: lookup
+      container:
+        image: alpine:3.23
+        command: [sh, -c, "nslookup argo-corpus-test.invalid"]
+"""
+
+
+def test_e2e_inputs_and_hosts_out_of_reach(tmp_path: Path) -> None:
+    """Files of test/e2e/testdata, expectedfailures and smoke count where a Go test submits
+    them, each judged by the wait after its own submission (one test may submit several:
+    artifacts_test.go TestMainLog waits ToBeSucceeded for testdata/basic-workflow.yaml, then
+    ToBeFailed for expectedfailures/timeouts-step.yaml); a file there no test submits is not
+    run. A file whose http template calls, or whose pod nslookups (a DNS query: busybox's
+    nslookup never reads /etc/hosts), a host this machine cannot reach is "needs the
+    network", not run."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import argo_corpus
+
+    root = tmp_path / "argo"
+    for rel, text in {
+        "test/e2e/testdata/greet-again.yaml": GREET,
+        "test/e2e/expectedfailures/must-fail-again.yaml": MUST_FAIL,
+        "test/e2e/testdata/nobody-submits.yaml": GREET,
+        "test/e2e/two_test.go": TWO_SUBMISSIONS,
+        "examples/calls-away.yaml": CALLS_AWAY,
+        "test/e2e/functional/looks-up.yaml": LOOKS_UP,
+        # argo_expect.CLUSTER_ONLY: an outcome only Kubernetes RBAC decides
+        "test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml": GREET,
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    by = {i.rel: i for i in argo_corpus.plan(root, 120.0)}
+    again = by["test/e2e/testdata/greet-again.yaml"]
+    assert again.cls is None and again.expectation is not None
+    assert again.expectation.phases == ("Succeeded",)
+    assert "two_test.go TestTwoFiles: ToBeSucceeded" in again.expectation.reason
+    failing = by["test/e2e/expectedfailures/must-fail-again.yaml"].expectation
+    assert failing is not None and failing.phases == ("Failed",)
+    assert by["test/e2e/testdata/nobody-submits.yaml"].cls == "not tested by Argo"
+    assert by["test/e2e/testdata/nobody-submits.yaml"].expectation is None
+    rbac = by["test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml"]
+    assert rbac.cls == "needs a cluster" and "RBAC" in rbac.note
+    for rel in ("examples/calls-away.yaml", "test/e2e/functional/looks-up.yaml"):
+        assert by[rel].cls == "needs the network", rel
+        assert "argo-corpus-test.invalid" in by[rel].note
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(root), "--json", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = {r["file"]: r for r in json.loads((tmp_path / "out.json").read_text())}
+    assert results["test/e2e/testdata/greet-again.yaml"]["cls"] == "as Argo"
+    assert results["test/e2e/expectedfailures/must-fail-again.yaml"]["cls"] == "as Argo"
+    assert results["examples/calls-away.yaml"]["phase"] is None  # not run

@@ -189,7 +189,7 @@ def test_fan_out_reads_splits_file_output(lib: dict[str, dict[str, mc.Doc]]) -> 
     assert shard["withSequence"] == {"count": "{{tasks.plan.outputs.parameters.shard-count}}"}
     args = {p["name"]: p["value"] for p in shard["arguments"]["parameters"]}
     assert args["shard"] == "{{item}}"
-    for name in ("split", "split-table"):
+    for name in ("split", "split-table", "split-files"):
         assert lib["workers-split"][name]["outputs"]["parameters"][0]["valueFrom"] == {
             "path": "/tmp/shard-count"
         }
@@ -280,7 +280,7 @@ def test_retry_expression(
     strategies = [
         t["retryStrategy"] for wt in lib.values() for t in wt.values() if "container" in t
     ]
-    assert len(strategies) == 7
+    assert len(strategies) == 8
     for s in strategies:
         assert s["retryPolicy"] == "Always"  # the expression alone decides, on every Argo >= 3.2
         assert mc.retry_decision(s["expression"], code, status, message) is retry

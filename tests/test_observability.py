@@ -261,7 +261,7 @@ METRIC_CASES = [
     (
         {"name": "g", "help": "h", "gauge": {"value": "{{outputs.parameters.missing}}"}},
         {"status": "Failed"},
-        "cannot resolve {{outputs.parameters.missing}}",
+        "failed to resolve {{outputs.parameters.missing}}",
     ),
     (
         # Argo resolves the value before `when`: a false `when` does not hide a missing output.
@@ -272,7 +272,7 @@ METRIC_CASES = [
             "counter": {"value": "{{outputs.parameters.count}}"},
         },
         {"status": "Failed"},
-        "cannot resolve {{outputs.parameters.count}}",
+        "failed to resolve {{outputs.parameters.count}}",
     ),
     (
         {"name": "bad-name", "help": "h", "gauge": {"value": "1"}},

@@ -630,20 +630,6 @@ def test_a_container_without_command_or_args_needs_its_entrypoint(tmp_path: Path
     assert by["scripted"]["outputs"]["result"] == "served scripted run"
 
 
-def test_host_aliases_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``hostAliases`` are entries in the pod's /etc/hosts (Kubernetes PodSpec); a local
-    process shares the machine's, so a workflow that relies on them cannot run as in a cluster
-    (test/e2e/functional/*host_aliases.yaml resolve the aliases): refused before running."""
-    extra = "  hostAliases: [{ip: 127.0.0.1, hostnames: [foo.bar]}]\n"
-    templates = """
-    - name: main
-      container: {image: alpine, command: [echo, hi]}
-    """
-    code, rec = run(tmp_path, workflow("aliases", templates, extra=extra))
-    assert code == 2 and rec == {}
-    assert "hostAliases" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(("value", "go"), [(".nan", "NaN"), (".inf", "+Inf"), ("-.inf", "-Inf")])
 def test_a_float_json_cannot_hold_is_refused_before_running(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, go: str

@@ -96,7 +96,7 @@ def test_each_failed_attempt_shows_its_own_error_and_the_headline_names_the_step
     assert "merge" not in headline
     for n in (1, 2, 3):
         assert any(
-            line.strip().startswith(f"attempt {n}: Error (exit code 75)")
+            line.strip().startswith(f"attempt {n}: main: Error (exit code 75)")
             and "Connection refused" in line
             for line in proc.stdout.splitlines()
         ), proc.stdout

@@ -248,5 +248,5 @@ def test_a_metric_must_resolve_every_variable(tmp_path: Path) -> None:
     from argo_local.expr import params
 
     assert params.substitute("{{custom.variable}}", {}, "here") == "{{custom.variable}}"
-    with pytest.raises(metrics.MetricError, match=r"cannot resolve \{\{custom\.variable\}\}"):
+    with pytest.raises(metrics.MetricError, match=r"failed to resolve \{\{custom\.variable\}\}"):
         metrics.render_value("{{custom.variable}}", {}, "here")

@@ -400,7 +400,12 @@ BAD_INPUTS = [
         "raise --rows-per-shard to at least 100000",
     ),
     ("split", ["--count-file", "/nonexistent/count"], 2, "file not found"),
-    ("split", [], 2, "one of the arguments --count --count-file --from-db is required"),
+    (
+        "split",
+        [],
+        2,
+        "one of the arguments --count --count-file --from-db --from-files is required",
+    ),
     ("merge", ["--store", "STORE", "--format", "xml"], 2, "unknown --format 'xml'"),
     ("merge", ["--store", "STORE"], 4, "no plan at"),
     ("merge", ["--glob", "/nonexistent/*.json"], 2, "matches no file"),

@@ -453,7 +453,10 @@ def test_resume_after_fixing_the_code_recomputes_what_the_old_code_made(code: Pa
     nodes = _nodes(code)
     assert nodes["produce"]["message"].endswith("(kept)")
     assert nodes["produce"]["outputs"] == produced["outputs"]
-    assert "except steps of check, merge, shard, split, split-table: they run again" in again.stderr
+    assert (
+        "except steps of check, merge, shard, split, split-files, split-table: they run again"
+        in again.stderr
+    )
     [store] = (run_dir / "volumes" / "workers-shared").iterdir()
     merged = json.loads((store / "merged.json").read_text())
     assert len(merged) == 200 and {row["by"] for row in merged} == {"new"}

@@ -21,6 +21,12 @@ through ``python -m workers run FILE`` and lands in one class:
                          run only with --long
     needs busybox        runs pods of alpine/busybox images, and busybox is not on this
                          machine: not run (see below)
+    needs the network    calls a host this machine cannot reach: an http template's URL, or
+                         a name a pod looks up with nslookup (which asks a DNS server and
+                         never reads /etc/hosts); probed before running, not run
+    needs a cluster      its Go test's outcome is decided by Kubernetes machinery a local
+                         run has no equivalent of (argo_expect.CLUSTER_ONLY, with the
+                         evidence: RBAC of a service account); not run
     library              WorkflowTemplates another file (or a Go test) uses through
                          templateRef/workflowTemplateRef; given to every run with --manifests
     not a workflow       no Workflow, WorkflowTemplate or CronWorkflow in it (ConfigMap, PVC,
@@ -59,6 +65,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,7 +86,8 @@ from argo_expect import INTERACTIVE, NOT_TESTED, PHASE, Expectation
 
 AS_ARGO, REJECTED, WRONG, CRASH = "as Argo", "rejected", "wrong", "crash"
 LIBRARY, NOT_WORKFLOW, HEAVY = "library", "not a workflow", "too heavy"
-LONG, NEEDS_BUSYBOX = "too long", "needs busybox"
+LONG, NEEDS_BUSYBOX, NEEDS_NETWORK = "too long", "needs busybox", "needs the network"
+NEEDS_CLUSTER = "needs a cluster"
 CLASSES = (
     AS_ARGO,
     REJECTED,
@@ -92,6 +100,8 @@ CLASSES = (
     HEAVY,
     LONG,
     NEEDS_BUSYBOX,
+    NEEDS_NETWORK,
+    NEEDS_CLUSTER,
 )
 
 # Files whose designed duration (argo_expect.DURATIONS) is above this are run only with --long.
@@ -109,7 +119,7 @@ HEAVY_FILES = {
     "7,000 at once",
 }
 
-FOLDERS = ("examples", "test/e2e/functional")
+FOLDERS = ("examples", "test/e2e/functional", *(f"test/e2e/{f}" for f in argo_expect.E2E_FOLDERS))
 SUFFIXES = (".yaml", ".yml", ".json")
 RUNNABLE = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 TEMPLATE_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate")
@@ -204,7 +214,7 @@ def corpus_files(root: Path) -> list[tuple[Path, str]]:
         base = root / folder
         if not base.is_dir():
             continue
-        pattern = "**/*" if folder == "examples" else "*"
+        pattern = "*" if folder == "test/e2e/functional" else "**/*"
         for path in sorted(base.glob(pattern)):
             if path.suffix in SUFFIXES and path.is_file():
                 found.append((path, folder))
@@ -243,6 +253,18 @@ def plan(
                 continue
             # room for the runner's own start and the pods' starts beyond their sleeps
             item.timeout = max(item.timeout, seconds * 1.25 + 60)
+        if item.rel in argo_expect.CLUSTER_ONLY and item.cls is None:
+            item.cls, item.note = NEEDS_CLUSTER, argo_expect.CLUSTER_ONLY[item.rel]
+            continue
+        if item.cls in (None, NOT_TESTED) and item.expectation is not None:
+            missing = [n for n in sorted(network_names(load(item.path) or [])) if not reachable(n)]
+            if missing:
+                item.cls = NEEDS_NETWORK
+                item.note = (
+                    f"reaches {missing[0]} over the network (an http template's URL, or "
+                    "nslookup, which asks a DNS server), and this machine cannot"
+                )
+                continue
         if not busybox and item.cls in (None, NOT_TESTED) and item.expectation is not None:
             used = sorted(i for i in images(load(item.path) or []) if busybox_image(i))
             if used:
@@ -252,6 +274,66 @@ def plan(
                     "this machine (apt-get install busybox)"
                 )
     return items
+
+
+_URL_HOST = re.compile(r"https?://([A-Za-z0-9.-]+)")
+_NSLOOKUP = re.compile(r"\bnslookup\s+([A-Za-z0-9][A-Za-z0-9.-]*)")
+
+
+def network_names(docs: Iterable[dict[str, Any]]) -> set[str]:
+    """The hosts a file's runs must reach: every http(s) URL's host in a file that has an
+    ``http`` template (its url is often a parameter given elsewhere in the file), and every
+    name a pod runs ``nslookup`` on (busybox's nslookup sends a DNS query; it never reads the
+    pod's /etc/hosts, so hostAliases do not answer it)."""
+    texts = [t for d in docs for t in _strings(d)]
+    names = {m.group(1) for t in texts for m in _NSLOOKUP.finditer(t)}
+    if any("http" in t for d in docs for t in _templates(d)):
+        names |= {m.group(1) for t in texts for m in _URL_HOST.finditer(t)}
+    return {n for n in names if n not in ("localhost", "127.0.0.1")}
+
+
+def _templates(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A document's templates (a CronWorkflow's are in its workflowSpec)."""
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    if isinstance(spec.get("workflowSpec"), dict):
+        spec = spec["workflowSpec"]
+    return [t for t in spec.get("templates") or [] if isinstance(t, dict)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def reachable(host: str, seconds: float = 5.0) -> bool:
+    """Whether this machine resolves ``host`` and opens a TCP connection to it (port 443,
+    else 80), within ``seconds`` each; remembered per host."""
+    if host not in _REACHABLE:
+        found: list[bool] = []
+
+        def probe() -> None:
+            for port in (443, 80):
+                try:
+                    with socket.create_connection((host, port), timeout=seconds):
+                        found.append(True)
+                        return
+                except OSError:
+                    continue
+
+        worker = threading.Thread(target=probe, daemon=True)
+        worker.start()
+        worker.join(seconds * 3)
+        _REACHABLE[host] = bool(found)
+    return _REACHABLE[host]
 
 
 def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
@@ -280,6 +362,9 @@ def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
         items.append(item)
         if rel in HEAVY_FILES and not heavy:
             item.cls, item.note = HEAVY, f"{HEAVY_FILES[rel]} (--heavy runs it)"
+            continue
+        if folder.removeprefix("test/e2e/") in argo_expect.E2E_FOLDERS:
+            _plan_e2e(item, root, docs, go_found, library_of_tests)
             continue
         if docs is None:
             item.expectation = argo_expect.phase("Succeeded", "unreadable YAML: the runner decides")
@@ -338,6 +423,35 @@ def _plan(root: Path, default_timeout: float, heavy: bool) -> list[Item]:
             continue
         item.expectation = exp
     return items
+
+
+def _plan_e2e(
+    item: Item,
+    root: Path,
+    docs: list[dict[str, Any]] | None,
+    go_found: dict[str, Expectation],
+    library: dict[str, str],
+) -> None:
+    """A file of test/e2e/testdata, expectedfailures or smoke: compared only where a Go test
+    submits it and says how it ends (its wait or its status.Phase assertion); those folders
+    hold the tests' own inputs, so a file no test submits has no expectation and is not run."""
+    key = item.path.relative_to(root / "test" / "e2e").as_posix()
+    exp = go_found.get(key)
+    if not any(d.get("kind") in RUNNABLE for d in docs or []):
+        item.cls = NOT_WORKFLOW
+        item.note = "unreadable YAML" if docs is None else ", ".join(item.kinds) or "no document"
+        return
+    if key in library and exp is None:
+        item.cls, item.note = LIBRARY, library[key]
+        return
+    if exp is None:
+        item.cls = NOT_TESTED
+        item.note = "no Go test submits it (the Go tests' own inputs): nothing to compare with"
+        return
+    if exp.kind != PHASE:
+        item.cls, item.note = exp.kind, exp.reason
+        return
+    item.expectation = exp
 
 
 # ------------------------------------------------------------------ running

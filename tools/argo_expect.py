@@ -189,9 +189,13 @@ FUNCTIONAL_LIBRARY = {
 
 _FUNC = re.compile(r"^func (?:\([^)]*\) )?(Test\w+)\(", re.M)
 _REF = re.compile(
-    r"\b(Workflow|WorkflowTemplate|ClusterWorkflowTemplate|CronWorkflow)\(\s*[\"`]@functional/"
-    r"([^\"`]+)[\"`]"
+    r"\b(Workflow|WorkflowTemplate|ClusterWorkflowTemplate|CronWorkflow)\(\s*[\"`]@"
+    r"(functional/|testdata/|expectedfailures/|smoke/)([^\"`]+)[\"`]"
 )
+E2E_FOLDERS = ("testdata", "expectedfailures", "smoke")
+"""test/e2e folders besides functional/ whose files Go tests submit (``@testdata/NAME``): a
+file there is keyed by its path below test/e2e (``testdata/http-outputs.yaml``), a
+functional file by its name."""
 _CLI_SUBMIT = re.compile(r"RunCli\(\[\]string\{\"submit\", \"functional/([^\"]+)\"")
 _WAIT = re.compile(r"WaitForWorkflow\(\s*fixtures\.(ToBeSucceeded|ToBeFailed|ToBeErrored)\b")
 _ASSERT = re.compile(
@@ -220,23 +224,39 @@ def from_go_tests(folder: Path) -> tuple[dict[str, Expectation], dict[str, str]]
             if test is None:
                 continue
             where = f"{go.name} {test.group(1)}"
-            submitted = [n for kind, n in _REF.findall(body) if kind == "Workflow"]
-            submitted += _CLI_SUBMIT.findall(body)
-            for kind, name in _REF.findall(body):
+            refs = [(kind, _key(folder, name)) for kind, folder, name in _REF.findall(body)]
+            submitted = [n for kind, n in refs if kind == "Workflow"]
+            for kind, name in refs:
                 if kind != "Workflow" and name not in submitted:
                     library[name] = f"{where} creates it as a {kind}"
-            if not submitted:
+            # Each submission is judged by the text up to the next one: a test that submits
+            # several files (TestMainLog: basic-workflow ToBeSucceeded, then timeouts-step
+            # ToBeFailed) waits for each in turn.
+            marks = [
+                (m.start(), _key(m.group(2), m.group(3)))
+                for m in _REF.finditer(body)
+                if m.group(1) == "Workflow"
+            ]
+            marks += [(m.start(), m.group(1)) for m in _CLI_SUBMIT.finditer(body)]
+            marks.sort()
+            if not marks:
                 continue
-            expectation = _judge(body, where)
-            for name in submitted:
+            ends = [start for start, _ in marks[1:]] + [len(body)]
+            for (start, name), end in zip(marks, ends, strict=True):
+                expectation = _judge(body, where, body[start:end])
                 # A file several tests submit: one a plain run can be compared with wins.
                 if name not in found or found[name].kind != PHASE:
                     found[name] = expectation
     return found, library
 
 
-def _judge(body: str, where: str) -> Expectation:
-    if _SKIP.search(body):
+def _key(folder: str, name: str) -> str:
+    return name if folder == "functional/" else folder + name
+
+
+def _judge(whole: str, where: str, body: str) -> Expectation:
+    """How the test ``whole`` expects the submission whose text is ``body`` to end."""
+    if _SKIP.search(whole):
         return Expectation(NOT_TESTED, (), f"{where} skips itself")
     if _ACTS.search(body):
         act = _ACTS.search(body)
@@ -269,6 +289,24 @@ def no_test_label(docs: list[dict[str, object]]) -> str | None:
 def phases(values: tuple[str, ...], reason: str) -> Expectation:
     return Expectation(PHASE, values, reason)
 
+
+# Files whose Go test expects an outcome that only cluster machinery the runner does not have
+# decides (a Kubernetes permission, an eviction): not run (class "needs a cluster"), each
+# with the evidence.
+CLUSTER_ONLY: dict[str, str] = {
+    "test/e2e/expectedfailures/serviceaccount-insufficient-permissions.yaml": (
+        "functional_test.go TestWorkflowInvalidServiceAccountError expects Error because the "
+        "ServiceAccount github.com 'doesn't have the permissions needed by the executor' (the "
+        "file's comment): Kubernetes RBAC, which a local run has no equivalent of "
+        "(serviceAccountName is without meaning locally)"
+    ),
+    "test/e2e/testdata/signaled-container-set-workflow.yaml": (
+        "signals_test.go TestSignaledContainerSet expects Failed with container one's exit "
+        "code 137: its dd 'exceeds the 50Mi cgroup limit and triggers an OOM kill' (the file's "
+        "comment), a memory limit the kubelet's cgroup enforces; resources are without "
+        "meaning locally"
+    ),
+}
 
 # Files no Go test submits whose own text (or image) says how they end where the no-test
 # label's default (success; failure for "expected-failure") or the functional folder's rule

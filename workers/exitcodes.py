@@ -1,4 +1,4 @@
-"""Process exit codes shared by every step; the README documents them.
+"""Process exit codes shared by every step; docs/reference/exit-codes.md documents them.
 
 Argo's ``retryStrategy`` should retry :data:`TRANSIENT` only: every other
 non-zero code is permanent and retrying it wastes a pod start.

@@ -181,6 +181,12 @@ def verify_commits(store: str) -> tuple[layout.Plan, list[Part]]:
         )
     if problems:
         raise IncompleteError(_listing(problems, len(plan.shards)))
+    if plan.meta.get("mode") == "files":
+        from workers import filesource  # every planned unit read exactly once, rows adding up
+
+        uncovered = filesource.unit_problems(plan, records)
+        if uncovered:
+            raise IncompleteError(f"the files' units do not reconcile: {_listing_of(uncovered)}")
     stale = provenance_problems(plan, records)
     if stale:
         raise failures.error("stale", "not the plan's data: " + "; ".join(stale))
@@ -231,9 +237,13 @@ def _names(indexes: list[int]) -> str:
 
 
 def _listing(problems: list[str], n_shards: int) -> str:
+    return f"{len(problems)} of {n_shards} shards not usable: {_listing_of(problems)}"
+
+
+def _listing_of(problems: list[str]) -> str:
     shown = "; ".join(problems[:MAX_LISTED])
     more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return f"{len(problems)} of {n_shards} shards not usable: {shown}{more}"
+    return f"{shown}{more}"
 
 
 def summarize(
@@ -266,7 +276,7 @@ def summarize(
         "totals": {
             "shards": len(parts),
             "rows": sum(p.rows or 0 for p in parts),
-            "rows_expected": plan.total,
+            "rows_expected": _rows_expected(plan, parts),
             "bytes": sum(p.bytes or 0 for p in parts),
             "merge_seconds": round(seconds, 4),
         },
@@ -283,6 +293,14 @@ def summarize(
             "shard_seconds_total": round(sum(d for d, _ in durations), 4),
         }
     return summary
+
+
+def _rows_expected(plan: layout.Plan, parts: Sequence[Part]) -> int | None:
+    """The plan's total; for files whose rows only a read counts (JSON Lines, CSV), the rows of
+    the units, each read exactly once (merge reconciled them with the plan)."""
+    if plan.total is not None or plan.meta.get("mode") != "files":
+        return plan.total
+    return sum(int(p.record.get("rows_in") or 0) for p in parts)
 
 
 def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Redaction of secrets from text a person or a file will see: one linear pass, no mangling.
 
-The rule (also in the README, "Environment"):
+The rule (also in docs/reference/environment.md):
 
 * A known secret value (the database URL's password, a runner ``secretKeyRef`` value) of at
   least :data:`MIN_SECRET_LEN` characters is replaced by ``***`` wherever it appears as a

@@ -34,6 +34,7 @@ from workers import (
     db,
     deadline,
     failures,
+    filesource,
     layout,
     parquetparts,
     plugins,
@@ -527,9 +528,17 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     commit = layout.commit_url(cfg.store, s.index)
     started = time.time()
     t0 = time.perf_counter()
-    with db.connect(cfg.database_url, cfg.connect_timeout) as database, database.snapshot():
+    files = filesource.is_files_plan(expected.plan)
+    source = (
+        filesource.FileReader(expected.plan, s.index)
+        if files
+        else db.connect(cfg.database_url, cfg.connect_timeout)
+    )
+    with source as database, database.snapshot():
         database.check_columns(cfg.source)
-        seen = database.read_generation(cfg.source, cfg.run_id) if cfg.source.run_column else None
+        # A file source's generation is the plan's listing, once its files are unchanged.
+        read_gen = cfg.source.run_column or files
+        seen = database.read_generation(cfg.source, cfg.run_id) if read_gen else None
         check_generation(cfg, expected, seen)
         with open_writer(cfg, expected, seen) as writer:
             if log and writer.mode != "fresh":
@@ -580,6 +589,8 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
     }
     if isinstance(writer, ParquetPart):
         record.update(writer.record_fields())
+    if isinstance(source, filesource.FileReader):
+        record["units"] = source.unit_rows  # merge reconciles them with the plan's units
     storage.write_bytes(commit, orjson.dumps(record) + b"\n")
     writer.discard_checkpoint()
     return record

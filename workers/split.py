@@ -1,4 +1,4 @@
-"""Step 2, split: turn a row count (or a table's keys) into shards and the plan that names them.
+"""Step 2, split: turn a row count (or a table's keys, or files) into shards and the plan that names them.
 
 With ``--store`` the full plan goes to STORE/plan.json: the fan-out and the fan-in
 read every shard's bounds there. The fan-out then needs only the number of shards
@@ -11,6 +11,7 @@ The plan pins provenance: the run's generation as produce recorded it (a count t
 disagrees with it is refused: a stale count file must never shrink a run), and the
 processor identity (``--processor``, ``--batch-size``, the source columns) every
 shard must run, and the part format (``--part-format jsonl|parquet``) every shard writes.
+With ``--from-files`` the source is files, cut into units (:mod:`workers.filesource`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from workers.config import Environment, check_run_id
 from workers.errors import UsageError
 from workers.log import Logger
 from workers.provenance import Generation
+
+DEFAULT_BYTES_PER_SHARD = 256 << 20
+"""--from-files: bytes of input per shard (a JSON Lines file larger than this is cut)."""
 
 EPILOG = (
     """examples:
@@ -45,6 +49,10 @@ EPILOG = (
   # a processor: the plan pins it, and every shard must run the same one
   python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \
     --processor mypkg.proc:enrich --run-id my-run --store /mnt/shared/my-run
+
+  # files as the source: a bucket's JSON Lines, CSV and Parquet files in shards of ~256 MiB
+  python -m workers.split --from-files 's3://bucket/events/2026-11-*.jsonl' \\
+    --bytes-per-shard 268435456 --run-id events-2026-11 --store s3://bucket/runs/events-2026-11
 
   # cut an existing table by its keys (quantiles when keys are sparse)
   python -m workers.split --from-db --table events --key-column id --run-column '' \\
@@ -76,17 +84,20 @@ class SplitConfig:
     shard_count_file: str | None = None
     part_format: str = "jsonl"
     batch_format: str = "rows"
+    from_files: str | None = None
+    bytes_per_shard: int = DEFAULT_BYTES_PER_SHARD
 
 
 @dataclass(frozen=True)
 class Cut:
     """What split decided: the expected total, the shards, how they were cut, and what it saw."""
 
-    total: int
+    total: int | None  # None: files whose rows are known only once read
     items: list[shards.Shard]
     mode: str
     generation: Generation | None = None
     observed: dict[str, int | None] | None = None
+    meta: dict[str, object] | None = None  # what a file source adds to the plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument(
         "--from-db", action="store_true", help="read the key range of --table instead of a count"
+    )
+    src.add_argument(
+        "--from-files",
+        metavar="URL_GLOB",
+        help="read files instead of a database: a folder, glob, s3:// or gs:// prefix of .jsonl, "
+        ".jsonl.gz, .csv and .parquet files (needs --store; see --bytes-per-shard)",
+    )
+    p.add_argument(
+        "--bytes-per-shard",
+        type=cli.positive_int,
+        default=DEFAULT_BYTES_PER_SHARD,
+        help="--from-files: input bytes per shard; larger JSON Lines files are cut at lines, "
+        f"Parquet files at row groups (default {DEFAULT_BYTES_PER_SHARD})",
     )
     p.add_argument(
         "--rows-per-shard",
@@ -144,6 +168,8 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         storage.check_store(args.store)
     if args.output_file:
         storage.check_destination(args.output_file, "--output-file")
+    if args.from_files is not None and not args.store:
+        raise UsageError("--from-files needs --store: the shards read their files from the plan")
     if args.shard_count_file:
         if not args.store:
             raise UsageError(
@@ -170,6 +196,8 @@ def build_config(args: argparse.Namespace, env: Environment) -> SplitConfig:
         shard_count_file=args.shard_count_file,
         part_format=args.part_format,
         batch_format=args.batch_format,
+        from_files=args.from_files,
+        bytes_per_shard=args.bytes_per_shard,
     )
 
 
@@ -215,6 +243,8 @@ def plan_shards(cfg: SplitConfig) -> Cut:
         generation = recorded_generation(cfg)
         check_count(count, generation, cfg, origin)
         return Cut(count, items, "count", generation)
+    if cfg.from_files is not None:
+        return plan_files(cfg)
     run = cfg.run_id if cfg.source.run_column else None
     if cfg.source.run_column and not run:
         raise UsageError("--from-db with a run column needs --run-id (or --run-column '')")
@@ -242,6 +272,18 @@ def plan_shards(cfg: SplitConfig) -> Cut:
         cuts = database.key_boundaries(cfg.source, run, cfg.rows_per_shard) if n > 1 else []
         items = shards.by_boundaries(cuts, stats.rows, cfg.rows_per_shard)
         return Cut(stats.rows, items, "db-quantiles", generation, observed)
+
+
+def plan_files(cfg: SplitConfig) -> Cut:
+    """Shards over files (:mod:`workers.filesource`): their units go to the plan's meta."""
+    from workers import filesource
+
+    assert cfg.from_files is not None
+    fp = filesource.plan_files(cfg.from_files, cfg.bytes_per_shard, cfg.max_shards)
+    items = [shards.Shard(i, None, None, fp.shard_rows(i)) for i in range(len(fp.shard_units))]
+    meta = fp.meta(cfg.from_files, cfg.bytes_per_shard)
+    observed: dict[str, int | None] = {"files": len(fp.files), "units": len(fp.units)}
+    return Cut(fp.total, items, filesource.MODE, fp.generation, observed, meta)
 
 
 def _previous_plan(store: str) -> layout.Plan | None:
@@ -296,6 +338,8 @@ def _work(cfg: SplitConfig, log: Logger) -> int:
         }
         if cut.observed is not None:
             meta["observed"] = cut.observed
+        if cut.meta:
+            meta.update(cut.meta)
         if cfg.from_db:
             meta["source"] = {"table": cfg.source.table, "key_column": cfg.source.key_column}
         plan = layout.Plan(

@@ -8,7 +8,7 @@ One place for what every step guarantees around user code:
 - the step deadline (:mod:`workers.deadline`) is checked again after every return from
   user code, so a processor that swallowed it never lets the step commit;
 - NaN and ±Infinity become the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, as
-  the README's column-type table writes them for a column (orjson would write ``null``).
+  docs/reference/column-types.md writes them for a column (orjson would write ``null``).
 """
 
 from __future__ import annotations

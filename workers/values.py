@@ -14,7 +14,7 @@ in the batches that hold them.
 
 A column whose type has no mapping is an exit-2 error naming table, column and type,
 before any row is read: the default processor is not the user's code.
-:data:`TYPE_TABLE` is what the README's "Column types" table shows (a test compares them).
+:data:`TYPE_TABLE` is what docs/reference/column-types.md shows (a test compares them).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ TYPE_TABLE: tuple[tuple[str, str, str], ...] = (
     ),
     ("NULL of any type", "NULL", "`null`"),
 )
-"""What each column type becomes in a part's JSON, as the README's table shows it."""
+"""What each column type becomes in a part's JSON, as docs/reference/column-types.md shows it."""
 
 # ------------------------------------------------------------------------ PostgreSQL
 

@@ -165,6 +165,11 @@ class _Dag:
                 f"{self.where}: dag.tasks[{tname}]",
                 fail_fast,
             )
+            if r is not None and r.template_error:
+                # dag.go executeDAGTask: an error executeTemplate returns is the task's, as
+                # "task 'NODE' errored: ..." (its continueOn still applies, unlike a step's)
+                with self.run.lock:
+                    r.message = f"task '{r.name}' errored: {r.message}"
         finally:
             with self.cond:
                 if r is None and fail_fast is not None and fail_fast.is_set():

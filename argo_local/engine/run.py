@@ -51,7 +51,7 @@ from argo_local.model.nodes import (
 )
 from argo_local.model.options import Options
 from argo_local.model.spec import Document, Library, Notes, SpecError
-from argo_local.pods import artifacts, capacity, daemons, sandbox
+from argo_local.pods import artifacts, capacity, daemons, hosts, sandbox
 from argo_local.pods.podenv import PodEnvironment
 from argo_local.pods.pods import PodRuntime
 from argo_local.pods.signals import kill
@@ -109,6 +109,12 @@ class Run:
         self.secret_values: set[str] = set()
         self.created = time.time()
         self.mode, self.mode_reason = sandbox.choose(options.sandbox)
+        if self.mode == "remap":
+            aliased = [t for t in spec.get("templates") or [] if t.get("hostAliases")]
+            if spec.get("hostAliases") or aliased:
+                # refused before any pod runs (a template reached through a templateRef is
+                # refused when its pod starts: pods/containers.py)
+                raise SpecError(hosts.REMAP_REFUSAL.format(where=doc.source))
         # The user's project and the host's PYTHONPATH: on every pod's PYTHONPATH after the
         # embedding product's own package, and bound read-only into its mount namespace, so a
         # generator or processor imports the same way wherever the runner was started.

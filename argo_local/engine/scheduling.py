@@ -29,7 +29,7 @@ from argo_local.model.nodes import (
     Node,
 )
 from argo_local.model.spec import KINDS, Document, SpecError
-from argo_local.pods import artifacts, dataflow
+from argo_local.pods import artifacts, dataflow, httptemplate
 from argo_local.pods.pods import PodRuntime, PodsRun, should_retry
 
 
@@ -70,6 +70,7 @@ class Scheduler:
             "steps": "Steps",
             "dag": "DAG",
             "suspend": "Suspend",
+            "http": "HTTP",
         }[kind]
         # A steps or DAG template with a retryStrategy (its own, or spec.retryStrategy) is a
         # Retry node whose children are its attempts, each a whole Steps/DAG node
@@ -105,6 +106,8 @@ class Scheduler:
                         self.run.pods.run_pod(node, doc, tmpl, scope, where)
                     elif type_ == "Suspend":
                         self.run_suspend(node, tmpl, scope, where)
+                    elif type_ == "HTTP":
+                        self.run_http(node, tmpl, scope, where)
                     else:
                         try:
                             if whole_retry:
@@ -172,8 +175,15 @@ class Scheduler:
         cache = str(((memo.get("cache") or {}).get("configMap") or {}).get("name") or "")
         if not cache:
             raise SpecError(f"{where}: memoize.cache.configMap.name is required")
-        max_age = params.substitute(memo.get("maxAge"), scope, f"{where}.memoize.maxAge")
-        outputs = self.run.caches.load(cache, key, max_age)
+        try:
+            max_age = params.substitute(memo.get("maxAge"), scope, f"{where}.memoize.maxAge")
+            outputs = self.run.caches.load(cache, key, max_age)
+        except ParamError:
+            # operator.go executeTemplate returns the cache's Load error (a key outside
+            # cache.go cacheKeyRegex, a bad maxAge) rather than running the node: its step
+            # group errors (steps.go executeStepGroup), continueOn or not.
+            node.template_error = True
+            raise
         node.memoization = {"hit": outputs is not None, "key": key, "cacheName": cache}
         if outputs is None:
             return False
@@ -290,6 +300,15 @@ class Scheduler:
         if values:
             node.outputs["parameters"] = values
         self.run.finish(node, SUCCEEDED)
+
+    def run_http(self, node: Node, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> None:
+        """An http template: the runner makes the request Argo's agent would make
+        (pods/httptemplate.py); the response body is the node's result."""
+        request = httptemplate.substituted(tmpl, scope, where)
+        outcome = httptemplate.call(request, self.run.pods.secret, where)
+        if outcome.result is not None:
+            node.outputs["result"] = outcome.result
+        self.run.finish(node, outcome.phase, outcome.message)
 
     def template_of(self, doc: Document, step: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The template a step or task names, for the outputs it offers when it never ran."""

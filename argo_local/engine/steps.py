@@ -101,6 +101,15 @@ def run_steps(
             threads.append(start_thread(work, sched.run, f"{gname}.{sname}"))
         for t in threads:
             t.join()
+        errored = _template_errored(sched.run, [results[s] for s in _names(group) if s in results])
+        if errored is not None:
+            # steps.go executeStepGroup: an error executeTemplate returns errors the group
+            # at once, whatever the step's continueOn says; executeSteps fails the template
+            # with the group's message.
+            failed = f"step group deemed errored due to child {errored.name} error: "
+            sched.run.finish(gnode, ERROR, failed + errored.message)
+            failed += errored.message
+            break
         group_failed = [r for r in results.values() if r.phase in (FAILED, ERROR) and not r.handled]
         if fail_fast is not None and fail_fast.is_set():
             break  # the group's node is failed below, with the template's
@@ -170,7 +179,7 @@ def run_task(
         if hooks is not None:
             hooks.done(result, display)
         if result.phase in (FAILED, ERROR) and continues(step, result.phase):
-            result.handled = True
+            result.handled = not result.template_error
         return result
     if not items:
         # A Skipped node with no outputs, as the controller makes it ("Skipped, empty
@@ -282,7 +291,7 @@ def _run_loop(
     bad = [c for c in done if c.phase in (FAILED, ERROR)]
     if bad:
         sched.run.finish(group, bad[0].phase, f"{len(bad)} of {len(items)} failed")
-        group.handled = continues(step, bad[0].phase)
+        group.handled = continues(step, bad[0].phase) and not any(c.template_error for c in bad)
     elif len(done) < len(items):
         sched.run.finish(group, FAILED, sched.run.cancel_reason or "not all items ran")
     else:
@@ -290,6 +299,25 @@ def _run_loop(
     if hooks is not None and in_dag:
         hooks.done(group, display)
     return group
+
+
+def _names(group: Any) -> list[str]:
+    return [str(step["name"]) for step in group or []]
+
+
+def _template_errored(run: StepsRun, results: list[Node]) -> Node | None:
+    """The first node of a step group (a loop's items included: the controller expands them
+    into the group) whose error executeTemplate returned, else None."""
+    for r in results:
+        if r.template_error:
+            return r
+        if r.type == "TaskGroup":
+            with run.lock:
+                items = [run.nodes[c] for c in r.children if c in run.nodes]
+            found = next((c for c in items if c.template_error), None)
+            if found is not None:
+                return found
+    return None
 
 
 def loop_items(step: Mapping[str, Any], scope: Mapping[str, str], where: str) -> list[Any] | None:

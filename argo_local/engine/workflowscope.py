@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.expr import params
-from argo_local.model.nodes import ERROR, FAILED, SUCCEEDED, Node, node_id_of
+from argo_local.model.nodes import ERROR, FAILED, SUCCEEDED, Node, attempt_node_name, pod_name_of
 
 if TYPE_CHECKING:
     pass
@@ -87,7 +87,7 @@ def failures(run: ScopeRun) -> str:
         if n.type == "Pod" and (n.retry or len(n.attempts) > 1):
             for a in n.attempts:
                 if a.phase in (FAILED, ERROR):
-                    name = f"{n.name}({a.number})"
+                    name = attempt_node_name(n.name, a.number, retried=True)
                     rows.append(
                         _failure(
                             run, name, f"{n.display}({a.number})", n, a.phase, a.message, a.finished
@@ -112,19 +112,9 @@ def _failure(
         "message": message,
         "templateName": n.template,
         "phase": phase,
-        "podName": pod_name(run.name, name, n.template),
+        "podName": pod_name_of(run.name, name, n.template),
         "finishedAt": _rfc3339(finished),
     }
-
-
-def pod_name(workflow: str, node_name: str, template: str) -> str:
-    """Argo's v2 pod name for a node (util/pod_name.go GeneratePodName): the workflow's own
-    node is the workflow's name, others ``WF-TEMPLATE-FNV32a(node name)``."""
-    if node_name == workflow:
-        return workflow
-    prefix = f"{workflow}-{template}" if template else workflow
-    prefix = prefix[:242]
-    return f"{prefix}-{node_id_of(workflow, node_name).rsplit('-', 1)[1]}"
 
 
 def _rfc3339(t: float | None) -> str | None:

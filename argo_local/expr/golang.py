@@ -20,6 +20,8 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
 
+from argo_local.expr import gojson
+
 
 class GoError(ValueError):
     """A value Go cannot print (NaN in JSON) or a pattern Go's regexp rejects."""
@@ -179,8 +181,9 @@ def from_json(text: str) -> Any:
 
     try:
         return json.loads(text, parse_int=float, parse_constant=_no_constant)
-    except (ValueError, TypeError) as exc:
-        raise GoError(f"invalid JSON: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        # expr's fromJSON and sprig's fromJson return json.Unmarshal's error as it is
+        raise GoError(gojson.error_of(text, exc)) from None
 
 
 def _no_constant(name: str) -> Any:

@@ -991,3 +991,51 @@ def round_duration(d: int, m: int) -> int:
     if r + r < m:
         return d - r
     return min(d + m - r, _MAX_DURATION)
+
+
+# util/humanize Duration's units (go-humanize's Day, Week, Month, Year in seconds): the
+# largest unit under which the duration falls, with its Go format (``%d`` the count).
+_DAY = 86400
+_MONTH = 30 * _DAY
+_YEAR = 12 * _MONTH
+_MAGNITUDES: tuple[tuple[float, str, int], ...] = (
+    (1, "0 seconds", 1),
+    (2, "1 second", 0),
+    (60, "%d seconds", 1),
+    (120, "1 minute", 0),
+    (3600, "%d minutes", 60),
+    (7200, "1 hour", 0),
+    (_DAY, "%d hours", 3600),
+    (2 * _DAY, "1 day", 0),
+    (7 * _DAY, "%d days", _DAY),
+    (14 * _DAY, "1 week", 0),
+    (_MONTH, "%d weeks", 7 * _DAY),
+    (2 * _MONTH, "1 month", 0),
+    (_YEAR, "%d months", _MONTH),
+    (18 * _MONTH, "1 year", 0),
+    (2 * _YEAR, "2 years", 0),
+    (37 * _YEAR, "%d years", _YEAR),
+    (float("inf"), "a long while", 0),
+)
+
+
+def _truncated(nanos: int) -> str:
+    """util/humanize TruncatedDuration: the duration in its largest unit, rounded down."""
+    for limit, text, unit in _MAGNITUDES:
+        if nanos < limit * 1_000_000_000:
+            return text % (nanos // (unit * 1_000_000_000)) if "%d" in text else text
+    return "a long while"  # pragma: no cover - the table ends at infinity
+
+
+def humanize_duration(seconds: float) -> str:
+    """Argo's util/humanize Duration (the retry node's ``Backoff for ...``): one unit under a
+    minute (``1 second``, ``59 seconds``), else two (``1 minute 30 seconds``)."""
+    nanos = abs(round(seconds * 1_000_000_000))
+    whole = nanos // 1_000_000_000
+    if whole < 60:
+        return _truncated(nanos)
+    if whole < 3600:
+        return f"{_truncated(nanos)} {whole % 60} seconds"
+    if whole < _DAY:
+        return f"{_truncated(nanos)} {whole // 60 % 60} minutes"
+    return f"{_truncated(nanos)} {whole // 3600 % 24} hours"

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from argo_local.expr import gojson
 from argo_local.expr.golang import json_float, json_string
 
 TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -99,7 +100,8 @@ def substitute(value: Any, scope: Mapping[str, str], where: str, *, strict: bool
                 return scope[key]
             if not strict and not argo_variable(key):
                 return m.group(0)
-            raise ParamError(f"{where}: cannot resolve {{{{{key}}}}}")
+            # simple_template.go replace: Argo's own words for a tag nothing resolves
+            raise ParamError(f"{where}: failed to resolve {{{{{key}}}}}")
 
         if "{{=" not in value:
             return TAG.sub(one, value)
@@ -205,12 +207,23 @@ def sequence(spec: Mapping[str, Any], where: str) -> list[str]:
 def parse_list(text: str, where: str) -> list[Any]:
     """``withParam``: the substituted value must be a JSON array. Its items stay raw JSON, as
     the controller's ``[]wfv1.Item`` keeps them: numbers as written, maps in their key order."""
+    # steps.go expandStepGroup, dag.go expandTask: json.Unmarshal into []wfv1.Item, its error
+    # after the value; JSON null is no items (a nil slice).
+    shown = text.strip()
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    head = f"{where}: withParam value could not be parsed as a JSON list: {shown}"
     try:
         value = loads_raw(text)
     except ValueError as exc:
-        raise ParamError(f"{where}: withParam value is not JSON ({exc}): {text[:200]!r}") from None
+        raise ParamError(f"{head}: {exc}") from None
+    if value is None:
+        return []
     if not isinstance(value, list):
-        raise ParamError(f"{where}: withParam value is not a JSON list: {text[:200]!r}")
+        kind = "string" if isinstance(value, str) else "object" if isinstance(value, dict) else ""
+        kind = kind or ("bool" if isinstance(value, bool) else "number")
+        raise ParamError(
+            f"{head}: json: cannot unmarshal {kind} into Go value of type []v1alpha1.Item"
+        )
     return value
 
 
@@ -227,7 +240,12 @@ def _no_constant(name: str) -> Any:
 
 def loads_raw(text: str) -> Any:
     """JSON as Go reads it into ``wfv1.Item``: numbers kept as written, NaN/Infinity refused."""
-    return json.loads(text, parse_int=RawNumber, parse_float=RawNumber, parse_constant=_no_constant)
+    try:
+        return json.loads(
+            text, parse_int=RawNumber, parse_float=RawNumber, parse_constant=_no_constant
+        )
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(gojson.error_of(text, exc)) from None
 
 
 def go_json(value: Any, *, sort_keys: bool = True) -> str:

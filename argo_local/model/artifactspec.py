@@ -246,6 +246,11 @@ def output_paths(outputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     return paths
 
 
+ETC_HOSTS = "/etc/hosts"
+"""The one file of a pod's image filesystem a local pod has of its own, under bubblewrap:
+the hosts file the kubelet would write (pods/hosts.py), which an output may read."""
+
+
 def image_path_message(where: str, path: str) -> str:
     return (
         f"{where}: path {path} is in the image's filesystem, which a local pod does not have "
@@ -283,5 +288,7 @@ def check_output_paths(tmpl: Mapping[str, Any], where: str) -> None:
             path = clean(path, what)
         except ArtifactError as exc:
             raise_(f"{where}: {exc}")
+        if path == ETC_HOSTS:
+            continue  # the pod's own file under bubblewrap (pods/hosts.py); remap refuses it
         if not _covered(path, mounts) and new_entry(path) is None:
             raise_(image_path_message(f"{where}: {what}", path))

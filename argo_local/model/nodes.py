@@ -59,6 +59,9 @@ class Node:
     loop_total: int = 0
     index: int = -1  # position in its loop, for ordering
     handled: bool = False  # a failure a continueOn or a depends clause takes care of
+    # The controller's executeTemplate returned this node's error (a memoize key its cache
+    # refuses): steps.go executeStepGroup then errors the step group whatever continueOn says.
+    template_error: bool = False
     retry: bool = False  # a retryStrategy: Argo shows a Retry node with one Pod per attempt
     after: list[str] = field(default_factory=list)  # ids of the DAG tasks it depended on
     reused: bool = False  # kept from the run this one resumes (--resume): not run again
@@ -88,14 +91,42 @@ class Cancelled(Exception):
     """The run was stopped (deadline, internal error): a node in progress ends Failed."""
 
 
+def fnv32a(text: str) -> int:
+    """Go's hash/fnv New32a sum of ``text``'s UTF-8 bytes (node ids and pod names use it)."""
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
 def node_id_of(workflow: str, name: str) -> str:
     """Argo's node id: the workflow's name for the root, else NAME-FNV32a(node name)."""
     if name == workflow:
         return workflow
-    h = 0x811C9DC5
-    for byte in name.encode():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return f"{workflow}-{h}"
+    return f"{workflow}-{fnv32a(name)}"
+
+
+# util/pod_name.go: a pod name is at most 253 characters, the hash (up to 10 digits) and its
+# dash included, so the prefix keeps 253 - 10 - 1.
+_POD_PREFIX_MAX = 253 - 10 - 1
+
+
+def attempt_node_name(node_name: str, attempt: int, retried: bool) -> str:
+    """The node name a pod runs under: a retried node's attempt is its child ``NAME(N)``
+    (operator.go executeTemplate, attempt 0 included); any other node is its own pod."""
+    return f"{node_name}({attempt})" if retried else node_name
+
+
+def pod_name_of(workflow: str, node_name: str, template: str) -> str:
+    """Argo's v2 pod name (util/pod_name.go GeneratePodName): the workflow's own node is the
+    workflow's name, any other ``WORKFLOW-TEMPLATE-FNV32a(node name)`` (``WORKFLOW-HASH`` for
+    an inline template, which has no name), the prefix cut to fit a Kubernetes name. The
+    one place the runner makes it: ``{{pod.name}}``, the report's podName and
+    ``workflow.failures`` all come from here."""
+    if node_name == workflow:
+        return workflow
+    prefix = f"{workflow}-{template}" if template else workflow
+    return f"{prefix[:_POD_PREFIX_MAX]}-{fnv32a(node_name)}"
 
 
 def continues(step: Mapping[str, Any], phase: str) -> bool:

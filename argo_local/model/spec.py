@@ -9,6 +9,7 @@ runs with its field path and file. Silently dropping a field would make a local 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -83,7 +84,6 @@ _POD_IGNORED = (
     "affinity",
     "serviceAccountName",
     "automountServiceAccountToken",
-    "podSpecPatch",
     "priorityClassName",
     "priority",
     "schedulerName",
@@ -340,6 +340,29 @@ SYNCHRONIZATION: Schema = {
 }
 
 
+# core/v1 HostAlias: one line of the pod's /etc/hosts
+HOST_ALIAS: Schema = {"ip": LEAF, "hostnames": STRING_LIST}
+
+# http_types.go HTTP: the request Argo's agent makes (workflow/executor/agent.go)
+HTTP: Schema = {
+    "method": LEAF,
+    "url": LEAF,
+    "headers": [
+        {
+            "name": LEAF,
+            "value": LEAF,
+            "valueFrom": {"secretKeyRef": {"name": LEAF, "key": LEAF, "optional": BOOL}},
+        }
+    ],
+    "timeoutSeconds": INT,
+    # expr-lang over request and response, parsed before running
+    "successCondition": EXPR_LANG,
+    "body": LEAF,
+    "bodyFrom": {"bytes": LEAF},
+    "insecureSkipVerify": BOOL,
+}
+
+
 def _template(step: Schema, task: Schema) -> Schema:
     return {
         "name": LEAF,
@@ -370,8 +393,15 @@ def _template(step: Schema, task: Schema) -> Schema:
         "suspend": {"duration": LEAF},
         "containerSet": CONTAINER_SET,
         **_ignored(*_POD_IGNORED),
+        # A YAML or JSON PodSpec merged into the pod (pods/podspecpatch.py): its containers'
+        # env, command, args and workingDir apply locally, the rest is listed as ignored.
+        "podSpecPatch": LEAF,
         # Computed per node into the run folder's metrics.prom (runner/metrics.py).
         "metrics": {"prometheus": [METRIC]},
+        # the pod's /etc/hosts (pods/hosts.py), after the workflow's own entries
+        "hostAliases": [HOST_ALIAS],
+        # a request from the runner, as Argo's agent makes it (pods/httptemplate.py)
+        "http": HTTP,
     }
 
 
@@ -403,7 +433,9 @@ SPEC: Schema = {
     "workflowTemplateRef": {"name": LEAF, "clusterScope": LEAF},
     "onExit": LEAF,
     "hooks": MapOf(HOOK),
+    "hostAliases": [HOST_ALIAS],
     **_ignored(*_POD_IGNORED),
+    "podSpecPatch": LEAF,  # every pod's, before its template's (pods/podspecpatch.py)
 }
 
 METADATA: Schema = {
@@ -435,8 +467,8 @@ CRON_SPEC: Schema = {
 
 CRON_DOCUMENT: Schema = {**DOCUMENT, "spec": CRON_SPEC}
 
-KINDS = ("container", "script", "containerSet", "steps", "dag", "suspend")
-"""The template kinds this runner runs (resource, http, data, plugin need a cluster)."""
+KINDS = ("container", "script", "containerSet", "steps", "dag", "suspend", "http")
+"""The template kinds this runner runs (resource, data, plugin need a cluster)."""
 
 RUNNABLE_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 
@@ -686,7 +718,29 @@ def check_names(doc: Document) -> None:
 
 
 # wfv1.TemplateType, as Argo's messages name a template's kind
-_ARGO_TYPES = {"steps": "Steps", "dag": "DAG", "suspend": "Suspend"}
+_ARGO_TYPES = {"steps": "Steps", "dag": "DAG", "suspend": "Suspend", "http": "HTTP"}
+
+
+def check_host_aliases(entries: Any, where: str) -> None:
+    """The API server's ValidateHostAliases (core/validation): each entry a valid IP with
+    RFC 1123 subdomain hostnames (a ``{{...}}`` one is checked once substituted)."""
+    for i, entry in enumerate(entries or []):
+        at = f"{where}.hostAliases[{i}]"
+        if not isinstance(entry, dict):
+            raise SpecError(f"{at}: expected a mapping with ip and hostnames")
+        ip = str(entry.get("ip") or "")
+        if "{{" not in ip:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise SpecError(f"{at}.ip: {ip!r} must be a valid IP address") from None
+        for name in entry.get("hostnames") or []:
+            text = str(name)
+            if "{{" not in text and (len(text) > 253 or not _SUBDOMAIN.fullmatch(text)):
+                raise SpecError(
+                    f"{at}.hostnames: {text!r} must be a lowercase RFC 1123 subdomain "
+                    "(lowercase letters, digits, '-' and '.')"
+                )
 
 
 def _check_pod_resources(value: Any, where: str) -> None:
@@ -740,6 +794,7 @@ def validate(doc: Document, notes: Notes) -> None:
     check_names(doc)
     spec = doc.spec
     _check_pod_resources(spec.get("podResources"), f"{doc.source}: spec.podResources")
+    check_host_aliases(spec.get("hostAliases"), f"{doc.source}: spec")
     for t in spec.get("templates") or []:
         kinds = [k for k in KINDS if t.get(k) is not None]
         if len(kinds) != 1:
@@ -754,6 +809,7 @@ def validate(doc: Document, notes: Notes) -> None:
             if inline_kinds:
                 _check_own_timeout(holder, inline_kinds[0], f"{where} (inline)")
         _check_pod_resources(t.get("podResources"), f"{where}.podResources")
+        check_host_aliases(t.get("hostAliases"), where)
         if t.get("resourceClaims") and kinds[0] not in ("container", "script", "containerSet"):
             # validate.go validateTemplate: claims go on the pod a template runs
             raise SpecError(

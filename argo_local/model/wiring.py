@@ -32,7 +32,16 @@ from argo_local.model.spec import (
     validate,
 )
 
-NODE_FIELDS = ("status", "id", "exitCode", "startedAt", "finishedAt", "outputs.result")
+# validate.go addOutputsToScope: hostNodeName is in every step's and task's scope
+NODE_FIELDS = (
+    "status",
+    "id",
+    "exitCode",
+    "startedAt",
+    "finishedAt",
+    "hostNodeName",
+    "outputs.result",
+)
 METRIC_VARIABLES = ("status", "duration", "exitCode", "retries", "outputs.result")
 """What Argo offers a template's metrics about the node itself (docs/variables.md, Metrics)."""
 
@@ -360,6 +369,8 @@ class Wiring:
             self.visit_suspend(tmpl, where)
         elif "steps" in tmpl or "dag" in tmpl:
             steps, children = self.visit_composite(doc, tmpl, where)
+        elif "http" in tmpl:
+            self.visit_http(tmpl, where)
         else:
             self.visit_pod(tmpl, where)
         tags = _TagContext(
@@ -399,6 +410,19 @@ class Wiring:
         if "dag" in tmpl:
             self.check_target(tmpl, {str(s["name"]) for s in steps}, where)
         return steps, children
+
+    def visit_http(self, tmpl: Mapping[str, Any], where: str) -> None:
+        """An http template (pods/httptemplate.py): its url is required (the CRD's ``url``
+        has no omitempty); it runs no pod, so it has no files for artifacts."""
+        http = tmpl.get("http") or {}
+        if not http.get("url"):
+            raise SpecError(f"{where}: http.url is required")
+        for side in ("inputs", "outputs"):
+            if (tmpl.get(side) or {}).get("artifacts"):
+                raise SpecError(
+                    f"{where}: {side}.artifacts: an http template runs no pod, so it has no "
+                    "files to load or save artifacts (Argo's agent makes only the request)"
+                )
 
     def visit_pod(self, tmpl: Mapping[str, Any], where: str) -> None:
         self.check_pod(tmpl, where)
@@ -494,8 +518,7 @@ class Wiring:
         )
         self.check_supplied(sargs, sdoc, stmpl, swhere)
         if "dag" in tmpl:
-            deps = str(s.get("depends") or " && ".join(s.get("dependencies") or []))
-            names = set(expr.depends_names(deps)) if deps.strip() else set()
+            names = _ancestry(tmpl, str(s["name"]))
             for art in sargs.get("artifacts") or []:
                 ref = str(art.get("from") or "")
                 if ref.startswith("{{tasks."):
@@ -960,6 +983,25 @@ def _check_output_parameters(tmpl: Mapping[str, Any], where: str) -> None:
             raise SpecError(f"{pwhere} has both valueFrom and value specified, choose one")
         if p.get("value") is None and p.get("valueFrom") is None:
             raise SpecError(f"{pwhere} does not have valueFrom or value specified")
+
+
+def _direct(task: Mapping[str, Any]) -> set[str]:
+    deps = str(task.get("depends") or " && ".join(task.get("dependencies") or []))
+    return set(expr.depends_names(deps)) if deps.strip() else set()
+
+
+def _ancestry(tmpl: Mapping[str, Any], name: str) -> set[str]:
+    """The tasks ``name`` depends on, directly or through others (common.GetTaskAncestry,
+    which validate.go validateDAGTaskArgumentDependency checks a ``from`` against)."""
+    tasks = {str(t.get("name")): t for t in (tmpl.get("dag") or {}).get("tasks") or []}
+    found: set[str] = set()
+    todo = list(_direct(tasks.get(name) or {}))
+    while todo:
+        dep = todo.pop()
+        if dep not in found:
+            found.add(dep)
+            todo.extend(_direct(tasks.get(dep) or {}))
+    return found
 
 
 def _check_pod_fields(tmpl: Mapping[str, Any], where: str) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from argo_local.model.artifactspec import (
+    ETC_HOSTS,
     LOCATIONS,
     ArtifactError,
     SecretLookup,
@@ -199,9 +200,13 @@ def prepare_pod(
             # As Argo mounts an input artifact over its path (workflowpod.go
             # addInputArtifactsVolumes): a folder of the pod's own at that path.
             extra.append(Mount(pod_dir / "inputs" / str(art["name"]), path))
+    hosts_file = False
     for what, raw in output_paths(outputs):
         path = clean(raw, f"{where}: {what}")
         if _covered(path, mounts) or _covered(path, extra):
+            continue
+        if path == ETC_HOSTS and mode == "bwrap":
+            hosts_file = True  # the pod's own /etc/hosts (pods/hosts.py), read as the pod's
             continue
         entry = new_entry(path)
         if entry is None:
@@ -217,6 +222,10 @@ def prepare_pod(
             backing.mkdir(parents=True, exist_ok=True)
             files.layers[parent] = backing
         files.view = [*files.mounts, *own]
+        if hosts_file:
+            # read where containers.py writes it; bound at /etc/hosts by bwrap_command, not
+            # as one of the pod's mounts
+            files.view.append(Mount(pod_dir / "etc-hosts", ETC_HOSTS, readonly=True))
     else:
         # remap: the rewrite sends the pod's paths there (a file or a folder it creates).
         for m in own:

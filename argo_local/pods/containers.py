@@ -16,8 +16,8 @@ from argo_local.expr import params
 from argo_local.model import checks
 from argo_local.model.images import of_image
 from argo_local.model.nodes import Node
-from argo_local.model.spec import SpecError
-from argo_local.pods import artifacts, daemons, safepath, sandbox
+from argo_local.model.spec import SpecError, check_host_aliases
+from argo_local.pods import artifacts, daemons, hosts, safepath, sandbox
 from argo_local.pods.podenv import EnvRun, PodEnvironment, remap_container, working_dir
 
 
@@ -185,6 +185,8 @@ class Containers:
         wd = working_dir(c, self.run.options.image_workdirs())
         workdir, host_cwd, layer = working_folder(wd, mounts, root, where)
         layers.update(layer)
+        if self.run.mode == "remap" and hosts.aliases(self.run.spec, pod.tmpl):
+            raise SpecError(hosts.REMAP_REFUSAL.format(where=where))
         if self.run.mode == "remap":
             # Only the template's own strings: the runner's paths (sys.executable,
             # PYTHONPATH) are host paths already, and may lie under a mount target.
@@ -209,7 +211,8 @@ class Containers:
                     f"code folder {self.run.code} is where pods mount a volume, so its files are "
                     "hidden in them: run from (or pass --code) the project's own folder"
                 )
-            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, layers)
+            etc_hosts = hosts.write(pod.dir, pod.name, self.host_aliases(pod))
+            cmd = sandbox.bwrap_command(argv, mounts, keep, workdir, layers, etc_hosts)
             cwd = None
         else:
             cmd = argv
@@ -228,6 +231,12 @@ class Containers:
             files,
             tty=bool(c.get("tty")),
         )
+
+    def host_aliases(self, pod: Pod) -> list[dict[str, Any]]:
+        """The pod's ``hostAliases`` (the workflow's, then the template's), substituted."""
+        entries = params.substitute(hosts.aliases(self.run.spec, pod.tmpl), pod.scope, pod.where)
+        check_host_aliases(entries, pod.where)
+        return list(entries)
 
     def probes(
         self,

@@ -16,7 +16,7 @@ from argo_local.expr import exprlang, params
 from argo_local.expr.params import ParamError
 from argo_local.model.configmaps import ConfigMapError, ConfigMaps
 from argo_local.model.nodes import OMITTED, RUNNING, SKIPPED, SUCCEEDED, Attempt, Node
-from argo_local.pods import artifacts, sandbox
+from argo_local.pods import artifacts, hosts, sandbox
 
 MAX_RESULT_BYTES = 256 * 1024
 """The executor's ``maxAnnotationSize`` (workflow/executor/executor.go CaptureScriptResult)."""
@@ -314,6 +314,10 @@ def publish(
         scope[f"{prefix}.finishedAt"] = time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished)
         )
+    if node.type == "Pod" and node.attempts:
+        # operator.go buildLocalScope: the node's HostNodeName (its pod's spec.nodeName), set
+        # once a pod was made for it; a local pod's node is this machine (hosts.py)
+        scope[f"{prefix}.hostNodeName"] = hosts.node_name()
     if node.daemoned and node.phase == RUNNING:
         # a daemon's pod IP: every local pod shares this machine's network (daemons.py)
         scope[f"{prefix}.ip"] = "127.0.0.1"

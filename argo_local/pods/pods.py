@@ -8,14 +8,13 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import zlib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
 from argo_local.expr import depends as expr
-from argo_local.expr import exprlang, params
+from argo_local.expr import exprlang, gotime, params
 from argo_local.expr.params import ParamError
 from argo_local.model.annotations import keeps
 from argo_local.model.artifactspec import anchored
@@ -28,10 +27,12 @@ from argo_local.model.nodes import (
     Attempt,
     Cancelled,
     Node,
+    attempt_node_name,
     node_id_of,
+    pod_name_of,
 )
 from argo_local.model.spec import Document, SpecError
-from argo_local.pods import artifacts, daemons, dataflow
+from argo_local.pods import artifacts, daemons, dataflow, podspecpatch
 from argo_local.pods.containers import Containers, Pod, Process
 from argo_local.pods.daemons import DaemonRun, Daemons
 from argo_local.pods.podenv import (
@@ -45,6 +46,7 @@ class PodsRun(ProcessRun, DaemonRun, Protocol):
 
     daemons: Daemons
     resumed: dict[str, Any]
+    spec: dict[str, Any]
     run_dir: Path
     wf_limit: threading.BoundedSemaphore | None
 
@@ -164,14 +166,26 @@ class PodRuntime:
                 ) ** (n - 1)
                 if backoff.get("cap"):
                     delay = min(delay, params.duration(backoff["cap"]))
-                max_d = backoff.get("maxDuration")
-                if max_d and time.time() + delay - first > params.duration(max_d):
-                    node.message = f"retries stopped: backoff.maxDuration {max_d} reached"
+                stop = _past_max_duration(backoff, first, delay)
+                if stop:
+                    node.message = stop
                     break
+                if limit is None:
+                    # processNodeRetries waits out a backoff only under a retryStrategy.limit;
+                    # without one the next attempt starts at once
+                    delay = 0.0
+                if delay > 0:
+                    # processNodeRetries: the Retry node says how long it waits, until the
+                    # next attempt starts
+                    with self.run.lock:
+                        node.message = f"Backoff for {gotime.humanize_duration(delay)}"
+                    self.run.progress("backoff", node)
                 if daemon is not None and daemon.wait_released(delay):
                     break
                 if self.run.cancel.wait(0 if daemon is not None else delay):
                     raise Cancelled()
+                with self.run.lock:
+                    node.message = ""
             attempt = self.run_attempt(node, doc, tmpl, scope, where, n, daemon)
             attempt.backoff_s = delay
             if attempt.phase == SUCCEEDED or not retried:
@@ -214,8 +228,12 @@ class PodRuntime:
         number: int,
         daemon: daemons.Daemon | None = None,
     ) -> Attempt:
-        base = f"{node.name}({number})" if number else node.name
-        pod_name = f"{self.run.name}-{tmpl.get('name')}-{zlib.crc32(base.encode())}"
+        # Argo names the pod after the node it runs as: a retried node's attempt NAME(N)
+        pod_name = pod_name_of(
+            self.run.name,
+            attempt_node_name(node.name, number, node.retry),
+            str(tmpl.get("name") or ""),
+        )
         now = time.time()
         attempt = Attempt(number, pod_name, now, created=now)
         with self.run.lock:
@@ -244,7 +262,14 @@ class PodRuntime:
             outputs = params.substitute(dict(tmpl.get("outputs") or {}), ascope, f"{where}.outputs")
             ascope.update(artifacts.path_scope(node.input_artifacts, outputs))
             c = params.substitute(dict(tmpl[kind]), ascope, f"{where}.{kind}")
-            # a relative output path is the main container's working folder's (emissary.go)
+            mirror = _set_mirror(c) if kind == "containerSet" else c
+            init_specs = self.containers.user_containers(
+                tmpl, mirror, "initContainers", ascope, where
+            )
+            side_specs = self.containers.user_containers(tmpl, mirror, "sidecars", ascope, where)
+            self._patch(node, tmpl, kind, c, init_specs, side_specs, ascope, where)
+            # a relative output path is the main container's working folder's (emissary.go),
+            # after a podSpecPatch that sets its workingDir
             outputs = anchored(outputs, self.containers.main_working_dir(c, kind))
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
@@ -263,13 +288,13 @@ class PodRuntime:
                 self.containers.container(
                     pod, u, "container", str(u["name"]), self.containers.own_tmp(pod, u)
                 )
-                for u in self.containers.user_containers(tmpl, c, "initContainers", ascope, where)
+                for u in init_specs
             ]
             sides = [
                 self.containers.container(
                     pod, u, "container", str(u["name"]), self.containers.own_tmp(pod, u)
                 )
-                for u in self.containers.user_containers(tmpl, c, "sidecars", ascope, where)
+                for u in side_specs
             ]
             probes = (
                 self.containers.probes(pod, c, tmp_dir, sides, where) if daemon is not None else []
@@ -326,6 +351,45 @@ class PodRuntime:
 
         return self.run.slots.hold(self.run.cancel, waiting)
 
+    def _patch(
+        self,
+        node: Node,
+        tmpl: dict[str, Any],
+        kind: str,
+        c: dict[str, Any],
+        inits: list[dict[str, Any]],
+        sides: list[dict[str, Any]],
+        scope: dict[str, str],
+        where: str,
+    ) -> None:
+        """The workflow's and the template's ``podSpecPatch`` applied to the pod's containers
+        (their dicts, before any becomes a process); what they set without a local meaning
+        listed in one note."""
+        try:
+            texts = podspecpatch.patches(self.run.spec, tmpl, scope, where)
+            if not texts:
+                return
+            # a container set's containers are the pod's, each by its name; else the main one
+            if kind == "containerSet":
+                named = [(str(m.get("name")), m) for m in c.get("containers") or []]
+            else:
+                named = [("main", c)]
+            ignored = podspecpatch.apply(
+                texts,
+                [*named, *((str(u["name"]), u) for u in sides)],
+                [(str(u["name"]), u) for u in inits],
+            )
+        except podspecpatch.PatchError as exc:
+            # createWorkflowPod's error: executeTemplate returns it (the step group errors)
+            node.template_error = True
+            self.run.warn_once(f"{where}: podSpecPatch: {exc.detail}")
+            raise
+        if ignored:
+            self.run.warn_once(
+                f"{where}: podSpecPatch: {', '.join(ignored)} ignored locally (no meaning "
+                f"outside Kubernetes; a container's {', '.join(podspecpatch.LOCAL_FIELDS)} apply)"
+            )
+
     def _deadline(self, tmpl: dict[str, Any], scope: dict[str, str], where: str) -> float | None:
         """``activeDeadlineSeconds`` and ``timeout``, whichever ends first: for a pod template
         Argo turns ``timeout`` into the pod's activeDeadlineSeconds (workflowpod.go)."""
@@ -349,6 +413,31 @@ class PodRuntime:
         if value is not None:
             self.run.podenv.add_secret(value, f"secret {name}/{key}")
         return value
+
+
+def _set_mirror(cs: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``mirrorVolumeMounts`` copies in a container set: its container named main with
+    the set's mounts, else the set's mounts (as Containers.container_set returns it)."""
+    shared = list(cs.get("volumeMounts") or [])
+    for raw in cs.get("containers") or []:
+        if str(raw.get("name")) == "main":
+            return {**raw, "volumeMounts": [*(raw.get("volumeMounts") or []), *shared]}
+    return {"volumeMounts": shared}
+
+
+def _past_max_duration(backoff: Mapping[str, Any], first: float, delay: float) -> str:
+    """operator.go processNodeRetries' words when ``backoff.maxDuration`` (from the first
+    attempt's start) stops the retries: already past, or past once the backoff is waited;
+    else ""."""
+    max_d = backoff.get("maxDuration")
+    if not max_d:
+        return ""
+    deadline = first + params.duration(max_d)
+    if time.time() > deadline:
+        return "Max duration limit exceeded"
+    if time.time() + delay > deadline:
+        return "Backoff would exceed max duration limit"
+    return ""
 
 
 def should_retry(policy: str, expression: Any, attempt: Attempt, where: str) -> bool:

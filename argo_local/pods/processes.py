@@ -154,7 +154,7 @@ class PodProcesses:
                 return end(attempt, FAILED, code, self.run.cancel_reason)
             # operator.go: a daemon's pod that succeeds is marked Failed, as daemons should
             # run until their scope ends.
-            text = f"Error (exit code {code})" if code else "daemon exited (exit code 0)"
+            text = f"main: Error (exit code {code})" if code else "daemon exited (exit code 0)"
             return end(attempt, FAILED, code, text)
         if self.run.cancel.is_set():
             return end(attempt, FAILED, code, self.run.cancel_reason)
@@ -162,7 +162,9 @@ class PodProcesses:
         if failure:
             return end(attempt, FAILED, code, failure)
         if code != 0:
-            return end(attempt, FAILED, code, f"Error (exit code {code})")
+            # operator.go inferFailedReason: "<container>: <reason> (exit code N)", the main
+            # container's name included (test/e2e/cli_test.go: "main: Error (exit code 1)")
+            return end(attempt, FAILED, code, f"main: Error (exit code {code})")
         for name, scode in side_codes:
             # inferFailedReason: a sidecar's own failure fails the pod; 137 and 143 (killed
             # by SIGKILL or SIGTERM, as the executor kills sidecars) are ignored.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -38,13 +39,17 @@ def _stat(pid: str) -> tuple[int, int] | None:
     return int(fields[3]), int(fields[19])
 
 
-def _carries(pid: str, value: bytes, *, prefix: bool) -> bool:
-    """Whether the environment of ``pid`` holds ``value`` (or an entry starting with it)."""
+def _carries(pid: str, value: bytes, *, prefix: bool) -> bool | None:
+    """Whether the environment of ``pid`` holds ``value`` (or an entry starting with it); None
+    when it cannot be read yet: a process in the middle of ``execve`` shows an empty one."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read()
     except OSError:
+        # gone, or not ours to read (another user's): not one of the run's
         return False
+    if not env:
+        return None
     return any(e.startswith(value) if prefix else e == value for e in env.split(b"\0"))
 
 
@@ -53,19 +58,41 @@ def _own_start_ticks() -> int:
     return found[1] if found is not None else 0
 
 
+_PASSES = 8
+_SETTLE_SECONDS = 0.02
+
+
 def end(session: int | None, marked: str, since: int | None = None) -> int:
     """Kill (SIGKILL) every process of ``session`` and every one whose environment has
     ``MARKER=<marked>`` (``marked`` ending in ``/``: every process of that run); ``since``
-    (clock ticks) skips processes started before it. Returns how many were killed."""
+    (clock ticks) skips processes started before it. Returns how many were killed.
+
+    One look at ``/proc`` races what the pod left behind: a child forked as its parent exits,
+    or one between ``setsid()`` and ``execve`` (``setsid sleep &``), whose environment reads
+    empty for that moment. So the scan repeats, a moment apart, until one finds nothing to
+    kill and nothing it could not read."""
     if not os.path.isdir("/proc/self"):
         if session is not None:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(session, signal.SIGKILL)
         return 0
-    me = os.getpid()
     floor = _own_start_ticks() if since is None else since
     exact = f"{MARKER}={marked}".encode()
     killed = 0
+    for n in range(_PASSES):
+        if n:
+            time.sleep(_SETTLE_SECONDS)
+        hits, unsure = _scan(session, exact, prefix=marked.endswith("/"), floor=floor)
+        killed += hits
+        if not hits and not unsure:
+            break
+    return killed
+
+
+def _scan(session: int | None, exact: bytes, *, prefix: bool, floor: int) -> tuple[int, int]:
+    """One pass of :func:`end`: (processes killed, live processes whose marker was unreadable)."""
+    me = os.getpid()
+    killed = unsure = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -73,17 +100,23 @@ def end(session: int | None, marked: str, since: int | None = None) -> int:
         if found is None:
             continue
         sid, started = found
+        if sid == 0:
+            continue  # a kernel thread: no environment, never the run's
         if sid != session:
             # Only processes started since the runner can carry its marker: the cheap test
             # first, the environment read only for those.
             if started < floor:
                 continue
-            if not _carries(entry, exact, prefix=marked.endswith("/")):
+            carries = _carries(entry, exact, prefix=prefix)
+            if carries is None:
+                unsure += _stat(entry) is not None
+                continue
+            if not carries:
                 continue
         with suppress(ProcessLookupError, PermissionError):
             os.kill(int(entry), signal.SIGKILL)
             killed += 1
-    return killed
+    return killed, unsure
 
 
 @contextmanager

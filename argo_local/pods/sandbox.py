@@ -134,8 +134,11 @@ def bwrap_command(
     keep: Sequence[tuple[Path, bool]],
     cwd: str,
     layers: Mapping[str, Path] | None = None,
+    etc_hosts: Path | None = None,
 ) -> list[str]:
     """The bwrap command line running ``argv`` with ``mounts``; ``keep`` host paths stay visible.
+
+    ``etc_hosts``: the pod's own hosts file, bound read-only at ``/etc/hosts`` (hosts.py).
 
     ``layers``: folders of the pod (``/``, ``/mnt``) backed by host folders of its own, where
     the entries it creates there land (the host's own entries are shown read-only over them).
@@ -182,6 +185,8 @@ def bwrap_command(
             # The read-only root shows it already; binding it would hide the mount below.
             continue
         args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
+    if etc_hosts is not None:
+        args += ["--ro-bind", str(etc_hosts), "/etc/hosts"]
     args += ["--die-with-parent", "--chdir", cwd, "--", *argv]
     return args
 

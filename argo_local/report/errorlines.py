@@ -1,4 +1,4 @@
-"""What a failed attempt said: its own error line, next to Argo's ``Error (exit code 75)``.
+"""What a failed attempt said: its own error line, next to Argo's ``main: Error (exit code 75)``.
 
 Argo's message for a failed pod names only its exit code; the step's own reason is in its log.
 A workers step (and any step that logs JSON lines on stderr) ends with one line saying why

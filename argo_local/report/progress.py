@@ -200,6 +200,8 @@ class Progress:
                 f"(exit {last.exit_code}): {with_error_line(last.message, last)}",
                 "RETRY",
             )
+        elif event == "backoff":
+            self._write(f"{'':4} {node.display}: {node.message}")
         elif event == "daemoned":
             self._write(f"{'up':4} {node.display}: daemon ready, runs until its scope ends")
         elif event == "finished":

@@ -19,7 +19,7 @@ from typing import Any
 
 from argo_local.embedding import LogEvent
 from argo_local.engine.run import DONE, Attempt, Node, Run, node_id_of
-from argo_local.pods import safepath
+from argo_local.pods import hosts, safepath
 from argo_local.pods.sandbox import Mount, host_path
 from argo_local.report import errorlines
 from workers.redaction import redact, redact_values
@@ -102,6 +102,9 @@ def _status_node(
         rec["outputs"] = outs
     if type_ == "Pod":
         rec["progress"] = "1/1" if phase == "Succeeded" else "0/1"
+        if started is not None:
+            # NodeStatus.HostNodeName (operator.go: pod.Spec.NodeName): this machine
+            rec["hostNodeName"] = hosts.node_name()
     return rec
 
 
@@ -254,6 +257,8 @@ def _node_record(n: Node, bid: str | None, retried: bool, children: list[str]) -
         n.outputs,
         n.input_artifacts,
     )
+    if not n.attempts:
+        rec.pop("hostNodeName", None)  # no pod was made for it
     if n.memoization is not None:
         rec["memoizationStatus"] = dict(n.memoization)
     if children or retried:
