@@ -240,15 +240,7 @@ class PodRuntime:
             node.attempts.append(attempt)
         ascope = {**scope, "retries": str(number), "pod.name": pod_name, "node.name": node.name}
         pod_dir = self.run.run_dir / "pods" / pod_name
-        tmp_dir = pod_dir / "tmp"
-        if self.run.resumed:
-            # The earlier run's attempt of this name left its /tmp (output files included) and
-            # what it created in its image's folders: a new pod starts from its image again
-            # (and so does each of its other containers).
-            for old in (tmp_dir, pod_dir / "containers", pod_dir / "root"):
-                if old.exists():
-                    shutil.rmtree(old)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self._fresh_tmp(pod_dir)
         kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
         # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
         pod_node_id = node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
@@ -331,6 +323,18 @@ class PodRuntime:
         finally:
             # secret values are not left on disk once the pod is gone
             shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
+
+    def _fresh_tmp(self, pod_dir: Path) -> Path:
+        """The pod's /tmp folder, made. Resumed, the earlier run's attempt of this name left
+        its /tmp (output files included) and what it created in its image's folders: a new pod
+        starts from its image again (and so does each of its other containers)."""
+        tmp_dir = pod_dir / "tmp"
+        if self.run.resumed:
+            for old in (tmp_dir, pod_dir / "containers", pod_dir / "root"):
+                if old.exists():
+                    shutil.rmtree(old)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir
 
     def _slot(self, node: Node, daemon: daemons.Daemon | None) -> AbstractContextManager[None]:
         """One of the machine's pod slots for the attempt's processes (capacity.py); the node
