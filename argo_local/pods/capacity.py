@@ -162,8 +162,11 @@ class PodSlots:
         self._cond = threading.Condition()
         self.running = 0
         self.peak = 0
-        # a task limit is read again before each start (other programs and zombies use it)
-        self._limited = task_room() is not None
+        # a task limit near what the run may use is read again before each start (other
+        # programs and zombies take from it); a far one (a desktop's ulimit -u) is not, as
+        # reading RLIMIT_NPROC's count walks /proc
+        room = task_room()
+        self._limited = room is not None and room < 4 * POD_TASKS * cap.pods
 
     def _full(self) -> bool:
         if self.running >= self.cap.pods:
