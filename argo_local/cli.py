@@ -22,7 +22,7 @@ from argo_local.model.configmaps import ConfigMaps
 from argo_local.model.secretrefs import secret_lookup
 from argo_local.model.spec import Document, Library, Notes, SpecError
 from argo_local.model.wiring import Wiring, effective_spec, workflow_parameters
-from argo_local.pods import reaper
+from argo_local.pods import capacity, reaper
 from argo_local.report import report
 from argo_local.report.progress import Progress
 from workers.redaction import redact
@@ -123,8 +123,17 @@ def build_parser(embedding: Embedding | None = None) -> argparse.ArgumentParser:
         type=_workdir,
         metavar="IMAGE=DIR",
         help="the WORKDIR of IMAGE (with its tag, or without for every tag): its containers "
-        "without workingDir work there, in a folder of the pod's own when the path is the "
-        "image's (e.g. python=/); without it they work in the run's work folder (repeatable)",
+        "without workingDir start there (e.g. node=/usr/src/app), in a folder of the pod's own "
+        "unless a volume is mounted there; without it they start in / of their own, as in an "
+        "image without WORKDIR (repeatable)",
+    )
+    p.add_argument(
+        "--max-pods",
+        type=_positive,
+        metavar="N",
+        help="run at most N pods at once, the others waiting Pending, as on a full cluster "
+        "(default: what this machine holds, from its CPUs, memory and process and file limits; "
+        "the run's header says how many)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="stream every pod's stderr")
     return p
@@ -171,6 +180,13 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
 
 
@@ -280,6 +296,7 @@ def _start(
             dict(args.image_path),
             dict(args.workdir),
             embedding,
+            args.max_pods,
         ),
         progress,
     )
@@ -300,6 +317,7 @@ def _announce(args: argparse.Namespace, start: _Start, notes: Notes, progress: P
         f"  code: {run.code} (importable in every pod"
         f"{', read-only' if run.mode == 'bwrap' else ''})\n"
         f"  runs folder: {_pruned(args.runs, run_dir, args.keep)}\n"
+        f"  pods: at most {run.slots.cap.pods} at once ({run.slots.cap.why}), the others Pending\n"
     )
     if earlier is not None:
         sys.stderr.write(
@@ -325,16 +343,25 @@ def _execute(run: Run) -> Node:
     nothing a pod started left behind; its root node."""
     name = run.name
     try:
-        with reaper.terminate_interrupts():
-            root = run.execute()
-    except KeyboardInterrupt:
-        run.stop("interrupted")
-        root = next(iter(run.nodes.values()), None) or Node(name, name, name, "Steps", "", None)
-        root.phase, root.message = "Failed", "interrupted"
-    # No node is left Running in the report: daemons ended, stragglers of a stopped run Failed.
-    run.settle()
-    # nothing a pod started outlives the run (each pod's leftovers went with it already)
-    reaper.end(None, f"{run.uid}/")
+        try:
+            with reaper.terminate_interrupts():
+                root = run.execute()
+        except (KeyboardInterrupt, capacity.Exhausted) as exc:
+            # Ctrl-C, SIGTERM, or a machine that cannot start a pod's process while none runs
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            run.stop(reason)
+            root = next(iter(run.nodes.values()), None) or Node(name, name, name, "Steps", "", None)
+            root.phase, root.message = "Failed", reason
+        except BaseException:
+            run.stop("internal error")  # a runner bug: its pods end with it all the same
+            raise
+        # No node is left Running in the report: daemons ended, stragglers of a stopped run
+        # Failed.
+        run.settle()
+    finally:
+        # nothing a pod started outlives the run, however it ends (each pod's leftovers went
+        # with it already)
+        reaper.end(None, f"{run.uid}/")
     return root
 
 
@@ -405,6 +432,8 @@ def rerun_command(
         argv += ["--workdir", f"{image}={folder}"]
     if args.keep != KEEP_DEFAULT:
         argv += ["--keep", str(args.keep)]
+    if args.max_pods:
+        argv += ["--max-pods", str(args.max_pods)]
     if run_dir is not None:
         argv += ["--resume", str(run_dir)]
     return shlex.join(argv)

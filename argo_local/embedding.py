@@ -37,7 +37,7 @@ class Secretless:
     name: str
     secret: str  # "NAME/KEY"
     looked: str  # where the runner looked, for the note
-    work_dir: Path  # the run's work folder, shared by its pods
+    work_dir: Path  # the run's own folder for what its pods share by name (not their cwd)
 
 
 def _no_default(_: Secretless) -> tuple[str, str] | None:
@@ -70,3 +70,6 @@ class Embedding:
     """Lines the summary adds from the log events of the pods that succeeded (newest first)."""
     timeline: Callable[[dict[str, Any]], str] | None = None
     """``timeline.html`` from the run record; None writes none."""
+    image_workdirs: Mapping[str, str] = field(default_factory=dict)
+    """The WORKDIR of the product's own images (by name, with or without the tag), as
+    ``--workdir`` gives it for others: images are not pulled, so the runner cannot read it."""

@@ -266,6 +266,7 @@ def test_workflow_retry_strategy_retries_a_steps_template_whole(tmp_path: Path) 
         spec:
           entrypoint: main
           retryStrategy: {limit: 2}
+          volumes: [{name: shared, persistentVolumeClaim: {claimName: shared}}]
           templates:
             - name: main
               steps:
@@ -274,7 +275,8 @@ def test_workflow_retry_strategy_retries_a_steps_template_whole(tmp_path: Path) 
               retryStrategy: {limit: 0}
               container:
                 image: alpine
-                command: [sh, -c, "echo x >> tries; [ $(wc -l < tries) -ge 2 ]"]
+                command: [sh, -c, "echo x >> /data/tries; [ $(wc -l < /data/tries) -ge 2 ]"]
+                volumeMounts: [{name: shared, mountPath: /data}]
         """,
     )
     assert code == 0, rec
@@ -283,8 +285,9 @@ def test_workflow_retry_strategy_retries_a_steps_template_whole(tmp_path: Path) 
     by = nodes(rec)
     assert by["wf-retry(0)"]["type"] == "Steps" and by["wf-retry(0)"]["phase"] == "Failed"
     assert by["wf-retry(1)"]["phase"] == "Succeeded"
-    # the pods share the run's work folder (their working directory)
-    assert (tmp_path / "runs" / "wf-retry" / "work" / "tries").read_text().count("x") == 2
+    # the pods share the volume (a claim is a folder of the run's)
+    tries = tmp_path / "runs" / "wf-retry" / "volumes" / "shared" / "tries"
+    assert tries.read_text().count("x") == 2
 
 
 def test_inline_templates_in_steps_and_dags(tmp_path: Path) -> None:
@@ -429,6 +432,7 @@ kind: Workflow
 metadata: {name: sync}
 spec:
   entrypoint: main
+  volumes: [{name: shared, persistentVolumeClaim: {claimName: shared}}]
   templates:
     - name: main
       steps:
@@ -438,7 +442,8 @@ spec:
         LOCK
       container:
         image: alpine
-        command: [sh, -c, "echo start $(date +%s%N) >> log; sleep 0.3; echo end $(date +%s%N) >> log"]
+        command: [sh, -c, "cd /data; echo start $(date +%s%N) >> log; sleep 0.3; echo end $(date +%s%N) >> log"]
+        volumeMounts: [{name: shared, mountPath: /data}]
 """
 
 
@@ -466,7 +471,7 @@ def test_template_locks_bound_concurrent_nodes(tmp_path: Path, lock: str, limit:
     semaphore as many as its ConfigMap key says (here a ConfigMap in the file being run)."""
     code, rec = run(tmp_path, SYNC.replace("LOCK", lock))
     assert code == 0, rec
-    assert _most_at_once(tmp_path / "runs" / "sync" / "work" / "log") == limit
+    assert _most_at_once(tmp_path / "runs" / "sync" / "volumes" / "shared" / "log") == limit
 
 
 TYPES = """

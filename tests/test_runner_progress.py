@@ -79,9 +79,9 @@ def test_tty_shows_a_live_status_line_and_a_collapsed_summary(tmp_path: Path) ->
     assert code == 1, out  # item 5 fails, as written
     lines = [line for line in status_lines(out) if line.strip()]
     assert len(lines) >= 10, out
-    # while the loop runs: two at a time (parallelism 2), the rest queued, progress and ETA
-    assert any(re.search(r"each \d/8 ETA [\d.]+ s \| 2 running, [1-6] queued", s) for s in lines)
-    assert any("each 0/8 | 0 running, 8 queued" in s for s in lines), lines[:12]
+    # while the loop runs: two at a time (parallelism 2), the rest pending, progress and ETA
+    assert any(re.search(r"each \d/8 ETA [\d.]+ s \| 2 running, [1-6] pending", s) for s in lines)
+    assert any("each 0/8 | 0 running, 8 pending" in s for s in lines), lines[:12]
     assert any("rows/s" in s for s in lines)
     # the log above the line: steps and failures, not one line per successful loop item
     assert re.search(r"ok  \x1b\[0m prepare", out)
@@ -165,7 +165,7 @@ def test_counters_of_a_10000_item_loop(tty: bool) -> None:
             done = nodes[i - 100]
             done.phase, done.started, done.finished = "Succeeded", 1.0, 2.0
             progress("finished", done)
-    assert "| 100 running, 0 queued, 9900 done" in progress.status_line()
+    assert "| 100 running, 0 pending, 9900 done" in progress.status_line()
     assert "shard 9900/10000 ETA" in progress.status_line()
     assert progress.rows_total == 100_000
     for node in nodes[-100:]:
@@ -175,7 +175,7 @@ def test_counters_of_a_10000_item_loop(tty: bool) -> None:
     progress("finished", group)
     progress.close()
     line = re.sub(r"\x1b\[\d*m", "", progress.status_line())
-    assert "] 0 running, 0 queued, 9900 done, 100 failed | " in line
+    assert "] 0 running, 0 pending, 9900 done, 100 failed | " in line
     assert progress.loops == {} and progress.running == 0 and progress.queued == 0
     text = re.sub(r"\x1b\[\d*m", "", out.getvalue())
     if tty:

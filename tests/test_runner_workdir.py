@@ -68,23 +68,108 @@ def test_a_relative_write_in_the_root_is_the_output_declared_at_the_root(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_without_a_working_folder_a_pod_works_in_the_runs_work_folder(
+def test_without_a_working_folder_a_pod_works_in_a_root_of_its_own(
     tmp_path: Path, mode: str
 ) -> None:
-    """The runner's default, kept: a container without workingDir whose image has no
-    ``--workdir`` works in ``RUN/work`` (the project's image has WORKDIR /work, where its
-    templates keep the embedded database)."""
+    """A container without workingDir whose image's WORKDIR the runner is not told works in
+    ``/``, the container runtime's default for an image without WORKDIR (busybox sets none):
+    a folder of the pod's own, never the run's work folder that every pod would share."""
     proc, record = workers_run(
         tmp_path,
-        one_pod_workflow("echo here > mark.txt; echo done > /tmp/v", "/tmp/v"),
+        one_pod_workflow("pwd > /tmp/v; echo here > mark.txt", "/tmp/v"),
         "--sandbox",
         mode,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert outputs(record, "write") == {"value": "done"}
     (run,) = (tmp_path / "runs").iterdir()
-    assert (run / "work" / "mark.txt").read_text() == "here\n"
-    assert not list(run.glob("pods/*/root/mark.txt"))
+    (own,) = run.glob("pods/*/root/mark.txt")
+    assert own.read_text() == "here\n"
+    # under bubblewrap the pod sees its own root at /; remapped, its host folder
+    assert outputs(record, "write") == {"value": "/" if mode == "bwrap" else str(own.parent)}
+    assert not (run / "work" / "mark.txt").exists()
+    assert not os.path.lexists("/mark.txt")
+
+
+PARTS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: parts
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - name: part
+            template: part
+            arguments: {parameters: [{name: n, value: "{{item}}"}]}
+            withItems: ["1", "2", "3"]
+    - name: part
+      inputs: {parameters: [{name: n}]}
+      script:
+        image: python:3.12-alpine
+        command: [python]
+        source: |
+          import time
+          with open("part.txt", "w") as f:
+              f.write("{{inputs.parameters.n}}")
+          time.sleep(0.5)  # the three pods run at once: each reads its own file back
+          with open("part.txt") as f:
+              assert f.read() == "{{inputs.parameters.n}}"
+      outputs:
+        parameters:
+          - name: part
+            valueFrom: {path: part.txt}
+        artifacts:
+          - name: copy
+            path: part.txt
+            archive: {none: {}}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parallel_pods_writing_the_same_relative_file_each_read_their_own(
+    tmp_path: Path, mode: str
+) -> None:
+    """Three parallel Python pods write and read back ``part.txt`` in their working folder:
+    on a cluster each container starts in its image's WORKDIR (core/v1 Container.workingDir:
+    "If not specified, the container runtime's default will be used, which might be
+    configured in the container image"; python:alpine sets none, so ``/``) of a root
+    filesystem that is its own (the kubelet gives each container a fresh one), so all three
+    Succeed; a working folder shared by the run's pods made two of them fail. The relative
+    output paths resolve against the working folder, as Argo's emissary, running in the
+    container's working folder, opens them (cmd/argoexec/commands/emissary.go saveParameter
+    ``os.Open(filepath.Clean(srcPath))``, saveArtifact ``os.Stat(srcPath)``); Argo's
+    validation does not require them absolute (Artifact.CleanPath refuses only ``..``)."""
+    proc, record = workers_run(tmp_path, PARTS, "--sandbox", mode)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert record["status"]["phase"] == "Succeeded"
+    for i, n in enumerate(["1", "2", "3"]):
+        node = pod_node(record, f"part({i}:{n})")
+        assert node["phase"] == "Succeeded"
+        assert outputs(record, f"part({i}:{n})") == {"part": n}
+        (art,) = node["outputs"]["artifacts"]
+        assert art["name"] == "copy"
+    (run,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.read_text() for p in run.glob("pods/*/root/part.txt")) == ["1", "2", "3"]
+    stored = sorted(p.read_text() for p in run.glob("artifacts/**/part.txt") if p.is_file())
+    assert stored == ["1", "2", "3"]
+    assert not (run / "work" / "part.txt").exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_relative_output_path_is_read_in_the_working_folder(tmp_path: Path, mode: str) -> None:
+    """A relative ``valueFrom.path`` names a file of the container's working folder (its
+    workingDir here, a folder the host lacks), not of the runner's."""
+    proc, record = workers_run(
+        tmp_path,
+        one_pod_workflow("mkdir -p out && echo made > out/v.txt", "out/v.txt", working="/job"),
+        "--sandbox",
+        mode,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(record, "write") == {"value": "made"}
+    assert not os.path.lexists("/job")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -242,18 +327,19 @@ def test_a_relative_working_folder_is_refused_before_running(
     ("container", "workdirs", "expected"),
     [
         ({"image": "python:alpine3.23"}, {"python": "/"}, "/"),
-        ({"image": "python:alpine3.23"}, {"python:3.12": "/"}, None),
         ({"image": "python:alpine3.23"}, {"python:alpine3.23": "/x", "python": "/"}, "/x"),
         ({"image": "reg:5000/team/tool:v2"}, {"reg:5000/team/tool": "/app"}, "/app"),
         ({"image": "busybox", "workingDir": "/w"}, {"busybox": "/"}, "/w"),
-        ({"image": "busybox"}, {}, None),
+        ({"image": "busybox"}, {}, "/"),  # unknown: the runtime's default
+        ({"image": "python:alpine3.23"}, {"python:3.12": "/app"}, "/"),
     ],
 )
 def test_working_dir_matches_images_as_entrypoint_does(
-    container: dict[str, Any], workdirs: dict[str, str], expected: str | None
+    container: dict[str, Any], workdirs: dict[str, str], expected: str
 ) -> None:
     """``--workdir`` names an image as ``--entrypoint`` does (with its tag first, then
-    without for every tag); the container's own workingDir wins, as in Kubernetes."""
+    without for every tag); the container's own workingDir wins, as in Kubernetes; an image
+    the runner is not told of works in ``/``, as one without WORKDIR does."""
     assert working_dir(container, workdirs) == expected
 
 

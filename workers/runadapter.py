@@ -48,6 +48,11 @@ exit codes: 0 the workflow succeeded, 1 it failed, 2 it cannot run locally
 
 DATABASE_ENV = ("WORKERS_DATABASE_URL", "DATABASE_URL")
 
+IMAGE_WORKDIRS = {"ghcr.io/workers-project/workers": "/work"}
+"""The project image's WORKDIR (the Dockerfile's), every tag: its pods start there, in the
+``/work`` emptyDir each template mounts, as on a cluster; an image built FROM it under
+another name is told with ``--workdir``."""
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 """The folder holding the ``workers`` package: on every pod's PYTHONPATH (pods run
 ``python -m workers.<step>``; they never need the runner)."""
@@ -92,6 +97,7 @@ def embedding() -> Embedding:
         secretless_env=shared_database,
         summary_lines=merge_lines,
         timeline=timeline_page,
+        image_workdirs=IMAGE_WORKDIRS,
     )
 
 

@@ -51,7 +51,7 @@ from argo_local.model.nodes import (
 )
 from argo_local.model.options import Options
 from argo_local.model.spec import Document, Library, Notes, SpecError
-from argo_local.pods import artifacts, daemons, hosts, sandbox
+from argo_local.pods import artifacts, capacity, daemons, hosts, sandbox
 from argo_local.pods.podenv import PodEnvironment
 from argo_local.pods.pods import PodRuntime
 from argo_local.pods.signals import kill
@@ -127,6 +127,13 @@ class Run:
         self.daemons = daemons.Daemons(self)
         limit = spec.get("parallelism")
         self.wf_limit = threading.BoundedSemaphore(int(limit)) if limit else None
+        # the pods this machine runs at once, whatever the templates' parallelism says
+        cap = (
+            capacity.Cap(options.max_pods, "--max-pods")
+            if options.max_pods
+            else capacity.machine_cap()
+        )
+        self.slots = capacity.PodSlots(cap)
         self._warned_once: set[str] = set()
         self.metrics = metrics.Registry()
         # --resume: the pod steps that succeeded in the earlier run, by node name (resume.py)

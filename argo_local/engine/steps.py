@@ -31,12 +31,14 @@ from argo_local.model.nodes import (
 )
 from argo_local.model.spec import Document, SpecError
 from argo_local.pods import dataflow
+from argo_local.pods.capacity import PodSlots
 
 
 class StepsRun(NodeRun, ScopeRun, Stoppable, Protocol):
     """What steps and DAGs need of a run."""
 
     hooks: Hooks
+    slots: PodSlots
 
 
 class StepsScheduler(TemplateRunner, Protocol):
@@ -274,7 +276,13 @@ def _run_loop(
             children[i] = child
 
     slots = len(items) if limiter is None else min(len(items), limiter.size)
-    threads = [start_thread(work, sched.run, f"{name}[{k}]") for k in range(slots)]
+    # Items beyond what the machine runs at once would only wait for a pod slot
+    # (capacity.py): they wait for a thread instead, unstarted (Pending), so a 7,000-wide
+    # loop never asks for 7,000 threads.
+    threads = [
+        start_thread(work, sched.run, f"{name}[{k}]")
+        for k in range(min(slots, sched.run.slots.cap.pods))
+    ]
     for t in threads:
         t.join()
     done = [c for c in children if c is not None]

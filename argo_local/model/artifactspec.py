@@ -7,6 +7,7 @@ a template reads."""
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -197,6 +198,37 @@ def new_entry(path: str) -> str | None:
         if not os.path.lexists(current):
             return current
     return None
+
+
+def anchored(outputs: Mapping[str, Any], cwd: str) -> dict[str, Any]:
+    """``outputs`` with each relative path resolved against the main container's working
+    folder ``cwd``, as Argo reads it: the emissary, which runs in the container's working
+    folder, opens a parameter's ``valueFrom.path`` and stats an artifact's ``path`` as given
+    (cmd/argoexec/commands/emissary.go saveParameter ``os.Open(filepath.Clean(srcPath))``,
+    saveArtifact ``os.Stat(srcPath)``), and Argo's validation requires neither to be absolute
+    (Artifact.CleanPath only refuses ``..``)."""
+
+    def absolute(path: Any) -> Any:
+        text = str(path)
+        if not text or text.startswith("/") or "{{" in text:
+            return path
+        return posixpath.join(cwd, text)
+
+    out = dict(outputs)
+    if out.get("artifacts"):
+        out["artifacts"] = [
+            {**a, "path": absolute(a["path"])} if isinstance(a, dict) and a.get("path") else a
+            for a in out["artifacts"]
+        ]
+    if out.get("parameters"):
+        params = []
+        for p in out["parameters"]:
+            vf = p.get("valueFrom") if isinstance(p, dict) else None
+            if isinstance(vf, dict) and vf.get("path"):
+                p = {**p, "valueFrom": {**vf, "path": absolute(vf["path"])}}
+            params.append(p)
+        out["parameters"] = params
+    return out
 
 
 def output_paths(outputs: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED, RUNNING = (
     "Running",
 )
 DONE = (SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED)
+PENDING = "Pending"  # not started yet: waiting for a lock, or for room to run (capacity.py)
 
 
 @dataclass

@@ -27,3 +27,10 @@ class Options:
     workdirs: dict[str, str] = field(default_factory=dict)
     # What the program running the runner adds: its package in every pod, its defaults.
     embedding: Embedding = field(default_factory=Embedding)
+    # The most pods that run at once (--max-pods); None: what the machine holds (capacity.py).
+    max_pods: int | None = None
+
+    def image_workdirs(self) -> dict[str, str]:
+        """Every WORKDIR the runner is told of: the embedding's own images', then
+        ``--workdir``'s, which wins for the same name."""
+        return {**self.embedding.image_workdirs, **self.workdirs}

@@ -146,6 +146,14 @@ class Containers:
         )
         return pod.files
 
+    def main_working_dir(self, c: dict[str, Any], kind: str) -> str:
+        """The working folder of a pod's main container (``c``: the template's container,
+        script, or containerSet whose member named main is the main container)."""
+        if kind == "containerSet":
+            members = c.get("containers") or []
+            c = next((m for m in members if isinstance(m, dict) and m.get("name") == "main"), {})
+        return working_dir(c, self.run.options.image_workdirs())
+
     def own_tmp(self, pod: Pod, container: dict[str, Any]) -> Path:
         """Each container has its own image, so its own /tmp: only volumes are shared."""
         path = pod.dir / "containers" / str(container["name"]) / "tmp"
@@ -170,12 +178,13 @@ class Containers:
         else:
             mounts = self.run.podenv.mounts(pod.tmpl, c, pod.dir, tmp_dir, where, pod.scope)
         layers = dict(files.layers) if files is not None else {}
-        workdir, host_cwd = str(self.run.work_dir), self.run.work_dir
-        wd = working_dir(c, self.run.options.workdirs)
-        if wd is not None:
-            root = pod.dir / "root" if name == "main" else pod.dir / "containers" / name / "root"
-            workdir, host_cwd, layer = working_folder(wd, mounts, root, where)
-            layers.update(layer)
+        # Every container starts in a working folder of its pod's own (its image's WORKDIR,
+        # ``/`` when unknown), never in one the run's pods share: relative writes of two pods
+        # must not meet, as they never do on a cluster.
+        root = pod.dir / "root" if name == "main" else pod.dir / "containers" / name / "root"
+        wd = working_dir(c, self.run.options.image_workdirs())
+        workdir, host_cwd, layer = working_folder(wd, mounts, root, where)
+        layers.update(layer)
         if self.run.mode == "remap" and hosts.aliases(self.run.spec, pod.tmpl):
             raise SpecError(hosts.REMAP_REFUSAL.format(where=where))
         if self.run.mode == "remap":
@@ -288,8 +297,8 @@ class Containers:
 def working_folder(
     path: str, mounts: list[sandbox.Mount], root: Path, where: str
 ) -> tuple[str, Path, dict[str, Path]]:
-    """A container's working folder (``workingDir``, else its image's WORKDIR from
-    ``--workdir``): its path in the pod, the host folder behind it, and the layer to add.
+    """A container's working folder (``workingDir``, else its image's WORKDIR, ``/`` when
+    unknown: :func:`~argo_local.pods.podenv.working_dir`): its path in the pod, the host folder behind it, and the layer to add.
 
     Kubernetes starts the container there (core/v1 Container.workingDir: "If not specified,
     the container runtime's default will be used, which might be configured in the container

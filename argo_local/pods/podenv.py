@@ -392,10 +392,12 @@ def remap_container(c: dict[str, Any], mounts: list[sandbox.Mount]) -> dict[str,
     return out
 
 
-def working_dir(container: Mapping[str, Any], workdirs: Mapping[str, str]) -> str | None:
+def working_dir(container: Mapping[str, Any], workdirs: Mapping[str, str]) -> str:
     """A container's working folder as Kubernetes gives it: its ``workingDir``, else its
-    image's WORKDIR when ``--workdir`` names it, else None (the runner's own default)."""
+    image's WORKDIR when ``workdirs`` (``--workdir``, the embedding's own images) names it,
+    else ``/``: the container runtime's default for an image without WORKDIR (alpine,
+    busybox, python, debian and ubuntu set none), a folder of the pod's own either way."""
     if container.get("workingDir"):
         return str(container["workingDir"])
     key = image_key(container.get("image"), workdirs)
-    return workdirs[key] if key is not None else None
+    return workdirs[key] if key is not None else "/"

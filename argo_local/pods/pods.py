@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,9 +17,12 @@ from argo_local.expr import depends as expr
 from argo_local.expr import exprlang, gotime, params
 from argo_local.expr.params import ParamError
 from argo_local.model.annotations import keeps
+from argo_local.model.artifactspec import anchored
 from argo_local.model.nodes import (
     ERROR,
     FAILED,
+    PENDING,
+    RUNNING,
     SUCCEEDED,
     Attempt,
     Cancelled,
@@ -237,15 +240,7 @@ class PodRuntime:
             node.attempts.append(attempt)
         ascope = {**scope, "retries": str(number), "pod.name": pod_name, "node.name": node.name}
         pod_dir = self.run.run_dir / "pods" / pod_name
-        tmp_dir = pod_dir / "tmp"
-        if self.run.resumed:
-            # The earlier run's attempt of this name left its /tmp (output files included) and
-            # what it created in its image's folders: a new pod starts from its image again
-            # (and so does each of its other containers).
-            for old in (tmp_dir, pod_dir / "containers", pod_dir / "root"):
-                if old.exists():
-                    shutil.rmtree(old)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self._fresh_tmp(pod_dir)
         kind = next(k for k in ("script", "container", "containerSet") if k in tmpl)
         # A retried step is a Retry node; its pods are the attempt nodes run.json lists.
         pod_node_id = node_id_of(self.run.name, f"{node.name}({number})") if node.retry else node.id
@@ -265,6 +260,9 @@ class PodRuntime:
             )
             side_specs = self.containers.user_containers(tmpl, mirror, "sidecars", ascope, where)
             self._patch(node, tmpl, kind, c, init_specs, side_specs, ascope, where)
+            # a relative output path is the main container's working folder's (emissary.go),
+            # after a podSpecPatch that sets its workingDir
+            outputs = anchored(outputs, self.containers.main_working_dir(c, kind))
             deadline = self._deadline(tmpl, ascope, where)
             if kind == "containerSet":
                 members, c = self.containers.container_set(
@@ -304,7 +302,7 @@ class PodRuntime:
         self.run.progress("start", node)
         try:
             ctx = self.run.wf_limit or nullcontext()
-            with ctx:
+            with ctx, self._slot(node, daemon):
                 self.run.check_cancel()
                 attempt.started = time.time()
                 return self.pod_processes.run_containers(
@@ -325,6 +323,37 @@ class PodRuntime:
         finally:
             # secret values are not left on disk once the pod is gone
             shutil.rmtree(pod_dir / SECRETS_DIR, ignore_errors=True)
+
+    def _fresh_tmp(self, pod_dir: Path) -> Path:
+        """The pod's /tmp folder, made. Resumed, the earlier run's attempt of this name left
+        its /tmp (output files included) and what it created in its image's folders: a new pod
+        starts from its image again (and so does each of its other containers)."""
+        tmp_dir = pod_dir / "tmp"
+        if self.run.resumed:
+            for old in (tmp_dir, pod_dir / "containers", pod_dir / "root"):
+                if old.exists():
+                    shutil.rmtree(old)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir
+
+    def _slot(self, node: Node, daemon: daemons.Daemon | None) -> AbstractContextManager[None]:
+        """One of the machine's pod slots for the attempt's processes (capacity.py); the node
+        is Pending while it waits, as a pod the scheduler has not placed. A daemon takes
+        none: it runs until its scope ends, and a step waiting for a slot that daemons hold
+        would wait for ever."""
+        if daemon is not None:
+            return nullcontext()
+
+        def waiting(wait: bool) -> None:
+            with self.run.lock:
+                if wait:
+                    node.phase, node.message = PENDING, self.run.slots.message()
+                elif node.phase == PENDING:
+                    node.phase, node.message = RUNNING, ""
+            if wait:
+                self.run.progress("waiting", node)
+
+        return self.run.slots.hold(self.run.cancel, waiting)
 
     def _patch(
         self,

@@ -7,6 +7,7 @@ The attempts, retries and deadlines around them are :mod:`pods`'."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from argo_local.expr.params import ParamError
 from argo_local.model.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Attempt, Node
-from argo_local.pods import artifacts, daemons, dataflow, reaper
+from argo_local.pods import artifacts, capacity, daemons, dataflow, reaper
 from argo_local.pods.containers import ContainerRun
 from argo_local.pods.dataflow import FlowRun
 from argo_local.pods.signals import kill
@@ -39,6 +40,7 @@ class ProcessRun(ContainerRun, FlowRun, Protocol):
     processes: dict[int, subprocess.Popen[bytes]]
     progress: Callable[[str, Node | None], None]
     uid: str  # marks every process of the run (reaper.py), so none outlives it
+    slots: capacity.PodSlots  # the pods that run at once (capacity.py)
 
     def new_node(
         self,
@@ -77,14 +79,43 @@ class PodProcesses:
         daemon: daemons.Daemon | None,
     ) -> Attempt:
         """A pod's life: its init containers one after another (a failure fails the pod),
-        then the main container with its sidecars, which are killed once the main exits."""
+        then the main container with its sidecars, which are killed once the main exits. A
+        container the machine refused to start (bubblewrap could not fork: the task limit)
+        never ran: the pod waits for room and starts again (capacity.py)."""
+        return capacity.retry_exhausted(
+            lambda: self._life(
+                node, attempt, main, members, inits, sides, probes, deadline, outputs, where, daemon
+            ),
+            f"pod {node.display}",
+            others_running=lambda: bool(self.run.processes),
+            wait=self.run.slots.wait_for_room,
+            cancelled=self.run.cancel,
+        )
+
+    def _life(
+        self,
+        node: Node,
+        attempt: Attempt,
+        main: Process | None,
+        members: list[tuple[Process, list[str]]],
+        inits: list[Process],
+        sides: list[Process],
+        probes: list[daemons.Readiness],
+        deadline: float | None,
+        outputs: dict[str, Any],
+        where: str,
+        daemon: daemons.Daemon | None,
+    ) -> Attempt:
         for init in inits:
             try:
                 with open(_fresh(init.stdout), "wb") as out, open(init.stderr, "wb") as err:
                     proc = self.launcher.popen(init, out, err, daemon)
                 code, timed_out = self.launcher.wait(proc, None, attempt, node, deadline, daemon)
             except OSError as exc:
+                if capacity.is_exhausted(exc):
+                    raise
                 return end(attempt, ERROR, None, f"cannot start {init.argv0}: {exc}")
+            self.launcher.check_refused(init, code)
             if timed_out:
                 return self._timed_out(attempt, code, deadline)
             if self.run.cancel.is_set():
@@ -107,9 +138,13 @@ class PodProcesses:
                     node, attempt, main, sides, running, probes, deadline, daemon
                 )
         except OSError as exc:
+            if capacity.is_exhausted(exc):
+                raise
             return end(attempt, ERROR, None, str(exc))
         finally:
             side_codes = self._stop_sidecars(running, daemon)
+        if main is not None:
+            self.launcher.check_refused(main, code)
         if timed_out:
             return self._timed_out(attempt, code, deadline)
         if daemon is not None:
@@ -182,6 +217,8 @@ class PodProcesses:
                 starting = main
                 proc = self.launcher.popen(main, out, subprocess.PIPE, daemon)
             except OSError as exc:
+                if capacity.is_exhausted(exc):
+                    raise
                 raise OSError(f"cannot start {starting.argv0}: {exc}") from None
             self.run.progress("running", node)
             if daemon is not None:
@@ -262,7 +299,9 @@ class PodProcesses:
         ]
         self.run.progress("running", node)
         for t in threads:
-            t.start()
+            capacity.start_thread(
+                t, f"container {t.name}", others_running=lambda: bool(self.run.processes)
+            )
         for t in threads:
             t.join()
         order = sorted(members, key=lambda m: m[0].name != "main")
@@ -308,6 +347,8 @@ class Launcher:
         self.terminals: dict[int, int] = {}  # pid -> the pseudo-terminal of a ``tty`` container
         self.markers: dict[int, str] = {}  # pid -> its reaper.MARKER value
         self._count = itertools.count()
+        # bwrap: the runner reaps the namespaces' inits itself (reaper.adopt_orphans)
+        self.adopted = run.mode == "bwrap" and reaper.adopt_orphans()
 
     def popen(
         self, p: Process, out: Any, err: Any, daemon: daemons.Daemon | None
@@ -325,8 +366,9 @@ class Launcher:
             terminal, stdin = pty.openpty()
         # what it starts carries this, so its leftovers are found once it exits (reaper.py)
         mark = f"{self.run.uid}/{next(self._count)}"
-        try:
-            proc = subprocess.Popen(
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 p.cmd,
                 stdin=stdin,
                 stdout=out,
@@ -334,6 +376,18 @@ class Launcher:
                 env={**p.env, reaper.MARKER: mark},
                 cwd=p.cwd,
                 start_new_session=True,
+            )
+
+        try:
+            # A fork the machine refuses (EAGAIN: the task limit, a cgroup's pids.max) is no
+            # failure of the pod: it waits, as a pod waits for room on a cluster, until a
+            # process of the run ends (capacity.py).
+            proc = capacity.retry_exhausted(
+                start,
+                p.argv0,
+                others_running=lambda: bool(self.run.processes),
+                wait=self.run.slots.wait_for_room,
+                cancelled=self.run.cancel,
             )
         finally:
             if terminal is not None:
@@ -352,6 +406,23 @@ class Launcher:
             kill(proc)
         return proc
 
+    def check_refused(self, p: Process, code: int) -> None:
+        """Raise EAGAIN when ``p`` never ran because bubblewrap could not fork or clone its
+        namespace (``bwrap: ... Resource temporarily unavailable``, exit 1): the machine's
+        task limit, not the container's failure, so the pod waits and starts again."""
+        if self.run.mode != "bwrap" or code != 1:
+            return
+        try:
+            with open(p.stderr, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            return
+        if head.startswith(b"bwrap: ") and any(
+            os.strerror(e).encode() in head for e in capacity.EXHAUSTED_ERRNOS
+        ):
+            line = head.split(b"\n", 1)[0].decode(errors="replace")
+            raise OSError(errno.EAGAIN, line)
+
     def forget(self, proc: subprocess.Popen[bytes], daemon: daemons.Daemon | None) -> None:
         """Once ``proc`` exited: what it left running is killed (a container's processes end
         with its main process), and the run no longer tracks it."""
@@ -362,6 +433,8 @@ class Launcher:
         if mark is not None and self.run.mode != "bwrap":
             # bwrap's PID namespace (--unshare-pid) ends them already; remap has only this
             reaper.end(proc.pid, mark)
+        if self.adopted:
+            reaper.reap_orphans()  # the namespace's init bubblewrap left unreaped
         if terminal is not None:
             os.close(terminal)
         if daemon is not None:
@@ -381,7 +454,13 @@ class Launcher:
             reader = threading.Thread(
                 target=self._read_stderr, args=(proc, err_file, attempt, node), daemon=True
             )
-            reader.start()
+            try:
+                reader.start()
+            except RuntimeError:
+                # no thread for it (the task limit): this thread reads the log, up to the
+                # deadline, before it waits
+                reader = None
+                self._read_until(proc, err_file, attempt, node, deadline)
         timed_out = False
         try:
             # Block until the exit (or the deadline), never poll: a poll interval is latency
@@ -399,30 +478,61 @@ class Launcher:
             reader.join(timeout=5)
         return code, timed_out
 
+    def _read_until(
+        self,
+        proc: subprocess.Popen[bytes],
+        err_file: Any,
+        attempt: Attempt,
+        node: Node,
+        deadline: float | None,
+    ) -> None:
+        """:meth:`_read_stderr` in this thread, until the log ends or the deadline passes
+        (the wait after it then sees the deadline)."""
+        import selectors
+
+        assert proc.stderr is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while True:
+                left = None if deadline is None else deadline - (time.time() - attempt.started)
+                if left is not None and left <= 0:
+                    return
+                if not sel.select(timeout=left):
+                    return
+                line = proc.stderr.readline()
+                if not line:
+                    return
+                self._log_line(line, err_file, attempt, node)
+
     def _read_stderr(
         self, proc: subprocess.Popen[bytes], err_file: Any, attempt: Attempt, node: Node
     ) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if attempt.first_log is None:
-                attempt.first_log = time.time()
-            err_file.write(line)
-            err_file.flush()
-            if self.run.options.verbose:
-                # the pod's own words, masked like everything else the runner prints
-                with self.run.lock:
-                    secrets = tuple(self.run.secret_values)
-                text = f"  {node.display} | {line.decode(errors='replace')}"
-                sys.stderr.write(redact(text, secrets))
-            if line.startswith(b"{"):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    attempt.events.append(event)
-                    if event.get("rows") is not None:
-                        self.run.progress("event", node)
+            self._log_line(line, err_file, attempt, node)
+
+    def _log_line(self, line: bytes, err_file: Any, attempt: Attempt, node: Node) -> None:
+        """One line of a pod's stderr: to its log, to the terminal with ``-v``, and its
+        JSON event to the attempt."""
+        if attempt.first_log is None:
+            attempt.first_log = time.time()
+        err_file.write(line)
+        err_file.flush()
+        if self.run.options.verbose:
+            # the pod's own words, masked like everything else the runner prints
+            with self.run.lock:
+                secrets = tuple(self.run.secret_values)
+            text = f"  {node.display} | {line.decode(errors='replace')}"
+            sys.stderr.write(redact(text, secrets))
+        if line.startswith(b"{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                return
+            if isinstance(event, dict):
+                attempt.events.append(event)
+                if event.get("rows") is not None:
+                    self.run.progress("event", node)
 
 
 def end(attempt: Attempt, phase: str, code: int | None, message: str) -> Attempt:

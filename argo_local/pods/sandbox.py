@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 
@@ -108,10 +109,23 @@ def _shadow(folder: str, backing: Path | None = None) -> list[str]:
         if folder == "/" and entry.name in ("proc", "dev"):
             continue
         if entry.is_symlink():
-            args += ["--symlink", os.readlink(path), path]
+            if backing is not None:
+                # made in the backing folder itself, once: bwrap's --symlink fails on the one
+                # an earlier container of the pod left there (a daemon and its exec probe
+                # share the folder, and may start together)
+                _plant_link(os.readlink(path), backing / entry.name)
+            else:
+                args += ["--symlink", os.readlink(path), path]
         else:
             args += ["--ro-bind", path, path]
     return args
+
+
+def _plant_link(target: str, where: Path) -> None:
+    """A symlink to ``target`` at ``where``, unless an entry is there already (the pod's own
+    entry, or the same link made by another of its containers)."""
+    with suppress(FileExistsError):
+        os.symlink(target, where)
 
 
 def bwrap_command(
@@ -216,7 +230,7 @@ def import_paths(code: Path, pythonpath: str | None, cwd: Path) -> list[Path]:
 
     Absolute, in order, without repeats. A relative entry (and the empty one, which Python
     reads as the working folder) is taken relative to ``cwd``, the runner's working folder,
-    because a pod runs in the run's own work folder where it would mean nothing.
+    because a pod runs in a working folder of its own where it would mean nothing.
     """
     found: list[Path] = []
     for entry in [str(code), *(pythonpath.split(os.pathsep) if pythonpath else [])]:

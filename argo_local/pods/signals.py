@@ -23,4 +23,10 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    threading.Thread(target=hard, daemon=True).start()
+    try:
+        threading.Thread(target=hard, daemon=True).start()
+    except RuntimeError:
+        # no thread to wait the grace period on (the task limit): no grace, as the kubelet
+        # gives none to a pod it must remove at once
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,7 +1,7 @@
 """What ``workers run`` prints while a workflow runs.
 
 On a terminal: one status line, redrawn in place twice a second and on every node event
-(running / queued / done / failed, rows per second, elapsed, ETA from the loop's finished
+(running / pending / done / failed, rows per second, elapsed, ETA from the loop's finished
 items), with steps, retries, failures and finished loops printed above it. Elsewhere (a pipe,
 a CI log): one line per finished node, as a log. ``NO_COLOR`` (any value) or ``TERM=dumb``
 turns colours off.
@@ -148,7 +148,9 @@ class Progress:
                 eta = (now - lp.started_at) / lp.done * (lp.total - lp.done)
                 text += f" ETA {fmt_s(eta)}"
             parts.append(text)
-        counts = f"{self.running} running, {self.queued + self.spawning} queued, {self.done} done"
+        # Pending, as Argo shows a pod not started yet: a loop's items not begun, pods
+        # waiting for parallelism or for one of the machine's pod slots (capacity.py)
+        counts = f"{self.running} running, {self.queued + self.spawning} pending, {self.done} done"
         if self.failed:
             counts += f", {self.failed} failed"
         parts.append(counts)

@@ -132,11 +132,14 @@ def skewed_failing(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 
 def fails_until_fixed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """Rows unchanged; the batch holding row 750 fails until a file ``fixed`` exists in the
-    pod's working folder (a local run's work folder): a fault the user fixes, then resumes."""
+    """Rows unchanged; the batch holding row 750 fails until a file ``fixed`` exists next to
+    the embedded SQLite database (a local run's work folder, which its pods share; each pod's
+    working folder is its own): a fault the user fixes, then resumes."""
     import os
 
-    if any(row.get("id") == FAILING_KEY for row in batch) and not os.path.exists("fixed"):
+    database = os.environ.get("WORKERS_DATABASE_URL", "").removeprefix("sqlite:///")
+    fixed = os.path.join(os.path.dirname(database), "fixed")
+    if any(row.get("id") == FAILING_KEY for row in batch) and not os.path.exists(fixed):
         raise ValueError(f"row {FAILING_KEY} is malformed until fixed")
     return batch
 
