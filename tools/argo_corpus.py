@@ -40,10 +40,10 @@ Argo's suite applies every template under examples/ before it submits any exampl
 Images are not pulled: commands run on this machine. ``argosay`` and ``cowsay`` come from
 argo_shims.py through a bin folder put first on PATH; ``argoproj/argosay:v2`` has ENTRYPOINT
 argosay and ``alpine/git`` has git (``--entrypoint``); python images use the runner's own
-interpreter. Containers of the base images whose WORKDIR is known (WORKDIRS: ``/`` for alpine,
-busybox, debian, ubuntu, python and argosay) start there (``--workdir``), in a folder of the
-pod's own, as a relative ``open("result.txt", "w")`` then writes the ``/result.txt`` an output
-declares. Pods of the alpine-based images (BUSYBOX_IMAGES) get busybox's sh and applets
+interpreter. A container starts in its image's WORKDIR, ``/`` unless the runner is told
+otherwise, in a folder of the pod's own: a relative ``open("result.txt", "w")`` writes the
+``/result.txt`` an output declares, with no option (alpine, busybox, debian, ubuntu, python and
+argosay set no WORKDIR). Only the images that set one are given it (WORKDIRS, ``--workdir``). Pods of the alpine-based images (BUSYBOX_IMAGES) get busybox's sh and applets
 first on their PATH, as those images have them (the runner's ``--image-path``, a folder of
 links to this machine's ``busybox``); without busybox, files using them are not run ("needs
 busybox"). Other programs (go, influx, nginx) must be on PATH or the file is refused.
@@ -125,17 +125,13 @@ RUNNABLE = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWork
 TEMPLATE_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate")
 # Known ENTRYPOINTs of images the corpus runs with args only (their Dockerfiles).
 ENTRYPOINTS = ("argoproj/argosay:v2=argosay", "alpine/git=git")
-# WORKDIRs of the base images the corpus runs (their Dockerfiles): alpine, busybox, debian,
-# ubuntu and the official python images set none, so their containers start in `/`;
-# argoproj/argosay:v2 is built FROM argosay:v1 FROM ubuntu, neither setting one
-# (test/e2e/images/argosay/). Matched as --entrypoint is: with the tag, or without for every tag.
+# WORKDIRs of the images the corpus runs that set one (their Dockerfiles); alpine, busybox,
+# debian, ubuntu, the official python images and argoproj/argosay (v2 FROM v1 FROM ubuntu,
+# test/e2e/images/argosay/) set none and start in `/`, the runner's default. Matched as
+# --entrypoint is: with the tag, or without for every tag.
 WORKDIRS = (
-    "alpine=/",
-    "busybox=/",
-    "debian=/",
-    "ubuntu=/",
-    "python=/",
-    "argoproj/argosay=/",
+    "golang=/go",
+    "alpine/git=/git",
 )
 RUNNER_PREFIX = "python -m workers run: "
 
