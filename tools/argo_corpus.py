@@ -112,8 +112,8 @@ LONG_SECONDS = 300.0
 # is: with the tag, or without it for every tag.
 BUSYBOX_IMAGES = ("busybox", "alpine", "python:alpine3.23", "curlimages/curl")
 
-# Scale tests for a cluster: run only with --heavy (one would start thousands of processes
-# on this machine, and take everything else on it down with them).
+# Scale tests for a cluster: run only with --heavy. The runner holds one within its pod cap
+# (the rest Pending, tools/README.md), but at that pace it runs for days.
 HEAVY_FILES = {
     "test/e2e/functional/loop-sequence-many-long-pods.yaml": "10,000 pods of sleep 600, "
     "7,000 at once",
