@@ -474,6 +474,7 @@ def sqlite_shard_spot_notice(c: Ctx) -> Any:
         *("--shard", item, "--run-id", "r", "--store", str(c.tmp / "s")),
         *("--processor", "plugins.spot:notice_on_first_batch"),
         *("--batch-size", "2", "--checkpoint-rows", "4"),
+        WORKERS_TEST_NOTICE="1",
     )
 
 
