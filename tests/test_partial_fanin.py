@@ -211,6 +211,13 @@ def test_the_pipeline_with_the_default_ratio_merges_nothing_and_names_the_shard(
     (run_dir,) = runs.iterdir()
     nodes = _nodes(run_dir)
     assert nodes["merge"]["phase"] == "Failed"
-    assert "exit code 4" in nodes["merge"]["message"], nodes["merge"]
+    record = json.loads((run_dir / "run.json").read_text())
+    merge_pods = [
+        n
+        for n in record["status"]["nodes"].values()
+        if n["type"] == "Pod" and n.get("templateName") == "merge"
+    ]
+    # exit 4 is permanent: one attempt, not retried
+    assert [n["message"] for n in merge_pods] == ["Error (exit code 4)"], merge_pods
     assert not list((run_dir / "volumes").rglob("summary.json"))
     assert not list((run_dir / "volumes").rglob("merged.json"))
