@@ -221,3 +221,11 @@ def test_the_pipeline_with_the_default_ratio_merges_nothing_and_names_the_shard(
     assert [n["message"] for n in merge_pods] == ["Error (exit code 4)"], merge_pods
     assert not list((run_dir / "volumes").rglob("summary.json"))
     assert not list((run_dir / "volumes").rglob("merged.json"))
+
+
+def test_the_pipeline_refuses_a_bad_ratio_before_produce(run_step: RunStep, tmp_path: Path) -> None:
+    """check, the pipeline's first step, refuses the ratio merge would refuse at the end."""
+    proc = run_step("check", "--min-success-ratio", "1.5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--min-success-ratio: expected a ratio in (0, 1], got '1.5'" in proc.stderr
+    assert run_step("check", "--min-success-ratio", "0.9", cwd=tmp_path).returncode == 0
