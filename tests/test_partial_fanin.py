@@ -229,3 +229,30 @@ def test_the_pipeline_refuses_a_bad_ratio_before_produce(run_step: RunStep, tmp_
     assert proc.returncode == 2
     assert "--min-success-ratio: expected a ratio in (0, 1], got '1.5'" in proc.stderr
     assert run_step("check", "--min-success-ratio", "0.9", cwd=tmp_path).returncode == 0
+
+
+def test_a_partial_dataset_has_no_success_marker_until_it_is_complete(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Parquet parts, ``--format dataset``: a partial manifest lists the committed parts, and no
+    ``parts/_SUCCESS`` tells a reader waiting for it that the dataset is done; the complete merge
+    after the retry publishes it."""
+    pipe = Pipeline(run_step, sqlite_url, str(tmp_path / "store"), tmp_path, env=ENV)
+    pipe.produce(1000)
+    items = pipe.split(250, "--part-format", "parquet", *FAILING)
+    assert _run_shards(pipe, items) == [0, 0, 3, 0]
+    proc = pipe.merge("--format", "dataset", "--min-success-ratio", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    summary = _summary(pipe)
+    assert summary["complete"] is False and summary["success_marker"] is None
+    assert [m["index"] for m in summary["missing"]] == [2]
+    manifest = json.loads(pipe.read("manifest.json"))
+    assert [p["index"] for p in manifest["parts"]] == [0, 1, 3]
+    assert not pipe.exists("parts/_SUCCESS")
+
+    (tmp_path / "fixed").write_text("")
+    assert pipe.shard(items[2], *FAILING).returncode == 0
+    proc = pipe.merge("--format", "dataset")
+    assert proc.returncode == 0, proc.stderr
+    assert _summary(pipe)["complete"] is True
+    assert pipe.exists("parts/_SUCCESS")

@@ -448,7 +448,9 @@ def _merge_dataset(
     report = summarize(plan, parts, cfg.output, cfg.format, time.perf_counter() - t0, missing)
     report["output_bytes"] = len(doc)
     report["output_sha256"] = digest
-    report["success_marker"] = marker
+    # A partial fan-in publishes no _SUCCESS: readers that wait for it never see a dataset
+    # short of shards (the summary lists them).
+    report["success_marker"] = None if missing else marker
     storage.remove(marker)
     try:
         with storage.AtomicWriter(cfg.output) as writer:
@@ -458,7 +460,9 @@ def _merge_dataset(
                 cfg.summary,
                 report,
                 cfg.output,
-                before_summary=lambda: storage.write_bytes(
+                before_summary=None
+                if missing
+                else lambda: storage.write_bytes(
                     marker, orjson.dumps({"manifest": cfg.output, "sha256": digest}) + b"\n"
                 ),
             )
