@@ -218,7 +218,7 @@ def test_the_pipeline_with_the_default_ratio_merges_nothing_and_names_the_shard(
         if n["type"] == "Pod" and n.get("templateName") == "merge"
     ]
     # exit 4 is permanent: one attempt, not retried
-    assert [n["message"] for n in merge_pods] == ["Error (exit code 4)"], merge_pods
+    assert len(merge_pods) == 1 and "Error (exit code 4)" in merge_pods[0]["message"], merge_pods
     assert not list((run_dir / "volumes").rglob("summary.json"))
     assert not list((run_dir / "volumes").rglob("merged.json"))
 

@@ -27,11 +27,11 @@ def notice_on_first_batch(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any
 
 
 def never_stops(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """After the first batches, sleep forever, swallowing everything (KeyboardInterrupt, our
+    """From the third batch on, sleep forever, swallowing everything (KeyboardInterrupt, our
     own BaseExceptions): only the grace's forced exit ends the process."""
     global _calls
     _calls += 1
-    while _calls > 3:
+    while _calls >= 3:
         with contextlib.suppress(BaseException):  # the point: user code swallowing everything
             time.sleep(0.05)
     time.sleep(float(os.environ.get("WORKERS_TEST_SLOW", "0.01")))
