@@ -256,3 +256,58 @@ def test_a_partial_dataset_has_no_success_marker_until_it_is_complete(
     assert proc.returncode == 0, proc.stderr
     assert _summary(pipe)["complete"] is True
     assert pipe.exists("parts/_SUCCESS")
+
+
+def test_a_partial_fan_in_of_files_names_the_missing_shards_files(
+    run_step: RunStep, tmp_path: Path
+) -> None:
+    """``split --from-files``: a shard fails for real; merge with a ratio reconciles the included
+    shards' units only and names the missing shard's file and byte range; the retry completes
+    it, byte for byte a clean run's output."""
+    src = tmp_path / "in"
+    src.mkdir()
+    lines = [json.dumps({"n": i, "pad": "x" * (i % 37)}) for i in range(300)]
+    (src / "a.jsonl").write_text("\n".join(lines) + "\n")
+    proc_args = ("--processor", "plugins.fanin:fails_on_n")
+    env = {**ENV, "WORKERS_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
+
+    def split(store: Path) -> int:
+        count = tmp_path / f"{store.name}-count"
+        r = run_step(
+            "split",
+            *("--from-files", str(src), "--run-id", "files", "--store", str(store)),
+            *("--bytes-per-shard", "4000", "--shard-count-file", str(count), *proc_args),
+            env=env,
+            cwd=tmp_path,
+        )
+        assert r.returncode == 0, r.stderr
+        return int(count.read_text())
+
+    def shard(store: Path, i: int, **extra: str) -> int:
+        args = ("--shard", str(i), "--run-id", "files", "--store", str(store), *proc_args)
+        return run_step("shard", *args, env={**env, **extra}, cwd=tmp_path).returncode
+
+    store = tmp_path / "store"
+    n = split(store)
+    assert n >= 3
+    codes = [shard(store, i, WORKERS_TEST_FAIL_N="150") for i in range(n)]
+    assert codes.count(3) == 1 and codes.count(0) == n - 1, codes
+    bad = codes.index(3)
+    r = run_step("merge", "--store", str(store), "--min-success-ratio", "0.5", env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((store / "summary.json").read_text())
+    assert summary["complete"] is False
+    (missing,) = summary["missing"]
+    assert missing["index"] == bad and missing["last_error"]["exit_code"] == 3
+    assert missing["files"] and all(f"{src}/a.jsonl bytes " in f for f in missing["files"])
+    values = json.loads((store / "merged.json").read_text())
+    assert 150 not in {v["n"] for v in values} and len(values) == summary["totals"]["rows"]
+
+    assert shard(store, bad) == 0  # the retry, the fault gone
+    r = run_step("merge", "--store", str(store), env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((store / "summary.json").read_text())["complete"] is True
+    clean = tmp_path / "clean"
+    assert split(clean) == n and [shard(clean, i) for i in range(n)] == [0] * n
+    assert run_step("merge", "--store", str(clean), env=env).returncode == 0
+    assert (store / "merged.json").read_bytes() == (clean / "merged.json").read_bytes()
