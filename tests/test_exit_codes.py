@@ -465,6 +465,19 @@ def pg_backend_terminated(c: Ctx) -> Any:
         killer.join(10)
 
 
+@case("terminated", "SIGTERM (a spot node's notice): checkpointed 2 rows read")
+def sqlite_shard_spot_notice(c: Ctx) -> Any:
+    # A real SIGTERM, sent by the processor to its own process during the first batch.
+    item = '{"index":0,"lo":1,"hi":10,"rows":10}'
+    return c.sqlite(
+        "shard",
+        *("--shard", item, "--run-id", "r", "--store", str(c.tmp / "s")),
+        *("--processor", "plugins.spot:notice_on_first_batch"),
+        *("--batch-size", "2", "--checkpoint-rows", "4"),
+        WORKERS_TEST_NOTICE="1",
+    )
+
+
 @case("deadline", "step deadline of 1s exceeded")
 def pg_step_deadline(c: Ctx) -> Any:
     url = c.fixture("pw_cluster").url()

@@ -417,3 +417,40 @@ def test_literal_database_url_is_caught(base_docs: list[mc.Doc]) -> None:
     env = produce["spec"]["templates"][0]["container"]["env"]
     env[0] = {"name": "WORKERS_DATABASE_URL", "value": "postgresql://u:pw@db/app"}
     assert mc.secret_problems(produce)
+
+
+# ------------------------------------------------------------------ policies (issue 22)
+
+
+@pytest.mark.parametrize(
+    ("template", "step"),
+    [("workers-produce", "produce"), ("workers-shard", "shard"), ("workers-merge", "merge")],
+)
+def test_termination_grace_covers_the_steps_grace(
+    lib: dict[str, dict[str, mc.Doc]], template: str, step: str
+) -> None:
+    """The spot notice: the pod's terminationGracePeriodSeconds is the step's --grace-seconds
+    plus a margin, within the 15 s GKE gives a spot node's pods."""
+    import json
+
+    t = lib[template][step]
+    args = t["container"]["args"]
+    grace = float(args[args.index("--grace-seconds") + 1])
+    period = json.loads(t["podSpecPatch"])["terminationGracePeriodSeconds"]
+    assert grace + 3 <= period <= 15, (grace, period)
+
+
+def test_merge_runs_after_a_partial_fan_out_and_cleanup_only_after_a_complete_one(
+    lib: dict[str, dict[str, mc.Doc]],
+) -> None:
+    tasks = {t["name"]: t for t in lib["workers-pipeline"]["main"]["dag"]["tasks"]}
+    assert tasks["merge"]["depends"] == "shard || shard.AnySucceeded"
+    assert tasks["cleanup"]["depends"] == "merge && shard"
+    params = {p["name"]: p["value"] for p in tasks["merge"]["arguments"]["parameters"]}
+    assert params["min-success-ratio"] == "{{workflow.parameters.min-success-ratio}}"
+    merge = lib["workers-merge"]["merge"]
+    assert "--min-success-ratio" in merge["container"]["args"]
+    metrics = {m["name"]: m for m in merge["metrics"]["prometheus"]}
+    assert metrics["workers_merge_missing_shards_total"]["counter"]["value"] == (
+        "{{outputs.parameters.missing-shards}}"
+    )

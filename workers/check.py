@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers import cli, plugins, shards, storage
+from workers import cli, fanin, plugins, shards, storage
 from workers.config import Environment, check_run_id
 from workers.log import Logger
 from workers.merge import FORMATS
@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         help="the format merge will write; refused when the parts cannot give it (parquet, "
         "dataset and delta need --part-format parquet; delta a local store)",
+    )
+    p.add_argument(
+        "--min-success-ratio",
+        type=fanin.ratio,
+        default=1.0,
+        metavar="R",
+        help="merge's share of shards that must commit (0 < R <= 1), refused here if out of range",
     )
     return p
 

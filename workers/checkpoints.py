@@ -66,7 +66,7 @@ from typing import IO, Any
 
 import orjson
 
-from workers import failures, storage
+from workers import failures, stop, storage
 from workers.errors import UsageError
 
 DEFAULT_CHECKPOINT_ROWS = 100_000
@@ -247,8 +247,14 @@ class PartWriter:
             self._whole.update(data)
 
     def end_batch(self, rows_in: int, rows_out: int, last_key: Any) -> None:
-        """A processor batch is written: close the chunk here if it is full."""
+        """A processor batch is written: close the chunk here if it is full; after the spot
+        notice, checkpoint here and stop (:mod:`workers.stop`)."""
         self.count(rows_in, rows_out, last_key)
+        if stop.noticed():
+            kept = self.checkpoint_now()
+            raise stop.Terminated(
+                f"checkpointed {self.rows_in} rows read" if kept else "no checkpoint possible here"
+            )
         if (
             self.every
             and (self._c_rows_in >= self.every or self._c_bytes >= MAX_CHUNK_BYTES)
@@ -261,6 +267,16 @@ class PartWriter:
         self._c_rows_in += rows_in
         self._c_rows += rows_out
         self._c_last = last_key  # a JSON key value (workers.keys.encode)
+
+    def checkpoint_now(self) -> bool:
+        """Close the chunk at this batch boundary and wait until it is durable and vouched for:
+        what the spot notice keeps. False where a chunk cannot end here (no checkpoints, nothing
+        read since the last one, or an S3 part under its 5 MiB minimum)."""
+        if not self.every or not self._c_rows_in or self._c_bytes < self.min_chunk_bytes:
+            return False
+        self.close_chunk()
+        self._settle()
+        return True
 
     @property
     def open_chunk_bytes(self) -> int:

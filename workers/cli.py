@@ -7,13 +7,14 @@ any failure into one log line and a documented exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from workers import deadline, exitcodes, failures, output
+from workers import deadline, exitcodes, failures, output, stop
 from workers import log as log_module
 from workers.config import Environment, redact
 from workers.errors import UsageError, WorkersError
@@ -150,6 +151,28 @@ def add_batch_format_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_grace_argument(parser: argparse.ArgumentParser) -> None:
+    """``--grace-seconds``: how long the step may take to stop after SIGTERM (the spot notice)."""
+    parser.add_argument(
+        "--grace-seconds",
+        type=_grace_seconds,
+        default=stop.DEFAULT_GRACE_S,
+        metavar="S",
+        help="on SIGTERM (a spot node's notice) stop, keep what is safe and exit 75 within S "
+        f"seconds; keep it under the pod's terminationGracePeriodSeconds (default {stop.DEFAULT_GRACE_S:g})",
+    )
+
+
+def _grace_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:  # nan fails too
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text[:40]!r}")
+    return value
+
+
 DEADLINE_GRACE_S = 5.0
 """After the step deadline, how long unwinding (rollback, closing a stalled socket) may take."""
 
@@ -182,6 +205,7 @@ def run_step(
     work: Callable[[C, Logger], int],
     *,
     context: Callable[[C], dict[str, Any]] | None = None,
+    on_failure: Callable[[C, WorkersError, str], None] | None = None,
 ) -> int:
     """Parse, configure, run ``work`` under the step deadline; map every failure to an exit code."""
     # The user's generator or processor (and libraries) log through ``logging``; with no
@@ -190,8 +214,9 @@ def run_step(
     # dropped: log.DRIVER_LOGGERS).
     handler, was_capturing = log_module.capture_records(Logger(step))
     try:
-        return _run_step(step, parser, argv, build, work, context, handler)
+        return _run_step(step, parser, argv, build, work, context, handler, on_failure)
     finally:
+        stop.reset()  # after the failure record: the grace bounds writing it too
         log_module.release(handler, was_capturing)
 
 
@@ -203,19 +228,23 @@ def _run_step(
     work: Callable[[C, Logger], int],
     context: Callable[[C], dict[str, Any]] | None,
     handler: log_module.RecordHandler,
+    on_failure: Callable[[C, WorkersError, str], None] | None = None,
 ) -> int:
     env: Environment | None = None
+    cfg: C | None = None
     timeout: float | None = None
     watchdog: threading.Timer | None = None
     log = handler.logger
     try:
         args = parser.parse_args(argv)
+        _handle_sigterm(args, handler)
         with output.redirected(lambda line: handler.logger.info("stdout", message=line)):
             # From here on user code may run (imported by build): its prints never reach stdout.
             env = Environment.from_environ()
             log = handler.logger = Logger(step, secrets=env.secrets)
             handler.debug = env.debug
             cfg = build(args, env)
+            stop.noticed()  # puts the SIGTERM handler back if importing user code replaced it
             if context is not None:
                 log.bind(**context(cfg))
             timeout = getattr(cfg, "timeout", None) or env.timeout
@@ -238,6 +267,8 @@ def _run_step(
         return exitcodes.TRANSIENT
     except deadline.Deadline:
         err: WorkersError = failures.error("deadline", f"step deadline of {timeout:g}s exceeded")
+    except stop.Terminated as exc:
+        err = failures.error("terminated", f"SIGTERM (a spot node's notice): {exc or 'stopped'}")
     except BaseException as exc:
         err = failures.classify(exc)
         if env is not None and env.debug:
@@ -247,6 +278,11 @@ def _run_step(
             sys.stderr.write(redact(traceback.format_exc(), env.secrets))
     secrets = env.secrets if env else ()
     message = redact(str(err), secrets)
+    if on_failure is not None and cfg is not None:
+        # Best effort, before the log line that ends the step: a store that refused the work
+        # may refuse this record too, and the log line says what failed either way.
+        with contextlib.suppress(Exception):
+            on_failure(cfg, err, message)
     log.error(
         "failed",
         error=type(err).__name__,
@@ -255,3 +291,22 @@ def _run_step(
         cause=failures.cause_of(err),
     )
     return err.exit_code
+
+
+def _handle_sigterm(args: argparse.Namespace, handler: log_module.RecordHandler) -> None:
+    """Steps with ``--grace-seconds`` stop on SIGTERM (:mod:`workers.stop`); others keep the
+    default (the process ends at once, nothing visible half-written: every write is atomic)."""
+    grace = getattr(args, "grace_seconds", None)
+    if grace is None:
+        return
+
+    def forced(message: str) -> None:
+        handler.logger.error(
+            "failed",
+            error="TransientError",
+            message=message,
+            exit_code=exitcodes.TRANSIENT,
+            cause="terminated",
+        )
+
+    stop.install(grace, forced)

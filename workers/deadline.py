@@ -13,6 +13,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from workers import stop
+
 
 class Deadline(BaseException):
     """The step deadline passed."""
@@ -45,6 +47,8 @@ def expired() -> bool:
 
 
 def check() -> None:
-    """Raise :class:`Deadline` again if it passed: user code may have caught it."""
+    """Raise :class:`Deadline` again if it passed: user code may have caught it; likewise
+    the spot notice (:func:`workers.stop.check`)."""
     if _expired:
         raise Deadline()
+    stop.check()

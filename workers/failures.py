@@ -212,6 +212,12 @@ CAUSES: dict[str, Cause] = {
             exitcodes.TRANSIENT,
             "the step deadline (WORKERS_TIMEOUT) passed, or the step was interrupted",
         ),
+        Cause(
+            "terminated",
+            exitcodes.TRANSIENT,
+            "SIGTERM, as a spot or preemptible node's notice sends it: the step stopped within "
+            "--grace-seconds (a shard checkpointed what it had read first)",
+        ),
     )
 }
 """Every cause a step reports, in README order; ``cause`` in the error log line names one."""

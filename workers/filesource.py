@@ -350,11 +350,26 @@ def describe_unit(meta: dict[str, Any], u: int) -> str:
     return f"unit {u} ({url})"
 
 
-def unit_problems(plan: Any, records: dict[int, dict[str, Any]]) -> list[str]:
+def shard_units(plan: Any, index: int) -> list[str]:
+    """The units (files, byte ranges, row groups) the plan gives shard ``index``, described."""
+    meta = _source_meta(plan)
+    planned = meta["shard_units"][index] if index < len(meta["shard_units"]) else []
+    return [describe_unit(meta, u) for u in planned]
+
+
+def unit_problems(
+    plan: Any, records: dict[int, dict[str, Any]], *, partial: bool = False
+) -> list[str]:
     """What keeps merge from vouching that every planned unit was read exactly once, by the
-    shard the plan gave it, with the rows the plan expects (Parquet) adding up to the shard's."""
+    shard the plan gave it, with the rows the plan expects (Parquet) adding up to the shard's.
+    ``partial`` (merge --min-success-ratio): only the units of the committed shards."""
     meta = _source_meta(plan)
     n_units = len(meta["units"])
+    required = (
+        {u for i in records if i < len(meta["shard_units"]) for u in meta["shard_units"][i]}
+        if partial
+        else set(range(n_units))
+    )
     covered: dict[int, list[int]] = {}
     problems = []
     for index, rec in sorted(records.items()):
@@ -388,7 +403,7 @@ def unit_problems(plan: Any, records: dict[int, dict[str, Any]]) -> list[str]:
             problems.append(f"part-{index:05d} read units {got}, the plan gave it {planned}")
     for u in range(n_units):
         by = covered.get(u, [])
-        if not by:
+        if not by and u in required:
             problems.append(f"{describe_unit(meta, u)} is covered by no commit")
         elif len(by) > 1:
             parts = ", ".join(f"part-{i:05d}" for i in by)

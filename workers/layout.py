@@ -58,6 +58,11 @@ def commit_url(store: storage.Store | str, index: int) -> str:
     return storage.join(store, "commits", f"part-{index:05d}.json")
 
 
+def failure_url(store: storage.Store | str, index: int) -> str:
+    """Shard ``index``'s last failure (cause, exit code, message): what a partial merge names."""
+    return storage.join(store, "failures", f"part-{index:05d}.json")
+
+
 _FIELDS = ("version", "run_id", "total", "generation", "processor", "shards")
 
 

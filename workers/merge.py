@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from workers import cli, failures, layout, output, provenance, storage
+from workers import cli, failures, fanin, layout, output, provenance, storage
 from workers.config import Environment
 from workers.errors import IncompleteError, UsageError
 from workers.log import Logger, rate
@@ -51,6 +51,9 @@ EPILOG = (
   python -m workers.merge --glob '/mnt/shared/message-*.json'
   python -m workers.merge a.json b.json c.json --output all.json
 
+  # a partial fan-in: write what 99% or more of the shards committed, name the missing ones
+  python -m workers.merge --store s3://bucket/runs/my-run --min-success-ratio 0.99
+
 """
     + cli.EXIT_CODES_EPILOG
 )
@@ -66,6 +69,8 @@ class MergeConfig:
     output: str | None
     format: str
     summary: str | None
+    min_success_ratio: float = 1.0
+    stats_dir: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--summary", metavar="URL", help="run summary JSON (default: STORE/summary.json)"
     )
+    p.add_argument(
+        "--min-success-ratio",
+        type=fanin.ratio,
+        default=1.0,
+        metavar="R",
+        help="write the output when at least R (0 < R <= 1) of the plan's shards committed, "
+        "naming the missing ones in the summary (complete: false), the log and --stats-dir; "
+        "below R exit 4 (default 1.0: every shard)",
+    )
+    p.add_argument(
+        "--stats-dir",
+        metavar="DIR",
+        help="write the plan's shard count and the missing shards' count here, one file each "
+        "(for valueFrom.path and the metrics)",
+    )
+    cli.add_grace_argument(p)
     return p
 
 
@@ -120,11 +141,27 @@ def build_config(args: argparse.Namespace, env: Environment) -> MergeConfig:
         storage.check_destination(summary, "--summary")
         if summary == output:
             raise UsageError("--summary and --output name the same file")
-    return MergeConfig(store, tuple(args.paths), args.glob, output, args.format, summary)
+    if args.min_success_ratio < 1 and not args.store:
+        raise UsageError("--min-success-ratio needs the plan of a run: pass --store")
+    if args.stats_dir is not None:
+        fanin.check_stats_dir(args.stats_dir)
+    return MergeConfig(
+        store,
+        tuple(args.paths),
+        args.glob,
+        output,
+        args.format,
+        summary,
+        args.min_success_ratio,
+        args.stats_dir,
+    )
 
 
-def verify_commits(store: storage.Store) -> tuple[layout.Plan, list[Part]]:
-    """Every shard of the plan has a commit record for this run whose numbers add up."""
+def verify_commits(
+    store: storage.Store, min_ratio: float = 1.0
+) -> tuple[layout.Plan, list[Part], list[dict[str, Any]]]:
+    """Every shard of the plan has a commit record for this run whose numbers add up; or, with
+    ``min_ratio`` below 1, enough of them do: the third value lists the missing ones."""
     plan = layout.read_plan(layout.plan_url(store))
     part_format = layout.part_format(plan)
     problems: list[str] = []
@@ -184,22 +221,32 @@ def verify_commits(store: storage.Store) -> tuple[layout.Plan, list[Part]]:
                 layout.part_location(store, s.index, part_format),
             )
         )
-    if problems:
-        raise IncompleteError(_listing(problems, len(plan.shards)))
+    n = len(plan.shards)
+    if problems and not fanin.enough(len(records), n, min_ratio):
+        raise IncompleteError(_listing(problems, n) + fanin.shortfall(len(records), n, min_ratio))
     if plan.meta.get("mode") == "files":
         from workers import filesource  # every planned unit read exactly once, rows adding up
 
-        uncovered = filesource.unit_problems(plan, records)
+        # A partial fan-in reconciles the units of the shards it includes.
+        uncovered = filesource.unit_problems(plan, records, partial=bool(problems))
         if uncovered:
             raise IncompleteError(f"the files' units do not reconcile: {_listing_of(uncovered)}")
     stale = provenance_problems(plan, records)
     if stale:
         raise failures.error("stale", "not the plan's data: " + "; ".join(stale))
-    if plan.total is not None and total_in != plan.total:
+    if not problems and plan.total is not None and total_in != plan.total:
         raise IncompleteError(
             f"shards read {total_in} rows in all, the producer committed {plan.total}"
         )
-    return plan, parts
+    # One problem per unusable shard, in plan order: the shards without a verified record.
+    left_out = [s for s in plan.shards if s.index not in records]
+    missing = fanin.missing(store, left_out, problems)
+    if missing and plan.meta.get("mode") == "files":
+        from workers import filesource
+
+        for entry in missing:  # a files plan's shard is its files, not a key range
+            entry["files"] = filesource.shard_units(plan, entry["index"])
+    return plan, parts, missing
 
 
 def provenance_problems(plan: layout.Plan, records: dict[int, dict[str, Any]]) -> list[str]:
@@ -252,7 +299,12 @@ def _listing_of(problems: list[str]) -> str:
 
 
 def summarize(
-    plan: layout.Plan, parts: Sequence[Part], output: str, fmt: str, seconds: float
+    plan: layout.Plan,
+    parts: Sequence[Part],
+    output: str,
+    fmt: str,
+    seconds: float,
+    missing: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     import statistics  # deferred: only the summary needs it
 
@@ -278,8 +330,12 @@ def summarize(
         "processor": parts[0].record.get("processor") if parts else plan.processor,
         "output": output,
         "format": fmt,
+        # A partial fan-in (--min-success-ratio) says so: the output lacks these shards' rows.
+        "complete": not missing,
+        "missing": list(missing),
         "totals": {
             "shards": len(parts),
+            "shards_expected": len(plan.shards),
             "rows": sum(p.rows or 0 for p in parts),
             "rows_expected": _rows_expected(plan, parts),
             "bytes": sum(p.bytes or 0 for p in parts),
@@ -313,8 +369,9 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     plan: layout.Plan | None = None
     part_format = "jsonl"
+    missing: list[dict[str, Any]] = []
     if cfg.store:
-        plan, parts = verify_commits(cfg.store)
+        plan, parts, missing = verify_commits(cfg.store, cfg.min_success_ratio)
         part_format = layout.part_format(plan)
         if part_format == "parquet" or cfg.format in ("parquet", "dataset", "delta"):
             from workers import parquetmerge
@@ -322,10 +379,10 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
             parquetmerge.check_parts_format(cfg.format, part_format, cfg.store)
             if cfg.format == "dataset":
                 assert plan is not None and cfg.store
-                return _merge_dataset(cfg, plan, parts, t0)
+                return _merge_dataset(cfg, plan, parts, t0, missing)
             if cfg.format == "delta":
                 assert plan is not None and cfg.store
-                return _merge_delta(cfg, plan, parts, t0)
+                return _merge_delta(cfg, plan, parts, t0, missing)
     else:
         urls = list(cfg.paths) if cfg.paths else storage.glob(cfg.glob or "")
         if cfg.glob and not urls:
@@ -353,7 +410,7 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         report: dict[str, Any]
         if plan is not None:
-            report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds)
+            report = summarize(plan, parts, cfg.output or "-", cfg.format, seconds, missing)
         else:
             report = {
                 "output": cfg.output or "-",
@@ -372,7 +429,11 @@ def merge(cfg: MergeConfig, log: Logger | None = None) -> dict[str, Any]:
 
 
 def _merge_dataset(
-    cfg: MergeConfig, plan: layout.Plan, parts: list[Part], t0: float
+    cfg: MergeConfig,
+    plan: layout.Plan,
+    parts: list[Part],
+    t0: float,
+    missing: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``--format dataset``: publish the manifest of the verified parts, the success marker,
     then the summary (each removed first, so a failed merge leaves no marker)."""
@@ -384,10 +445,12 @@ def _merge_dataset(
     doc, rows = parquetmerge.manifest(cfg.store, plan, parts)
     digest = hashlib.sha256(doc).hexdigest()
     marker = parquetmerge.success_url(cfg.store)
-    report = summarize(plan, parts, cfg.output, cfg.format, time.perf_counter() - t0)
+    report = summarize(plan, parts, cfg.output, cfg.format, time.perf_counter() - t0, missing)
     report["output_bytes"] = len(doc)
     report["output_sha256"] = digest
-    report["success_marker"] = marker
+    # A partial fan-in publishes no _SUCCESS: readers that wait for it never see a dataset
+    # short of shards (the summary lists them).
+    report["success_marker"] = None if missing else marker
     storage.remove(marker)
     try:
         with storage.AtomicWriter(cfg.output) as writer:
@@ -397,7 +460,9 @@ def _merge_dataset(
                 cfg.summary,
                 report,
                 cfg.output,
-                before_summary=lambda: storage.write_bytes(
+                before_summary=None
+                if missing
+                else lambda: storage.write_bytes(
                     marker, orjson.dumps({"manifest": cfg.output, "sha256": digest}) + b"\n"
                 ),
             )
@@ -411,7 +476,11 @@ def _merge_dataset(
 
 
 def _merge_delta(
-    cfg: MergeConfig, plan: layout.Plan, parts: list[Part], t0: float
+    cfg: MergeConfig,
+    plan: layout.Plan,
+    parts: list[Part],
+    t0: float,
+    missing: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``--format delta``: the verified parts become one version of the Delta table at
     STORE/parts (the summary is withdrawn first and names the version's log entry after)."""
@@ -423,7 +492,7 @@ def _merge_delta(
     storage.remove(cfg.summary)
     entry, data, rows = parquetmerge.commit_delta(cfg.store, parts)
     table = storage.join(cfg.store, "parts")
-    report = summarize(plan, parts, table, cfg.format, time.perf_counter() - t0)
+    report = summarize(plan, parts, table, cfg.format, time.perf_counter() - t0, missing)
     report["delta_log_entry"] = entry
     report["output_bytes"] = len(data)
     report["output_sha256"] = hashlib.sha256(data).hexdigest()
@@ -484,6 +553,20 @@ def _work(cfg: MergeConfig, log: Logger) -> int:
         "start", store=cfg.store, inputs=len(cfg.paths) or None, glob=cfg.glob, format=cfg.format
     )
     report = merge(cfg, log)
+    missing = report.get("missing") or []
+    if missing:
+        log.warning(
+            "partial",
+            missing_shards=len(missing),
+            shards=report["totals"].get("shards_expected"),
+            min_success_ratio=cfg.min_success_ratio,
+            missing=fanin.log_fields(missing),
+            summary=cfg.summary,
+        )
+    if cfg.stats_dir:
+        fanin.write_stats(
+            cfg.stats_dir, report.get("totals", {}).get("shards_expected") or 0, len(missing)
+        )
     seconds = report.get("totals", {}).get("merge_seconds") or 0.0
     values = report.pop("_values")
     size = report.pop("_bytes")

@@ -38,7 +38,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workers import failures, parquetfooter, storage
+from workers import failures, parquetfooter, stop, storage
 from workers.errors import IncompleteError, ProcessingError, UsageError
 
 if TYPE_CHECKING:
@@ -300,6 +300,11 @@ class ParquetPart:
         part writer's chunk with it when the store allows (S3: once it holds 5 MiB)."""
         inner = self.inner
         inner.count(rows_in, rows_out, last_key)
+        if stop.noticed():
+            # The spot notice: no segment ends early, since the row groups follow
+            # --checkpoint-rows and a resumed part must have a clean run's bytes; the retry
+            # resumes at the last periodic checkpoint.
+            raise stop.Terminated("a Parquet part resumes at its last periodic checkpoint")
         self._seg_rows_in += rows_in
         if not self.every or (
             self._seg_rows_in < self.every

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the committed row count here (for valueFrom.path)",
     )
+    cli.add_grace_argument(p)
     return p
 
 

@@ -34,12 +34,14 @@ from workers import (
     db,
     deadline,
     failures,
+    fanin,
     filesource,
     keys,
     layout,
     parquetparts,
     plugins,
     provenance,
+    stop,
     storage,
     usercode,
 )
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint the part every N rows read, rounded up to whole batches; a retry "
         f"resumes after the last checkpoint; 0: none (default {checkpoints.DEFAULT_CHECKPOINT_ROWS})",
     )
+    cli.add_grace_argument(p)
     p.add_argument(
         "--stats-dir",
         metavar="DIR",
@@ -624,7 +627,8 @@ def run_shard(cfg: ShardConfig, log: Logger | None = None) -> dict[str, Any]:
                     bytes=writer.bytes,
                     resume_after_key=writer.resume_key,
                 )
-            rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0, key)
+            with stop.at_boundaries():  # SIGTERM: checkpoint at the batch's end, exit 75
+                rows_read, first_row_s = _copy_rows(cfg, database, func, writer, t0, key)
             rows_in, rows_out = writer.rows_in, writer.rows
             if s.rows is not None and rows_in != s.rows:
                 writer.forget()  # the rows changed under the checkpoints: never resume them
@@ -740,6 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_config,
         _work,
         context=lambda c: {"run_id": c.run_id, "shard": c.shard.index},
+        on_failure=lambda c, err, message: fanin.record_failure(
+            c.store, c.shard.index, c.attempt, err, message
+        ),
     )
 
 

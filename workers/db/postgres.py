@@ -365,12 +365,22 @@ class PostgresDatabase(Database):
                 # server idle while the client converts): ~40% less wall time.
                 with self.conn.cursor() as cur:
                     it = cur.stream(sql, params, size=JSON_BATCH)
-                    while rows := list(islice(it, JSON_BATCH)):
-                        yield (
-                            _text_rows_to_jsonl([r[1] for r in rows]),
-                            len(rows),
-                            keys.encode(rows[-1][0]),
-                        )
+                    try:
+                        while rows := list(islice(it, JSON_BATCH)):
+                            yield (
+                                _text_rows_to_jsonl([r[1] for r in rows]),
+                                len(rows),
+                                keys.encode(rows[-1][0]),
+                            )
+                    except BaseException:
+                        # Stopped early (the spot notice, a failure downstream): without the
+                        # cancel and the stream's close, leaving the transaction waits for
+                        # every row still streaming (seconds for a large shard).
+                        with contextlib.suppress(Exception):
+                            self.conn.cancel_safe(timeout=2.0)
+                        with contextlib.suppress(Exception):
+                            it.close()  # type: ignore[attr-defined]  # a generator
+                        raise
             else:
                 with self.conn.cursor(name="workers_shard_json") as cur:
                     cur.execute(sql, params)
