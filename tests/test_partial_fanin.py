@@ -118,6 +118,40 @@ def test_a_partial_merge_names_the_missing_shard_and_a_retry_completes_it(
     assert pipe.read(f"merged.{fmt}") == clean.read(f"merged.{fmt}")
 
 
+@pytest.mark.parametrize("bucket", ["s3_store", "gcs_store"])
+def test_a_partial_fan_in_on_a_bucket_names_the_missing_shard_and_a_retry_completes_it(
+    run_step: RunStep, sqlite_url: str, tmp_path: Path, bucket: str, request: pytest.FixtureRequest
+) -> None:
+    """The same partial merge with its parts, failure record and summary in moto's S3 server
+    or the GCS emulator: what is written is the committed shards, then the full run after a retry."""
+    store = request.getfixturevalue(bucket)
+    pipe = Pipeline(run_step, sqlite_url, store.url, tmp_path, env={**store.env, **ENV})
+    pipe.produce(1000)
+    items = pipe.split(250)
+    assert _run_shards(pipe, items) == [0, 0, 3, 0]
+    assert json.loads(pipe.read("failures/part-00002.json"))["cause"] == "user-code"
+
+    assert pipe.merge("--format", "jsonl").returncode == 4
+    assert not pipe.exists("summary.json") and not pipe.exists("merged.jsonl")
+    proc = pipe.merge("--format", "jsonl", "--min-success-ratio", "0.75")
+    assert proc.returncode == 0, proc.stderr
+    summary = _summary(pipe)
+    assert summary["complete"] is False
+    assert [m["index"] for m in summary["missing"]] == [2]
+    assert summary["missing"][0]["last_error"]["cause"] == "user-code"
+    ids = [json.loads(line)["id"] for line in pipe.read("merged.jsonl").split()]
+    assert ids == [*range(1, 501), *range(751, 1001)]
+
+    (tmp_path / "fixed").write_text("")
+    assert pipe.shard(items[2], *FAILING).returncode == 0
+    proc = pipe.merge("--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    summary = _summary(pipe)
+    assert summary["complete"] is True and summary["missing"] == []
+    ids = [json.loads(line)["id"] for line in pipe.read("merged.jsonl").split()]
+    assert ids == list(range(1, 1001))
+
+
 @pytest.mark.parametrize(
     "args",
     [
