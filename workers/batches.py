@@ -82,7 +82,7 @@ def _to_format(rb: Any, fmt: str) -> Any:
         return rb
     if fmt == "pandas":
         # pandas' own (NumPy) dtypes, what pandas code expects: an integer column holding
-        # nulls becomes float64, decimals Decimal objects (README, Batch formats).
+        # nulls becomes float64, decimals Decimal objects (docs/reference/batch-formats.md).
         return _plain(rb).to_pandas()
     import polars as pl
 
@@ -186,7 +186,7 @@ def apply(
 
 
 def table_to_jsonl(table: Any, *, python_times: bool = False) -> bytes:
-    """JSON Lines of an Arrow table, by the README's column-type table: the one writer of JSON
+    """JSON Lines of an Arrow table, by docs/reference/column-types.md: the one writer of JSON
     Lines from Arrow (a shard's columnar batches, merge's JSON over Parquet parts).
 
     No Python per row for the common types: timestamps become strings by polars' formatter,

@@ -4,7 +4,7 @@ Every exception that ends a step goes through :func:`classify`, which returns a
 :class:`~workers.errors.WorkersError` carrying one :class:`Cause` of :data:`CAUSES`.
 A cause is *permanent* (exit 2: fix the configuration, retrying cannot help) or
 *transient* (exit 75: the fault clears by itself, so Argo's ``retryStrategy`` retries).
-The README's exit-code table is checked against :data:`CAUSES` by a test.
+docs/reference/exit-codes.md's table is checked against :data:`CAUSES` by a test.
 
 Matching never imports psycopg, SQLAlchemy, botocore, aiohttp or gcsfs: exceptions are
 recognised by their module, class name and attributes (``sqlstate``, ``response``,
@@ -53,7 +53,7 @@ from workers.errors import (
 
 @dataclass(frozen=True)
 class Cause:
-    """One class of failure: its exit code, what it covers (the README row), what to do."""
+    """One class of failure: its exit code, what it covers (its row in docs/reference/exit-codes.md), what to do."""
 
     name: str
     code: int
@@ -220,7 +220,8 @@ CAUSES: dict[str, Cause] = {
         ),
     )
 }
-"""Every cause a step reports, in README order; ``cause`` in the error log line names one."""
+"""Every cause a step reports, in the order docs/reference/exit-codes.md lists them; ``cause``
+in the error log line names one."""
 
 _DEFAULT_CAUSE = {
     UsageError: "bad-input",

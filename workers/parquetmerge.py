@@ -9,7 +9,7 @@ file while hashed. Then:
   decoded, and memory is a read buffer whatever the parts' sizes.
 - ``--format dataset``: nothing is copied. The manifest names every part with its rows,
   bytes and sha256, and the run's schema; ``files`` lists the parts holding rows, as URLs
-  DuckDB, Polars and ``pyarrow.dataset`` read (README, merge). The success marker
+  DuckDB, Polars and ``pyarrow.dataset`` read (docs/reference/steps.md, merge). The success marker
   ``parts/_SUCCESS`` (the manifest's sha256) follows it, and the summary comes last.
 - ``--format json|jsonl``: each row group's rows become JSON Lines by the documented value
   mapping (:func:`workers.batches.table_to_jsonl`, the writer of a shard's JSON Lines part

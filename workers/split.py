@@ -49,7 +49,7 @@ EPILOG = (
     --run-id my-run --store /mnt/shared/my-run --output-file /tmp/shards.json
 
   # a processor: the plan pins it, and every shard must run the same one
-  python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \
+  python -m workers.split --count-file /tmp/count --rows-per-shard 50000 \\
     --processor mypkg.proc:enrich --run-id my-run --store /mnt/shared/my-run
 
   # files as the source: a bucket's JSON Lines, CSV and Parquet files in shards of ~256 MiB
