@@ -49,7 +49,7 @@ BAD_INPUTS: list[tuple[str, list[str], dict[str, bytes], int, str]] = [
     ("shard", ["--shard", '{"index":0,"extra":1}', *R], {}, 2, "unknown fields: extra"),
     (
         "shard",
-        ["--shard", '{"index":0,"lo":null,"hi":null,"rows":null}' + " " * 5000, *R],
+        ["--shard", '{"index":0,"lo":null,"hi":null,"rows":null}' + " " * 70_000, *R],
         {},
         2,
         "expected one small JSON",

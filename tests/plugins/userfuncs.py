@@ -134,11 +134,14 @@ def skewed_failing(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 def fails_until_fixed(batch: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """Rows unchanged; the batch holding row 750 fails until a file ``fixed`` exists next to
     the embedded SQLite database (a local run's work folder, which its pods share; each pod's
-    working folder is its own): a fault the user fixes, then resumes."""
+    working folder is its own), or on another database in the step's working folder: a fault
+    the user fixes, then resumes."""
     import os
 
-    database = os.environ.get("WORKERS_DATABASE_URL", "").removeprefix("sqlite:///")
-    fixed = os.path.join(os.path.dirname(database), "fixed")
+    url = os.environ.get("WORKERS_DATABASE_URL", "")
+    sqlite = url.startswith("sqlite:///")
+    folder = os.path.dirname(url.removeprefix("sqlite:///")) if sqlite else os.getcwd()
+    fixed = os.path.join(folder, "fixed")
     if any(row.get("id") == FAILING_KEY for row in batch) and not os.path.exists(fixed):
         raise ValueError(f"row {FAILING_KEY} is malformed until fixed")
     return batch
