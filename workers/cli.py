@@ -220,6 +220,27 @@ def run_step(
         log_module.release(handler, was_capturing)
 
 
+FAILURE_RECORD_SECONDS = 5.0
+"""How long a failing step waits for its failure record to be written (best effort)."""
+
+
+def _bounded_best_effort(write: Callable[[], None]) -> None:
+    """Run ``write`` before the log line that ends the step, for at most
+    :data:`FAILURE_RECORD_SECONDS`: a store that refused the work may refuse this record too, or
+    be gone, and its client would retry for as long as the step had (the exit must not wait on
+    it; the log line says what failed either way). A write still under way is abandoned on a
+    daemon thread; it is atomic, so a reader sees the whole record or none."""
+    done = threading.Event()
+
+    def run() -> None:
+        with contextlib.suppress(BaseException):
+            write()
+        done.set()
+
+    threading.Thread(target=run, name="workers-failure-record", daemon=True).start()
+    done.wait(FAILURE_RECORD_SECONDS)
+
+
 def _run_step(
     step: str,
     parser: argparse.ArgumentParser,
@@ -279,10 +300,7 @@ def _run_step(
     secrets = env.secrets if env else ()
     message = redact(str(err), secrets)
     if on_failure is not None and cfg is not None:
-        # Best effort, before the log line that ends the step: a store that refused the work
-        # may refuse this record too, and the log line says what failed either way.
-        with contextlib.suppress(Exception):
-            on_failure(cfg, err, message)
+        _bounded_best_effort(lambda: on_failure(cfg, err, message))
     log.error(
         "failed",
         error=type(err).__name__,
