@@ -135,7 +135,7 @@ STATS_FILES = ("missing-shards", "shards")
 
 def check_stats_dir(directory: str) -> None:
     """Refuse, before any work, a stats folder merge could not write its files into."""
-    if not directory or "://" in directory:
+    if not directory or storage.is_url(directory):
         raise UsageError(f"--stats-dir must be a local folder (valueFrom.path), got {directory!r}")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError(f"--stats-dir {directory} exists and is not a folder")
